@@ -1,0 +1,14 @@
+// The profile database's schema and its migrations. PRAGMA user_version holds the version.
+#pragma once
+
+#include "Database.h"
+
+namespace sotto::db {
+
+inline constexpr int64_t kSchemaVersion = 1;
+
+// Brings a database to kSchemaVersion in one transaction. kIncompatibleVersion when the file
+// was written by a newer sotto.
+Status migrate(Database& db);
+
+}  // namespace sotto::db
