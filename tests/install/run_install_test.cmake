@@ -1,0 +1,45 @@
+# Installs the built tree into a scratch prefix, then configures, builds and runs a tiny
+# consumer against it twice: with find_package(sotto) and with pkg-config.
+# Inputs: BUILD_DIR, SOURCE_DIR, WORK_DIR, GENERATOR.
+file(REMOVE_RECURSE "${WORK_DIR}")
+set(prefix "${WORK_DIR}/prefix")
+
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "failed (${rc}): ${ARGN}\n${out}\n${err}")
+  endif()
+endfunction()
+
+run(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${prefix}")
+foreach(f include/sotto/Profile.h include/sotto/Result.h lib/cmake/sotto/sottoConfig.cmake
+          lib/cmake/sotto/sottoConfigVersion.cmake lib/pkgconfig/sotto.pc)
+  file(GLOB found "${prefix}/${f}" "${prefix}/lib/*/${f}")
+  string(REPLACE "lib/" "lib/*/" alt "${f}")
+  file(GLOB found_alt "${prefix}/${alt}")
+  if(NOT found AND NOT found_alt)
+    message(FATAL_ERROR "cmake --install did not install ${f}")
+  endif()
+endforeach()
+
+# 1. find_package(sotto)
+run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/consumer" -G "${GENERATOR}"
+    "-DCMAKE_PREFIX_PATH=${prefix}")
+run(${CMAKE_COMMAND} --build "${WORK_DIR}/consumer")
+run("${WORK_DIR}/consumer/consumer" "${WORK_DIR}/profile-cmake")
+
+# 2. pkg-config
+file(GLOB_RECURSE pc "${prefix}/*/sotto.pc")
+get_filename_component(pcdir "${pc}" DIRECTORY)
+set(ENV{PKG_CONFIG_PATH} "${pcdir}")
+execute_process(COMMAND pkg-config --cflags --libs sotto OUTPUT_VARIABLE flags
+                OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "pkg-config does not know the installed sotto.pc")
+endif()
+separate_arguments(flags UNIX_COMMAND "${flags}")
+get_filename_component(libdir "${pc}" DIRECTORY)
+get_filename_component(libdir "${libdir}" DIRECTORY)
+run(c++ "${SOURCE_DIR}/main.cpp" ${flags} "-Wl,-rpath,${libdir}" -o "${WORK_DIR}/consumer-pc")
+run("${WORK_DIR}/consumer-pc" "${WORK_DIR}/profile-pc")
+message(STATUS "installed package works with find_package(sotto) and pkg-config")
