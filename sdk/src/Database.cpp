@@ -195,23 +195,30 @@ Result<Query> Database::query(const char* sql) {
   return Query(this, it->second);
 }
 
+// Only the outermost level is an SQL transaction. Nested levels are counted, not savepoints:
+// a savepoint makes SQLite copy every page it touches into a sub-journal, and SQLCipher
+// encrypts each copy, which costs more than the ratchet step itself. A failed nested level
+// instead dooms the whole transaction (see rollback()).
 Status Database::begin() {
-  Status s = depth_ == 0 ? exec("BEGIN IMMEDIATE")
-                         : exec("SAVEPOINT s" + std::to_string(depth_));
-  if (s.ok()) ++depth_;
-  return s;
+  if (depth_ == 0) {
+    SOTTO_TRY(exec("BEGIN IMMEDIATE"));
+    doomed_ = false;
+  }
+  ++depth_;
+  return {};
 }
 
 Status Database::commit() {
   if (depth_ == 0) return make_error(ErrorCode::kInternal, "commit without a transaction");
   if (depth_ > 1) {
-    Status s = exec("RELEASE s" + std::to_string(depth_ - 1));
-    if (!s.ok()) {
-      rollback();
-      return s;
-    }
     --depth_;
     return {};
+  }
+  if (doomed_) {
+    rollback();
+    return make_error(ErrorCode::kInvalidState,
+                      "the transaction was rolled back because an operation inside it failed; "
+                      "nothing in it was saved");
   }
   Status s = exec("COMMIT");
   if (!s.ok()) {
@@ -224,14 +231,12 @@ Status Database::commit() {
 
 void Database::rollback() noexcept {
   if (depth_ == 0) return;
-  if (depth_ > 1) {
-    std::string name = "s" + std::to_string(depth_ - 1);
-    sqlite3_exec(db_, ("ROLLBACK TO " + name + "; RELEASE " + name).c_str(), nullptr, nullptr,
-                 nullptr);
-  } else if (!sqlite3_get_autocommit(db_)) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  if (--depth_ > 0) {
+    doomed_ = true;  // the outermost commit will roll everything back
+    return;
   }
-  --depth_;
+  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  doomed_ = false;
 }
 
 Status Database::rekey(const SecureBytes& key) {

@@ -1,5 +1,5 @@
 // A SQLCipher connection: opened with a raw 32-byte key, verified before use, WAL,
-// prepared statements cached, transactions that nest through savepoints.
+// prepared statements cached, nested transactions (all or nothing).
 //
 // Thread rule: a Database is not thread-safe; its owner serialises every call.
 #pragma once
@@ -78,7 +78,9 @@ class Database {
   // A cached prepared statement.
   Result<Query> query(const char* sql);
 
-  // Transactions nest: the outermost is BEGIN IMMEDIATE ... COMMIT, inner ones savepoints.
+  // Transactions nest: the outermost is BEGIN IMMEDIATE ... COMMIT; inner levels are counted.
+  // Rolling back an inner level dooms the whole transaction: its outermost commit rolls back
+  // and fails. All or nothing, never a partial commit.
   Status begin();
   Status commit();
   void rollback() noexcept;
@@ -101,6 +103,7 @@ class Database {
   sqlite3* db_ = nullptr;
   std::filesystem::path path_;
   int depth_ = 0;
+  bool doomed_ = false;
   std::unordered_map<const char*, sqlite3_stmt*> cache_;
 };
 

@@ -22,30 +22,42 @@ Bytes to_bytes(ByteView v) { return Bytes(v.begin(), v.end()); }
 }  // namespace
 
 Status MemoryProtocolStore::begin() {
-  journal_.emplace_back();
+  if (depth_++ == 0) doomed_ = false;
   return {};
 }
 
 Status MemoryProtocolStore::commit() {
-  if (journal_.empty()) return make_error(ErrorCode::kInternal, "commit without a transaction");
-  std::vector<Undo> frame = std::move(journal_.back());
-  journal_.pop_back();
-  if (!journal_.empty())
-    for (Undo& u : frame) journal_.back().push_back(std::move(u));
+  if (depth_ == 0) return make_error(ErrorCode::kInternal, "commit without a transaction");
+  if (--depth_ > 0) return {};
+  if (doomed_) {
+    undo_all();
+    return make_error(ErrorCode::kInvalidState,
+                      "the transaction was rolled back because an operation inside it failed; "
+                      "nothing in it was saved");
+  }
+  journal_.clear();
   return {};
 }
 
 void MemoryProtocolStore::rollback() noexcept {
-  if (journal_.empty()) return;
-  std::vector<Undo> frame = std::move(journal_.back());
-  journal_.pop_back();
-  for (auto it = frame.rbegin(); it != frame.rend(); ++it) {
+  if (depth_ == 0) return;
+  if (--depth_ > 0) {
+    doomed_ = true;
+    return;
+  }
+  undo_all();
+}
+
+void MemoryProtocolStore::undo_all() noexcept {
+  for (auto it = journal_.rbegin(); it != journal_.rend(); ++it) {
     auto& table = tables_[it->table];
     if (it->previous)
       table[it->key] = std::move(*it->previous);
     else
       table.erase(it->key);
   }
+  journal_.clear();
+  doomed_ = false;
 }
 
 std::optional<Bytes> MemoryProtocolStore::get(Table t, const std::string& key) const {
@@ -55,7 +67,7 @@ std::optional<Bytes> MemoryProtocolStore::get(Table t, const std::string& key) c
 }
 
 void MemoryProtocolStore::put(Table t, const std::string& key, std::optional<Bytes> value) {
-  if (!journal_.empty()) journal_.back().push_back(Undo{t, key, get(t, key)});
+  if (depth_ > 0) journal_.push_back(Undo{t, key, get(t, key)});
   if (value)
     tables_[t][key] = std::move(*value);
   else

@@ -1,5 +1,5 @@
 // ProtocolStore in memory, with the same transaction semantics as the SQL backend (an undo
-// log per nesting level). For tests and for the benchmark's "library limit" baseline.
+// log for the open transaction). For tests and for the benchmark's "library limit" baseline.
 #pragma once
 
 #include <array>
@@ -55,7 +55,11 @@ class MemoryProtocolStore final : public ProtocolStore {
   void put(Table t, const std::string& key, std::optional<Bytes> value);
 
   std::array<std::map<std::string, Bytes>, kTableCount> tables_;
-  std::vector<std::vector<Undo>> journal_;  // one frame per open transaction level
+  void undo_all() noexcept;
+
+  std::vector<Undo> journal_;  // undo log of the open transaction
+  int depth_ = 0;
+  bool doomed_ = false;
 };
 
 }  // namespace sotto

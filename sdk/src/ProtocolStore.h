@@ -29,7 +29,9 @@ class ProtocolStore {
  public:
   virtual ~ProtocolStore() = default;
 
-  // Transactions nest; rollback undoes everything since the matching begin.
+  // Transactions nest. Rolling back the outermost level undoes everything since its begin;
+  // rolling back an inner level dooms the whole transaction, so its outermost commit undoes
+  // everything and fails. All or nothing: a transaction never commits in part.
   virtual Status begin() = 0;
   virtual Status commit() = 0;
   virtual void rollback() noexcept = 0;

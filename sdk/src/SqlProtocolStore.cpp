@@ -31,6 +31,7 @@ Status SqlProtocolStore::commit() {
 
 void SqlProtocolStore::rollback() noexcept {
   db_.rollback();
+  // Even an inner rollback dooms the transaction, so the cache may hold what will be undone.
   sessions_.clear();
 }
 
@@ -101,8 +102,10 @@ Result<std::vector<int32_t>> SqlProtocolStore::session_devices(const std::string
 Status SqlProtocolStore::store_session(const std::string& name, int32_t device, ByteView record) {
   // Update in place (the hot path: every message); insert only for a new session.
   {
-    SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE sessions SET record = ? WHERE name = ? AND "
-                                       "device = ?"));
+    // OR FAIL: a one-row update needs no statement journal, which SQLCipher would fill with an
+    // encrypted copy of the page on every message.
+    SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE OR FAIL sessions SET record = ? WHERE name = ? "
+                                       "AND device = ?"));
     SOTTO_TRY(q.bind(1, record).bind_text(2, name).bind(3, device).run());
   }
   if (sqlite3_changes(db_.handle()) == 0) {
@@ -178,8 +181,8 @@ Result<std::optional<Bytes>> SqlProtocolStore::sender_key(ByteView group, const 
 Status SqlProtocolStore::store_sender_key(ByteView group, const std::string& name, int32_t device,
                                           ByteView record) {
   {
-    SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE sender_keys SET record = ? WHERE group_id = ? AND "
-                                       "name = ? AND device = ?"));
+    SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE OR FAIL sender_keys SET record = ? WHERE "
+                                       "group_id = ? AND name = ? AND device = ?"));
     SOTTO_TRY(q.bind(1, record).bind(2, group).bind_text(3, name).bind(4, device).run());
   }
   if (sqlite3_changes(db_.handle()) > 0) return {};

@@ -128,6 +128,9 @@ class SOTTO_API Profile {
   Status group_forget_sender(ByteView group, const Address& sender);
 
   // Runs `body` as one transaction: every call it makes commits together (one disk sync).
+  // All or nothing: if any call inside fails, nothing of the transaction is saved, even when
+  // `body` carries on and returns ok (the result is then kInvalidState). Batch only what
+  // should succeed or fail together.
   Status transaction(const std::function<Status()>& body);
 
  private:

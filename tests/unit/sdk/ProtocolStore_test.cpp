@@ -98,13 +98,9 @@ TEST_P(ProtocolStoreConformance, RollbackUndoesEverythingNestedCommitsJoinTheOut
   ASSERT_TRUE(s->begin().ok());
   ASSERT_TRUE(s->store_session("bob", 1, B({2})).ok());
   ASSERT_TRUE(s->store_prekey(9, B({9})).ok());
-  ASSERT_TRUE(s->begin().ok());  // nested
+  ASSERT_TRUE(s->begin().ok());  // nested, committed into the outer one
   ASSERT_TRUE(s->save_identity("carol", B({3})).ok());
   ASSERT_TRUE(s->commit().ok());
-  ASSERT_TRUE(s->begin().ok());  // nested, rolled back alone
-  ASSERT_TRUE(s->set_counter("c", 5).ok());
-  s->rollback();
-  EXPECT_FALSE(s->counter("c")->has_value());
   EXPECT_TRUE(s->identity("carol")->has_value());
   s->rollback();  // the outer one
   EXPECT_EQ(**s->session("bob", 1), B({1}));
@@ -115,6 +111,25 @@ TEST_P(ProtocolStoreConformance, RollbackUndoesEverythingNestedCommitsJoinTheOut
   ASSERT_TRUE(s->store_prekey(9, B({9})).ok());
   ASSERT_TRUE(s->commit().ok());
   EXPECT_TRUE(s->prekey(9)->has_value());
+}
+
+TEST_P(ProtocolStoreConformance, AFailedInnerLevelDoomsTheWholeTransaction) {
+  ASSERT_TRUE(s->begin().ok());
+  ASSERT_TRUE(s->store_prekey(1, B({1})).ok());
+  ASSERT_TRUE(s->begin().ok());
+  ASSERT_TRUE(s->set_counter("c", 5).ok());
+  s->rollback();  // inner failure
+  ASSERT_TRUE(s->store_prekey(2, B({2})).ok());
+  auto committed = s->commit();
+  EXPECT_EQ(committed.code(), ErrorCode::kInvalidState);
+  EXPECT_FALSE(s->prekey(1)->has_value());
+  EXPECT_FALSE(s->prekey(2)->has_value());
+  EXPECT_FALSE(s->counter("c")->has_value());
+  // The next transaction starts clean.
+  ASSERT_TRUE(s->begin().ok());
+  ASSERT_TRUE(s->store_prekey(3, B({3})).ok());
+  ASSERT_TRUE(s->commit().ok());
+  EXPECT_TRUE(s->prekey(3)->has_value());
 }
 
 Backend memory_backend() { return Backend{nullptr, nullptr, std::make_unique<MemoryProtocolStore>()}; }

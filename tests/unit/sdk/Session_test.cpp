@@ -230,6 +230,22 @@ TEST_F(SessionAttack, FailingHandlerRollsBackTheRatchetStep) {
   EXPECT_EQ(alice_before, alice.dump());
 }
 
+TEST_F(SessionAttack, ABatchWithAFailureSavesNothing) {
+  auto good = *alice->encrypt(bob.address, as_bytes("good"));
+  auto replayed = good;
+  auto before = bob.dump();
+  auto s = bob->transaction([&]() -> Status {
+    EXPECT_TRUE(bob->decrypt(alice.address, good).ok());
+    EXPECT_EQ(bob->decrypt(alice.address, replayed).code(), ErrorCode::kDuplicateMessage);
+    return {};  // the body ignores the failure; the transaction does not
+  });
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidState);
+  EXPECT_EQ(before, bob.dump());
+  auto pt = bob->decrypt(alice.address, good);
+  ASSERT_TRUE(pt.ok()) << pt.error().message;
+  EXPECT_EQ(text(*pt), "good");
+}
+
 TEST(Session, ChangedIdentityIsUntrustedUntilAccepted) {
   Device alice("alice", 1);
   Bytes old_identity;
