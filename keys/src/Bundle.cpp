@@ -31,9 +31,9 @@ Result<wire::PreKeyBundle> parse_bundle(ByteView serialized) {
   wire::PreKeyBundle b;
   if (serialized.empty() ||
       !b.ParseFromArray(serialized.data(), static_cast<int>(serialized.size())))
-    return make_error(ErrorCode::kMalformedBundle,
-                      "the prekey bundle does not parse (" + std::to_string(serialized.size()) +
-                          " bytes); fetch it again");
+    return make_error(ErrorCode::kMalformedBundle, "the prekey bundle does not parse (" +
+                                                       std::to_string(serialized.size()) +
+                                                       " bytes); fetch it again");
   return b;
 }
 
@@ -60,12 +60,14 @@ Status verify_bundle(const Context& ctx, const wire::PreKeyBundle& b) {
     SOTTO_TRY(decode_public_key(ctx, as_bytes(b.one_time_prekey().public_key()),
                                 "the bundle's one-time prekey"));
   }
-  Status sig = verify_signature(ctx, as_bytes(b.identity_key()),
-                                as_bytes(b.signed_prekey().public_key()),
-                                as_bytes(b.signed_prekey().signature()));
+  Status sig =
+      verify_signature(ctx, as_bytes(b.identity_key()), as_bytes(b.signed_prekey().public_key()),
+                       as_bytes(b.signed_prekey().signature()));
   if (!sig.ok())
-    return make_error(sig.code(), "the signed prekey in the bundle is not signed by its "
-                                  "identity key: " + sig.error().message);
+    return make_error(sig.code(),
+                      "the signed prekey in the bundle is not signed by its "
+                      "identity key: " +
+                          sig.error().message);
   return {};
 }
 
@@ -73,13 +75,13 @@ Result<Ref<session_pre_key_bundle>> to_signal_bundle(const Context& ctx,
                                                      const wire::PreKeyBundle& b) {
   SOTTO_TRY(verify_bundle(ctx, b));
   SOTTO_TRY_ASSIGN(auto identity, decode_public_key(ctx, as_bytes(b.identity_key()), "identity"));
-  SOTTO_TRY_ASSIGN(auto spk, decode_public_key(ctx, as_bytes(b.signed_prekey().public_key()),
-                                               "signed prekey"));
+  SOTTO_TRY_ASSIGN(
+      auto spk, decode_public_key(ctx, as_bytes(b.signed_prekey().public_key()), "signed prekey"));
   Ref<ec_public_key> otk;
   uint32_t otk_id = 0;
   if (b.has_one_time_prekey()) {
-    SOTTO_TRY_ASSIGN(otk, decode_public_key(ctx, as_bytes(b.one_time_prekey().public_key()),
-                                            "one-time prekey"));
+    SOTTO_TRY_ASSIGN(
+        otk, decode_public_key(ctx, as_bytes(b.one_time_prekey().public_key()), "one-time prekey"));
     otk_id = b.one_time_prekey().id();
   }
   const std::string& sig = b.signed_prekey().signature();

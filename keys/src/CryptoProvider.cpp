@@ -58,7 +58,7 @@ int hmac_init(void** context, const uint8_t* key, size_t key_len, void*) {
 
 int hmac_update(void* context, const uint8_t* data, size_t len, void*) {
   return EVP_MAC_update(static_cast<EVP_MAC_CTX*>(context), data, len) == 1 ? SG_SUCCESS
-                                                                           : SG_ERR_UNKNOWN;
+                                                                            : SG_ERR_UNKNOWN;
 }
 
 int hmac_final(void* context, signal_buffer** output, void*) {
@@ -87,7 +87,7 @@ int sha512_init(void** context, void*) {
 
 int sha512_update(void* context, const uint8_t* data, size_t len, void*) {
   return EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(context), data, len) == 1 ? SG_SUCCESS
-                                                                            : SG_ERR_UNKNOWN;
+                                                                             : SG_ERR_UNKNOWN;
 }
 
 int sha512_final(void* context, signal_buffer** output, void*) {
@@ -108,15 +108,21 @@ void sha512_cleanup(void* context, void*) { EVP_MD_CTX_free(static_cast<EVP_MD_C
 const EVP_CIPHER* aes_cipher(int mode, size_t key_len) {
   if (mode == SG_CIPHER_AES_CBC_PKCS5) {
     switch (key_len) {
-      case 16: return EVP_aes_128_cbc();
-      case 24: return EVP_aes_192_cbc();
-      case 32: return EVP_aes_256_cbc();
+      case 16:
+        return EVP_aes_128_cbc();
+      case 24:
+        return EVP_aes_192_cbc();
+      case 32:
+        return EVP_aes_256_cbc();
     }
   } else if (mode == SG_CIPHER_AES_CTR_NOPADDING) {
     switch (key_len) {
-      case 16: return EVP_aes_128_ctr();
-      case 24: return EVP_aes_192_ctr();
-      case 32: return EVP_aes_256_ctr();
+      case 16:
+        return EVP_aes_128_ctr();
+      case 24:
+        return EVP_aes_192_ctr();
+      case 32:
+        return EVP_aes_256_ctr();
     }
   }
   return nullptr;

@@ -1,9 +1,9 @@
 #include "sotto/keys/KeyGen.h"
 
-#include <session_pre_key.h>
+#include <curve.h>
 #include <key_helper.h>
 #include <ratchet.h>
-#include <curve.h>
+#include <session_pre_key.h>
 
 namespace sotto::keys {
 namespace {
@@ -19,8 +19,8 @@ SecureBytes secure_copy(const signal_buffer* b) {
 
 uint32_t next_prekey_id(uint32_t id, uint32_t step) {
   // Ids live in 1..kMaxPreKeyId; 0 is never used.
-  uint64_t zero_based = (static_cast<uint64_t>(id == 0 ? kMaxPreKeyId : id) - 1 + step) %
-                        kMaxPreKeyId;
+  uint64_t zero_based =
+      (static_cast<uint64_t>(id == 0 ? kMaxPreKeyId : id) - 1 + step) % kMaxPreKeyId;
   return static_cast<uint32_t>(zero_based + 1);
 }
 
@@ -65,8 +65,9 @@ Result<SignedPreKey> generate_signed_prekey(const Context& ctx, const IdentityKe
   SignedPreKey out;
   out.id = id;
   out.timestamp_ms = timestamp_ms;
-  SOTTO_TRY_ASSIGN(out.public_key, serialize_public_key(ec_key_pair_get_public(
-                                       session_signed_pre_key_get_key_pair(spk.get()))));
+  SOTTO_TRY_ASSIGN(
+      out.public_key,
+      serialize_public_key(ec_key_pair_get_public(session_signed_pre_key_get_key_pair(spk.get()))));
   const uint8_t* sig = session_signed_pre_key_get_signature(spk.get());
   out.signature.assign(sig, sig + session_signed_pre_key_get_signature_len(spk.get()));
   signal_buffer* raw = nullptr;
@@ -105,9 +106,9 @@ Result<std::vector<OneTimePreKey>> generate_one_time_prekeys(const Context& ctx,
 Result<Bytes> sign(const Context& ctx, const IdentityKeyPair& identity, ByteView message) {
   SOTTO_TRY_ASSIGN(auto pair, load_identity(ctx, identity));
   signal_buffer* raw = nullptr;
-  int rc = curve_calculate_signature(ctx.get(), &raw,
-                                     ratchet_identity_key_pair_get_private(pair.get()),
-                                     message.data(), message.size());
+  int rc =
+      curve_calculate_signature(ctx.get(), &raw, ratchet_identity_key_pair_get_private(pair.get()),
+                                message.data(), message.size());
   Buffer buf(raw);
   if (rc < 0) return signal_error(rc, "signing with the identity key");
   return copy(buf.get());
@@ -117,9 +118,9 @@ Status verify_signature(const Context& ctx, ByteView identity_public_key, ByteVi
                         ByteView signature) {
   SOTTO_TRY_ASSIGN(auto key, decode_public_key(ctx, identity_public_key, "the identity key"));
   if (signature.size() != CURVE_SIGNATURE_LEN)
-    return make_error(ErrorCode::kInvalidSignature,
-                      "the signature is " + std::to_string(signature.size()) +
-                          " bytes; an XEdDSA signature is 64");
+    return make_error(ErrorCode::kInvalidSignature, "the signature is " +
+                                                        std::to_string(signature.size()) +
+                                                        " bytes; an XEdDSA signature is 64");
   int rc = curve_verify_signature(key.get(), message.data(), message.size(), signature.data(),
                                   signature.size());
   if (rc < 0) return signal_error(rc, "verifying a signature");

@@ -19,7 +19,8 @@ struct GeneratorFree {
 Result<SafetyNumber> safety_number(const Context& ctx, std::string_view local_id,
                                    ByteView local_identity_key, std::string_view remote_id,
                                    ByteView remote_identity_key) {
-  SOTTO_TRY_ASSIGN(auto local, decode_public_key(ctx, local_identity_key, "the local identity key"));
+  SOTTO_TRY_ASSIGN(auto local,
+                   decode_public_key(ctx, local_identity_key, "the local identity key"));
   SOTTO_TRY_ASSIGN(auto remote,
                    decode_public_key(ctx, remote_identity_key, "the remote identity key"));
   fingerprint_generator* raw_gen = nullptr;

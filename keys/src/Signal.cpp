@@ -12,8 +12,7 @@ Result<std::shared_ptr<Context>> Context::create() {
     return make_error(ErrorCode::kCryptoFailure, "could not create the Signal protocol context");
   if (signal_context_set_crypto_provider(self->ctx_, &openssl_crypto_provider()) != 0 ||
       signal_context_set_locking_functions(self->ctx_, &Context::lock, &Context::unlock) != 0)
-    return make_error(ErrorCode::kCryptoFailure,
-                      "could not configure the Signal protocol context");
+    return make_error(ErrorCode::kCryptoFailure, "could not configure the Signal protocol context");
   return self;
 }
 
@@ -39,23 +38,21 @@ Error signal_error(int rc, std::string_view what) {
     case SG_ERR_INVALID_KEY_ID:
       return make_error(ErrorCode::kUnknownKeyId,
                         "the message names a prekey this device does not have (used or never "
-                        "issued) while " + w + "; the sender must fetch a new bundle");
+                        "issued) while " +
+                            w + "; the sender must fetch a new bundle");
     case SG_ERR_INVALID_MAC:
-      return make_error(ErrorCode::kInvalidMessage,
-                        "authentication failed while " + w + ": the data was tampered with or "
-                        "corrupted");
+      return make_error(ErrorCode::kInvalidMessage, "authentication failed while " + w +
+                                                        ": the data was tampered with or "
+                                                        "corrupted");
     case SG_ERR_INVALID_MESSAGE:
     case SG_ERR_INVALID_PROTO_BUF:
-      return make_error(ErrorCode::kInvalidMessage,
-                        "malformed or truncated data while " + w);
+      return make_error(ErrorCode::kInvalidMessage, "malformed or truncated data while " + w);
     case SG_ERR_INVALID_VERSION:
     case SG_ERR_LEGACY_MESSAGE:
-      return make_error(ErrorCode::kLegacyMessage,
-                        "unsupported protocol version while " + w);
+      return make_error(ErrorCode::kLegacyMessage, "unsupported protocol version while " + w);
     case SG_ERR_NO_SESSION:
-      return make_error(ErrorCode::kNoSession,
-                        "no session (or sender key) for the peer while " + w +
-                            "; a session must be started first");
+      return make_error(ErrorCode::kNoSession, "no session (or sender key) for the peer while " +
+                                                   w + "; a session must be started first");
     case SG_ERR_STALE_KEY_EXCHANGE:
       return make_error(ErrorCode::kInvalidMessage, "stale key exchange while " + w);
     case SG_ERR_UNTRUSTED_IDENTITY:
@@ -71,9 +68,8 @@ Error signal_error(int rc, std::string_view what) {
       return make_error(ErrorCode::kUntrustedIdentity,
                         "the scanned code belongs to other identities while " + w);
     default:
-      return make_error(ErrorCode::kCryptoFailure,
-                        "the Signal protocol library failed (code " + std::to_string(rc) +
-                            ") while " + w);
+      return make_error(ErrorCode::kCryptoFailure, "the Signal protocol library failed (code " +
+                                                       std::to_string(rc) + ") while " + w);
   }
 }
 

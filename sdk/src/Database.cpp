@@ -98,9 +98,8 @@ Error Database::error(int rc, std::string_view what) const {
   std::string w(what);
   switch (rc & 0xff) {
     case SQLITE_NOTADB:
-      return make_error(ErrorCode::kWrongKey,
-                        w + " failed: the key does not open this database" + where +
-                            "; check the passphrase or key");
+      return make_error(ErrorCode::kWrongKey, w + " failed: the key does not open this database" +
+                                                  where + "; check the passphrase or key");
     case SQLITE_CORRUPT:
       return make_error(ErrorCode::kStorageCorrupt,
                         w + " failed: the database is damaged" + where + ": " + detail);

@@ -12,9 +12,9 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "sotto/Bytes.h"
 #include "sotto/Result.h"
 #include "sotto/SecureBytes.h"
-#include "sotto/Bytes.h"
 
 struct sqlite3;
 struct sqlite3_stmt;

@@ -107,8 +107,7 @@ Status MemoryProtocolStore::save_identity(const std::string& name, ByteView key)
   return {};
 }
 
-Result<std::optional<Bytes>> MemoryProtocolStore::session(const std::string& name,
-                                                          int32_t device) {
+Result<std::optional<Bytes>> MemoryProtocolStore::session(const std::string& name, int32_t device) {
   return get(kSessions, device_key(name, device));
 }
 

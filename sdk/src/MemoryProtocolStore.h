@@ -43,8 +43,16 @@ class MemoryProtocolStore final : public ProtocolStore {
   Status set_counter(const std::string& name, int64_t value) override;
 
  private:
-  enum Table { kLocal, kIdentities, kSessions, kPreKeys, kSignedPreKeys, kSenderKeys, kCounters,
-               kTableCount };
+  enum Table {
+    kLocal,
+    kIdentities,
+    kSessions,
+    kPreKeys,
+    kSignedPreKeys,
+    kSenderKeys,
+    kCounters,
+    kTableCount
+  };
   struct Undo {
     Table table;
     std::string key;

@@ -194,7 +194,7 @@ struct Profile::Impl {
   }
 
   static Result<std::unique_ptr<Impl>> create(const fs::path& directory, const Secret& secret,
-                                                const ProfileOptions& options) {
+                                              const ProfileOptions& options) {
     if (!sodium_ready())
       return make_error(ErrorCode::kCryptoFailure, "libsodium could not be initialised");
     std::error_code ec;
@@ -337,8 +337,8 @@ Result<SafetyNumber> Profile::safety_number(const std::string& peer_account) con
     return make_error(ErrorCode::kNotFound, "no identity key known for " + peer_account +
                                                 ": start a session with it first");
   const auto& me = impl_->crypto->identity();
-  SOTTO_TRY_ASSIGN(auto sn, keys::safety_number(*impl_->ctx, me.account, me.public_key,
-                                                peer_account, *remote));
+  SOTTO_TRY_ASSIGN(
+      auto sn, keys::safety_number(*impl_->ctx, me.account, me.public_key, peer_account, *remote));
   return SafetyNumber{std::move(sn.digits), std::move(sn.scannable)};
 }
 

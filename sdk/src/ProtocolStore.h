@@ -11,18 +11,18 @@
 #include <string>
 #include <vector>
 
+#include "sotto/Bytes.h"
 #include "sotto/Result.h"
 #include "sotto/SecureBytes.h"
-#include "sotto/Bytes.h"
 
 namespace sotto {
 
 struct LocalIdentityRecord {
-  std::string account;        // this account's stable id (libsignal address name)
+  std::string account;  // this account's stable id (libsignal address name)
   uint32_t device_id = 0;
   uint32_t registration_id = 0;
-  Bytes public_key;           // 33 bytes
-  SecureBytes key_pair;       // libsignal-serialized identity key pair
+  Bytes public_key;      // 33 bytes
+  SecureBytes key_pair;  // libsignal-serialized identity key pair
 };
 
 class ProtocolStore {

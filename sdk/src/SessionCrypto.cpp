@@ -5,9 +5,9 @@
 #include <group_session_builder.h>
 #include <protocol.h>
 #include <ratchet.h>
+#include <sender_key_record.h>
 #include <session_builder.h>
 #include <session_cipher.h>
-#include <sender_key_record.h>
 #include <session_pre_key.h>
 #include <signal_protocol.h>
 
@@ -165,8 +165,7 @@ struct SessionCrypto::Bridge {
   }
   static int store_signed_pre_key(uint32_t id, uint8_t* record, size_t len, void* ud) {
     auto& s = self(ud);
-    return failed(s, s.store_.store_signed_prekey(id, ByteView(record, len))) ? SG_ERR_UNKNOWN
-                                                                               : 0;
+    return failed(s, s.store_.store_signed_prekey(id, ByteView(record, len))) ? SG_ERR_UNKNOWN : 0;
   }
   static int contains_signed_pre_key(uint32_t id, void* ud) {
     auto& s = self(ud);
@@ -212,8 +211,8 @@ struct SessionCrypto::Bridge {
   }
 
   // -- sender keys --
-  static int store_sender_key(const signal_protocol_sender_key_name* n, uint8_t* record,
-                              size_t len, uint8_t*, size_t, void* ud) {
+  static int store_sender_key(const signal_protocol_sender_key_name* n, uint8_t* record, size_t len,
+                              uint8_t*, size_t, void* ud) {
     auto& s = self(ud);
     auto r = s.store_.store_sender_key(
         ByteView(reinterpret_cast<const uint8_t*>(n->group_id), n->group_id_len),
@@ -252,19 +251,32 @@ Result<std::unique_ptr<SessionCrypto>> SessionCrypto::create(std::shared_ptr<key
 Status SessionCrypto::install_bridge() {
   if (signal_protocol_store_context_create(&store_ctx_, ctx_->get()) != 0)
     return make_error(ErrorCode::kCryptoFailure, "could not create the Signal store context");
-  signal_protocol_session_store sessions = {
-      &Bridge::load_session,   &Bridge::sub_device_sessions, &Bridge::store_session,
-      &Bridge::contains_session, &Bridge::delete_session,    &Bridge::delete_all_sessions,
-      nullptr,                 this};
-  signal_protocol_pre_key_store prekeys = {&Bridge::load_pre_key, &Bridge::store_pre_key,
-                                           &Bridge::contains_pre_key, &Bridge::remove_pre_key,
-                                           nullptr, this};
-  signal_protocol_signed_pre_key_store signed_prekeys = {
-      &Bridge::load_signed_pre_key, &Bridge::store_signed_pre_key,
-      &Bridge::contains_signed_pre_key, &Bridge::remove_signed_pre_key, nullptr, this};
-  signal_protocol_identity_key_store identities = {
-      &Bridge::get_identity_key_pair, &Bridge::get_local_registration_id, &Bridge::save_identity,
-      &Bridge::is_trusted_identity, nullptr, this};
+  signal_protocol_session_store sessions = {&Bridge::load_session,
+                                            &Bridge::sub_device_sessions,
+                                            &Bridge::store_session,
+                                            &Bridge::contains_session,
+                                            &Bridge::delete_session,
+                                            &Bridge::delete_all_sessions,
+                                            nullptr,
+                                            this};
+  signal_protocol_pre_key_store prekeys = {&Bridge::load_pre_key,
+                                           &Bridge::store_pre_key,
+                                           &Bridge::contains_pre_key,
+                                           &Bridge::remove_pre_key,
+                                           nullptr,
+                                           this};
+  signal_protocol_signed_pre_key_store signed_prekeys = {&Bridge::load_signed_pre_key,
+                                                         &Bridge::store_signed_pre_key,
+                                                         &Bridge::contains_signed_pre_key,
+                                                         &Bridge::remove_signed_pre_key,
+                                                         nullptr,
+                                                         this};
+  signal_protocol_identity_key_store identities = {&Bridge::get_identity_key_pair,
+                                                   &Bridge::get_local_registration_id,
+                                                   &Bridge::save_identity,
+                                                   &Bridge::is_trusted_identity,
+                                                   nullptr,
+                                                   this};
   signal_protocol_sender_key_store sender_keys = {&Bridge::store_sender_key,
                                                   &Bridge::load_sender_key, nullptr, this};
   if (signal_protocol_store_context_set_session_store(store_ctx_, &sessions) != 0 ||
@@ -312,10 +324,11 @@ Status SessionCrypto::transaction(const std::function<Status()>& body) {
 Status SessionCrypto::create_identity(const std::string& account, uint32_t device_id,
                                       uint32_t prekeys) {
   if (identity_)
-    return make_error(ErrorCode::kAlreadyExists,
-                      "this profile already has an identity (" + identity_->account + "." +
-                          std::to_string(identity_->device_id) + "); open another profile "
-                          "directory for another account");
+    return make_error(ErrorCode::kAlreadyExists, "this profile already has an identity (" +
+                                                     identity_->account + "." +
+                                                     std::to_string(identity_->device_id) +
+                                                     "); open another profile "
+                                                     "directory for another account");
   SOTTO_TRY(check_address(Address{account, device_id}));
   SOTTO_TRY_ASSIGN(auto pair, keys::generate_identity(*ctx_));
   SOTTO_TRY_ASSIGN(uint32_t registration_id, keys::generate_registration_id(*ctx_));
@@ -358,8 +371,8 @@ Result<keys::SignedPreKey> SessionCrypto::current_signed_prekey() {
   if (!record)
     return make_error(ErrorCode::kStorageCorrupt, "the current signed prekey is missing");
   keys::Ref<session_signed_pre_key> spk;
-  int rc = session_signed_pre_key_deserialize(spk.out(), record->data(), record->size(),
-                                              ctx_->get());
+  int rc =
+      session_signed_pre_key_deserialize(spk.out(), record->data(), record->size(), ctx_->get());
   if (rc < 0) return keys::signal_error(rc, "reading the signed prekey");
   keys::SignedPreKey out;
   out.id = id;
@@ -409,8 +422,8 @@ Result<wire::PreKeyBundle> SessionCrypto::issue_bundle() {
     if (otk) SOTTO_TRY(store_.set_counter(kIssuedPreKeyId, otk->id));
     return {};
   }));
-  return keys::make_bundle(identity_->registration_id, identity_->device_id,
-                           identity_->public_key, spk, otk ? &*otk : nullptr);
+  return keys::make_bundle(identity_->registration_id, identity_->device_id, identity_->public_key,
+                           spk, otk ? &*otk : nullptr);
 }
 
 // ---- 1:1 ----
@@ -425,9 +438,9 @@ Status SessionCrypto::start_session(const Address& peer, const wire::PreKeyBundl
   if (!identity_) return make_error(ErrorCode::kInvalidState, "no identity yet: create one first");
   SOTTO_TRY(check_address(peer));
   if (bundle.device_id() != peer.device_id)
-    return make_error(ErrorCode::kMalformedBundle,
-                      "the bundle is for device " + std::to_string(bundle.device_id()) +
-                          ", not for " + describe(peer));
+    return make_error(ErrorCode::kMalformedBundle, "the bundle is for device " +
+                                                       std::to_string(bundle.device_id()) +
+                                                       ", not for " + describe(peer));
   SOTTO_TRY_ASSIGN(auto signal_bundle, keys::to_signal_bundle(*ctx_, bundle));
   signal_protocol_address address = address_of(peer);
   return transaction([&]() -> Status {
@@ -497,8 +510,7 @@ Result<Bytes> SessionCrypto::decrypt(const Address& peer, const Ciphertext& ciph
       rc = signal_message_deserialize(message.out(), ciphertext.bytes.data(),
                                       ciphertext.bytes.size(), ctx_->get());
       if (rc < 0) return parse_error(rc, what);
-      rc = session_cipher_decrypt_signal_message(cipher.get(), message.get(), nullptr,
-                                                 &raw_plain);
+      rc = session_cipher_decrypt_signal_message(cipher.get(), message.get(), nullptr, &raw_plain);
     } else {
       return make_error(ErrorCode::kInvalidMessage, what + ": not a 1:1 ciphertext type");
     }
@@ -561,8 +573,8 @@ Result<Bytes> SessionCrypto::group_sender_key(ByteView group) {
     keys::Ref<sender_key_distribution_message> message;
     rc = group_session_builder_create_session(builder.get(), message.out(), &name);
     if (rc < 0 || store_error_) return take_error(rc, "creating a sender key");
-    out = keys::copy(ciphertext_message_get_serialized(
-        reinterpret_cast<ciphertext_message*>(message.get())));
+    out = keys::copy(
+        ciphertext_message_get_serialized(reinterpret_cast<ciphertext_message*>(message.get())));
     return {};
   }));
   return out;
@@ -665,13 +677,14 @@ Result<Bytes> SessionCrypto::group_decrypt(ByteView group, const Address& sender
 Error SessionCrypto::group_decrypt_error(ByteView group, const Address& sender,
                                          sender_key_message* message, int rc,
                                          const std::string& what) {
-  auto record_bytes = store_.sender_key(group, sender.account,
-                                        static_cast<int32_t>(sender.device_id));
+  auto record_bytes =
+      store_.sender_key(group, sender.account, static_cast<int32_t>(sender.device_id));
   if (!record_bytes.ok()) return std::move(record_bytes).error();
   if (!*record_bytes)
     return make_error(ErrorCode::kNoSession,
-                      what + ": this device holds no sender key of that sender for this group "
-                             "(never distributed to it, or forgotten after the sender left)");
+                      what +
+                          ": this device holds no sender key of that sender for this group "
+                          "(never distributed to it, or forgotten after the sender left)");
   keys::Ref<sender_key_record> record;
   if (sender_key_record_deserialize(record.out(), (*record_bytes)->data(), (*record_bytes)->size(),
                                     ctx_->get()) == 0) {

@@ -97,8 +97,8 @@ class SessionCrypto {
   Clock clock_;
   signal_protocol_store_context* store_ctx_ = nullptr;
   std::optional<LocalIdentityRecord> identity_;
-  SecureBytes identity_public_;   // serialized, for libsignal's identity store
-  SecureBytes identity_private_;  // serialized private key
+  SecureBytes identity_public_;       // serialized, for libsignal's identity store
+  SecureBytes identity_private_;      // serialized private key
   std::optional<Error> store_error_;  // the first storage error seen inside a libsignal call
 };
 

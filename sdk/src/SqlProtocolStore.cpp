@@ -73,7 +73,8 @@ Status SqlProtocolStore::save_identity(const std::string& name, ByteView key) {
     SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM identities WHERE name = ?"));
     return q.bind_text(1, name).run();
   }
-  SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR REPLACE INTO identities (name, key) VALUES (?, ?)"));
+  SOTTO_TRY_ASSIGN(auto q,
+                   db_.query("INSERT OR REPLACE INTO identities (name, key) VALUES (?, ?)"));
   return q.bind_text(1, name).bind(2, key).run();
 }
 
@@ -172,8 +173,9 @@ Status SqlProtocolStore::remove_signed_prekey(uint32_t id) {
 
 Result<std::optional<Bytes>> SqlProtocolStore::sender_key(ByteView group, const std::string& name,
                                                           int32_t device) {
-  auto q = db_.query("SELECT record FROM sender_keys WHERE group_id = ? AND name = ? AND "
-                     "device = ?");
+  auto q = db_.query(
+      "SELECT record FROM sender_keys WHERE group_id = ? AND name = ? AND "
+      "device = ?");
   if (q.ok()) q->bind(1, group).bind_text(2, name).bind(3, device);
   return one_blob<Bytes>(std::move(q));
 }
@@ -207,7 +209,8 @@ Result<std::optional<int64_t>> SqlProtocolStore::counter(const std::string& name
 }
 
 Status SqlProtocolStore::set_counter(const std::string& name, int64_t value) {
-  SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)"));
+  SOTTO_TRY_ASSIGN(auto q,
+                   db_.query("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)"));
   return q.bind_text(1, name).bind(2, value).run();
 }
 

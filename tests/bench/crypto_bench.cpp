@@ -7,6 +7,8 @@
 // Throughput figures are the best of three runs.
 //
 // usage: crypto_bench [--messages N] [--batch N] [--quick]
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -15,7 +17,6 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <unistd.h>
 
 #include "MemoryProtocolStore.h"
 #include "SessionCrypto.h"
@@ -131,9 +132,12 @@ int main(int argc, char** argv) {
   bool quick = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg == "--messages" && i + 1 < argc) messages = std::atoi(argv[++i]);
-    else if (arg == "--batch" && i + 1 < argc) batch = std::atoi(argv[++i]);
-    else if (arg == "--quick") quick = true;
+    if (arg == "--messages" && i + 1 < argc)
+      messages = std::atoi(argv[++i]);
+    else if (arg == "--batch" && i + 1 < argc)
+      batch = std::atoi(argv[++i]);
+    else if (arg == "--quick")
+      quick = true;
     else {
       std::fprintf(stderr, "usage: crypto_bench [--messages N] [--batch N] [--quick]\n");
       return 2;
@@ -182,8 +186,8 @@ int main(int argc, char** argv) {
       disk = std::max(disk, run_pairwise(da->side, db->side, messages, batch, alternate, 1));
     }
     std::printf("%-52s %14.0f\n", (std::string("in-memory stores, ") + mode).c_str(), mem);
-    std::printf("%-52s %14.0f\n", ("SQLCipher, commits of " + std::to_string(batch) + ", " +
-                                   mode).c_str(), disk);
+    std::printf("%-52s %14.0f\n",
+                ("SQLCipher, commits of " + std::to_string(batch) + ", " + mode).c_str(), disk);
     std::printf("%-52s %13.0f%%\n", (std::string("persistent / in-memory, ") + mode).c_str(),
                 100.0 * disk / mem);
   }
@@ -213,13 +217,15 @@ int main(int argc, char** argv) {
         cts.push_back(std::move(ct));
       }
       return {};
-    }), "group encrypt");
+    }),
+          "group encrypt");
     double enc = messages / seconds_since(t0);
     t0 = Steady::now();
     check(receiver_api.transaction([&]() -> Status {
       for (const auto& ct : cts) SOTTO_TRY(receiver_api.group_decrypt(group, a->side.address, ct));
       return {};
-    }), "group decrypt");
+    }),
+          "group decrypt");
     double dec = messages / seconds_since(t0);
     std::printf("%-52s %14.0f\n", (std::string(label) + ", encrypt").c_str(), enc);
     std::printf("%-52s %14.0f\n", (std::string(label) + ", decrypt").c_str(), dec);

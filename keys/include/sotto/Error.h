@@ -20,12 +20,12 @@ enum class ErrorCode : int {
   kAlreadyExists = 103,    // the thing to create is already there
   kBusy = 104,             // another process holds the profile
 
-  kWrongKey = 200,             // passphrase or key does not open the database
-  kStorageCorrupt = 201,       // the database or a file beside it is damaged
-  kStorageIo = 202,            // the operating system refused a read or a write
-  kStorageFull = 203,          // no space left on the device
-  kEncryptionUnavailable = 204,// the SQLite in use is not SQLCipher
-  kIncompatibleVersion = 205,  // written by a newer sotto, or an unknown format
+  kWrongKey = 200,               // passphrase or key does not open the database
+  kStorageCorrupt = 201,         // the database or a file beside it is damaged
+  kStorageIo = 202,              // the operating system refused a read or a write
+  kStorageFull = 203,            // no space left on the device
+  kEncryptionUnavailable = 204,  // the SQLite in use is not SQLCipher
+  kIncompatibleVersion = 205,    // written by a newer sotto, or an unknown format
 
   kInvalidMessage = 300,     // a ciphertext that is malformed, truncated or tampered with
   kDuplicateMessage = 301,   // a ciphertext that was already decrypted (a replay)

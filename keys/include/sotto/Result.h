@@ -13,7 +13,7 @@ namespace sotto {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}   // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
   Result(Error error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const noexcept { return v_.index() == 0; }
@@ -66,16 +66,16 @@ inline Error make_error(ErrorCode code, std::string message) {
 
 // SOTTO_TRY(expr): evaluate a Result-returning expr; on error return the error.
 #define SOTTO_TRY(expr) SOTTO_TRY_IMPL(SOTTO_CONCAT(sotto_try_, __COUNTER__), expr)
-#define SOTTO_TRY_IMPL(tmp, expr)                       \
-  do {                                                  \
-    auto&& tmp = (expr);                                \
-    if (!tmp.ok()) return std::move(tmp).error();       \
+#define SOTTO_TRY_IMPL(tmp, expr)                 \
+  do {                                            \
+    auto&& tmp = (expr);                          \
+    if (!tmp.ok()) return std::move(tmp).error(); \
   } while (0)
 
 // SOTTO_TRY_ASSIGN(decl, expr): `decl = value` of expr, or return its error.
 #define SOTTO_TRY_ASSIGN(decl, expr) \
   SOTTO_TRY_ASSIGN_IMPL(SOTTO_CONCAT(sotto_try_, __COUNTER__), decl, expr)
-#define SOTTO_TRY_ASSIGN_IMPL(tmp, decl, expr)          \
-  auto tmp = (expr);                                    \
-  if (!tmp.ok()) return std::move(tmp).error();         \
+#define SOTTO_TRY_ASSIGN_IMPL(tmp, decl, expr)  \
+  auto tmp = (expr);                            \
+  if (!tmp.ok()) return std::move(tmp).error(); \
   decl = std::move(tmp).value()

@@ -31,9 +31,7 @@ class SOTTO_API SecureBytes {
   size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
   std::span<const uint8_t> span() const noexcept { return {data_, size_}; }
-  std::string_view view() const noexcept {
-    return {reinterpret_cast<const char*>(data_), size_};
-  }
+  std::string_view view() const noexcept { return {reinterpret_cast<const char*>(data_), size_}; }
 
   // Constant-time for equal sizes; sizes are not secret.
   bool operator==(const SecureBytes& other) const noexcept;

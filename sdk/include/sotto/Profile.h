@@ -32,13 +32,13 @@ enum class KdfStrength {
 };
 
 struct ProfileOptions {
-  bool create_if_missing = true;  // otherwise kNotFound for an empty directory
+  bool create_if_missing = true;                // otherwise kNotFound for an empty directory
   KdfStrength kdf = KdfStrength::kInteractive;  // for new profiles and passphrase changes
   // true: every commit reaches the disk before a call returns (survives power loss).
   // false: commits survive a crash of the process but the last few may not survive a power
   // cut. Ratchet state that goes back in time breaks sessions, so keep the default.
   bool sync_every_commit = true;
-  uint32_t initial_prekeys = 100;  // one-time prekeys generated with a new identity
+  uint32_t initial_prekeys = 100;   // one-time prekeys generated with a new identity
   std::function<uint64_t()> clock;  // ms since the epoch; the system clock when empty
 };
 

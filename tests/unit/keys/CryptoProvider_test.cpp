@@ -1,12 +1,13 @@
 // Known-answer tests of the OpenSSL crypto provider that libsignal runs on, through the same
 // function table libsignal calls. Vectors in tests/vectors/ come from RFC 4231 (HMAC-SHA256),
 // NIST SP 800-38A (AES-256 CBC and CTR) and FIPS 180 (SHA-512).
+#include "sotto/keys/CryptoProvider.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "TestSupport.h"
-#include "sotto/keys/CryptoProvider.h"
 #include "sotto/keys/Signal.h"
 
 namespace sotto::keys {
@@ -72,9 +73,9 @@ TEST(CryptoProvider, Sha512MatchesFips180AndContextIsReusable) {
 Bytes aes(bool encrypt, int mode, const Bytes& key, const Bytes& iv, const Bytes& in) {
   signal_buffer* out = nullptr;
   auto fn = encrypt ? P().encrypt_func : P().decrypt_func;
-  EXPECT_EQ(fn(&out, mode, key.data(), key.size(), iv.data(), iv.size(), in.data(), in.size(),
-               nullptr),
-            0);
+  EXPECT_EQ(
+      fn(&out, mode, key.data(), key.size(), iv.data(), iv.size(), in.data(), in.size(), nullptr),
+      0);
   Buffer owned(out);
   return copy(out);
 }

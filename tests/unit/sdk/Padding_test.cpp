@@ -25,7 +25,7 @@ TEST(Padding, HidesLengthWithinABlock) {
 TEST(Padding, RejectsMalformedPadding) {
   EXPECT_EQ(unpad(Bytes{}).code(), ErrorCode::kInvalidMessage);
   EXPECT_EQ(unpad(Bytes(159, 0)).code(), ErrorCode::kInvalidMessage);
-  EXPECT_EQ(unpad(Bytes(160, 0)).code(), ErrorCode::kInvalidMessage);    // no 0x80 marker
+  EXPECT_EQ(unpad(Bytes(160, 0)).code(), ErrorCode::kInvalidMessage);  // no 0x80 marker
   Bytes no_marker(160, 0x41);
   EXPECT_EQ(unpad(no_marker).code(), ErrorCode::kInvalidMessage);
   Bytes too_much(320, 0);

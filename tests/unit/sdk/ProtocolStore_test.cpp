@@ -132,7 +132,9 @@ TEST_P(ProtocolStoreConformance, AFailedInnerLevelDoomsTheWholeTransaction) {
   EXPECT_TRUE(s->prekey(3)->has_value());
 }
 
-Backend memory_backend() { return Backend{nullptr, nullptr, std::make_unique<MemoryProtocolStore>()}; }
+Backend memory_backend() {
+  return Backend{nullptr, nullptr, std::make_unique<MemoryProtocolStore>()};
+}
 
 Backend sql_backend() {
   Backend b;
@@ -148,7 +150,9 @@ Backend sql_backend() {
 INSTANTIATE_TEST_SUITE_P(Backends, ProtocolStoreConformance,
                          ::testing::Values(BackendFactory(memory_backend),
                                            BackendFactory(sql_backend)),
-                         [](const auto& param_info) { return param_info.index == 0 ? "Memory" : "SqlCipher"; });
+                         [](const auto& param_info) {
+                           return param_info.index == 0 ? "Memory" : "SqlCipher";
+                         });
 
 }  // namespace
 }  // namespace sotto

@@ -70,7 +70,8 @@ TEST(Session, OutOfOrderMessagesDecrypt) {
   deliver(alice, bob, "hello");
   deliver(bob, alice, "hello back");
   std::vector<Ciphertext> cts;
-  for (int i = 0; i < 5; ++i) cts.push_back(*alice->encrypt(bob.address, as_bytes(std::to_string(i))));
+  for (int i = 0; i < 5; ++i)
+    cts.push_back(*alice->encrypt(bob.address, as_bytes(std::to_string(i))));
   for (int i : {4, 0, 3, 1, 2}) {
     auto pt = bob->decrypt(alice.address, cts[static_cast<size_t>(i)]);
     ASSERT_TRUE(pt.ok()) << i << ": " << pt.error().message;

@@ -5,8 +5,8 @@
 
 #include <optional>
 
-#include "sotto/Result.h"
 #include "sotto/Bytes.h"
+#include "sotto/Result.h"
 #include "sotto/keys/KeyGen.h"
 #include "sotto/keys/Signal.h"
 #include "sotto/proto/wire.pb.h"

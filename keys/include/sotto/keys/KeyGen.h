@@ -5,30 +5,30 @@
 #include <cstdint>
 #include <vector>
 
+#include "sotto/Bytes.h"
 #include "sotto/Result.h"
 #include "sotto/SecureBytes.h"
-#include "sotto/Bytes.h"
 #include "sotto/keys/Signal.h"
 
 namespace sotto::keys {
 
 struct IdentityKeyPair {
-  Bytes public_key;         // 33 bytes, 0x05-prefixed Curve25519
-  SecureBytes serialized;   // libsignal's serialized key pair (holds the private key)
+  Bytes public_key;        // 33 bytes, 0x05-prefixed Curve25519
+  SecureBytes serialized;  // libsignal's serialized key pair (holds the private key)
 };
 
 struct SignedPreKey {
   uint32_t id = 0;
   uint64_t timestamp_ms = 0;
   Bytes public_key;
-  Bytes signature;          // XEdDSA by the identity key over public_key
-  SecureBytes record;       // libsignal's serialized session_signed_pre_key (private part)
+  Bytes signature;     // XEdDSA by the identity key over public_key
+  SecureBytes record;  // libsignal's serialized session_signed_pre_key (private part)
 };
 
 struct OneTimePreKey {
   uint32_t id = 0;
   Bytes public_key;
-  SecureBytes record;       // libsignal's serialized session_pre_key (private part)
+  SecureBytes record;  // libsignal's serialized session_pre_key (private part)
 };
 
 Result<IdentityKeyPair> generate_identity(const Context& ctx);

@@ -5,8 +5,8 @@
 #include <string>
 #include <string_view>
 
-#include "sotto/Result.h"
 #include "sotto/Bytes.h"
+#include "sotto/Result.h"
 #include "sotto/keys/Signal.h"
 
 namespace sotto::keys {

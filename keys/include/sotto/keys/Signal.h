@@ -3,15 +3,15 @@
 // archived upstream, so nothing outside keys/ and sdk/src/ may include its headers.
 #pragma once
 
+#include <signal_protocol.h>
+
 #include <memory>
 #include <mutex>
 #include <string_view>
 #include <utility>
 
-#include <signal_protocol.h>
-
-#include "sotto/Result.h"
 #include "sotto/Bytes.h"
+#include "sotto/Result.h"
 
 namespace sotto::keys {
 
