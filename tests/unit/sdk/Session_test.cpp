@@ -2,7 +2,12 @@
 // by hand as the relay would carry them.
 #include <gtest/gtest.h>
 
+#include <protocol.h>
+
+#include <algorithm>
+
 #include "Devices.h"
+#include "sotto/keys/Signal.h"
 #include "sotto/proto/wire.pb.h"
 
 namespace sotto {
@@ -88,8 +93,11 @@ class SessionAttack : public ::testing::Test {
   }
   // Decrypting `ct` must fail with `code` and leave bob's database exactly as it was.
   void expect_rejected(const Ciphertext& ct, ErrorCode code) {
+    expect_rejected_from(alice.address, ct, code);
+  }
+  void expect_rejected_from(const Address& from, const Ciphertext& ct, ErrorCode code) {
     auto before = bob.dump();
-    auto pt = bob->decrypt(alice.address, ct);
+    auto pt = bob->decrypt(from, ct);
     ASSERT_FALSE(pt.ok());
     EXPECT_EQ(pt.code(), code) << pt.error().message;
     EXPECT_FALSE(pt.error().message.empty());
@@ -133,6 +141,33 @@ TEST_F(SessionAttack, EveryTamperedByteIsRejected) {
   auto pt = bob->decrypt(alice.address, ct);
   ASSERT_TRUE(pt.ok()) << pt.error().message;
   EXPECT_EQ(text(*pt), "do not touch");
+}
+
+// libsignal saves the sender's identity key while processing a PreKey message, before the
+// MAC is checked; the transaction must undo that, or a forgery could plant an identity.
+TEST_F(SessionAttack, TamperedPreKeyMessagePlantsNoIdentity) {
+  Device carol("carol", 1);
+  test::connect(carol, bob);
+  auto ct = *carol->encrypt(bob.address, as_bytes("first contact"));
+  ASSERT_EQ(ct.type, CiphertextType::kPreKey);
+  // Flip the last byte of the inner message's MAC (the outer fields are not authenticated
+  // on their own, so find the inner message first).
+  auto ctx = *keys::Context::create();
+  keys::Ref<pre_key_signal_message> outer;
+  ASSERT_EQ(pre_key_signal_message_deserialize(outer.out(), ct.bytes.data(), ct.bytes.size(),
+                                               ctx->get()),
+            0);
+  ByteView inner = keys::view(ciphertext_message_get_serialized(
+      reinterpret_cast<ciphertext_message*>(pre_key_signal_message_get_signal_message(outer.get()))));
+  auto at = std::search(ct.bytes.begin(), ct.bytes.end(), inner.begin(), inner.end());
+  ASSERT_NE(at, ct.bytes.end());
+  Ciphertext bad = ct;
+  bad.bytes[static_cast<size_t>(at - ct.bytes.begin()) + inner.size() - 1] ^= 0x01;
+  expect_rejected_from(carol.address, bad, ErrorCode::kInvalidMessage);
+  EXPECT_EQ(bob->safety_number("carol").code(), ErrorCode::kNotFound);
+  auto pt = bob->decrypt(carol.address, ct);
+  ASSERT_TRUE(pt.ok()) << pt.error().message;
+  EXPECT_TRUE(bob->safety_number("carol").ok());
 }
 
 TEST_F(SessionAttack, TruncatedAndEmptyAreInvalid) {
