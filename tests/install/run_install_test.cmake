@@ -1,7 +1,12 @@
 # Installs the built tree into a scratch prefix, then configures, builds and runs a tiny
 # consumer against it twice: with find_package(sotto) and with pkg-config.
-# Inputs: BUILD_DIR, SOURCE_DIR, WORK_DIR, GENERATOR.
+# Inputs: BUILD_DIR, SOURCE_DIR, WORK_DIR, GENERATOR, SANITIZE (the library was built with
+# ASan+UBSan, so the consumer must be too: the ASan runtime has to come first).
 file(REMOVE_RECURSE "${WORK_DIR}")
+set(san_flags "")
+if(SANITIZE)
+  set(san_flags "-fsanitize=address,undefined")
+endif()
 set(prefix "${WORK_DIR}/prefix")
 
 function(run)
@@ -24,7 +29,7 @@ endforeach()
 
 # 1. find_package(sotto)
 run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/consumer" -G "${GENERATOR}"
-    "-DCMAKE_PREFIX_PATH=${prefix}")
+    "-DCMAKE_PREFIX_PATH=${prefix}" "-DCMAKE_CXX_FLAGS=${san_flags}")
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/consumer")
 run("${WORK_DIR}/consumer/consumer" "${WORK_DIR}/profile-cmake")
 
@@ -40,6 +45,7 @@ endif()
 separate_arguments(flags UNIX_COMMAND "${flags}")
 get_filename_component(libdir "${pc}" DIRECTORY)
 get_filename_component(libdir "${libdir}" DIRECTORY)
-run(c++ "${SOURCE_DIR}/main.cpp" ${flags} "-Wl,-rpath,${libdir}" -o "${WORK_DIR}/consumer-pc")
+run(c++ "${SOURCE_DIR}/main.cpp" ${flags} ${san_flags} "-Wl,-rpath,${libdir}"
+    -o "${WORK_DIR}/consumer-pc")
 run("${WORK_DIR}/consumer-pc" "${WORK_DIR}/profile-pc")
 message(STATUS "installed package works with find_package(sotto) and pkg-config")
