@@ -107,30 +107,6 @@ class Database {
   std::unordered_map<const char*, sqlite3_stmt*> cache_;
 };
 
-// RAII transaction: rolls back unless commit() succeeded.
-class Transaction {
- public:
-  explicit Transaction(Database& db) : db_(db) {}
-  Transaction(const Transaction&) = delete;
-  Transaction& operator=(const Transaction&) = delete;
-  ~Transaction() {
-    if (open_) db_.rollback();
-  }
-  Status begin() {
-    SOTTO_TRY(db_.begin());
-    open_ = true;
-    return {};
-  }
-  Status commit() {
-    open_ = false;
-    return db_.commit();
-  }
-
- private:
-  Database& db_;
-  bool open_ = false;
-};
-
 // The raw-key literal SQLCipher expects: x'<64 hex digits>'.
 SecureBytes raw_key_literal(const SecureBytes& key);
 

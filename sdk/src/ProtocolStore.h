@@ -70,28 +70,4 @@ class ProtocolStore {
   virtual Status set_counter(const std::string& name, int64_t value) = 0;
 };
 
-// RAII transaction over a ProtocolStore: rolls back unless committed.
-class StoreTransaction {
- public:
-  explicit StoreTransaction(ProtocolStore& store) : store_(store) {}
-  StoreTransaction(const StoreTransaction&) = delete;
-  StoreTransaction& operator=(const StoreTransaction&) = delete;
-  ~StoreTransaction() {
-    if (open_) store_.rollback();
-  }
-  Status begin() {
-    SOTTO_TRY(store_.begin());
-    open_ = true;
-    return {};
-  }
-  Status commit() {
-    open_ = false;
-    return store_.commit();
-  }
-
- private:
-  ProtocolStore& store_;
-  bool open_ = false;
-};
-
 }  // namespace sotto

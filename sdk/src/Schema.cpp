@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "ScopedTransaction.h"
+
 namespace sotto::db {
 namespace {
 
@@ -67,7 +69,7 @@ Status migrate(Database& db) {
                           std::to_string(version) + ", this build knows " +
                           std::to_string(kSchemaVersion) + "); upgrade the app");
   if (version == kSchemaVersion) return {};
-  Transaction txn(db);
+  ScopedTransaction txn(db);
   SOTTO_TRY(txn.begin());
   for (int64_t v = version; v < kSchemaVersion; ++v) SOTTO_TRY(db.exec(kMigrations[v]));
   SOTTO_TRY(db.set_user_version(kSchemaVersion));

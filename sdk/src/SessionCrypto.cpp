@@ -15,6 +15,7 @@
 #include <string>
 
 #include "Padding.h"
+#include "ScopedTransaction.h"
 
 namespace sotto {
 namespace {
@@ -313,7 +314,7 @@ Error SessionCrypto::take_error(int rc, std::string_view what) {
 }
 
 Status SessionCrypto::transaction(const std::function<Status()>& body) {
-  StoreTransaction txn(store_);
+  ScopedTransaction txn(store_);
   SOTTO_TRY(txn.begin());
   SOTTO_TRY(body());
   return txn.commit();
