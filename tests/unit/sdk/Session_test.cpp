@@ -5,6 +5,10 @@
 #include <protocol.h>
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
 
 #include "Devices.h"
 #include "sotto/keys/Signal.h"
@@ -299,6 +303,39 @@ TEST(Session, ChangedIdentityIsUntrustedUntilAccepted) {
   ASSERT_TRUE(alice->forget_identity("bob").ok());
   ASSERT_TRUE(alice->start_session(bob_reinstalled.address, bundle).ok());
   deliver(alice, bob_reinstalled, "after");
+}
+
+// Profile's thread rule: any thread may call any method. Four threads share alice's profile,
+// each talking to its own peer; every message must arrive and the ratchets stay consistent.
+TEST(Session, OneProfileServesManyThreads) {
+  constexpr int kThreads = 4, kMessages = 25;
+  Device alice("alice", 1);
+  std::vector<std::unique_ptr<Device>> peers;
+  for (int i = 0; i < kThreads; ++i) {
+    peers.push_back(std::make_unique<Device>("peer" + std::to_string(i), 1));
+    test::connect(alice, *peers.back());
+  }
+  std::vector<std::thread> threads;
+  std::atomic<int> delivered{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Device& peer = *peers[static_cast<size_t>(t)];
+      for (int i = 0; i < kMessages; ++i) {
+        std::string msg = std::to_string(t) + ":" + std::to_string(i);
+        auto ct = alice->encrypt(peer.address, as_bytes(msg));
+        if (!ct.ok()) continue;
+        auto pt = peer->decrypt(alice.address, *ct);
+        if (pt.ok() && text(*pt) == msg) ++delivered;
+        // And back, so alice decrypts concurrently too.
+        auto back = peer->encrypt(alice.address, as_bytes(msg));
+        if (!back.ok()) continue;
+        auto got = alice->decrypt(peer.address, *back);
+        if (got.ok() && text(*got) == msg) ++delivered;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(delivered.load(), kThreads * kMessages * 2);
 }
 
 TEST(Session, SafetyNumbersAgreeAndScanVerifies) {
