@@ -122,26 +122,26 @@ struct Profile::Impl {
     if (!exists) {
       if (!options.create_if_missing)
         return make_error(ErrorCode::kNotFound, "no profile in " + dir.string());
-      // A new profile: pick the key derivation, then create the database with it.
+      // A new profile: the key derivation is written first, so a crash never leaves a
+      // database whose salt is lost (a profile.kdf without a database is simply replaced).
       kdf = secret.is_key ? KdfParams{true, 0, 0, {}} : KdfParams::fresh(options.kdf);
       SOTTO_TRY_ASSIGN(auto key, key_for(secret, kdf, dir));
-      SOTTO_TRY_ASSIGN(db, db::Database::open(db_path, key, db_options(true)));
-      SOTTO_TRY(db::migrate(*db));
       SOTTO_TRY(write_kdf_file(dir / kKdfFile, kdf));
       fs::remove(dir / kNextKdfFile, ec);
-      return {};
+      SOTTO_TRY_ASSIGN(db, db::Database::open(db_path, key, db_options(true)));
+      return db::migrate(*db);
     }
     if (!current)
       return make_error(ErrorCode::kStorageCorrupt,
                         dir.string() + " has a profile database but no " + kKdfFile +
                             "; restore the whole profile directory from a backup");
 
-    Error first = make_error(ErrorCode::kWrongKey, "");
+    std::optional<Error> unusable;  // why a candidate could not even be tried
     for (const std::optional<KdfParams>* params : {&current, &next}) {
       if (!*params) continue;
       auto key = key_for(secret, **params, dir);
       if (!key.ok()) {
-        first = key.error();
+        unusable = key.error();
         continue;
       }
       auto opened = db::Database::open(db_path, *key, db_options(false));
@@ -157,12 +157,14 @@ struct Profile::Impl {
       fs::remove(dir / kNextKdfFile, ec);
       return db::migrate(*db);
     }
-    if (!first.message.empty()) return first;
+    if (unusable) return std::move(*unusable);
+    // SQLCipher cannot tell a wrong key from a damaged first page; say both.
     return make_error(ErrorCode::kWrongKey,
-                      secret.is_key ? "the key does not open the profile in " + dir.string() +
-                                          "; nothing was changed"
-                                    : "wrong passphrase for the profile in " + dir.string() +
-                                          "; check it and try again (nothing was changed)");
+                      (secret.is_key ? "the key does not open the profile in "
+                                     : "wrong passphrase for the profile in ") +
+                          dir.string() +
+                          "; check it and try again (nothing was changed). If it is right, the "
+                          "database file is damaged: restore the directory from a backup");
   }
 
   Status finish_open() {
