@@ -5,6 +5,9 @@
 #include <ratchet.h>
 #include <session_pre_key.h>
 
+#include <string>
+#include <string_view>
+
 namespace sotto::keys {
 namespace {
 
@@ -129,6 +132,29 @@ Status verify_signature(const Context& ctx, ByteView identity_public_key, ByteVi
                       "the signature does not match the identity key: the data was forged or "
                       "corrupted");
   return {};
+}
+
+namespace {
+
+Bytes labelled(SignedPurpose purpose, ByteView payload) {
+  std::string_view label =
+      purpose == SignedPurpose::kRegistration ? "sotto-register-v1" : "sotto-link-v1";
+  Bytes out(label.begin(), label.end());
+  out.push_back(0x00);
+  out.insert(out.end(), payload.begin(), payload.end());
+  return out;
+}
+
+}  // namespace
+
+Result<Bytes> sign_payload(const Context& ctx, const IdentityKeyPair& identity,
+                           SignedPurpose purpose, ByteView payload) {
+  return sign(ctx, identity, labelled(purpose, payload));
+}
+
+Status verify_payload(const Context& ctx, ByteView identity_public_key, SignedPurpose purpose,
+                      ByteView payload, ByteView signature) {
+  return verify_signature(ctx, identity_public_key, labelled(purpose, payload), signature);
 }
 
 }  // namespace sotto::keys

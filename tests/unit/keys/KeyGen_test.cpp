@@ -82,5 +82,21 @@ TEST_F(KeyGen, SignAndVerifyArbitraryPayload) {
   EXPECT_EQ(verify_signature(*ctx, bad_key, payload, *sig).code(), ErrorCode::kInvalidKey);
 }
 
+TEST_F(KeyGen, PayloadSignaturesAreBoundToTheirPurpose) {
+  auto id = generate_identity(*ctx);
+  ASSERT_TRUE(id.ok());
+  Bytes payload = {9, 8, 7};
+  auto sig = sign_payload(*ctx, *id, SignedPurpose::kRegistration, payload);
+  ASSERT_TRUE(sig.ok());
+  EXPECT_TRUE(
+      verify_payload(*ctx, id->public_key, SignedPurpose::kRegistration, payload, *sig).ok());
+  // The same bytes signed for registration must not pass as a link request, nor as a bare
+  // signature over the payload.
+  EXPECT_EQ(verify_payload(*ctx, id->public_key, SignedPurpose::kLink, payload, *sig).code(),
+            ErrorCode::kInvalidSignature);
+  EXPECT_EQ(verify_signature(*ctx, id->public_key, payload, *sig).code(),
+            ErrorCode::kInvalidSignature);
+}
+
 }  // namespace
 }  // namespace sotto::keys

@@ -45,11 +45,23 @@ uint32_t next_prekey_id(uint32_t id, uint32_t step = 1);
 Result<Ref<ratchet_identity_key_pair>> load_identity(const Context& ctx,
                                                      const IdentityKeyPair& identity);
 
-// XEdDSA signature of `message` with the identity key (e.g. a registration payload).
+// XEdDSA signature of `message` with the identity key.
 Result<Bytes> sign(const Context& ctx, const IdentityKeyPair& identity, ByteView message);
 // Ok when `signature` is the identity key's signature over `message`; kInvalidSignature
 // when it is not, kInvalidKey when the key does not decode.
 Status verify_signature(const Context& ctx, ByteView identity_public_key, ByteView message,
                         ByteView signature);
+
+// What a signed wire payload is for (docs/protocol.md 5.3 and 5.7). The signature covers the
+// purpose's ASCII label, a 0x00 byte, then the payload, so a signature made for one purpose
+// never verifies for another.
+enum class SignedPurpose {
+  kRegistration,  // "sotto-register-v1": RegisterRequest.payload
+  kLink,          // "sotto-link-v1": LinkDeviceRequest.payload
+};
+Result<Bytes> sign_payload(const Context& ctx, const IdentityKeyPair& identity,
+                           SignedPurpose purpose, ByteView payload);
+Status verify_payload(const Context& ctx, ByteView identity_public_key, SignedPurpose purpose,
+                      ByteView payload, ByteView signature);
 
 }  // namespace sotto::keys
