@@ -16,6 +16,8 @@ std::string_view error_code_name(ErrorCode code) noexcept {
       return "already_exists";
     case ErrorCode::kBusy:
       return "busy";
+    case ErrorCode::kCancelled:
+      return "cancelled";
     case ErrorCode::kWrongKey:
       return "wrong_key";
     case ErrorCode::kStorageCorrupt:

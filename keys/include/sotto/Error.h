@@ -19,6 +19,7 @@ enum class ErrorCode : int {
   kNotFound = 102,         // the named thing does not exist
   kAlreadyExists = 103,    // the thing to create is already there
   kBusy = 104,             // another process holds the profile
+  kCancelled = 105,        // the caller cancelled the operation; nothing was kept
 
   kWrongKey = 200,               // passphrase or key does not open the database
   kStorageCorrupt = 201,         // the database or a file beside it is damaged
