@@ -53,6 +53,49 @@ CREATE TABLE counters (
   value INTEGER NOT NULL
 ) WITHOUT ROWID;
 )sql",
+    // 1 -> 2: conversations and message history. The search index (a later step) is kept in
+    // step with `messages` by triggers, so every column it reads is named here with its rule.
+    R"sql(
+CREATE TABLE conversations (
+  id               INTEGER PRIMARY KEY,
+  kind             INTEGER NOT NULL,            -- 1 direct (one peer account), 2 group
+  peer             TEXT UNIQUE,                 -- direct: the other account's id (32 hex)
+  group_id         BLOB UNIQUE,                 -- group: the 32-byte group id
+  expire_timer_s   INTEGER NOT NULL DEFAULT 0,  -- disappearing-message timer; 0 = off
+  unread           INTEGER NOT NULL DEFAULT 0,  -- incoming messages not yet marked read
+  last_message     INTEGER,                     -- messages.id of the newest message shown
+  last_activity_ms INTEGER NOT NULL DEFAULT 0,
+  created_ms       INTEGER NOT NULL
+);
+-- One row per message shown in a conversation, sent or received. `id` is the local row id
+-- and the search index's docid. Searchable rows: kind = 1, deleted = 0, body or
+-- attachment_names not NULL. A deleted or edited message rewrites body/attachment_names in
+-- place (NULL when deleted); an expired message's row is deleted.
+CREATE TABLE messages (
+  id               INTEGER PRIMARY KEY,
+  conversation_id  INTEGER NOT NULL REFERENCES conversations (id),
+  message_id       BLOB    NOT NULL,            -- 16 bytes, chosen by the author
+  sender           TEXT    NOT NULL,            -- the author's account id (32 hex)
+  sender_device    INTEGER NOT NULL,
+  outgoing         INTEGER NOT NULL,            -- 1: written by this account
+  kind             INTEGER NOT NULL,            -- 1 message, 2 notice (group change, reset, ...)
+  body             TEXT,                        -- current text; NULL when deleted or none
+  attachment_names TEXT,                        -- attachment file names, one per line
+  has_attachment   INTEGER NOT NULL DEFAULT 0,
+  sent_ms          INTEGER NOT NULL,            -- the author's clock
+  sort_ms          INTEGER NOT NULL,            -- relay time (local time while pending)
+  status           INTEGER NOT NULL,
+  edited_ms        INTEGER,                     -- last edit, NULL if never edited
+  deleted          INTEGER NOT NULL DEFAULT 0,  -- 1: deleted for everyone (a tombstone)
+  expire_timer_s   INTEGER NOT NULL DEFAULT 0,
+  expires_ms       INTEGER,                     -- when it disappears; NULL: never or not yet
+  quote            BLOB,                        -- message id it replies to
+  extra            BLOB,                        -- serialized details (attachments, notice)
+  UNIQUE (sender, message_id)
+);
+CREATE INDEX messages_by_conversation ON messages (conversation_id, sort_ms, id);
+CREATE INDEX messages_expiring ON messages (expires_ms) WHERE expires_ms IS NOT NULL;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
