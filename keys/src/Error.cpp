@@ -50,6 +50,24 @@ std::string_view error_code_name(ErrorCode code) noexcept {
       return "legacy_message";
     case ErrorCode::kCryptoFailure:
       return "crypto_failure";
+    case ErrorCode::kUnavailable:
+      return "unavailable";
+    case ErrorCode::kTimeout:
+      return "timeout";
+    case ErrorCode::kUnauthorized:
+      return "unauthorized";
+    case ErrorCode::kRateLimited:
+      return "rate_limited";
+    case ErrorCode::kConflict:
+      return "conflict";
+    case ErrorCode::kTooLarge:
+      return "too_large";
+    case ErrorCode::kRelayRejected:
+      return "relay_rejected";
+    case ErrorCode::kProtocolError:
+      return "protocol_error";
+    case ErrorCode::kForbidden:
+      return "forbidden";
     case ErrorCode::kInternal:
       return "internal";
   }

@@ -156,7 +156,9 @@ Status MemoryProtocolStore::remove_prekey(uint32_t id) {
 }
 
 Result<uint32_t> MemoryProtocolStore::prekey_count() {
-  return static_cast<uint32_t>(tables_[kPreKeys].size());
+  // The last-resort key (id 0xFFFFFF) is not part of the one-time pool.
+  return static_cast<uint32_t>(tables_[kPreKeys].size() -
+                               tables_[kPreKeys].count(std::to_string(0xFFFFFF)));
 }
 
 Result<std::optional<SecureBytes>> MemoryProtocolStore::signed_prekey(uint32_t id) {

@@ -11,6 +11,7 @@
 
 #include "Database.h"
 #include "KeyFile.h"
+#include "ProfileAccess.h"
 #include "Schema.h"
 #include "SessionCrypto.h"
 #include "SqlProtocolStore.h"
@@ -394,6 +395,11 @@ Status Profile::group_forget_sender(ByteView group, const Address& sender) {
 Status Profile::transaction(const std::function<Status()>& body) {
   std::lock_guard guard(impl_->mu);
   return impl_->crypto->transaction(body);
+}
+
+ProfileParts ProfileAccess::parts(Profile& profile) {
+  Profile::Impl& impl = *profile.impl_;
+  return ProfileParts{impl.mu, *impl.db, *impl.crypto, *impl.ctx, impl.options};
 }
 
 }  // namespace sotto

@@ -91,10 +91,78 @@ CREATE TABLE messages (
   expires_ms       INTEGER,                     -- when it disappears; NULL: never or not yet
   quote            BLOB,                        -- message id it replies to
   extra            BLOB,                        -- serialized details (attachments, notice)
+  recipients       INTEGER NOT NULL DEFAULT 0,  -- outgoing: accounts it was sent to
   UNIQUE (sender, message_id)
 );
 CREATE INDEX messages_by_conversation ON messages (conversation_id, sort_ms, id);
 CREATE INDEX messages_expiring ON messages (expires_ms) WHERE expires_ms IS NOT NULL;
+-- Delivered / read receipts per recipient account of an outgoing message.
+CREATE TABLE message_receipts (
+  message INTEGER NOT NULL,                     -- messages.id
+  account TEXT    NOT NULL,                     -- who delivered or read it
+  status  INTEGER NOT NULL,                     -- 2 delivered, 3 read
+  at_ms   INTEGER NOT NULL,
+  PRIMARY KEY (message, account)
+) WITHOUT ROWID;
+-- This device's account at the relay.
+CREATE TABLE account (
+  id              INTEGER PRIMARY KEY CHECK (id = 1),
+  account         TEXT,                         -- 32 hex; NULL until the relay assigned it
+  device_id       INTEGER,
+  handle          TEXT,
+  auth_secret     BLOB    NOT NULL,             -- this device's 32-byte relay password
+  state           INTEGER NOT NULL,             -- 0 registering, 1 registered, 2 removed
+  presence_hidden INTEGER NOT NULL DEFAULT 0,
+  read_receipts   INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE contacts (
+  account      TEXT PRIMARY KEY,
+  handle       TEXT,
+  identity_key BLOB,                            -- as the relay reported it at lookup
+  added_ms     INTEGER NOT NULL,
+  blocked      INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+-- What waits to be sent, in order. A row is written in the same transaction as the history
+-- row it sends, and deleted in the transaction that records the relay's OK.
+CREATE TABLE outbox (
+  id            INTEGER PRIMARY KEY,
+  message_id    BLOB    NOT NULL UNIQUE,        -- envelope message id: the relay's idempotency key
+  kind          INTEGER NOT NULL,               -- see Outbox.h
+  target        TEXT,                           -- recipient account; NULL: own devices only
+  target_device INTEGER,                        -- set: a targeted send to this one device
+  content       BLOB    NOT NULL,               -- serialized Content for the recipient
+  own_content   BLOB,                           -- serialized Content for own other devices
+  urgent        INTEGER NOT NULL,
+  message       INTEGER,                        -- messages.id whose status follows this send
+  attempts      INTEGER NOT NULL DEFAULT 0,
+  not_before_ms INTEGER NOT NULL DEFAULT 0,
+  held          INTEGER NOT NULL DEFAULT 0,     -- 1: the target's identity key changed
+  last_error    TEXT,
+  created_ms    INTEGER NOT NULL
+);
+-- Receipts owed to authors, batched into Receipt messages.
+CREATE TABLE pending_receipts (
+  author     TEXT    NOT NULL,
+  type       INTEGER NOT NULL,                  -- 1 delivered, 2 read
+  message_id BLOB    NOT NULL,
+  at_ms      INTEGER NOT NULL,
+  PRIMARY KEY (author, type, message_id)
+) WITHOUT ROWID;
+-- Envelopes from an account whose identity key changed, kept until the user accepts the new
+-- key (then decrypted) or deletes the conversation.
+CREATE TABLE held_envelopes (
+  id          INTEGER PRIMARY KEY,
+  sender      TEXT    NOT NULL,
+  envelope    BLOB    NOT NULL,                 -- serialized wire.Envelope
+  received_ms INTEGER NOT NULL
+);
+-- When this device last asked a peer device to rebuild a session (at most one per hour).
+CREATE TABLE session_resets (
+  account TEXT    NOT NULL,
+  device  INTEGER NOT NULL,
+  sent_ms INTEGER NOT NULL,
+  PRIMARY KEY (account, device)
+) WITHOUT ROWID;
 )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);

@@ -11,6 +11,7 @@
 #include <session_pre_key.h>
 #include <signal_protocol.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 
@@ -152,6 +153,7 @@ struct SessionCrypto::Bridge {
   }
   static int remove_pre_key(uint32_t id, void* ud) {
     auto& s = self(ud);
+    if (id == kLastResortPreKeyId) return 0;  // reused until replaced
     return failed(s, s.store_.remove_prekey(id)) ? SG_ERR_UNKNOWN : 0;
   }
 
@@ -351,6 +353,71 @@ Status SessionCrypto::create_identity(const std::string& account, uint32_t devic
   return s;
 }
 
+Status SessionCrypto::set_address(const std::string& account, uint32_t device_id) {
+  if (!identity_) return make_error(ErrorCode::kInvalidState, "no identity yet: create one first");
+  SOTTO_TRY(check_address(Address{account, device_id}));
+  LocalIdentityRecord record = *identity_;
+  record.account = account;
+  record.device_id = device_id;
+  SOTTO_TRY(store_.set_local_identity(record));
+  identity_->account = account;
+  identity_->device_id = device_id;
+  return {};
+}
+
+Status SessionCrypto::import_identity(const std::string& account, uint32_t device_id,
+                                      const keys::IdentityKeyPair& pair, uint32_t prekeys) {
+  if (identity_)
+    return make_error(ErrorCode::kAlreadyExists,
+                      "this profile already has an identity; link a new device from an empty "
+                      "profile directory");
+  SOTTO_TRY(check_address(Address{account, device_id}));
+  SOTTO_TRY(keys::load_identity(*ctx_, pair));  // refuse a key pair that does not decode
+  SOTTO_TRY_ASSIGN(uint32_t registration_id, keys::generate_registration_id(*ctx_));
+  LocalIdentityRecord record;
+  record.account = account;
+  record.device_id = device_id;
+  record.registration_id = registration_id;
+  record.public_key = pair.public_key;
+  record.key_pair = SecureBytes(pair.serialized);
+  Status s = transaction([&]() -> Status {
+    SOTTO_TRY(store_.set_local_identity(record));
+    SOTTO_TRY(load_identity());
+    SOTTO_TRY(rotate_signed_prekey());
+    if (prekeys) SOTTO_TRY(generate_prekeys(prekeys));
+    return {};
+  });
+  if (!s.ok()) identity_.reset();
+  return s;
+}
+
+keys::IdentityKeyPair SessionCrypto::identity_key_pair() const {
+  return keys::IdentityKeyPair{identity_->public_key, SecureBytes(identity_->key_pair)};
+}
+
+Result<keys::OneTimePreKey> SessionCrypto::last_resort_prekey() {
+  if (!identity_) return make_error(ErrorCode::kInvalidState, "no identity yet: create one first");
+  SOTTO_TRY_ASSIGN(auto record, store_.prekey(kLastResortPreKeyId));
+  if (!record) {
+    SOTTO_TRY_ASSIGN(auto generated,
+                     keys::generate_one_time_prekeys(*ctx_, kLastResortPreKeyId, 1));
+    if (generated.size() != 1 || generated[0].id != kLastResortPreKeyId)
+      return make_error(ErrorCode::kInternal, "could not generate the last-resort prekey");
+    SOTTO_TRY(store_.store_prekey(kLastResortPreKeyId, generated[0].record.span()));
+    return std::move(generated[0]);
+  }
+  keys::Ref<session_pre_key> pk;
+  int rc = session_pre_key_deserialize(pk.out(), record->data(), record->size(), ctx_->get());
+  if (rc < 0) return keys::signal_error(rc, "reading the last-resort prekey");
+  keys::OneTimePreKey k;
+  k.id = kLastResortPreKeyId;
+  SOTTO_TRY_ASSIGN(
+      k.public_key,
+      keys::serialize_public_key(ec_key_pair_get_public(session_pre_key_get_key_pair(pk.get()))));
+  k.record = std::move(*record);
+  return k;
+}
+
 Result<keys::SignedPreKey> SessionCrypto::rotate_signed_prekey() {
   if (!identity_) return make_error(ErrorCode::kInvalidState, "no identity yet: create one first");
   SOTTO_TRY_ASSIGN(auto current, store_.counter(kCurrentSignedPreKey));
@@ -528,6 +595,38 @@ Status SessionCrypto::delete_session(const Address& peer) {
   SOTTO_TRY(check_address(peer));
   SOTTO_TRY(store_.delete_session(peer.account, static_cast<int32_t>(peer.device_id)));
   return {};
+}
+
+Result<std::vector<uint32_t>> SessionCrypto::session_devices(const std::string& account) {
+  SOTTO_TRY_ASSIGN(auto devices, store_.session_devices(account));
+  std::vector<uint32_t> out;
+  for (int32_t d : devices)
+    if (d > 0) out.push_back(static_cast<uint32_t>(d));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<uint32_t> SessionCrypto::remote_registration_id(const Address& peer) {
+  SOTTO_TRY(check_address(peer));
+  SOTTO_TRY_ASSIGN(bool has, has_session(peer));
+  if (!has) return make_error(ErrorCode::kNoSession, "no session with " + describe(peer));
+  signal_protocol_address address = address_of(peer);
+  session_cipher* raw = nullptr;
+  int rc = session_cipher_create(&raw, store_ctx_, &address, ctx_->get());
+  std::unique_ptr<session_cipher, CipherFree> cipher(raw);
+  if (rc < 0) return take_error(rc, "reading the session with " + describe(peer));
+  uint32_t id = 0;
+  rc = session_cipher_get_remote_registration_id(cipher.get(), &id);
+  if (rc < 0 || store_error_) return take_error(rc, "reading the session with " + describe(peer));
+  return id;
+}
+
+Result<Bytes> SessionCrypto::prekey_message_identity(ByteView prekey_message) {
+  keys::Ref<pre_key_signal_message> message;
+  int rc = pre_key_signal_message_deserialize(message.out(), prekey_message.data(),
+                                              prekey_message.size(), ctx_->get());
+  if (rc < 0) return parse_error(rc, "reading a PreKey message");
+  return keys::serialize_public_key(pre_key_signal_message_get_identity_key(message.get()));
 }
 
 Result<std::optional<Bytes>> SessionCrypto::peer_identity(const std::string& account) {

@@ -21,6 +21,9 @@
 namespace sotto {
 
 using Clock = std::function<uint64_t()>;  // milliseconds since the Unix epoch
+
+// docs/protocol.md 2: the last-resort prekey always has this id.
+inline constexpr uint32_t kLastResortPreKeyId = 0xFFFFFF;
 uint64_t system_clock_ms();
 
 // Called inside the transaction, before commit; an error rolls back the ratchet step too.
@@ -45,6 +48,19 @@ class SessionCrypto {
   const LocalIdentityRecord& identity() const { return *identity_; }
   // A new identity key pair, registration id, signed prekey and `prekeys` one-time prekeys.
   Status create_identity(const std::string& account, uint32_t device_id, uint32_t prekeys);
+  // Gives the identity the account id and device id the relay assigned (after registration).
+  Status set_address(const std::string& account, uint32_t device_id);
+  // Adopts an existing account's identity key pair on a newly linked device: a fresh
+  // registration id, signed prekey and `prekeys` one-time prekeys. kAlreadyExists if there is
+  // an identity.
+  Status import_identity(const std::string& account, uint32_t device_id,
+                         const keys::IdentityKeyPair& pair, uint32_t prekeys);
+  // The identity key pair, for signing registration and link payloads.
+  // NB: has_identity() must be true.
+  keys::IdentityKeyPair identity_key_pair() const;
+  // The last-resort prekey (id kLastResortPreKeyId), created on first use. libsignal never
+  // deletes it, so a peer can start a session when the one-time pool is empty.
+  Result<keys::OneTimePreKey> last_resort_prekey();
   // A new signed prekey becomes current; the previous one is kept (late messages still use it).
   Result<keys::SignedPreKey> rotate_signed_prekey();
   // Creates and stores `count` more one-time prekeys.
@@ -62,6 +78,12 @@ class SessionCrypto {
   Result<Bytes> decrypt(const Address& peer, const Ciphertext& ciphertext,
                         const PlaintextHook& hook = {});
   Status delete_session(const Address& peer);
+  // Device ids of `account` this device has a session with.
+  Result<std::vector<uint32_t>> session_devices(const std::string& account);
+  // The registration id the session with `peer` was built for (kNoSession without one).
+  Result<uint32_t> remote_registration_id(const Address& peer);
+  // The sender's identity key inside a PreKey message (to show a changed safety number).
+  Result<Bytes> prekey_message_identity(ByteView prekey_message);
   // The identity key stored for an account, if any.
   Result<std::optional<Bytes>> peer_identity(const std::string& account);
   // Forgets an account's identity key so a changed key can be accepted (after the user

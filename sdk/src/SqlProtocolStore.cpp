@@ -149,7 +149,8 @@ Status SqlProtocolStore::remove_prekey(uint32_t id) {
 }
 
 Result<uint32_t> SqlProtocolStore::prekey_count() {
-  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT count(*) FROM prekeys"));
+  // The last-resort key (id 0xFFFFFF) is not part of the one-time pool.
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT count(*) FROM prekeys WHERE id != 16777215"));
   SOTTO_TRY(q.step());
   return static_cast<uint32_t>(q.column_int(0));
 }

@@ -9,7 +9,8 @@
 
 namespace sotto {
 
-// Numbered by subsystem: 1xx caller, 2xx storage, 3xx crypto and protocol, 9xx internal.
+// Numbered by subsystem: 1xx caller, 2xx storage, 3xx crypto and protocol, 4xx network and
+// relay, 9xx internal.
 // The numbers are part of the C API and never change meaning.
 enum class ErrorCode : int {
   kOk = 0,
@@ -38,6 +39,16 @@ enum class ErrorCode : int {
   kMalformedBundle = 307,    // a prekey bundle that is incomplete or does not parse
   kLegacyMessage = 308,      // a message from an unsupported protocol version
   kCryptoFailure = 309,      // the crypto provider failed (out of memory, RNG failure)
+
+  kUnavailable = 400,        // the relay cannot be reached now; it is retried by itself
+  kTimeout = 401,            // the relay did not answer in time
+  kUnauthorized = 402,       // the relay refused this device's credentials (device removed?)
+  kRateLimited = 403,        // the relay asks to slow down; try again later
+  kConflict = 404,           // clashes with the relay's state (e.g. the handle is taken)
+  kTooLarge = 405,           // over a relay limit (message, attachment, recipients)
+  kRelayRejected = 406,      // the relay refused the request; the message says why
+  kProtocolError = 407,      // the relay answered something this SDK cannot understand
+  kForbidden = 408,          // the relay does not allow this (e.g. registration closed)
 
   kInternal = 900,  // a bug: please report it with the message
 };

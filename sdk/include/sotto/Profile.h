@@ -134,6 +134,7 @@ class SOTTO_API Profile {
   Status transaction(const std::function<Status()>& body);
 
  private:
+  friend struct ProfileAccess;  // the SDK's own layers above the profile (sdk/src)
   struct Impl;
   explicit Profile(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

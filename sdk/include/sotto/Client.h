@@ -1,0 +1,260 @@
+// sotto::Client: one device of one account, chatting through a sotto relay. It owns a Profile
+// (the encrypted local state) and keeps a connection to the relay in the background:
+// registration or linking, contacts, 1:1 messages with sent / delivered / read, history, and
+// the events that tell an app what changed.
+//
+// Delivery: send_text() records the message in history and in the outbox in one transaction
+// and returns; the SDK then sends it, retrying with the same message id until the relay has
+// committed it, across reconnects and restarts. Received messages are decrypted, stored with
+// the new ratchet state in one transaction, de-duplicated, and only then acknowledged, so a
+// crash at any point loses nothing and shows nothing twice.
+//
+// Thread rule: every method may be called from any thread. Methods that talk to the relay
+// (register_account, add_contact, start_link, finish_link, approve_link, devices,
+// remove_device) block until it answers or the timeout passes: call them off a GUI thread.
+// The others only touch the local database and return quickly. Listener callbacks run on the
+// executor given in ClientOptions, one at a time and in order; they may call back into the
+// Client.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sotto/Profile.h"
+#include "sotto/Result.h"
+#include "sotto/Types.h"
+#include "sotto/export.h"
+
+namespace sotto {
+
+using ConversationId = int64_t;  // local to this profile
+
+enum class ConversationKind : int { kDirect = 1, kGroup = 2 };
+
+// Outgoing messages move kPending -> kSent -> kDelivered -> kRead and never back; kFailed
+// when the relay refused them for good. Incoming messages are kUnread until mark_read().
+enum class MessageStatus : int {
+  kPending = 0,    // in the outbox, not yet committed by the relay
+  kSent = 1,       // the relay committed it
+  kDelivered = 2,  // a recipient device stored it (for groups: at least one recipient)
+  kRead = 3,       // a recipient read it
+  kFailed = 4,     // could not be sent; see the notice in the conversation
+  kUnread = 10,    // incoming, not yet read
+  kSeen = 11,      // incoming, read
+};
+
+enum class MessageKind : int {
+  kText = 1,    // something a person wrote
+  kNotice = 2,  // an event shown in the conversation (safety number changed, session reset...)
+};
+
+struct Message {
+  std::string id;  // 32 hex digits, chosen by the author; unique per author
+  ConversationId conversation = 0;
+  std::string sender;  // the author's account id (32 hex digits)
+  uint32_t sender_device = 0;
+  bool outgoing = false;
+  MessageKind kind = MessageKind::kText;
+  std::string text;      // for notices, a sentence describing the event
+  uint64_t sent_ms = 0;  // the author's clock
+  uint64_t sort_ms = 0;  // position in the conversation (relay time)
+  MessageStatus status = MessageStatus::kPending;
+  uint32_t recipients = 0;  // outgoing: how many accounts it went to
+};
+
+struct Conversation {
+  ConversationId id = 0;
+  ConversationKind kind = ConversationKind::kDirect;
+  std::string peer;   // direct: the other account's id
+  std::string title;  // direct: the peer's handle (e.g. "@bob")
+  uint32_t unread = 0;
+  std::optional<Message> last_message;
+  uint64_t last_activity_ms = 0;
+};
+
+struct MessagePage {
+  std::vector<Message> messages;  // newest first
+  std::string next_cursor;        // pass to messages() for the next (older) page; empty at the end
+};
+
+// One recipient's receipt for an outgoing message.
+struct Receipt {
+  std::string account;
+  MessageStatus status = MessageStatus::kDelivered;  // kDelivered or kRead
+  uint64_t at_ms = 0;
+};
+
+struct Contact {
+  std::string account;  // 32 hex digits
+  std::string handle;   // without '@'
+};
+
+struct AccountInfo {
+  std::string account;  // 32 hex digits
+  uint32_t device_id = 0;
+  std::string handle;
+};
+
+struct DeviceInfo {
+  uint32_t device_id = 0;
+  std::string name;  // decrypted; empty when unknown
+  uint64_t created_ms = 0;
+  uint64_t last_seen_ms = 0;  // rounded down to the day
+  bool connected = false;
+  bool this_device = false;
+};
+
+// What a device that wants to join an account shows its user.
+struct LinkInvite {
+  std::string code;  // the 8-character link code
+  // Type this on the existing device: the code and a fingerprint of this device's one-time key,
+  // XXXX-XXXX-FFFF-FFFF-FFFF-FFFF-FFFF-FFFF.
+  std::string text;
+  std::string uri;  // for a QR code: sotto://link?code=...&key=...
+  uint64_t expires_ms = 0;
+};
+
+enum class ConnectionState : int {
+  kOffline = 0,     // not connected; retrying in the background
+  kConnecting = 1,  // dialing the relay
+  kSyncing = 2,     // connected, receiving what was queued while offline
+  kOnline = 3,      // connected and up to date
+  kLoggedOut = 4,   // the relay refused this device (removed from its account): no retries
+};
+
+struct IdentityChange {
+  std::string account;
+  std::string handle;
+  SafetyNumber safety_number;  // with the new key
+};
+
+// Receives what happens. Every method has an empty default. Called through the executor of
+// ClientOptions, one call at a time, in order.
+class ClientListener {
+ public:
+  virtual ~ClientListener() = default;
+  // A message arrived (or was sent from another device of this account).
+  virtual void on_message(const Message& message) { (void)message; }
+  // An outgoing message's status moved on (pending -> sent -> delivered -> read, or failed).
+  virtual void on_message_status(ConversationId conversation, const std::string& message_id,
+                                 MessageStatus status) {
+    (void)conversation, (void)message_id, (void)status;
+  }
+  // A recipient's receipt for an outgoing message.
+  virtual void on_receipt(ConversationId conversation, const std::string& message_id,
+                          const Receipt& receipt) {
+    (void)conversation, (void)message_id, (void)receipt;
+  }
+  virtual void on_connection_state(ConnectionState state, const std::string& detail) {
+    (void)state, (void)detail;
+  }
+  // A contact's identity key changed. Sending to them waits until accept_identity().
+  virtual void on_identity_changed(const IdentityChange& change) { (void)change; }
+  // The account's device list changed (a device was linked or removed).
+  virtual void on_devices_changed() {}
+};
+
+struct ClientOptions {
+  std::string relay_url;  // e.g. wss://relay.example.org/v1/ws (ws:// only for loopback)
+  // Where listener calls run. Empty: a thread of the Client's own. A Qt app passes a function
+  // that posts to its GUI thread (e.g. QMetaObject::invokeMethod with Qt::QueuedConnection).
+  std::function<void(std::function<void()>)> executor;
+  std::string device_name;  // shown in the account's device list (stored encrypted)
+  // Delivered receipts are batched for this long before they go out.
+  std::chrono::milliseconds receipt_delay{250};
+  // Connection timing (protocol.md 3.3, 3.4); tests shorten them.
+  std::chrono::milliseconds ping_interval{30'000};
+  std::chrono::milliseconds idle_timeout{90'000};
+  std::chrono::milliseconds backoff_initial{1'000};
+  std::chrono::milliseconds backoff_max{300'000};
+  std::chrono::milliseconds request_timeout{30'000};
+  std::chrono::hours signed_prekey_rotation{24 * 7};
+  uint32_t prekey_batch = 100;  // one-time prekeys uploaded at registration and on refill
+};
+
+class SOTTO_API Client {
+ public:
+  // Takes the profile. Nothing talks to the relay until register_account(), finish_link() or
+  // connect().
+  static Result<std::unique_ptr<Client>> create(std::unique_ptr<Profile> profile,
+                                                ClientOptions options);
+  ~Client();  // disconnects; everything already accepted stays in the profile
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  void set_listener(std::shared_ptr<ClientListener> listener);
+
+  // ---- account ----
+  // Creates an account with `handle` (3..32 of a-z 0-9 _ . starting with a letter; a leading
+  // '@' and capitals are accepted) and this device as its first device, then connects.
+  // kConflict when the handle is taken, kInvalidArgument for a bad handle.
+  Result<AccountInfo> register_account(const std::string& handle);
+  // A new device joining an existing account, step 1: opens a link channel at the relay and
+  // returns what to show the user. Step 2: finish_link() waits until an existing device of the
+  // account approved it, then creates this device and connects.
+  Result<LinkInvite> start_link();
+  Result<AccountInfo> finish_link(std::chrono::milliseconds timeout);
+  // On an existing device: approve a joining device from its invite text (typed) or URI
+  // (scanned). The text form is checked against the key the relay returns; a mismatch is
+  // kInvalidSignature and nothing is sent.
+  Status approve_link(const std::string& invite_text_or_uri);
+  // kInvalidState before registration or linking.
+  Result<AccountInfo> account() const;
+  Result<std::vector<DeviceInfo>> devices();
+  Status remove_device(uint32_t device_id);
+
+  // ---- connection ----
+  // Starts (or restarts) the background connection of a registered device.
+  Status connect();
+  // Stops it; the outbox keeps what was not sent yet.
+  void disconnect();
+  ConnectionState connection_state() const;
+  // Waits until the state is kOnline (connected and up to date) or the timeout passes.
+  bool wait_online(std::chrono::milliseconds timeout) const;
+
+  // ---- contacts and conversations ----
+  // Looks the handle up at the relay and remembers the contact.
+  Result<Contact> add_contact(const std::string& handle);
+  Result<std::vector<Contact>> contacts() const;
+  // The 1:1 conversation with an account (created when missing).
+  Result<ConversationId> direct_conversation(const std::string& account);
+  Result<std::vector<Conversation>> conversations() const;  // most recent activity first
+  Result<Conversation> conversation(ConversationId id) const;
+
+  // ---- messages ----
+  // Queues a text message and returns its id. It is in history (kPending) when this returns.
+  Result<std::string> send_text(ConversationId conversation, const std::string& text);
+  // A page of history, newest first. `cursor` empty for the newest page.
+  Result<MessagePage> messages(ConversationId conversation, const std::string& cursor = {},
+                               uint32_t limit = 50) const;
+  Result<Message> message(ConversationId conversation, const std::string& message_id) const;
+  // Delivered / read receipts of an outgoing message, one per recipient account.
+  Result<std::vector<Receipt>> receipts(ConversationId conversation,
+                                        const std::string& message_id) const;
+  // Marks incoming messages up to and including `up_to_message_id` read, tells this account's
+  // other devices, and sends read receipts to the authors (unless turned off).
+  Status mark_read(ConversationId conversation, const std::string& up_to_message_id);
+  // Read receipts on or off (on by default). Delivered receipts are always sent.
+  Status set_read_receipts(bool enabled);
+
+  // ---- safety ----
+  Result<SafetyNumber> safety_number(const std::string& account) const;
+  // Accepts a contact's changed identity key: messages waiting for it are sent, held incoming
+  // messages are decrypted.
+  Status accept_identity(const std::string& account);
+
+  // The profile underneath (for search, passphrase changes and the like).
+  Profile& profile();
+
+ private:
+  struct Impl;
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sotto
