@@ -1,0 +1,1862 @@
+#include "Relay.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <map>
+
+#include "Log.h"
+#include "sotto/keys/KeyGen.h"
+
+namespace sotto::relay {
+namespace {
+
+constexpr uint64_t kMinuteMs = 60'000;
+constexpr uint64_t kDayMs = 86'400'000;
+
+uint64_t system_now_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+std::string account_key(ByteView account) { return std::string(as_chars(account)); }
+
+template <class Fill>
+std::shared_ptr<const std::string> push_frame(Fill fill) {
+  wire::Frame f;
+  fill(*f.mutable_push());
+  return std::make_shared<const std::string>(f.SerializeAsString());
+}
+
+std::string bytes_str(ByteView b) { return std::string(as_chars(b)); }
+
+void fill_device_info(wire::DeviceInfo& info, const DeviceRecord& d, bool connected) {
+  info.set_device_id(d.device_id);
+  info.set_registration_id(d.registration_id);
+  info.set_created_at_ms(d.created_at_ms);
+  info.set_last_seen_ms(d.last_seen_ms / kDayMs * kDayMs);
+  info.set_encrypted_name(bytes_str(d.encrypted_name));
+  info.set_connected(connected);
+}
+
+Refusal status_refusal(wire::Status s, std::string m) { return Refusal{s, std::move(m)}; }
+
+}  // namespace
+
+std::string device_key(ByteView account, uint32_t device) {
+  std::string k(as_chars(account));
+  for (int i = 0; i < 4; ++i) k += static_cast<char>((device >> (8 * i)) & 0xff);
+  return k;
+}
+
+Relay::Relay(const Config& config, StoreExecutor& store, Metrics& metrics,
+             std::shared_ptr<keys::Context> ctx, Clock clock)
+    : config_(config),
+      store_(store),
+      metrics_(metrics),
+      ctx_(std::move(ctx)),
+      clock_(clock ? std::move(clock) : Clock(system_now_ms)),
+      upgrade_ip_(config.rates.per_ip ? config.rates.upgrade_ip : RateSpec{}),
+      register_ip_(config.rates.per_ip ? config.rates.register_ip : RateSpec{}),
+      provision_ip_(config.rates.per_ip ? config.rates.provision_ip : RateSpec{}),
+      provision_lookup_account_(config.rates.provision_lookup_account),
+      lookup_device_(config.rates.lookup_device),
+      bundles_device_(config.rates.bundles_device),
+      bundles_target_(config.rates.bundles_target),
+      send_device_(config.rates.send_device),
+      presence_device_(config.rates.presence_device),
+      attachment_account_(config.rates.attachment_account),
+      attachment_bytes_(config.rates.attachment_bytes_per_day
+                            ? RateSpec{static_cast<double>(config.rates.attachment_bytes_per_day),
+                                       kDayMs,
+                                       static_cast<double>(config.rates.attachment_bytes_per_day),
+                                       true}
+                            : RateSpec{}),
+      download_device_(config.rates.download_device),
+      unauth_ip_(config.rates.per_ip ? config.rates.unauth_sockets_ip : 0) {
+  auto total = std::make_shared<uint64_t>(0);
+  store_.submit(
+      [total](Store& s) -> Status {
+        SOTTO_TRY_ASSIGN(*total, s.total_queued());
+        return {};
+      },
+      [this, total](const Status& st) {
+        if (st.ok()) metrics_.queue_depth = static_cast<int64_t>(*total);
+      });
+}
+
+Relay::~Relay() = default;
+
+std::filesystem::path Relay::attachment_path(const std::string& id) const {
+  return config_.data_dir / "attachments" / id;
+}
+
+// ---- answers ----
+
+void Relay::answer(const std::shared_ptr<Peer>& peer, wire::Response response, int op) {
+  metrics_.count_request(op, response.status());
+  auto conn = peer->conn.lock();
+  if (!conn) return;
+  wire::Frame f;
+  *f.mutable_response() = std::move(response);
+  auto bytes = std::make_shared<const std::string>(f.SerializeAsString());
+  conn->post([conn, bytes] {
+    conn->write(bytes);
+    conn->request_done();
+  });
+}
+
+void Relay::refuse(const std::shared_ptr<Peer>& peer, uint64_t id, int op, const Refusal& r) {
+  wire::Response resp;
+  resp.set_id(id);
+  resp.set_status(r.status);
+  resp.set_message(r.message);
+  if (r.status == wire::TOO_LARGE) {
+    resp.mutable_too_large()->set_max_bytes(r.max_bytes);
+    resp.mutable_too_large()->set_max_items(r.max_items);
+  }
+  answer(peer, std::move(resp), op);
+}
+
+void Relay::rate_limited(const std::shared_ptr<Peer>& peer, uint64_t id, int op,
+                         uint64_t retry_ms, const char* which) {
+  wire::Response resp;
+  resp.set_id(id);
+  resp.set_status(wire::RATE_LIMITED);
+  resp.set_message(std::string("too many requests (") + which + "); retry after " +
+                   std::to_string(retry_ms) + " ms");
+  resp.mutable_rate_limited()->set_retry_after_ms(retry_ms);
+  resp.mutable_rate_limited()->set_limit(which);
+  answer(peer, std::move(resp), op);
+}
+
+void Relay::unavailable(const std::shared_ptr<Peer>& peer, uint64_t id, int op) {
+  refuse(peer, id, op,
+         status_refusal(wire::UNAVAILABLE,
+                        shutting_down_ ? "the relay is shutting down; retry with backoff"
+                                       : "storage is unavailable; retry with backoff"));
+}
+
+bool Relay::submit(const std::shared_ptr<Peer>& peer, uint64_t id, int op,
+                   std::function<Status(Store&)> work, std::function<void()> on_commit) {
+  if (shutting_down_) {
+    unavailable(peer, id, op);
+    return false;
+  }
+  bool ok = store_.submit(std::move(work), [this, peer, id, op, on_commit = std::move(on_commit)](
+                                               const Status& st) {
+    if (!st.ok())
+      unavailable(peer, id, op);
+    else
+      on_commit();
+  });
+  if (!ok) unavailable(peer, id, op);
+  return ok;
+}
+
+bool Relay::frame_allowed(Peer& p) {
+  const RateSpec& s = config_.rates.frames_connection;
+  if (!s.enabled) return true;
+  uint64_t now = clock_();
+  if (p.frame_tokens < 0) {
+    p.frame_tokens = s.burst;
+    p.frame_tokens_ms = now;
+  }
+  if (now > p.frame_tokens_ms) {
+    p.frame_tokens = std::min(s.burst, p.frame_tokens + static_cast<double>(now - p.frame_tokens_ms) *
+                                                            s.rate / static_cast<double>(s.period_ms));
+    p.frame_tokens_ms = now;
+  }
+  if (p.frame_tokens < 1) return false;
+  p.frame_tokens -= 1;
+  return true;
+}
+
+// ---- upgrade ----
+
+void Relay::authenticate(std::string_view authorization, std::function<void(Auth)> done) {
+  auto creds = parse_authorization(authorization);
+  if (!creds) {
+    metrics_.auth_failures.fetch_add(1, std::memory_order_relaxed);
+    done(Auth{});
+    return;
+  }
+  auto result = std::make_shared<Auth>();
+  auto c = std::make_shared<Credentials>(std::move(*creds));
+  bool ok = store_.submit(
+      [result, c](Store& s) -> Status {
+        *result = Auth{};
+        SOTTO_TRY_ASSIGN(auto device, s.find_device(c->account_id, c->device_id));
+        if (!device || !auth_hash_matches(device->auth_hash, c->secret)) return {};
+        SOTTO_TRY_ASSIGN(auto account, s.find_account(c->account_id));
+        if (!account) return {};
+        result->kind = Auth::kOk;
+        result->account = c->account_id;
+        result->device = c->device_id;
+        result->identity_key = account->identity_key;
+        result->hidden = account->presence_hidden;
+        return {};
+      },
+      [this, result, done](const Status& st) {
+        if (!st.ok()) result->kind = Auth::kUnavailable;
+        if (result->kind == Auth::kUnauthorized)
+          metrics_.auth_failures.fetch_add(1, std::memory_order_relaxed);
+        done(std::move(*result));
+      });
+  if (!ok) {
+    Auth a;
+    a.kind = Auth::kUnavailable;
+    done(std::move(a));
+  }
+}
+
+uint64_t Relay::admit_upgrade(const std::string& ip) { return upgrade_ip_.take(ip, clock_()); }
+bool Relay::admit_unauthenticated(const std::string& ip) { return unauth_ip_.acquire(ip); }
+void Relay::release_unauthenticated(const std::string& ip) { unauth_ip_.release(ip); }
+
+uint64_t Relay::admit_download(const Bytes& account, uint32_t device) {
+  return download_device_.take(device_key(account, device), clock_());
+}
+
+// ---- connections ----
+
+std::shared_ptr<Peer> Relay::open(std::shared_ptr<Connection> conn, std::string ip,
+                                  const Auth* auth) {
+  auto peer = std::make_shared<Peer>();
+  peer->conn = conn;
+  peer->ip = std::move(ip);
+  if (!auth) {
+    std::lock_guard lock(mu_);
+    unauthenticated_.insert(peer);
+    metrics_.ws_unauthenticated.fetch_add(1, std::memory_order_relaxed);
+    return peer;
+  }
+  peer->authenticated = true;
+  peer->account = auth->account;
+  peer->device = auth->device;
+  peer->identity_key = auth->identity_key;
+  peer->key = device_key(peer->account, peer->device);
+  metrics_.ws_authenticated.fetch_add(1, std::memory_order_relaxed);
+
+  std::shared_ptr<Peer> replaced;
+  bool came_online = false;
+  bool hidden = auth->hidden;
+  {
+    std::lock_guard lock(mu_);
+    auto& slot = devices_[peer->key];
+    replaced = std::move(slot);
+    slot = peer;
+    Online& on = online_[account_key(peer->account)];
+    came_online = on.devices.empty();
+    on.devices.insert(peer->device);
+    on.hidden = hidden;
+    last_wake_.erase(peer->key);
+  }
+  if (replaced) {
+    if (auto old = replaced->conn.lock()) old->post([old] { old->close(4002); });
+  }
+  if (came_online && !hidden) {
+    wire::PresenceUpdate u;
+    u.set_account_id(bytes_str(peer->account));
+    u.set_online(true);
+    presence_changed(peer->account, std::move(u));
+  }
+  // Drain the stored queue, then tell the device about a low prekey pool.
+  pump(peer);
+  auto counts = std::make_shared<PreKeyCounts>();
+  uint64_t today = clock_() / kDayMs * kDayMs;
+  store_.submit(
+      [peer, counts, today](Store& s) -> Status {
+        SOTTO_TRY_ASSIGN(*counts, s.prekey_counts(peer->account, peer->device));
+        return s.set_last_seen(peer->account, 0, peer->device, today);
+      },
+      [this, peer, counts](const Status& st) {
+        if (st.ok()) maybe_prekeys_low(peer, counts->one_time);
+      });
+  return peer;
+}
+
+void Relay::on_closed(const std::shared_ptr<Peer>& peer) {
+  if (peer->closed.exchange(true)) return;
+  std::vector<std::string> subs;
+  bool went_offline = false, hidden = false;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& a : peer->subscriptions) {
+      auto it = subscribers_.find(account_key(a));
+      if (it == subscribers_.end()) continue;
+      it->second.erase(peer);
+      if (it->second.empty()) subscribers_.erase(it);
+    }
+    if (!peer->authenticated) {
+      unauthenticated_.erase(peer);
+      if (!peer->link_code.empty()) links_.erase(peer->link_code);
+    } else {
+      auto it = devices_.find(peer->key);
+      if (it != devices_.end() && it->second == peer) {
+        devices_.erase(it);
+        auto on = online_.find(account_key(peer->account));
+        if (on != online_.end()) {
+          on->second.devices.erase(peer->device);
+          if (on->second.devices.empty()) {
+            went_offline = true;
+            hidden = on->second.hidden;
+            online_.erase(on);
+          }
+        }
+      }
+    }
+  }
+  if (!peer->authenticated) {
+    metrics_.ws_unauthenticated.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  metrics_.ws_authenticated.fetch_sub(1, std::memory_order_relaxed);
+  uint64_t now = clock_();
+  uint64_t minute = now / kMinuteMs * kMinuteMs;
+  uint64_t today = now / kDayMs * kDayMs;
+  if (went_offline && !hidden) {
+    wire::PresenceUpdate u;
+    u.set_account_id(bytes_str(peer->account));
+    u.set_online(false);
+    u.set_last_seen_ms(minute);
+    presence_changed(peer->account, std::move(u));
+  }
+  store_.submit(
+      [peer, minute, today, went_offline](Store& s) -> Status {
+        return s.set_last_seen(peer->account, went_offline ? minute : 0, peer->device, today);
+      },
+      nullptr);
+}
+
+void Relay::on_request(const std::shared_ptr<Peer>& p, wire::Request r) {
+  const int op = r.op();
+  const uint64_t id = r.id();
+  if (!wire::Op_IsValid(op)) {
+    refuse(p, id, op,
+           status_refusal(wire::UNSUPPORTED,
+                          "this relay does not implement op " + std::to_string(op)));
+    return;
+  }
+  if (!frame_allowed(*p)) {
+    rate_limited(p, id, op, 1000, "frames");
+    return;
+  }
+  if (op == wire::OP_UNSPECIFIED) {
+    refuse(p, id, op, bad_request("op is not set"));
+    return;
+  }
+  if (static_cast<int>(r.body_case()) != 100 + op) {
+    refuse(p, id, op,
+           bad_request(r.body_case() == wire::Request::BODY_NOT_SET
+                           ? "the request has no body; set the body field of op " +
+                                 wire::Op_Name(static_cast<wire::Op>(op))
+                           : "the body does not match op " +
+                                 wire::Op_Name(static_cast<wire::Op>(op))));
+    return;
+  }
+  switch (op) {
+    case wire::OP_PING: {
+      wire::Response resp;
+      resp.set_id(id);
+      resp.set_status(wire::OK);
+      resp.mutable_ping()->set_server_time_ms(clock_());
+      answer(p, std::move(resp), op);
+      return;
+    }
+    case wire::OP_SERVER_INFO: {
+      const Limits& l = config_.limits;
+      wire::Response resp;
+      resp.set_id(id);
+      resp.set_status(wire::OK);
+      auto* i = resp.mutable_server_info();
+      i->set_relay_version("sotto-relay 0.1.0");
+      i->set_server_time_ms(clock_());
+      i->set_max_frame_bytes(l.max_frame_bytes);
+      i->set_max_envelope_bytes(l.max_envelope_bytes);
+      i->set_max_devices_per_account(l.max_devices_per_account);
+      i->set_max_send_multi_devices(l.max_send_multi_devices);
+      i->set_max_send_messages(l.max_send_messages);
+      i->set_max_prekeys_per_upload(l.max_prekeys_per_upload);
+      i->set_prekey_low_threshold(l.prekey_low_threshold);
+      i->set_envelope_ttl_ms(l.envelope_ttl_ms);
+      i->set_attachment_max_bytes(l.attachment_max_bytes);
+      i->set_attachment_retention_ms(l.attachment_retention_ms);
+      i->set_ping_interval_ms(l.ping_interval_ms);
+      i->set_idle_timeout_ms(l.idle_timeout_ms);
+      i->set_registration_open(config_.registration_open);
+      answer(p, std::move(resp), op);
+      return;
+    }
+    case wire::OP_REGISTER:
+      return op_register(p, r);
+    case wire::OP_PROVISION_OPEN:
+      return op_provision_open(p, r);
+    case wire::OP_LINK_DEVICE:
+      return op_link_device(p, r);
+    default:
+      break;
+  }
+  if (!p->authenticated) {
+    refuse(p, id, op,
+           status_refusal(wire::UNAUTHORIZED,
+                          "this op needs an authenticated socket; reconnect with credentials"));
+    return;
+  }
+  switch (op) {
+    case wire::OP_PROVISION_LOOKUP: return op_provision_lookup(p, r);
+    case wire::OP_PROVISION_APPROVE: return op_provision_approve(p, r);
+    case wire::OP_LIST_DEVICES: return op_list_devices(p, r);
+    case wire::OP_REMOVE_DEVICE: return op_remove_device(p, r);
+    case wire::OP_DELETE_ACCOUNT: return op_delete_account(p, r);
+    case wire::OP_LOOKUP_ACCOUNT: return op_lookup_account(p, r);
+    case wire::OP_UPLOAD_PREKEYS: return op_upload_prekeys(p, r);
+    case wire::OP_GET_PREKEY_COUNT: return op_get_prekey_count(p, r);
+    case wire::OP_GET_BUNDLES: return op_get_bundles(p, r);
+    case wire::OP_SEND: return op_send(p, r, false);
+    case wire::OP_SEND_MULTI: return op_send(p, r, true);
+    case wire::OP_ACK: return op_ack(p, r);
+    case wire::OP_PRESENCE_SUBSCRIBE: return op_presence_subscribe(p, r);
+    case wire::OP_PRESENCE_VISIBILITY: return op_presence_visibility(p, r);
+    case wire::OP_SET_PUSH_ENDPOINT: return op_set_push_endpoint(p, r);
+    case wire::OP_ATTACHMENT_UPLOAD: return op_attachment_upload(p, r);
+    default:
+      refuse(p, id, op, status_refusal(wire::UNSUPPORTED, "op not implemented"));
+  }
+}
+
+// ---- accounts and devices ----
+
+void Relay::op_register(const std::shared_ptr<Peer>& p, wire::Request& r) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  const Limits& l = config_.limits;
+  if (p->authenticated) {
+    refuse(p, id, op, status_refusal(wire::FORBIDDEN, "register on an unauthenticated socket"));
+    return;
+  }
+  if (!config_.registration_open) {
+    refuse(p, id, op, status_refusal(wire::FORBIDDEN, "registration is closed on this relay"));
+    return;
+  }
+  if (uint64_t wait = register_ip_.take(p->ip, clock_())) {
+    rate_limited(p, id, op, wait, "register");
+    return;
+  }
+  const auto& req = r.registration();
+  if (req.payload().size() > l.max_signed_payload_bytes) {
+    refuse(p, id, op, too_large_bytes("the registration payload is too large",
+                                      l.max_signed_payload_bytes));
+    return;
+  }
+  wire::RegistrationPayload payload;
+  if (!payload.ParseFromString(req.payload())) {
+    refuse(p, id, op, bad_request("the registration payload does not parse"));
+    return;
+  }
+  if (!valid_handle(payload.handle())) {
+    refuse(p, id, op,
+           bad_request("the handle must be 3 to 32 of a-z 0-9 _ . , start with a letter, not "
+                       "end with '.' and have no '..'"));
+    return;
+  }
+  if (auto bad = check_device_keys(*ctx_, payload.identity_key(), payload.device(), l)) {
+    refuse(p, id, op, *bad);
+    return;
+  }
+  uint64_t now = clock_();
+  uint64_t ts = payload.timestamp_ms();
+  if (ts + l.clock_skew_ms < now || ts > now + l.clock_skew_ms) {
+    refuse(p, id, op,
+           bad_request("the payload's timestamp is more than the allowed skew away from the "
+                       "relay's clock (see OP_PING)"));
+    return;
+  }
+  if (payload.nonce().size() != 16) {
+    refuse(p, id, op, bad_request("the nonce must be 16 bytes"));
+    return;
+  }
+  if (!keys::verify_payload(*ctx_, as_bytes(payload.identity_key()),
+                            keys::SignedPurpose::kRegistration, as_bytes(req.payload()),
+                            as_bytes(req.signature()))
+           .ok()) {
+    refuse(p, id, op, bad_request("the registration signature does not verify"));
+    return;
+  }
+  const auto& reserved = config_.reserved_handles;
+  if (std::find(reserved.begin(), reserved.end(), payload.handle()) != reserved.end()) {
+    refuse(p, id, op, status_refusal(wire::FORBIDDEN, "this handle is reserved"));
+    return;
+  }
+
+  struct State {
+    AccountRecord account;
+    NewDevice device;
+    Bytes nonce;
+    std::optional<Refusal> refusal;
+  };
+  auto st = std::make_shared<State>();
+  st->account.id = random_bytes(16);
+  st->account.handle = payload.handle();
+  st->account.identity_key = Bytes(payload.identity_key().begin(), payload.identity_key().end());
+  st->account.created_at_ms = now;
+  const auto& d = payload.device();
+  st->device.registration_id = d.registration_id();
+  st->device.auth_hash = hash_auth_secret(as_bytes(d.auth_secret()));
+  st->device.encrypted_name = Bytes(d.encrypted_name().begin(), d.encrypted_name().end());
+  st->device.signed_prekey = d.signed_prekey();
+  st->device.one_time_prekeys.assign(d.one_time_prekeys().begin(), d.one_time_prekeys().end());
+  st->device.last_resort = d.last_resort_prekey();
+  st->device.created_at_ms = now;
+  st->nonce = Bytes(payload.nonce().begin(), payload.nonce().end());
+  uint64_t keep = now + l.nonce_window_ms;
+  submit(
+      p, id, op,
+      [st, now, keep](Store& s) -> Status {
+        st->refusal.reset();
+        SOTTO_TRY_ASSIGN(bool fresh, s.use_nonce(st->nonce, now, keep));
+        if (!fresh) {
+          st->refusal = status_refusal(wire::CONFLICT, "the nonce was used before; make a new "
+                                                       "payload with a fresh nonce");
+          return {};
+        }
+        SOTTO_TRY_ASSIGN(bool created, s.create_account(st->account, st->device));
+        if (!created) st->refusal = status_refusal(wire::CONFLICT, "the handle is taken");
+        return {};
+      },
+      [this, p, id, op, st] {
+        if (st->refusal) return refuse(p, id, op, *st->refusal);
+        wire::Response resp;
+        resp.set_id(id);
+        resp.set_status(wire::OK);
+        resp.mutable_registration()->set_account_id(bytes_str(st->account.id));
+        resp.mutable_registration()->set_device_id(1);
+        log_info("account_registered");
+        answer(p, std::move(resp), op);
+      });
+}
+
+void Relay::op_provision_open(const std::shared_ptr<Peer>& p, wire::Request& r) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  if (p->authenticated) {
+    refuse(p, id, op, status_refusal(wire::FORBIDDEN, "link channels are opened by new devices "
+                                                      "on an unauthenticated socket"));
+    return;
+  }
+  if (r.provision_open().ephemeral_public_key().size() != 32) {
+    refuse(p, id, op, bad_request("ephemeral_public_key must be a raw 32-byte X25519 key"));
+    return;
+  }
+  if (!p->link_code.empty()) {
+    refuse(p, id, op, status_refusal(wire::CONFLICT, "this socket already has a link channel"));
+    return;
+  }
+  if (uint64_t wait = provision_ip_.take(p->ip, clock_())) {
+    rate_limited(p, id, op, wait, "provision");
+    return;
+  }
+  uint64_t expires = clock_() + config_.limits.link_lifetime_ms;
+  std::string code;
+  {
+    std::lock_guard lock(mu_);
+    do code = make_link_code();
+    while (links_.count(code));
+    LinkChannel ch;
+    ch.peer = p;
+    const auto& k = r.provision_open().ephemeral_public_key();
+    ch.ephemeral_key = Bytes(k.begin(), k.end());
+    ch.expires_at_ms = expires;
+    links_.emplace(code, std::move(ch));
+  }
+  p->link_code = code;
+  if (auto conn = p->conn.lock()) conn->set_deadline(expires);
+  wire::Response resp;
+  resp.set_id(id);
+  resp.set_status(wire::OK);
+  resp.mutable_provision_open()->set_link_code(code);
+  resp.mutable_provision_open()->set_expires_at_ms(expires);
+  answer(p, std::move(resp), op);
+}
+
+void Relay::op_provision_lookup(const std::shared_ptr<Peer>& p, wire::Request& r) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  if (uint64_t wait = provision_lookup_account_.take(account_key(p->account), clock_())) {
+    rate_limited(p, id, op, wait, "provision_lookup");
+    return;
+  }
+  std::string code = normalize_link_code(r.provision_lookup().link_code());
+  wire::Response resp;
+  resp.set_id(id);
+  {
+    std::lock_guard lock(mu_);
+    auto it = code.empty() ? links_.end() : links_.find(code);
+    if (it == links_.end() || it->second.expires_at_ms < clock_()) {
+      resp.set_status(wire::NOT_FOUND);
+      resp.set_message("no live link channel has this code");
+    } else if (it->second.approved) {
+      resp.set_status(wire::CONFLICT);
+      resp.set_message("this link channel was already approved");
+    } else {
+      resp.set_status(wire::OK);
+      resp.mutable_provision_lookup()->set_ephemeral_public_key(
+          bytes_str(it->second.ephemeral_key));
+      resp.mutable_provision_lookup()->set_expires_at_ms(it->second.expires_at_ms);
+    }
+  }
+  answer(p, std::move(resp), op);
+}
+
+void Relay::op_provision_approve(const std::shared_ptr<Peer>& p, wire::Request& r) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  if (uint64_t wait = provision_lookup_account_.take(account_key(p->account), clock_())) {
+    rate_limited(p, id, op, wait, "provision_lookup");
+    return;
+  }
+  const auto& env = r.provision_approve().envelope();
+  if (env.ciphertext().size() > config_.limits.max_provision_ciphertext_bytes) {
+    refuse(p, id, op, too_large_bytes("the provisioning ciphertext is too large",
+                                      config_.limits.max_provision_ciphertext_bytes));
+    return;
+  }
+  if (env.ephemeral_public_key().size() != 32 || env.nonce().size() != 24 ||
+      env.ciphertext().empty()) {
+    refuse(p, id, op, bad_request("the envelope needs a 32-byte key, a 24-byte nonce and a "
+                                  "non-empty ciphertext"));
+    return;
+  }
+  std::string code = normalize_link_code(r.provision_approve().link_code());
+  auto check = [this, code]() -> std::optional<Refusal> {
+    auto it = code.empty() ? links_.end() : links_.find(code);
+    if (it == links_.end() || it->second.expires_at_ms < clock_())
+      return status_refusal(wire::NOT_FOUND, "no live link channel has this code");
+    if (it->second.approved)
+      return status_refusal(wire::CONFLICT, "this link channel was already approved");
+    return std::nullopt;
+  };
+  {
+    std::lock_guard lock(mu_);
+    if (auto bad = check()) return refuse(p, id, op, *bad);
+  }
+  auto count = std::make_shared<size_t>(0);
+  auto envelope = std::make_shared<wire::ProvisionEnvelope>(env);
+  submit(
+      p, id, op,
+      [p, count](Store& s) -> Status {
+        SOTTO_TRY_ASSIGN(auto devices, s.list_devices(p->account));
+        *count = devices.size();
+        return {};
+      },
+      [this, p, id, op, count, envelope, code, check] {
+        if (*count >= config_.limits.max_devices_per_account)
+          return refuse(p, id, op,
+                        status_refusal(wire::LIMIT_REACHED,
+                                       "the account already has the maximum number of devices"));
+        std::shared_ptr<Peer> target;
+        {
+          std::lock_guard lock(mu_);
+          if (auto bad = check()) return refuse(p, id, op, *bad);
+          auto& ch = links_[code];
+          ch.approved = true;
+          ch.approved_by = p->account;
+          target = ch.peer.lock();
+        }
+        if (target) {
+          if (auto conn = target->conn.lock()) {
+            auto frame = push_frame([&](wire::Push& push) {
+              auto* pp = push.mutable_provision();
+              pp->set_link_code(code);
+              pp->set_account_id(bytes_str(p->account));
+              *pp->mutable_envelope() = *envelope;
+            });
+            conn->post([conn, frame] { conn->write(frame); });
+          }
+        }
+        wire::Response resp;
+        resp.set_id(id);
+        resp.set_status(wire::OK);
+        answer(p, std::move(resp), op);
+      });
+}
+
+void Relay::op_link_device(const std::shared_ptr<Peer>& p, wire::Request& r) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  const Limits& l = config_.limits;
+  if (p->authenticated) {
+    refuse(p, id, op, status_refusal(wire::FORBIDDEN, "link on the unauthenticated socket that "
+                                                      "opened the channel"));
+    return;
+  }
+  if (uint64_t wait = provision_ip_.take(p->ip, clock_())) {
+    rate_limited(p, id, op, wait, "provision");
+    return;
+  }
+  const auto& req = r.link_device();
+  if (req.payload().size() > l.max_signed_payload_bytes) {
+    refuse(p, id, op,
+           too_large_bytes("the link payload is too large", l.max_signed_payload_bytes));
+    return;
+  }
+  wire::LinkPayload payload;
+  if (!payload.ParseFromString(req.payload())) {
+    refuse(p, id, op, bad_request("the link payload does not parse"));
+    return;
+  }
+  if (payload.account_id().size() != 16) {
+    refuse(p, id, op, bad_request("account_id must be 16 bytes"));
+    return;
+  }
+  if (auto bad = check_device_keys(*ctx_, payload.identity_key(), payload.device(), l)) {
+    refuse(p, id, op, *bad);
+    return;
+  }
+  uint64_t now = clock_();
+  if (payload.timestamp_ms() + l.clock_skew_ms < now || payload.timestamp_ms() > now + l.clock_skew_ms) {
+    refuse(p, id, op, bad_request("the payload's timestamp is outside the allowed clock skew"));
+    return;
+  }
+  if (payload.nonce().size() != 16) {
+    refuse(p, id, op, bad_request("the nonce must be 16 bytes"));
+    return;
+  }
+  if (!keys::verify_payload(*ctx_, as_bytes(payload.identity_key()), keys::SignedPurpose::kLink,
+                            as_bytes(req.payload()), as_bytes(req.signature()))
+           .ok()) {
+    refuse(p, id, op, bad_request("the link signature does not verify"));
+    return;
+  }
+  std::string code = normalize_link_code(payload.link_code());
+  {
+    std::lock_guard lock(mu_);
+    auto it = links_.find(p->link_code);
+    if (p->link_code.empty() || it == links_.end() || code != p->link_code)
+      return refuse(p, id, op, status_refusal(wire::NOT_FOUND,
+                                              "this socket has no live link channel with this "
+                                              "code"));
+    if (!it->second.approved)
+      return refuse(p, id, op, status_refusal(wire::CONFLICT, "the channel is not approved yet"));
+    if (bytes_str(it->second.approved_by) != payload.account_id())
+      return refuse(p, id, op, status_refusal(wire::FORBIDDEN,
+                                              "the channel was approved by another account"));
+  }
+  struct State {
+    Bytes account;
+    Bytes identity_key;
+    Bytes nonce;
+    NewDevice device;
+    uint32_t device_id = 0;
+    std::optional<Refusal> refusal;
+  };
+  auto st = std::make_shared<State>();
+  st->account = Bytes(payload.account_id().begin(), payload.account_id().end());
+  st->identity_key = Bytes(payload.identity_key().begin(), payload.identity_key().end());
+  st->nonce = Bytes(payload.nonce().begin(), payload.nonce().end());
+  const auto& d = payload.device();
+  st->device.registration_id = d.registration_id();
+  st->device.auth_hash = hash_auth_secret(as_bytes(d.auth_secret()));
+  st->device.encrypted_name = Bytes(d.encrypted_name().begin(), d.encrypted_name().end());
+  st->device.signed_prekey = d.signed_prekey();
+  st->device.one_time_prekeys.assign(d.one_time_prekeys().begin(), d.one_time_prekeys().end());
+  st->device.last_resort = d.last_resort_prekey();
+  st->device.created_at_ms = now;
+  uint64_t keep = now + l.nonce_window_ms;
+  uint32_t cap = l.max_devices_per_account;
+  submit(
+      p, id, op,
+      [st, now, keep, cap](Store& s) -> Status {
+        st->refusal.reset();
+        st->device_id = 0;
+        SOTTO_TRY_ASSIGN(auto account, s.find_account(st->account));
+        if (!account) {
+          st->refusal = status_refusal(wire::NOT_FOUND, "the account no longer exists");
+          return {};
+        }
+        if (account->identity_key != st->identity_key) {
+          st->refusal = status_refusal(wire::FORBIDDEN, "the identity key is not the account's");
+          return {};
+        }
+        SOTTO_TRY_ASSIGN(bool fresh, s.use_nonce(st->nonce, now, keep));
+        if (!fresh) {
+          st->refusal = status_refusal(wire::CONFLICT, "the nonce was used before");
+          return {};
+        }
+        SOTTO_TRY_ASSIGN(st->device_id, s.add_device(st->account, st->device, cap));
+        if (st->device_id == 0)
+          st->refusal = status_refusal(wire::LIMIT_REACHED,
+                                       "the account has the maximum number of devices");
+        return {};
+      },
+      [this, p, id, op, st] {
+        if (st->refusal) return refuse(p, id, op, *st->refusal);
+        wire::Response resp;
+        resp.set_id(id);
+        resp.set_status(wire::OK);
+        resp.mutable_link_device()->set_device_id(st->device_id);
+        answer(p, std::move(resp), op);
+        log_info("device_linked", {{"device", st->device_id}});
+        auto conn = p->conn.lock();
+        {
+          std::lock_guard lock(mu_);
+          links_.erase(p->link_code);
+        }
+        if (conn) {
+          conn->post([p, conn] {
+            p->link_code.clear();
+            conn->close(1000);
+          });
+        }
+        devices_changed(st->account);
+      });
+}
+
+void Relay::op_list_devices(const std::shared_ptr<Peer>& p, wire::Request& r) {
+  auto list = std::make_shared<std::vector<DeviceRecord>>();
+  const uint64_t id = r.id();
+  const int op = r.op();
+  submit(
+      p, id, op,
+      [p, list](Store& s) -> Status {
+        SOTTO_TRY_ASSIGN(*list, s.list_devices(p->account));
+        return {};
+      },
+      [this, p, id, op, list] {
+        wire::Response resp;
+        resp.set_id(id);
+        resp.set_status(wire::OK);
+        auto* out = resp.mutable_list_devices();
+        std::lock_guard lock(mu_);
+        for (const auto& d : *list)
+          fill_device_info(*out->add_devices(), d, devices_.count(device_key(p->account, d.device_id)));
+        answer(p, std::move(resp), op);
+      });
+}
+
+void Relay::devices_changed(const Bytes& account) {
+  auto list = std::make_shared<std::vector<DeviceRecord>>();
+  store_.submit(
+      [account, list](Store& s) -> Status {
+        SOTTO_TRY_ASSIGN(*list, s.list_devices(account));
+        return {};
+      },
+      [this, account, list](const Status& st) {
+        if (!st.ok()) return;
+        std::shared_ptr<const std::string> frame;
+        {
+          std::lock_guard lock(mu_);
+          frame = push_frame([&](wire::Push& push) {
+            auto* dc = push.mutable_devices_changed();
+            for (const auto& d : *list)
+              fill_device_info(*dc->add_devices(), d, devices_.count(device_key(account, d.device_id)));
+          });
+        }
+        push_to_account(account, frame);
+      });
+}
+
+void Relay::push_to_account(const Bytes& account, std::shared_ptr<const std::string> frame,
+                            uint32_t except_device) {
+  std::vector<std::shared_ptr<Peer>> peers;
+  {
+    std::lock_guard lock(mu_);
+    auto on = online_.find(account_key(account));
+    if (on == online_.end()) return;
+    for (uint32_t d : on->second.devices) {
+      if (d == except_device) continue;
+      auto it = devices_.find(device_key(account, d));
+      if (it != devices_.end()) peers.push_back(it->second);
+    }
+  }
+  for (auto& peer : peers)
+    if (auto conn = peer->conn.lock()) conn->post([conn, frame] { conn->write(frame); });
+}
+
+std::shared_ptr<Peer> Relay::find_peer(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = devices_.find(key);
+  return it == devices_.end() ? nullptr : it->second;
+}
+
+void Relay::close_device(const std::string& key, uint16_t code) {
+  if (auto peer = find_peer(key))
+    if (auto conn = peer->conn.lock()) conn->post([conn, code] { conn->close(code); });
+}
+
+void Relay::op_remove_device(const std::shared_ptr<Peer>& p, wire::Request& r) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  uint32_t target = r.remove_device().device_id();
+  auto refusal = std::make_shared<std::optional<Refusal>>();
+  submit(
+      p, id, op,
+      [p, target, refusal](Store& s) -> Status {
+        refusal->reset();
+        SOTTO_TRY_ASSIGN(auto devices, s.list_devices(p->account));
+        bool exists = std::any_of(devices.begin(), devices.end(),
+                                  [&](const DeviceRecord& d) { return d.device_id == target; });
+        if (!exists) {
+          *refusal = status_refusal(wire::NOT_FOUND, "the account has no such device");
+          return {};
+        }
+        if (devices.size() == 1) {
+          *refusal = status_refusal(wire::FORBIDDEN,
+                                    "the last device cannot be removed; use OP_DELETE_ACCOUNT");
+          return {};
+        }
+        SOTTO_TRY_ASSIGN(bool removed, s.remove_device(p->account, target));
+        (void)removed;
+        return {};
+      },
+      [this, p, id, op, target, refusal] {
+        if (*refusal) return refuse(p, id, op, **refusal);
+        wire::Response resp;
+        resp.set_id(id);
+        resp.set_status(wire::OK);
+        answer(p, std::move(resp), op);
+        close_device(device_key(p->account, target), 4001);
+        devices_changed(p->account);
+        store_.submit(
+            [this](Store& s) -> Status {
+              SOTTO_TRY_ASSIGN(uint64_t total, s.total_queued());
+              metrics_.queue_depth = static_cast<int64_t>(total);
+              return {};
+            },
+            nullptr);
+      });
+}
+
+void Relay::op_delete_account(const std::shared_ptr<Peer>& p, wire::Request& r) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  if (r.delete_account().confirm_account_id() != bytes_str(p->account)) {
+    refuse(p, id, op, bad_request("confirm_account_id is not this account's id"));
+    return;
+  }
+  auto devices = std::make_shared<std::vector<DeviceRecord>>();
+  submit(
+      p, id, op,
+      [p, devices](Store& s) -> Status {
+        SOTTO_TRY_ASSIGN(*devices, s.list_devices(p->account));
+        return s.delete_account(p->account);
+      },
+      [this, p, id, op, devices] {
+        wire::Response resp;
+        resp.set_id(id);
+        resp.set_status(wire::OK);
+        answer(p, std::move(resp), op);
+        log_info("account_deleted");
+        bool hidden = false;
+        {
+          std::lock_guard lock(mu_);
+          auto on = online_.find(account_key(p->account));
+          if (on != online_.end()) {
+            hidden = on->second.hidden;
+            on->second.hidden = true;  // nothing more is announced for it
+          }
+        }
+        if (!hidden) {
+          wire::PresenceUpdate u;
+          u.set_account_id(bytes_str(p->account));
+          u.set_online(false);
+          presence_changed(p->account, std::move(u));
+        }
+        for (const auto& d : *devices) close_device(device_key(p->account, d.device_id), 4001);
+        store_.submit(
+            [this](Store& s) -> Status {
+              SOTTO_TRY_ASSIGN(uint64_t total, s.total_queued());
+              metrics_.queue_depth = static_cast<int64_t>(total);
+              return {};
+            },
+            nullptr);
+      });
+}
+
+void Relay::op_lookup_account(const std::shared_ptr<Peer>& p, wire::Request& r) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  if (uint64_t wait = lookup_device_.take(p->key, clock_())) {
+    rate_limited(p, id, op, wait, "lookup_account");
+    return;
+  }
+  const auto& req = r.lookup_account();
+  std::string handle;
+  Bytes account;
+  if (req.key_case() == wire::LookupAccountRequest::kHandle) {
+    if (!valid_handle(req.handle()))
+      return refuse(p, id, op, bad_request("the handle is not in normalized form"));
+    handle = req.handle();
+  } else if (req.key_case() == wire::LookupAccountRequest::kAccountId) {
+    if (req.account_id().size() != 16)
+      return refuse(p, id, op, bad_request("account_id must be 16 bytes"));
+    account = Bytes(req.account_id().begin(), req.account_id().end());
+  } else {
+    return refuse(p, id, op, bad_request("set handle or account_id"));
+  }
+  auto found = std::make_shared<std::optional<AccountRecord>>();
+  submit(
+      p, id, op,
+      [handle, account, found](Store& s) -> Status {
+        if (!handle.empty()) {
+          SOTTO_TRY_ASSIGN(*found, s.find_account_by_handle(handle));
+        } else {
+          SOTTO_TRY_ASSIGN(*found, s.find_account(account));
+        }
+        return {};
+      },
+      [this, p, id, op, found] {
+        if (!*found) return refuse(p, id, op, status_refusal(wire::NOT_FOUND, "no such account"));
+        wire::Response resp;
+        resp.set_id(id);
+        resp.set_status(wire::OK);
+        auto* out = resp.mutable_lookup_account();
+        out->set_account_id(bytes_str((*found)->id));
+        out->set_handle((*found)->handle);
+        out->set_identity_key(bytes_str((*found)->identity_key));
+        answer(p, std::move(resp), op);
+      });
+}
+
+// ---- prekeys ----
+
+void Relay::op_upload_prekeys(const std::shared_ptr<Peer>& p, wire::Request& r) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  auto req = std::make_shared<wire::UploadPreKeysRequest>(std::move(*r.mutable_upload_prekeys()));
+  if (auto bad = check_prekey_upload(*ctx_, bytes_str(p->identity_key), *req, config_.limits))
+    return refuse(p, id, op, *bad);
+  auto pool = std::make_shared<std::optional<uint32_t>>();
+  uint32_t cap = config_.limits.max_prekeys_stored;
+  submit(
+      p, id, op,
+      [p, req, pool, cap](Store& s) -> Status {
+        std::vector<wire::OneTimePreKey> keys(req->one_time_prekeys().begin(),
+                                              req->one_time_prekeys().end());
+        SOTTO_TRY_ASSIGN(*pool,
+                         s.upload_prekeys(p->account, p->device,
+                                          req->has_signed_prekey() ? &req->signed_prekey() : nullptr,
+                                          keys,
+                                          req->has_last_resort_prekey() ? &req->last_resort_prekey()
+                                                                        : nullptr,
+                                          cap));
+        return {};
+      },
+      [this, p, id, op, pool, cap] {
+        if (!*pool)
+          return refuse(p, id, op,
+                        status_refusal(wire::LIMIT_REACHED, "the prekey pool would hold more than " +
+                                                                std::to_string(cap) + " keys"));
+        uint32_t n = **pool;
+        if (n >= config_.limits.prekey_low_threshold) {
+          if (auto conn = p->conn.lock()) conn->post([p] { p->prekeys_low_sent = false; });
+        }
+        wire::Response resp;
+        resp.set_id(id);
+        resp.set_status(wire::OK);
+        resp.mutable_upload_prekeys()->set_one_time_prekeys(n);
+        answer(p, std::move(resp), op);
+      });
+}
+
+void Relay::op_get_prekey_count(const std::shared_ptr<Peer>& p, wire::Request& r) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  auto counts = std::make_shared<PreKeyCounts>();
+  submit(
+      p, id, op,
+      [p, counts](Store& s) -> Status {
+        SOTTO_TRY_ASSIGN(*counts, s.prekey_counts(p->account, p->device));
+        return {};
+      },
+      [this, p, id, op, counts] {
+        wire::Response resp;
+        resp.set_id(id);
+        resp.set_status(wire::OK);
+        auto* c = resp.mutable_get_prekey_count();
+        c->set_one_time_prekeys(counts->one_time);
+        c->set_has_last_resort(counts->has_last_resort);
+        c->set_signed_prekey_id(counts->signed_prekey_id);
+        c->set_signed_prekey_timestamp_ms(counts->signed_prekey_timestamp_ms);
+        answer(p, std::move(resp), op);
+      });
+}
+
+void Relay::maybe_prekeys_low(const std::shared_ptr<Peer>& peer, uint32_t remaining) {
+  uint32_t threshold = config_.limits.prekey_low_threshold;
+  if (remaining >= threshold) return;
+  auto conn = peer->conn.lock();
+  if (!conn) return;
+  conn->post([peer, conn, remaining, threshold] {
+    if (peer->prekeys_low_sent || peer->closed) return;
+    peer->prekeys_low_sent = true;
+    conn->write(push_frame([&](wire::Push& push) {
+      push.mutable_prekeys_low()->set_remaining(remaining);
+      push.mutable_prekeys_low()->set_threshold(threshold);
+    }));
+  });
+}
+
+void Relay::op_get_bundles(const std::shared_ptr<Peer>& p, wire::Request& r) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  const auto& req = r.get_bundles();
+  if (req.account_id().size() != 16)
+    return refuse(p, id, op, bad_request("account_id must be 16 bytes"));
+  Bytes target(req.account_id().begin(), req.account_id().end());
+  bool own = target == p->account;
+  std::vector<uint32_t> wanted(req.device_ids().begin(), req.device_ids().end());
+  {
+    std::set<uint32_t> seen;
+    for (uint32_t d : wanted) {
+      if (!seen.insert(d).second)
+        return refuse(p, id, op, bad_request("device id " + std::to_string(d) + " appears twice"));
+      if (own && d == p->device)
+        return refuse(p, id, op, bad_request("a device does not fetch its own bundle"));
+    }
+  }
+  uint64_t now = clock_();
+  if (uint64_t wait = bundles_device_.take(p->key, now))
+    return rate_limited(p, id, op, wait, "get_bundles");
+  if (uint64_t wait = bundles_target_.take(p->key + account_key(target), now))
+    return rate_limited(p, id, op, wait, "get_bundles_target");
+
+  struct State {
+    std::optional<Refusal> refusal;
+    Bytes identity_key;
+    std::vector<wire::PreKeyBundle> bundles;
+    std::vector<std::pair<uint32_t, uint32_t>> low;  // device, remaining
+  };
+  auto st = std::make_shared<State>();
+  uint32_t caller = own ? p->device : 0;
+  uint32_t threshold = config_.limits.prekey_low_threshold;
+  submit(
+      p, id, op,
+      [st, target, wanted, caller, threshold](Store& s) -> Status {
+        *st = State{};
+        SOTTO_TRY_ASSIGN(auto account, s.find_account(target));
+        if (!account) {
+          st->refusal = status_refusal(wire::NOT_FOUND, "no such account");
+          return {};
+        }
+        SOTTO_TRY_ASSIGN(auto devices, s.list_devices(target));
+        std::vector<const DeviceRecord*> chosen;
+        if (wanted.empty()) {
+          for (const auto& d : devices)
+            if (d.device_id != caller) chosen.push_back(&d);
+        } else {
+          for (uint32_t w : wanted) {
+            auto it = std::find_if(devices.begin(), devices.end(),
+                                   [&](const DeviceRecord& d) { return d.device_id == w; });
+            if (it == devices.end()) {
+              st->refusal = status_refusal(wire::NOT_FOUND,
+                                           "the account has no device " + std::to_string(w));
+              return {};
+            }
+            chosen.push_back(&*it);
+          }
+          std::sort(chosen.begin(), chosen.end(),
+                    [](auto* a, auto* b) { return a->device_id < b->device_id; });
+        }
+        for (const DeviceRecord* d : chosen) {
+          SOTTO_TRY_ASSIGN(TakenPreKey taken, s.take_prekey(target, d->device_id));
+          wire::PreKeyBundle b;
+          b.set_registration_id(d->registration_id);
+          b.set_device_id(d->device_id);
+          b.set_identity_key(bytes_str(account->identity_key));
+          *b.mutable_signed_prekey() = d->signed_prekey;
+          if (taken.key) *b.mutable_one_time_prekey() = *taken.key;
+          b.set_last_resort(taken.last_resort);
+          st->bundles.push_back(std::move(b));
+          if (taken.key && !taken.last_resort && taken.remaining < threshold)
+            st->low.emplace_back(d->device_id, taken.remaining);
+        }
+        return {};
+      },
+      [this, p, id, op, st, target] {
+        if (st->refusal) return refuse(p, id, op, *st->refusal);
+        wire::Response resp;
+        resp.set_id(id);
+        resp.set_status(wire::OK);
+        auto* out = resp.mutable_get_bundles();
+        out->set_account_id(bytes_str(target));
+        for (auto& b : st->bundles) *out->add_bundles() = std::move(b);
+        answer(p, std::move(resp), op);
+        for (auto [device, remaining] : st->low)
+          if (auto peer = find_peer(device_key(target, device))) maybe_prekeys_low(peer, remaining);
+      });
+}
+
+// ---- messages ----
+
+void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  const Limits& l = config_.limits;
+
+  struct Target {
+    Bytes account;
+    uint32_t device;
+    uint32_t registration_id;
+    wire::Envelope::Type type;
+  };
+  auto send = std::make_shared<NewSend>();
+  std::vector<Target> targets;
+  bool ephemeral, urgent, targeted;
+  std::string message_id;
+  if (!multi) {
+    auto& req = *r.mutable_send();
+    message_id = req.message_id();
+    ephemeral = req.ephemeral();
+    urgent = req.urgent();
+    targeted = req.targeted();
+    send->batch = req.batch();
+    if (req.messages_size() == 0) return refuse(p, id, op, bad_request("no messages"));
+    if (static_cast<uint32_t>(req.messages_size()) > l.max_send_messages)
+      return refuse(p, id, op, too_large_items("too many messages in one send",
+                                               l.max_send_messages));
+    for (auto& m : *req.mutable_messages()) {
+      if (m.account_id().size() != 16)
+        return refuse(p, id, op, bad_request("every account_id must be 16 bytes"));
+      if (m.type() == wire::Envelope::TYPE_UNSPECIFIED ||
+          !wire::Envelope::Type_IsValid(m.type()))
+        return refuse(p, id, op, bad_request("every message needs a type"));
+      if (m.ciphertext().empty()) return refuse(p, id, op, bad_request("empty ciphertext"));
+      if (m.ciphertext().size() > l.max_envelope_bytes)
+        return refuse(p, id, op, too_large_bytes("a ciphertext is too large", l.max_envelope_bytes));
+      targets.push_back(Target{Bytes(m.account_id().begin(), m.account_id().end()), m.device_id(),
+                               m.registration_id(), m.type()});
+      QueuedCopy c;
+      c.account_id = targets.back().account;
+      c.device_id = m.device_id();
+      c.ciphertext = Bytes(m.ciphertext().begin(), m.ciphertext().end());
+      send->copies.push_back(std::move(c));
+      send->copy_types.push_back(m.type());
+    }
+  } else {
+    auto& req = *r.mutable_send_multi();
+    message_id = req.message_id();
+    ephemeral = req.ephemeral();
+    urgent = req.urgent();
+    targeted = false;
+    send->batch = req.batch();
+    if (req.recipients_size() == 0) return refuse(p, id, op, bad_request("no recipients"));
+    if (static_cast<uint32_t>(req.recipients_size()) > l.max_send_multi_devices)
+      return refuse(p, id, op, too_large_items("too many recipients in one send_multi",
+                                               l.max_send_multi_devices));
+    if (req.type() == wire::Envelope::TYPE_UNSPECIFIED ||
+        !wire::Envelope::Type_IsValid(req.type()))
+      return refuse(p, id, op, bad_request("type is required"));
+    if (req.ciphertext().empty()) return refuse(p, id, op, bad_request("empty ciphertext"));
+    size_t longest = 0;
+    for (const auto& m : req.recipients()) {
+      if (m.account_id().size() != 16)
+        return refuse(p, id, op, bad_request("every account_id must be 16 bytes"));
+      if (m.header().size() > l.max_multi_header_bytes)
+        return refuse(p, id, op, too_large_bytes("a recipient header is too large",
+                                                 l.max_multi_header_bytes));
+      longest = std::max(longest, m.header().size());
+      targets.push_back(Target{Bytes(m.account_id().begin(), m.account_id().end()), m.device_id(),
+                               m.registration_id(), req.type()});
+      QueuedCopy c;
+      c.account_id = targets.back().account;
+      c.device_id = m.device_id();
+      c.header = Bytes(m.header().begin(), m.header().end());
+      send->copies.push_back(std::move(c));
+    }
+    if (req.ciphertext().size() + longest > l.max_envelope_bytes)
+      return refuse(p, id, op, too_large_bytes("the ciphertext plus the longest header is too "
+                                               "large", l.max_envelope_bytes));
+    send->type = req.type();
+    send->shared_ciphertext = Bytes(req.ciphertext().begin(), req.ciphertext().end());
+  }
+  if (message_id.size() != 16) return refuse(p, id, op, bad_request("message_id must be 16 bytes"));
+  {
+    std::set<std::string> seen;
+    for (const auto& t : targets) {
+      std::string k = device_key(t.account, t.device);
+      if (!seen.insert(k).second)
+        return refuse(p, id, op, bad_request("a recipient device appears twice"));
+      if (t.account == p->account && t.device == p->device)
+        return refuse(p, id, op, bad_request("a device does not send to itself"));
+    }
+  }
+  uint64_t now = clock_();
+  if (uint64_t wait = send_device_.take(p->key, now)) return rate_limited(p, id, op, wait, "send");
+
+  if (ephemeral) {
+    // Forward to whichever named devices are connected; nothing is stored or checked.
+    for (size_t i = 0; i < targets.size(); ++i) {
+      auto peer = find_peer(device_key(targets[i].account, targets[i].device));
+      if (!peer) continue;
+      auto env = std::make_shared<wire::Envelope>();
+      env->set_type(targets[i].type);
+      env->set_sender_account_id(bytes_str(p->account));
+      env->set_sender_device_id(p->device);
+      env->set_recipient_device_id(targets[i].device);
+      env->set_message_id(message_id);
+      env->set_server_timestamp_ms(now);
+      env->set_ciphertext(multi ? bytes_str(send->shared_ciphertext)
+                                : bytes_str(send->copies[i].ciphertext));
+      if (!send->copies[i].header.empty()) env->set_header(bytes_str(send->copies[i].header));
+      env->set_ephemeral(true);
+      env->set_urgent(urgent);
+      if (auto conn = peer->conn.lock()) {
+        auto frame = push_frame([&](wire::Push& push) { *push.mutable_envelope() = *env; });
+        metrics_.envelopes_ephemeral.fetch_add(1, std::memory_order_relaxed);
+        conn->post([conn, frame] { conn->write(frame); });
+      }
+    }
+    wire::Response resp;
+    resp.set_id(id);
+    resp.set_status(wire::OK);
+    (multi ? resp.mutable_send_multi() : resp.mutable_send())->set_server_timestamp_ms(now);
+    return answer(p, std::move(resp), op);
+  }
+
+  send->sender_account = p->account;
+  send->sender_device = p->device;
+  send->message_id = Bytes(message_id.begin(), message_id.end());
+  send->urgent = urgent;
+  send->server_timestamp_ms = now;
+  send->expires_at_ms = now + l.envelope_ttl_ms;
+
+  struct State {
+    std::optional<Refusal> refusal;
+    wire::DeviceMismatch mismatch;
+    bool stale = false;
+    bool duplicate = false;
+    uint64_t timestamp = 0;
+    std::vector<uint64_t> sequences;
+    std::map<std::string, std::string> push_urls;  // device key -> url
+  };
+  auto st = std::make_shared<State>();
+  auto tg = std::make_shared<std::vector<Target>>(std::move(targets));
+  uint64_t max_queue = l.max_queue_envelopes;
+  submit(
+      p, id, op,
+      [st, tg, send, p, urgent, targeted, max_queue](Store& s) -> Status {
+        *st = State{};
+        SOTTO_TRY_ASSIGN(auto prior, s.find_send(send->sender_account, send->sender_device,
+                                                 send->message_id, send->batch));
+        if (prior) {
+          st->duplicate = true;
+          st->timestamp = prior->server_timestamp_ms;
+          return {};
+        }
+        // Accounts in order of first appearance, with what the request names for each.
+        std::vector<Bytes> accounts;
+        std::map<Bytes, std::map<uint32_t, uint32_t>> named;  // account -> device -> reg id
+        for (const auto& t : *tg) {
+          if (!named.count(t.account)) accounts.push_back(t.account);
+          named[t.account][t.device] = t.registration_id;
+        }
+        bool own_named = named.count(p->account) > 0;
+        std::map<Bytes, std::vector<DeviceRecord>> current;
+        for (const auto& a : accounts) {
+          SOTTO_TRY_ASSIGN(auto account, s.find_account(a));
+          if (!account) {
+            st->refusal = status_refusal(wire::NOT_FOUND,
+                                         "account " + to_hex(a) + " does not exist");
+            return {};
+          }
+          SOTTO_TRY_ASSIGN(current[a], s.list_devices(a));
+        }
+        if (urgent && !targeted && send->batch == 0 && !own_named) {
+          SOTTO_TRY_ASSIGN(auto mine, s.list_devices(p->account));
+          wire::DeviceMismatch::Account entry;
+          entry.set_account_id(bytes_str(p->account));
+          for (const auto& d : mine)
+            if (d.device_id != p->device) entry.add_missing_devices(d.device_id);
+          if (entry.missing_devices_size() > 0) {
+            *st->mismatch.add_accounts() = std::move(entry);
+            st->stale = true;
+          }
+        }
+        for (const auto& a : accounts) {
+          const auto& devs = current[a];
+          const auto& want = named[a];
+          wire::DeviceMismatch::Account entry;
+          entry.set_account_id(bytes_str(a));
+          bool differs = false;
+          for (const auto& d : devs) {
+            auto it = want.find(d.device_id);
+            if (it == want.end()) {
+              if (a == p->account && d.device_id == p->device) continue;
+              entry.add_missing_devices(d.device_id);
+              if (!targeted) differs = true;
+            } else if (it->second != d.registration_id) {
+              entry.add_stale_devices(d.device_id);
+              differs = true;
+            }
+          }
+          for (const auto& [dev, reg] : want) {
+            bool exists = std::any_of(devs.begin(), devs.end(),
+                                      [&](const DeviceRecord& d) { return d.device_id == dev; });
+            if (!exists) {
+              entry.add_extra_devices(dev);
+              differs = true;
+            }
+          }
+          if (differs) {
+            *st->mismatch.add_accounts() = std::move(entry);
+            st->stale = true;
+          }
+        }
+        if (st->stale) return {};
+        for (const auto& c : send->copies) {
+          for (const auto& d : current[c.account_id]) {
+            if (d.device_id != c.device_id) continue;
+            if (d.queue_length >= max_queue) {
+              st->refusal = status_refusal(wire::LIMIT_REACHED,
+                                           "a recipient device's queue is full");
+              return {};
+            }
+            if (!d.push_url.empty()) st->push_urls[device_key(c.account_id, c.device_id)] = d.push_url;
+          }
+        }
+        SOTTO_TRY_ASSIGN(st->sequences, s.enqueue(*send));
+        st->timestamp = send->server_timestamp_ms;
+        return {};
+      },
+      [this, p, id, op, st, send, multi] {
+        if (st->refusal) return refuse(p, id, op, *st->refusal);
+        wire::Response resp;
+        resp.set_id(id);
+        if (st->stale) {
+          resp.set_status(wire::STALE_DEVICES);
+          resp.set_message("the send does not match the recipients' current devices; refresh "
+                           "them and resend with the same message id");
+          *resp.mutable_stale_devices() = std::move(st->mismatch);
+          return answer(p, std::move(resp), op);
+        }
+        resp.set_status(wire::OK);
+        (multi ? resp.mutable_send_multi() : resp.mutable_send())
+            ->set_server_timestamp_ms(st->timestamp);
+        answer(p, std::move(resp), op);
+        if (st->duplicate) return;
+        size_t n = send->copies.size();
+        metrics_.envelopes_queued.fetch_add(n, std::memory_order_relaxed);
+        metrics_.queue_depth.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
+        std::string sender = bytes_str(send->sender_account);
+        std::string mid = bytes_str(send->message_id);
+        std::string shared = bytes_str(send->shared_ciphertext);
+        for (size_t i = 0; i < n; ++i) {
+          const QueuedCopy& c = send->copies[i];
+          auto env = std::make_shared<wire::Envelope>();
+          env->set_type(send->copy_types.empty() ? send->type : send->copy_types[i]);
+          env->set_sender_account_id(sender);
+          env->set_sender_device_id(send->sender_device);
+          env->set_recipient_device_id(c.device_id);
+          env->set_message_id(mid);
+          env->set_server_timestamp_ms(send->server_timestamp_ms);
+          env->set_sequence(st->sequences[i]);
+          env->set_ciphertext(multi ? shared : bytes_str(c.ciphertext));
+          if (!c.header.empty()) env->set_header(bytes_str(c.header));
+          env->set_urgent(send->urgent);
+          std::string key = device_key(c.account_id, c.device_id);
+          if (!find_peer(key)) {
+            auto url = st->push_urls.find(key);
+            if (send->urgent && url != st->push_urls.end()) wake(c.account_id, c.device_id, url->second);
+            continue;
+          }
+          deliver(key, std::move(env));
+        }
+      });
+}
+
+void Relay::deliver(const std::string& key, std::shared_ptr<const wire::Envelope> env) {
+  auto peer = find_peer(key);
+  if (!peer) return;
+  auto conn = peer->conn.lock();
+  if (!conn) return;
+  conn->post([this, peer, conn, env] {
+    if (peer->closed || env->sequence() <= peer->last_pushed) return;
+    if (peer->fetching) {
+      peer->missed_live = true;
+      return;
+    }
+    if (peer->caught_up && peer->unacked.size() < config_.limits.max_unacked_envelopes) {
+      push_envelope(*peer, *conn, *env);
+      return;
+    }
+    peer->caught_up = false;
+    pump(peer);
+  });
+}
+
+void Relay::push_envelope(Peer& peer, Connection& conn, const wire::Envelope& env) {
+  peer.last_pushed = env.sequence();
+  peer.unacked.insert(env.sequence());
+  metrics_.envelopes_pushed.fetch_add(1, std::memory_order_relaxed);
+  conn.write(push_frame([&](wire::Push& push) { *push.mutable_envelope() = env; }));
+}
+
+// NB: on the peer's strand.
+void Relay::pump(const std::shared_ptr<Peer>& peer) {
+  if (peer->closed || peer->fetching || peer->caught_up) return;
+  size_t window = config_.limits.max_unacked_envelopes;
+  if (peer->unacked.size() >= window) return;
+  uint32_t room = static_cast<uint32_t>(window - peer->unacked.size());
+  peer->fetching = true;
+  peer->missed_live = false;
+  uint64_t after = peer->last_pushed;
+  auto loaded = std::make_shared<std::vector<wire::Envelope>>();
+  bool ok = store_.submit(
+      [peer, after, room, loaded](Store& s) -> Status {
+        SOTTO_TRY_ASSIGN(*loaded, s.load_queue(peer->account, peer->device, after, room));
+        return {};
+      },
+      [this, peer, room, loaded](const Status& st) {
+        auto conn = peer->conn.lock();
+        if (!conn) return;
+        conn->post([this, peer, conn, room, loaded, ok = st.ok()] {
+          peer->fetching = false;
+          if (peer->closed || !ok) return;
+          for (const auto& e : *loaded)
+            if (e.sequence() > peer->last_pushed) push_envelope(*peer, *conn, e);
+          if (loaded->size() < room) {
+            peer->caught_up = !peer->missed_live;
+            if (!peer->queue_empty_sent) {
+              peer->queue_empty_sent = true;
+              conn->write(push_frame([&](wire::Push& push) {
+                push.mutable_queue_empty()->set_last_sequence(peer->last_pushed);
+              }));
+            }
+          }
+          peer->missed_live = false;
+          pump(peer);
+        });
+      });
+  if (!ok) peer->fetching = false;
+}
+
+void Relay::op_ack(const std::shared_ptr<Peer>& p, wire::Request& r) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  const auto& seqs = r.ack().sequences();
+  if (seqs.empty()) return refuse(p, id, op, bad_request("no sequence numbers"));
+  if (static_cast<uint32_t>(seqs.size()) > config_.limits.max_ack_sequences)
+    return refuse(p, id, op, too_large_items("too many sequence numbers",
+                                             config_.limits.max_ack_sequences));
+  auto list = std::make_shared<std::vector<uint64_t>>(seqs.begin(), seqs.end());
+  auto deleted = std::make_shared<uint64_t>(0);
+  submit(
+      p, id, op,
+      [p, list, deleted](Store& s) -> Status {
+        SOTTO_TRY_ASSIGN(*deleted, s.ack(p->account, p->device, *list));
+        return {};
+      },
+      [this, p, id, op, list, deleted] {
+        metrics_.envelopes_acked.fetch_add(*deleted, std::memory_order_relaxed);
+        metrics_.queue_depth.fetch_sub(static_cast<int64_t>(*deleted), std::memory_order_relaxed);
+        wire::Response resp;
+        resp.set_id(id);
+        resp.set_status(wire::OK);
+        answer(p, std::move(resp), op);
+        if (auto conn = p->conn.lock()) {
+          conn->post([this, p, list] {
+            for (uint64_t s : *list) p->unacked.erase(s);
+            pump(p);
+          });
+        }
+      });
+}
+
+// ---- presence ----
+
+void Relay::presence_changed(const Bytes& account, wire::PresenceUpdate update) {
+  std::vector<std::shared_ptr<Peer>> subs;
+  {
+    std::lock_guard lock(mu_);
+    auto it = subscribers_.find(account_key(account));
+    if (it == subscribers_.end()) return;
+    subs.reserve(it->second.size());
+    for (const auto& sub : it->second) subs.push_back(sub);
+  }
+  auto frame = push_frame([&](wire::Push& push) { *push.mutable_presence() = update; });
+  for (const auto& sub : subs) {
+    std::shared_ptr<Connection> conn = sub->conn.lock();
+    if (!conn) continue;
+    conn->post([conn, frame] { conn->write(frame); });
+  }
+}
+
+void Relay::op_presence_subscribe(const std::shared_ptr<Peer>& p, wire::Request& r) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  const auto& ids = r.presence_subscribe().account_ids();
+  if (static_cast<uint32_t>(ids.size()) > config_.limits.max_presence_subscriptions)
+    return refuse(p, id, op, too_large_items("too many accounts in one subscription list",
+                                             config_.limits.max_presence_subscriptions));
+  std::vector<Bytes> wanted;
+  for (const auto& a : ids) {
+    if (a.size() != 16) return refuse(p, id, op, bad_request("every account id must be 16 bytes"));
+    Bytes b(a.begin(), a.end());
+    if (std::find(wanted.begin(), wanted.end(), b) == wanted.end()) wanted.push_back(std::move(b));
+  }
+  if (uint64_t wait = presence_device_.take(p->key, clock_()))
+    return rate_limited(p, id, op, wait, "presence_subscribe");
+
+  struct Entry {
+    Bytes account;
+    bool online = false;
+    bool known = false;
+  };
+  auto entries = std::make_shared<std::vector<Entry>>();
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& a : p->subscriptions) {
+      auto it = subscribers_.find(account_key(a));
+      if (it == subscribers_.end()) continue;
+      it->second.erase(p);
+      if (it->second.empty()) subscribers_.erase(it);
+    }
+    p->subscriptions = wanted;
+    for (const auto& a : wanted) {
+      subscribers_[account_key(a)].insert(p);
+      Entry e;
+      e.account = a;
+      auto on = online_.find(account_key(a));
+      if (on != online_.end()) {
+        e.known = true;
+        e.online = !on->second.hidden;
+      }
+      entries->push_back(std::move(e));
+    }
+  }
+  auto seen = std::make_shared<std::vector<uint64_t>>();
+  submit(
+      p, id, op,
+      [entries, seen](Store& s) -> Status {
+        seen->assign(entries->size(), 0);
+        for (size_t i = 0; i < entries->size(); ++i) {
+          if ((*entries)[i].known) continue;
+          SOTTO_TRY_ASSIGN(auto a, s.find_account((*entries)[i].account));
+          if (a && !a->presence_hidden) (*seen)[i] = a->last_seen_ms;
+        }
+        return {};
+      },
+      [this, p, id, op, entries, seen] {
+        wire::Response resp;
+        resp.set_id(id);
+        resp.set_status(wire::OK);
+        auto* out = resp.mutable_presence_subscribe();
+        for (size_t i = 0; i < entries->size(); ++i) {
+          auto* u = out->add_current();
+          u->set_account_id(bytes_str((*entries)[i].account));
+          u->set_online((*entries)[i].online);
+          if (!(*entries)[i].known) u->set_last_seen_ms((*seen)[i]);
+        }
+        answer(p, std::move(resp), op);
+      });
+}
+
+void Relay::op_presence_visibility(const std::shared_ptr<Peer>& p, wire::Request& r) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  bool hidden = r.presence_visibility().hidden();
+  auto last_seen = std::make_shared<uint64_t>(0);
+  submit(
+      p, id, op,
+      [p, hidden, last_seen](Store& s) -> Status {
+        SOTTO_TRY(s.set_presence_hidden(p->account, hidden));
+        SOTTO_TRY_ASSIGN(auto a, s.find_account(p->account));
+        *last_seen = a ? a->last_seen_ms : 0;
+        return {};
+      },
+      [this, p, id, op, hidden, last_seen] {
+        bool online = false;
+        {
+          std::lock_guard lock(mu_);
+          auto on = online_.find(account_key(p->account));
+          if (on != online_.end()) {
+            on->second.hidden = hidden;
+            online = true;
+          }
+        }
+        wire::Response resp;
+        resp.set_id(id);
+        resp.set_status(wire::OK);
+        answer(p, std::move(resp), op);
+        wire::PresenceUpdate u;
+        u.set_account_id(bytes_str(p->account));
+        if (!hidden) {
+          u.set_online(online);
+          if (!online) u.set_last_seen_ms(*last_seen);
+        }
+        presence_changed(p->account, std::move(u));
+      });
+}
+
+// ---- push endpoints and wake-ups ----
+
+void Relay::op_set_push_endpoint(const std::shared_ptr<Peer>& p, wire::Request& r) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  std::string url = r.set_push_endpoint().url();
+  if (!url.empty()) {
+    Refusal why;
+    if (!parse_push_url(url, config_.push_allow_http, config_.push_allow_private,
+                        config_.limits.max_push_url_bytes, why))
+      return refuse(p, id, op, why);
+  }
+  submit(
+      p, id, op, [p, url](Store& s) -> Status { return s.set_push_url(p->account, p->device, url); },
+      [this, p, id, op] {
+        wire::Response resp;
+        resp.set_id(id);
+        resp.set_status(wire::OK);
+        answer(p, std::move(resp), op);
+      });
+}
+
+void Relay::wake(const Bytes& account, uint32_t device, const std::string& url) {
+  if (!pusher_) return;
+  std::string key = device_key(account, device);
+  uint64_t now = clock_();
+  {
+    std::lock_guard lock(mu_);
+    auto [it, fresh] = last_wake_.try_emplace(key, now);
+    if (!fresh) {
+      if (now < it->second + config_.push_coalesce_ms) {
+        metrics_.wakeups_coalesced.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+      it->second = now;
+    }
+  }
+  pusher_->wake(url, [this, account, device, url](int status) {
+    if (status >= 200 && status < 300) {
+      metrics_.wakeups_sent.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    metrics_.wakeups_failed.fetch_add(1, std::memory_order_relaxed);
+    if (status == 404 || status == 410) {
+      // The endpoint is gone for good: forget it unless the device set a new one meanwhile.
+      store_.submit(
+          [account, device, url](Store& s) -> Status {
+            SOTTO_TRY_ASSIGN(auto d, s.find_device(account, device));
+            if (d && d->push_url == url) return s.set_push_url(account, device, "");
+            return {};
+          },
+          nullptr);
+    }
+  });
+}
+
+// ---- attachments ----
+
+void Relay::op_attachment_upload(const std::shared_ptr<Peer>& p, wire::Request& r) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  uint64_t size = r.attachment_upload().size_bytes();
+  const Limits& l = config_.limits;
+  if (size == 0) return refuse(p, id, op, bad_request("size_bytes must be at least 1"));
+  if (size > l.attachment_max_bytes)
+    return refuse(p, id, op, too_large_bytes("the attachment is larger than this relay accepts",
+                                             l.attachment_max_bytes));
+  uint64_t now = clock_();
+  std::string acct = account_key(p->account);
+  if (uint64_t wait = attachment_account_.take(acct, now))
+    return rate_limited(p, id, op, wait, "attachment_upload");
+  if (uint64_t wait = attachment_bytes_.take(acct, now, static_cast<double>(size)))
+    return rate_limited(p, id, op, wait, "attachment_bytes");
+  AttachmentRecord slot;
+  slot.id = random_hex(16);
+  slot.account_id = p->account;
+  slot.device_id = p->device;
+  slot.size_bytes = size;
+  slot.upload_expires_at_ms = now + l.attachment_slot_ms;
+  submit(
+      p, id, op, [slot](Store& s) -> Status { return s.create_attachment(slot); },
+      [this, p, id, op, slot] {
+        wire::Response resp;
+        resp.set_id(id);
+        resp.set_status(wire::OK);
+        auto* out = resp.mutable_attachment_upload();
+        out->set_attachment_id(slot.id);
+        out->set_path("/v1/attachments/" + slot.id);
+        out->set_upload_expires_at_ms(slot.upload_expires_at_ms);
+        out->set_retention_ms(config_.limits.attachment_retention_ms);
+        out->set_max_bytes(config_.limits.attachment_max_bytes);
+        answer(p, std::move(resp), op);
+      });
+}
+
+// ---- housekeeping ----
+
+void Relay::end_link(const std::string& code, uint16_t close_code) {
+  std::shared_ptr<Peer> peer;
+  {
+    std::lock_guard lock(mu_);
+    auto it = links_.find(code);
+    if (it == links_.end()) return;
+    peer = it->second.peer.lock();
+    links_.erase(it);
+  }
+  if (peer)
+    if (auto conn = peer->conn.lock())
+      conn->post([peer, conn, close_code] {
+        peer->link_code.clear();
+        conn->close(close_code);
+      });
+}
+
+void Relay::tick() {
+  uint64_t now = clock_();
+  std::vector<std::string> expired;
+  bool run_expiry = false;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [code, ch] : links_)
+      if (ch.expires_at_ms <= now) expired.push_back(code);
+    if (now >= last_expiry_ms_ + kMinuteMs) {
+      last_expiry_ms_ = now;
+      run_expiry = true;
+    }
+    for (auto it = last_wake_.begin(); it != last_wake_.end();)
+      it = now >= it->second + config_.push_coalesce_ms ? last_wake_.erase(it) : std::next(it);
+  }
+  for (const auto& code : expired) end_link(code, 4000);
+  if (!run_expiry) return;
+  for (RateLimiter* rl : {&upgrade_ip_, &register_ip_, &provision_ip_, &provision_lookup_account_,
+                          &lookup_device_, &bundles_device_, &bundles_target_, &send_device_,
+                          &presence_device_, &attachment_account_, &attachment_bytes_,
+                          &download_device_})
+    rl->sweep(now);
+  auto result = std::make_shared<ExpiryResult>();
+  auto total = std::make_shared<uint64_t>(0);
+  store_.submit(
+      [now, result, total](Store& s) -> Status {
+        SOTTO_TRY_ASSIGN(*result, s.expire(now));
+        SOTTO_TRY_ASSIGN(*total, s.total_queued());
+        return {};
+      },
+      [this, result, total](const Status& st) {
+        if (!st.ok()) return;
+        metrics_.envelopes_expired.fetch_add(result->envelopes, std::memory_order_relaxed);
+        metrics_.queue_depth = static_cast<int64_t>(*total);
+        for (const auto& id : result->attachments) {
+          std::error_code ec;
+          std::filesystem::remove(attachment_path(id), ec);
+        }
+        if (result->envelopes || !result->attachments.empty())
+          log_info("expired", {{"envelopes", result->envelopes},
+                               {"attachments", result->attachments.size()}});
+      });
+}
+
+void Relay::close_all(uint16_t code) {
+  std::vector<std::shared_ptr<Peer>> peers;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [k, p] : devices_) peers.push_back(p);
+    peers.insert(peers.end(), unauthenticated_.begin(), unauthenticated_.end());
+  }
+  for (auto& p : peers)
+    if (auto conn = p->conn.lock()) conn->post([conn, code] { conn->close(code); });
+}
+
+}  // namespace sotto::relay

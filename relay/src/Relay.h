@@ -1,0 +1,215 @@
+// The relay's protocol logic (protocol.md sections 3 to 10), free of any network code: the
+// Server hands it parsed requests and connection events, and it answers through the
+// Connection interface. State that must survive a restart goes through the StoreExecutor;
+// connections, presence subscriptions and link channels live in memory.
+//
+// Threading: every call about one connection happens on that connection's strand (see
+// Connection::post); the registries are shared under one mutex; storage jobs run on the
+// writer thread and post their results back to the strand.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "Config.h"
+#include "Metrics.h"
+#include "RateLimiter.h"
+#include "StoreExecutor.h"
+#include "Validate.h"
+#include "sotto/keys/Signal.h"
+#include "sotto/proto/wire.pb.h"
+
+namespace sotto::relay {
+
+// One WebSocket as the logic sees it; implemented by the Server.
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  // Runs `fn` on this connection's strand. Thread-safe.
+  virtual void post(std::function<void()> fn) = 0;
+  // NB: on the strand. Queues one serialized Frame for sending.
+  virtual void write(std::shared_ptr<const std::string> frame) = 0;
+  // NB: on the strand. Sends a close frame with `code` after what is queued, then ends.
+  virtual void close(uint16_t code) = 0;
+  // NB: on the strand. One request has been answered (pipelining window).
+  virtual void request_done() = 0;
+  // NB: on the strand. Moves the deadline of an unauthenticated socket (link channels).
+  virtual void set_deadline(uint64_t at_ms) = 0;
+};
+
+// What the relay knows about one connection. Fields after the first block are touched only
+// on the connection's strand.
+struct Peer {
+  std::weak_ptr<Connection> conn;
+  std::string ip;
+  bool authenticated = false;
+  Bytes account;
+  uint32_t device = 0;
+  Bytes identity_key;
+  std::string key;  // account + device, the registry key
+
+  std::atomic<bool> closed{false};
+
+  // Delivery (protocol.md 3.5 and 7.3).
+  uint64_t last_pushed = 0;
+  std::set<uint64_t> unacked;
+  bool caught_up = false;
+  bool fetching = false;
+  bool missed_live = false;
+  bool queue_empty_sent = false;
+  bool prekeys_low_sent = false;
+
+  // Presence subscriptions of this connection.
+  std::vector<Bytes> subscriptions;
+  // Link channel opened by this (unauthenticated) socket.
+  std::string link_code;
+  // Per-connection frame bucket.
+  double frame_tokens = -1;
+  uint64_t frame_tokens_ms = 0;
+};
+
+// Sends wake-up pushes; implemented by the Server (HTTP client). `done` gets the final HTTP
+// status, or 0 when every attempt failed.
+class Pusher {
+ public:
+  virtual ~Pusher() = default;
+  virtual void wake(const std::string& url, std::function<void(int status)> done) = 0;
+};
+
+class Relay {
+ public:
+  using Clock = std::function<uint64_t()>;
+  Relay(const Config& config, StoreExecutor& store, Metrics& metrics,
+        std::shared_ptr<keys::Context> ctx, Clock clock = {});
+  ~Relay();
+
+  void set_pusher(Pusher* pusher) { pusher_ = pusher; }
+  StoreExecutor& store() { return store_; }
+  const Config& config() const { return config_; }
+  uint64_t now_ms() const { return clock_(); }
+
+  // ---- upgrade ----
+  struct Auth {
+    enum Kind { kOk, kUnauthorized, kUnavailable } kind = kUnauthorized;
+    Bytes account;
+    uint32_t device = 0;
+    Bytes identity_key;
+    bool hidden = false;
+  };
+  // Checks credentials; `done` runs on the writer thread.
+  void authenticate(std::string_view authorization, std::function<void(Auth)> done);
+  // Per-address upgrade limit: 0 when allowed, else milliseconds to wait.
+  uint64_t admit_upgrade(const std::string& ip);
+  // Concurrent unauthenticated sockets per address.
+  bool admit_unauthenticated(const std::string& ip);
+  void release_unauthenticated(const std::string& ip);
+
+  // ---- connections (on the connection's strand) ----
+  std::shared_ptr<Peer> open(std::shared_ptr<Connection> conn, std::string ip, const Auth* auth);
+  void on_request(const std::shared_ptr<Peer>& peer, wire::Request request);
+  void on_closed(const std::shared_ptr<Peer>& peer);
+
+  // ---- HTTP helpers ----
+  uint64_t admit_download(const Bytes& account, uint32_t device);
+
+  // Periodic housekeeping: link channel expiry, rate limiter sweep, storage expiry (every
+  // minute). Thread-safe.
+  void tick();
+  // Stop accepting requests that need storage (they are answered UNAVAILABLE).
+  void begin_shutdown() { shutting_down_ = true; }
+  // Closes every registered connection with `code` (shutdown: 1001).
+  void close_all(uint16_t code);
+  std::filesystem::path attachment_path(const std::string& id) const;
+
+ private:
+  struct Reply;
+  struct LinkChannel {
+    std::weak_ptr<Peer> peer;
+    Bytes ephemeral_key;
+    uint64_t expires_at_ms = 0;
+    bool approved = false;
+    Bytes approved_by;
+  };
+  struct Online {
+    std::set<uint32_t> devices;
+    bool hidden = false;
+  };
+
+  void answer(const std::shared_ptr<Peer>& peer, wire::Response response, int op);
+  void refuse(const std::shared_ptr<Peer>& peer, uint64_t id, int op, const Refusal& r);
+  void rate_limited(const std::shared_ptr<Peer>& peer, uint64_t id, int op, uint64_t retry_ms,
+                    const char* which);
+  void unavailable(const std::shared_ptr<Peer>& peer, uint64_t id, int op);
+  bool submit(const std::shared_ptr<Peer>& peer, uint64_t id, int op,
+              std::function<Status(Store&)> work, std::function<void()> on_commit);
+  bool frame_allowed(Peer& peer);
+
+  void op_register(const std::shared_ptr<Peer>& p, wire::Request& r);
+  void op_provision_open(const std::shared_ptr<Peer>& p, wire::Request& r);
+  void op_provision_lookup(const std::shared_ptr<Peer>& p, wire::Request& r);
+  void op_provision_approve(const std::shared_ptr<Peer>& p, wire::Request& r);
+  void op_link_device(const std::shared_ptr<Peer>& p, wire::Request& r);
+  void op_list_devices(const std::shared_ptr<Peer>& p, wire::Request& r);
+  void op_remove_device(const std::shared_ptr<Peer>& p, wire::Request& r);
+  void op_delete_account(const std::shared_ptr<Peer>& p, wire::Request& r);
+  void op_lookup_account(const std::shared_ptr<Peer>& p, wire::Request& r);
+  void op_upload_prekeys(const std::shared_ptr<Peer>& p, wire::Request& r);
+  void op_get_prekey_count(const std::shared_ptr<Peer>& p, wire::Request& r);
+  void op_get_bundles(const std::shared_ptr<Peer>& p, wire::Request& r);
+  void op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi);
+  void op_ack(const std::shared_ptr<Peer>& p, wire::Request& r);
+  void op_presence_subscribe(const std::shared_ptr<Peer>& p, wire::Request& r);
+  void op_presence_visibility(const std::shared_ptr<Peer>& p, wire::Request& r);
+  void op_set_push_endpoint(const std::shared_ptr<Peer>& p, wire::Request& r);
+  void op_attachment_upload(const std::shared_ptr<Peer>& p, wire::Request& r);
+
+  // Delivery.
+  void deliver(const std::string& device_key, std::shared_ptr<const wire::Envelope> envelope);
+  void push_envelope(Peer& peer, Connection& conn, const wire::Envelope& envelope);
+  void pump(const std::shared_ptr<Peer>& peer);
+  void maybe_prekeys_low(const std::shared_ptr<Peer>& peer, uint32_t remaining);
+  void wake(const Bytes& account, uint32_t device, const std::string& url);
+
+  // Presence and device lists.
+  void presence_changed(const Bytes& account, wire::PresenceUpdate update);
+  void push_to_account(const Bytes& account, std::shared_ptr<const std::string> frame,
+                       uint32_t except_device = 0);
+  void close_device(const std::string& device_key, uint16_t code);
+  void devices_changed(const Bytes& account);
+  std::shared_ptr<Peer> find_peer(const std::string& device_key);
+  void end_link(const std::string& code, uint16_t close_code);
+
+  const Config& config_;
+  StoreExecutor& store_;
+  Metrics& metrics_;
+  std::shared_ptr<keys::Context> ctx_;
+  Clock clock_;
+  Pusher* pusher_ = nullptr;
+  std::atomic<bool> shutting_down_{false};
+
+  std::mutex mu_;  // guards everything below
+  std::unordered_map<std::string, std::shared_ptr<Peer>> devices_;    // device key -> peer
+  std::unordered_map<std::string, Online> online_;                    // account -> devices
+  std::unordered_map<std::string, std::set<std::shared_ptr<Peer>>> subscribers_;
+  std::unordered_map<std::string, LinkChannel> links_;
+  std::unordered_map<std::string, uint64_t> last_wake_;  // device key -> ms
+  std::set<std::shared_ptr<Peer>> unauthenticated_;
+  uint64_t last_expiry_ms_ = 0;
+
+  RateLimiter upgrade_ip_, register_ip_, provision_ip_, provision_lookup_account_,
+      lookup_device_, bundles_device_, bundles_target_, send_device_, presence_device_,
+      attachment_account_, attachment_bytes_, download_device_;
+  ConcurrencyLimiter unauth_ip_;
+};
+
+std::string device_key(ByteView account, uint32_t device);
+
+}  // namespace sotto::relay

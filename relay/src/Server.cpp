@@ -1,0 +1,1001 @@
+#include "Server.h"
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <openssl/crypto.h>
+
+#include "Log.h"
+#include "PushClient.h"
+
+namespace sotto::relay {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+// A concrete strand type instead of any_io_executor: smaller sockets and handlers per idle
+// connection (DESIGN.md, measured).
+using Strand = asio::strand<asio::io_context::executor_type>;
+using Socket = asio::basic_stream_socket<tcp, Strand>;
+using TlsStream = beast::ssl_stream<Socket>;
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+
+uint64_t now_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+Socket& lowest(Socket& s) { return s; }
+Socket& lowest(TlsStream& s) { return beast::get_lowest_layer(s); }
+
+// Runs `fn(store, out)` on the writer thread and resumes the coroutine with the result;
+// nullopt when storage failed or is stopping.
+template <class T, class F>
+asio::awaitable<std::optional<T>> store_call(StoreExecutor& exec, F fn) {
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::optional<T>)>(
+      [&exec, fn = std::move(fn)](auto handler) mutable {
+        using H = decltype(handler);
+        auto h = std::make_shared<H>(std::move(handler));
+        auto out = std::make_shared<T>();
+        auto finish = [h, out](bool ok) {
+          auto ex = asio::get_associated_executor(*h);
+          asio::post(ex, [h, out, ok]() mutable {
+            (*h)(ok ? std::optional<T>(std::move(*out)) : std::optional<T>());
+          });
+        };
+        bool queued = exec.submit(
+            [out, fn](Store& s) mutable -> Status {
+              *out = T{};
+              return fn(s, *out);
+            },
+            [finish](const Status& st) { finish(st.ok()); });
+        if (!queued) finish(false);
+      },
+      asio::use_awaitable);
+}
+
+asio::awaitable<Relay::Auth> authenticate(Relay& relay, std::string header) {
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(Relay::Auth)>(
+      [&relay, header = std::move(header)](auto handler) {
+        using H = decltype(handler);
+        auto h = std::make_shared<H>(std::move(handler));
+        relay.authenticate(header, [h](Relay::Auth a) {
+          auto ex = asio::get_associated_executor(*h);
+          asio::post(ex, [h, a = std::move(a)]() mutable { (*h)(std::move(a)); });
+        });
+      },
+      asio::use_awaitable);
+}
+
+bool valid_attachment_id(std::string_view id) {
+  if (id.size() != 32) return false;
+  for (char c : id)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+// "bytes=a-b" | "bytes=a-" | "bytes=-n". false when the header is not one range we serve
+// (then the whole blob is sent); `unsatisfiable` when it names bytes past the end.
+bool parse_range(std::string_view h, uint64_t size, uint64_t& first, uint64_t& last,
+                 bool& unsatisfiable) {
+  unsatisfiable = false;
+  if (!h.starts_with("bytes=")) return false;
+  h.remove_prefix(6);
+  if (h.find(',') != std::string_view::npos) return false;
+  auto dash = h.find('-');
+  if (dash == std::string_view::npos) return false;
+  auto num = [](std::string_view s, uint64_t& v) {
+    if (s.empty() || s.size() > 19) return false;
+    v = 0;
+    for (char c : s) {
+      if (c < '0' || c > '9') return false;
+      v = v * 10 + static_cast<uint64_t>(c - '0');
+    }
+    return true;
+  };
+  std::string_view a = h.substr(0, dash), b = h.substr(dash + 1);
+  if (a.empty()) {
+    uint64_t n = 0;
+    if (!num(b, n)) return false;
+    if (n == 0 || size == 0) {
+      unsatisfiable = true;
+      return true;
+    }
+    first = n >= size ? 0 : size - n;
+    last = size - 1;
+    return true;
+  }
+  if (!num(a, first)) return false;
+  if (b.empty()) {
+    last = size ? size - 1 : 0;
+  } else if (!num(b, last) || last < first) {
+    return false;
+  }
+  if (first >= size) {
+    unsatisfiable = true;
+    return true;
+  }
+  last = std::min(last, size - 1);
+  return true;
+}
+
+}  // namespace
+
+// Every live connection, for the one-second sweep that enforces deadlines: one shared timer
+// instead of a timer per connection (DESIGN.md: ~0.4 KiB less per idle connection).
+struct Tracked {
+  virtual ~Tracked() = default;
+  // Posts to the connection's strand. kind 0: hard close; 1: graceful close with 4000.
+  virtual void expire(int kind) = 0;
+  std::atomic<uint64_t> hard_deadline{0};  // close the socket at this time
+  std::atomic<uint64_t> soft_deadline{0};  // unauthenticated: close with 4000 at this time
+  std::atomic<uint64_t> activity{0};       // last byte or control frame received
+  std::atomic<bool> idle_check{false};     // authenticated: drop after idle_timeout of silence
+};
+
+class Server::Impl {
+ public:
+  Impl(const Config& config, Relay& relay, Metrics& metrics)
+      : config_(config),
+        relay_(relay),
+        metrics_(metrics),
+        ioc_(static_cast<int>(config.threads)),
+        acceptor_(ioc_),
+        tls_(ssl::context::tls_server) {}
+
+  Status start();
+  void run();
+
+  template <class Stream>
+  class Conn;
+
+  const Config& config_;
+  Relay& relay_;
+  Metrics& metrics_;
+
+  // Declared before ioc_ so they outlive it: destroying the io_context destroys pending
+  // handlers, and with them connections whose destructors use these.
+  std::atomic<int64_t> open_connections_{0};
+  int64_t budget_ = 0;
+  std::atomic<bool> draining_{false};
+  std::atomic<uint64_t> last_refusal_log_{0};
+  std::atomic<uint64_t> refusals_since_log_{0};
+  std::mutex tracked_mu_;
+  std::unordered_map<uint64_t, std::weak_ptr<Tracked>> tracked_;
+  uint64_t next_id_ = 1;
+  std::mutex uploads_mu_;
+  std::unordered_set<std::string> uploads_in_progress_;
+
+  asio::io_context ioc_;
+  tcp::acceptor acceptor_;
+  ssl::context tls_;
+  bool use_tls_ = false;
+  uint16_t port_ = 0;
+  std::unique_ptr<Pusher> pusher_;
+
+  uint64_t track(std::weak_ptr<Tracked> t) {
+    std::lock_guard lock(tracked_mu_);
+    uint64_t id = next_id_++;
+    tracked_.emplace(id, std::move(t));
+    return id;
+  }
+  void untrack(uint64_t id) {
+    std::lock_guard lock(tracked_mu_);
+    tracked_.erase(id);
+  }
+
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> housekeeping();
+  asio::awaitable<void> shutdown();
+  void refuse_budget(Socket socket);
+};
+
+// One accepted connection: HTTP requests until it upgrades to a WebSocket (or closes).
+template <class Stream>
+class Server::Impl::Conn final : public Tracked,
+                                 public Connection,
+                                 public std::enable_shared_from_this<Conn<Stream>> {
+ public:
+  Conn(Impl& server, Stream stream, std::string ip)
+      : server_(server), stream_(std::move(stream)), strand_(lowest(stream_).get_executor()),
+        ip_(std::move(ip)), gate_(strand_) {
+    gate_.expires_at(std::chrono::steady_clock::time_point::max());
+  }
+  ~Conn() override {
+    server_.untrack(track_id_);
+    server_.open_connections_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  void begin() {
+    track_id_ = server_.track(this->weak_from_this());
+    asio::co_spawn(strand_, [self = this->shared_from_this()] { return self->run(); },
+                   asio::detached);
+  }
+
+  // ---- Tracked ----
+  void expire(int kind) override {
+    asio::post(strand_, [self = this->shared_from_this(), kind] {
+      if (kind == 1 && self->ws_) {
+        self->close(4000);
+      } else {
+        self->hard_close();
+      }
+    });
+  }
+
+  // ---- Connection ----
+  void post(std::function<void()> fn) override {
+    asio::post(strand_, [self = this->shared_from_this(), fn = std::move(fn)] { fn(); });
+  }
+  void write(std::shared_ptr<const std::string> frame) override {
+    if (close_requested_ || dead_) return;
+    queued_bytes_ += frame->size();
+    queue_.push_back(std::move(frame));
+    if (queued_bytes_ > server_.config_.limits.max_outgoing_bytes) {
+      // The client does not read. Its queued envelopes stay stored for the next connection.
+      server_.metrics_.slow_reader_drops.fetch_add(1, std::memory_order_relaxed);
+      log_info("slow_reader_closed", {{"queued_bytes", queued_bytes_}});
+      hard_close();
+      return;
+    }
+    if (!writing_) do_write();
+  }
+  void close(uint16_t code) override {
+    if (close_requested_ || dead_ || !ws_) return;
+    close_requested_ = true;
+    close_code_ = code;
+    hard_deadline = now_ms() + 3000;  // a peer that never answers the close frame
+    if (!writing_) do_close();
+  }
+  void request_done() override {
+    if (unanswered_ > 0) --unanswered_;
+    gate_.cancel();
+  }
+  void set_deadline(uint64_t at_ms) override { soft_deadline = at_ms; }
+
+ private:
+  asio::awaitable<void> run();
+  asio::awaitable<bool> serve_http(http::request_parser<http::empty_body>& parser);
+  asio::awaitable<void> serve_websocket(http::request_parser<http::empty_body>& parser);
+  asio::awaitable<void> read_loop();
+  // NB: one optional extra header, passed as two strings: a braced list of pairs inside a
+  // co_await expression trips a GCC 12 coroutine bug ("array used as initializer").
+  asio::awaitable<bool> send_text(http::status status, std::string body, unsigned version,
+                                  bool keep_alive, std::string header = {},
+                                  std::string value = {});
+  asio::awaitable<bool> put_attachment(http::request_parser<http::empty_body>& parser,
+                                       const std::string& id);
+  asio::awaitable<bool> get_attachment(http::request_parser<http::empty_body>& parser,
+                                       const std::string& id);
+
+  void do_write() {
+    if (queue_.empty()) {
+      writing_ = false;
+      if (close_requested_) do_close();
+      return;
+    }
+    writing_ = true;
+    ws_->binary(true);
+    ws_->async_write(asio::buffer(*queue_.front()),
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                       self->queued_bytes_ -= self->queue_.front()->size();
+                       self->queue_.pop_front();
+                       if (ec) return self->hard_close();
+                       self->do_write();
+                     });
+  }
+  void do_close() {
+    if (dead_ || closing_) return;
+    closing_ = true;
+    writing_ = true;
+    ws_->async_close(websocket::close_reason(close_code_),
+                     [self = this->shared_from_this()](beast::error_code) { self->hard_close(); });
+  }
+  void hard_close() {
+    if (dead_) return;
+    dead_ = true;
+    beast::error_code ec;
+    Socket& s = ws_ ? lowest(ws_->next_layer()) : lowest(stream_);
+    s.shutdown(tcp::socket::shutdown_both, ec);
+    s.close(ec);
+    gate_.cancel();
+  }
+
+  Impl& server_;
+  Stream stream_;  // until the upgrade; then inside ws_
+  Strand strand_;
+  std::string ip_;
+  asio::steady_timer gate_;  // wakes the reader when the pipelining window opens
+  uint64_t track_id_ = 0;
+  beast::flat_buffer buf_;
+  std::unique_ptr<websocket::stream<Stream>> ws_;
+  std::shared_ptr<Peer> peer_;
+  std::deque<std::shared_ptr<const std::string>> queue_;
+  uint64_t queued_bytes_ = 0;
+  uint32_t unanswered_ = 0;
+  uint16_t close_code_ = 1000;
+  bool writing_ = false;
+  bool close_requested_ = false;
+  bool closing_ = false;
+  bool dead_ = false;
+  bool counted_unauth_ = false;
+};
+
+template <class Stream>
+asio::awaitable<void> Server::Impl::Conn<Stream>::run() {
+  auto& limits = server_.config_.limits;
+  hard_deadline = now_ms() + limits.http_header_timeout_ms;
+  if constexpr (std::is_same_v<Stream, TlsStream>) {
+    auto [ec] = co_await stream_.async_handshake(ssl::stream_base::server, use_nothrow);
+    if (ec) co_return hard_close();
+  }
+  server_.metrics_.http_connections.fetch_add(1, std::memory_order_relaxed);
+  bool counted_http = true;
+  for (;;) {
+    http::request_parser<http::empty_body> parser;
+    parser.header_limit(16 * 1024);
+    hard_deadline = now_ms() + limits.http_header_timeout_ms;
+    auto [ec, n] = co_await http::async_read_header(stream_, buf_, parser, use_nothrow);
+    if (ec) break;
+    if (websocket::is_upgrade(parser.get())) {
+      server_.metrics_.http_connections.fetch_sub(1, std::memory_order_relaxed);
+      counted_http = false;
+      co_await serve_websocket(parser);
+      break;
+    }
+    bool keep = co_await serve_http(parser);
+    if (!keep || dead_) break;
+  }
+  if (counted_http) server_.metrics_.http_connections.fetch_sub(1, std::memory_order_relaxed);
+  if (peer_) server_.relay_.on_closed(peer_);
+  if (counted_unauth_) server_.relay_.release_unauthenticated(ip_);
+  hard_close();
+}
+
+template <class Stream>
+asio::awaitable<bool> Server::Impl::Conn<Stream>::send_text(
+    http::status status, std::string body, unsigned version, bool keep_alive, std::string header,
+    std::string value) {
+  http::response<http::string_body> res{status, version};
+  res.set(http::field::server, "sotto-relay");
+  res.set(http::field::content_type, "text/plain; charset=utf-8");
+  if (!header.empty()) res.set(header, value);
+  if (!body.empty() && body.back() != '\n') body += '\n';
+  res.body() = std::move(body);
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  hard_deadline = now_ms() + 30'000;
+  auto [ec, n] = co_await http::async_write(stream_, res, use_nothrow);
+  co_return !ec && keep_alive;
+}
+
+template <class Stream>
+asio::awaitable<bool> Server::Impl::Conn<Stream>::serve_http(
+    http::request_parser<http::empty_body>& parser) {
+  auto& req = parser.get();
+  unsigned v = req.version();
+  bool keep = req.keep_alive();
+  std::string target(req.target());
+  auto method = req.method();
+  if (auto q = target.find('?'); q != std::string::npos) target.resize(q);
+
+  // A request with a body we do not read cannot keep the connection.
+  bool has_body = parser.content_length() && *parser.content_length() > 0;
+  if (parser.chunked()) has_body = true;
+
+  if (target == "/healthz" || target == "/metrics") {
+    if (method != http::verb::get && method != http::verb::head)
+      co_return co_await send_text(http::status::method_not_allowed, "use GET", v, false,
+                                   "Allow", "GET, HEAD");
+    if (has_body) keep = false;
+    if (target == "/healthz") {
+      if (server_.draining_)
+        co_return co_await send_text(http::status::service_unavailable, "shutting down", v, keep);
+      auto ok = co_await store_call<int>(server_.relay_.store(), [](Store& s, int&) {
+        return s.ping();
+      });
+      if (!ok)
+        co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
+                                     keep);
+      co_return co_await send_text(http::status::ok, "ok", v, keep);
+    }
+    const Config& c = server_.config_;
+    bool allowed = c.metrics_access == "open";
+    if (c.metrics_access == "loopback") {
+      beast::error_code ec;
+      auto ep = lowest(stream_).remote_endpoint(ec);
+      allowed = !ec && ep.address().is_loopback();
+    } else if (c.metrics_access == "token") {
+      std::string want = "Bearer " + c.metrics_token;
+      std::string_view got = req[http::field::authorization];
+      allowed = got.size() == want.size() &&
+                CRYPTO_memcmp(got.data(), want.data(), want.size()) == 0;
+    }
+    if (!allowed)
+      co_return co_await send_text(http::status::forbidden, "metrics are not served to you", v,
+                                   keep);
+    co_return co_await send_text(http::status::ok, server_.metrics_.render(), v, keep,
+                                 "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+  }
+  constexpr std::string_view kPrefix = "/v1/attachments/";
+  if (target.starts_with(kPrefix)) {
+    std::string id = target.substr(kPrefix.size());
+    if (method == http::verb::put) co_return co_await put_attachment(parser, id);
+    if (method == http::verb::get || method == http::verb::head) {
+      if (has_body) keep = false;
+      bool more = co_await get_attachment(parser, id);
+      co_return more && keep;
+    }
+    co_return co_await send_text(http::status::method_not_allowed, "use PUT, GET or HEAD", v,
+                                 false, "Allow", "PUT, GET, HEAD");
+  }
+  if (target == "/v1/ws")
+    co_return co_await send_text(http::status::upgrade_required,
+                                 "this path takes a WebSocket upgrade", v, false);
+  co_return co_await send_text(http::status::not_found, "not found", v, keep && !has_body);
+}
+
+template <class Stream>
+asio::awaitable<bool> Server::Impl::Conn<Stream>::put_attachment(
+    http::request_parser<http::empty_body>& parser, const std::string& id) {
+  auto& req = parser.get();
+  unsigned v = req.version();
+  Relay& relay = server_.relay_;
+  const Limits& limits = server_.config_.limits;
+  auto auth = co_await authenticate(relay, std::string(req[http::field::authorization]));
+  if (auth.kind == Relay::Auth::kUnavailable)
+    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
+                                 false, "Retry-After", "5");
+  if (auth.kind != Relay::Auth::kOk)
+    co_return co_await send_text(http::status::unauthorized, "missing or wrong credentials", v,
+                                 false, "WWW-Authenticate", "Basic realm=\"sotto\"");
+  if (!valid_attachment_id(id))
+    co_return co_await send_text(http::status::not_found, "no such attachment slot", v, false);
+  if (parser.chunked() || !parser.content_length())
+    co_return co_await send_text(http::status::length_required,
+                                 "Content-Length is required (no chunked uploads)", v, false);
+  uint64_t length = *parser.content_length();
+  auto slot = co_await store_call<std::optional<AttachmentRecord>>(
+      relay.store(), [id](Store& s, std::optional<AttachmentRecord>& out) -> Status {
+        SOTTO_TRY_ASSIGN(out, s.find_attachment(id));
+        return {};
+      });
+  if (!slot)
+    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
+                                 false, "Retry-After", "5");
+  uint64_t now = now_ms();
+  if (!*slot || ((*slot)->uploaded_at_ms == 0 && (*slot)->upload_expires_at_ms < now))
+    co_return co_await send_text(http::status::not_found, "no such slot, or it expired", v, false);
+  const AttachmentRecord& rec = **slot;
+  if (rec.uploaded_at_ms)
+    co_return co_await send_text(http::status::conflict, "this blob was already uploaded", v,
+                                 false);
+  if (rec.account_id != auth.account || rec.device_id != auth.device)
+    co_return co_await send_text(http::status::forbidden, "another device reserved this slot", v,
+                                 false);
+  if (length > limits.attachment_max_bytes)
+    co_return co_await send_text(http::status::payload_too_large,
+                                 "larger than the attachment size limit", v, false);
+  if (length != rec.size_bytes)
+    co_return co_await send_text(http::status::bad_request,
+                                 "Content-Length differs from the reserved size (" +
+                                     std::to_string(rec.size_bytes) + ")",
+                                 v, false);
+  {
+    std::lock_guard lock(server_.uploads_mu_);
+    if (!server_.uploads_in_progress_.insert(id).second)
+      co_return co_await send_text(http::status::conflict,
+                                   "another upload to this slot is in progress", v, false);
+  }
+  struct Release {
+    Impl& s;
+    std::string id;
+    ~Release() {
+      std::lock_guard lock(s.uploads_mu_);
+      s.uploads_in_progress_.erase(id);
+    }
+  } release{server_, id};
+
+  auto final_path = relay.attachment_path(id);
+  auto tmp_path = final_path.parent_path() / "tmp" / (id + "." + random_hex(4));
+  http::request_parser<http::file_body> body(std::move(parser));
+  body.body_limit(length);
+  beast::error_code ec;
+  body.get().body().open(tmp_path.c_str(), beast::file_mode::write, ec);
+  if (ec) {
+    log_error("attachment_open_failed", {{"error", ec.message()}});
+    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
+                                 false, "Retry-After", "5");
+  }
+  if (beast::iequals(body.get()[http::field::expect], "100-continue")) {
+    http::response<http::empty_body> cont{http::status::continue_, v};
+    auto [wec, wn] = co_await http::async_write(stream_, cont, use_nothrow);
+    if (wec) ec = wec;
+  }
+  // Read the body in pieces, so a slow sender is judged by progress, not by total time.
+  while (!ec && !body.is_done()) {
+    hard_deadline = now_ms() + 30'000;
+    auto [rec_ec, n] = co_await http::async_read_some(stream_, buf_, body, use_nothrow);
+    ec = rec_ec;
+    server_.metrics_.attachment_bytes_in.fetch_add(n, std::memory_order_relaxed);
+  }
+  int fd = body.get().body().file().native_handle();
+  bool synced = !ec && fd >= 0 && ::fsync(fd) == 0;
+  body.get().body().close();
+  std::error_code fs_ec;
+  if (!synced) {
+    std::filesystem::remove(tmp_path, fs_ec);
+    if (ec) co_return false;  // the connection broke mid-body: nothing is kept
+    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
+                                 false, "Retry-After", "5");
+  }
+  std::filesystem::rename(tmp_path, final_path, fs_ec);
+  if (!fs_ec) {
+    int dir = ::open(final_path.parent_path().c_str(), O_RDONLY | O_DIRECTORY);
+    if (dir >= 0) {
+      ::fsync(dir);
+      ::close(dir);
+    }
+  }
+  uint64_t done_at = now_ms();
+  uint64_t expires = done_at + limits.attachment_retention_ms;
+  auto marked = fs_ec ? std::optional<int>() : co_await store_call<int>(relay.store(), [id, done_at, expires](Store& s, int&) {
+    return s.mark_attachment_uploaded(id, done_at, expires);
+  });
+  if (!marked) {
+    std::filesystem::remove(final_path, fs_ec);
+    std::filesystem::remove(tmp_path, fs_ec);
+    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
+                                 false, "Retry-After", "5");
+  }
+  server_.metrics_.attachments_uploaded.fetch_add(1, std::memory_order_relaxed);
+  co_return co_await send_text(http::status::created, "stored", v, body.get().keep_alive());
+}
+
+template <class Stream>
+asio::awaitable<bool> Server::Impl::Conn<Stream>::get_attachment(
+    http::request_parser<http::empty_body>& parser, const std::string& id) {
+  auto& req = parser.get();
+  unsigned v = req.version();
+  bool keep = req.keep_alive();
+  Relay& relay = server_.relay_;
+  auto auth = co_await authenticate(relay, std::string(req[http::field::authorization]));
+  if (auth.kind == Relay::Auth::kUnavailable)
+    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
+                                 keep, "Retry-After", "5");
+  if (auth.kind != Relay::Auth::kOk)
+    co_return co_await send_text(http::status::unauthorized, "missing or wrong credentials", v,
+                                 keep, "WWW-Authenticate", "Basic realm=\"sotto\"");
+  if (uint64_t wait = relay.admit_download(auth.account, auth.device))
+    co_return co_await send_text(http::status::too_many_requests, "too many downloads", v, keep,
+                                 "Retry-After", std::to_string((wait + 999) / 1000));
+  if (!valid_attachment_id(id))
+    co_return co_await send_text(http::status::not_found, "no such attachment", v, keep);
+  auto slot = co_await store_call<std::optional<AttachmentRecord>>(
+      relay.store(), [id](Store& s, std::optional<AttachmentRecord>& out) -> Status {
+        SOTTO_TRY_ASSIGN(out, s.find_attachment(id));
+        return {};
+      });
+  if (!slot)
+    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
+                                 keep, "Retry-After", "5");
+  if (!*slot || (*slot)->uploaded_at_ms == 0 || (*slot)->expires_at_ms < now_ms())
+    co_return co_await send_text(http::status::not_found, "no such attachment", v, keep);
+  int fd = ::open(relay.attachment_path(id).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) co_return co_await send_text(http::status::not_found, "no such attachment", v, keep);
+  struct Fd {
+    int fd;
+    ~Fd() { ::close(fd); }
+  } guard{fd};
+  struct stat sb {};
+  ::fstat(fd, &sb);
+  uint64_t size = static_cast<uint64_t>(sb.st_size);
+  uint64_t first = 0, last = size ? size - 1 : 0;
+  bool unsatisfiable = false;
+  bool ranged = false;
+  if (auto range = req[http::field::range]; !range.empty())
+    ranged = parse_range(range, size, first, last, unsatisfiable);
+  if (ranged && unsatisfiable)
+    co_return co_await send_text(http::status::range_not_satisfiable, "range not satisfiable", v,
+                                 keep, "Content-Range", "bytes */" + std::to_string(size));
+  uint64_t length = size == 0 ? 0 : last - first + 1;
+  http::response<http::empty_body> res{ranged ? http::status::partial_content : http::status::ok,
+                                       v};
+  res.set(http::field::server, "sotto-relay");
+  res.set(http::field::content_type, "application/octet-stream");
+  res.set(http::field::accept_ranges, "bytes");
+  if (ranged)
+    res.set(http::field::content_range, "bytes " + std::to_string(first) + "-" +
+                                            std::to_string(last) + "/" + std::to_string(size));
+  res.content_length(length);
+  res.keep_alive(keep);
+  http::response_serializer<http::empty_body> sr{res};
+  hard_deadline = now_ms() + 30'000;
+  auto [ec, n] = co_await http::async_write_header(stream_, sr, use_nothrow);
+  if (ec) co_return false;
+  if (req.method() == http::verb::head) co_return keep;
+  std::vector<char> chunk(64 * 1024);
+  uint64_t offset = first, remaining = length;
+  while (remaining > 0) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(remaining, chunk.size()));
+    ssize_t got = ::pread(fd, chunk.data(), want, static_cast<off_t>(offset));
+    if (got <= 0) co_return false;
+    hard_deadline = now_ms() + 30'000;
+    auto [wec, wn] = co_await asio::async_write(stream_, asio::buffer(chunk.data(), static_cast<size_t>(got)),
+                                                use_nothrow);
+    if (wec) co_return false;
+    server_.metrics_.attachment_bytes_out.fetch_add(wn, std::memory_order_relaxed);
+    offset += static_cast<uint64_t>(got);
+    remaining -= static_cast<uint64_t>(got);
+  }
+  co_return keep;
+}
+
+template <class Stream>
+asio::awaitable<void> Server::Impl::Conn<Stream>::serve_websocket(
+    http::request_parser<http::empty_body>& parser) {
+  auto& req = parser.get();
+  unsigned v = req.version();
+  Relay& relay = server_.relay_;
+  std::string target(req.target());
+  if (auto q = target.find('?'); q != std::string::npos) target.resize(q);
+  if (target != "/v1/ws") {
+    co_await send_text(http::status::not_found, "WebSocket path is /v1/ws", v, false);
+    co_return;
+  }
+  if (server_.draining_) {
+    co_await send_text(http::status::service_unavailable, "shutting down", v, false,
+                       "Retry-After", "5");
+    co_return;
+  }
+  if (uint64_t wait = relay.admit_upgrade(ip_)) {
+    server_.metrics_.connections_refused_rate.fetch_add(1, std::memory_order_relaxed);
+    co_await send_text(http::status::too_many_requests, "too many connection attempts", v, false,
+                       "Retry-After", std::to_string((wait + 999) / 1000));
+    co_return;
+  }
+  std::optional<Relay::Auth> auth;
+  if (auto h = req[http::field::authorization]; !h.empty()) {
+    auth = co_await authenticate(relay, std::string(h));
+    if (auth->kind == Relay::Auth::kUnavailable) {
+      co_await send_text(http::status::service_unavailable, "storage unavailable", v, false,
+                         "Retry-After", "5");
+      co_return;
+    }
+    if (auth->kind != Relay::Auth::kOk) {
+      co_await send_text(http::status::unauthorized, "wrong credentials", v, false,
+                         "WWW-Authenticate", "Basic realm=\"sotto\"");
+      co_return;
+    }
+  } else {
+    if (!relay.admit_unauthenticated(ip_)) {
+      server_.metrics_.connections_refused_rate.fetch_add(1, std::memory_order_relaxed);
+      co_await send_text(http::status::too_many_requests,
+                         "too many unauthenticated sockets from this address", v, false,
+                         "Retry-After", "5");
+      co_return;
+    }
+    counted_unauth_ = true;
+  }
+
+  ws_ = std::make_unique<websocket::stream<Stream>>(std::move(stream_));
+  ws_->read_message_max(server_.config_.limits.max_frame_bytes);
+  ws_->auto_fragment(false);
+  ws_->set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
+    res.set(http::field::server, "sotto-relay");
+  }));
+  ws_->control_callback([this](websocket::frame_type, beast::string_view) {
+    activity.store(now_ms(), std::memory_order_relaxed);
+  });
+  auto [ec] = co_await ws_->async_accept(req, use_nothrow);
+  if (ec) co_return;
+  // The HTTP read buffer is not needed any more: give its memory back.
+  buf_ = beast::flat_buffer();
+  activity = now_ms();
+  hard_deadline = 0;
+  if (auth) {
+    idle_check = true;
+  } else {
+    soft_deadline = now_ms() + server_.config_.limits.unauth_timeout_ms;
+  }
+  peer_ = relay.open(std::static_pointer_cast<Connection>(this->shared_from_this()), ip_,
+                     auth ? &*auth : nullptr);
+  co_await read_loop();
+}
+
+template <class Stream>
+asio::awaitable<void> Server::Impl::Conn<Stream>::read_loop() {
+  Relay& relay = server_.relay_;
+  const uint32_t window = server_.config_.limits.max_unanswered_requests;
+  beast::flat_buffer in;
+  for (;;) {
+    while (unanswered_ >= window && !dead_) {
+      gate_.expires_at(std::chrono::steady_clock::time_point::max());
+      co_await gate_.async_wait(use_nothrow);
+    }
+    if (dead_) co_return;
+    auto [ec, n] = co_await ws_->async_read(in, use_nothrow);
+    if (ec) {
+      if (ec == websocket::error::message_too_big)
+        server_.metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      co_return;
+    }
+    activity.store(now_ms(), std::memory_order_relaxed);
+    if (!ws_->got_binary()) {
+      server_.metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      close(1003);
+      co_return;
+    }
+    wire::Frame frame;
+    bool parsed = frame.ParseFromArray(in.data().data(), static_cast<int>(in.size()));
+    in.consume(in.size());
+    // Idle connections keep no read buffer: allocate when data arrives, free after.
+    if (in.capacity() > 4096) in.shrink_to_fit();
+    if (!parsed || frame.kind_case() != wire::Frame::kRequest) {
+      server_.metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      close(1002);
+      co_return;
+    }
+    ++unanswered_;
+    relay.on_request(peer_, std::move(*frame.mutable_request()));
+  }
+}
+
+void Server::Impl::refuse_budget(Socket socket) {
+  metrics_.connections_refused_budget.fetch_add(1, std::memory_order_relaxed);
+  refusals_since_log_.fetch_add(1, std::memory_order_relaxed);
+  uint64_t now = now_ms();
+  uint64_t last = last_refusal_log_.load();
+  if (now >= last + 1000 && last_refusal_log_.compare_exchange_strong(last, now)) {
+    log_warn("connection_refused",
+             {{"reason", "descriptor_budget"},
+              {"budget", budget_},
+              {"refused_since_last_log", refusals_since_log_.exchange(0)}});
+  }
+  static const std::string kBody = "the relay is at its connection limit\n";
+  static const std::string kResponse =
+      "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain\r\n"
+      "Content-Length: " + std::to_string(kBody.size()) + "\r\nConnection: close\r\n\r\n" + kBody;
+  // A non-blocking best effort: the socket is closed right after, whatever was written.
+  beast::error_code ec;
+  socket.non_blocking(true, ec);
+  socket.write_some(asio::buffer(kResponse), ec);
+  socket.shutdown(tcp::socket::shutdown_both, ec);
+  socket.close(ec);
+}
+
+asio::awaitable<void> Server::Impl::accept_loop() {
+  for (;;) {
+    Strand strand = asio::make_strand(ioc_);
+    auto [ec, socket] = co_await acceptor_.async_accept(strand, use_nothrow);
+    if (draining_) co_return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted) co_return;
+      metrics_.accept_errors.fetch_add(1, std::memory_order_relaxed);
+      log_warn("accept_failed", {{"error", ec.message()}});
+      // Out of descriptors (EMFILE) or memory: back off instead of spinning.
+      asio::steady_timer t(ioc_, std::chrono::milliseconds(100));
+      co_await t.async_wait(use_nothrow);
+      continue;
+    }
+    metrics_.connections_accepted.fetch_add(1, std::memory_order_relaxed);
+    if (open_connections_.load(std::memory_order_relaxed) >= budget_) {
+      refuse_budget(std::move(socket));
+      continue;
+    }
+    open_connections_.fetch_add(1, std::memory_order_relaxed);
+    beast::error_code ep_ec;
+    auto ep = socket.remote_endpoint(ep_ec);
+    std::string ip = ep_ec ? std::string("?") : ep.address().to_string();
+    socket.set_option(tcp::no_delay(true), ep_ec);
+    if (use_tls_) {
+      auto c = std::make_shared<Conn<TlsStream>>(*this, TlsStream(std::move(socket), tls_),
+                                                 std::move(ip));
+      c->begin();
+    } else {
+      auto c = std::make_shared<Conn<Socket>>(*this, std::move(socket), std::move(ip));
+      c->begin();
+    }
+  }
+}
+
+asio::awaitable<void> Server::Impl::housekeeping() {
+  asio::steady_timer timer(ioc_);
+  const uint64_t idle = config_.limits.idle_timeout_ms;
+  while (!draining_) {
+    timer.expires_after(std::chrono::milliseconds(250));
+    co_await timer.async_wait(use_nothrow);
+    uint64_t now = now_ms();
+    std::vector<std::pair<std::shared_ptr<Tracked>, int>> due;
+    {
+      std::lock_guard lock(tracked_mu_);
+      for (auto& [id, weak] : tracked_) {
+        auto t = weak.lock();
+        if (!t) continue;
+        uint64_t hard = t->hard_deadline.load(std::memory_order_relaxed);
+        uint64_t soft = t->soft_deadline.load(std::memory_order_relaxed);
+        if (hard && now >= hard) {
+          t->hard_deadline = 0;
+          metrics_.idle_drops.fetch_add(1, std::memory_order_relaxed);
+          due.emplace_back(std::move(t), 0);
+        } else if (soft && now >= soft) {
+          t->soft_deadline = 0;
+          metrics_.idle_drops.fetch_add(1, std::memory_order_relaxed);
+          due.emplace_back(std::move(t), 1);
+        } else if (t->idle_check.load(std::memory_order_relaxed) &&
+                   now >= t->activity.load(std::memory_order_relaxed) + idle) {
+          t->idle_check = false;
+          metrics_.idle_drops.fetch_add(1, std::memory_order_relaxed);
+          due.emplace_back(std::move(t), 0);
+        }
+      }
+    }
+    for (auto& [t, kind] : due) t->expire(kind);
+    relay_.tick();
+  }
+}
+
+asio::awaitable<void> Server::Impl::shutdown() {
+  log_info("shutdown_started", {{"connections", open_connections_.load()}});
+  draining_ = true;
+  beast::error_code ec;
+  acceptor_.close(ec);
+  relay_.begin_shutdown();
+  asio::steady_timer timer(ioc_);
+  uint64_t give_up = now_ms() + config_.shutdown_grace_ms;
+  // Let every queued storage job commit and its answer reach the write queues.
+  while (relay_.store().pending() > 0 && now_ms() < give_up) {
+    timer.expires_after(std::chrono::milliseconds(10));
+    co_await timer.async_wait(use_nothrow);
+  }
+  timer.expires_after(std::chrono::milliseconds(50));
+  co_await timer.async_wait(use_nothrow);
+  relay_.close_all(1001);
+  {
+    // HTTP connections without a WebSocket: close them outright.
+    std::lock_guard lock(tracked_mu_);
+    uint64_t soon = now_ms() + 500;
+    for (auto& [id, weak] : tracked_)
+      if (auto t = weak.lock())
+        if (!t->idle_check && !t->soft_deadline) t->hard_deadline = soon;
+  }
+  while (open_connections_.load() > 0 && now_ms() < give_up) {
+    timer.expires_after(std::chrono::milliseconds(20));
+    co_await timer.async_wait(use_nothrow);
+    uint64_t now = now_ms();
+    std::vector<std::shared_ptr<Tracked>> due;
+    {
+      std::lock_guard lock(tracked_mu_);
+      for (auto& [id, weak] : tracked_)
+        if (auto t = weak.lock()) {
+          uint64_t hard = t->hard_deadline.load();
+          if (hard && now >= hard) {
+            t->hard_deadline = 0;
+            due.push_back(std::move(t));
+          }
+        }
+    }
+    for (auto& t : due) t->expire(0);
+  }
+  log_info("shutdown_finished", {{"connections_left", open_connections_.load()}});
+  ioc_.stop();
+}
+
+Status Server::Impl::start() {
+  // Use every descriptor the hard limit allows; the budget keeps a reserve for files.
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  getrlimit(RLIMIT_NOFILE, &rl);
+  int64_t fd_budget = static_cast<int64_t>(rl.rlim_cur) - config_.descriptor_reserve;
+  budget_ = config_.max_connections ? static_cast<int64_t>(config_.max_connections) : fd_budget;
+  budget_ = std::max<int64_t>(1, std::min(budget_, fd_budget));
+  metrics_.descriptor_budget = budget_;
+
+  if (!config_.tls_cert.empty()) {
+    beast::error_code ec;
+    tls_.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    tls_.use_certificate_chain_file(config_.tls_cert.string(), ec);
+    if (!ec) tls_.use_private_key_file(config_.tls_key.string(), ssl::context::pem, ec);
+    if (ec)
+      return make_error(ErrorCode::kInvalidArgument,
+                        "cannot load the TLS certificate or key: " + ec.message());
+    use_tls_ = true;
+  }
+
+  beast::error_code ec;
+  auto address = asio::ip::make_address(config_.listen_host, ec);
+  if (ec)
+    return make_error(ErrorCode::kInvalidArgument, "--listen: bad address " + config_.listen_host);
+  tcp::endpoint ep(address, config_.listen_port);
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec && config_.reuse_port) {
+    using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+    acceptor_.set_option(reuse_port(true), ec);
+  }
+  if (!ec) acceptor_.bind(ep, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    return make_error(ErrorCode::kStorageIo, "cannot listen on " + config_.listen_host + ":" +
+                                                 std::to_string(config_.listen_port) + ": " +
+                                                 ec.message());
+  port_ = acceptor_.local_endpoint().port();
+  if (!config_.port_file.empty()) {
+    auto tmp = config_.port_file;
+    tmp += ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << port_ << "\n";
+      if (!out) return make_error(ErrorCode::kStorageIo, "cannot write " + tmp.string());
+    }
+    std::error_code fec;
+    std::filesystem::rename(tmp, config_.port_file, fec);
+    if (fec) return make_error(ErrorCode::kStorageIo, "cannot write " + config_.port_file.string());
+  }
+  pusher_ = make_push_client(ioc_, config_);
+  relay_.set_pusher(pusher_.get());
+  log_info("listening", {{"address", config_.listen_host},
+                         {"port", port_},
+                         {"tls", use_tls_ ? "on" : "off"},
+                         {"threads", config_.threads},
+                         {"connection_budget", budget_},
+                         {"reuse_port", config_.reuse_port ? "on" : "off"}});
+  return {};
+}
+
+void Server::Impl::run() {
+  asio::signal_set signals(ioc_, SIGINT, SIGTERM);
+  signals.async_wait([this](beast::error_code ec, int sig) {
+    if (ec) return;
+    log_info("signal", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+    asio::co_spawn(ioc_, shutdown(), asio::detached);
+  });
+  asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached);
+  asio::co_spawn(ioc_, housekeeping(), asio::detached);
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < config_.threads; ++i) threads.emplace_back([this] { ioc_.run(); });
+  ioc_.run();
+  for (auto& t : threads) t.join();
+  relay_.set_pusher(nullptr);
+}
+
+Server::Server(const Config& config, Relay& relay, Metrics& metrics)
+    : impl_(std::make_unique<Impl>(config, relay, metrics)) {}
+Server::~Server() = default;
+Status Server::start() { return impl_->start(); }
+void Server::run() { impl_->run(); }
+uint16_t Server::port() const { return impl_->port_; }
+
+}  // namespace sotto::relay

@@ -1,0 +1,867 @@
+#include "SqliteStore.h"
+
+#include <sqlcipher/sqlite3.h>
+
+#include <string>
+#include <utility>
+
+namespace sotto::relay {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+// rowid tables with UNIQUE keys: envelopes are often larger than a quarter page and would
+// spill into overflow pages in a WITHOUT ROWID b-tree (see ARCHITECTURE.md, pitfalls).
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts(
+  id BLOB PRIMARY KEY, handle TEXT NOT NULL UNIQUE, identity_key BLOB NOT NULL,
+  hidden INTEGER NOT NULL DEFAULT 0, last_seen_ms INTEGER NOT NULL DEFAULT 0,
+  created_at_ms INTEGER NOT NULL, max_device_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS devices(
+  account BLOB NOT NULL, device INTEGER NOT NULL, registration_id INTEGER NOT NULL,
+  auth_hash BLOB NOT NULL, encrypted_name BLOB NOT NULL, created_at_ms INTEGER NOT NULL,
+  last_seen_ms INTEGER NOT NULL DEFAULT 0,
+  spk_id INTEGER NOT NULL, spk_public BLOB NOT NULL, spk_signature BLOB NOT NULL,
+  spk_timestamp_ms INTEGER NOT NULL,
+  lr_public BLOB, push_url TEXT NOT NULL DEFAULT '',
+  queue_len INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0,
+  pool INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY(account, device));
+CREATE TABLE IF NOT EXISTS prekeys(
+  account BLOB NOT NULL, device INTEGER NOT NULL, id INTEGER NOT NULL, public_key BLOB NOT NULL,
+  PRIMARY KEY(account, device, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs(id INTEGER PRIMARY KEY, ciphertext BLOB NOT NULL,
+  refs INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS queue(
+  account BLOB NOT NULL, device INTEGER NOT NULL, seq INTEGER NOT NULL, type INTEGER NOT NULL,
+  sender BLOB NOT NULL, sender_device INTEGER NOT NULL, message_id BLOB NOT NULL,
+  ts INTEGER NOT NULL, expires_at INTEGER NOT NULL, urgent INTEGER NOT NULL,
+  header BLOB, ciphertext BLOB, blob_id INTEGER,
+  UNIQUE(account, device, seq));
+CREATE TABLE IF NOT EXISTS sends(
+  sender BLOB NOT NULL, sender_device INTEGER NOT NULL, message_id BLOB NOT NULL,
+  batch INTEGER NOT NULL, ts INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+  UNIQUE(sender, sender_device, message_id, batch));
+CREATE TABLE IF NOT EXISTS nonces(nonce BLOB PRIMARY KEY, expires_at INTEGER NOT NULL)
+  WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS attachments(
+  id TEXT PRIMARY KEY, account BLOB NOT NULL, device INTEGER NOT NULL, size INTEGER NOT NULL,
+  upload_expires_at INTEGER NOT NULL, uploaded_at INTEGER NOT NULL DEFAULT 0,
+  expires_at INTEGER NOT NULL DEFAULT 0);
+)sql";
+
+std::string key_literal(const SecureBytes& key) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "x'";
+  for (size_t i = 0; i < key.size(); ++i) {
+    out += kHex[key.data()[i] >> 4];
+    out += kHex[key.data()[i] & 0xf];
+  }
+  out += '\'';
+  return out;
+}
+
+}  // namespace
+
+// A cached prepared statement, reset when it goes out of scope.
+class SqliteStore::Stmt {
+ public:
+  Stmt(const SqliteStore* store, sqlite3_stmt* stmt) : store_(store), stmt_(stmt) {}
+  Stmt(Stmt&& o) noexcept : store_(o.store_), stmt_(std::exchange(o.stmt_, nullptr)) {}
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  Stmt& operator=(Stmt&&) = delete;
+  ~Stmt() {
+    if (stmt_) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
+  }
+  Stmt& bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  Stmt& bind(int i, ByteView b) {
+    static const uint8_t kEmpty = 0;  // a zero-length blob stays a blob, not NULL
+    sqlite3_bind_blob(stmt_, i, b.empty() ? &kEmpty : b.data(), static_cast<int>(b.size()),
+                      SQLITE_STATIC);
+    return *this;
+  }
+  Stmt& bind_text(int i, std::string_view t) {
+    sqlite3_bind_text(stmt_, i, t.data(), static_cast<int>(t.size()), SQLITE_STATIC);
+    return *this;
+  }
+  Stmt& bind_null(int i) {
+    sqlite3_bind_null(stmt_, i);
+    return *this;
+  }
+  Result<bool> step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return store_->error(rc, "running a statement");
+  }
+  Status run() {
+    auto r = step();
+    if (!r.ok()) return std::move(r).error();
+    return {};
+  }
+  int64_t i64(int c) const { return sqlite3_column_int64(stmt_, c); }
+  ByteView blob(int c) const {
+    const void* p = sqlite3_column_blob(stmt_, c);
+    int n = sqlite3_column_bytes(stmt_, c);
+    return p ? ByteView(static_cast<const uint8_t*>(p), static_cast<size_t>(n)) : ByteView();
+  }
+  Bytes bytes(int c) const {
+    ByteView v = blob(c);
+    return Bytes(v.begin(), v.end());
+  }
+  std::string text(int c) const {
+    const unsigned char* p = sqlite3_column_text(stmt_, c);
+    int n = sqlite3_column_bytes(stmt_, c);
+    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n))
+             : std::string();
+  }
+  bool null(int c) const { return sqlite3_column_type(stmt_, c) == SQLITE_NULL; }
+  sqlite3_stmt* get() const { return stmt_; }
+
+ private:
+  const SqliteStore* store_;
+  sqlite3_stmt* stmt_;
+};
+
+#define STMT(var, sql)                      \
+  SOTTO_TRY_ASSIGN(sqlite3_stmt* var##_raw, prepare(sql)); \
+  Stmt var(this, var##_raw)
+
+Error SqliteStore::error(int rc, std::string_view what) const {
+  std::string detail = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+  std::string w = std::string(what) + " failed (" + path_.string() + "): ";
+  switch (rc & 0xff) {
+    case SQLITE_NOTADB:
+      return make_error(ErrorCode::kWrongKey,
+                        w + "the key does not open this database; check --db-key-file");
+    case SQLITE_CORRUPT:
+      return make_error(ErrorCode::kStorageCorrupt, w + "the database is damaged: " + detail);
+    case SQLITE_FULL:
+      return make_error(ErrorCode::kStorageFull, w + "the disk is full");
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return make_error(ErrorCode::kBusy, w + "the database is locked: " + detail);
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+      return make_error(ErrorCode::kStorageIo, w + detail);
+    default:
+      return make_error(ErrorCode::kInternal, w + detail);
+  }
+}
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::path& path,
+                                                       const Options& options) {
+  std::unique_ptr<SqliteStore> self(new SqliteStore());
+  self->path_ = path;
+  int rc = sqlite3_open_v2(path.c_str(), &self->db_,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) return self->error(rc, "opening the database");
+  sqlite3_extended_result_codes(self->db_, 1);
+  sqlite3_busy_timeout(self->db_, 10'000);
+
+  // WARNING: a plain libsqlite3 ignores PRAGMA key and writes plaintext. Refuse to run unless
+  // SQLCipher answers.
+  {
+    SOTTO_TRY_ASSIGN(sqlite3_stmt * raw, self->prepare("PRAGMA cipher_version"));
+    Stmt q(self.get(), raw);
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (row) self->cipher_version_ = q.text(0);
+    if (self->cipher_version_.empty())
+      return make_error(ErrorCode::kEncryptionUnavailable,
+                        "the SQLite library in this process is not SQLCipher; rebuild "
+                        "sotto-relay linked against SQLCipher only (never libsqlite3)");
+  }
+  if (!options.key.empty()) {
+    if (options.key.size() != 32)
+      return make_error(ErrorCode::kInvalidArgument, "the database key must be 32 bytes");
+    std::string literal = key_literal(options.key);
+    rc = sqlite3_key(self->db_, literal.data(), static_cast<int>(literal.size()));
+    for (auto& ch : literal) ch = 0;  // the hex form of the key is as secret as the key
+    if (rc != SQLITE_OK) return self->error(rc, "keying the database");
+    SOTTO_TRY(self->exec("PRAGMA cipher_page_size = 4096"));
+  }
+  // A wrong key shows only at the first read: probe before anything writes.
+  rc = sqlite3_exec(self->db_, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return self->error(rc, "opening the database");
+
+  SOTTO_TRY(self->exec("PRAGMA journal_mode = WAL"));
+  SOTTO_TRY(self->exec(options.sync_full ? "PRAGMA synchronous = FULL"
+                                         : "PRAGMA synchronous = NORMAL"));
+  SOTTO_TRY(self->exec("PRAGMA temp_store = MEMORY"));
+  SOTTO_TRY(self->exec("PRAGMA cache_size = -32768"));  // 32 MiB
+  SOTTO_TRY(self->exec("BEGIN IMMEDIATE"));
+  Status s = self->exec(kSchema);
+  if (s.ok()) {
+    SOTTO_TRY_ASSIGN(sqlite3_stmt * raw,
+                     self->prepare("SELECT value FROM meta WHERE key = 'schema_version'"));
+    Stmt q(self.get(), raw);
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (row && q.i64(0) > kSchemaVersion) {
+      self->rollback();
+      return make_error(ErrorCode::kIncompatibleVersion,
+                        "the database was written by a newer sotto-relay (schema " +
+                            std::to_string(q.i64(0)) + ")");
+    }
+  }
+  if (s.ok())
+    s = self->exec("INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 1)");
+  if (!s.ok()) {
+    self->rollback();
+    return std::move(s).error();
+  }
+  SOTTO_TRY(self->exec("COMMIT"));
+  return self;
+}
+
+SqliteStore::~SqliteStore() {
+  for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+  if (db_) sqlite3_close_v2(db_);
+}
+
+Status SqliteStore::exec(const char* sql) {
+  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return error(rc, std::string("running \"") + std::string(sql).substr(0, 40));
+  return {};
+}
+
+Result<sqlite3_stmt*> SqliteStore::prepare(const char* sql) {
+  auto it = cache_.find(sql);
+  if (it != cache_.end()) return it->second;
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr);
+  if (rc != SQLITE_OK) return error(rc, std::string("preparing \"") + sql + "\"");
+  cache_.emplace(sql, stmt);
+  return stmt;
+}
+
+Status SqliteStore::begin() { return exec("BEGIN IMMEDIATE"); }
+Status SqliteStore::commit() { return exec("COMMIT"); }
+void SqliteStore::rollback() {
+  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+Status SqliteStore::ping() {
+  STMT(q, "SELECT count(*) FROM meta");
+  return q.run();
+}
+
+// ---- accounts ----
+
+Result<bool> SqliteStore::create_account(const AccountRecord& a, const NewDevice& device) {
+  {
+    STMT(q, "SELECT 1 FROM accounts WHERE handle = ? OR id = ?");
+    q.bind_text(1, a.handle).bind(2, a.id);
+    SOTTO_TRY_ASSIGN(bool taken, q.step());
+    if (taken) return false;
+  }
+  {
+    STMT(q,
+         "INSERT INTO accounts(id, handle, identity_key, hidden, last_seen_ms, created_at_ms, "
+         "max_device_id) VALUES(?, ?, ?, 0, 0, ?, 1)");
+    q.bind(1, a.id).bind_text(2, a.handle).bind(3, a.identity_key);
+    q.bind(4, static_cast<int64_t>(a.created_at_ms));
+    SOTTO_TRY(q.run());
+  }
+  SOTTO_TRY(insert_device(a.id, 1, device));
+  return true;
+}
+
+static AccountRecord read_account(const SqliteStore::Stmt& q) {
+  AccountRecord a;
+  a.id = q.bytes(0);
+  a.handle = q.text(1);
+  a.identity_key = q.bytes(2);
+  a.presence_hidden = q.i64(3) != 0;
+  a.last_seen_ms = static_cast<uint64_t>(q.i64(4));
+  a.created_at_ms = static_cast<uint64_t>(q.i64(5));
+  return a;
+}
+
+Result<std::optional<AccountRecord>> SqliteStore::find_account(ByteView id) {
+  STMT(q,
+       "SELECT id, handle, identity_key, hidden, last_seen_ms, created_at_ms FROM accounts "
+       "WHERE id = ?");
+  q.bind(1, id);
+  SOTTO_TRY_ASSIGN(bool row, q.step());
+  if (!row) return std::optional<AccountRecord>();
+  return std::optional<AccountRecord>(read_account(q));
+}
+
+Result<std::optional<AccountRecord>> SqliteStore::find_account_by_handle(std::string_view h) {
+  STMT(q,
+       "SELECT id, handle, identity_key, hidden, last_seen_ms, created_at_ms FROM accounts "
+       "WHERE handle = ?");
+  q.bind_text(1, h);
+  SOTTO_TRY_ASSIGN(bool row, q.step());
+  if (!row) return std::optional<AccountRecord>();
+  return std::optional<AccountRecord>(read_account(q));
+}
+
+Status SqliteStore::drop_queue_rows(const char* where_sql, ByteView account, uint32_t device) {
+  // Shared ciphertexts lose one reference per dropped copy; unreferenced ones go.
+  std::string refs =
+      std::string("UPDATE blobs SET refs = refs - (SELECT count(*) FROM queue WHERE "
+                  "queue.blob_id = blobs.id AND ") +
+      where_sql + ") WHERE id IN (SELECT blob_id FROM queue WHERE blob_id IS NOT NULL AND " +
+      where_sql + ")";
+  std::string del = std::string("DELETE FROM queue WHERE ") + where_sql;
+  // These statements are rare (device removal, account deletion): no need to cache them.
+  for (const std::string* sql : {&refs, &del}) {
+    sqlite3_stmt* st = nullptr;
+    int rc = sqlite3_prepare_v2(db_, sql->c_str(), -1, &st, nullptr);
+    if (rc != SQLITE_OK) return error(rc, "preparing a queue cleanup");
+    int n = sqlite3_bind_parameter_count(st);
+    for (int i = 1; i <= n; ++i) {
+      // Parameters alternate account, device in the order they appear.
+      if (i % 2 == 1)
+        sqlite3_bind_blob(st, i, account.data(), static_cast<int>(account.size()), SQLITE_STATIC);
+      else
+        sqlite3_bind_int64(st, i, device);
+    }
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return error(rc, "cleaning a queue");
+  }
+  return exec("DELETE FROM blobs WHERE refs <= 0");
+}
+
+Status SqliteStore::delete_account(ByteView id) {
+  SOTTO_TRY(drop_queue_rows("queue.account = ? AND queue.device >= ?", id, 0));
+  {
+    STMT(q, "DELETE FROM prekeys WHERE account = ?");
+    SOTTO_TRY(q.bind(1, id).run());
+  }
+  {
+    STMT(q, "DELETE FROM devices WHERE account = ?");
+    SOTTO_TRY(q.bind(1, id).run());
+  }
+  {
+    STMT(q, "DELETE FROM attachments WHERE account = ? AND uploaded_at = 0");
+    SOTTO_TRY(q.bind(1, id).run());
+  }
+  STMT(q, "DELETE FROM accounts WHERE id = ?");
+  return q.bind(1, id).run();
+}
+
+Status SqliteStore::set_presence_hidden(ByteView id, bool hidden) {
+  STMT(q, "UPDATE accounts SET hidden = ? WHERE id = ?");
+  return q.bind(1, hidden ? 1 : 0).bind(2, id).run();
+}
+
+Status SqliteStore::set_last_seen(ByteView id, uint64_t account_last_seen_ms, uint32_t device_id,
+                                  uint64_t device_last_seen_ms) {
+  if (account_last_seen_ms) {
+    STMT(q, "UPDATE accounts SET last_seen_ms = ? WHERE id = ?");
+    SOTTO_TRY(q.bind(1, static_cast<int64_t>(account_last_seen_ms)).bind(2, id).run());
+  }
+  if (device_id) {
+    STMT(q, "UPDATE devices SET last_seen_ms = ? WHERE account = ? AND device = ?");
+    SOTTO_TRY(q.bind(1, static_cast<int64_t>(device_last_seen_ms)).bind(2, id).bind(3, device_id)
+                  .run());
+  }
+  return {};
+}
+
+Result<bool> SqliteStore::use_nonce(ByteView nonce, uint64_t now_ms, uint64_t keep_until_ms) {
+  {
+    STMT(q, "SELECT expires_at FROM nonces WHERE nonce = ?");
+    q.bind(1, nonce);
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (row && static_cast<uint64_t>(q.i64(0)) >= now_ms) return false;
+  }
+  STMT(q, "INSERT OR REPLACE INTO nonces(nonce, expires_at) VALUES(?, ?)");
+  SOTTO_TRY(q.bind(1, nonce).bind(2, static_cast<int64_t>(keep_until_ms)).run());
+  return true;
+}
+
+// ---- devices ----
+
+Status SqliteStore::insert_device(ByteView account, uint32_t device_id, const NewDevice& d) {
+  {
+    STMT(q,
+         "INSERT INTO devices(account, device, registration_id, auth_hash, encrypted_name, "
+         "created_at_ms, spk_id, spk_public, spk_signature, spk_timestamp_ms, lr_public) "
+         "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    q.bind(1, account).bind(2, device_id).bind(3, d.registration_id).bind(4, d.auth_hash);
+    q.bind(5, d.encrypted_name).bind(6, static_cast<int64_t>(d.created_at_ms));
+    q.bind(7, d.signed_prekey.id()).bind(8, as_bytes(d.signed_prekey.public_key()));
+    q.bind(9, as_bytes(d.signed_prekey.signature()));
+    q.bind(10, static_cast<int64_t>(d.signed_prekey.timestamp_ms()));
+    q.bind(11, as_bytes(d.last_resort.public_key()));
+    SOTTO_TRY(q.run());
+  }
+  if (!d.one_time_prekeys.empty()) {
+    SOTTO_TRY_ASSIGN(auto pool, upload_prekeys(account, device_id, nullptr, d.one_time_prekeys,
+                                               nullptr, 0xFFFFFFFF));
+    (void)pool;
+  }
+  return {};
+}
+
+Result<DeviceRecord> SqliteStore::read_device(sqlite3_stmt* raw) {
+  DeviceRecord d;
+  auto blob = [&](int c) {
+    const void* p = sqlite3_column_blob(raw, c);
+    int n = sqlite3_column_bytes(raw, c);
+    return p ? Bytes(static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n) : Bytes();
+  };
+  auto i64 = [&](int c) { return sqlite3_column_int64(raw, c); };
+  d.account_id = blob(0);
+  d.device_id = static_cast<uint32_t>(i64(1));
+  d.registration_id = static_cast<uint32_t>(i64(2));
+  d.auth_hash = blob(3);
+  d.encrypted_name = blob(4);
+  d.created_at_ms = static_cast<uint64_t>(i64(5));
+  d.last_seen_ms = static_cast<uint64_t>(i64(6));
+  d.signed_prekey.set_id(static_cast<uint32_t>(i64(7)));
+  Bytes spk = blob(8), sig = blob(9);
+  d.signed_prekey.set_public_key(spk.data(), spk.size());
+  d.signed_prekey.set_signature(sig.data(), sig.size());
+  d.signed_prekey.set_timestamp_ms(static_cast<uint64_t>(i64(10)));
+  const unsigned char* url = sqlite3_column_text(raw, 11);
+  if (url) d.push_url = reinterpret_cast<const char*>(url);
+  d.queue_length = static_cast<uint64_t>(i64(12));
+  d.last_sequence = static_cast<uint64_t>(i64(13));
+  return d;
+}
+
+#define DEVICE_COLUMNS                                                                      \
+  "account, device, registration_id, auth_hash, encrypted_name, created_at_ms, last_seen_ms, " \
+  "spk_id, spk_public, spk_signature, spk_timestamp_ms, push_url, queue_len, last_seq"
+
+Result<std::vector<DeviceRecord>> SqliteStore::list_devices(ByteView account) {
+  STMT(q, "SELECT " DEVICE_COLUMNS " FROM devices WHERE account = ? ORDER BY device");
+  q.bind(1, account);
+  std::vector<DeviceRecord> out;
+  for (;;) {
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (!row) break;
+    SOTTO_TRY_ASSIGN(DeviceRecord d, read_device(q.get()));
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+Result<std::optional<DeviceRecord>> SqliteStore::find_device(ByteView account, uint32_t device) {
+  STMT(q, "SELECT " DEVICE_COLUMNS " FROM devices WHERE account = ? AND device = ?");
+  q.bind(1, account).bind(2, device);
+  SOTTO_TRY_ASSIGN(bool row, q.step());
+  if (!row) return std::optional<DeviceRecord>();
+  SOTTO_TRY_ASSIGN(DeviceRecord d, read_device(q.get()));
+  return std::optional<DeviceRecord>(std::move(d));
+}
+
+Result<uint32_t> SqliteStore::add_device(ByteView account, const NewDevice& device,
+                                         uint32_t max_devices) {
+  int64_t count = 0, max_id = 0;
+  {
+    STMT(q, "SELECT count(*) FROM devices WHERE account = ?");
+    q.bind(1, account);
+    SOTTO_TRY(q.run());
+    count = q.i64(0);
+  }
+  {
+    STMT(q, "SELECT max_device_id FROM accounts WHERE id = ?");
+    q.bind(1, account);
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (!row) return make_error(ErrorCode::kNotFound, "no such account");
+    max_id = q.i64(0);
+  }
+  if (count >= static_cast<int64_t>(max_devices)) return uint32_t{0};
+  uint32_t id = static_cast<uint32_t>(max_id + 1);
+  {
+    STMT(q, "UPDATE accounts SET max_device_id = ? WHERE id = ?");
+    SOTTO_TRY(q.bind(1, id).bind(2, account).run());
+  }
+  SOTTO_TRY(insert_device(account, id, device));
+  return id;
+}
+
+Result<bool> SqliteStore::remove_device(ByteView account, uint32_t device) {
+  {
+    STMT(q, "SELECT 1 FROM devices WHERE account = ? AND device = ?");
+    q.bind(1, account).bind(2, device);
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (!row) return false;
+  }
+  SOTTO_TRY(drop_queue_rows("queue.account = ? AND queue.device = ?", account, device));
+  {
+    STMT(q, "DELETE FROM prekeys WHERE account = ? AND device = ?");
+    SOTTO_TRY(q.bind(1, account).bind(2, device).run());
+  }
+  STMT(q, "DELETE FROM devices WHERE account = ? AND device = ?");
+  SOTTO_TRY(q.bind(1, account).bind(2, device).run());
+  return true;
+}
+
+Status SqliteStore::set_push_url(ByteView account, uint32_t device, std::string_view url) {
+  STMT(q, "UPDATE devices SET push_url = ? WHERE account = ? AND device = ?");
+  return q.bind_text(1, url).bind(2, account).bind(3, device).run();
+}
+
+// ---- prekeys ----
+
+Result<std::optional<uint32_t>> SqliteStore::upload_prekeys(
+    ByteView account, uint32_t device, const wire::SignedPreKey* spk,
+    const std::vector<wire::OneTimePreKey>& one_time, const wire::OneTimePreKey* last_resort,
+    uint32_t max_pool) {
+  int64_t pool = 0;
+  {
+    STMT(q, "SELECT pool FROM devices WHERE account = ? AND device = ?");
+    q.bind(1, account).bind(2, device);
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (!row) return make_error(ErrorCode::kNotFound, "no such device");
+    pool = q.i64(0);
+  }
+  // Ids already in the pool are replaced, so they do not grow it.
+  int64_t added = 0;
+  for (const auto& k : one_time) {
+    STMT(q, "SELECT 1 FROM prekeys WHERE account = ? AND device = ? AND id = ?");
+    q.bind(1, account).bind(2, device).bind(3, k.id());
+    SOTTO_TRY_ASSIGN(bool exists, q.step());
+    if (!exists) ++added;
+  }
+  if (pool + added > static_cast<int64_t>(max_pool)) return std::optional<uint32_t>();
+  for (const auto& k : one_time) {
+    STMT(q, "INSERT OR REPLACE INTO prekeys(account, device, id, public_key) VALUES(?, ?, ?, ?)");
+    q.bind(1, account).bind(2, device).bind(3, k.id()).bind(4, as_bytes(k.public_key()));
+    SOTTO_TRY(q.run());
+  }
+  if (spk) {
+    STMT(q,
+         "UPDATE devices SET spk_id = ?, spk_public = ?, spk_signature = ?, spk_timestamp_ms = ? "
+         "WHERE account = ? AND device = ?");
+    q.bind(1, spk->id()).bind(2, as_bytes(spk->public_key())).bind(3, as_bytes(spk->signature()));
+    q.bind(4, static_cast<int64_t>(spk->timestamp_ms())).bind(5, account).bind(6, device);
+    SOTTO_TRY(q.run());
+  }
+  if (last_resort) {
+    STMT(q, "UPDATE devices SET lr_public = ? WHERE account = ? AND device = ?");
+    SOTTO_TRY(q.bind(1, as_bytes(last_resort->public_key())).bind(2, account).bind(3, device).run());
+  }
+  {
+    STMT(q, "UPDATE devices SET pool = ? WHERE account = ? AND device = ?");
+    SOTTO_TRY(q.bind(1, pool + added).bind(2, account).bind(3, device).run());
+  }
+  return std::optional<uint32_t>(static_cast<uint32_t>(pool + added));
+}
+
+Result<PreKeyCounts> SqliteStore::prekey_counts(ByteView account, uint32_t device) {
+  STMT(q,
+       "SELECT pool, lr_public IS NOT NULL AND length(lr_public) > 0, spk_id, spk_timestamp_ms "
+       "FROM devices WHERE account = ? AND device = ?");
+  q.bind(1, account).bind(2, device);
+  SOTTO_TRY_ASSIGN(bool row, q.step());
+  if (!row) return make_error(ErrorCode::kNotFound, "no such device");
+  PreKeyCounts c;
+  c.one_time = static_cast<uint32_t>(q.i64(0));
+  c.has_last_resort = q.i64(1) != 0;
+  c.signed_prekey_id = static_cast<uint32_t>(q.i64(2));
+  c.signed_prekey_timestamp_ms = static_cast<uint64_t>(q.i64(3));
+  return c;
+}
+
+Result<TakenPreKey> SqliteStore::take_prekey(ByteView account, uint32_t device) {
+  TakenPreKey out;
+  {
+    STMT(q,
+         "SELECT id, public_key FROM prekeys WHERE account = ? AND device = ? ORDER BY id "
+         "LIMIT 1");
+    q.bind(1, account).bind(2, device);
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (row) {
+      wire::OneTimePreKey k;
+      k.set_id(static_cast<uint32_t>(q.i64(0)));
+      ByteView pk = q.blob(1);
+      k.set_public_key(pk.data(), pk.size());
+      out.key = std::move(k);
+    }
+  }
+  if (out.key) {
+    {
+      STMT(q, "DELETE FROM prekeys WHERE account = ? AND device = ? AND id = ?");
+      SOTTO_TRY(q.bind(1, account).bind(2, device).bind(3, out.key->id()).run());
+    }
+    STMT(q, "UPDATE devices SET pool = pool - 1 WHERE account = ? AND device = ?");
+    SOTTO_TRY(q.bind(1, account).bind(2, device).run());
+  }
+  STMT(q, "SELECT pool, lr_public FROM devices WHERE account = ? AND device = ?");
+  q.bind(1, account).bind(2, device);
+  SOTTO_TRY_ASSIGN(bool row, q.step());
+  if (!row) return make_error(ErrorCode::kNotFound, "no such device");
+  out.remaining = static_cast<uint32_t>(q.i64(0));
+  if (!out.key && !q.null(1) && !q.blob(1).empty()) {
+    wire::OneTimePreKey k;
+    k.set_id(0xFFFFFF);
+    ByteView pk = q.blob(1);
+    k.set_public_key(pk.data(), pk.size());
+    out.key = std::move(k);
+    out.last_resort = true;
+  }
+  return out;
+}
+
+// ---- queues ----
+
+Result<std::optional<SendRecord>> SqliteStore::find_send(ByteView sender, uint32_t sender_device,
+                                                         ByteView message_id, uint32_t batch) {
+  STMT(q,
+       "SELECT ts FROM sends WHERE sender = ? AND sender_device = ? AND message_id = ? AND "
+       "batch = ?");
+  q.bind(1, sender).bind(2, sender_device).bind(3, message_id).bind(4, batch);
+  SOTTO_TRY_ASSIGN(bool row, q.step());
+  if (!row) return std::optional<SendRecord>();
+  return std::optional<SendRecord>(SendRecord{static_cast<uint64_t>(q.i64(0))});
+}
+
+Result<std::vector<uint64_t>> SqliteStore::enqueue(const NewSend& s) {
+  int64_t blob_id = 0;
+  if (!s.shared_ciphertext.empty()) {
+    STMT(q, "INSERT INTO blobs(ciphertext, refs) VALUES(?, ?)");
+    SOTTO_TRY(q.bind(1, s.shared_ciphertext).bind(2, static_cast<int64_t>(s.copies.size())).run());
+    blob_id = sqlite3_last_insert_rowid(db_);
+  }
+  std::vector<uint64_t> seqs;
+  seqs.reserve(s.copies.size());
+  for (size_t i = 0; i < s.copies.size(); ++i) {
+    const QueuedCopy& c = s.copies[i];
+    int64_t seq = 0;
+    {
+      STMT(q, "SELECT last_seq FROM devices WHERE account = ? AND device = ?");
+      q.bind(1, c.account_id).bind(2, c.device_id);
+      SOTTO_TRY_ASSIGN(bool row, q.step());
+      if (!row) return make_error(ErrorCode::kNotFound, "a recipient device does not exist");
+      seq = q.i64(0) + 1;
+    }
+    {
+      STMT(q,
+           "UPDATE devices SET last_seq = ?, queue_len = queue_len + 1 WHERE account = ? AND "
+           "device = ?");
+      SOTTO_TRY(q.bind(1, seq).bind(2, c.account_id).bind(3, c.device_id).run());
+    }
+    STMT(q,
+         "INSERT INTO queue(account, device, seq, type, sender, sender_device, message_id, ts, "
+         "expires_at, urgent, header, ciphertext, blob_id) "
+         "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    int type = s.copy_types.empty() ? s.type : s.copy_types[i];
+    q.bind(1, c.account_id).bind(2, c.device_id).bind(3, seq).bind(4, type);
+    q.bind(5, s.sender_account).bind(6, s.sender_device).bind(7, s.message_id);
+    q.bind(8, static_cast<int64_t>(s.server_timestamp_ms));
+    q.bind(9, static_cast<int64_t>(s.expires_at_ms)).bind(10, s.urgent ? 1 : 0);
+    if (c.header.empty()) q.bind_null(11);
+    else q.bind(11, c.header);
+    if (blob_id) {
+      q.bind_null(12).bind(13, blob_id);
+    } else {
+      q.bind(12, c.ciphertext).bind_null(13);
+    }
+    SOTTO_TRY(q.run());
+    seqs.push_back(static_cast<uint64_t>(seq));
+  }
+  STMT(q,
+       "INSERT INTO sends(sender, sender_device, message_id, batch, ts, expires_at) "
+       "VALUES(?, ?, ?, ?, ?, ?)");
+  q.bind(1, s.sender_account).bind(2, s.sender_device).bind(3, s.message_id).bind(4, s.batch);
+  q.bind(5, static_cast<int64_t>(s.server_timestamp_ms));
+  q.bind(6, static_cast<int64_t>(s.expires_at_ms));
+  SOTTO_TRY(q.run());
+  return seqs;
+}
+
+Result<std::vector<wire::Envelope>> SqliteStore::load_queue(ByteView account, uint32_t device,
+                                                            uint64_t after, uint32_t limit) {
+  STMT(q,
+       "SELECT q.seq, q.type, q.sender, q.sender_device, q.message_id, q.ts, q.urgent, q.header, "
+       "coalesce(q.ciphertext, b.ciphertext) FROM queue q LEFT JOIN blobs b ON b.id = q.blob_id "
+       "WHERE q.account = ? AND q.device = ? AND q.seq > ? ORDER BY q.seq LIMIT ?");
+  q.bind(1, account).bind(2, device).bind(3, static_cast<int64_t>(after)).bind(4, limit);
+  std::vector<wire::Envelope> out;
+  for (;;) {
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (!row) break;
+    wire::Envelope e;
+    e.set_sequence(static_cast<uint64_t>(q.i64(0)));
+    e.set_type(static_cast<wire::Envelope::Type>(q.i64(1)));
+    ByteView v = q.blob(2);
+    e.set_sender_account_id(v.data(), v.size());
+    e.set_sender_device_id(static_cast<uint32_t>(q.i64(3)));
+    v = q.blob(4);
+    e.set_message_id(v.data(), v.size());
+    e.set_server_timestamp_ms(static_cast<uint64_t>(q.i64(5)));
+    e.set_urgent(q.i64(6) != 0);
+    v = q.blob(7);
+    if (!v.empty()) e.set_header(v.data(), v.size());
+    v = q.blob(8);
+    e.set_ciphertext(v.data(), v.size());
+    e.set_recipient_device_id(device);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+Result<uint64_t> SqliteStore::ack(ByteView account, uint32_t device,
+                                  const std::vector<uint64_t>& sequences) {
+  uint64_t deleted = 0;
+  for (uint64_t seq : sequences) {
+    int64_t blob_id = 0;
+    {
+      STMT(q, "SELECT coalesce(blob_id, 0) FROM queue WHERE account = ? AND device = ? AND seq = ?");
+      q.bind(1, account).bind(2, device).bind(3, static_cast<int64_t>(seq));
+      SOTTO_TRY_ASSIGN(bool row, q.step());
+      if (!row) continue;
+      blob_id = q.i64(0);
+    }
+    {
+      STMT(q, "DELETE FROM queue WHERE account = ? AND device = ? AND seq = ?");
+      SOTTO_TRY(q.bind(1, account).bind(2, device).bind(3, static_cast<int64_t>(seq)).run());
+    }
+    if (blob_id) {
+      {
+        STMT(q, "UPDATE blobs SET refs = refs - 1 WHERE id = ?");
+        SOTTO_TRY(q.bind(1, blob_id).run());
+      }
+      STMT(q, "DELETE FROM blobs WHERE id = ? AND refs <= 0");
+      SOTTO_TRY(q.bind(1, blob_id).run());
+    }
+    ++deleted;
+  }
+  if (deleted) {
+    STMT(q, "UPDATE devices SET queue_len = queue_len - ? WHERE account = ? AND device = ?");
+    SOTTO_TRY(q.bind(1, static_cast<int64_t>(deleted)).bind(2, account).bind(3, device).run());
+  }
+  return deleted;
+}
+
+Result<uint64_t> SqliteStore::total_queued() {
+  STMT(q, "SELECT coalesce(sum(queue_len), 0) FROM devices");
+  SOTTO_TRY(q.run());
+  return static_cast<uint64_t>(q.i64(0));
+}
+
+// ---- attachments ----
+
+Status SqliteStore::create_attachment(const AttachmentRecord& a) {
+  STMT(q,
+       "INSERT INTO attachments(id, account, device, size, upload_expires_at) "
+       "VALUES(?, ?, ?, ?, ?)");
+  q.bind_text(1, a.id).bind(2, a.account_id).bind(3, a.device_id);
+  q.bind(4, static_cast<int64_t>(a.size_bytes)).bind(5, static_cast<int64_t>(a.upload_expires_at_ms));
+  return q.run();
+}
+
+Result<std::optional<AttachmentRecord>> SqliteStore::find_attachment(std::string_view id) {
+  STMT(q,
+       "SELECT id, account, device, size, upload_expires_at, uploaded_at, expires_at "
+       "FROM attachments WHERE id = ?");
+  q.bind_text(1, id);
+  SOTTO_TRY_ASSIGN(bool row, q.step());
+  if (!row) return std::optional<AttachmentRecord>();
+  AttachmentRecord a;
+  a.id = q.text(0);
+  a.account_id = q.bytes(1);
+  a.device_id = static_cast<uint32_t>(q.i64(2));
+  a.size_bytes = static_cast<uint64_t>(q.i64(3));
+  a.upload_expires_at_ms = static_cast<uint64_t>(q.i64(4));
+  a.uploaded_at_ms = static_cast<uint64_t>(q.i64(5));
+  a.expires_at_ms = static_cast<uint64_t>(q.i64(6));
+  return std::optional<AttachmentRecord>(std::move(a));
+}
+
+Status SqliteStore::mark_attachment_uploaded(std::string_view id, uint64_t uploaded_at_ms,
+                                             uint64_t expires_at_ms) {
+  STMT(q, "UPDATE attachments SET uploaded_at = ?, expires_at = ? WHERE id = ?");
+  return q.bind(1, static_cast<int64_t>(uploaded_at_ms))
+      .bind(2, static_cast<int64_t>(expires_at_ms))
+      .bind_text(3, id)
+      .run();
+}
+
+// ---- expiry ----
+
+Result<ExpiryResult> SqliteStore::expire(uint64_t now_ms) {
+  ExpiryResult out;
+  auto now = static_cast<int64_t>(now_ms);
+  // Rows are appended in commit order and every row gets the same TTL, so the oldest rowids
+  // expire first: walk from the front and stop at the first live row instead of indexing
+  // expires_at (one index less on the hot insert path).
+  for (;;) {
+    std::vector<std::tuple<int64_t, Bytes, int64_t, int64_t>> doomed;  // rowid, acct, dev, blob
+    {
+      STMT(q,
+           "SELECT rowid, account, device, coalesce(blob_id, 0), expires_at FROM queue "
+           "ORDER BY rowid LIMIT 1000");
+      for (;;) {
+        SOTTO_TRY_ASSIGN(bool row, q.step());
+        if (!row || q.i64(4) > now) break;
+        doomed.emplace_back(q.i64(0), q.bytes(1), q.i64(2), q.i64(3));
+      }
+    }
+    if (doomed.empty()) break;
+    for (auto& [rowid, account, device, blob_id] : doomed) {
+      {
+        STMT(q, "DELETE FROM queue WHERE rowid = ?");
+        SOTTO_TRY(q.bind(1, rowid).run());
+      }
+      {
+        STMT(q, "UPDATE devices SET queue_len = queue_len - 1 WHERE account = ? AND device = ?");
+        SOTTO_TRY(q.bind(1, account).bind(2, device).run());
+      }
+      if (blob_id) {
+        STMT(q, "UPDATE blobs SET refs = refs - 1 WHERE id = ?");
+        SOTTO_TRY(q.bind(1, blob_id).run());
+      }
+    }
+    out.envelopes += doomed.size();
+    if (doomed.size() < 1000) break;
+  }
+  if (out.envelopes) SOTTO_TRY(exec("DELETE FROM blobs WHERE refs <= 0"));
+  for (;;) {
+    std::vector<int64_t> doomed;
+    {
+      STMT(q, "SELECT rowid, expires_at FROM sends ORDER BY rowid LIMIT 1000");
+      for (;;) {
+        SOTTO_TRY_ASSIGN(bool row, q.step());
+        if (!row || q.i64(1) > now) break;
+        doomed.push_back(q.i64(0));
+      }
+    }
+    for (int64_t rowid : doomed) {
+      STMT(q, "DELETE FROM sends WHERE rowid = ?");
+      SOTTO_TRY(q.bind(1, rowid).run());
+    }
+    if (doomed.size() < 1000) break;
+  }
+  {
+    STMT(q, "DELETE FROM nonces WHERE expires_at < ?");
+    SOTTO_TRY(q.bind(1, now).run());
+  }
+  {
+    STMT(q,
+         "SELECT id FROM attachments WHERE (uploaded_at = 0 AND upload_expires_at < ?) OR "
+         "(uploaded_at > 0 AND expires_at < ?)");
+    q.bind(1, now).bind(2, now);
+    for (;;) {
+      SOTTO_TRY_ASSIGN(bool row, q.step());
+      if (!row) break;
+      out.attachments.push_back(q.text(0));
+    }
+  }
+  for (const auto& id : out.attachments) {
+    STMT(q, "DELETE FROM attachments WHERE id = ?");
+    SOTTO_TRY(q.bind_text(1, id).run());
+  }
+  return out;
+}
+
+}  // namespace sotto::relay

@@ -1,0 +1,94 @@
+// The embedded Store: one SQLCipher database (WAL) in the data directory, optionally
+// encrypted at rest with a 32-byte key. Linked against SQLCipher only, never libsqlite3.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "Store.h"
+#include "sotto/SecureBytes.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace sotto::relay {
+
+class SqliteStore final : public Store {
+ public:
+  struct Options {
+    SecureBytes key;         // empty: not encrypted at rest
+    bool sync_full = true;   // synchronous=FULL (else NORMAL)
+  };
+  // Opens (creating if needed) `path`. kEncryptionUnavailable when the SQLite in the process
+  // is not SQLCipher, kWrongKey when the key does not open an existing database.
+  static Result<std::unique_ptr<SqliteStore>> open(const std::filesystem::path& path,
+                                                   const Options& options);
+  ~SqliteStore() override;
+  // The SQLCipher version string (PRAGMA cipher_version).
+  const std::string& cipher_version() const { return cipher_version_; }
+
+  Status begin() override;
+  Status commit() override;
+  void rollback() override;
+  Status ping() override;
+
+  Result<bool> create_account(const AccountRecord& account, const NewDevice& device) override;
+  Result<std::optional<AccountRecord>> find_account(ByteView id) override;
+  Result<std::optional<AccountRecord>> find_account_by_handle(std::string_view handle) override;
+  Status delete_account(ByteView id) override;
+  Status set_presence_hidden(ByteView id, bool hidden) override;
+  Status set_last_seen(ByteView id, uint64_t account_last_seen_ms, uint32_t device_id,
+                       uint64_t device_last_seen_ms) override;
+  Result<bool> use_nonce(ByteView nonce, uint64_t now_ms, uint64_t keep_until_ms) override;
+
+  Result<std::vector<DeviceRecord>> list_devices(ByteView account) override;
+  Result<std::optional<DeviceRecord>> find_device(ByteView account, uint32_t device) override;
+  Result<uint32_t> add_device(ByteView account, const NewDevice& device,
+                              uint32_t max_devices) override;
+  Result<bool> remove_device(ByteView account, uint32_t device) override;
+  Status set_push_url(ByteView account, uint32_t device, std::string_view url) override;
+
+  Result<std::optional<uint32_t>> upload_prekeys(ByteView account, uint32_t device,
+                                                 const wire::SignedPreKey* signed_prekey,
+                                                 const std::vector<wire::OneTimePreKey>& one_time,
+                                                 const wire::OneTimePreKey* last_resort,
+                                                 uint32_t max_pool) override;
+  Result<PreKeyCounts> prekey_counts(ByteView account, uint32_t device) override;
+  Result<TakenPreKey> take_prekey(ByteView account, uint32_t device) override;
+
+  Result<std::optional<SendRecord>> find_send(ByteView sender_account, uint32_t sender_device,
+                                              ByteView message_id, uint32_t batch) override;
+  Result<std::vector<uint64_t>> enqueue(const NewSend& send) override;
+  Result<std::vector<wire::Envelope>> load_queue(ByteView account, uint32_t device,
+                                                 uint64_t after_sequence,
+                                                 uint32_t limit) override;
+  Result<uint64_t> ack(ByteView account, uint32_t device,
+                       const std::vector<uint64_t>& sequences) override;
+  Result<uint64_t> total_queued() override;
+
+  Status create_attachment(const AttachmentRecord& slot) override;
+  Result<std::optional<AttachmentRecord>> find_attachment(std::string_view id) override;
+  Status mark_attachment_uploaded(std::string_view id, uint64_t uploaded_at_ms,
+                                  uint64_t expires_at_ms) override;
+  Result<ExpiryResult> expire(uint64_t now_ms) override;
+
+  class Stmt;
+
+ private:
+  SqliteStore() = default;
+  Status exec(const char* sql);
+  Result<sqlite3_stmt*> prepare(const char* sql);
+  Error error(int rc, std::string_view what) const;
+  Status insert_device(ByteView account, uint32_t device_id, const NewDevice& device);
+  Status drop_queue_rows(const char* where_sql, ByteView account, uint32_t device);
+  Result<DeviceRecord> read_device(sqlite3_stmt* stmt);
+
+  sqlite3* db_ = nullptr;
+  std::filesystem::path path_;
+  std::string cipher_version_;
+  std::unordered_map<const char*, sqlite3_stmt*> cache_;
+};
+
+}  // namespace sotto::relay

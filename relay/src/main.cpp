@@ -1,0 +1,100 @@
+// sotto-relay: parse the configuration, open the store, serve until SIGINT/SIGTERM, exit 0.
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "Config.h"
+#include "Log.h"
+#include "Metrics.h"
+#include "Relay.h"
+#include "Server.h"
+#include "SqliteStore.h"
+#include "StoreExecutor.h"
+#include "sotto/keys/Signal.h"
+
+namespace {
+
+using namespace sotto;
+using namespace sotto::relay;
+
+int fail(const std::string& what, const Error& e) {
+  log_error(what, {{"error", e.message}, {"code", std::string(error_code_name(e.code))}});
+  return 1;
+}
+
+Result<SecureBytes> read_key_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) return make_error(ErrorCode::kNotFound, "cannot read --db-key-file " + path.string());
+  std::string text;
+  in >> text;
+  Bytes key;
+  bool ok = text.size() == 64 && from_hex(text, key);
+  std::fill(text.begin(), text.end(), '\0');
+  if (!ok)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--db-key-file must hold 64 hex digits (a 32-byte key), e.g. from "
+                      "`openssl rand -hex 32`");
+  SecureBytes out(key.data(), key.size());
+  std::fill(key.begin(), key.end(), 0);
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto parsed = parse_command_line(argc, argv);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "sotto-relay: %s\n", parsed.error().message.c_str());
+    return 2;
+  }
+  if (parsed->exit_now) {
+    std::fputs(parsed->output.c_str(), stdout);
+    return 0;
+  }
+  const Config config = std::move(parsed->config);
+  LogLevel level;
+  if (!parse_log_level(config.log_level, level)) {
+    std::fprintf(stderr, "sotto-relay: --log-level is debug, info, warn or error\n");
+    return 2;
+  }
+  set_log_level(level);
+
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir / "attachments" / "tmp", ec);
+  if (ec) return fail("data_dir_unusable", make_error(ErrorCode::kStorageIo, ec.message()));
+  ::chmod(config.data_dir.c_str(), 0700);
+  // Partial uploads from a previous run are never completed: drop them.
+  for (const auto& e : std::filesystem::directory_iterator(config.data_dir / "attachments" / "tmp", ec))
+    std::filesystem::remove(e.path(), ec);
+
+  SqliteStore::Options store_options;
+  store_options.sync_full = config.db_sync_full;
+  if (!config.db_key_file.empty()) {
+    auto key = read_key_file(config.db_key_file);
+    if (!key.ok()) return fail("db_key_unusable", key.error());
+    store_options.key = std::move(*key);
+  }
+  auto store = SqliteStore::open(config.data_dir / "relay.db", store_options);
+  if (!store.ok()) return fail("store_open_failed", store.error());
+  log_info("store_opened", {{"cipher_version", (*store)->cipher_version()},
+                            {"encrypted", store_options.key.empty() ? "no" : "yes"}});
+  store_options.key.wipe();
+
+  auto ctx = keys::Context::create();
+  if (!ctx.ok()) return fail("crypto_init_failed", ctx.error());
+
+  Metrics metrics;
+  StoreExecutor executor(std::move(*store), metrics, config.store_batch_max);
+  {
+    Relay relay(config, executor, metrics, *ctx);
+    Server server(config, relay, metrics);
+    if (auto s = server.start(); !s.ok()) return fail("listen_failed", s.error());
+    server.run();
+    // Commit whatever is still queued before the io_context and its handlers go away.
+    executor.stop();
+  }
+  log_info("exited");
+  return 0;
+}
