@@ -1,0 +1,230 @@
+/*
+ * sotto.h: the C API of libsotto, for every language that is not C++.
+ *
+ * One opaque handle, sotto_client, wraps a sotto::Client (see sotto/Client.h for the full
+ * semantics). Every fallible function takes a `sotto_error* error` out-parameter (it may be
+ * NULL): SOTTO_OK (0) on success, otherwise a code from the list below, and
+ * sotto_error_string() then returns a sentence for the user that says what was wrong and what
+ * to do. The message is kept per thread until the next sotto call on that thread.
+ *
+ * Strings passed in are UTF-8 and NUL-terminated. Strings and lists returned are owned by the
+ * caller and released with the matching sotto_*_free function.
+ *
+ * Threads: every function may be called from any thread. Functions that talk to the relay
+ * (sotto_register, sotto_add_contact, sotto_link_*, ...) block until it answers. Callbacks run
+ * on a thread of the client's own, one at a time, in order; they may call back into the API
+ * but must not call sotto_client_close().
+ */
+#ifndef SOTTO_H
+#define SOTTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define SOTTO_C_API __declspec(dllexport)
+#else
+#define SOTTO_C_API __attribute__((visibility("default")))
+#endif
+
+#if defined(__GNUC__)
+#define SOTTO_NODISCARD __attribute__((warn_unused_result))
+#else
+#define SOTTO_NODISCARD
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Numbered by subsystem, as sotto::ErrorCode; the numbers never change meaning. */
+typedef enum sotto_error {
+  SOTTO_OK = 0,
+  SOTTO_ERR_INVALID_ARGUMENT = 100,
+  SOTTO_ERR_INVALID_STATE = 101,
+  SOTTO_ERR_NOT_FOUND = 102,
+  SOTTO_ERR_ALREADY_EXISTS = 103,
+  SOTTO_ERR_BUSY = 104,
+  SOTTO_ERR_CANCELLED = 105,
+  SOTTO_ERR_WRONG_KEY = 200,
+  SOTTO_ERR_STORAGE_CORRUPT = 201,
+  SOTTO_ERR_STORAGE_IO = 202,
+  SOTTO_ERR_STORAGE_FULL = 203,
+  SOTTO_ERR_ENCRYPTION_UNAVAILABLE = 204,
+  SOTTO_ERR_INCOMPATIBLE_VERSION = 205,
+  SOTTO_ERR_INVALID_MESSAGE = 300,
+  SOTTO_ERR_DUPLICATE_MESSAGE = 301,
+  SOTTO_ERR_INVALID_SIGNATURE = 302,
+  SOTTO_ERR_UNKNOWN_KEY_ID = 303,
+  SOTTO_ERR_NO_SESSION = 304,
+  SOTTO_ERR_UNTRUSTED_IDENTITY = 305,
+  SOTTO_ERR_INVALID_KEY = 306,
+  SOTTO_ERR_MALFORMED_BUNDLE = 307,
+  SOTTO_ERR_LEGACY_MESSAGE = 308,
+  SOTTO_ERR_CRYPTO_FAILURE = 309,
+  SOTTO_ERR_UNAVAILABLE = 400,
+  SOTTO_ERR_TIMEOUT = 401,
+  SOTTO_ERR_UNAUTHORIZED = 402,
+  SOTTO_ERR_RATE_LIMITED = 403,
+  SOTTO_ERR_CONFLICT = 404,
+  SOTTO_ERR_TOO_LARGE = 405,
+  SOTTO_ERR_RELAY_REJECTED = 406,
+  SOTTO_ERR_PROTOCOL_ERROR = 407,
+  SOTTO_ERR_FORBIDDEN = 408,
+  SOTTO_ERR_INTERNAL = 900
+} sotto_error;
+
+/* What went wrong in the calling thread's last failed sotto call ("" if none). Valid until
+ * the next sotto call on this thread. */
+SOTTO_C_API const char* sotto_error_string(void);
+/* A stable lower-case name for a code, e.g. "wrong_key". */
+SOTTO_C_API const char* sotto_error_name(sotto_error code);
+
+typedef struct sotto_client sotto_client;
+
+typedef enum sotto_message_status {
+  SOTTO_STATUS_PENDING = 0,
+  SOTTO_STATUS_SENT = 1,
+  SOTTO_STATUS_DELIVERED = 2,
+  SOTTO_STATUS_READ = 3,
+  SOTTO_STATUS_FAILED = 4,
+  SOTTO_STATUS_UNREAD = 10,
+  SOTTO_STATUS_SEEN = 11
+} sotto_message_status;
+
+typedef enum sotto_message_kind { SOTTO_KIND_TEXT = 1, SOTTO_KIND_NOTICE = 2 } sotto_message_kind;
+
+typedef enum sotto_connection_state {
+  SOTTO_OFFLINE = 0,
+  SOTTO_CONNECTING = 1,
+  SOTTO_SYNCING = 2,
+  SOTTO_ONLINE = 3,
+  SOTTO_LOGGED_OUT = 4
+} sotto_connection_state;
+
+typedef struct sotto_message {
+  const char* id; /* 32 hex digits */
+  int64_t conversation;
+  const char* sender; /* account id, 32 hex digits */
+  uint32_t sender_device;
+  bool outgoing;
+  sotto_message_kind kind;
+  const char* text;
+  uint64_t sent_ms;
+  uint64_t sort_ms;
+  sotto_message_status status;
+  uint32_t recipients;
+} sotto_message;
+
+typedef struct sotto_message_list {
+  sotto_message* items; /* newest first */
+  size_t count;
+  const char* next_cursor; /* "" at the end */
+} sotto_message_list;
+
+typedef struct sotto_conversation {
+  int64_t id;
+  int kind; /* 1 direct, 2 group */
+  const char* peer;
+  const char* title;
+  uint32_t unread;
+  uint64_t last_activity_ms;
+  bool has_last_message;
+  sotto_message last_message;
+} sotto_conversation;
+
+typedef struct sotto_conversation_list {
+  sotto_conversation* items; /* most recent activity first */
+  size_t count;
+} sotto_conversation_list;
+
+typedef struct sotto_account {
+  char account[33];
+  uint32_t device_id;
+  char handle[33];
+} sotto_account;
+
+typedef struct sotto_link_invite {
+  char code[9];
+  char text[48];
+  char uri[160];
+  uint64_t expires_ms;
+} sotto_link_invite;
+
+/* Callbacks; any may be NULL. `user_data` is passed back unchanged. Pointers inside the
+ * arguments are valid only during the call. */
+typedef struct sotto_callbacks {
+  void* user_data;
+  void (*on_message)(void* user_data, const sotto_message* message);
+  void (*on_message_status)(void* user_data, int64_t conversation, const char* message_id,
+                            sotto_message_status status);
+  void (*on_receipt)(void* user_data, int64_t conversation, const char* message_id,
+                     const char* account, sotto_message_status status, uint64_t at_ms);
+  void (*on_connection_state)(void* user_data, sotto_connection_state state, const char* detail);
+  void (*on_identity_changed)(void* user_data, const char* account, const char* handle,
+                              const char* safety_number);
+  void (*on_devices_changed)(void* user_data);
+} sotto_callbacks;
+
+typedef struct sotto_options {
+  const char* relay_url;   /* ws://127.0.0.1:8080/v1/ws, wss://relay.example.org/v1/ws */
+  const char* device_name; /* may be NULL */
+} sotto_options;
+
+/* Opens (creating if needed) the profile in `directory` and a client on it. Give either a
+ * passphrase (NUL-terminated) or a 32-byte key (`key` non-NULL, `passphrase` NULL). */
+SOTTO_C_API SOTTO_NODISCARD sotto_client* sotto_client_open(const char* directory,
+                                                            const char* passphrase,
+                                                            const uint8_t* key,
+                                                            const sotto_options* options,
+                                                            sotto_error* error);
+/* Disconnects and closes the profile. NULL is ignored. */
+SOTTO_C_API void sotto_client_close(sotto_client* client);
+SOTTO_C_API void sotto_client_set_callbacks(sotto_client* client, const sotto_callbacks* callbacks);
+
+SOTTO_C_API bool sotto_register(sotto_client* client, const char* handle, sotto_account* out,
+                                sotto_error* error);
+SOTTO_C_API bool sotto_account_info(sotto_client* client, sotto_account* out, sotto_error* error);
+SOTTO_C_API bool sotto_link_start(sotto_client* client, sotto_link_invite* out, sotto_error* error);
+SOTTO_C_API bool sotto_link_finish(sotto_client* client, uint32_t timeout_ms, sotto_account* out,
+                                   sotto_error* error);
+SOTTO_C_API bool sotto_link_approve(sotto_client* client, const char* invite, sotto_error* error);
+
+SOTTO_C_API bool sotto_connect(sotto_client* client, sotto_error* error);
+SOTTO_C_API void sotto_disconnect(sotto_client* client);
+SOTTO_C_API sotto_connection_state sotto_connection(sotto_client* client);
+/* true when online (connected and up to date) within the timeout. */
+SOTTO_C_API bool sotto_wait_online(sotto_client* client, uint32_t timeout_ms);
+
+/* Finds an account by handle; writes its id (33 bytes with the NUL) to `account_out`. */
+SOTTO_C_API bool sotto_add_contact(sotto_client* client, const char* handle, char* account_out,
+                                   sotto_error* error);
+/* The 1:1 conversation with an account id; -1 on error. */
+SOTTO_C_API int64_t sotto_direct_conversation(sotto_client* client, const char* account,
+                                              sotto_error* error);
+SOTTO_C_API sotto_conversation_list* sotto_conversations(sotto_client* client, sotto_error* error);
+SOTTO_C_API void sotto_conversation_list_free(sotto_conversation_list* list);
+
+/* Queues a text message; writes its id (33 bytes with the NUL) to `id_out` (may be NULL). */
+SOTTO_C_API bool sotto_send_text(sotto_client* client, int64_t conversation, const char* text,
+                                 char* id_out, sotto_error* error);
+/* A page of history, newest first; `cursor` NULL or "" for the newest page. */
+SOTTO_C_API sotto_message_list* sotto_messages(sotto_client* client, int64_t conversation,
+                                               const char* cursor, uint32_t limit,
+                                               sotto_error* error);
+SOTTO_C_API void sotto_message_list_free(sotto_message_list* list);
+SOTTO_C_API bool sotto_mark_read(sotto_client* client, int64_t conversation,
+                                 const char* up_to_message_id, sotto_error* error);
+
+/* The 60-digit safety number with an account, written with a NUL to `digits_out` (61 bytes). */
+SOTTO_C_API bool sotto_safety_number(sotto_client* client, const char* account, char* digits_out,
+                                     sotto_error* error);
+SOTTO_C_API bool sotto_accept_identity(sotto_client* client, const char* account,
+                                       sotto_error* error);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SOTTO_H */

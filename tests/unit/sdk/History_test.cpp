@@ -1,0 +1,139 @@
+// The Client's history tables on a real profile database.
+#include "History.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "ProfileAccess.h"
+#include "TestSupport.h"
+
+namespace sotto {
+namespace {
+
+class HistoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto p = Profile::open_with_key(dir.path(), test::test_key("history"));
+    ASSERT_TRUE(p.ok()) << p.error().message;
+    profile = std::move(*p);
+    history = std::make_unique<History>(ProfileAccess::parts(*profile).db);
+  }
+  Bytes id(int n) {
+    Bytes b(16, 0);
+    b[15] = static_cast<uint8_t>(n);
+    b[14] = static_cast<uint8_t>(n >> 8);
+    return b;
+  }
+  int64_t add(ConversationId conv, int n, uint64_t sort, bool outgoing = false,
+              const std::string& sender = std::string(32, 'b')) {
+    NewMessage m;
+    m.conversation = conv;
+    m.message_id = id(n);
+    m.sender = sender;
+    m.sender_device = 1;
+    m.outgoing = outgoing;
+    m.body = "message " + std::to_string(n);
+    m.sent_ms = sort;
+    m.sort_ms = sort;
+    m.status = outgoing ? MessageStatus::kPending : MessageStatus::kUnread;
+    auto row = history->insert_message(m);
+    EXPECT_TRUE(row.ok() && row->has_value());
+    return row.ok() && *row ? **row : 0;
+  }
+  test::TempDir dir;
+  std::unique_ptr<Profile> profile;
+  std::unique_ptr<History> history;
+};
+
+TEST_F(HistoryTest, PagesReturnEveryMessageOnceNewestFirst) {
+  auto conv = history->direct_conversation(std::string(32, 'b'), 1).value();
+  for (int i = 0; i < 57; ++i) add(conv, i, 1000 + static_cast<uint64_t>(i / 3));  // ties in time
+  std::vector<std::string> seen;
+  std::string cursor;
+  for (int pages = 0; pages < 10; ++pages) {
+    auto page = history->page(conv, cursor, 10).value();
+    for (const auto& m : page.messages) seen.push_back(m.text);
+    if (page.next_cursor.empty()) break;
+    cursor = page.next_cursor;
+    // Messages added while paging (newer) do not disturb the older pages.
+    add(conv, 100 + pages, 5000 + static_cast<uint64_t>(pages));
+  }
+  ASSERT_EQ(seen.size(), 57u);
+  EXPECT_EQ(seen.front(), "message 56");
+  EXPECT_EQ(seen.back(), "message 0");
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), 57u);
+  EXPECT_EQ(history->page(conv, "garbage", 10).code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(history->page(conv, "", 0).code(), ErrorCode::kInvalidArgument);
+}
+
+TEST_F(HistoryTest, DuplicatesAreIgnoredAndStatusNeverGoesBack) {
+  auto conv = history->direct_conversation(std::string(32, 'b'), 1).value();
+  int64_t row = add(conv, 1, 10, true, std::string(32, 'a'));
+  NewMessage again;
+  again.conversation = conv;
+  again.message_id = id(1);
+  again.sender = std::string(32, 'a');
+  again.body = "a replay";
+  auto dup = history->insert_message(again);
+  ASSERT_TRUE(dup.ok());
+  EXPECT_FALSE(dup->has_value());
+
+  EXPECT_TRUE(history->raise_status(row, MessageStatus::kSent).value());
+  EXPECT_TRUE(history->raise_status(row, MessageStatus::kRead).value());
+  EXPECT_FALSE(history->raise_status(row, MessageStatus::kDelivered).value());
+  EXPECT_EQ(history->message(row).value()->message.status, MessageStatus::kRead);
+
+  EXPECT_TRUE(history->record_receipt(row, "x", MessageStatus::kRead, 5).value());
+  EXPECT_FALSE(history->record_receipt(row, "x", MessageStatus::kDelivered, 6).value());
+  auto receipts = history->receipts(row).value();
+  ASSERT_EQ(receipts.size(), 1u);
+  EXPECT_EQ(receipts[0].status, MessageStatus::kRead);
+}
+
+TEST_F(HistoryTest, MarkReadCountsUnreadDownToZero) {
+  auto conv = history->direct_conversation(std::string(32, 'b'), 1).value();
+  std::vector<int64_t> rows;
+  for (int i = 0; i < 5; ++i) rows.push_back(add(conv, i, 100 + static_cast<uint64_t>(i)));
+  EXPECT_EQ(history->conversation(conv).value()->unread, 5u);
+  auto read = history->mark_read(conv, rows[2]).value();
+  EXPECT_EQ(read.size(), 3u);
+  EXPECT_EQ(history->conversation(conv).value()->unread, 2u);
+  EXPECT_TRUE(history->mark_read(conv, rows[2]).value().empty());
+  EXPECT_TRUE(history->mark_one_read(rows[4]).value());
+  EXPECT_FALSE(history->mark_one_read(rows[4]).value());
+  EXPECT_EQ(history->conversation(conv).value()->unread, 1u);
+  EXPECT_EQ(history->conversation(conv).value()->last_message->text, "message 4");
+}
+
+TEST_F(HistoryTest, OutboxKeepsOrderHoldsAndRetries) {
+  auto item = [&](int n, const std::string& target) {
+    OutboxItem i;
+    i.message_id = id(n);
+    i.kind = OutboxKind::kData;
+    i.target = target;
+    i.content = Bytes{1, 2, 3};
+    return i;
+  };
+  ASSERT_TRUE(history->enqueue(item(1, "x"), 1).ok());
+  ASSERT_TRUE(history->enqueue(item(2, "y"), 1).ok());
+  ASSERT_TRUE(history->enqueue(item(3, "x"), 1).ok());
+  EXPECT_EQ(history->next_outbox(10).value()->message_id, id(1));
+  ASSERT_TRUE(history->hold_outbox("x", true).ok());
+  EXPECT_EQ(history->next_outbox(10).value()->message_id, id(2));
+  auto second = *history->next_outbox(10).value();
+  ASSERT_TRUE(history->outbox_retry(second.id, 500, "later").ok());
+  EXPECT_FALSE(history->next_outbox(10).value().has_value());
+  EXPECT_EQ(history->next_outbox_due().value().value(), 500u);
+  EXPECT_EQ(history->next_outbox(500).value()->attempts, 1);
+  ASSERT_TRUE(history->hold_outbox("x", false).ok());
+  EXPECT_EQ(history->next_outbox(10).value()->message_id, id(1));
+  ASSERT_TRUE(history->outbox_done(history->next_outbox(10).value()->id).ok());
+  EXPECT_EQ(history->next_outbox(10).value()->message_id, id(3));
+  EXPECT_EQ(history->outbox_size().value(), 2);
+  // The same envelope id twice is refused: a send is queued once.
+  EXPECT_FALSE(history->enqueue(item(3, "x"), 1).ok());
+}
+
+}  // namespace
+}  // namespace sotto
