@@ -1,0 +1,203 @@
+#include "RelayProcess.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#ifndef SOTTO_RELAY_BINARY
+#error "SOTTO_RELAY_BINARY must name the sotto-relay executable"
+#endif
+
+namespace sotto::test {
+namespace {
+
+bool can_connect(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// Limits for tests that open many accounts and connections from one address.
+const std::vector<std::string>& permissive_args() {
+  static const std::vector<std::string> args = {
+      "--ip-rate-limits=false",
+      "--unauth-sockets-ip=0",
+      "--rate-provision-lookup-account=off",
+      "--rate-lookup-device=off",
+      "--rate-bundles-device=off",
+      "--rate-bundles-target=off",
+      "--rate-send-device=off",
+      "--rate-presence-device=off",
+      "--rate-attachment-account=off",
+      "--attachment-bytes-per-day=0",
+      "--rate-download-device=off",
+      "--rate-frames-connection=off",
+      "--push-allow-http=true",
+      "--push-allow-private=true",
+  };
+  return args;
+}
+
+}  // namespace
+
+RelayProcess::RelayProcess(Options options) : options_(std::move(options)) {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "sotto-relay-XXXXXX").string();
+  if (!::mkdtemp(tmpl.data())) {
+    ADD_FAILURE() << "cannot create a temp dir for the relay";
+    return;
+  }
+  dir_ = tmpl;
+  data_dir_ = dir_ / "data";
+  port_file_ = dir_ / "port";
+  log_file_ = dir_ / "relay.log";
+  start(0);
+}
+
+RelayProcess::~RelayProcess() {
+  if (pid_ > 0) {
+    int status = terminate();
+    if (status != 0)
+      ADD_FAILURE() << "sotto-relay exited with status " << status << "\n" << log();
+  }
+  std::error_code ec;
+  if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+}
+
+std::string RelayProcess::binary() { return SOTTO_RELAY_BINARY; }
+
+std::string RelayProcess::ws_url() const {
+  return "ws://127.0.0.1:" + std::to_string(port_) + "/v1/ws";
+}
+std::string RelayProcess::http_base() const {
+  return "http://127.0.0.1:" + std::to_string(port_);
+}
+
+std::string RelayProcess::log() const {
+  std::ifstream in(log_file_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void RelayProcess::start(uint16_t port) {
+  std::error_code ec;
+  std::filesystem::remove(port_file_, ec);
+  args_ = {SOTTO_RELAY_BINARY,
+           "--data-dir", data_dir_.string(),
+           "--listen", "127.0.0.1:" + std::to_string(port),
+           "--port-file", port_file_.string(),
+           "--threads", "2",
+           "--shutdown-grace-ms", "8000"};
+  if (options_.permissive_limits)
+    args_.insert(args_.end(), permissive_args().begin(), permissive_args().end());
+  args_.insert(args_.end(), options_.extra_args.begin(), options_.extra_args.end());
+
+  int log_fd = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    // The relay dies with the test process, whatever happens to it.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    if (log_fd >= 0) {
+      ::dup2(log_fd, STDOUT_FILENO);
+      ::dup2(log_fd, STDERR_FILENO);
+    }
+    ::close_range(3, ~0U, 0);
+    std::vector<char*> argv;
+    for (auto& a : args_) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  if (log_fd >= 0) ::close(log_fd);
+  if (pid < 0) {
+    ADD_FAILURE() << "fork failed";
+    return;
+  }
+  pid_ = pid;
+
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      ADD_FAILURE() << "sotto-relay exited during start-up (status " << status << "):\n" << log();
+      return;
+    }
+    std::ifstream in(port_file_);
+    unsigned p = 0;
+    if (in >> p && p > 0 && p < 65536 && can_connect(static_cast<uint16_t>(p))) {
+      port_ = static_cast<uint16_t>(p);
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ADD_FAILURE() << "sotto-relay did not start listening within 30 s:\n" << log();
+  kill9();
+}
+
+int RelayProcess::wait_exit(int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      if (WIFEXITED(status)) return WEXITSTATUS(status);
+      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return -2;
+}
+
+void RelayProcess::kill9() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+int RelayProcess::terminate() {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, SIGTERM);
+  int status = wait_exit(15'000);
+  if (status == -2) {
+    ADD_FAILURE() << "sotto-relay did not exit within 15 s of SIGTERM:\n" << log();
+    kill9();
+  }
+  return status;
+}
+
+void RelayProcess::restart() {
+  if (pid_ > 0) {
+    int status = terminate();
+    if (status != 0) ADD_FAILURE() << "sotto-relay exited with status " << status;
+  }
+  uint16_t port = port_;
+  start(port);
+  if (port_ != port) ADD_FAILURE() << "the relay came back on port " << port_ << ", not " << port;
+}
+
+}  // namespace sotto::test
