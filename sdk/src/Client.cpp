@@ -121,9 +121,13 @@ void fill_key(wire::OneTimePreKey* out, const keys::OneTimePreKey& k) {
   out->set_public_key(str_of(k.public_key));
 }
 
+// A request for `op` with its body field (number 100 + op) present, even when the body has no
+// fields: the relay requires exactly that one body to be set.
 wire::Request make_request(wire::Op op) {
   wire::Request r;
   r.set_op(op);
+  const auto* field = wire::Request::descriptor()->FindFieldByNumber(100 + static_cast<int>(op));
+  if (field) r.GetReflection()->MutableMessage(&r, field);
   return r;
 }
 

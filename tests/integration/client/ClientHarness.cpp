@@ -1,0 +1,137 @@
+#include "ClientHarness.h"
+
+#include <atomic>
+#include <thread>
+
+namespace sotto::test {
+
+void Recorder::on_message(const Message& m) {
+  std::lock_guard lock(mu_);
+  messages_.push_back(m);
+}
+void Recorder::on_message_status(ConversationId, const std::string&, MessageStatus) {}
+void Recorder::on_identity_changed(const IdentityChange& change) {
+  std::lock_guard lock(mu_);
+  identity_changes_.push_back(change);
+}
+void Recorder::on_connection_state(ConnectionState s, const std::string& detail) {
+  if (std::getenv("SOTTO_TEST_VERBOSE"))
+    fprintf(stderr, "state %d: %s\n", static_cast<int>(s), detail.c_str());
+}
+
+std::vector<Message> Recorder::messages() const {
+  std::lock_guard lock(mu_);
+  return messages_;
+}
+
+std::vector<std::string> Recorder::texts() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& m : messages_)
+    if (!m.outgoing && m.kind == MessageKind::kText) out.push_back(m.text);
+  return out;
+}
+
+size_t Recorder::count() const {
+  std::lock_guard lock(mu_);
+  return messages_.size();
+}
+
+std::vector<IdentityChange> Recorder::identity_changes() const {
+  std::lock_guard lock(mu_);
+  return identity_changes_;
+}
+
+ClientOptions fast_options(const std::string& relay_url) {
+  ClientOptions o;
+  o.relay_url = relay_url;
+  o.receipt_delay = 20ms;
+  o.ping_interval = 1s;
+  o.idle_timeout = 6s;
+  o.backoff_initial = 100ms;
+  o.backoff_max = 1s;
+  o.request_timeout = 15s;
+  o.prekey_batch = 20;
+  return o;
+}
+
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return pred();
+}
+
+TestClient::TestClient(const RelayProcess& relay, std::string name)
+    : name_(std::move(name)), url_(relay.ws_url()), key_(test_key(name_)) {
+  open();
+}
+
+TestClient::~TestClient() { client_.reset(); }
+
+void TestClient::open() {
+  ProfileOptions po;
+  po.initial_prekeys = 0;
+  auto profile = Profile::open_with_key(dir_.path(), key_, po);
+  ASSERT_TRUE(profile.ok()) << profile.error().message;
+  auto client = Client::create(std::move(*profile), fast_options(url_));
+  ASSERT_TRUE(client.ok()) << client.error().message;
+  client_ = std::move(*client);
+  client_->set_listener(recorder_);
+}
+
+AccountInfo TestClient::register_account() {
+  static std::atomic<int> counter{0};
+  std::string handle = name_ + "_" + std::to_string(++counter);
+  auto r = client_->register_account(handle);
+  EXPECT_TRUE(r.ok()) << r.error().message;
+  if (!r.ok()) return {};
+  info_ = *r;
+  EXPECT_TRUE(client_->wait_online(20s)) << name_ << " did not come online";
+  return info_;
+}
+
+void TestClient::close() { client_.reset(); }
+
+void TestClient::reopen(bool connect) {
+  client_.reset();
+  open();
+  if (connect) {
+    auto s = client_->connect();
+    EXPECT_TRUE(s.ok()) << s.error().message;
+  }
+}
+
+ConversationId TestClient::conversation_with(TestClient& peer) {
+  auto contact = client_->add_contact(peer.handle());
+  EXPECT_TRUE(contact.ok()) << contact.error().message;
+  if (!contact.ok()) return 0;
+  auto conv = client_->direct_conversation(contact->account);
+  EXPECT_TRUE(conv.ok()) << conv.error().message;
+  return conv.ok() ? *conv : 0;
+}
+
+std::vector<Message> TestClient::history(ConversationId conversation) {
+  std::vector<Message> all;
+  std::string cursor;
+  for (;;) {
+    auto page = client_->messages(conversation, cursor, 500);
+    EXPECT_TRUE(page.ok()) << page.error().message;
+    if (!page.ok()) break;
+    all.insert(all.end(), page->messages.begin(), page->messages.end());
+    if (page->next_cursor.empty()) break;
+    cursor = page->next_cursor;
+  }
+  std::reverse(all.begin(), all.end());
+  return all;
+}
+
+std::optional<Message> TestClient::find(ConversationId conversation, const std::string& id) {
+  auto m = client_->message(conversation, id);
+  if (!m.ok()) return std::nullopt;
+  return *m;
+}
+
+}  // namespace sotto::test

@@ -1,0 +1,90 @@
+// Clients for integration tests: each with its own profile directory (a real SQLCipher file),
+// talking to a real sotto-relay process over real sockets, with connection timings shortened
+// so reconnects and liveness happen within a test's patience.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "RelayProcess.h"
+#include "TestSupport.h"
+#include "sotto/Client.h"
+
+namespace sotto::test {
+
+using namespace std::chrono_literals;
+
+// Records what a Client reports, for tests to wait on.
+class Recorder : public ClientListener {
+ public:
+  void on_message(const Message& m) override;
+  void on_message_status(ConversationId c, const std::string& id, MessageStatus s) override;
+  void on_identity_changed(const IdentityChange& change) override;
+  void on_connection_state(ConnectionState s, const std::string& detail) override;
+
+  std::vector<Message> messages() const;
+  std::vector<std::string> texts() const;  // received text messages, in arrival order
+  size_t count() const;
+  std::vector<IdentityChange> identity_changes() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<Message> messages_;
+  std::vector<IdentityChange> identity_changes_;
+};
+
+ClientOptions fast_options(const std::string& relay_url);
+
+// Polls `pred` until it holds or `timeout` passes.
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 20s);
+
+class TestClient {
+ public:
+  // A fresh profile in its own temp dir.
+  TestClient(const RelayProcess& relay, std::string name);
+  ~TestClient();
+  TestClient(const TestClient&) = delete;
+  TestClient& operator=(const TestClient&) = delete;
+
+  // Registers "<name>_<n>" and waits until online.
+  AccountInfo register_account();
+  // Closes the client (as an app quitting) and opens it again on the same profile.
+  void close();
+  void reopen(bool connect = true);
+
+  Client* operator->() { return client_.get(); }
+  Client& client() { return *client_; }
+  Recorder& events() { return *recorder_; }
+  const std::filesystem::path& dir() const { return dir_.path(); }
+  const SecureBytes& key() const { return key_; }
+  const std::string& relay_url() const { return url_; }
+  const AccountInfo& info() const { return info_; }
+  const std::string& handle() const { return info_.handle; }
+
+  // The 1:1 conversation with `peer`, after looking it up by handle.
+  ConversationId conversation_with(TestClient& peer);
+  // Texts of a conversation oldest first (all pages).
+  std::vector<Message> history(ConversationId conversation);
+  std::optional<Message> find(ConversationId conversation, const std::string& id);
+
+ private:
+  void open();
+
+  std::string name_;
+  std::string url_;
+  TempDir dir_;
+  SecureBytes key_;
+  std::shared_ptr<Recorder> recorder_ = std::make_shared<Recorder>();
+  std::unique_ptr<Client> client_;
+  AccountInfo info_;
+};
+
+}  // namespace sotto::test

@@ -1,0 +1,108 @@
+// kill -9 at the worst moments: nothing accepted is lost, nothing is shown twice, order kept.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "ChildProcess.h"
+#include "ClientHarness.h"
+
+#ifndef SOTTO_CLIENT_DRIVER
+#error "SOTTO_CLIENT_DRIVER must name the client_driver executable"
+#endif
+
+namespace sotto::test {
+namespace {
+
+std::vector<std::string> driver_args(TestClient& c, std::vector<std::string> rest) {
+  std::vector<std::string> args = {SOTTO_CLIENT_DRIVER, c.dir().string(), to_hex(c.key().span()),
+                                   c.relay_url()};
+  args.insert(args.end(), rest.begin(), rest.end());
+  return args;
+}
+
+TEST(Crash, SenderKilledRightAfterSendIsDeliveredExactlyOnce) {
+  RelayProcess relay;
+  TestClient alice(relay, "alice"), bob(relay, "bob");
+  alice.register_account();
+  bob.register_account();
+  ConversationId ab = alice.conversation_with(bob);
+  alice.close();  // the driver process takes the profile over
+
+  std::vector<std::string> ids;
+  {
+    ChildProcess sender(driver_args(alice, {"send", bob.info().account, "5", "crash-"}));
+    while (ids.size() < 5) {
+      auto line = sender.read_line(30s);
+      ASSERT_TRUE(line) << "the sender never queued its messages";
+      if (line->rfind("QUEUED ", 0) == 0) ids.push_back(line->substr(7));
+    }
+    sender.kill9();  // right after the last send() returned
+  }
+  alice.reopen();
+  for (const auto& id : ids) {
+    auto m = alice.find(ab, id);
+    ASSERT_TRUE(m) << "a message send() had accepted is gone from history";
+  }
+  ASSERT_TRUE(eventually([&] { return bob.events().texts().size() >= 5; }, 30s));
+  std::this_thread::sleep_for(1s);  // a duplicate would show up now
+  auto texts = bob.events().texts();
+  ASSERT_EQ(texts.size(), 5u);
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(texts[static_cast<size_t>(i)], "crash-" + std::to_string(i));
+  ConversationId ba = bob->conversations().value().at(0).id;
+  EXPECT_EQ(bob.history(ba).size(), 5u);
+}
+
+TEST(Crash, ReceiverKilledWhileDrainingAThousandMessagesLosesNothing) {
+  constexpr int kCount = 1000;
+  RelayProcess relay;
+  TestClient alice(relay, "alice"), bob(relay, "bob");
+  alice.register_account();
+  bob.register_account();
+  ConversationId ab = alice.conversation_with(bob);
+  bob.close();
+
+  std::vector<std::string> ids;
+  for (int i = 0; i < kCount; ++i)
+    ids.push_back(alice->send_text(ab, "q" + std::to_string(i)).value());
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto m = alice.find(ab, ids.back());
+        return m && m->status == MessageStatus::kSent;
+      },
+      120s));
+
+  size_t seen_before_kill = 0;
+  {
+    ChildProcess receiver(driver_args(bob, {"receive"}));
+    while (seen_before_kill < 300) {
+      auto line = receiver.read_line(60s);
+      ASSERT_TRUE(line) << "the receiver stalled after " << seen_before_kill << " messages";
+      if (line->rfind("GOT ", 0) == 0) ++seen_before_kill;
+    }
+    receiver.kill9();  // in the middle of the queue
+  }
+  bob.reopen();
+  ConversationId ba = 0;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto convs = bob->conversations();
+        if (!convs.ok() || convs->empty()) return false;
+        ba = (*convs)[0].id;
+        auto h = bob.history(ba);
+        return h.size() >= static_cast<size_t>(kCount);
+      },
+      120s));
+  auto history = bob.history(ba);
+  ASSERT_EQ(history.size(), static_cast<size_t>(kCount)) << "something was stored twice";
+  for (int i = 0; i < kCount; ++i)
+    ASSERT_EQ(history[static_cast<size_t>(i)].text, "q" + std::to_string(i)) << "order at " << i;
+  // The restarted client only reported what the killed one had not stored.
+  auto after = bob.events().texts();
+  EXPECT_LE(after.size(), static_cast<size_t>(kCount) - 300);
+  std::set<std::string> unique(after.begin(), after.end());
+  EXPECT_EQ(unique.size(), after.size());
+}
+
+}  // namespace
+}  // namespace sotto::test

@@ -1,0 +1,124 @@
+// Sessions repair themselves, and a changed identity key waits for the user.
+#include <gtest/gtest.h>
+#include <sodium.h>
+#include <sqlcipher/sqlite3.h>
+
+#include "ClientHarness.h"
+#include "Database.h"
+
+namespace sotto::test {
+namespace {
+
+// Runs `sql` on a closed client's profile database.
+void poke(TestClient& c, const std::string& sql) {
+  auto db = db::Database::open(c.dir() / "profile.db", c.key(), {false, db::Durability::kFull});
+  ASSERT_TRUE(db.ok()) << db.error().message;
+  auto s = (*db)->exec(sql);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  ASSERT_EQ(sqlite3_changes((*db)->handle()) > 0, true) << sql;
+}
+
+TEST(Healing, ACorruptSessionRecordHealsByItself) {
+  RelayProcess relay;
+  TestClient alice(relay, "alice"), bob(relay, "bob");
+  alice.register_account();
+  bob.register_account();
+  ConversationId ab = alice.conversation_with(bob);
+  ConversationId ba = bob.conversation_with(alice);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(alice->send_text(ab, "a" + std::to_string(i)).ok());
+    ASSERT_TRUE(bob->send_text(ba, "b" + std::to_string(i)).ok());
+  }
+  ASSERT_TRUE(eventually(
+      [&] { return bob.events().texts().size() == 3 && alice.events().texts().size() == 3; }));
+
+  // Bob's record of the session with alice is destroyed on disk.
+  bob.close();
+  poke(bob, "UPDATE sessions SET record = randomblob(length(record)) WHERE name = '" +
+                alice.info().account + "'");
+  bob.reopen();
+
+  auto id = alice->send_text(ab, "after the damage").value();
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto t = bob.events().texts();
+        return std::count(t.begin(), t.end(), "after the damage") == 1;
+      },
+      30s))
+      << "bob never got the message that could not be decrypted at first";
+  // Bob's conversation shows what happened.
+  auto h = bob.history(ba);
+  EXPECT_TRUE(std::any_of(h.begin(), h.end(),
+                          [](const Message& m) { return m.kind == MessageKind::kNotice; }));
+  // And the conversation goes on both ways.
+  ASSERT_TRUE(alice->send_text(ab, "next").ok());
+  ASSERT_TRUE(bob->send_text(ba, "reply").ok());
+  ASSERT_TRUE(eventually([&] {
+    auto t = bob.events().texts();
+    return std::count(t.begin(), t.end(), "next") == 1;
+  }));
+  ASSERT_TRUE(eventually([&] {
+    auto t = alice.events().texts();
+    return std::count(t.begin(), t.end(), "reply") == 1;
+  }));
+  // Nothing was shown twice.
+  auto t = bob.events().texts();
+  EXPECT_EQ(std::count(t.begin(), t.end(), "after the damage"), 1);
+  ASSERT_TRUE(eventually([&] {
+    auto m = alice.find(ab, id);
+    return m && m->status == MessageStatus::kDelivered;
+  }));
+}
+
+TEST(Healing, TheSendersCorruptSessionIsRebuiltToo) {
+  RelayProcess relay;
+  TestClient alice(relay, "alice"), bob(relay, "bob");
+  alice.register_account();
+  bob.register_account();
+  ConversationId ab = alice.conversation_with(bob);
+  ASSERT_TRUE(alice->send_text(ab, "first").ok());
+  ASSERT_TRUE(eventually([&] { return bob.events().texts().size() == 1; }));
+  alice.close();
+  poke(alice, "UPDATE sessions SET record = x'00' WHERE name = '" + bob.info().account + "'");
+  alice.reopen();
+  ASSERT_TRUE(alice->send_text(ab, "second").ok());
+  ASSERT_TRUE(eventually([&] { return bob.events().texts().size() == 2; }));
+  EXPECT_EQ(bob.events().texts()[1], "second");
+}
+
+TEST(Identity, AChangedKeyRaisesAnEventAndSendingWaitsForTheUser) {
+  RelayProcess relay;
+  TestClient alice(relay, "alice"), bob(relay, "bob");
+  alice.register_account();
+  bob.register_account();
+  ConversationId ab = alice.conversation_with(bob);
+  ASSERT_TRUE(alice->send_text(ab, "first").ok());
+  ASSERT_TRUE(eventually([&] { return bob.events().texts().size() == 1; }));
+  auto before = alice->safety_number(bob.info().account).value();
+
+  // As if the relay now served someone else's key for bob: alice's stored key differs.
+  alice.close();
+  Bytes fake(33);
+  fake[0] = 0x05;
+  randombytes_buf(fake.data() + 1, 32);
+  poke(alice, "UPDATE identities SET key = x'" + to_hex(fake) + "' WHERE name = '" +
+                  bob.info().account + "'");
+  poke(alice, "DELETE FROM sessions WHERE name = '" + bob.info().account + "'");
+  alice.reopen();
+
+  auto id = alice->send_text(ab, "held back").value();
+  ASSERT_TRUE(eventually([&] { return !alice.events().identity_changes().empty(); }));
+  auto change = alice.events().identity_changes()[0];
+  EXPECT_EQ(change.account, bob.info().account);
+  EXPECT_EQ(change.safety_number.digits, before.digits);  // bob's real key again
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(bob.events().texts().size(), 1u);
+  EXPECT_EQ(alice.find(ab, id)->status, MessageStatus::kPending);
+
+  ASSERT_TRUE(alice->accept_identity(bob.info().account).ok());
+  ASSERT_TRUE(eventually([&] { return bob.events().texts().size() == 2; }));
+  EXPECT_EQ(bob.events().texts()[1], "held back");
+}
+
+}  // namespace
+}  // namespace sotto::test
