@@ -6,6 +6,8 @@
 #include <cstring>
 #include <string>
 
+#include "SearchTokenizer.h"
+
 namespace sotto::db {
 namespace {
 
@@ -159,6 +161,9 @@ Result<std::unique_ptr<Database>> Database::open(const std::filesystem::path& pa
   // A wrong key is only noticed at the first read: probe now, before anything writes.
   rc = sqlite3_exec(self->db_, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) return self->error(rc, "opening the database");
+  // The search index's tables name this tokenizer: every connection needs it before the first
+  // statement that touches them (migrations included).
+  SOTTO_TRY(search::register_tokenizer(self->db_));
 
   SOTTO_TRY(self->exec("PRAGMA journal_mode = WAL"));
   SOTTO_TRY(self->exec(options.durability == Durability::kFull ? "PRAGMA synchronous = FULL"
@@ -218,6 +223,13 @@ Status Database::commit() {
     return make_error(ErrorCode::kInvalidState,
                       "the transaction was rolled back because an operation inside it failed; "
                       "nothing in it was saved");
+  }
+  if (before_commit_) {
+    Status hook = before_commit_();
+    if (!hook.ok()) {
+      rollback();
+      return hook;
+    }
   }
   Status s = exec("COMMIT");
   if (!s.ok()) {

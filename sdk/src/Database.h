@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -85,6 +86,9 @@ class Database {
   Status commit();
   void rollback() noexcept;
   int depth() const noexcept { return depth_; }
+  // Runs inside every outermost transaction just before COMMIT; an error rolls it back. The
+  // search index uses it to index the messages the transaction wrote, once per transaction.
+  void set_before_commit(std::function<Status()> hook) { before_commit_ = std::move(hook); }
 
   // Re-encrypts the whole file with a new 32-byte key.
   Status rekey(const SecureBytes& key);
@@ -104,6 +108,7 @@ class Database {
   std::filesystem::path path_;
   int depth_ = 0;
   bool doomed_ = false;
+  std::function<Status()> before_commit_;
   std::unordered_map<const char*, sqlite3_stmt*> cache_;
 };
 

@@ -13,6 +13,7 @@
 #include "KeyFile.h"
 #include "ProfileAccess.h"
 #include "Schema.h"
+#include "SearchIndex.h"
 #include "SessionCrypto.h"
 #include "SqlProtocolStore.h"
 #include "sotto/keys/SafetyNumber.h"
@@ -102,6 +103,7 @@ struct Profile::Impl {
   std::unique_ptr<db::Database> db;
   std::unique_ptr<SqlProtocolStore> store;
   std::unique_ptr<SessionCrypto> crypto;
+  std::unique_ptr<search::SearchIndex> search;  // destroyed before db: holds statements on it
   mutable std::recursive_mutex mu;
 
   Impl(fs::path d, ProfileOptions o, DirectoryLock l)
@@ -170,6 +172,9 @@ struct Profile::Impl {
 
   Status finish_open() {
     Clock clock = options.clock ? options.clock : Clock(system_clock_ms);
+    search = std::make_unique<search::SearchIndex>(*db, clock);
+    // Messages written in a transaction are indexed just before it commits.
+    db->set_before_commit([index = search.get()] { return index->flush_queue(); });
     SOTTO_TRY_ASSIGN(ctx, keys::Context::create());
     store = std::make_unique<SqlProtocolStore>(*db);
     SOTTO_TRY_ASSIGN(crypto, SessionCrypto::create(ctx, *store, std::move(clock)));
@@ -390,6 +395,31 @@ Result<Bytes> Profile::group_decrypt(ByteView group, const Address& sender, Byte
 Status Profile::group_forget_sender(ByteView group, const Address& sender) {
   std::lock_guard guard(impl_->mu);
   return impl_->crypto->group_forget_sender(group, sender);
+}
+
+Result<SearchPage> Profile::search(const SearchQuery& query) const {
+  std::lock_guard guard(impl_->mu);
+  return impl_->search->search(query);
+}
+
+Result<SearchIndexStatus> Profile::search_index_status() const {
+  std::lock_guard guard(impl_->mu);
+  return impl_->search->status();
+}
+
+Result<SearchIndexCheck> Profile::check_search_index(const SearchProgressHandler& progress) {
+  std::lock_guard guard(impl_->mu);
+  return impl_->search->check(progress);
+}
+
+Status Profile::rebuild_search_index(const SearchProgressHandler& progress) {
+  std::lock_guard guard(impl_->mu);
+  return impl_->search->rebuild(progress);
+}
+
+Status Profile::purge_search_index() {
+  std::lock_guard guard(impl_->mu);
+  return impl_->search->purge();
 }
 
 Status Profile::transaction(const std::function<Status()>& body) {

@@ -164,6 +164,115 @@ CREATE TABLE session_resets (
   PRIMARY KEY (account, device)
 ) WITHOUT ROWID;
 )sql",
+    // 2 -> 3: full-text search over `messages`; SearchIndex.h says how it keeps in step.
+    R"sql(
+CREATE TABLE search_state (
+  id            INTEGER PRIMARY KEY CHECK (id = 1),
+  recent_from   INTEGER NOT NULL,            -- messages.id >= recent_from: in search_recent
+  rebuild_next  INTEGER,                     -- NULL: complete; else ids >= it await a rebuild
+  rebuild_total INTEGER NOT NULL DEFAULT 0,  -- messages when the rebuild started (progress)
+  purge_recent  INTEGER NOT NULL DEFAULT 0,  -- documents taken out since the last purge
+  purge_archive INTEGER NOT NULL DEFAULT 0
+);
+-- History written before search existed is indexed by a rebuild.
+INSERT INTO search_state (id, recent_from, rebuild_next, rebuild_total)
+  SELECT 1, coalesce(max(id), 0) + 1, min(id), count(*) FROM messages;
+-- Searchable messages written in the current transaction, indexed just before it commits.
+CREATE TABLE search_queue (id INTEGER PRIMARY KEY);
+-- Bounds of sort_ms per 1,024 message ids (block = id >> 10). Only ever widened: a bound, not
+-- an exact range.
+CREATE TABLE search_time_blocks (
+  block       INTEGER PRIMARY KEY,
+  min_sort_ms INTEGER NOT NULL,
+  max_sort_ms INTEGER NOT NULL
+);
+INSERT INTO search_time_blocks
+  SELECT id >> 10, min(sort_ms), max(sort_ms) FROM messages GROUP BY id >> 10;
+-- What the index holds for a message: its text and, for filters, its conversation, author and
+-- attachments as the tokens \x02c<id>, \x02s<account>, \x02a, which no typed text produces.
+CREATE VIEW search_source AS
+  SELECT id AS docid, body, attachment_names,
+         char(2) || 'c' || conversation_id || ' ' || char(2) || 's' || sender ||
+           CASE WHEN has_attachment THEN ' ' || char(2) || 'a' ELSE '' END AS meta
+  FROM messages
+  WHERE kind = 1 AND deleted = 0 AND (body IS NOT NULL OR attachment_names IS NOT NULL);
+-- What each part of the index holds right now: FTS reads a document's old text back through
+-- these to take it out, and 'integrity-check' compares the index with them.
+CREATE VIEW search_recent_docs AS
+  SELECT s.docid AS rowid, s.body, s.attachment_names, s.meta
+  FROM search_source s, search_state t
+  WHERE s.docid >= t.recent_from AND (t.rebuild_next IS NULL OR s.docid < t.rebuild_next)
+    AND s.docid NOT IN (SELECT id FROM search_queue);
+CREATE VIEW search_archive_docs AS
+  SELECT s.docid AS rowid, s.body, s.attachment_names, s.meta
+  FROM search_source s, search_state t
+  WHERE s.docid < t.recent_from AND (t.rebuild_next IS NULL OR s.docid < t.rebuild_next)
+    AND s.docid NOT IN (SELECT id FROM search_queue);
+CREATE VIRTUAL TABLE search_recent USING fts4(content="search_recent_docs", body,
+  attachment_names, meta, tokenize=sotto, order=desc, prefix="3");
+CREATE VIRTUAL TABLE search_archive USING fts4(content="search_archive_docs", body,
+  attachment_names, meta, tokenize=sotto, order=desc, prefix="3");
+CREATE TRIGGER search_insert AFTER INSERT ON messages
+  WHEN new.kind = 1 AND new.deleted = 0
+   AND (new.body IS NOT NULL OR new.attachment_names IS NOT NULL)
+   AND new.id < coalesce((SELECT rebuild_next FROM search_state), new.id + 1)
+BEGIN
+  INSERT OR IGNORE INTO search_queue (id) VALUES (new.id);
+END;
+-- BEFORE: an external-content index reads the old text from the row to take it out.
+CREATE TRIGGER search_update_recent
+  BEFORE UPDATE OF kind, deleted, body, attachment_names, conversation_id, sender,
+    has_attachment ON messages
+  WHEN EXISTS (SELECT 1 FROM search_recent_docs WHERE rowid = old.id)
+BEGIN
+  DELETE FROM search_recent WHERE docid = old.id;
+  UPDATE search_state SET purge_recent = purge_recent + 1;
+END;
+CREATE TRIGGER search_update_archive
+  BEFORE UPDATE OF kind, deleted, body, attachment_names, conversation_id, sender,
+    has_attachment ON messages
+  WHEN EXISTS (SELECT 1 FROM search_archive_docs WHERE rowid = old.id)
+BEGIN
+  DELETE FROM search_archive WHERE docid = old.id;
+  UPDATE search_state SET purge_archive = purge_archive + 1;
+END;
+CREATE TRIGGER search_update_queue
+  AFTER UPDATE OF kind, deleted, body, attachment_names, conversation_id, sender,
+    has_attachment ON messages
+  WHEN new.kind = 1 AND new.deleted = 0
+   AND (new.body IS NOT NULL OR new.attachment_names IS NOT NULL)
+   AND new.id < coalesce((SELECT rebuild_next FROM search_state), new.id + 1)
+BEGIN
+  INSERT OR IGNORE INTO search_queue (id) VALUES (new.id);
+END;
+CREATE TRIGGER search_delete_recent BEFORE DELETE ON messages
+  WHEN EXISTS (SELECT 1 FROM search_recent_docs WHERE rowid = old.id)
+BEGIN
+  DELETE FROM search_recent WHERE docid = old.id;
+  UPDATE search_state SET purge_recent = purge_recent + 1;
+END;
+CREATE TRIGGER search_delete_archive BEFORE DELETE ON messages
+  WHEN EXISTS (SELECT 1 FROM search_archive_docs WHERE rowid = old.id)
+BEGIN
+  DELETE FROM search_archive WHERE docid = old.id;
+  UPDATE search_state SET purge_archive = purge_archive + 1;
+END;
+CREATE TRIGGER search_delete_queue AFTER DELETE ON messages BEGIN
+  DELETE FROM search_queue WHERE id = old.id;
+END;
+CREATE TRIGGER search_time_insert AFTER INSERT ON messages BEGIN
+  INSERT OR IGNORE INTO search_time_blocks VALUES (new.id >> 10, new.sort_ms, new.sort_ms);
+  UPDATE search_time_blocks SET min_sort_ms = min(min_sort_ms, new.sort_ms),
+                                max_sort_ms = max(max_sort_ms, new.sort_ms)
+    WHERE block = new.id >> 10 AND (new.sort_ms < min_sort_ms OR new.sort_ms > max_sort_ms);
+END;
+CREATE TRIGGER search_time_update AFTER UPDATE OF sort_ms ON messages BEGIN
+  INSERT OR IGNORE INTO search_time_blocks VALUES (new.id >> 10, new.sort_ms, new.sort_ms);
+  UPDATE search_time_blocks SET min_sort_ms = min(min_sort_ms, new.sort_ms),
+                                max_sort_ms = max(max_sort_ms, new.sort_ms)
+    WHERE block = new.id >> 10 AND (new.sort_ms < min_sort_ms OR new.sort_ms > max_sort_ms);
+END;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

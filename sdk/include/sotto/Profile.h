@@ -17,6 +17,7 @@
 
 #include "sotto/Bytes.h"
 #include "sotto/Result.h"
+#include "sotto/Search.h"
 #include "sotto/SecureBytes.h"
 #include "sotto/Types.h"
 #include "sotto/export.h"
@@ -126,6 +127,25 @@ class SOTTO_API Profile {
                               const PlaintextHandler& within_commit = {});
   // Forgets a departed member's sender key so nothing more from it is accepted.
   Status group_forget_sender(ByteView group, const Address& sender);
+
+  // ---- search over the message history (sotto/Search.h) ----
+  // The index follows the history by itself, in the transactions that write it.
+  // One page of matching messages. kInvalidArgument, with a message to show the user, for a
+  // malformed query or a cursor from another search.
+  Result<SearchPage> search(const SearchQuery& query) const;
+  Result<SearchIndexStatus> search_index_status() const;
+  // Compares the index with the history and, when they differ, rebuilds it (reporting progress)
+  // and says what was wrong. Reads the whole index: run it from a background task.
+  Result<SearchIndexCheck> check_search_index(const SearchProgressHandler& progress = {});
+  // Rebuilds the index from the history, or carries on with a rebuild that was paused, cut
+  // short by a crash, or started because a search found the index damaged. kCancelled when
+  // `progress` paused it.
+  Status rebuild_search_index(const SearchProgressHandler& progress = {});
+  // Erases the words of edited, deleted and expired messages from the index's pages and from
+  // the write-ahead log: until then they are unreachable but still in the files. Cheap when
+  // nothing is pending (search_index_status().pending_purge); call it after deleting or
+  // expiring messages, when the app is idle. NB: outside a transaction.
+  Status purge_search_index();
 
   // Runs `body` as one transaction: every call it makes commits together (one disk sync).
   // All or nothing: if any call inside fails, nothing of the transaction is saved, even when

@@ -1,0 +1,76 @@
+// Full-text search over `messages` (schema step 2 -> 3): FTS4 external-content indexes kept in
+// step with the history by triggers, queried with filters, ranking and stable cursors.
+//
+// How the index follows the history, without the history's writer calling it:
+//  - An inserted (or edited) searchable message is queued in `search_queue` by a trigger and
+//    indexed by flush_queue(), which the Database runs just before every outermost COMMIT: one
+//    FTS write per transaction instead of one per statement (FTS4 flushes its pending terms at
+//    every statement boundary inside a transaction, which made batched inserts 5x slower).
+//  - An edit, delete-for-everyone or DELETE takes the old text out of the index immediately,
+//    in a BEFORE trigger (an external-content index reads the old text back from the row).
+//  - The index has two parts: `search_recent` for the newest messages, `search_archive` for
+//    the rest. FTS4 only forgets a deleted document's words when the segments holding them
+//    are merged into one, so purge() rewrites the part that had deletions (usually only the
+//    small recent part), then truncates the WAL: afterwards no page of the files holds the
+//    old text.
+//  - `search_time_blocks` bounds sort_ms per 1,024 row ids, so newest-first pages walk the
+//    index in row order and stop as soon as no older row can be newer than what they hold.
+//
+// Thread rule: not thread-safe; the owner (Profile) serialises every call and holds the
+// database for the whole call.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <utility>
+
+#include "Database.h"
+#include "SearchQueryParser.h"
+#include "sotto/Search.h"
+
+struct sqlite3_stmt;
+
+namespace sotto::search {
+
+class SearchIndex {
+ public:
+  // `now_ms`: the clock that decides which messages have expired.
+  SearchIndex(db::Database& db, std::function<uint64_t()> now_ms);
+  ~SearchIndex();
+  SearchIndex(const SearchIndex&) = delete;
+  SearchIndex& operator=(const SearchIndex&) = delete;
+
+  // Indexes what the triggers queued. NB: inside a transaction (it is the Database's
+  // before-commit hook).
+  Status flush_queue();
+
+  Result<SearchPage> search(const SearchQuery& query);
+  Result<SearchIndexStatus> status();
+  // Verifies the index against the history and rebuilds it when they differ.
+  Result<SearchIndexCheck> check(const SearchProgressHandler& progress);
+  // Starts a rebuild, or carries on with one that was paused or interrupted.
+  Status rebuild(const SearchProgressHandler& progress);
+  // Erases the text of edited and deleted messages from the index and the WAL.
+  Status purge();
+
+  struct State;
+  struct Stats;
+
+ private:
+  // A prepared statement of our own, for statements that are open side by side.
+  Result<db::Query> statement(const char* sql, int slot);
+  Status flush_now();
+  // What is wrong with the index, or an empty string.
+  Result<std::string> find_damage();
+  Result<State> load_state();
+  Status start_rebuild();
+  Status continue_rebuild(const SearchProgressHandler& progress);
+  Result<SearchPage> run(const SearchQuery& query);
+
+  db::Database& db_;
+  std::function<uint64_t()> now_ms_;
+  std::map<std::pair<const char*, int>, sqlite3_stmt*> statements_;
+};
+
+}  // namespace sotto::search

@@ -1,0 +1,356 @@
+// Keeping the index honest: no trace of old text after a purge (checked on the decrypted
+// pages of the database and its WAL), damage detected and repaired, rebuilds that resume.
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "SearchFixture.h"
+
+namespace sotto {
+namespace {
+
+namespace fs = std::filesystem;
+using R = std::vector<int64_t>;
+
+// SQLCipher 3 page layout (cipher_page_size 4096, raw key): AES-256-CBC over the page minus a
+// 48-byte reserve holding the IV (first 16 bytes of it) and the HMAC; page 1 starts with the
+// 16-byte salt, outside the encrypted part.
+constexpr size_t kPage = 4096;
+constexpr size_t kReserve = 48;
+
+Bytes decrypt_page(const SecureBytes& key, const uint8_t* page, bool first) {
+  size_t begin = first ? 16 : 0;
+  const uint8_t* iv = page + kPage - kReserve;
+  Bytes out(kPage - kReserve - begin);
+  std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
+                                                                      EVP_CIPHER_CTX_free);
+  int n = 0, m = 0;
+  if (EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_cbc(), nullptr, key.data(), iv) != 1 ||
+      EVP_CIPHER_CTX_set_padding(ctx.get(), 0) != 1 ||
+      EVP_DecryptUpdate(ctx.get(), out.data(), &n, page + begin, static_cast<int>(out.size())) !=
+          1 ||
+      EVP_DecryptFinal_ex(ctx.get(), out.data() + n, &m) != 1)
+    ADD_FAILURE() << "cannot decrypt a page";
+  return out;
+}
+
+// Every page of profile.db and every frame of profile.db-wal, decrypted.
+std::vector<Bytes> decrypted_pages(const fs::path& dir, const SecureBytes& key) {
+  std::vector<Bytes> pages;
+  Bytes db = test::read_file(dir / "profile.db");
+  for (size_t off = 0; off + kPage <= db.size(); off += kPage)
+    pages.push_back(decrypt_page(key, db.data() + off, off == 0));
+  std::error_code ec;
+  if (fs::exists(dir / "profile.db-wal", ec)) {
+    Bytes wal = test::read_file(dir / "profile.db-wal");
+    // 32-byte header, then frames of a 24-byte header (page number first) and a page.
+    for (size_t off = 32; off + 24 + kPage <= wal.size(); off += 24 + kPage) {
+      uint32_t page_no = (uint32_t{wal[off]} << 24) | (uint32_t{wal[off + 1]} << 16) |
+                         (uint32_t{wal[off + 2]} << 8) | wal[off + 3];
+      pages.push_back(decrypt_page(key, wal.data() + off + 24, page_no == 1));
+    }
+  }
+  return pages;
+}
+
+bool anywhere(const std::vector<Bytes>& pages, std::string_view word) {
+  return std::any_of(pages.begin(), pages.end(),
+                     [&](const Bytes& p) { return test::contains(p, word); });
+}
+
+class SearchMaintenance : public test::SearchFixture {
+ protected:
+  void filler(int64_t conv, int count, uint64_t t0) {
+    ASSERT_TRUE(profile
+                    ->transaction([&]() -> Status {
+                      for (int i = 0; i < count; ++i)
+                        add(conv,
+                            "ordinary chatter about lunch and the weather " + std::to_string(i),
+                            t0 + static_cast<uint64_t>(i));
+                      return {};
+                    })
+                    .ok());
+  }
+  SearchIndexStatus status() {
+    auto s = profile->search_index_status();
+    EXPECT_TRUE(s.ok()) << s.error().message;
+    return s.ok() ? *s : SearchIndexStatus{};
+  }
+};
+
+TEST_F(SearchMaintenance, PurgeLeavesNoTraceOfEditedDeletedOrExpiredText) {
+  int64_t c = conversation(std::string(32, 'a'));
+  filler(c, 300, 1);
+  int64_t edited = add(c, "the code word is zanzibarquux", 1000);
+  test::NewRow with_file;
+  with_file.body = "burn after reading: xylophonequest";
+  with_file.attachment_names = "plans-marmaladeorbit.pdf";
+  with_file.sort_ms = 1001;
+  int64_t deleted = add(c, with_file);
+  test::NewRow vanishing;
+  vanishing.body = "this one disappears: kumquatvortex";
+  vanishing.sort_ms = 1002;
+  vanishing.expires_ms = now + 1000;
+  add(c, vanishing);
+  filler(c, 300, 2000);
+
+  edit(edited, "the code word is now pelicanfjord");
+  delete_for_everyone(deleted);
+  now += 1000;
+  sweep_expired();
+  EXPECT_EQ(rows("zanzibarquux"), R{});
+  EXPECT_EQ(status().pending_purge, 3u);
+
+  const std::vector<std::string> gone = {"zanzibarquux", "xylophonequest", "marmaladeorbit",
+                                         "kumquatvortex"};
+  // Before the purge the words are still in the files (this is what the purge is for, and it
+  // shows that the scan sees through the encryption).
+  auto before = decrypted_pages(dir.path(), key);
+  EXPECT_TRUE(anywhere(before, "zanzibarquux"));
+  EXPECT_TRUE(anywhere(before, "kumquatvortex"));
+
+  ASSERT_TRUE(profile->purge_search_index().ok());
+  EXPECT_EQ(status().pending_purge, 0u);
+  auto after = decrypted_pages(dir.path(), key);
+  for (const auto& word : gone) EXPECT_FALSE(anywhere(after, word)) << word << " survived";
+  EXPECT_TRUE(anywhere(after, "pelicanfjord"));  // the current text is still there
+  EXPECT_EQ(rows("pelicanfjord"), (R{edited}));
+  EXPECT_EQ(rows("chatter").size(), 600u);
+
+  // Closed and reopened, the files still hold none of it.
+  close();
+  auto closed = decrypted_pages(dir.path(), key);
+  for (const auto& word : gone) EXPECT_FALSE(anywhere(closed, word)) << word;
+}
+
+TEST_F(SearchMaintenance, PurgeReachesOldMessagesInTheArchive) {
+  int64_t c = conversation(std::string(32, 'a'));
+  int64_t old = add(c, "an old message about quetzalbrine", 1);
+  filler(c, 200, 2);
+  // A rebuild files every existing message under the archive.
+  ASSERT_TRUE(profile->rebuild_search_index().ok());
+  add(c, "a new message", 5000);
+  delete_for_everyone(old);
+  SearchIndexStatus s = status();
+  EXPECT_EQ(s.pending_purge, 1u);
+  EXPECT_EQ(s.pending_purge_archive, 1u);
+  EXPECT_TRUE(anywhere(decrypted_pages(dir.path(), key), "quetzalbrine"));
+  ASSERT_TRUE(profile->purge_search_index().ok());
+  EXPECT_FALSE(anywhere(decrypted_pages(dir.path(), key), "quetzalbrine"));
+  EXPECT_EQ(status().pending_purge_archive, 0u);
+}
+
+TEST_F(SearchMaintenance, PurgeMovesOlderRecentMessagesToTheArchive) {
+  int64_t c = conversation(std::string(32, 'a'));
+  filler(c, 20500, 1);
+  int64_t recent_from_before = 0;
+  {
+    auto q = db().query("SELECT recent_from FROM search_state");
+    ASSERT_TRUE(q.ok() && q->step().value());
+    recent_from_before = q->column_int(0);
+  }
+  ASSERT_TRUE(profile->purge_search_index().ok());
+  auto q = db().query("SELECT recent_from, (SELECT max(id) FROM messages) FROM search_state");
+  ASSERT_TRUE(q.ok() && q->step().value());
+  // All but the newest 5,000 moved.
+  EXPECT_GT(q->column_int(0), recent_from_before);
+  EXPECT_EQ(q->column_int(1) - q->column_int(0) + 1, 5000);
+  EXPECT_EQ(status().indexed_messages, 20500u);
+  SearchQuery all;
+  all.text = "weather";
+  all.limit = 200;
+  EXPECT_EQ(rows(all).size(), 20500u);
+  auto check = profile->check_search_index();
+  ASSERT_TRUE(check.ok()) << check.error().message;
+  EXPECT_FALSE(check->damaged) << check->problem;
+}
+
+TEST_F(SearchMaintenance, IntegrityCheckPassesOnAHealthyIndex) {
+  int64_t c = conversation(std::string(32, 'a'));
+  filler(c, 50, 1);
+  int64_t id = add(c, "to be edited", 100);
+  edit(id, "edited text");
+  auto check = profile->check_search_index();
+  ASSERT_TRUE(check.ok()) << check.error().message;
+  EXPECT_FALSE(check->damaged) << check->problem;
+  EXPECT_FALSE(check->rebuilt);
+}
+
+TEST_F(SearchMaintenance, AnIndexThatLostTrackOfTheHistoryIsDetectedAndRebuilt) {
+  int64_t c = conversation(std::string(32, 'a'));
+  filler(c, 100, 1);
+  int64_t id = add(c, "a message deleted behind the index's back", 500);
+  // Delete the row without the trigger that takes it out of the index.
+  std::string trigger;
+  {
+    auto q = db().query("SELECT sql FROM sqlite_master WHERE name = 'search_delete_recent'");
+    ASSERT_TRUE(q.ok() && q->step().value());
+    trigger = std::string(q->column_text(0));
+  }
+  exec("DROP TRIGGER search_delete_recent");
+  exec("DELETE FROM messages WHERE id = " + std::to_string(id));
+  exec(trigger);
+
+  std::vector<SearchProgress> progress;
+  auto check = profile->check_search_index([&](const SearchProgress& p) {
+    progress.push_back(p);
+    return true;
+  });
+  ASSERT_TRUE(check.ok()) << check.error().message;
+  EXPECT_TRUE(check->damaged);
+  EXPECT_TRUE(check->rebuilt);
+  EXPECT_FALSE(check->problem.empty());
+  ASSERT_FALSE(progress.empty());
+  EXPECT_EQ(progress.back().done, 100u);
+  EXPECT_EQ(progress.back().total, 100u);
+  auto again = profile->check_search_index();
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->damaged) << again->problem;
+  EXPECT_EQ(rows("chatter").size(), 100u);
+  EXPECT_EQ(rows("deleted"), R{});
+}
+
+TEST_F(SearchMaintenance, DamagedSegmentsAreDetectedByCheckAndBySearch) {
+  int64_t c = conversation(std::string(32, 'a'));
+  filler(c, 3000, 1);  // one transaction: segments large enough to have leaf blocks
+  ASSERT_GT(status().index_bytes, 0u);
+  // Lose the leaf blocks the segment directory points to.
+  exec("DELETE FROM search_recent_segments");
+  SearchQuery q;
+  q.text = "weather";
+  auto found = profile->search(q);
+  ASSERT_TRUE(found.ok()) << found.error().message;
+  EXPECT_FALSE(found->index_complete);  // the search noticed, and a rebuild is due
+  EXPECT_TRUE(status().rebuilding);
+  ASSERT_TRUE(profile->rebuild_search_index().ok());
+  q.limit = 200;
+  EXPECT_EQ(rows(q).size(), 3000u);
+  EXPECT_TRUE(page(q).index_complete);
+
+  // After the rebuild everything is in the archive; break its segments' interior nodes.
+  exec("UPDATE search_archive_segdir SET root = x'0100' WHERE start_block != 0");
+  auto check = profile->check_search_index();
+  ASSERT_TRUE(check.ok()) << check.error().message;
+  EXPECT_TRUE(check->damaged);
+  EXPECT_TRUE(check->rebuilt);
+  EXPECT_EQ(rows(q).size(), 3000u);
+}
+
+TEST_F(SearchMaintenance, APausedRebuildCarriesOnWhereItStopped) {
+  int64_t c = conversation(std::string(32, 'a'));
+  filler(c, 12000, 1);
+  std::vector<uint64_t> done;
+  auto paused = profile->rebuild_search_index([&](const SearchProgress& p) {
+    done.push_back(p.done);
+    return false;  // pause after the first batch
+  });
+  EXPECT_EQ(paused.code(), ErrorCode::kCancelled);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0], 5000u);
+  SearchIndexStatus s = status();
+  EXPECT_TRUE(s.rebuilding);
+  EXPECT_EQ(s.rebuild.done, 5000u);
+  EXPECT_EQ(s.rebuild.total, 12000u);
+  // Meanwhile search works on what is indexed and says it is incomplete; new messages wait.
+  SearchQuery q;
+  q.text = "weather";
+  q.limit = 200;
+  EXPECT_FALSE(page(q).index_complete);
+  EXPECT_EQ(rows(q).size(), 5000u);
+  add(c, "weather update during the rebuild", 99999);
+  done.clear();
+  ASSERT_TRUE(profile
+                  ->rebuild_search_index([&](const SearchProgress& p) {
+                    done.push_back(p.done);
+                    return true;
+                  })
+                  .ok());
+  EXPECT_EQ(done, (std::vector<uint64_t>{10000, 12001}));
+  EXPECT_TRUE(page(q).index_complete);
+  EXPECT_EQ(rows(q).size(), 12001u);
+}
+
+TEST_F(SearchMaintenance, ARebuildKilledHalfWayResumesAfterReopening) {
+  int64_t c = conversation(std::string(32, 'a'));
+  filler(c, 12000, 1);
+  close();
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // The child dies in the middle of the second batch's progress report.
+    open();
+    int batches = 0;
+    (void)profile->rebuild_search_index([&](const SearchProgress&) {
+      if (++batches == 2) _exit(0);
+      return true;
+    });
+    _exit(1);
+  }
+  int wstatus = 0;
+  ASSERT_EQ(waitpid(pid, &wstatus, 0), pid);
+  ASSERT_TRUE(WIFEXITED(wstatus));
+  ASSERT_EQ(WEXITSTATUS(wstatus), 0);
+  open();
+  SearchIndexStatus s = status();
+  EXPECT_TRUE(s.rebuilding);
+  EXPECT_EQ(s.rebuild.done, 10000u);
+  std::vector<uint64_t> done;
+  ASSERT_TRUE(profile
+                  ->rebuild_search_index([&](const SearchProgress& p) {
+                    done.push_back(p.done);
+                    return true;
+                  })
+                  .ok());
+  EXPECT_EQ(done, (std::vector<uint64_t>{12000}));
+  SearchQuery q;
+  q.text = "weather";
+  q.limit = 200;
+  EXPECT_EQ(rows(q).size(), 12000u);
+  auto check = profile->check_search_index();
+  ASSERT_TRUE(check.ok());
+  EXPECT_FALSE(check->damaged) << check->problem;
+}
+
+TEST_F(SearchMaintenance, HistoryFromBeforeSearchIsIndexedByARebuild) {
+  // A schema-2 profile: the same database without the search objects.
+  int64_t c = conversation(std::string(32, 'a'));
+  for (const char* sql :
+       {"DROP TRIGGER search_insert", "DROP TRIGGER search_update_recent",
+        "DROP TRIGGER search_update_archive", "DROP TRIGGER search_update_queue",
+        "DROP TRIGGER search_delete_recent", "DROP TRIGGER search_delete_archive",
+        "DROP TRIGGER search_delete_queue", "DROP TRIGGER search_time_insert",
+        "DROP TRIGGER search_time_update", "DROP TABLE search_recent", "DROP TABLE search_archive",
+        "DROP VIEW search_recent_docs", "DROP VIEW search_archive_docs", "DROP VIEW search_source",
+        "DROP TABLE search_state", "DROP TABLE search_queue", "DROP TABLE search_time_blocks"})
+    exec(sql);
+  {
+    auto q = db().query("SELECT count(*) FROM sqlite_master WHERE name LIKE 'search%'");
+    ASSERT_TRUE(q.ok() && q->step().value());
+    ASSERT_EQ(q->column_int(0), 0);
+  }
+  for (int i = 0; i < 30; ++i)
+    exec(
+        "INSERT INTO messages (conversation_id, message_id, sender, sender_device, outgoing, "
+        "kind, body, sent_ms, sort_ms, status) VALUES (" +
+        std::to_string(c) + ", x'" + std::string(30, '0') + (i < 10 ? "0" : "") +
+        std::to_string(i) + "', '" + std::string(32, 'b') + "', 1, 0, 1, 'old history " +
+        std::to_string(i) + "', 1, " + std::to_string(i) + ", 10)");
+  exec("PRAGMA user_version = 2");
+  close();
+  open();  // migrates 2 -> 3
+  SearchQuery q;
+  q.text = "history";
+  q.limit = 100;
+  EXPECT_FALSE(page(q).index_complete);
+  EXPECT_TRUE(status().rebuilding);
+  ASSERT_TRUE(profile->rebuild_search_index().ok());
+  EXPECT_TRUE(page(q).index_complete);
+  EXPECT_EQ(rows(q).size(), 30u);
+}
+
+}  // namespace
+}  // namespace sotto
