@@ -91,6 +91,8 @@ Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) 
        "descriptors kept back from connections for files, the database and push requests")
       ("shutdown-grace-ms", po::value(&c.shutdown_grace_ms)->default_value(c.shutdown_grace_ms),
        "on SIGTERM, how long closing connections may take before the process exits")
+      ("expiry-interval-ms", po::value(&c.expiry_interval_ms)->default_value(c.expiry_interval_ms),
+       "how often expired envelopes, idempotency records and attachments are deleted")
       ("metrics-access", po::value(&c.metrics_access)->default_value(c.metrics_access),
        "who may GET /metrics: loopback | open | token (Authorization: Bearer --metrics-token)")
       ("metrics-token", po::value(&c.metrics_token), "bearer token for --metrics-access token")

@@ -81,6 +81,7 @@ struct Config {
   uint64_t max_connections = 0;  // 0: derived from the descriptor limit
   uint32_t descriptor_reserve = 256;
   uint64_t shutdown_grace_ms = 5'000;
+  uint64_t expiry_interval_ms = 60'000;  // how often expired envelopes and blobs are deleted
 
   std::string metrics_access = "loopback";  // loopback | open | token
   std::string metrics_token;

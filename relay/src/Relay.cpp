@@ -1502,21 +1502,29 @@ void Relay::pump(const std::shared_ptr<Peer>& peer) {
   peer->fetching = true;
   peer->missed_live = false;
   uint64_t after = peer->last_pushed;
+  uint64_t now = clock_();
+  uint64_t ttl = config_.limits.envelope_ttl_ms;
   auto loaded = std::make_shared<std::vector<wire::Envelope>>();
+  auto full = std::make_shared<bool>(false);
   bool ok = store_.submit(
-      [peer, after, room, loaded](Store& s) -> Status {
+      [peer, after, room, loaded, full, now, ttl](Store& s) -> Status {
         SOTTO_TRY_ASSIGN(*loaded, s.load_queue(peer->account, peer->device, after, room));
+        *full = loaded->size() == room;
+        // Envelopes past their TTL are never delivered, even before the sweep deletes them.
+        std::erase_if(*loaded, [now, ttl](const wire::Envelope& e) {
+          return e.server_timestamp_ms() + ttl <= now;
+        });
         return {};
       },
-      [this, peer, room, loaded](const Status& st) {
+      [this, peer, loaded, full](const Status& st) {
         auto conn = peer->conn.lock();
         if (!conn) return;
-        conn->post([this, peer, conn, room, loaded, ok = st.ok()] {
+        conn->post([this, peer, conn, loaded, full, ok = st.ok()] {
           peer->fetching = false;
           if (peer->closed || !ok) return;
           for (const auto& e : *loaded)
             if (e.sequence() > peer->last_pushed) push_envelope(*peer, *conn, e);
-          if (loaded->size() < room) {
+          if (!*full) {
             peer->caught_up = !peer->missed_live;
             if (!peer->queue_empty_sent) {
               peer->queue_empty_sent = true;
@@ -1812,7 +1820,7 @@ void Relay::tick() {
     std::lock_guard lock(mu_);
     for (auto& [code, ch] : links_)
       if (ch.expires_at_ms <= now) expired.push_back(code);
-    if (now >= last_expiry_ms_ + kMinuteMs) {
+    if (now >= last_expiry_ms_ + config_.expiry_interval_ms) {
       last_expiry_ms_ = now;
       run_expiry = true;
     }

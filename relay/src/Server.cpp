@@ -56,43 +56,45 @@ uint64_t now_ms() {
 Socket& lowest(Socket& s) { return s; }
 Socket& lowest(TlsStream& s) { return beast::get_lowest_layer(s); }
 
-// Runs `fn(store, out)` on the writer thread and resumes the coroutine with the result;
-// nullopt when storage failed or is stopping.
+// Runs `fn(store, out)` on the writer thread and resumes the awaiting coroutine with the
+// result; nullopt when storage failed or is stopping.
+// NB: plain functions returning the awaitable, not coroutines: GCC 12 destroys a by-value
+// parameter twice when a coroutine co_awaits a lambda that captured it.
 template <class T, class F>
 asio::awaitable<std::optional<T>> store_call(StoreExecutor& exec, F fn) {
-  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::optional<T>)>(
-      [&exec, fn = std::move(fn)](auto handler) mutable {
-        using H = decltype(handler);
-        auto h = std::make_shared<H>(std::move(handler));
-        auto out = std::make_shared<T>();
-        auto finish = [h, out](bool ok) {
-          auto ex = asio::get_associated_executor(*h);
-          asio::post(ex, [h, out, ok]() mutable {
-            (*h)(ok ? std::optional<T>(std::move(*out)) : std::optional<T>());
-          });
-        };
-        bool queued = exec.submit(
-            [out, fn](Store& s) mutable -> Status {
-              *out = T{};
-              return fn(s, *out);
-            },
-            [finish](const Status& st) { finish(st.ok()); });
-        if (!queued) finish(false);
-      },
-      asio::use_awaitable);
+  auto init = [&exec, fn = std::move(fn)](auto handler) mutable {
+    using H = decltype(handler);
+    auto h = std::make_shared<H>(std::move(handler));
+    auto out = std::make_shared<T>();
+    auto finish = [h, out](bool ok) {
+      auto ex = asio::get_associated_executor(*h);
+      asio::post(ex, [h, out, ok]() mutable {
+        std::move (*h)(ok ? std::optional<T>(std::move(*out)) : std::optional<T>());
+      });
+    };
+    bool queued = exec.submit(
+        [out, fn](Store& s) mutable -> Status {
+          *out = T{};
+          return fn(s, *out);
+        },
+        [finish](const Status& st) { finish(st.ok()); });
+    if (!queued) finish(false);
+  };
+  return asio::async_initiate<decltype(asio::use_awaitable), void(std::optional<T>)>(
+      std::move(init), asio::use_awaitable);
 }
 
 asio::awaitable<Relay::Auth> authenticate(Relay& relay, std::string header) {
-  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(Relay::Auth)>(
-      [&relay, header = std::move(header)](auto handler) {
-        using H = decltype(handler);
-        auto h = std::make_shared<H>(std::move(handler));
-        relay.authenticate(header, [h](Relay::Auth a) {
-          auto ex = asio::get_associated_executor(*h);
-          asio::post(ex, [h, a = std::move(a)]() mutable { (*h)(std::move(a)); });
-        });
-      },
-      asio::use_awaitable);
+  auto init = [&relay, header = std::move(header)](auto handler) {
+    using H = decltype(handler);
+    auto h = std::make_shared<H>(std::move(handler));
+    relay.authenticate(header, [h](Relay::Auth a) {
+      auto ex = asio::get_associated_executor(*h);
+      asio::post(ex, [h, a = std::move(a)]() mutable { std::move(*h)(std::move(a)); });
+    });
+  };
+  return asio::async_initiate<decltype(asio::use_awaitable), void(Relay::Auth)>(
+      std::move(init), asio::use_awaitable);
 }
 
 bool valid_attachment_id(std::string_view id) {

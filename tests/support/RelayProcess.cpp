@@ -106,10 +106,26 @@ void RelayProcess::start(uint16_t port) {
            "--port-file", port_file_.string(),
            "--threads", "2",
            "--shutdown-grace-ms", "8000"};
-  if (options_.permissive_limits)
-    args_.insert(args_.end(), permissive_args().begin(), permissive_args().end());
+  if (options_.permissive_limits) {
+    // An option may appear once: extra_args override the permissive value of the same name.
+    for (const auto& p : permissive_args()) {
+      std::string name = p.substr(0, p.find('='));
+      bool overridden = false;
+      for (const auto& e : options_.extra_args)
+        if (e == name || e.rfind(name + "=", 0) == 0) overridden = true;
+      if (!overridden) args_.push_back(p);
+    }
+  }
   args_.insert(args_.end(), options_.extra_args.begin(), options_.extra_args.end());
 
+  // SOTTO_RELAY_WRAPPER="gdb -batch -ex run -ex bt --args" (or valgrind, strace ...) runs the
+  // relay under a tool; its output lands in log().
+  std::vector<std::string> command;
+  if (const char* wrapper = std::getenv("SOTTO_RELAY_WRAPPER")) {
+    std::istringstream words(wrapper);
+    for (std::string w; words >> w;) command.push_back(w);
+  }
+  command.insert(command.end(), args_.begin(), args_.end());
   int log_fd = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
@@ -123,9 +139,9 @@ void RelayProcess::start(uint16_t port) {
     }
     ::close_range(3, ~0U, 0);
     std::vector<char*> argv;
-    for (auto& a : args_) argv.push_back(a.data());
+    for (auto& a : command) argv.push_back(a.data());
     argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
+    ::execvp(argv[0], argv.data());
     ::_exit(127);
   }
   if (log_fd >= 0) ::close(log_fd);

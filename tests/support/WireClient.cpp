@@ -209,6 +209,9 @@ Bytes random_message_id() {
 wire::Request make_request(wire::Op op) {
   wire::Request r;
   r.set_op(op);
+  // The op's (empty) body: the field numbered 100 + op.
+  if (const auto* field = wire::Request::descriptor()->FindFieldByNumber(100 + op))
+    r.GetReflection()->MutableMessage(&r, field);
   return r;
 }
 

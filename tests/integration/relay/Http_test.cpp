@@ -1,0 +1,167 @@
+// HTTP on the relay's port: attachments with Range, health, metrics, wake-up webhooks.
+#include <sodium.h>
+
+#include "RelayTestUtil.h"
+
+namespace sotto::test {
+namespace {
+
+std::string reserve(WireClient& c, uint64_t size) {
+  wire::Request r = make_request(wire::OP_ATTACHMENT_UPLOAD);
+  r.mutable_attachment_upload()->set_size_bytes(size);
+  auto resp = expect_ok(c, r);
+  EXPECT_EQ(resp.attachment_upload().path(), "/v1/attachments/" + resp.attachment_upload().attachment_id());
+  return resp.attachment_upload().path();
+}
+
+TEST(RelayHttp, AttachmentUploadDownloadAndResume) {
+  RelayProcess relay;
+  TestDevice alice = must_register(relay, "alice", 0);
+  TestDevice bob = must_register(relay, "bob", 0);
+  auto a = must_connect(relay, alice);
+  std::string blob(300'000, '\0');
+  randombytes_buf(blob.data(), blob.size());
+  std::string path = reserve(*a, blob.size());
+  auto info = expect_ok(*a, make_request(wire::OP_SERVER_INFO));
+  EXPECT_EQ(info.server_info().attachment_max_bytes(), 100ull << 20);
+  std::map<std::string, std::string> alice_auth = {{"Authorization", alice.credentials().authorization()}};
+  std::map<std::string, std::string> bob_auth = {{"Authorization", bob.credentials().authorization()}};
+
+  EXPECT_EQ(http_request(relay.port(), "PUT", path, {}, blob).status, 401);
+  EXPECT_EQ(http_request(relay.port(), "PUT", path, bob_auth, blob).status, 403);
+  EXPECT_EQ(http_request(relay.port(), "PUT", path, alice_auth, blob.substr(1)).status, 400);
+  EXPECT_EQ(http_request(relay.port(), "GET", path, bob_auth).status, 404) << "not uploaded yet";
+  EXPECT_EQ(http_request(relay.port(), "PUT", path, alice_auth, blob).status, 201);
+  EXPECT_EQ(http_request(relay.port(), "PUT", path, alice_auth, blob).status, 409);
+
+  auto whole = http_request(relay.port(), "GET", path, bob_auth);
+  EXPECT_EQ(whole.status, 200);
+  EXPECT_EQ(whole.body, blob);
+  EXPECT_EQ(whole.headers["accept-ranges"], "bytes");
+  EXPECT_EQ(whole.headers["content-type"], "application/octet-stream");
+  auto head = http_request(relay.port(), "HEAD", path, bob_auth);
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.headers["content-length"], std::to_string(blob.size()));
+
+  // Resume after 123,456 bytes.
+  auto h = bob_auth;
+  h["Range"] = "bytes=123456-";
+  auto rest = http_request(relay.port(), "GET", path, h);
+  EXPECT_EQ(rest.status, 206);
+  EXPECT_EQ(rest.headers["content-range"], "bytes 123456-299999/300000");
+  EXPECT_EQ(rest.body, blob.substr(123456));
+  h["Range"] = "bytes=10-19";
+  EXPECT_EQ(http_request(relay.port(), "GET", path, h).body, blob.substr(10, 10));
+  h["Range"] = "bytes=-5";
+  EXPECT_EQ(http_request(relay.port(), "GET", path, h).body, blob.substr(blob.size() - 5));
+  h["Range"] = "bytes=300000-";
+  auto bad = http_request(relay.port(), "GET", path, h);
+  EXPECT_EQ(bad.status, 416);
+  EXPECT_EQ(bad.headers["content-range"], "bytes */300000");
+  h["Range"] = "bytes=0-1,5-6";
+  EXPECT_EQ(http_request(relay.port(), "GET", path, h).status, 200);
+
+  EXPECT_EQ(http_request(relay.port(), "GET", path).status, 401);
+  EXPECT_EQ(http_request(relay.port(), "GET", "/v1/attachments/" + std::string(32, 'a'), bob_auth).status, 404);
+  EXPECT_EQ(http_request(relay.port(), "DELETE", path, bob_auth).status, 405);
+  // Blobs live on disk, whole, under the data dir.
+  EXPECT_EQ(std::filesystem::file_size(relay.data_dir() / "attachments" / path.substr(16)), blob.size());
+}
+
+TEST(RelayHttp, AttachmentSizeLimits) {
+  RelayProcess::Options o;
+  o.extra_args = {"--attachment-max-bytes", "1000"};
+  RelayProcess relay(o);
+  TestDevice alice = must_register(relay, "alice", 0);
+  auto a = must_connect(relay, alice);
+  wire::Request r = make_request(wire::OP_ATTACHMENT_UPLOAD);
+  r.mutable_attachment_upload()->set_size_bytes(1001);
+  EXPECT_EQ(expect_status(*a, r, wire::TOO_LARGE).too_large().max_bytes(), 1000u);
+  r.mutable_attachment_upload()->set_size_bytes(0);
+  expect_status(*a, r, wire::BAD_REQUEST);
+  std::string path = reserve(*a, 1000);
+  std::map<std::string, std::string> auth = {{"Authorization", alice.credentials().authorization()}};
+  EXPECT_EQ(http_request(relay.port(), "PUT", path, auth, std::string(2000, 'x')).status, 413);
+}
+
+TEST(RelayHttp, UnknownPathsAndMethods) {
+  RelayProcess relay;
+  EXPECT_EQ(http_request(relay.port(), "GET", "/nope").status, 404);
+  auto r = http_request(relay.port(), "POST", "/healthz");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.headers["allow"], "GET, HEAD");
+  EXPECT_EQ(http_request(relay.port(), "GET", "/v1/ws").status, 426);
+}
+
+TEST(RelayHttp, MetricsCanRequireAToken) {
+  RelayProcess::Options o;
+  o.extra_args = {"--metrics-access", "token", "--metrics-token", "s3cret"};
+  RelayProcess relay(o);
+  EXPECT_EQ(http_request(relay.port(), "GET", "/metrics").status, 403);
+  auto ok = http_request(relay.port(), "GET", "/metrics", {{"Authorization", "Bearer s3cret"}});
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(ok.body.find("account"), std::string::npos) << "no user identifiers in metrics";
+}
+
+// An urgent envelope for an offline device with an endpoint: one content-free POST,
+// coalesced; receipts (not urgent) never wake.
+TEST(RelayHttp, WakeUpWebhookIsCoalescedAndContentFree) {
+  WebhookListener hook;
+  RelayProcess relay;
+  TestDevice alice = must_register(relay, "alice", 0);
+  TestDevice bob = must_register(relay, "bob", 0);
+  TestDevice carol = must_register(relay, "carol", 0);
+  for (TestDevice* d : {&bob, &carol}) {
+    auto c = must_connect(relay, *d);
+    wire::Request r = make_request(wire::OP_SET_PUSH_ENDPOINT);
+    r.mutable_set_push_endpoint()->set_url(hook.url());
+    expect_ok(*c, r);
+    c->close();
+  }
+  std::this_thread::sleep_for(200ms);  // the relay has seen both go offline
+  auto a = must_connect(relay, alice);
+  for (int i = 0; i < 3; ++i) expect_ok(*a, send_request(random_message_id(), {{&bob, "urgent"}}));
+  ASSERT_EQ(hook.wait_for(1, 5s), 1u);
+  std::this_thread::sleep_for(500ms);
+  // A receipt for carol, who is offline too: no wake-up.
+  expect_ok(*a, send_request(random_message_id(), {{&carol, "receipt"}}, false));
+  std::this_thread::sleep_for(500ms);
+  auto reqs = hook.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].method, "POST");
+  EXPECT_EQ(reqs[0].target, "/wake/abc");
+  EXPECT_EQ(reqs[0].body, R"({"sotto":"wake"})");
+  EXPECT_EQ(reqs[0].headers["content-type"], "application/json");
+  EXPECT_EQ(reqs[0].headers["ttl"], "86400");
+  EXPECT_EQ(reqs[0].headers["urgency"], "high");
+  // Once the device has connected, the next urgent envelope wakes it again.
+  { auto b = must_connect(relay, bob); }
+  std::this_thread::sleep_for(200ms);
+  expect_ok(*a, send_request(random_message_id(), {{&bob, "urgent again"}}));
+  EXPECT_EQ(hook.wait_for(2, 5s), 2u);
+}
+
+TEST(RelayHttp, PushEndpointPolicy) {
+  RelayProcess::Options o;
+  o.permissive_limits = false;
+  RelayProcess relay(o);
+  TestDevice alice = must_register(relay, "alice", 0);
+  auto a = must_connect(relay, alice);
+  auto set = [&](const std::string& url, wire::Status want) {
+    wire::Request r = make_request(wire::OP_SET_PUSH_ENDPOINT);
+    r.mutable_set_push_endpoint()->set_url(url);
+    expect_status(*a, r, want);
+  };
+  set("http://push.example.com/x", wire::BAD_REQUEST);
+  set("https://127.0.0.1/x", wire::FORBIDDEN);
+  set("https://10.1.2.3/x", wire::FORBIDDEN);
+  set("https://[::1]:8443/x", wire::FORBIDDEN);
+  set("https://localhost/x", wire::FORBIDDEN);
+  set("ftp://push.example.com/x", wire::BAD_REQUEST);
+  set("https://push.example.com/" + std::string(2100, 'a'), wire::BAD_REQUEST);
+  set("https://push.example.com/up?token=abc", wire::OK);
+  set("", wire::OK);
+}
+
+}  // namespace
+}  // namespace sotto::test

@@ -1,0 +1,172 @@
+// The relay as a process: readiness, restart on the same port, crash and shutdown safety.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <set>
+
+#include "RelayTestUtil.h"
+
+namespace sotto::test {
+namespace {
+
+std::string run_binary(const std::vector<std::string>& args, int& status) {
+  std::string cmd = RelayProcess::binary();
+  for (const auto& a : args) cmd += " '" + a + "'";
+  cmd += " 2>&1";
+  FILE* f = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, f)) out.append(buf, n);
+  status = ::pclose(f);
+  status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+TEST(RelayProcess, StartsOnAnEphemeralPortAndAnswersHealthAndMetrics) {
+  RelayProcess relay;
+  ASSERT_GT(relay.port(), 0);
+  EXPECT_EQ(relay.ws_url(), "ws://127.0.0.1:" + std::to_string(relay.port()) + "/v1/ws");
+  EXPECT_EQ(relay.http_base(), "http://127.0.0.1:" + std::to_string(relay.port()));
+  auto health = http_request(relay.port(), "GET", "/healthz");
+  EXPECT_EQ(health.status, 200);
+  EXPECT_EQ(health.body, "ok\n");
+  auto metrics = http_request(relay.port(), "GET", "/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("sotto_connections{kind=\"ws_authenticated\"}"), std::string::npos);
+  EXPECT_NE(metrics.body.find("sotto_store_commit_seconds_bucket"), std::string::npos);
+  EXPECT_NE(relay.log().find("event=listening"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(relay.data_dir() / "relay.db"));
+}
+
+TEST(RelayProcess, HelpListsTheOptionsAndBadFlagsExitNonZero) {
+  int status = -1;
+  std::string help = run_binary({"--help"}, status);
+  EXPECT_EQ(status, 0);
+  for (const char* flag : {"--data-dir", "--listen", "--tls-cert", "--db-key-file",
+                           "--max-frame-bytes", "--rate-send-device", "--ip-rate-limits",
+                           "--reuse-port", "--metrics-access"})
+    EXPECT_NE(help.find(flag), std::string::npos) << flag;
+  std::string bad = run_binary({"--data-dir", "/tmp/x", "--no-such-flag"}, status);
+  EXPECT_EQ(status, 2);
+  EXPECT_NE(bad.find("no-such-flag"), std::string::npos) << bad;
+  std::string no_dir = run_binary({}, status);
+  EXPECT_EQ(status, 2);
+  EXPECT_NE(no_dir.find("--data-dir"), std::string::npos) << no_dir;
+}
+
+TEST(RelayProcess, RestartKeepsThePortAndTheData) {
+  RelayProcess relay;
+  uint16_t port = relay.port();
+  TestDevice alice = must_register(relay, "alice");
+  relay.restart();
+  EXPECT_EQ(relay.port(), port);
+  auto c = must_connect(relay, alice);
+  ASSERT_TRUE(c);
+  expect_ok(*c, make_request(wire::OP_PING));
+}
+
+TEST(RelayProcess, ConfigFileSetsOptionsAndFlagsWin) {
+  auto dir = std::filesystem::temp_directory_path() / ("sotto-cfg-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream cfg(dir / "relay.conf");
+    cfg << "# test config\nmax-devices-per-account = 3\nprekey-low-threshold = 7\n";
+  }
+  RelayProcess::Options o;
+  o.extra_args = {"--config", (dir / "relay.conf").string(), "--prekey-low-threshold", "9"};
+  RelayProcess relay(o);
+  auto c = WireClient::connect(relay.host(), relay.port());
+  ASSERT_TRUE(c.ok());
+  auto info = expect_ok(**c, make_request(wire::OP_SERVER_INFO));
+  EXPECT_EQ(info.server_info().max_devices_per_account(), 3u);
+  EXPECT_EQ(info.server_info().prekey_low_threshold(), 9u);
+  EXPECT_EQ(info.server_info().max_frame_bytes(), 262144u);
+  std::filesystem::remove_all(dir);
+}
+
+// kill -9 after N acknowledged sends, restart on the same data dir: all N arrive, none twice.
+TEST(RelayDurability, KillNineAfterAcknowledgedSendsLosesNothing) {
+  RelayProcess relay;
+  TestDevice alice = must_register(relay, "alice", 0);
+  TestDevice bob = must_register(relay, "bob", 0);
+  constexpr int kSends = 300;
+  std::set<std::string> sent;
+  {
+    auto a = must_connect(relay, alice);
+    ASSERT_TRUE(a);
+    std::vector<uint64_t> ids;
+    std::vector<std::string> mids;
+    for (int i = 0; i < kSends; ++i) {
+      Bytes mid = random_message_id();
+      mids.push_back(str(mid));
+      ids.push_back(a->send(send_request(mid, {{&bob, "ct-" + std::to_string(i)}})));
+    }
+    for (size_t i = 0; i < ids.size(); ++i) {
+      auto r = a->wait_response(ids[i]);
+      ASSERT_TRUE(r.ok()) << r.error().message;
+      ASSERT_EQ(r->status(), wire::OK) << r->message();
+      sent.insert(mids[i]);
+    }
+  }
+  relay.kill9();
+  relay.restart();
+  auto b = must_connect(relay, bob);
+  ASSERT_TRUE(b);
+  std::set<std::string> got;
+  uint64_t last_seq = 0;
+  int ordered_text = 0;
+  while (got.size() < sent.size()) {
+    auto e = next_envelope(*b, 10s);
+    ASSERT_TRUE(e) << "only " << got.size() << " of " << sent.size() << " arrived";
+    EXPECT_GT(e->sequence(), last_seq);
+    last_seq = e->sequence();
+    EXPECT_TRUE(got.insert(e->message_id()).second) << "delivered twice";
+    EXPECT_EQ(e->ciphertext(), "ct-" + std::to_string(ordered_text++));
+    ack(*b, {e->sequence()});
+  }
+  EXPECT_EQ(got, sent);
+}
+
+// SIGTERM while sends are in flight: every send answered OK is delivered after a restart, the
+// process exits 0, and connections get close code 1001.
+TEST(RelayDurability, SigtermUnderLoadLosesNothingAcknowledged) {
+  RelayProcess relay;
+  TestDevice alice = must_register(relay, "alice", 0);
+  TestDevice bob = must_register(relay, "bob", 0);
+  auto a = must_connect(relay, alice);
+  ASSERT_TRUE(a);
+  std::map<uint64_t, std::string> pending;
+  for (int i = 0; i < 400; ++i) {
+    Bytes mid = random_message_id();
+    pending[a->send(send_request(mid, {{&bob, "load"}}))] = str(mid);
+  }
+  ASSERT_EQ(::kill(relay.pid(), SIGTERM), 0);
+  std::set<std::string> acknowledged;
+  for (auto& [id, mid] : pending) {
+    auto r = a->wait_response(id, 5s);
+    if (!r.ok()) break;  // the connection closed: later requests got no answer
+    if (r->status() == wire::OK) acknowledged.insert(mid);
+    else EXPECT_EQ(r->status(), wire::UNAVAILABLE) << r->message();
+  }
+  auto code = a->wait_closed(10s);
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, 1001);
+  EXPECT_EQ(relay.terminate(), 0) << relay.log();
+  relay.restart();
+  auto b = must_connect(relay, bob);
+  ASSERT_TRUE(b);
+  std::set<std::string> got;
+  for (;;) {
+    auto p = b->next_push(10s);
+    ASSERT_TRUE(p);
+    if (p->has_queue_empty()) break;
+    if (!p->has_envelope()) continue;
+    got.insert(p->envelope().message_id());
+    ack(*b, {p->envelope().sequence()});
+  }
+  for (const auto& mid : acknowledged) EXPECT_TRUE(got.count(mid)) << "acknowledged but lost";
+  EXPECT_GT(acknowledged.size(), 0u);
+}
+
+}  // namespace
+}  // namespace sotto::test

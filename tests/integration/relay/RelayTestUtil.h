@@ -1,0 +1,86 @@
+// Helpers for the relay's integration tests.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "RelayProcess.h"
+#include "WireClient.h"
+
+namespace sotto::test {
+
+// Registers @handle with `prekeys` one-time prekeys; fails the test on error.
+TestDevice must_register(const RelayProcess& relay, const std::string& handle,
+                         uint32_t prekeys = 10);
+std::unique_ptr<WireClient> must_connect(const RelayProcess& relay, const TestDevice& device);
+// Sends and expects `status`; returns the response.
+wire::Response expect_status(WireClient& client, wire::Request request, wire::Status status);
+inline wire::Response expect_ok(WireClient& client, wire::Request request) {
+  return expect_status(client, std::move(request), wire::OK);
+}
+
+// One copy of a send.
+struct Copy {
+  const TestDevice* to;
+  std::string ciphertext;
+  uint32_t registration_id = 0;  // 0: the device's own
+};
+wire::Request send_request(const Bytes& message_id, const std::vector<Copy>& copies,
+                           bool urgent = true, bool ephemeral = false, bool targeted = false);
+
+// Collects envelope pushes until QueueEmpty (which must come); returns them in order.
+std::vector<wire::Envelope> drain_backlog(WireClient& client,
+                                          std::chrono::milliseconds timeout = 10s);
+// The next envelope push (skipping other pushes), or nullopt.
+std::optional<wire::Envelope> next_envelope(WireClient& client,
+                                            std::chrono::milliseconds timeout = 5s);
+void ack(WireClient& client, const std::vector<uint64_t>& sequences);
+
+// A blocking HTTP/1.1 exchange with the relay (one connection per call).
+struct HttpResult {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+};
+HttpResult http_request(uint16_t port, const std::string& method, const std::string& target,
+                        const std::map<std::string, std::string>& headers = {},
+                        const std::string& body = {});
+
+// A local HTTP listener on 127.0.0.1:0 that records every request (the wake-up webhook).
+class WebhookListener {
+ public:
+  explicit WebhookListener(int status = 200);
+  ~WebhookListener();
+  uint16_t port() const { return port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/wake/abc"; }
+  struct Request {
+    std::string method, target, body;
+    std::map<std::string, std::string> headers;
+  };
+  std::vector<Request> requests();
+  // Waits until at least `n` requests arrived or `timeout` passed; returns the count.
+  size_t wait_for(size_t n, std::chrono::milliseconds timeout);
+
+ private:
+  void serve();
+  int status_;
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<Request> requests_;
+  std::thread thread_;
+};
+
+std::string str(const Bytes& b);
+
+}  // namespace sotto::test

@@ -1,0 +1,456 @@
+// One conformance suite for every Store backend (STYLE.md: matrix-rust-sdk's store tests).
+// A new backend adds a factory to StoreBackends and must pass every test here.
+#include <gtest/gtest.h>
+#include <sodium.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "SqliteStore.h"
+#include "Store.h"
+
+namespace sotto::relay {
+namespace {
+
+std::string s(const Bytes& b) { return std::string(as_chars(b)); }
+
+std::string read_all(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A backend under test: makes a store, and can reopen it to check durability.
+class StoreFactory {
+ public:
+  virtual ~StoreFactory() = default;
+  virtual std::unique_ptr<Store> open() = 0;
+  virtual std::string name() const = 0;
+};
+
+class SqliteFactory : public StoreFactory {
+ public:
+  explicit SqliteFactory(bool encrypted) : encrypted_(encrypted) {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("sotto-store-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
+    std::filesystem::create_directories(dir_);
+  }
+  ~SqliteFactory() override { std::filesystem::remove_all(dir_); }
+  std::unique_ptr<Store> open() override {
+    SqliteStore::Options o;
+    if (encrypted_) o.key = SecureBytes(Bytes(32, 0x5a));
+    auto st = SqliteStore::open(dir_ / "relay.db", o);
+    EXPECT_TRUE(st.ok()) << st.error().message;
+    return st.ok() ? std::move(*st) : nullptr;
+  }
+  std::string name() const override { return encrypted_ ? "sqlite-encrypted" : "sqlite"; }
+  std::filesystem::path db() const { return dir_ / "relay.db"; }
+
+ private:
+  bool encrypted_;
+  std::filesystem::path dir_;
+  static inline int counter_ = 0;
+};
+
+struct Backend {
+  std::string name;
+  std::function<std::unique_ptr<StoreFactory>()> make;
+};
+
+std::vector<Backend> StoreBackends() {
+  return {{"Sqlite", [] { return std::make_unique<SqliteFactory>(false); }},
+          {"SqliteEncrypted", [] { return std::make_unique<SqliteFactory>(true); }}};
+}
+
+class StoreConformance : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    factory_ = GetParam().make();
+    store_ = factory_->open();
+    ASSERT_TRUE(store_);
+  }
+  // Runs `fn` in one committed transaction.
+  template <class F>
+  void tx(F fn) {
+    ASSERT_TRUE(store_->begin().ok());
+    fn(*store_);
+    ASSERT_TRUE(store_->commit().ok());
+  }
+  void reopen() {
+    store_.reset();
+    store_ = factory_->open();
+    ASSERT_TRUE(store_);
+  }
+  static wire::OneTimePreKey key(uint32_t id) {
+    wire::OneTimePreKey k;
+    k.set_id(id);
+    k.set_public_key(std::string(33, static_cast<char>(id & 0x7f)));
+    return k;
+  }
+  static NewDevice device(uint32_t registration_id, uint32_t prekeys = 0) {
+    NewDevice d;
+    d.registration_id = registration_id;
+    d.auth_hash = Bytes(32, static_cast<uint8_t>(registration_id));
+    d.signed_prekey.set_id(1);
+    d.signed_prekey.set_public_key(std::string(33, 's'));
+    d.signed_prekey.set_signature(std::string(64, 'g'));
+    d.last_resort = key(0xFFFFFF);
+    for (uint32_t i = 1; i <= prekeys; ++i) d.one_time_prekeys.push_back(key(i));
+    d.created_at_ms = 1000;
+    return d;
+  }
+  AccountRecord account(const std::string& handle) {
+    AccountRecord a;
+    a.id = Bytes(16);
+    randombytes_buf(a.id.data(), 16);
+    a.handle = handle;
+    a.identity_key = Bytes(33, 5);
+    a.created_at_ms = 1000;
+    return a;
+  }
+  AccountRecord create(const std::string& handle, uint32_t prekeys = 0) {
+    AccountRecord a = account(handle);
+    tx([&](Store& st) {
+      auto r = st.create_account(a, device(7, prekeys));
+      ASSERT_TRUE(r.ok() && *r);
+    });
+    return a;
+  }
+  NewSend send(const AccountRecord& from, const std::vector<std::pair<const AccountRecord*, uint32_t>>& to,
+               const std::string& text, uint64_t ts = 5000) {
+    NewSend n;
+    n.sender_account = from.id;
+    n.sender_device = 1;
+    n.message_id = Bytes(16);
+    randombytes_buf(n.message_id.data(), 16);
+    n.type = wire::Envelope::MESSAGE;
+    for (auto [acct, dev] : to) {
+      QueuedCopy c;
+      c.account_id = acct->id;
+      c.device_id = dev;
+      c.ciphertext = Bytes(text.begin(), text.end());
+      n.copies.push_back(c);
+      n.copy_types.push_back(wire::Envelope::MESSAGE);
+    }
+    n.server_timestamp_ms = ts;
+    n.expires_at_ms = ts + 10'000;
+    return n;
+  }
+  std::vector<uint64_t> enqueue(const NewSend& n) {
+    std::vector<uint64_t> seqs;
+    tx([&](Store& st) {
+      auto r = st.enqueue(n);
+      ASSERT_TRUE(r.ok()) << r.error().message;
+      seqs = *r;
+    });
+    return seqs;
+  }
+
+  std::unique_ptr<StoreFactory> factory_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(StoreConformance, AccountsHaveUniqueHandles) {
+  AccountRecord a = create("alice");
+  tx([&](Store& st) {
+    auto again = st.create_account(account("alice"), device(8));
+    ASSERT_TRUE(again.ok());
+    EXPECT_FALSE(*again);
+    auto by_handle = st.find_account_by_handle("alice");
+    ASSERT_TRUE(by_handle.ok() && *by_handle);
+    EXPECT_EQ((*by_handle)->id, a.id);
+    auto by_id = st.find_account(a.id);
+    ASSERT_TRUE(by_id.ok() && *by_id);
+    EXPECT_EQ((*by_id)->handle, "alice");
+    EXPECT_EQ((*by_id)->identity_key, a.identity_key);
+    auto missing = st.find_account(Bytes(16, 1));
+    ASSERT_TRUE(missing.ok());
+    EXPECT_FALSE(*missing);
+  });
+}
+
+TEST_P(StoreConformance, DeviceIdsGrowAndAreNeverReused) {
+  AccountRecord a = create("alice");
+  tx([&](Store& st) {
+    EXPECT_EQ(*st.add_device(a.id, device(8), 3), 2u);
+    EXPECT_EQ(*st.add_device(a.id, device(9), 3), 3u);
+    EXPECT_EQ(*st.add_device(a.id, device(10), 3), 0u) << "cap of 3";
+    EXPECT_TRUE(*st.remove_device(a.id, 3));
+    EXPECT_FALSE(*st.remove_device(a.id, 3));
+    EXPECT_EQ(*st.add_device(a.id, device(11), 3), 4u) << "3 is never reused";
+    auto list = st.list_devices(a.id);
+    ASSERT_TRUE(list.ok());
+    std::vector<uint32_t> ids;
+    for (auto& d : *list) ids.push_back(d.device_id);
+    EXPECT_EQ(ids, (std::vector<uint32_t>{1, 2, 4}));
+    EXPECT_EQ((*list)[2].registration_id, 11u);
+    EXPECT_EQ((*list)[0].auth_hash, Bytes(32, 7));
+  });
+}
+
+TEST_P(StoreConformance, EachOneTimePrekeyIsTakenExactlyOnce) {
+  AccountRecord a = create("alice", 3);
+  std::set<uint32_t> seen;
+  tx([&](Store& st) {
+    for (int i = 0; i < 3; ++i) {
+      auto t = st.take_prekey(a.id, 1);
+      ASSERT_TRUE(t.ok() && t->key);
+      EXPECT_FALSE(t->last_resort);
+      EXPECT_TRUE(seen.insert(t->key->id()).second);
+      EXPECT_EQ(t->remaining, static_cast<uint32_t>(2 - i));
+    }
+  });
+  reopen();
+  tx([&](Store& st) {
+    auto t = st.take_prekey(a.id, 1);
+    ASSERT_TRUE(t.ok() && t->key);
+    EXPECT_TRUE(t->last_resort);
+    EXPECT_EQ(t->key->id(), 0xFFFFFFu);
+    auto c = st.prekey_counts(a.id, 1);
+    EXPECT_EQ(c->one_time, 0u);
+    EXPECT_TRUE(c->has_last_resort);
+  });
+}
+
+TEST_P(StoreConformance, RolledBackTakesHandOutNothing) {
+  AccountRecord a = create("alice", 1);
+  ASSERT_TRUE(store_->begin().ok());
+  ASSERT_TRUE(store_->take_prekey(a.id, 1).ok());
+  store_->rollback();
+  tx([&](Store& st) {
+    auto t = st.take_prekey(a.id, 1);
+    ASSERT_TRUE(t.ok() && t->key);
+    EXPECT_EQ(t->key->id(), 1u);
+  });
+}
+
+TEST_P(StoreConformance, PrekeyUploadsReplaceByIdAndRespectTheCap) {
+  AccountRecord a = create("alice", 2);
+  tx([&](Store& st) {
+    std::vector<wire::OneTimePreKey> keys = {key(2), key(3), key(4)};
+    auto r = st.upload_prekeys(a.id, 1, nullptr, keys, nullptr, 4);
+    ASSERT_TRUE(r.ok() && *r);
+    EXPECT_EQ(**r, 4u) << "id 2 replaced, 3 and 4 added";
+    std::vector<wire::OneTimePreKey> more = {key(5)};
+    auto over = st.upload_prekeys(a.id, 1, nullptr, more, nullptr, 4);
+    ASSERT_TRUE(over.ok());
+    EXPECT_FALSE(*over);
+    wire::SignedPreKey spk;
+    spk.set_id(9);
+    spk.set_public_key(std::string(33, 'n'));
+    spk.set_signature(std::string(64, 'x'));
+    spk.set_timestamp_ms(77);
+    ASSERT_TRUE(st.upload_prekeys(a.id, 1, &spk, {}, nullptr, 4).ok());
+    auto c = st.prekey_counts(a.id, 1);
+    EXPECT_EQ(c->one_time, 4u);
+    EXPECT_EQ(c->signed_prekey_id, 9u);
+    EXPECT_EQ(c->signed_prekey_timestamp_ms, 77u);
+    auto d = st.find_device(a.id, 1);
+    EXPECT_EQ((*d)->signed_prekey.public_key(), std::string(33, 'n'));
+  });
+}
+
+TEST_P(StoreConformance, QueuesAreFifoWithSequencesThatSurviveAcksAndReopens) {
+  AccountRecord a = create("alice");
+  AccountRecord b = create("bob");
+  auto s1 = enqueue(send(a, {{&b, 1}}, "one"));
+  auto s2 = enqueue(send(a, {{&b, 1}}, "two"));
+  EXPECT_EQ(s1, std::vector<uint64_t>{1});
+  EXPECT_EQ(s2, std::vector<uint64_t>{2});
+  tx([&](Store& st) {
+    auto q = st.load_queue(b.id, 1, 0, 10);
+    ASSERT_TRUE(q.ok());
+    ASSERT_EQ(q->size(), 2u);
+    EXPECT_EQ((*q)[0].ciphertext(), "one");
+    EXPECT_EQ((*q)[0].sender_account_id(), s(a.id));
+    EXPECT_EQ((*q)[1].sequence(), 2u);
+    auto after = st.load_queue(b.id, 1, 1, 10);
+    EXPECT_EQ(after->size(), 1u);
+    EXPECT_EQ(*st.ack(b.id, 1, {1, 1, 99}), 1u);
+    EXPECT_EQ(*st.ack(b.id, 1, {2}), 1u);
+    EXPECT_EQ(*st.total_queued(), 0u);
+  });
+  reopen();
+  EXPECT_EQ(enqueue(send(a, {{&b, 1}}, "three")), std::vector<uint64_t>{3});
+}
+
+TEST_P(StoreConformance, AcksTouchOnlyTheNamedQueue) {
+  AccountRecord a = create("alice");
+  AccountRecord b = create("bob");
+  AccountRecord c = create("carol");
+  enqueue(send(a, {{&b, 1}, {&c, 1}}, "x"));
+  tx([&](Store& st) {
+    EXPECT_EQ(*st.ack(c.id, 1, {1}), 1u);
+    EXPECT_EQ(st.load_queue(b.id, 1, 0, 10)->size(), 1u);
+    EXPECT_EQ((*st.find_device(b.id, 1))->queue_length, 1u);
+  });
+}
+
+TEST_P(StoreConformance, SharedCiphertextIsStoredOnceAndFreedAfterTheLastAck) {
+  AccountRecord a = create("alice");
+  std::vector<AccountRecord> members;
+  for (int i = 0; i < 5; ++i) members.push_back(create("member" + std::to_string(i)));
+  NewSend n = send(a, {}, "");
+  n.type = wire::Envelope::SENDER_KEY;
+  n.copy_types.clear();
+  n.shared_ciphertext = Bytes(1000, 0x33);
+  for (auto& m : members) {
+    QueuedCopy c;
+    c.account_id = m.id;
+    c.device_id = 1;
+    c.header = Bytes{1, 2};
+    n.copies.push_back(c);
+  }
+  enqueue(n);
+  tx([&](Store& st) {
+    for (auto& m : members) {
+      auto q = st.load_queue(m.id, 1, 0, 10);
+      ASSERT_EQ(q->size(), 1u);
+      EXPECT_EQ((*q)[0].ciphertext(), std::string(1000, 0x33));
+      EXPECT_EQ((*q)[0].header(), std::string("\x01\x02"));
+      EXPECT_EQ((*q)[0].type(), wire::Envelope::SENDER_KEY);
+      EXPECT_EQ(*st.ack(m.id, 1, {1}), 1u);
+    }
+    EXPECT_EQ(*st.total_queued(), 0u);
+  });
+}
+
+TEST_P(StoreConformance, SendsAreRecordedForIdempotency) {
+  AccountRecord a = create("alice");
+  AccountRecord b = create("bob");
+  NewSend n = send(a, {{&b, 1}}, "x", 4242);
+  enqueue(n);
+  tx([&](Store& st) {
+    auto found = st.find_send(a.id, 1, n.message_id, 0);
+    ASSERT_TRUE(found.ok() && *found);
+    EXPECT_EQ((*found)->server_timestamp_ms, 4242u);
+    EXPECT_FALSE(*st.find_send(a.id, 1, n.message_id, 1));
+    EXPECT_FALSE(*st.find_send(a.id, 2, n.message_id, 0));
+  });
+}
+
+TEST_P(StoreConformance, ExpiryDeletesOldEnvelopesRecordsNoncesAndSlots) {
+  AccountRecord a = create("alice");
+  AccountRecord b = create("bob");
+  NewSend old = send(a, {{&b, 1}}, "old", 1000);
+  enqueue(old);
+  enqueue(send(a, {{&b, 1}}, "new", 50'000));
+  tx([&](Store& st) {
+    EXPECT_TRUE(*st.use_nonce(Bytes(16, 9), 1000, 2000));
+    EXPECT_FALSE(*st.use_nonce(Bytes(16, 9), 1500, 2500));
+    AttachmentRecord slot;
+    slot.id = "0123456789abcdef0123456789abcdef";
+    slot.account_id = a.id;
+    slot.device_id = 1;
+    slot.size_bytes = 10;
+    slot.upload_expires_at_ms = 3000;
+    ASSERT_TRUE(st.create_attachment(slot).ok());
+    auto r = st.expire(20'000);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->envelopes, 1u);
+    EXPECT_EQ(r->attachments, std::vector<std::string>{slot.id});
+    auto q = st.load_queue(b.id, 1, 0, 10);
+    ASSERT_EQ(q->size(), 1u);
+    EXPECT_EQ((*q)[0].ciphertext(), "new");
+    EXPECT_FALSE(*st.find_send(a.id, 1, old.message_id, 0));
+    EXPECT_TRUE(*st.use_nonce(Bytes(16, 9), 20'000, 21'000)) << "expired nonces are forgotten";
+    EXPECT_EQ((*st.find_device(b.id, 1))->queue_length, 1u);
+  });
+}
+
+TEST_P(StoreConformance, AttachmentSlotsBecomeBlobs) {
+  AccountRecord a = create("alice");
+  tx([&](Store& st) {
+    AttachmentRecord slot;
+    slot.id = "ffffffffffffffffffffffffffffffff";
+    slot.account_id = a.id;
+    slot.device_id = 1;
+    slot.size_bytes = 123;
+    slot.upload_expires_at_ms = 10'000;
+    ASSERT_TRUE(st.create_attachment(slot).ok());
+    ASSERT_TRUE(st.mark_attachment_uploaded(slot.id, 9000, 99'000).ok());
+    auto found = st.find_attachment(slot.id);
+    ASSERT_TRUE(found.ok() && *found);
+    EXPECT_EQ((*found)->size_bytes, 123u);
+    EXPECT_EQ((*found)->uploaded_at_ms, 9000u);
+    EXPECT_TRUE(st.expire(50'000)->attachments.empty()) << "uploaded: kept until retention";
+    EXPECT_EQ(st.expire(100'000)->attachments.size(), 1u);
+  });
+}
+
+TEST_P(StoreConformance, DeletingAnAccountRemovesItsDevicesQueuesAndHandle) {
+  AccountRecord a = create("alice", 5);
+  AccountRecord b = create("bob");
+  enqueue(send(b, {{&a, 1}}, "to alice"));
+  enqueue(send(a, {{&b, 1}}, "from alice"));
+  tx([&](Store& st) {
+    ASSERT_TRUE(st.delete_account(a.id).ok());
+    EXPECT_FALSE(*st.find_account(a.id));
+    EXPECT_TRUE(st.list_devices(a.id)->empty());
+    EXPECT_EQ(st.load_queue(b.id, 1, 0, 10)->size(), 1u) << "what alice sent stays";
+    EXPECT_EQ(*st.total_queued(), 1u);
+    auto again = st.create_account(account("alice"), device(3));
+    EXPECT_TRUE(again.ok() && *again) << "the handle is free";
+  });
+}
+
+TEST_P(StoreConformance, PresenceStateIsKept) {
+  AccountRecord a = create("alice");
+  tx([&](Store& st) {
+    ASSERT_TRUE(st.set_presence_hidden(a.id, true).ok());
+    ASSERT_TRUE(st.set_last_seen(a.id, 120'000, 1, 86'400'000).ok());
+    ASSERT_TRUE(st.set_push_url(a.id, 1, "https://push.example/x").ok());
+  });
+  reopen();
+  tx([&](Store& st) {
+    auto found = st.find_account(a.id);
+    EXPECT_TRUE((*found)->presence_hidden);
+    EXPECT_EQ((*found)->last_seen_ms, 120'000u);
+    auto d = st.find_device(a.id, 1);
+    EXPECT_EQ((*d)->last_seen_ms, 86'400'000u);
+    EXPECT_EQ((*d)->push_url, "https://push.example/x");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance, ::testing::ValuesIn(StoreBackends()),
+                         [](const auto& p) { return p.param.name; });
+
+// SQLCipher-specific: the database file is encrypted when a key is given, and a wrong key is
+// refused before anything is written.
+TEST(SqliteStore, EncryptedAtRestAndWrongKeyRefused) {
+  auto dir = std::filesystem::temp_directory_path() / ("sotto-enc-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  SqliteStore::Options o;
+  o.key = SecureBytes(Bytes(32, 0x11));
+  {
+    auto st = SqliteStore::open(dir / "relay.db", o);
+    ASSERT_TRUE(st.ok()) << st.error().message;
+    EXPECT_FALSE((*st)->cipher_version().empty());
+    AccountRecord a;
+    a.id = Bytes(16, 1);
+    a.handle = "findable_handle";
+    a.identity_key = Bytes(33, 5);
+    NewDevice d;
+    d.auth_hash = Bytes(32, 1);
+    d.signed_prekey.set_public_key(std::string(33, 's'));
+    d.signed_prekey.set_signature(std::string(64, 'g'));
+    ASSERT_TRUE((*st)->begin().ok());
+    ASSERT_TRUE((*st)->create_account(a, d).ok());
+    ASSERT_TRUE((*st)->commit().ok());
+  }
+  std::string bytes = read_all(dir / "relay.db") + read_all(dir / "relay.db-wal");
+  EXPECT_EQ(bytes.find("findable_handle"), std::string::npos);
+  EXPECT_EQ(bytes.find("SQLite format 3"), std::string::npos);
+  o.key = SecureBytes(Bytes(32, 0x22));
+  auto wrong = SqliteStore::open(dir / "relay.db", o);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.error().code, ErrorCode::kWrongKey);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace sotto::relay
