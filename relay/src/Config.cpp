@@ -188,6 +188,8 @@ Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) 
        "silent connections are dropped after this")
       ("max-push-url-bytes", po::value(&l.max_push_url_bytes)->default_value(l.max_push_url_bytes),
        "push endpoint URL length")
+      ("write-timeout-ms", po::value(&l.write_timeout_ms)->default_value(l.write_timeout_ms),
+       "a connection whose outgoing data makes no progress this long is dropped (slow reader)")
       ("http-header-timeout-ms",
        po::value(&l.http_header_timeout_ms)->default_value(l.http_header_timeout_ms),
        "time for a client to send a whole HTTP request header (slowloris guard)");

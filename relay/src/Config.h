@@ -42,6 +42,7 @@ struct Limits {
   uint32_t idle_timeout_ms = 90'000;
   uint32_t max_push_url_bytes = 2048;
   uint64_t http_header_timeout_ms = 10'000;
+  uint64_t write_timeout_ms = 30'000;  // no write progress this long: a slow reader, cut off
   uint32_t max_encrypted_name_bytes = 256;
 };
 

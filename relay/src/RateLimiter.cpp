@@ -59,7 +59,16 @@ std::string RateSpec::to_string() const {
     if (!s.empty() && s.back() == '.') s.pop_back();
     return s;
   };
-  std::string s = num(rate) + "/" + std::to_string(period_ms) + "ms";
+  // The largest unit that divides the period: "60/1m", not "60/60000ms".
+  std::string period = std::to_string(period_ms) + "ms";
+  for (auto [unit, ms] : {std::pair{"d", 86'400'000ull}, {"h", 3'600'000ull}, {"m", 60'000ull},
+                          {"s", 1000ull}}) {
+    if (period_ms % ms == 0) {
+      period = std::to_string(period_ms / ms) + unit;
+      break;
+    }
+  }
+  std::string s = num(rate) + "/" + period;
   if (burst != rate) s += ":" + num(burst);
   return s;
 }

@@ -1477,7 +1477,8 @@ void Relay::deliver(const std::string& key, std::shared_ptr<const wire::Envelope
       peer->missed_live = true;
       return;
     }
-    if (peer->caught_up && peer->unacked.size() < config_.limits.max_unacked_envelopes) {
+    if (peer->caught_up && peer->unacked.size() < config_.limits.max_unacked_envelopes &&
+        !hold_back(peer, *conn)) {
       push_envelope(*peer, *conn, *env);
       return;
     }
@@ -1493,11 +1494,32 @@ void Relay::push_envelope(Peer& peer, Connection& conn, const wire::Envelope& en
   conn.write(push_frame([&](wire::Push& push) { *push.mutable_envelope() = env; }));
 }
 
+bool Relay::hold_back(const std::shared_ptr<Peer>& peer, Connection& conn) {
+  // Envelopes wait in storage while half the outgoing budget is queued, so a backlog never
+  // pushes a reading client over the slow-reader limit; only a client that stops reading
+  // (no write progress, see --write-timeout-ms) is cut off.
+  uint64_t soft = config_.limits.max_outgoing_bytes / 2;
+  if (conn.queued_bytes() < soft) return false;
+  peer->caught_up = false;
+  if (!peer->waiting_drain) {
+    peer->waiting_drain = true;
+    conn.when_below(soft, [this, peer] {
+      peer->waiting_drain = false;
+      pump(peer);
+    });
+  }
+  return true;
+}
+
 // NB: on the peer's strand.
 void Relay::pump(const std::shared_ptr<Peer>& peer) {
-  if (peer->closed || peer->fetching || peer->caught_up) return;
+  if (peer->closed || peer->fetching || peer->caught_up || peer->waiting_drain) return;
   size_t window = config_.limits.max_unacked_envelopes;
   if (peer->unacked.size() >= window) return;
+  {
+    auto conn = peer->conn.lock();
+    if (!conn || hold_back(peer, *conn)) return;
+  }
   uint32_t room = static_cast<uint32_t>(window - peer->unacked.size());
   peer->fetching = true;
   peer->missed_live = false;
@@ -1522,8 +1544,19 @@ void Relay::pump(const std::shared_ptr<Peer>& peer) {
         conn->post([this, peer, conn, loaded, full, ok = st.ok()] {
           peer->fetching = false;
           if (peer->closed || !ok) return;
-          for (const auto& e : *loaded)
-            if (e.sequence() > peer->last_pushed) push_envelope(*peer, *conn, e);
+          bool held = false;
+          for (const auto& e : *loaded) {
+            if (e.sequence() <= peer->last_pushed) continue;
+            if (hold_back(peer, *conn)) {
+              held = true;  // the rest is fetched again once the socket drains
+              break;
+            }
+            push_envelope(*peer, *conn, e);
+          }
+          if (held) {
+            peer->missed_live = false;
+            return;
+          }
           if (!*full) {
             peer->caught_up = !peer->missed_live;
             if (!peer->queue_empty_sent) {

@@ -43,6 +43,10 @@ class Connection {
   virtual void request_done() = 0;
   // NB: on the strand. Moves the deadline of an unauthenticated socket (link channels).
   virtual void set_deadline(uint64_t at_ms) = 0;
+  // NB: on the strand. Bytes queued for sending and not yet written.
+  virtual uint64_t queued_bytes() const = 0;
+  // NB: on the strand. Runs `fn` (on the strand) once the queue falls below `bytes`.
+  virtual void when_below(uint64_t bytes, std::function<void()> fn) = 0;
 };
 
 // What the relay knows about one connection. Fields after the first block are touched only
@@ -66,6 +70,7 @@ struct Peer {
   bool missed_live = false;
   bool queue_empty_sent = false;
   bool prekeys_low_sent = false;
+  bool waiting_drain = false;  // backlog held back until the write queue drains
 
   // Presence subscriptions of this connection.
   std::vector<Bytes> subscriptions;
@@ -175,6 +180,9 @@ class Relay {
   void deliver(const std::string& device_key, std::shared_ptr<const wire::Envelope> envelope);
   void push_envelope(Peer& peer, Connection& conn, const wire::Envelope& envelope);
   void pump(const std::shared_ptr<Peer>& peer);
+  // NB: on the strand. True when the write queue is too full for more envelopes: the peer
+  // falls back to the stored queue and resumes when the socket drains.
+  bool hold_back(const std::shared_ptr<Peer>& peer, Connection& conn);
   void maybe_prekeys_low(const std::shared_ptr<Peer>& peer, uint32_t remaining);
   void wake(const Bytes& account, uint32_t device, const std::string& url);
 

@@ -58,11 +58,12 @@ Socket& lowest(TlsStream& s) { return beast::get_lowest_layer(s); }
 
 // Runs `fn(store, out)` on the writer thread and resumes the awaiting coroutine with the
 // result; nullopt when storage failed or is stopping.
-// NB: plain functions returning the awaitable, not coroutines: GCC 12 destroys a by-value
-// parameter twice when a coroutine co_awaits a lambda that captured it.
+// WARNING: GCC 12 destroys a non-trivial temporary of a co_await full-expression twice (once
+// after the resumption, once when the coroutine ends). So these take their arguments by
+// reference, callers pass named locals, and neither is a coroutine itself.
 template <class T, class F>
-asio::awaitable<std::optional<T>> store_call(StoreExecutor& exec, F fn) {
-  auto init = [&exec, fn = std::move(fn)](auto handler) mutable {
+asio::awaitable<std::optional<T>> store_call(StoreExecutor& exec, const F& fn) {
+  auto init = [&exec, fn](auto handler) mutable {
     using H = decltype(handler);
     auto h = std::make_shared<H>(std::move(handler));
     auto out = std::make_shared<T>();
@@ -84,8 +85,8 @@ asio::awaitable<std::optional<T>> store_call(StoreExecutor& exec, F fn) {
       std::move(init), asio::use_awaitable);
 }
 
-asio::awaitable<Relay::Auth> authenticate(Relay& relay, std::string header) {
-  auto init = [&relay, header = std::move(header)](auto handler) {
+asio::awaitable<Relay::Auth> authenticate(Relay& relay, const std::string& header) {
+  auto init = [&relay, header](auto handler) {
     using H = decltype(handler);
     auto h = std::make_shared<H>(std::move(handler));
     relay.authenticate(header, [h](Relay::Auth a) {
@@ -155,12 +156,14 @@ bool parse_range(std::string_view h, uint64_t size, uint64_t& first, uint64_t& l
 // instead of a timer per connection (DESIGN.md: ~0.4 KiB less per idle connection).
 struct Tracked {
   virtual ~Tracked() = default;
-  // Posts to the connection's strand. kind 0: hard close; 1: graceful close with 4000.
+  // Posts to the connection's strand. kind 0: hard close; 1: graceful close with 4000;
+  // 2: a slow reader (no write progress), hard close.
   virtual void expire(int kind) = 0;
   std::atomic<uint64_t> hard_deadline{0};  // close the socket at this time
   std::atomic<uint64_t> soft_deadline{0};  // unauthenticated: close with 4000 at this time
   std::atomic<uint64_t> activity{0};       // last byte or control frame received
   std::atomic<bool> idle_check{false};     // authenticated: drop after idle_timeout of silence
+  std::atomic<uint64_t> write_started{0};  // a WebSocket write in progress since then (0: none)
 };
 
 class Server::Impl {
@@ -247,6 +250,10 @@ class Server::Impl::Conn final : public Tracked,
     asio::post(strand_, [self = this->shared_from_this(), kind] {
       if (kind == 1 && self->ws_) {
         self->close(4000);
+      } else if (kind == 2) {
+        self->server_.metrics_.slow_reader_drops.fetch_add(1, std::memory_order_relaxed);
+        log_info("slow_reader_closed", {{"queued_bytes", self->queued_bytes_}});
+        self->hard_close();
       } else {
         self->hard_close();
       }
@@ -282,6 +289,17 @@ class Server::Impl::Conn final : public Tracked,
     gate_.cancel();
   }
   void set_deadline(uint64_t at_ms) override { soft_deadline = at_ms; }
+  uint64_t queued_bytes() const override { return queued_bytes_; }
+  void when_below(uint64_t bytes, std::function<void()> fn) override {
+    if (queued_bytes_ < bytes) {
+      asio::post(strand_, [self = this->shared_from_this(), fn = std::move(fn)] {
+        if (!self->dead_) fn();
+      });
+      return;
+    }
+    drain_mark_ = bytes;
+    on_drained_ = std::move(fn);
+  }
 
  private:
   asio::awaitable<void> run();
@@ -299,12 +317,21 @@ class Server::Impl::Conn final : public Tracked,
                                        const std::string& id);
 
   void do_write() {
+    if (on_drained_ && queued_bytes_ < drain_mark_) {
+      // Deferred: the callback queues frames, which must not re-enter do_write.
+      asio::post(strand_, [self = this->shared_from_this(), fn = std::move(on_drained_)] {
+        if (!self->dead_) fn();
+      });
+      on_drained_ = nullptr;
+    }
     if (queue_.empty()) {
       writing_ = false;
+      write_started = 0;
       if (close_requested_) do_close();
       return;
     }
     writing_ = true;
+    write_started = now_ms();
     ws_->binary(true);
     ws_->async_write(asio::buffer(*queue_.front()),
                      [self = this->shared_from_this()](beast::error_code ec, size_t) {
@@ -342,6 +369,8 @@ class Server::Impl::Conn final : public Tracked,
   std::shared_ptr<Peer> peer_;
   std::deque<std::shared_ptr<const std::string>> queue_;
   uint64_t queued_bytes_ = 0;
+  uint64_t drain_mark_ = 0;
+  std::function<void()> on_drained_;
   uint32_t unanswered_ = 0;
   uint16_t close_code_ = 1000;
   bool writing_ = false;
@@ -421,9 +450,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::serve_http(
     if (target == "/healthz") {
       if (server_.draining_)
         co_return co_await send_text(http::status::service_unavailable, "shutting down", v, keep);
-      auto ok = co_await store_call<int>(server_.relay_.store(), [](Store& s, int&) {
-        return s.ping();
-      });
+      auto ping = [](Store& s, int&) { return s.ping(); };
+      auto ok = co_await store_call<int>(server_.relay_.store(), ping);
       if (!ok)
         co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
                                      keep);
@@ -472,7 +500,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::put_attachment(
   unsigned v = req.version();
   Relay& relay = server_.relay_;
   const Limits& limits = server_.config_.limits;
-  auto auth = co_await authenticate(relay, std::string(req[http::field::authorization]));
+  const std::string authorization(req[http::field::authorization]);
+  auto auth = co_await authenticate(relay, authorization);
   if (auth.kind == Relay::Auth::kUnavailable)
     co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
                                  false, "Retry-After", "5");
@@ -485,11 +514,11 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::put_attachment(
     co_return co_await send_text(http::status::length_required,
                                  "Content-Length is required (no chunked uploads)", v, false);
   uint64_t length = *parser.content_length();
-  auto slot = co_await store_call<std::optional<AttachmentRecord>>(
-      relay.store(), [id](Store& s, std::optional<AttachmentRecord>& out) -> Status {
-        SOTTO_TRY_ASSIGN(out, s.find_attachment(id));
-        return {};
-      });
+  auto find = [id](Store& s, std::optional<AttachmentRecord>& out) -> Status {
+    SOTTO_TRY_ASSIGN(out, s.find_attachment(id));
+    return {};
+  };
+  auto slot = co_await store_call<std::optional<AttachmentRecord>>(relay.store(), find);
   if (!slot)
     co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
                                  false, "Retry-After", "5");
@@ -569,9 +598,11 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::put_attachment(
   }
   uint64_t done_at = now_ms();
   uint64_t expires = done_at + limits.attachment_retention_ms;
-  auto marked = fs_ec ? std::optional<int>() : co_await store_call<int>(relay.store(), [id, done_at, expires](Store& s, int&) {
+  auto mark = [id, done_at, expires](Store& s, int&) {
     return s.mark_attachment_uploaded(id, done_at, expires);
-  });
+  };
+  std::optional<int> marked;
+  if (!fs_ec) marked = co_await store_call<int>(relay.store(), mark);
   if (!marked) {
     std::filesystem::remove(final_path, fs_ec);
     std::filesystem::remove(tmp_path, fs_ec);
@@ -589,7 +620,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::get_attachment(
   unsigned v = req.version();
   bool keep = req.keep_alive();
   Relay& relay = server_.relay_;
-  auto auth = co_await authenticate(relay, std::string(req[http::field::authorization]));
+  const std::string authorization(req[http::field::authorization]);
+  auto auth = co_await authenticate(relay, authorization);
   if (auth.kind == Relay::Auth::kUnavailable)
     co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
                                  keep, "Retry-After", "5");
@@ -601,11 +633,11 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::get_attachment(
                                  "Retry-After", std::to_string((wait + 999) / 1000));
   if (!valid_attachment_id(id))
     co_return co_await send_text(http::status::not_found, "no such attachment", v, keep);
-  auto slot = co_await store_call<std::optional<AttachmentRecord>>(
-      relay.store(), [id](Store& s, std::optional<AttachmentRecord>& out) -> Status {
-        SOTTO_TRY_ASSIGN(out, s.find_attachment(id));
-        return {};
-      });
+  auto find = [id](Store& s, std::optional<AttachmentRecord>& out) -> Status {
+    SOTTO_TRY_ASSIGN(out, s.find_attachment(id));
+    return {};
+  };
+  auto slot = co_await store_call<std::optional<AttachmentRecord>>(relay.store(), find);
   if (!slot)
     co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
                                  keep, "Retry-After", "5");
@@ -686,7 +718,8 @@ asio::awaitable<void> Server::Impl::Conn<Stream>::serve_websocket(
   }
   std::optional<Relay::Auth> auth;
   if (auto h = req[http::field::authorization]; !h.empty()) {
-    auth = co_await authenticate(relay, std::string(h));
+    const std::string authorization(h);
+    auth = co_await authenticate(relay, authorization);
     if (auth->kind == Relay::Auth::kUnavailable) {
       co_await send_text(http::status::service_unavailable, "storage unavailable", v, false,
                          "Retry-After", "5");
@@ -832,6 +865,7 @@ asio::awaitable<void> Server::Impl::accept_loop() {
 asio::awaitable<void> Server::Impl::housekeeping() {
   asio::steady_timer timer(ioc_);
   const uint64_t idle = config_.limits.idle_timeout_ms;
+  const uint64_t write_timeout = config_.limits.write_timeout_ms;
   while (!draining_) {
     timer.expires_after(std::chrono::milliseconds(250));
     co_await timer.async_wait(use_nothrow);
@@ -857,6 +891,10 @@ asio::awaitable<void> Server::Impl::housekeeping() {
           t->idle_check = false;
           metrics_.idle_drops.fetch_add(1, std::memory_order_relaxed);
           due.emplace_back(std::move(t), 0);
+        } else if (uint64_t w = t->write_started.load(std::memory_order_relaxed);
+                   w && now >= w + write_timeout) {
+          t->write_started = 0;
+          due.emplace_back(std::move(t), 2);
         }
       }
     }

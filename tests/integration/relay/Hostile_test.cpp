@@ -211,7 +211,8 @@ TEST(RelayHostile, UpgradesArePerAddressLimited) {
 
 TEST(RelayHostile, ASlowReaderIsCutOffWithoutLosingItsQueue) {
   RelayProcess::Options o;
-  o.extra_args = {"--max-outgoing-bytes", "200000", "--max-unacked-envelopes", "1000"};
+  o.extra_args = {"--max-outgoing-bytes", "200000", "--max-unacked-envelopes", "1000",
+                  "--write-timeout-ms", "1000"};
   RelayProcess relay(o);
   TestDevice alice = must_register(relay, "alice", 0);
   TestDevice bob = must_register(relay, "bob", 0);
@@ -225,7 +226,8 @@ TEST(RelayHostile, ASlowReaderIsCutOffWithoutLosingItsQueue) {
     auto r = a->wait_response(id);
     ASSERT_TRUE(r.ok() && r->status() == wire::OK);
   }
-  std::this_thread::sleep_for(500ms);
+  // No write progress for a second: the relay drops bob's socket.
+  std::this_thread::sleep_for(2500ms);
   auto metrics = http_request(relay.port(), "GET", "/metrics");
   EXPECT_NE(metrics.body.find("sotto_slow_reader_drops_total 1"), std::string::npos)
       << metrics.body.substr(0, 2000);
@@ -236,7 +238,7 @@ TEST(RelayHostile, ASlowReaderIsCutOffWithoutLosingItsQueue) {
     ++got;
     ack(*b2, {e->sequence()});
   }
-  EXPECT_EQ(got, 200u);
+  EXPECT_EQ(got, 200u) << relay.log();
 }
 
 }  // namespace
