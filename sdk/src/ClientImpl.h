@@ -1,0 +1,432 @@
+// The inside of sotto::Client, shared by its source files: Client.cpp (the public API,
+// connection, registration and linking), ClientInbound.cpp (received envelopes, receipts,
+// session repair) and ClientOutbox.cpp (sending, retries, device lists).
+//
+// Thread rule: see the comments on each group of members. The profile's mutex (parts.mu)
+// guards every use of the database and the crypto core; `mu` guards the worker's queues.
+#pragma once
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "History.h"
+#include "ProfileAccess.h"
+#include "Provisioning.h"
+#include "RelayConnection.h"
+#include "Transport.h"
+#include "sotto/Client.h"
+#include "sotto/keys/Bundle.h"
+#include "sotto/keys/SafetyNumber.h"
+#include "sotto/proto/content.pb.h"
+#include "sotto/proto/wire.pb.h"
+
+namespace sotto {
+
+constexpr uint32_t kMaxSendMessages = 100;  // protocol.md 12
+constexpr uint32_t kMaxAckSequences = 1000;
+constexpr size_t kInboundBatch = 256;
+constexpr uint32_t kPreKeyLowWater = 10;
+constexpr uint64_t kResetInterval = 3600'000;  // one session reset per peer device per hour
+constexpr uint64_t kResendWindow = 24 * 3600'000;
+constexpr uint32_t kMaxText = 16 * 1024;
+constexpr const char* kUnregistered = "unregistered";
+
+inline Bytes bytes_of(const std::string& s) { return Bytes(s.begin(), s.end()); }
+inline std::string str_of(ByteView b) { return std::string(b.begin(), b.end()); }
+inline ByteView view_of(const std::string& s) { return as_bytes(s); }
+
+// 16 bytes, UUIDv7 layout: 48-bit milliseconds, then random bits (version and variant set).
+inline Bytes new_message_id(uint64_t now_ms) {
+  Bytes id(16);
+  randombytes_buf(id.data(), id.size());
+  for (int i = 0; i < 6; ++i) id[i] = static_cast<uint8_t>(now_ms >> (40 - 8 * i));
+  id[6] = static_cast<uint8_t>(0x70 | (id[6] & 0x0f));
+  id[8] = static_cast<uint8_t>(0x80 | (id[8] & 0x3f));
+  return id;
+}
+
+inline Result<Bytes> parse_message_id(const std::string& hex) {
+  Bytes out;
+  if (hex.size() != 32 || !from_hex(hex, out))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "a message id is 32 hex digits, as returned by send_text() or messages()");
+  return out;
+}
+
+inline Result<Bytes> parse_account(const std::string& hex) {
+  Bytes out;
+  if (hex.size() != 32 || !from_hex(hex, out))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "an account id is 32 hex digits (use add_contact() to find one by handle)");
+  return out;
+}
+
+// protocol.md 2: 3..32 of a-z 0-9 _ . ; starts with a letter; no trailing '.', no "..".
+inline Result<std::string> normalise_handle(std::string h) {
+  if (!h.empty() && h.front() == '@') h.erase(0, 1);
+  std::transform(h.begin(), h.end(), h.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  auto bad = [&](const std::string& why) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "'" + h + "' is not a valid handle: " + why +
+                          " (3 to 32 of a-z, 0-9, '_' and '.', starting with a letter)");
+  };
+  if (h.size() < 3 || h.size() > 32) return bad("wrong length");
+  if (h.front() < 'a' || h.front() > 'z') return bad("it must start with a letter");
+  for (char c : h)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.'))
+      return bad("it has a character that is not allowed");
+  if (h.back() == '.') return bad("it ends with '.'");
+  if (h.find("..") != std::string::npos) return bad("it has '..'");
+  return h;
+}
+
+inline bool is_crypto_failure(ErrorCode c) {
+  switch (c) {
+    case ErrorCode::kInvalidMessage:
+    case ErrorCode::kDuplicateMessage:
+    case ErrorCode::kInvalidSignature:
+    case ErrorCode::kUnknownKeyId:
+    case ErrorCode::kNoSession:
+    case ErrorCode::kUntrustedIdentity:
+    case ErrorCode::kInvalidKey:
+    case ErrorCode::kMalformedBundle:
+    case ErrorCode::kLegacyMessage:
+      return true;
+    default:
+      return false;
+  }
+}
+
+inline Bytes serialize(const google::protobuf::MessageLite& m) {
+  Bytes out(m.ByteSizeLong());
+  m.SerializeToArray(out.data(), static_cast<int>(out.size()));
+  return out;
+}
+
+inline void fill_keys(wire::SignedPreKey* out, const keys::SignedPreKey& spk) {
+  out->set_id(spk.id);
+  out->set_public_key(str_of(spk.public_key));
+  out->set_signature(str_of(spk.signature));
+  out->set_timestamp_ms(spk.timestamp_ms);
+}
+
+inline void fill_key(wire::OneTimePreKey* out, const keys::OneTimePreKey& k) {
+  out->set_id(k.id);
+  out->set_public_key(str_of(k.public_key));
+}
+
+// A request for `op` with its body field (number 100 + op) present, even when the body has no
+// fields: the relay requires exactly that one body to be set.
+inline wire::Request make_request(wire::Op op) {
+  wire::Request r;
+  r.set_op(op);
+  const auto* field = wire::Request::descriptor()->FindFieldByNumber(100 + static_cast<int>(op));
+  if (field) r.GetReflection()->MutableMessage(&r, field);
+  return r;
+}
+
+// Events run after the transaction that caused them has committed.
+using Event = std::function<void(ClientListener&)>;
+
+struct Effects {
+  std::vector<Event> events;
+  bool kick_outbox = false;
+  bool receipts_owed = false;
+};
+
+// A single thread that runs listener calls in order, when the app gave no executor.
+class EventThread {
+ public:
+  EventThread() : thread_([this] { run(); }) {}
+  ~EventThread() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void post(std::function<void()> fn) {
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(std::move(fn));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      auto fn = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      fn();
+      lock.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+struct Client::Impl {
+  std::unique_ptr<Profile> profile;
+  ProfileParts parts;
+  ClientOptions options;
+  Clock clock;
+  History history;
+
+  // Declared before everything that posts to it and after what its callbacks use.
+  std::unique_ptr<EventThread> event_thread;
+  std::mutex listener_mu;
+  std::shared_ptr<ClientListener> listener;
+
+  net::EventLoop loop;
+  std::mutex conn_mu;
+  std::shared_ptr<RelayConnection> conn;  // the authenticated connection, once connected
+
+  // Worker thread: inbound envelopes, the outbox, receipts and housekeeping.
+  std::thread worker;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<wire::Envelope> inbound;
+  std::deque<std::function<void()>> tasks;
+  bool outbox_kick = false;
+  bool stopping = false;
+  uint64_t receipts_due_ms = 0;  // 0: none owed
+  uint64_t outbox_due_ms = 0;    // 0: nothing waiting on a timer
+
+  // Connection state for the app.
+  mutable std::mutex state_mu;
+  mutable std::condition_variable state_cv;
+  ConnectionState state = ConnectionState::kOffline;
+  std::string state_detail;
+
+  // Worker-only state.
+  std::set<uint32_t> own_devices;  // this account's other devices, as the relay last said
+  bool own_devices_known = false;
+
+  // Linking (new device side).
+  std::mutex link_mu;
+  std::condition_variable link_cv;
+  std::shared_ptr<RelayConnection> link_conn;
+  std::optional<LinkKeys> link_keys;
+  std::string link_code;
+  std::optional<wire::ProvisionPush> link_push;
+  bool link_closed = false;
+
+  Impl(std::unique_ptr<Profile> p, ClientOptions o);
+
+  ~Impl();
+
+  uint64_t now() const { return clock(); }
+
+  // ---------------------------------------------------------------------------------------
+  // Plumbing
+  // ---------------------------------------------------------------------------------------
+
+  template <class F>
+  auto locked(F&& f) {
+    std::lock_guard lock(parts.mu);
+    return f();
+  }
+
+  // One transaction on the profile database, mutex held throughout.
+  Status txn(const std::function<Status()>& body);
+
+  void emit(std::vector<Event> events);
+  void emit(Event e);
+
+  void post_task(std::function<void()> fn);
+
+  void kick_outbox();
+
+  void owe_receipts();
+
+  Result<AccountRow> registered_account();
+
+  std::string self_account();
+  uint32_t self_device();
+
+  std::shared_ptr<RelayConnection> connection();
+
+  ConnectionTiming timing() const;
+
+  // A blocking request on the authenticated connection.
+  Result<wire::Response> call(wire::Request r);
+
+  void set_state(ConnectionState s, const std::string& detail);
+
+  // ---------------------------------------------------------------------------------------
+  // Connection
+  // ---------------------------------------------------------------------------------------
+
+  Status connect();
+
+  void disconnect();
+
+  // Loop thread.
+  void on_link_event(const LinkEvent& e);
+
+  // Loop thread: hand everything to the worker.
+  void on_push(wire::Push p);
+
+  // Worker thread, after each (re)connect.
+  void on_connected();
+
+  Status refresh_own_devices();
+
+  Status apply_own_devices(const std::set<uint32_t>& ids);
+
+  void on_devices_changed(const wire::DevicesChanged& dc);
+
+  // ---------------------------------------------------------------------------------------
+  // Prekeys
+  // ---------------------------------------------------------------------------------------
+
+  Status maintain_prekeys();
+
+  Status refill_prekeys();
+
+  // DeviceKeys for registration and linking: a new auth secret, the current signed prekey,
+  // a fresh batch of one-time prekeys and the last-resort key. Caller holds the mutex.
+  Result<wire::DeviceKeys> device_keys(const Bytes& auth_secret);
+
+  // ---------------------------------------------------------------------------------------
+  // Registration and linking
+  // ---------------------------------------------------------------------------------------
+
+  // An unauthenticated socket for registration or linking: one attempt, no reconnects.
+  Result<std::shared_ptr<RelayConnection>> open_anonymous(RelayConnection::PushCallback on_push);
+
+  // The relay's clock, so signed timestamps are inside its window even if ours is off.
+  Result<uint64_t> relay_time(RelayConnection& c);
+
+  Result<AccountInfo> register_account(const std::string& wanted);
+
+  Result<LinkInvite> start_link();
+
+  Result<AccountInfo> finish_link(std::chrono::milliseconds timeout);
+
+  Status approve_link(const std::string& invite_text);
+
+  Result<std::vector<DeviceInfo>> devices();
+
+  Status remove_device(uint32_t device_id);
+
+  // ---------------------------------------------------------------------------------------
+  // Contacts and sending
+  // ---------------------------------------------------------------------------------------
+
+  Result<Contact> add_contact(const std::string& wanted);
+
+  Result<std::string> send_text(ConversationId conversation, const std::string& text);
+
+  Status mark_read(ConversationId conversation, const std::string& up_to);
+
+  // Caller holds the transaction.
+  Status enqueue_own_sync(const content::Content& c, uint64_t t);
+
+  // ---------------------------------------------------------------------------------------
+  // Worker
+  // ---------------------------------------------------------------------------------------
+
+  void worker_main();
+
+  // ---------------------------------------------------------------------------------------
+  // Inbound
+  // ---------------------------------------------------------------------------------------
+
+  void process_inbound(std::vector<wire::Envelope>& envs);
+
+  void send_acks(const std::vector<uint64_t>& acks);
+
+  // Inside a transaction, mutex held. Errors: crypto failures of the envelope (the caller
+  // handles them outside the transaction) or storage errors.
+  Status decrypt_and_apply(const wire::Envelope& env, Effects& fx);
+
+  Status apply_content(const Address& from, const wire::Envelope& env, const content::Content& c,
+                       Effects& fx);
+
+  Status apply_data(const Address& from, const wire::Envelope& env, const content::DataMessage& dm,
+                    Effects& fx);
+
+  Status apply_receipt(const Address& from, const content::Receipt& r, Effects& fx);
+
+  Status apply_sync(const Address& from, const wire::Envelope& env, const content::Sync& s,
+                    Effects& fx);
+
+  Status apply_session_reset(const Address& from, const content::SessionReset& r, Effects& fx);
+
+  // Outside any transaction: what to do with an envelope that did not decrypt.
+  Status handle_failure(const wire::Envelope& env, const Error& err, Effects& fx);
+
+  Status add_notice(ConversationId conv, const std::string& text, uint64_t sort_ms, Effects& fx);
+
+  Status hold_untrusted(const Address& from, const wire::Envelope& env, Effects& fx);
+
+  // Mutex held.
+  void identity_changed_event(const std::string& account, const Bytes& new_key, Effects& fx);
+
+  // ---------------------------------------------------------------------------------------
+  // Receipts owed
+  // ---------------------------------------------------------------------------------------
+
+  void flush_receipts();
+
+  // ---------------------------------------------------------------------------------------
+  // Outbox
+  // ---------------------------------------------------------------------------------------
+
+  enum class Outcome { kDone, kRetry, kStop };
+
+  void run_outbox();
+
+  struct Target {
+    Address address;
+    const Bytes* content;
+  };
+
+  Outcome retry_later(const OutboxItem& item, const Error& e, uint64_t delay_ms);
+
+  Outcome fail_item(const OutboxItem& item, const Error& e);
+
+  // Starts sessions from the relay's bundles for `account` (all devices when `devices` is
+  // empty). kUntrustedIdentity when the account's identity key changed.
+  Status fetch_sessions(const std::string& account, const std::vector<uint32_t>& devices);
+
+  Outcome send_item(const OutboxItem& item);
+
+  Outcome on_send_error(const OutboxItem& item, const Error& e);
+
+  Status apply_mismatch(const wire::DeviceMismatch& mismatch, const std::string& me);
+
+  Outcome item_sent(const OutboxItem& item, uint64_t server_ms);
+
+  // ---------------------------------------------------------------------------------------
+  // Identity
+  // ---------------------------------------------------------------------------------------
+
+  Status accept_identity(const std::string& account);
+
+  // Declared last: callbacks from the loop check it before touching anything.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+};
+
+}  // namespace sotto

@@ -1,0 +1,490 @@
+// sotto::Client, receiving: the worker loop, decrypting and storing envelopes, receipts,
+// sync from own devices, session repair and held messages from a changed identity.
+
+#include "ClientImpl.h"
+
+namespace sotto {
+
+using namespace std::chrono_literals;
+
+void Client::Impl::worker_main() {
+  std::unique_lock lock(mu);
+  while (!stopping) {
+    auto due = std::chrono::steady_clock::now() + 1s;
+    uint64_t t = now();
+    auto at = [&](uint64_t ms) {
+      return std::chrono::steady_clock::now() + std::chrono::milliseconds(ms > t ? ms - t : 0);
+    };
+    if (receipts_due_ms) due = std::min(due, at(receipts_due_ms));
+    if (outbox_due_ms) due = std::min(due, at(outbox_due_ms));
+    cv.wait_until(lock, due,
+                  [&] { return stopping || !tasks.empty() || !inbound.empty() || outbox_kick; });
+    if (stopping) break;
+    auto work = std::move(tasks);
+    tasks.clear();
+    std::vector<wire::Envelope> envs;
+    while (!inbound.empty() && envs.size() < kInboundBatch) {
+      envs.push_back(std::move(inbound.front()));
+      inbound.pop_front();
+    }
+    t = now();
+    bool flush = receipts_due_ms && receipts_due_ms <= t;
+    if (flush) receipts_due_ms = 0;
+    bool send = std::exchange(outbox_kick, false) || (outbox_due_ms && outbox_due_ms <= t);
+    lock.unlock();
+
+    for (auto& task : work) task();
+    if (!envs.empty()) process_inbound(envs);
+    if (flush) flush_receipts();
+    if (send) run_outbox();
+
+    lock.lock();
+  }
+}
+
+void Client::Impl::process_inbound(std::vector<wire::Envelope>& envs) {
+  std::vector<uint64_t> acks;
+  Effects effects;
+  // Fast path: the whole batch in one transaction (one disk sync). If any envelope fails,
+  // nothing of the batch is kept and each is handled on its own below.
+  Status batch = txn([&]() -> Status {
+    for (auto& env : envs) SOTTO_TRY(decrypt_and_apply(env, effects));
+    return {};
+  });
+  if (batch.ok()) {
+    for (const auto& env : envs)
+      if (env.sequence()) acks.push_back(env.sequence());
+  } else {
+    effects = {};
+    for (auto& env : envs) {
+      Effects one;
+      Status s = txn([&] { return decrypt_and_apply(env, one); });
+      if (!s.ok() && is_crypto_failure(s.code())) {
+        one = {};
+        s = handle_failure(env, s.error(), one);
+      }
+      if (!s.ok()) {
+        // Storage trouble (a full disk, say): leave it unacknowledged so the relay keeps it
+        // and pushes it again on the next connection.
+        set_state(ConnectionState::kSyncing,
+                  "a received message could not be stored: " + s.error().message);
+        continue;
+      }
+      if (env.sequence()) acks.push_back(env.sequence());
+      for (auto& e : one.events) effects.events.push_back(std::move(e));
+      effects.kick_outbox |= one.kick_outbox;
+      effects.receipts_owed |= one.receipts_owed;
+    }
+  }
+  send_acks(acks);
+  emit(std::move(effects.events));
+  if (effects.receipts_owed) owe_receipts();
+  if (effects.kick_outbox) kick_outbox();
+}
+
+void Client::Impl::send_acks(const std::vector<uint64_t>& acks) {
+  auto c = connection();
+  if (!c) return;
+  for (size_t i = 0; i < acks.size(); i += kMaxAckSequences) {
+    auto req = make_request(wire::OP_ACK);
+    for (size_t j = i; j < std::min(acks.size(), i + kMaxAckSequences); ++j)
+      req.mutable_ack()->add_sequences(acks[j]);
+    // Fire and forget: an ack that is lost only means the envelope comes again, and the
+    // duplicate is recognised.
+    c->request(std::move(req), [](Result<wire::Response>) {});
+  }
+}
+
+// Inside a transaction, mutex held. Errors: crypto failures of the envelope (the caller
+// handles them outside the transaction) or storage errors.
+Status Client::Impl::decrypt_and_apply(const wire::Envelope& env, Effects& fx) {
+  if (env.sender_account_id().size() != 16 || env.sender_device_id() == 0)
+    return make_error(ErrorCode::kInvalidMessage, "an envelope without a valid sender");
+  Address from{to_hex(view_of(env.sender_account_id())), env.sender_device_id()};
+  if (env.type() == wire::Envelope::SENDER_KEY) return {};  // groups: not in this version
+  if (env.type() != wire::Envelope::MESSAGE && env.type() != wire::Envelope::PREKEY_MESSAGE)
+    return {};  // an unknown kind from a newer sender: acknowledge and drop
+  Ciphertext ct{env.type() == wire::Envelope::PREKEY_MESSAGE ? CiphertextType::kPreKey
+                                                             : CiphertextType::kSignal,
+                bytes_of(env.ciphertext())};
+  std::optional<Error> apply_error;
+  auto plain = parts.crypto.decrypt(from, ct, [&](ByteView plaintext) -> Status {
+    content::Content c;
+    if (!c.ParseFromArray(plaintext.data(), static_cast<int>(plaintext.size())))
+      return {};  // authentic but unreadable: nothing to do
+    Status s = apply_content(from, env, c, fx);
+    if (!s.ok()) apply_error = s.error();
+    return s;
+  });
+  if (!plain.ok()) {
+    // A storage failure inside the hook must not pass for a crypto failure.
+    if (apply_error) return std::move(*apply_error);
+    return std::move(plain).error();
+  }
+  return {};
+}
+
+Status Client::Impl::apply_content(const Address& from, const wire::Envelope& env,
+                                   const content::Content& c, Effects& fx) {
+  const std::string& me = parts.crypto.identity().account;
+  bool from_self = from.account == me;
+  switch (c.body_case()) {
+    case content::Content::kDataMessage:
+      if (from_self) return {};  // own devices send transcripts, not data messages
+      return apply_data(from, env, c.data_message(), fx);
+    case content::Content::kReceipt:
+      return apply_receipt(from, c.receipt(), fx);
+    case content::Content::kSync:
+      if (!from_self) return {};  // only an account's own devices may sync it
+      return apply_sync(from, env, c.sync(), fx);
+    case content::Content::kSessionReset:
+      return apply_session_reset(from, c.session_reset(), fx);
+    default:
+      return {};  // typing, groups, and bodies from newer versions
+  }
+}
+
+Status Client::Impl::apply_data(const Address& from, const wire::Envelope& env,
+                                const content::DataMessage& dm, Effects& fx) {
+  if (dm.message_id().size() != 16 || dm.has_group()) return {};
+  if (dm.text().empty() || dm.text().size() > kMaxText) return {};
+  SOTTO_TRY(history.upsert_contact(from.account, "", {}, now()));
+  SOTTO_TRY_ASSIGN(auto conv, history.direct_conversation(from.account, now()));
+  NewMessage m;
+  m.conversation = conv;
+  m.message_id = bytes_of(dm.message_id());
+  m.sender = from.account;
+  m.sender_device = from.device_id;
+  m.outgoing = false;
+  m.body = dm.text();
+  m.sent_ms = dm.timestamp_ms();
+  m.sort_ms = env.server_timestamp_ms() ? env.server_timestamp_ms() : now();
+  m.status = MessageStatus::kUnread;
+  SOTTO_TRY_ASSIGN(auto row, history.insert_message(m));
+  // A duplicate (a resend after a session reset, say) still earns its receipt.
+  SOTTO_TRY(history.add_pending_receipt(
+      PendingReceipt{from.account, content::Receipt::DELIVERED, m.message_id, now()}));
+  fx.receipts_owed = true;
+  if (!row) return {};
+  SOTTO_TRY_ASSIGN(auto stored, history.message(*row));
+  if (stored) {
+    Message msg = stored->message;
+    fx.events.push_back([msg](ClientListener& l) { l.on_message(msg); });
+  }
+  return {};
+}
+
+Status Client::Impl::apply_receipt(const Address& from, const content::Receipt& r, Effects& fx) {
+  MessageStatus status;
+  if (r.type() == content::Receipt::DELIVERED)
+    status = MessageStatus::kDelivered;
+  else if (r.type() == content::Receipt::READ)
+    status = MessageStatus::kRead;
+  else
+    return {};
+  const std::string& me = parts.crypto.identity().account;
+  uint64_t at = r.timestamp_ms() ? r.timestamp_ms() : now();
+  for (const auto& id : r.message_ids()) {
+    if (id.size() != 16) continue;
+    SOTTO_TRY_ASSIGN(auto m, history.find_message(me, view_of(id)));
+    if (!m || !m->message.outgoing) continue;
+    if (from.account == me) continue;  // own devices do not deliver to themselves
+    SOTTO_TRY_ASSIGN(bool changed, history.record_receipt(m->row, from.account, status, at));
+    if (changed) {
+      Receipt rec{from.account, status, at};
+      ConversationId conv = m->message.conversation;
+      std::string mid = m->message.id;
+      fx.events.push_back([conv, mid, rec](ClientListener& l) { l.on_receipt(conv, mid, rec); });
+    }
+    SOTTO_TRY_ASSIGN(bool raised, history.raise_status(m->row, status));
+    if (raised) {
+      ConversationId conv = m->message.conversation;
+      std::string mid = m->message.id;
+      fx.events.push_back(
+          [conv, mid, status](ClientListener& l) { l.on_message_status(conv, mid, status); });
+    }
+  }
+  return {};
+}
+
+Status Client::Impl::apply_sync(const Address& from, const wire::Envelope& env,
+                                const content::Sync& s, Effects& fx) {
+  switch (s.kind_case()) {
+    case content::Sync::kSent: {
+      const auto& t = s.sent();
+      const auto& dm = t.message();
+      if (t.destination_account_id().size() != 16 || dm.message_id().size() != 16) return {};
+      if (dm.text().empty()) return {};
+      std::string dest = to_hex(view_of(t.destination_account_id()));
+      SOTTO_TRY(history.upsert_contact(dest, t.destination_handle(), {}, now()));
+      SOTTO_TRY_ASSIGN(auto conv, history.direct_conversation(dest, now()));
+      NewMessage m;
+      m.conversation = conv;
+      m.message_id = bytes_of(dm.message_id());
+      m.sender = from.account;
+      m.sender_device = from.device_id;
+      m.outgoing = true;
+      m.body = dm.text();
+      m.sent_ms = dm.timestamp_ms();
+      m.sort_ms = env.server_timestamp_ms() ? env.server_timestamp_ms() : now();
+      m.status = MessageStatus::kSent;
+      m.extra = serialize(dm);
+      m.recipients = 1;
+      SOTTO_TRY_ASSIGN(auto row, history.insert_message(m));
+      if (!row) return {};
+      SOTTO_TRY_ASSIGN(auto stored, history.message(*row));
+      if (stored) {
+        Message msg = stored->message;
+        fx.events.push_back([msg](ClientListener& l) { l.on_message(msg); });
+      }
+      return {};
+    }
+    case content::Sync::kRead: {
+      for (const auto& rec : s.read().records()) {
+        if (rec.sender_account_id().size() != 16 || rec.message_id().size() != 16) continue;
+        SOTTO_TRY_ASSIGN(auto m, history.find_message(to_hex(view_of(rec.sender_account_id())),
+                                                      view_of(rec.message_id())));
+        if (!m) continue;
+        SOTTO_TRY_ASSIGN(bool changed, history.mark_one_read(m->row));
+        if (changed) {
+          ConversationId conv = m->message.conversation;
+          std::string mid = m->message.id;
+          fx.events.push_back([conv, mid](ClientListener& l) {
+            l.on_message_status(conv, mid, MessageStatus::kSeen);
+          });
+        }
+      }
+      return {};
+    }
+    case content::Sync::kRequest: {
+      if (s.request().kind() != content::SyncRequest::CONTACTS) return {};
+      SOTTO_TRY_ASSIGN(auto list, history.contacts());
+      content::Content reply;
+      auto* contacts = reply.mutable_sync()->mutable_contacts();
+      for (const auto& k : list) {
+        auto* c = contacts->add_contacts();
+        Bytes id;
+        from_hex(k.account, id);
+        c->set_account_id(str_of(id));
+        c->set_handle(k.handle);
+        SOTTO_TRY_ASSIGN(auto key, parts.crypto.peer_identity(k.account));
+        if (key) c->set_identity_key(str_of(*key));
+      }
+      contacts->set_complete(true);
+      OutboxItem item;
+      item.message_id = new_message_id(now());
+      item.kind = OutboxKind::kSyncReply;
+      item.target = from.account;
+      item.target_device = from.device_id;
+      item.content = serialize(reply);
+      SOTTO_TRY(history.enqueue(item, now()));
+      fx.kick_outbox = true;
+      return {};
+    }
+    case content::Sync::kContacts: {
+      for (const auto& c : s.contacts().contacts()) {
+        if (c.account_id().size() != 16) continue;
+        SOTTO_TRY(history.upsert_contact(to_hex(view_of(c.account_id())), c.handle(),
+                                         view_of(c.identity_key()), now()));
+      }
+      return {};
+    }
+    default:
+      return {};
+  }
+}
+
+Status Client::Impl::apply_session_reset(const Address& from, const content::SessionReset& r,
+                                         Effects& fx) {
+  // libsignal already replaced the session with the one this PreKey message started; resend
+  // what the peer could not read, over it.
+  const std::string& me = parts.crypto.identity().account;
+  uint64_t t = now();
+  int count = 0;
+  for (const auto& id : r.failed_message_ids()) {
+    if (id.size() != 16 || ++count > 100) continue;
+    SOTTO_TRY_ASSIGN(auto m, history.find_message(me, view_of(id)));
+    if (!m || !m->message.outgoing || m->extra.empty()) continue;
+    if (m->message.sent_ms + kResendWindow < t) continue;
+    content::DataMessage dm;
+    if (!dm.ParseFromArray(m->extra.data(), static_cast<int>(m->extra.size()))) continue;
+    content::Content c;
+    *c.mutable_data_message() = std::move(dm);
+    OutboxItem item;
+    item.message_id = new_message_id(t);
+    item.kind = OutboxKind::kResend;
+    item.target = from.account;
+    item.target_device = from.device_id;
+    item.content = serialize(c);
+    item.message = m->row;
+    SOTTO_TRY(history.enqueue(item, t));
+    fx.kick_outbox = true;
+  }
+  return {};
+}
+
+// Outside any transaction: what to do with an envelope that did not decrypt.
+Status Client::Impl::handle_failure(const wire::Envelope& env, const Error& err, Effects& fx) {
+  if (env.sender_account_id().size() != 16 || env.sender_device_id() == 0) return {};
+  Address from{to_hex(view_of(env.sender_account_id())), env.sender_device_id()};
+  if (err.code == ErrorCode::kDuplicateMessage) return {};  // already stored once
+  if (err.code == ErrorCode::kUntrustedIdentity) return hold_untrusted(from, env, fx);
+  std::lock_guard lock(parts.mu);
+  uint64_t t = now();
+  return parts.crypto.transaction([&]() -> Status {
+    SOTTO_TRY_ASSIGN(auto last, history.last_reset(from.account, from.device_id));
+    bool recent = last && *last + kResetInterval > t;
+    if (!recent) {
+      // Throw our side away; the reset (a PreKey message) starts a new session.
+      SOTTO_TRY(parts.crypto.delete_session(from));
+      SOTTO_TRY(history.record_reset(from.account, from.device_id, t));
+      SOTTO_TRY_ASSIGN(auto conv, history.direct_conversation(from.account, t));
+      SOTTO_TRY(add_notice(conv,
+                           "A message could not be decrypted. The secure session was "
+                           "reset and the sender was asked to send it again.",
+                           env.server_timestamp_ms(), fx));
+    }
+    // Within the hour a reset was already made: only ask for this message again.
+    content::Content c;
+    c.mutable_session_reset()->add_failed_message_ids(env.message_id());
+    c.mutable_session_reset()->set_timestamp_ms(t);
+    OutboxItem item;
+    item.message_id = new_message_id(t);
+    item.kind = OutboxKind::kSessionReset;
+    item.target = from.account;
+    item.target_device = from.device_id;
+    item.content = serialize(c);
+    SOTTO_TRY(history.enqueue(item, t));
+    fx.kick_outbox = true;
+    return {};
+  });
+}
+
+Status Client::Impl::add_notice(ConversationId conv, const std::string& text, uint64_t sort_ms,
+                                Effects& fx) {
+  NewMessage n;
+  n.conversation = conv;
+  n.message_id = new_message_id(now());
+  n.sender = parts.crypto.identity().account;
+  n.sender_device = parts.crypto.identity().device_id;
+  n.kind = MessageKind::kNotice;
+  n.body = text;
+  n.sent_ms = now();
+  n.sort_ms = sort_ms ? sort_ms : now();
+  n.status = MessageStatus::kSeen;
+  SOTTO_TRY_ASSIGN(auto row, history.insert_message(n));
+  if (!row) return {};
+  SOTTO_TRY_ASSIGN(auto stored, history.message(*row));
+  if (stored) {
+    Message msg = stored->message;
+    fx.events.push_back([msg](ClientListener& l) { l.on_message(msg); });
+  }
+  return {};
+}
+
+Status Client::Impl::hold_untrusted(const Address& from, const wire::Envelope& env, Effects& fx) {
+  std::lock_guard lock(parts.mu);
+  Bytes new_key;
+  if (env.type() == wire::Envelope::PREKEY_MESSAGE) {
+    auto k = parts.crypto.prekey_message_identity(view_of(env.ciphertext()));
+    if (k.ok()) new_key = std::move(*k);
+  }
+  bool first = false;
+  SOTTO_TRY(parts.crypto.transaction([&]() -> Status {
+    SOTTO_TRY_ASSIGN(auto held, history.held_envelopes(from.account));
+    first = held.empty();
+    SOTTO_TRY(history.hold_envelope(from.account, serialize(env), now()));
+    if (first) {
+      SOTTO_TRY_ASSIGN(auto conv, history.direct_conversation(from.account, now()));
+      SOTTO_TRY(add_notice(conv,
+                           "The safety number with this contact changed. Messages from them "
+                           "are kept unread until you accept the new safety number.",
+                           env.server_timestamp_ms(), fx));
+    }
+    return {};
+  }));
+  if (first && !new_key.empty()) identity_changed_event(from.account, new_key, fx);
+  return {};
+}
+
+// Mutex held.
+void Client::Impl::identity_changed_event(const std::string& account, const Bytes& new_key,
+                                          Effects& fx) {
+  const auto& id = parts.crypto.identity();
+  auto sn = keys::safety_number(parts.ctx, id.account, id.public_key, account, new_key);
+  auto contact = history.contact(account);
+  IdentityChange change;
+  change.account = account;
+  if (contact.ok() && *contact) change.handle = (*contact)->handle;
+  if (sn.ok()) change.safety_number = SafetyNumber{sn->digits, sn->scannable};
+  fx.events.push_back([change](ClientListener& l) { l.on_identity_changed(change); });
+}
+
+void Client::Impl::flush_receipts() {
+  for (int round = 0; round < 50; ++round) {
+    bool more = false;
+    Status s = txn([&]() -> Status {
+      SOTTO_TRY_ASSIGN(auto owed, history.pending_receipts(1000));
+      more = owed.size() == 1000;
+      std::map<std::pair<std::string, int>, std::vector<PendingReceipt>> groups;
+      for (auto& r : owed) groups[{r.author, r.type}].push_back(std::move(r));
+      for (auto& [key, list] : groups) {
+        for (size_t i = 0; i < list.size(); i += 100) {
+          content::Content c;
+          auto* rec = c.mutable_receipt();
+          rec->set_type(static_cast<content::Receipt::Type>(key.second));
+          rec->set_timestamp_ms(now());
+          for (size_t j = i; j < std::min(list.size(), i + 100); ++j) {
+            rec->add_message_ids(str_of(list[j].message_id));
+            SOTTO_TRY(history.remove_pending_receipt(list[j]));
+          }
+          OutboxItem item;
+          item.message_id = new_message_id(now());
+          item.kind = OutboxKind::kReceipt;
+          item.target = key.first;
+          item.content = serialize(c);
+          SOTTO_TRY(history.enqueue(item, now()));
+        }
+      }
+      return {};
+    });
+    if (!s.ok() || !more) break;
+  }
+  kick_outbox();
+}
+
+Status Client::Impl::accept_identity(const std::string& account) {
+  SOTTO_TRY(parse_account(account));
+  SOTTO_TRY(txn([&]() -> Status {
+    SOTTO_TRY(parts.crypto.forget_identity(account));
+    return history.hold_outbox(account, false);
+  }));
+  post_task([this, account] {
+    auto held = locked([&] { return history.held_envelopes(account); });
+    if (!held.ok()) return;
+    Effects fx;
+    std::vector<uint64_t> acks;
+    for (const auto& h : *held) {
+      wire::Envelope env;
+      if (!env.ParseFromArray(h.envelope.data(), static_cast<int>(h.envelope.size()))) continue;
+      Effects one;
+      Status s = txn([&]() -> Status {
+        SOTTO_TRY(decrypt_and_apply(env, one));
+        return history.remove_held(h.id);
+      });
+      if (!s.ok() && is_crypto_failure(s.code())) {
+        one = {};
+        s = handle_failure(env, s.error(), one);
+        if (s.ok()) (void)txn([&] { return history.remove_held(h.id); });
+      }
+      for (auto& e : one.events) fx.events.push_back(std::move(e));
+      fx.receipts_owed |= one.receipts_owed;
+    }
+    emit(std::move(fx.events));
+    if (fx.receipts_owed) owe_receipts();
+    kick_outbox();
+  });
+  return {};
+}
+
+}  // namespace sotto
