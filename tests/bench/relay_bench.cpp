@@ -1,0 +1,760 @@
+// relay_bench: a load generator for sotto-relay on loopback. It starts its own relay process
+// (temp data dir, 127.0.0.1, ephemeral port) and prints a table of figures:
+//
+//   1. durable 1:1 envelopes/s with 100 connections (each send is committed before its OK)
+//   2. p50/p99 send-to-deliver latency at half of that rate
+//   3. time for one send_multi to reach 1,000 connected devices
+//   4. relay RSS per idle authenticated connection: the slope between 5,000 and 18,000
+//      connections, held by several load-generator processes on source addresses 127.0.0.x
+//      (a process here may hold at most 20,000 files), then connections past the relay's
+//      descriptor budget, which it must refuse cleanly
+//
+// Every phase is bounded in count and in time. Usage:
+//   relay_bench [--relay PATH] [--quick] [--seconds N] [--idle N]
+#include <fcntl.h>
+#include <signal.h>
+#include <sodium.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sotto/Bytes.h"
+#include "sotto/keys/KeyGen.h"
+#include "sotto/keys/Signal.h"
+#include "sotto/proto/wire.pb.h"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+using sotto::Bytes;
+
+namespace {
+
+std::string g_relay_binary = SOTTO_RELAY_BINARY;
+
+uint64_t unix_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+uint64_t mono_ns() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+          .count());
+}
+std::string str(const Bytes& b) { return std::string(sotto::as_chars(b)); }
+
+void die(const std::string& what) {
+  std::fprintf(stderr, "relay_bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+// ---- the relay process ----
+
+struct Relay {
+  pid_t pid = -1;
+  uint16_t port = 0;
+  std::filesystem::path dir;
+
+  void start(const std::vector<std::string>& extra) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "sotto-bench-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) die("mkdtemp");
+    dir = tmpl;
+    std::vector<std::string> args = {g_relay_binary, "--data-dir", (dir / "data").string(),
+                                     "--listen", "127.0.0.1:0", "--port-file",
+                                     (dir / "port").string(), "--log-level", "warn",
+                                     "--ip-rate-limits=false", "--rate-send-device=off",
+                                     "--rate-frames-connection=off", "--rate-bundles-device=off",
+                                     "--rate-bundles-target=off", "--unauth-timeout-ms=60000"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    int log = ::open((dir / "relay.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    pid = ::fork();
+    if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      ::dup2(log, 2);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(log);
+    auto deadline = Clock::now() + 30s;
+    while (Clock::now() < deadline) {
+      std::ifstream in(dir / "port");
+      unsigned p = 0;
+      if (in >> p && p) {
+        port = static_cast<uint16_t>(p);
+        return;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    die("the relay did not start; see " + (dir / "relay.log").string());
+  }
+  long rss_kib() const {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    return -1;
+  }
+  void stop() {
+    if (pid <= 0) return;
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    pid = -1;
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+// ---- accounts ----
+
+struct Device {
+  Bytes account;
+  uint32_t registration_id = 0;
+  Bytes secret;
+  std::string authorization() const {
+    std::string user = sotto::to_hex(account) + ".1:" + sotto::to_hex(secret);
+    std::string b64(sodium_base64_ENCODED_LEN(user.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+    sodium_bin2base64(b64.data(), b64.size(), reinterpret_cast<const unsigned char*>(user.data()),
+                      user.size(), sodium_base64_VARIANT_ORIGINAL);
+    b64.resize(std::strlen(b64.c_str()));
+    return "Basic " + b64;
+  }
+};
+
+// One asynchronous WebSocket client; everything runs on the thread that runs its io_context.
+class Conn : public std::enable_shared_from_this<Conn> {
+ public:
+  explicit Conn(asio::io_context& ioc) : ws_(ioc) {}
+  std::function<void(sotto::wire::Frame&)> on_frame;
+  std::function<void(bool)> on_open;
+  bool open_ = false;
+
+  void open(uint16_t port, const std::string& source, const std::string& authorization) {
+    beast::error_code ec;
+    auto& sock = beast::get_lowest_layer(ws_);
+    sock.open(tcp::v4(), ec);
+    if (!source.empty()) sock.bind(tcp::endpoint(asio::ip::make_address(source), 0), ec);
+    if (ec) return fail();
+    ws_.set_option(websocket::stream_base::decorator([authorization](websocket::request_type& r) {
+      if (!authorization.empty()) r.set(http::field::authorization, authorization);
+    }));
+    ws_.binary(true);
+    ws_.auto_fragment(false);
+    ws_.read_message_max(64 << 20);
+    auto self = shared_from_this();
+    sock.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
+                       [self](beast::error_code e) {
+                         if (e) return self->fail();
+                         self->ws_.async_handshake("127.0.0.1", "/v1/ws", [self](beast::error_code e2) {
+                           if (e2) return self->fail();
+                           self->open_ = true;
+                           if (self->on_open) self->on_open(true);
+                           self->read();
+                         });
+                       });
+  }
+  void send(const sotto::wire::Request& r) {
+    sotto::wire::Frame f;
+    *f.mutable_request() = r;
+    out_.push_back(std::make_shared<std::string>(f.SerializeAsString()));
+    if (!writing_) write();
+  }
+  void close() {
+    beast::error_code ec;
+    beast::get_lowest_layer(ws_).close(ec);
+    open_ = false;
+  }
+
+ private:
+  void fail() {
+    open_ = false;
+    if (on_open) on_open(false);
+    on_open = nullptr;
+  }
+  void read() {
+    auto self = shared_from_this();
+    ws_.async_read(in_, [self](beast::error_code ec, size_t) {
+      if (ec) {
+        self->open_ = false;
+        return;
+      }
+      sotto::wire::Frame f;
+      if (f.ParseFromArray(self->in_.data().data(), static_cast<int>(self->in_.size())) &&
+          self->on_frame)
+        self->on_frame(f);
+      self->in_.consume(self->in_.size());
+      self->read();
+    });
+  }
+  void write() {
+    if (out_.empty()) {
+      writing_ = false;
+      return;
+    }
+    writing_ = true;
+    auto self = shared_from_this();
+    ws_.async_write(asio::buffer(*out_.front()), [self](beast::error_code ec, size_t) {
+      self->out_.pop_front();
+      if (ec) {
+        self->open_ = false;
+        return;
+      }
+      self->write();
+    });
+  }
+  websocket::stream<tcp::socket> ws_;
+  beast::flat_buffer in_;
+  std::deque<std::shared_ptr<std::string>> out_;
+  bool writing_ = false;
+};
+
+// Runs the io_context until `done()` or the deadline; false on timeout.
+bool run_until(asio::io_context& ioc, const std::function<bool()>& done,
+               std::chrono::milliseconds limit) {
+  auto deadline = Clock::now() + limit;
+  while (!done()) {
+    if (Clock::now() >= deadline) return false;
+    ioc.restart();
+    ioc.run_for(10ms);
+  }
+  return true;
+}
+
+// Registers `n` accounts over a few pipelined unauthenticated sockets. One identity key and
+// signed prekey serve them all: the relay checks signatures, not uniqueness of keys.
+std::vector<Device> register_accounts(uint16_t port, size_t n, const std::string& prefix) {
+  auto ctx = sotto::keys::Context::create().value();
+  auto identity = sotto::keys::generate_identity(*ctx).value();
+  auto spk = sotto::keys::generate_signed_prekey(*ctx, identity, 1, unix_ms()).value();
+  auto lr = sotto::keys::generate_one_time_prekeys(*ctx, 1, 1).value();
+  std::vector<Device> out(n);
+  std::vector<sotto::wire::Request> requests(n);
+  for (size_t i = 0; i < n; ++i) {
+    Device& d = out[i];
+    d.registration_id = static_cast<uint32_t>(1 + i % 16000);
+    d.secret.resize(32);
+    randombytes_buf(d.secret.data(), 32);
+    sotto::wire::RegistrationPayload p;
+    p.set_handle(prefix + std::to_string(i));
+    p.set_identity_key(str(identity.public_key));
+    auto* dk = p.mutable_device();
+    dk->set_registration_id(d.registration_id);
+    dk->set_auth_secret(str(d.secret));
+    dk->mutable_signed_prekey()->set_id(1);
+    dk->mutable_signed_prekey()->set_public_key(str(spk.public_key));
+    dk->mutable_signed_prekey()->set_signature(str(spk.signature));
+    dk->mutable_last_resort_prekey()->set_id(0xFFFFFF);
+    dk->mutable_last_resort_prekey()->set_public_key(str(lr[0].public_key));
+    p.set_timestamp_ms(unix_ms());
+    Bytes nonce(16);
+    randombytes_buf(nonce.data(), 16);
+    p.set_nonce(str(nonce));
+    std::string bytes = p.SerializeAsString();
+    auto sig = sotto::keys::sign_payload(*ctx, identity, sotto::keys::SignedPurpose::kRegistration,
+                                         sotto::as_bytes(bytes));
+    auto& r = requests[i];
+    r.set_id(i + 1);
+    r.set_op(sotto::wire::OP_REGISTER);
+    r.mutable_registration()->set_payload(bytes);
+    r.mutable_registration()->set_signature(str(*sig));
+  }
+  asio::io_context ioc;
+  constexpr int kSockets = 8, kWindow = 32;
+  size_t next = 0, done = 0, failed = 0;
+  std::vector<std::shared_ptr<Conn>> conns;
+  std::vector<int> inflight(kSockets, 0);
+  for (int s = 0; s < kSockets; ++s) {
+    auto c = std::make_shared<Conn>(ioc);
+    auto pump = [&, s, c] {
+      while (inflight[s] < kWindow && next < n) {
+        ++inflight[s];
+        c->send(requests[next++]);
+      }
+    };
+    c->on_open = [pump](bool ok) {
+      if (ok) pump();
+    };
+    c->on_frame = [&, s, pump](sotto::wire::Frame& f) {
+      if (!f.has_response()) return;
+      --inflight[s];
+      ++done;
+      size_t i = f.response().id() - 1;
+      if (f.response().status() == sotto::wire::OK)
+        out[i].account = Bytes(f.response().registration().account_id().begin(),
+                               f.response().registration().account_id().end());
+      else
+        ++failed;
+      pump();
+    };
+    c->open(port, "", "");
+    conns.push_back(c);
+  }
+  if (!run_until(ioc, [&] { return done == n; }, std::chrono::milliseconds(60'000 + n * 10)))
+    die("registration timed out after " + std::to_string(done) + " of " + std::to_string(n));
+  if (failed) die(std::to_string(failed) + " registrations failed");
+  for (auto& c : conns) c->close();
+  ioc.restart();
+  ioc.run_for(50ms);
+  return out;
+}
+
+// Authenticated connections for `devices`, each past its QueueEmpty.
+std::vector<std::shared_ptr<Conn>> connect_all(asio::io_context& ioc, uint16_t port,
+                                               const std::vector<Device>& devices,
+                                               const std::string& source = "",
+                                               size_t concurrency = 256) {
+  std::vector<std::shared_ptr<Conn>> conns(devices.size());
+  size_t next = 0, ready = 0, failed = 0;
+  std::function<void()> start_one = [&] {
+    if (next >= devices.size()) return;
+    size_t i = next++;
+    auto c = std::make_shared<Conn>(ioc);
+    conns[i] = c;
+    c->on_open = [&](bool ok) {
+      if (!ok) {
+        ++failed;
+        start_one();
+      }
+    };
+    c->on_frame = [&, c](sotto::wire::Frame& f) {
+      if (f.has_push() && f.push().has_envelope()) {
+        // Leftovers of an earlier phase: ack them so they do not hold the window.
+        sotto::wire::Request a;
+        a.set_id(3);
+        a.set_op(sotto::wire::OP_ACK);
+        a.mutable_ack()->add_sequences(f.push().envelope().sequence());
+        c->send(a);
+      }
+      if (f.has_push() && f.push().has_queue_empty()) {
+        ++ready;
+        c->on_frame = nullptr;
+        start_one();
+      }
+    };
+    c->open(port, source, devices[i].authorization());
+  };
+  for (size_t k = 0; k < concurrency; ++k) start_one();
+  if (!run_until(ioc, [&] { return ready + failed == devices.size(); },
+                 std::chrono::milliseconds(30'000 + devices.size() * 5)))
+    die("connecting timed out at " + std::to_string(ready) + " of " +
+        std::to_string(devices.size()));
+  if (failed) die(std::to_string(failed) + " connections failed");
+  return conns;
+}
+
+sotto::wire::Request send_to(const Device& to, const std::string& ciphertext, uint64_t id) {
+  sotto::wire::Request r;
+  r.set_id(id);
+  r.set_op(sotto::wire::OP_SEND);
+  auto* s = r.mutable_send();
+  Bytes mid(16);
+  randombytes_buf(mid.data(), 16);
+  s->set_message_id(str(mid));
+  auto* m = s->add_messages();
+  m->set_account_id(str(to.account));
+  m->set_device_id(1);
+  m->set_registration_id(to.registration_id);
+  m->set_type(sotto::wire::Envelope::MESSAGE);
+  m->set_ciphertext(ciphertext);
+  return r;
+}
+
+// Phases 1 and 2: 100 connections in pairs; each sends to its partner and acks what it gets.
+struct Traffic {
+  double envelopes_per_s = 0;
+  double p50_ms = 0, p99_ms = 0, max_ms = 0;
+  size_t samples = 0;
+};
+
+Traffic one_to_one(uint16_t port, const std::vector<Device>& devices, double rate,
+                   double seconds) {
+  asio::io_context ioc;
+  auto conns = connect_all(ioc, port, devices);
+  size_t n = conns.size();
+  std::vector<int> inflight(n, 0);
+  std::vector<std::vector<uint64_t>> to_ack(n);
+  std::vector<uint64_t> next_id(n, 1);
+  uint64_t committed = 0;
+  std::vector<double> latencies;
+  bool measuring = false, sending = true;
+  constexpr int kWindow = 24;
+  std::string pad(200 - 8, 'c');
+
+  // Acks go out in batches, and at least every loop turn (~1 ms), like a real client's.
+  auto flush_acks = [&](size_t i) {
+    if (to_ack[i].empty()) return;
+    sotto::wire::Request a;
+    a.set_id(1'000'000'000 + next_id[i]++);
+    a.set_op(sotto::wire::OP_ACK);
+    for (uint64_t sq : to_ack[i]) a.mutable_ack()->add_sequences(sq);
+    to_ack[i].clear();
+    conns[i]->send(a);
+  };
+  auto send_one = [&](size_t i) {
+    uint64_t t = mono_ns();
+    std::string ct(reinterpret_cast<const char*>(&t), 8);
+    ct += pad;
+    ++inflight[i];
+    conns[i]->send(send_to(devices[i ^ 1], ct, next_id[i]++));
+  };
+  for (size_t i = 0; i < n; ++i) {
+    conns[i]->on_frame = [&, i](sotto::wire::Frame& f) {
+      if (f.has_response()) {
+        if (f.response().status() == sotto::wire::OK &&
+            f.response().body_case() == sotto::wire::Response::kSend) {
+          --inflight[i];
+          if (measuring) ++committed;
+          if (rate == 0 && sending) send_one(i);
+        } else if (f.response().status() != sotto::wire::OK) {
+          die("send refused: " + f.response().message());
+        }
+        return;
+      }
+      if (f.has_push() && f.push().has_envelope()) {
+        const auto& e = f.push().envelope();
+        if (measuring && e.ciphertext().size() >= 8) {
+          uint64_t t = 0;
+          std::memcpy(&t, e.ciphertext().data(), 8);
+          latencies.push_back(static_cast<double>(mono_ns() - t) / 1e6);
+        }
+        to_ack[i].push_back(e.sequence());
+        if (to_ack[i].size() >= 16) flush_acks(i);
+      }
+    };
+  }
+  auto start = Clock::now();
+  auto warm_end = start + 1s;
+  auto end = warm_end + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double>(seconds));
+  if (rate == 0) {
+    for (size_t i = 0; i < n; ++i)
+      for (int k = 0; k < kWindow; ++k) send_one(i);
+  }
+  // Paced mode: a 1 ms tick hands out sends round-robin at `rate` per second.
+  double owed = 0;
+  size_t rr = 0;
+  auto last_tick = Clock::now();
+  while (Clock::now() < end) {
+    if (!measuring && Clock::now() >= warm_end) {
+      measuring = true;
+      committed = 0;
+      latencies.clear();
+      start = Clock::now();
+    }
+    if (rate > 0) {
+      auto now = Clock::now();
+      owed += rate * std::chrono::duration<double>(now - last_tick).count();
+      last_tick = now;
+      while (owed >= 1) {
+        size_t i = rr++ % n;
+        if (inflight[i] < kWindow) send_one(i);
+        owed -= 1;
+      }
+    }
+    ioc.restart();
+    ioc.run_for(rate > 0 ? 1ms : 5ms);
+    for (size_t i = 0; i < n; ++i) flush_acks(i);
+  }
+  double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  sending = false;
+  run_until(ioc, [&] {
+    for (int f : inflight)
+      if (f) return false;
+    return true;
+  }, 10s);
+  Traffic t;
+  t.envelopes_per_s = static_cast<double>(committed) / elapsed;
+  std::sort(latencies.begin(), latencies.end());
+  t.samples = latencies.size();
+  if (!latencies.empty()) {
+    t.p50_ms = latencies[latencies.size() / 2];
+    t.p99_ms = latencies[std::min(latencies.size() - 1, latencies.size() * 99 / 100)];
+    t.max_ms = latencies.back();
+  }
+  for (auto& c : conns) c->close();
+  ioc.restart();
+  ioc.run_for(50ms);
+  return t;
+}
+
+// Phase 3: one send_multi to `members.size()` connected devices; ms until all have it.
+std::vector<double> fan_out(uint16_t port, const Device& sender,
+                            const std::vector<Device>& members, int rounds) {
+  asio::io_context ioc;
+  auto conns = connect_all(ioc, port, members);
+  auto s = connect_all(ioc, port, {sender});
+  size_t received = 0;
+  uint64_t t0 = 0;
+  for (size_t i = 0; i < conns.size(); ++i) {
+    conns[i]->on_frame = [&, i](sotto::wire::Frame& f) {
+      if (!f.has_push() || !f.push().has_envelope()) return;
+      ++received;
+      sotto::wire::Request a;
+      a.set_id(7);
+      a.set_op(sotto::wire::OP_ACK);
+      a.mutable_ack()->add_sequences(f.push().envelope().sequence());
+      conns[i]->send(a);
+    };
+  }
+  std::vector<double> out;
+  for (int round = 0; round < rounds; ++round) {
+    sotto::wire::Request r;
+    r.set_id(100 + round);
+    r.set_op(sotto::wire::OP_SEND_MULTI);
+    auto* m = r.mutable_send_multi();
+    Bytes mid(16);
+    randombytes_buf(mid.data(), 16);
+    m->set_message_id(str(mid));
+    m->set_type(sotto::wire::Envelope::SENDER_KEY);
+    m->set_ciphertext(std::string(320, 'g'));
+    for (const auto& d : members) {
+      auto* rc = m->add_recipients();
+      rc->set_account_id(str(d.account));
+      rc->set_device_id(1);
+      rc->set_registration_id(d.registration_id);
+    }
+    received = 0;
+    t0 = mono_ns();
+    s[0]->send(r);
+    if (!run_until(ioc, [&] { return received == members.size(); }, 30s))
+      die("fan-out round timed out at " + std::to_string(received));
+    out.push_back(static_cast<double>(mono_ns() - t0) / 1e6);
+    run_until(ioc, [] { return false; }, 300ms);  // let the acks settle
+  }
+  for (auto& c : conns) c->close();
+  s[0]->close();
+  return out;
+}
+
+// Phase 4, in a child process: hold authenticated idle connections for a slice of devices.
+// Protocol on the pipes: the parent writes a count, the child opens up to that many and
+// answers with the number it holds; "x" ends it.
+[[noreturn]] void idle_child(int in_fd, int out_fd, uint16_t port,
+                             std::vector<Device> devices, std::string source) {
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+  asio::io_context ioc;
+  std::vector<std::shared_ptr<Conn>> held;
+  size_t refused = 0;
+  for (;;) {
+    char buf[64] = {0};
+    ssize_t n = ::read(in_fd, buf, sizeof buf - 1);
+    if (n <= 0 || buf[0] == 'x') break;
+    if (buf[0] == 'r') {
+      // Try `target` connections past the budget: count refusals (503 or a reset).
+      size_t target = std::stoul(buf + 1);
+      size_t done = 0;
+      std::vector<std::shared_ptr<Conn>> extra;
+      for (size_t i = 0; i < target && held.size() + i < devices.size(); ++i) {
+        auto c = std::make_shared<Conn>(ioc);
+        c->on_open = [&](bool ok) {
+          ++done;
+          if (!ok) ++refused;
+        };
+        c->open(port, source, devices[held.size() + i].authorization());
+        extra.push_back(c);
+      }
+      run_until(ioc, [&] { return done == extra.size(); }, 30s);
+      for (auto& c : extra) c->close();
+      run_until(ioc, [] { return false; }, 500ms);
+      std::string reply = std::to_string(refused) + "\n";
+      (void)!::write(out_fd, reply.data(), reply.size());
+      continue;
+    }
+    size_t target = std::stoul(buf);
+    if (target > held.size()) {
+      std::vector<Device> more(devices.begin() + static_cast<long>(held.size()),
+                               devices.begin() + static_cast<long>(std::min(target, devices.size())));
+      auto conns = connect_all(ioc, port, more, source, 128);
+      held.insert(held.end(), conns.begin(), conns.end());
+    }
+    run_until(ioc, [] { return false; }, 200ms);
+    std::string reply = std::to_string(held.size()) + "\n";
+    (void)!::write(out_fd, reply.data(), reply.size());
+  }
+  ::_exit(0);
+}
+
+struct Child {
+  pid_t pid;
+  int to, from;
+};
+
+size_t ask(const Child& c, const std::string& msg) {
+  (void)!::write(c.to, msg.data(), msg.size());
+  char buf[64] = {0};
+  ssize_t n = ::read(c.from, buf, sizeof buf - 1);
+  if (n <= 0) die("an idle-connection child died");
+  return std::stoul(buf);
+}
+
+std::string metric(uint16_t port, const std::string& name) {
+  asio::io_context ioc;
+  beast::tcp_stream s(ioc);
+  beast::error_code ec;
+  s.expires_after(10s);
+  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+  http::request<http::empty_body> req{http::verb::get, "/metrics", 11};
+  req.set(http::field::host, "127.0.0.1");
+  http::write(s, req, ec);
+  beast::flat_buffer b;
+  http::response<http::string_body> res;
+  http::read(s, b, res, ec);
+  std::istringstream in(res.body());
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(name + " ", 0) == 0) return line.substr(name.size() + 1);
+  return "?";
+}
+
+void print_row(const char* what, const std::string& value, const char* target) {
+  std::printf("%-58s %14s   %s\n", what, value.c_str(), target);
+}
+std::string fmt(double v, int digits = 1) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.*f", digits, v);
+  return b;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  double seconds = 5;
+  size_t idle_total = 18'000, idle_first = 5'000;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--quick") quick = true;
+    else if (a == "--relay" && i + 1 < argc) g_relay_binary = argv[++i];
+    else if (a == "--seconds" && i + 1 < argc) seconds = std::stod(argv[++i]);
+    else if (a == "--idle" && i + 1 < argc) idle_total = std::stoul(argv[++i]);
+    else {
+      std::fprintf(stderr, "usage: relay_bench [--relay PATH] [--quick] [--seconds N] [--idle N]\n");
+      return 2;
+    }
+  }
+  if (quick) {
+    seconds = 1;
+    idle_total = 300;
+    idle_first = 100;
+  }
+  if (sodium_init() < 0) die("sodium_init");
+  std::signal(SIGPIPE, SIG_IGN);
+  std::printf("sotto relay_bench: relay %s, %u cores\n\n", g_relay_binary.c_str(),
+              std::thread::hardware_concurrency());
+  std::printf("%-58s %14s   %s\n", "figure", "value", "target");
+
+  Relay relay;
+  relay.start({});
+  size_t pairs = 100;
+  size_t fan = quick ? 100 : 1000;
+  auto devices = register_accounts(relay.port, pairs + fan + 1, "bench");
+  std::vector<Device> talkers(devices.begin(), devices.begin() + static_cast<long>(pairs));
+  std::vector<Device> members(devices.begin() + static_cast<long>(pairs),
+                              devices.begin() + static_cast<long>(pairs + fan));
+  const Device& sender = devices.back();
+
+  Traffic full = one_to_one(relay.port, talkers, 0, seconds);
+  print_row("durable 1:1 envelopes/s, 100 connections", fmt(full.envelopes_per_s, 0),
+            ">= 50,000");
+  Traffic half = one_to_one(relay.port, talkers, full.envelopes_per_s / 2, seconds);
+  print_row("  send-to-deliver at half load: envelopes/s", fmt(half.envelopes_per_s, 0), "");
+  print_row("  send-to-deliver p50 (ms)", fmt(half.p50_ms, 2), "");
+  print_row("  send-to-deliver p99 (ms)", fmt(half.p99_ms, 2), "< 10");
+  auto rounds = fan_out(relay.port, sender, members, quick ? 2 : 5);
+  std::sort(rounds.begin(), rounds.end());
+  print_row(quick ? "send_multi to 100 connected devices, median (ms)"
+                  : "send_multi to 1,000 connected devices, median (ms)",
+            fmt(rounds[rounds.size() / 2], 1), "< 50");
+  print_row("  worst round (ms)", fmt(rounds.back(), 1), "");
+  relay.stop();
+
+  // Phase 4 on a fresh relay whose connection budget sits a little above the idle total.
+  size_t budget = idle_total + 100;
+  Relay idle;
+  idle.start({"--max-connections", std::to_string(budget), "--threads", "2"});
+  auto idle_devices = register_accounts(idle.port, idle_total + 600, "idle");
+  constexpr int kChildren = 3;
+  std::vector<Child> children;
+  size_t per = idle_total / kChildren;  // the last child also gets the 600 spare accounts
+  for (int k = 0; k < kChildren; ++k) {
+    int down[2], up[2];
+    if (::pipe(down) || ::pipe(up)) die("pipe");
+    std::vector<Device> slice(
+        idle_devices.begin() + static_cast<long>(std::min(idle_devices.size(), k * per)),
+        k == kChildren - 1 ? idle_devices.end()
+                           : idle_devices.begin() + static_cast<long>((k + 1) * per));
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      ::close(down[1]);
+      ::close(up[0]);
+      idle_child(down[0], up[1], idle.port, std::move(slice), "127.0.0." + std::to_string(2 + k));
+    }
+    ::close(down[0]);
+    ::close(up[1]);
+    children.push_back({pid, down[1], up[0]});
+  }
+  auto hold = [&](size_t total) {
+    size_t held = 0;
+    for (int k = 0; k < kChildren; ++k)
+      held += ask(children[k], std::to_string(total / kChildren + (k < static_cast<int>(total % kChildren) ? 1 : 0)) + "\n");
+    std::this_thread::sleep_for(2s);
+    return held;
+  };
+  long rss0 = idle.rss_kib();
+  size_t a = hold(idle_first);
+  long rss_a = idle.rss_kib();
+  size_t b = hold(idle_total);
+  long rss_b = idle.rss_kib();
+  double slope = static_cast<double>(rss_b - rss_a) / static_cast<double>(b - a);
+  print_row("relay RSS with no connections (MiB)", fmt(rss0 / 1024.0, 1), "");
+  print_row(("relay RSS at " + std::to_string(a) + " idle connections (MiB)").c_str(),
+            fmt(rss_a / 1024.0, 1), "");
+  print_row(("relay RSS at " + std::to_string(b) + " idle connections (MiB)").c_str(),
+            fmt(rss_b / 1024.0, 1), "");
+  print_row("relay RSS per idle authenticated connection (KiB, slope)", fmt(slope, 2), "<= 4");
+  size_t refused = ask(children.back(), "r400\n");  // 400 more, 300 past the budget
+  std::string counted = metric(idle.port, "sotto_connections_refused_total{reason=\"descriptor_budget\"}");
+  print_row(("connections past a budget of " + std::to_string(budget) + ": refused").c_str(),
+            std::to_string(refused) + " of 400", "clean 503");
+  print_row("  sotto_connections_refused_total{descriptor_budget}", counted, "");
+  bool alive = ::kill(idle.pid, 0) == 0 && metric(idle.port, "sotto_descriptor_budget") != "?";
+  print_row("  relay still serving after the refusals", alive ? "yes" : "NO", "yes");
+  for (auto& c : children) {
+    (void)!::write(c.to, "x", 1);
+    int st = 0;
+    ::waitpid(c.pid, &st, 0);
+  }
+  idle.stop();
+  return alive ? 0 : 1;
+}
