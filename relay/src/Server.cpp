@@ -15,7 +15,6 @@
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 #include <chrono>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -304,7 +303,10 @@ class Server::Impl::Conn final : public Tracked,
  private:
   asio::awaitable<void> run();
   asio::awaitable<bool> serve_http(http::request_parser<http::empty_body>& parser);
-  asio::awaitable<void> serve_websocket(http::request_parser<http::empty_body>& parser);
+  // true when the WebSocket session started: it then runs in its own coroutine, and this
+  // one (with the HTTP parser and buffers in its frame) ends and frees its memory.
+  asio::awaitable<bool> serve_websocket(http::request_parser<http::empty_body>& parser);
+  asio::awaitable<void> session();
   asio::awaitable<void> read_loop();
   // NB: one optional extra header, passed as two strings: a braced list of pairs inside a
   // co_await expression trips a GCC 12 coroutine bug ("array used as initializer").
@@ -324,7 +326,10 @@ class Server::Impl::Conn final : public Tracked,
       });
       on_drained_ = nullptr;
     }
-    if (queue_.empty()) {
+    if (queue_head_ == queue_.size()) {
+      queue_.clear();
+      queue_.shrink_to_fit();
+      queue_head_ = 0;
       writing_ = false;
       write_started = 0;
       if (close_requested_) do_close();
@@ -333,10 +338,10 @@ class Server::Impl::Conn final : public Tracked,
     writing_ = true;
     write_started = now_ms();
     ws_->binary(true);
-    ws_->async_write(asio::buffer(*queue_.front()),
+    ws_->async_write(asio::buffer(*queue_[queue_head_]),
                      [self = this->shared_from_this()](beast::error_code ec, size_t) {
-                       self->queued_bytes_ -= self->queue_.front()->size();
-                       self->queue_.pop_front();
+                       self->queued_bytes_ -= self->queue_[self->queue_head_]->size();
+                       self->queue_[self->queue_head_++].reset();
                        if (ec) return self->hard_close();
                        self->do_write();
                      });
@@ -367,7 +372,9 @@ class Server::Impl::Conn final : public Tracked,
   beast::flat_buffer buf_;
   std::unique_ptr<websocket::stream<Stream>> ws_;
   std::shared_ptr<Peer> peer_;
-  std::deque<std::shared_ptr<const std::string>> queue_;
+  // A vector, not a deque: an empty std::deque still holds a 512-byte block per connection.
+  std::vector<std::shared_ptr<const std::string>> queue_;
+  size_t queue_head_ = 0;
   uint64_t queued_bytes_ = 0;
   uint64_t drain_mark_ = 0;
   std::function<void()> on_drained_;
@@ -399,14 +406,21 @@ asio::awaitable<void> Server::Impl::Conn<Stream>::run() {
     if (websocket::is_upgrade(parser.get())) {
       server_.metrics_.http_connections.fetch_sub(1, std::memory_order_relaxed);
       counted_http = false;
-      co_await serve_websocket(parser);
+      if (co_await serve_websocket(parser)) co_return;
       break;
     }
     bool keep = co_await serve_http(parser);
     if (!keep || dead_) break;
   }
   if (counted_http) server_.metrics_.http_connections.fetch_sub(1, std::memory_order_relaxed);
-  if (peer_) server_.relay_.on_closed(peer_);
+  if (counted_unauth_) server_.relay_.release_unauthenticated(ip_);
+  hard_close();
+}
+
+template <class Stream>
+asio::awaitable<void> Server::Impl::Conn<Stream>::session() {
+  co_await read_loop();
+  server_.relay_.on_closed(peer_);
   if (counted_unauth_) server_.relay_.release_unauthenticated(ip_);
   hard_close();
 }
@@ -694,7 +708,7 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::get_attachment(
 }
 
 template <class Stream>
-asio::awaitable<void> Server::Impl::Conn<Stream>::serve_websocket(
+asio::awaitable<bool> Server::Impl::Conn<Stream>::serve_websocket(
     http::request_parser<http::empty_body>& parser) {
   auto& req = parser.get();
   unsigned v = req.version();
@@ -703,18 +717,18 @@ asio::awaitable<void> Server::Impl::Conn<Stream>::serve_websocket(
   if (auto q = target.find('?'); q != std::string::npos) target.resize(q);
   if (target != "/v1/ws") {
     co_await send_text(http::status::not_found, "WebSocket path is /v1/ws", v, false);
-    co_return;
+    co_return false;
   }
   if (server_.draining_) {
     co_await send_text(http::status::service_unavailable, "shutting down", v, false,
                        "Retry-After", "5");
-    co_return;
+    co_return false;
   }
   if (uint64_t wait = relay.admit_upgrade(ip_)) {
     server_.metrics_.connections_refused_rate.fetch_add(1, std::memory_order_relaxed);
     co_await send_text(http::status::too_many_requests, "too many connection attempts", v, false,
                        "Retry-After", std::to_string((wait + 999) / 1000));
-    co_return;
+    co_return false;
   }
   std::optional<Relay::Auth> auth;
   if (auto h = req[http::field::authorization]; !h.empty()) {
@@ -723,12 +737,12 @@ asio::awaitable<void> Server::Impl::Conn<Stream>::serve_websocket(
     if (auth->kind == Relay::Auth::kUnavailable) {
       co_await send_text(http::status::service_unavailable, "storage unavailable", v, false,
                          "Retry-After", "5");
-      co_return;
+      co_return false;
     }
     if (auth->kind != Relay::Auth::kOk) {
       co_await send_text(http::status::unauthorized, "wrong credentials", v, false,
                          "WWW-Authenticate", "Basic realm=\"sotto\"");
-      co_return;
+      co_return false;
     }
   } else {
     if (!relay.admit_unauthenticated(ip_)) {
@@ -736,7 +750,7 @@ asio::awaitable<void> Server::Impl::Conn<Stream>::serve_websocket(
       co_await send_text(http::status::too_many_requests,
                          "too many unauthenticated sockets from this address", v, false,
                          "Retry-After", "5");
-      co_return;
+      co_return false;
     }
     counted_unauth_ = true;
   }
@@ -751,7 +765,7 @@ asio::awaitable<void> Server::Impl::Conn<Stream>::serve_websocket(
     activity.store(now_ms(), std::memory_order_relaxed);
   });
   auto [ec] = co_await ws_->async_accept(req, use_nothrow);
-  if (ec) co_return;
+  if (ec) co_return false;
   // The HTTP read buffer is not needed any more: give its memory back.
   buf_ = beast::flat_buffer();
   activity = now_ms();
@@ -763,7 +777,9 @@ asio::awaitable<void> Server::Impl::Conn<Stream>::serve_websocket(
   }
   peer_ = relay.open(std::static_pointer_cast<Connection>(this->shared_from_this()), ip_,
                      auth ? &*auth : nullptr);
-  co_await read_loop();
+  asio::co_spawn(strand_, [self = this->shared_from_this()] { return self->session(); },
+                 asio::detached);
+  co_return true;
 }
 
 template <class Stream>
