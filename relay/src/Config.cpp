@@ -64,146 +64,155 @@ Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) 
   std::string db_sync = "full";
 
   po::options_description general("General");
-  general.add_options()                                   //
-      ("help,h", "print this help and exit")              //
-      ("version", "print the version and exit")           //
-      ("config,c", po::value(&config_file), "read options from this file (name = value lines)")
-      ("data-dir,d", po::value(&data_dir), "directory of the database and attachments (required)")
-      ("listen,l", po::value(&listen)->default_value(listen),
-       "address:port to listen on; port 0 picks a free port (see --port-file)")
-      ("port-file", po::value(&port_file),
-       "once listening, write the bound port to this file (atomically: temp file + rename)")
-      ("threads", po::value(&c.threads)->default_value(c.threads),
-       "io threads; 0 = one per core")
-      ("reuse-port", po::value(&c.reuse_port)->default_value(c.reuse_port),
-       "set SO_REUSEPORT so several relay processes share one port (cluster mode)")
-      ("tls-cert", po::value(&tls_cert), "PEM certificate chain; with --tls-key serves wss/https")
-      ("tls-key", po::value(&tls_key), "PEM private key for --tls-cert")
-      ("db-key-file", po::value(&db_key_file),
-       "file holding 64 hex digits: the database is encrypted at rest with this key")
-      ("db-sync", po::value(&db_sync)->default_value(db_sync),
-       "full: every acknowledged send survives power loss; normal: survives a crash only")
-      ("store-batch-max", po::value(&c.store_batch_max)->default_value(c.store_batch_max),
-       "most storage jobs committed in one transaction")
-      ("max-connections", po::value(&c.max_connections)->default_value(c.max_connections),
-       "connections accepted before refusing with 503; 0 = descriptor limit minus reserve")
-      ("descriptor-reserve", po::value(&c.descriptor_reserve)->default_value(c.descriptor_reserve),
-       "descriptors kept back from connections for files, the database and push requests")
-      ("shutdown-grace-ms", po::value(&c.shutdown_grace_ms)->default_value(c.shutdown_grace_ms),
-       "on SIGTERM, how long closing connections may take before the process exits")
-      ("expiry-interval-ms", po::value(&c.expiry_interval_ms)->default_value(c.expiry_interval_ms),
-       "how often expired envelopes, idempotency records and attachments are deleted")
-      ("metrics-access", po::value(&c.metrics_access)->default_value(c.metrics_access),
-       "who may GET /metrics: loopback | open | token (Authorization: Bearer --metrics-token)")
-      ("metrics-token", po::value(&c.metrics_token), "bearer token for --metrics-access token")
-      ("registration-open", po::value(&c.registration_open)->default_value(c.registration_open),
-       "false: OP_REGISTER answers FORBIDDEN")
-      ("reserved-handle", po::value(&c.reserved_handles)->composing(),
-       "a handle nobody may register (repeatable)")
-      ("push-allow-http", po::value(&c.push_allow_http)->default_value(c.push_allow_http),
-       "accept plain http:// push endpoints")
-      ("push-allow-private",
-       po::value(&c.push_allow_private)->default_value(c.push_allow_private),
-       "accept push endpoints on loopback, private and link-local addresses")
-      ("push-timeout-ms", po::value(&c.push_timeout_ms)->default_value(c.push_timeout_ms),
-       "give up on one wake-up request after this long")
-      ("push-retries", po::value(&c.push_retries)->default_value(c.push_retries),
-       "retries of a failed wake-up")
-      ("push-backoff-ms", po::value(&c.push_backoff_ms)->default_value(c.push_backoff_ms),
-       "first retry delay; doubles each retry")
-      ("push-coalesce-ms", po::value(&c.push_coalesce_ms)->default_value(c.push_coalesce_ms),
-       "after a wake-up, no new one for the device until it connects or this passes")
-      ("log-level", po::value(&c.log_level)->default_value(c.log_level),
-       "debug | info | warn | error");
+  general.add_options()                          //
+      ("help,h", "print this help and exit")     //
+      ("version", "print the version and exit")  //
+      ("config,c", po::value(&config_file), "read options from this file (name = value lines)")(
+          "data-dir,d", po::value(&data_dir),
+          "directory of the database and attachments (required)")(
+          "listen,l", po::value(&listen)->default_value(listen),
+          "address:port to listen on; port 0 picks a free port (see --port-file)")(
+          "port-file", po::value(&port_file),
+          "once listening, write the bound port to this file (atomically: temp file + rename)")(
+          "threads", po::value(&c.threads)->default_value(c.threads),
+          "io threads; 0 = one per core")(
+          "reuse-port", po::value(&c.reuse_port)->default_value(c.reuse_port),
+          "set SO_REUSEPORT so several relay processes share one port (cluster mode)")(
+          "tls-cert", po::value(&tls_cert),
+          "PEM certificate chain; with --tls-key serves wss/https")(
+          "tls-key", po::value(&tls_key), "PEM private key for --tls-cert")(
+          "db-key-file", po::value(&db_key_file),
+          "file holding 64 hex digits: the database is encrypted at rest with this key")(
+          "db-sync", po::value(&db_sync)->default_value(db_sync),
+          "full: every acknowledged send survives power loss; normal: survives a crash only")(
+          "store-batch-max", po::value(&c.store_batch_max)->default_value(c.store_batch_max),
+          "most storage jobs committed in one transaction")(
+          "max-connections", po::value(&c.max_connections)->default_value(c.max_connections),
+          "connections accepted before refusing with 503; 0 = descriptor limit minus reserve")(
+          "descriptor-reserve",
+          po::value(&c.descriptor_reserve)->default_value(c.descriptor_reserve),
+          "descriptors kept back from connections for files, the database and push requests")(
+          "shutdown-grace-ms", po::value(&c.shutdown_grace_ms)->default_value(c.shutdown_grace_ms),
+          "on SIGTERM, how long closing connections may take before the process exits")(
+          "expiry-interval-ms",
+          po::value(&c.expiry_interval_ms)->default_value(c.expiry_interval_ms),
+          "how often expired envelopes, idempotency records and attachments are deleted")(
+          "metrics-access", po::value(&c.metrics_access)->default_value(c.metrics_access),
+          "who may GET /metrics: loopback | open | token (Authorization: Bearer --metrics-token)")(
+          "metrics-token", po::value(&c.metrics_token), "bearer token for --metrics-access token")(
+          "registration-open", po::value(&c.registration_open)->default_value(c.registration_open),
+          "false: OP_REGISTER answers FORBIDDEN")("reserved-handle",
+                                                  po::value(&c.reserved_handles)->composing(),
+                                                  "a handle nobody may register (repeatable)")(
+          "push-allow-http", po::value(&c.push_allow_http)->default_value(c.push_allow_http),
+          "accept plain http:// push endpoints")(
+          "push-allow-private",
+          po::value(&c.push_allow_private)->default_value(c.push_allow_private),
+          "accept push endpoints on loopback, private and link-local addresses")(
+          "push-timeout-ms", po::value(&c.push_timeout_ms)->default_value(c.push_timeout_ms),
+          "give up on one wake-up request after this long")(
+          "push-retries", po::value(&c.push_retries)->default_value(c.push_retries),
+          "retries of a failed wake-up")(
+          "push-backoff-ms", po::value(&c.push_backoff_ms)->default_value(c.push_backoff_ms),
+          "first retry delay; doubles each retry")(
+          "push-coalesce-ms", po::value(&c.push_coalesce_ms)->default_value(c.push_coalesce_ms),
+          "after a wake-up, no new one for the device until it connects or this passes")(
+          "log-level", po::value(&c.log_level)->default_value(c.log_level),
+          "debug | info | warn | error");
 
   po::options_description limits("Limits (protocol.md section 12)");
   limits.add_options()  //
       ("max-frame-bytes", po::value(&l.max_frame_bytes)->default_value(l.max_frame_bytes),
-       "largest WebSocket message")
-      ("max-envelope-bytes", po::value(&l.max_envelope_bytes)->default_value(l.max_envelope_bytes),
-       "ciphertext + header of one envelope")
-      ("max-send-messages", po::value(&l.max_send_messages)->default_value(l.max_send_messages),
-       "device messages per OP_SEND")
-      ("max-send-multi-devices",
-       po::value(&l.max_send_multi_devices)->default_value(l.max_send_multi_devices),
-       "recipient devices per OP_SEND_MULTI")
-      ("max-multi-header-bytes",
-       po::value(&l.max_multi_header_bytes)->default_value(l.max_multi_header_bytes),
-       "per-device header in OP_SEND_MULTI")
-      ("max-devices-per-account",
-       po::value(&l.max_devices_per_account)->default_value(l.max_devices_per_account),
-       "devices per account")
-      ("max-prekeys-per-upload",
-       po::value(&l.max_prekeys_per_upload)->default_value(l.max_prekeys_per_upload),
-       "one-time prekeys per upload (and in registration)")
-      ("max-prekeys-stored", po::value(&l.max_prekeys_stored)->default_value(l.max_prekeys_stored),
-       "one-time prekeys stored per device")
-      ("prekey-low-threshold",
-       po::value(&l.prekey_low_threshold)->default_value(l.prekey_low_threshold),
-       "PreKeysLow is pushed below this many one-time prekeys")
-      ("max-ack-sequences", po::value(&l.max_ack_sequences)->default_value(l.max_ack_sequences),
-       "sequence numbers per OP_ACK")
-      ("max-presence-subscriptions",
-       po::value(&l.max_presence_subscriptions)->default_value(l.max_presence_subscriptions),
-       "accounts per presence subscription list")
-      ("max-unanswered-requests",
-       po::value(&l.max_unanswered_requests)->default_value(l.max_unanswered_requests),
-       "pipelined requests per connection before the relay stops reading")
-      ("max-unacked-envelopes",
-       po::value(&l.max_unacked_envelopes)->default_value(l.max_unacked_envelopes),
-       "pushed but unacknowledged envelopes per connection")
-      ("max-outgoing-bytes", po::value(&l.max_outgoing_bytes)->default_value(l.max_outgoing_bytes),
-       "unsent data per connection before it is closed with 1008")
-      ("envelope-ttl-ms", po::value(&l.envelope_ttl_ms)->default_value(l.envelope_ttl_ms),
-       "queued envelopes expire after this")
-      ("max-queue-envelopes",
-       po::value(&l.max_queue_envelopes)->default_value(l.max_queue_envelopes),
-       "envelopes queued per device")
-      ("max-signed-payload-bytes",
-       po::value(&l.max_signed_payload_bytes)->default_value(l.max_signed_payload_bytes),
-       "registration / link payload")
-      ("clock-skew-ms", po::value(&l.clock_skew_ms)->default_value(l.clock_skew_ms),
-       "clock skew allowed on signed payloads")
-      ("nonce-window-ms", po::value(&l.nonce_window_ms)->default_value(l.nonce_window_ms),
-       "how long a registration / link nonce is remembered")
-      ("link-lifetime-ms", po::value(&l.link_lifetime_ms)->default_value(l.link_lifetime_ms),
-       "link channel lifetime")
-      ("max-provision-ciphertext-bytes",
-       po::value(&l.max_provision_ciphertext_bytes)
-           ->default_value(l.max_provision_ciphertext_bytes),
-       "provisioning ciphertext")
-      ("attachment-max-bytes",
-       po::value(&l.attachment_max_bytes)->default_value(l.attachment_max_bytes),
-       "attachment size")
-      ("attachment-retention-ms",
-       po::value(&l.attachment_retention_ms)->default_value(l.attachment_retention_ms),
-       "how long an uploaded attachment stays downloadable")
-      ("attachment-slot-ms", po::value(&l.attachment_slot_ms)->default_value(l.attachment_slot_ms),
-       "how long a reserved slot waits for its upload to start")
-      ("unauth-timeout-ms", po::value(&l.unauth_timeout_ms)->default_value(l.unauth_timeout_ms),
-       "unauthenticated socket lifetime (unless a link channel is open)")
-      ("ping-interval-ms", po::value(&l.ping_interval_ms)->default_value(l.ping_interval_ms),
-       "client ping interval announced in ServerInfo")
-      ("idle-timeout-ms", po::value(&l.idle_timeout_ms)->default_value(l.idle_timeout_ms),
-       "silent connections are dropped after this")
-      ("max-push-url-bytes", po::value(&l.max_push_url_bytes)->default_value(l.max_push_url_bytes),
-       "push endpoint URL length")
-      ("write-timeout-ms", po::value(&l.write_timeout_ms)->default_value(l.write_timeout_ms),
-       "a connection whose outgoing data makes no progress this long is dropped (slow reader)")
-      ("http-header-timeout-ms",
-       po::value(&l.http_header_timeout_ms)->default_value(l.http_header_timeout_ms),
-       "time for a client to send a whole HTTP request header (slowloris guard)");
+       "largest WebSocket message")(
+          "max-envelope-bytes",
+          po::value(&l.max_envelope_bytes)->default_value(l.max_envelope_bytes),
+          "ciphertext + header of one envelope")(
+          "max-send-messages", po::value(&l.max_send_messages)->default_value(l.max_send_messages),
+          "device messages per OP_SEND")(
+          "max-send-multi-devices",
+          po::value(&l.max_send_multi_devices)->default_value(l.max_send_multi_devices),
+          "recipient devices per OP_SEND_MULTI")(
+          "max-multi-header-bytes",
+          po::value(&l.max_multi_header_bytes)->default_value(l.max_multi_header_bytes),
+          "per-device header in OP_SEND_MULTI")(
+          "max-devices-per-account",
+          po::value(&l.max_devices_per_account)->default_value(l.max_devices_per_account),
+          "devices per account")(
+          "max-prekeys-per-upload",
+          po::value(&l.max_prekeys_per_upload)->default_value(l.max_prekeys_per_upload),
+          "one-time prekeys per upload (and in registration)")(
+          "max-prekeys-stored",
+          po::value(&l.max_prekeys_stored)->default_value(l.max_prekeys_stored),
+          "one-time prekeys stored per device")(
+          "prekey-low-threshold",
+          po::value(&l.prekey_low_threshold)->default_value(l.prekey_low_threshold),
+          "PreKeysLow is pushed below this many one-time prekeys")(
+          "max-ack-sequences", po::value(&l.max_ack_sequences)->default_value(l.max_ack_sequences),
+          "sequence numbers per OP_ACK")(
+          "max-presence-subscriptions",
+          po::value(&l.max_presence_subscriptions)->default_value(l.max_presence_subscriptions),
+          "accounts per presence subscription list")(
+          "max-unanswered-requests",
+          po::value(&l.max_unanswered_requests)->default_value(l.max_unanswered_requests),
+          "pipelined requests per connection before the relay stops reading")(
+          "max-unacked-envelopes",
+          po::value(&l.max_unacked_envelopes)->default_value(l.max_unacked_envelopes),
+          "pushed but unacknowledged envelopes per connection")(
+          "max-outgoing-bytes",
+          po::value(&l.max_outgoing_bytes)->default_value(l.max_outgoing_bytes),
+          "unsent data per connection before it is closed with 1008")(
+          "envelope-ttl-ms", po::value(&l.envelope_ttl_ms)->default_value(l.envelope_ttl_ms),
+          "queued envelopes expire after this")(
+          "max-queue-envelopes",
+          po::value(&l.max_queue_envelopes)->default_value(l.max_queue_envelopes),
+          "envelopes queued per device")(
+          "max-signed-payload-bytes",
+          po::value(&l.max_signed_payload_bytes)->default_value(l.max_signed_payload_bytes),
+          "registration / link payload")(
+          "clock-skew-ms", po::value(&l.clock_skew_ms)->default_value(l.clock_skew_ms),
+          "clock skew allowed on signed payloads")(
+          "nonce-window-ms", po::value(&l.nonce_window_ms)->default_value(l.nonce_window_ms),
+          "how long a registration / link nonce is remembered")(
+          "link-lifetime-ms", po::value(&l.link_lifetime_ms)->default_value(l.link_lifetime_ms),
+          "link channel lifetime")("max-provision-ciphertext-bytes",
+                                   po::value(&l.max_provision_ciphertext_bytes)
+                                       ->default_value(l.max_provision_ciphertext_bytes),
+                                   "provisioning ciphertext")(
+          "attachment-max-bytes",
+          po::value(&l.attachment_max_bytes)->default_value(l.attachment_max_bytes),
+          "attachment size")(
+          "attachment-retention-ms",
+          po::value(&l.attachment_retention_ms)->default_value(l.attachment_retention_ms),
+          "how long an uploaded attachment stays downloadable")(
+          "attachment-slot-ms",
+          po::value(&l.attachment_slot_ms)->default_value(l.attachment_slot_ms),
+          "how long a reserved slot waits for its upload to start")(
+          "unauth-timeout-ms", po::value(&l.unauth_timeout_ms)->default_value(l.unauth_timeout_ms),
+          "unauthenticated socket lifetime (unless a link channel is open)")(
+          "ping-interval-ms", po::value(&l.ping_interval_ms)->default_value(l.ping_interval_ms),
+          "client ping interval announced in ServerInfo")(
+          "idle-timeout-ms", po::value(&l.idle_timeout_ms)->default_value(l.idle_timeout_ms),
+          "silent connections are dropped after this")(
+          "max-push-url-bytes",
+          po::value(&l.max_push_url_bytes)->default_value(l.max_push_url_bytes),
+          "push endpoint URL length")(
+          "write-timeout-ms", po::value(&l.write_timeout_ms)->default_value(l.write_timeout_ms),
+          "a connection whose outgoing data makes no progress this long is dropped (slow reader)")(
+          "http-header-timeout-ms",
+          po::value(&l.http_header_timeout_ms)->default_value(l.http_header_timeout_ms),
+          "time for a client to send a whole HTTP request header (slowloris guard)");
 
   std::vector<RateOption> rate_options = {
       {"rate-upgrade-ip", &r.upgrade_ip, "WebSocket upgrades per IP address", {}},
       {"rate-register-ip", &r.register_ip, "OP_REGISTER per IP address", {}},
       {"rate-provision-ip", &r.provision_ip, "OP_PROVISION_OPEN + OP_LINK_DEVICE per IP", {}},
-      {"rate-provision-lookup-account", &r.provision_lookup_account,
-       "OP_PROVISION_LOOKUP + OP_PROVISION_APPROVE per account", {}},
+      {"rate-provision-lookup-account",
+       &r.provision_lookup_account,
+       "OP_PROVISION_LOOKUP + OP_PROVISION_APPROVE per account",
+       {}},
       {"rate-lookup-device", &r.lookup_device, "OP_LOOKUP_ACCOUNT per device", {}},
       {"rate-bundles-device", &r.bundles_device, "OP_GET_BUNDLES per device", {}},
-      {"rate-bundles-target", &r.bundles_target,
-       "OP_GET_BUNDLES per (device, target account)", {}},
+      {"rate-bundles-target", &r.bundles_target, "OP_GET_BUNDLES per (device, target account)", {}},
       {"rate-send-device", &r.send_device, "OP_SEND + OP_SEND_MULTI per device", {}},
       {"rate-presence-device", &r.presence_device, "OP_PRESENCE_SUBSCRIBE per device", {}},
       {"rate-attachment-account", &r.attachment_account, "OP_ATTACHMENT_UPLOAD per account", {}},
@@ -214,12 +223,12 @@ Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) 
   rates.add_options()  //
       ("ip-rate-limits", po::value(&r.per_ip)->default_value(r.per_ip),
        "false turns off every per-address limit (upgrades, unauthenticated sockets, "
-       "registration, linking): for load tests from one address")
-      ("unauth-sockets-ip", po::value(&r.unauth_sockets_ip)->default_value(r.unauth_sockets_ip),
-       "concurrent unauthenticated sockets per IP address; 0 = no limit")
-      ("attachment-bytes-per-day",
-       po::value(&r.attachment_bytes_per_day)->default_value(r.attachment_bytes_per_day),
-       "attachment bytes reserved per account per day; 0 = no limit");
+       "registration, linking): for load tests from one address")(
+          "unauth-sockets-ip", po::value(&r.unauth_sockets_ip)->default_value(r.unauth_sockets_ip),
+          "concurrent unauthenticated sockets per IP address; 0 = no limit")(
+          "attachment-bytes-per-day",
+          po::value(&r.attachment_bytes_per_day)->default_value(r.attachment_bytes_per_day),
+          "attachment bytes reserved per account per day; 0 = no limit");
   for (auto& o : rate_options) {
     o.text = o.target->to_string();
     rates.add_options()(o.name, po::value(&o.text)->default_value(o.text), o.help);
@@ -293,9 +302,9 @@ Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) 
   if (c.store_batch_max == 0) c.store_batch_max = 1;
   for (auto& o : rate_options) {
     if (!RateSpec::parse(o.text, *o.target))
-      return make_error(ErrorCode::kInvalidArgument,
-                        std::string("--") + o.name + " wants RATE/PERIOD[:BURST] or off, got " +
-                            o.text);
+      return make_error(
+          ErrorCode::kInvalidArgument,
+          std::string("--") + o.name + " wants RATE/PERIOD[:BURST] or off, got " + o.text);
   }
   if (l.max_envelope_bytes + 1024 > l.max_frame_bytes && l.max_frame_bytes > 1024)
     l.max_envelope_bytes = std::min(l.max_envelope_bytes, l.max_frame_bytes - 1024);

@@ -18,8 +18,8 @@ struct LogField {
   LogField(std::string_view k, const char* v) : key(k), value(v) {}
   LogField(std::string_view k, const std::string& v) : key(k), value(v) {}
   template <class N>
-    requires std::is_arithmetic_v<N>
-  LogField(std::string_view k, N n) : key(k), value(std::to_string(n)) {}
+  requires std::is_arithmetic_v<N> LogField(std::string_view k, N n)
+      : key(k), value(std::to_string(n)) {}
   std::string_view key;
   std::string value;
 };

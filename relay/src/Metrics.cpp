@@ -102,8 +102,8 @@ std::string Metrics::render() const {
          "Connections dropped for silence or an unfinished handshake.", idle_drops);
   scalar(out, "sotto_slow_reader_drops_total", "counter",
          "Connections closed because too much outgoing data waited for them.", slow_reader_drops);
-  scalar(out, "sotto_protocol_errors_total", "counter",
-         "Connections closed for a protocol error.", protocol_errors);
+  scalar(out, "sotto_protocol_errors_total", "counter", "Connections closed for a protocol error.",
+         protocol_errors);
   scalar(out, "sotto_auth_failures_total", "counter", "Upgrades refused with 401.", auth_failures);
   line(out, "sotto_open_descriptors", "gauge", "File descriptors the process holds.");
   out += "sotto_open_descriptors " + std::to_string(open_descriptors()) + "\n";
@@ -135,8 +135,7 @@ std::string Metrics::render() const {
          envelopes_expired);
   scalar(out, "sotto_envelopes_ephemeral_total", "counter",
          "Ephemeral envelopes forwarded to connected devices.", envelopes_ephemeral);
-  scalar(out, "sotto_queue_depth", "gauge", "Envelopes waiting in all device queues.",
-         queue_depth);
+  scalar(out, "sotto_queue_depth", "gauge", "Envelopes waiting in all device queues.", queue_depth);
 
   commit_latency.render(out, "sotto_store_commit_seconds",
                         "Time from the start of a storage batch to its durable commit.");
@@ -147,8 +146,7 @@ std::string Metrics::render() const {
          store_errors);
 
   scalar(out, "sotto_wakeups_sent_total", "counter", "Wake-up pushes delivered.", wakeups_sent);
-  scalar(out, "sotto_wakeups_failed_total", "counter", "Wake-up pushes given up.",
-         wakeups_failed);
+  scalar(out, "sotto_wakeups_failed_total", "counter", "Wake-up pushes given up.", wakeups_failed);
   scalar(out, "sotto_wakeups_coalesced_total", "counter",
          "Wake-ups skipped because one was sent recently.", wakeups_coalesced);
   scalar(out, "sotto_attachments_uploaded_total", "counter", "Attachment blobs stored.",

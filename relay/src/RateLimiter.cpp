@@ -32,12 +32,18 @@ bool RateSpec::parse(std::string_view text, RateSpec& out) {
   }
   std::string_view unit = rest.substr(i);
   uint64_t unit_ms = 0;
-  if (unit == "ms") unit_ms = 1;
-  else if (unit == "s") unit_ms = 1000;
-  else if (unit == "m") unit_ms = 60'000;
-  else if (unit == "h") unit_ms = 3'600'000;
-  else if (unit == "d") unit_ms = 86'400'000;
-  else return false;
+  if (unit == "ms")
+    unit_ms = 1;
+  else if (unit == "s")
+    unit_ms = 1000;
+  else if (unit == "m")
+    unit_ms = 60'000;
+  else if (unit == "h")
+    unit_ms = 3'600'000;
+  else if (unit == "d")
+    unit_ms = 86'400'000;
+  else
+    return false;
   double burst = rate;
   if (!burst_text.empty()) {
     auto rb = std::from_chars(burst_text.data(), burst_text.data() + burst_text.size(), burst);
@@ -61,8 +67,8 @@ std::string RateSpec::to_string() const {
   };
   // The largest unit that divides the period: "60/1m", not "60/60000ms".
   std::string period = std::to_string(period_ms) + "ms";
-  for (auto [unit, ms] : {std::pair{"d", 86'400'000ull}, {"h", 3'600'000ull}, {"m", 60'000ull},
-                          {"s", 1000ull}}) {
+  for (auto [unit, ms] :
+       {std::pair{"d", 86'400'000ull}, {"h", 3'600'000ull}, {"m", 60'000ull}, {"s", 1000ull}}) {
     if (period_ms % ms == 0) {
       period = std::to_string(period_ms / ms) + unit;
       break;

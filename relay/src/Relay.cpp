@@ -67,12 +67,11 @@ Relay::Relay(const Config& config, StoreExecutor& store, Metrics& metrics,
       send_device_(config.rates.send_device),
       presence_device_(config.rates.presence_device),
       attachment_account_(config.rates.attachment_account),
-      attachment_bytes_(config.rates.attachment_bytes_per_day
-                            ? RateSpec{static_cast<double>(config.rates.attachment_bytes_per_day),
-                                       kDayMs,
-                                       static_cast<double>(config.rates.attachment_bytes_per_day),
-                                       true}
-                            : RateSpec{}),
+      attachment_bytes_(
+          config.rates.attachment_bytes_per_day
+              ? RateSpec{static_cast<double>(config.rates.attachment_bytes_per_day), kDayMs,
+                         static_cast<double>(config.rates.attachment_bytes_per_day), true}
+              : RateSpec{}),
       download_device_(config.rates.download_device),
       unauth_ip_(config.rates.per_ip ? config.rates.unauth_sockets_ip : 0) {
   auto total = std::make_shared<uint64_t>(0);
@@ -119,8 +118,8 @@ void Relay::refuse(const std::shared_ptr<Peer>& peer, uint64_t id, int op, const
   answer(peer, std::move(resp), op);
 }
 
-void Relay::rate_limited(const std::shared_ptr<Peer>& peer, uint64_t id, int op,
-                         uint64_t retry_ms, const char* which) {
+void Relay::rate_limited(const std::shared_ptr<Peer>& peer, uint64_t id, int op, uint64_t retry_ms,
+                         const char* which) {
   wire::Response resp;
   resp.set_id(id);
   resp.set_status(wire::RATE_LIMITED);
@@ -133,9 +132,9 @@ void Relay::rate_limited(const std::shared_ptr<Peer>& peer, uint64_t id, int op,
 
 void Relay::unavailable(const std::shared_ptr<Peer>& peer, uint64_t id, int op) {
   refuse(peer, id, op,
-         status_refusal(wire::UNAVAILABLE,
-                        shutting_down_ ? "the relay is shutting down; retry with backoff"
-                                       : "storage is unavailable; retry with backoff"));
+         status_refusal(wire::UNAVAILABLE, shutting_down_
+                                               ? "the relay is shutting down; retry with backoff"
+                                               : "storage is unavailable; retry with backoff"));
 }
 
 bool Relay::submit(const std::shared_ptr<Peer>& peer, uint64_t id, int op,
@@ -144,13 +143,13 @@ bool Relay::submit(const std::shared_ptr<Peer>& peer, uint64_t id, int op,
     unavailable(peer, id, op);
     return false;
   }
-  bool ok = store_.submit(std::move(work), [this, peer, id, op, on_commit = std::move(on_commit)](
-                                               const Status& st) {
-    if (!st.ok())
-      unavailable(peer, id, op);
-    else
-      on_commit();
-  });
+  bool ok = store_.submit(std::move(work),
+                          [this, peer, id, op, on_commit = std::move(on_commit)](const Status& st) {
+                            if (!st.ok())
+                              unavailable(peer, id, op);
+                            else
+                              on_commit();
+                          });
   if (!ok) unavailable(peer, id, op);
   return ok;
 }
@@ -164,8 +163,9 @@ bool Relay::frame_allowed(Peer& p) {
     p.frame_tokens_ms = now;
   }
   if (now > p.frame_tokens_ms) {
-    p.frame_tokens = std::min(s.burst, p.frame_tokens + static_cast<double>(now - p.frame_tokens_ms) *
-                                                            s.rate / static_cast<double>(s.period_ms));
+    p.frame_tokens =
+        std::min(s.burst, p.frame_tokens + static_cast<double>(now - p.frame_tokens_ms) * s.rate /
+                                               static_cast<double>(s.period_ms));
     p.frame_tokens_ms = now;
   }
   if (p.frame_tokens < 1) return false;
@@ -405,22 +405,38 @@ void Relay::on_request(const std::shared_ptr<Peer>& p, wire::Request r) {
     return;
   }
   switch (op) {
-    case wire::OP_PROVISION_LOOKUP: return op_provision_lookup(p, r);
-    case wire::OP_PROVISION_APPROVE: return op_provision_approve(p, r);
-    case wire::OP_LIST_DEVICES: return op_list_devices(p, r);
-    case wire::OP_REMOVE_DEVICE: return op_remove_device(p, r);
-    case wire::OP_DELETE_ACCOUNT: return op_delete_account(p, r);
-    case wire::OP_LOOKUP_ACCOUNT: return op_lookup_account(p, r);
-    case wire::OP_UPLOAD_PREKEYS: return op_upload_prekeys(p, r);
-    case wire::OP_GET_PREKEY_COUNT: return op_get_prekey_count(p, r);
-    case wire::OP_GET_BUNDLES: return op_get_bundles(p, r);
-    case wire::OP_SEND: return op_send(p, r, false);
-    case wire::OP_SEND_MULTI: return op_send(p, r, true);
-    case wire::OP_ACK: return op_ack(p, r);
-    case wire::OP_PRESENCE_SUBSCRIBE: return op_presence_subscribe(p, r);
-    case wire::OP_PRESENCE_VISIBILITY: return op_presence_visibility(p, r);
-    case wire::OP_SET_PUSH_ENDPOINT: return op_set_push_endpoint(p, r);
-    case wire::OP_ATTACHMENT_UPLOAD: return op_attachment_upload(p, r);
+    case wire::OP_PROVISION_LOOKUP:
+      return op_provision_lookup(p, r);
+    case wire::OP_PROVISION_APPROVE:
+      return op_provision_approve(p, r);
+    case wire::OP_LIST_DEVICES:
+      return op_list_devices(p, r);
+    case wire::OP_REMOVE_DEVICE:
+      return op_remove_device(p, r);
+    case wire::OP_DELETE_ACCOUNT:
+      return op_delete_account(p, r);
+    case wire::OP_LOOKUP_ACCOUNT:
+      return op_lookup_account(p, r);
+    case wire::OP_UPLOAD_PREKEYS:
+      return op_upload_prekeys(p, r);
+    case wire::OP_GET_PREKEY_COUNT:
+      return op_get_prekey_count(p, r);
+    case wire::OP_GET_BUNDLES:
+      return op_get_bundles(p, r);
+    case wire::OP_SEND:
+      return op_send(p, r, false);
+    case wire::OP_SEND_MULTI:
+      return op_send(p, r, true);
+    case wire::OP_ACK:
+      return op_ack(p, r);
+    case wire::OP_PRESENCE_SUBSCRIBE:
+      return op_presence_subscribe(p, r);
+    case wire::OP_PRESENCE_VISIBILITY:
+      return op_presence_visibility(p, r);
+    case wire::OP_SET_PUSH_ENDPOINT:
+      return op_set_push_endpoint(p, r);
+    case wire::OP_ATTACHMENT_UPLOAD:
+      return op_attachment_upload(p, r);
     default:
       refuse(p, id, op, status_refusal(wire::UNSUPPORTED, "op not implemented"));
   }
@@ -446,8 +462,8 @@ void Relay::op_register(const std::shared_ptr<Peer>& p, wire::Request& r) {
   }
   const auto& req = r.registration();
   if (req.payload().size() > l.max_signed_payload_bytes) {
-    refuse(p, id, op, too_large_bytes("the registration payload is too large",
-                                      l.max_signed_payload_bytes));
+    refuse(p, id, op,
+           too_large_bytes("the registration payload is too large", l.max_signed_payload_bytes));
     return;
   }
   wire::RegistrationPayload payload;
@@ -517,8 +533,9 @@ void Relay::op_register(const std::shared_ptr<Peer>& p, wire::Request& r) {
         st->refusal.reset();
         SOTTO_TRY_ASSIGN(bool fresh, s.use_nonce(st->nonce, now, keep));
         if (!fresh) {
-          st->refusal = status_refusal(wire::CONFLICT, "the nonce was used before; make a new "
-                                                       "payload with a fresh nonce");
+          st->refusal = status_refusal(wire::CONFLICT,
+                                       "the nonce was used before; make a new "
+                                       "payload with a fresh nonce");
           return {};
         }
         SOTTO_TRY_ASSIGN(bool created, s.create_account(st->account, st->device));
@@ -541,8 +558,10 @@ void Relay::op_provision_open(const std::shared_ptr<Peer>& p, wire::Request& r) 
   const uint64_t id = r.id();
   const int op = r.op();
   if (p->authenticated) {
-    refuse(p, id, op, status_refusal(wire::FORBIDDEN, "link channels are opened by new devices "
-                                                      "on an unauthenticated socket"));
+    refuse(p, id, op,
+           status_refusal(wire::FORBIDDEN,
+                          "link channels are opened by new devices "
+                          "on an unauthenticated socket"));
     return;
   }
   if (r.provision_open().ephemeral_public_key().size() != 32) {
@@ -618,14 +637,16 @@ void Relay::op_provision_approve(const std::shared_ptr<Peer>& p, wire::Request& 
   }
   const auto& env = r.provision_approve().envelope();
   if (env.ciphertext().size() > config_.limits.max_provision_ciphertext_bytes) {
-    refuse(p, id, op, too_large_bytes("the provisioning ciphertext is too large",
-                                      config_.limits.max_provision_ciphertext_bytes));
+    refuse(p, id, op,
+           too_large_bytes("the provisioning ciphertext is too large",
+                           config_.limits.max_provision_ciphertext_bytes));
     return;
   }
   if (env.ephemeral_public_key().size() != 32 || env.nonce().size() != 24 ||
       env.ciphertext().empty()) {
-    refuse(p, id, op, bad_request("the envelope needs a 32-byte key, a 24-byte nonce and a "
-                                  "non-empty ciphertext"));
+    refuse(p, id, op,
+           bad_request("the envelope needs a 32-byte key, a 24-byte nonce and a "
+                       "non-empty ciphertext"));
     return;
   }
   std::string code = normalize_link_code(r.provision_approve().link_code());
@@ -687,8 +708,10 @@ void Relay::op_link_device(const std::shared_ptr<Peer>& p, wire::Request& r) {
   const int op = r.op();
   const Limits& l = config_.limits;
   if (p->authenticated) {
-    refuse(p, id, op, status_refusal(wire::FORBIDDEN, "link on the unauthenticated socket that "
-                                                      "opened the channel"));
+    refuse(p, id, op,
+           status_refusal(wire::FORBIDDEN,
+                          "link on the unauthenticated socket that "
+                          "opened the channel"));
     return;
   }
   if (uint64_t wait = provision_ip_.take(p->ip, clock_())) {
@@ -697,8 +720,7 @@ void Relay::op_link_device(const std::shared_ptr<Peer>& p, wire::Request& r) {
   }
   const auto& req = r.link_device();
   if (req.payload().size() > l.max_signed_payload_bytes) {
-    refuse(p, id, op,
-           too_large_bytes("the link payload is too large", l.max_signed_payload_bytes));
+    refuse(p, id, op, too_large_bytes("the link payload is too large", l.max_signed_payload_bytes));
     return;
   }
   wire::LinkPayload payload;
@@ -715,7 +737,8 @@ void Relay::op_link_device(const std::shared_ptr<Peer>& p, wire::Request& r) {
     return;
   }
   uint64_t now = clock_();
-  if (payload.timestamp_ms() + l.clock_skew_ms < now || payload.timestamp_ms() > now + l.clock_skew_ms) {
+  if (payload.timestamp_ms() + l.clock_skew_ms < now ||
+      payload.timestamp_ms() > now + l.clock_skew_ms) {
     refuse(p, id, op, bad_request("the payload's timestamp is outside the allowed clock skew"));
     return;
   }
@@ -734,14 +757,15 @@ void Relay::op_link_device(const std::shared_ptr<Peer>& p, wire::Request& r) {
     std::lock_guard lock(mu_);
     auto it = links_.find(p->link_code);
     if (p->link_code.empty() || it == links_.end() || code != p->link_code)
-      return refuse(p, id, op, status_refusal(wire::NOT_FOUND,
-                                              "this socket has no live link channel with this "
-                                              "code"));
+      return refuse(p, id, op,
+                    status_refusal(wire::NOT_FOUND,
+                                   "this socket has no live link channel with this "
+                                   "code"));
     if (!it->second.approved)
       return refuse(p, id, op, status_refusal(wire::CONFLICT, "the channel is not approved yet"));
     if (bytes_str(it->second.approved_by) != payload.account_id())
-      return refuse(p, id, op, status_refusal(wire::FORBIDDEN,
-                                              "the channel was approved by another account"));
+      return refuse(p, id, op,
+                    status_refusal(wire::FORBIDDEN, "the channel was approved by another account"));
   }
   struct State {
     Bytes account;
@@ -786,8 +810,8 @@ void Relay::op_link_device(const std::shared_ptr<Peer>& p, wire::Request& r) {
         }
         SOTTO_TRY_ASSIGN(st->device_id, s.add_device(st->account, st->device, cap));
         if (st->device_id == 0)
-          st->refusal = status_refusal(wire::LIMIT_REACHED,
-                                       "the account has the maximum number of devices");
+          st->refusal =
+              status_refusal(wire::LIMIT_REACHED, "the account has the maximum number of devices");
         return {};
       },
       [this, p, id, op, st] {
@@ -830,7 +854,8 @@ void Relay::op_list_devices(const std::shared_ptr<Peer>& p, wire::Request& r) {
         auto* out = resp.mutable_list_devices();
         std::lock_guard lock(mu_);
         for (const auto& d : *list)
-          fill_device_info(*out->add_devices(), d, devices_.count(device_key(p->account, d.device_id)));
+          fill_device_info(*out->add_devices(), d,
+                           devices_.count(device_key(p->account, d.device_id)));
         answer(p, std::move(resp), op);
       });
 }
@@ -850,7 +875,8 @@ void Relay::devices_changed(const Bytes& account) {
           frame = push_frame([&](wire::Push& push) {
             auto* dc = push.mutable_devices_changed();
             for (const auto& d : *list)
-              fill_device_info(*dc->add_devices(), d, devices_.count(device_key(account, d.device_id)));
+              fill_device_info(*dc->add_devices(), d,
+                               devices_.count(device_key(account, d.device_id)));
           });
         }
         push_to_account(account, frame);
@@ -1034,20 +1060,19 @@ void Relay::op_upload_prekeys(const std::shared_ptr<Peer>& p, wire::Request& r) 
       [p, req, pool, cap](Store& s) -> Status {
         std::vector<wire::OneTimePreKey> keys(req->one_time_prekeys().begin(),
                                               req->one_time_prekeys().end());
-        SOTTO_TRY_ASSIGN(*pool,
-                         s.upload_prekeys(p->account, p->device,
-                                          req->has_signed_prekey() ? &req->signed_prekey() : nullptr,
-                                          keys,
-                                          req->has_last_resort_prekey() ? &req->last_resort_prekey()
-                                                                        : nullptr,
-                                          cap));
+        SOTTO_TRY_ASSIGN(
+            *pool,
+            s.upload_prekeys(
+                p->account, p->device, req->has_signed_prekey() ? &req->signed_prekey() : nullptr,
+                keys, req->has_last_resort_prekey() ? &req->last_resort_prekey() : nullptr, cap));
         return {};
       },
       [this, p, id, op, pool, cap] {
         if (!*pool)
-          return refuse(p, id, op,
-                        status_refusal(wire::LIMIT_REACHED, "the prekey pool would hold more than " +
-                                                                std::to_string(cap) + " keys"));
+          return refuse(
+              p, id, op,
+              status_refusal(wire::LIMIT_REACHED, "the prekey pool would hold more than " +
+                                                      std::to_string(cap) + " keys"));
         uint32_t n = **pool;
         if (n >= config_.limits.prekey_low_threshold) {
           if (auto conn = p->conn.lock()) conn->post([p] { p->prekeys_low_sent = false; });
@@ -1150,8 +1175,8 @@ void Relay::op_get_bundles(const std::shared_ptr<Peer>& p, wire::Request& r) {
             auto it = std::find_if(devices.begin(), devices.end(),
                                    [&](const DeviceRecord& d) { return d.device_id == w; });
             if (it == devices.end()) {
-              st->refusal = status_refusal(wire::NOT_FOUND,
-                                           "the account has no device " + std::to_string(w));
+              st->refusal =
+                  status_refusal(wire::NOT_FOUND, "the account has no device " + std::to_string(w));
               return {};
             }
             chosen.push_back(&*it);
@@ -1214,17 +1239,17 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
     send->batch = req.batch();
     if (req.messages_size() == 0) return refuse(p, id, op, bad_request("no messages"));
     if (static_cast<uint32_t>(req.messages_size()) > l.max_send_messages)
-      return refuse(p, id, op, too_large_items("too many messages in one send",
-                                               l.max_send_messages));
+      return refuse(p, id, op,
+                    too_large_items("too many messages in one send", l.max_send_messages));
     for (auto& m : *req.mutable_messages()) {
       if (m.account_id().size() != 16)
         return refuse(p, id, op, bad_request("every account_id must be 16 bytes"));
-      if (m.type() == wire::Envelope::TYPE_UNSPECIFIED ||
-          !wire::Envelope::Type_IsValid(m.type()))
+      if (m.type() == wire::Envelope::TYPE_UNSPECIFIED || !wire::Envelope::Type_IsValid(m.type()))
         return refuse(p, id, op, bad_request("every message needs a type"));
       if (m.ciphertext().empty()) return refuse(p, id, op, bad_request("empty ciphertext"));
       if (m.ciphertext().size() > l.max_envelope_bytes)
-        return refuse(p, id, op, too_large_bytes("a ciphertext is too large", l.max_envelope_bytes));
+        return refuse(p, id, op,
+                      too_large_bytes("a ciphertext is too large", l.max_envelope_bytes));
       targets.push_back(Target{Bytes(m.account_id().begin(), m.account_id().end()), m.device_id(),
                                m.registration_id(), m.type()});
       QueuedCopy c;
@@ -1243,10 +1268,10 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
     send->batch = req.batch();
     if (req.recipients_size() == 0) return refuse(p, id, op, bad_request("no recipients"));
     if (static_cast<uint32_t>(req.recipients_size()) > l.max_send_multi_devices)
-      return refuse(p, id, op, too_large_items("too many recipients in one send_multi",
-                                               l.max_send_multi_devices));
-    if (req.type() == wire::Envelope::TYPE_UNSPECIFIED ||
-        !wire::Envelope::Type_IsValid(req.type()))
+      return refuse(
+          p, id, op,
+          too_large_items("too many recipients in one send_multi", l.max_send_multi_devices));
+    if (req.type() == wire::Envelope::TYPE_UNSPECIFIED || !wire::Envelope::Type_IsValid(req.type()))
       return refuse(p, id, op, bad_request("type is required"));
     if (req.ciphertext().empty()) return refuse(p, id, op, bad_request("empty ciphertext"));
     size_t longest = 0;
@@ -1254,8 +1279,8 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
       if (m.account_id().size() != 16)
         return refuse(p, id, op, bad_request("every account_id must be 16 bytes"));
       if (m.header().size() > l.max_multi_header_bytes)
-        return refuse(p, id, op, too_large_bytes("a recipient header is too large",
-                                                 l.max_multi_header_bytes));
+        return refuse(p, id, op,
+                      too_large_bytes("a recipient header is too large", l.max_multi_header_bytes));
       longest = std::max(longest, m.header().size());
       targets.push_back(Target{Bytes(m.account_id().begin(), m.account_id().end()), m.device_id(),
                                m.registration_id(), req.type()});
@@ -1266,8 +1291,10 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
       send->copies.push_back(std::move(c));
     }
     if (req.ciphertext().size() + longest > l.max_envelope_bytes)
-      return refuse(p, id, op, too_large_bytes("the ciphertext plus the longest header is too "
-                                               "large", l.max_envelope_bytes));
+      return refuse(p, id, op,
+                    too_large_bytes("the ciphertext plus the longest header is too "
+                                    "large",
+                                    l.max_envelope_bytes));
     send->type = req.type();
     send->shared_ciphertext = Bytes(req.ciphertext().begin(), req.ciphertext().end());
   }
@@ -1357,8 +1384,8 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
         for (const auto& a : accounts) {
           SOTTO_TRY_ASSIGN(auto account, s.find_account(a));
           if (!account) {
-            st->refusal = status_refusal(wire::NOT_FOUND,
-                                         "account " + to_hex(a) + " does not exist");
+            st->refusal =
+                status_refusal(wire::NOT_FOUND, "account " + to_hex(a) + " does not exist");
             return {};
           }
           SOTTO_TRY_ASSIGN(current[a], s.list_devices(a));
@@ -1409,11 +1436,12 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
           for (const auto& d : current[c.account_id]) {
             if (d.device_id != c.device_id) continue;
             if (d.queue_length >= max_queue) {
-              st->refusal = status_refusal(wire::LIMIT_REACHED,
-                                           "a recipient device's queue is full");
+              st->refusal =
+                  status_refusal(wire::LIMIT_REACHED, "a recipient device's queue is full");
               return {};
             }
-            if (!d.push_url.empty()) st->push_urls[device_key(c.account_id, c.device_id)] = d.push_url;
+            if (!d.push_url.empty())
+              st->push_urls[device_key(c.account_id, c.device_id)] = d.push_url;
           }
         }
         SOTTO_TRY_ASSIGN(st->sequences, s.enqueue(*send));
@@ -1426,8 +1454,9 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
         resp.set_id(id);
         if (st->stale) {
           resp.set_status(wire::STALE_DEVICES);
-          resp.set_message("the send does not match the recipients' current devices; refresh "
-                           "them and resend with the same message id");
+          resp.set_message(
+              "the send does not match the recipients' current devices; refresh "
+              "them and resend with the same message id");
           *resp.mutable_stale_devices() = std::move(st->mismatch);
           return answer(p, std::move(resp), op);
         }
@@ -1458,7 +1487,8 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
           std::string key = device_key(c.account_id, c.device_id);
           if (!find_peer(key)) {
             auto url = st->push_urls.find(key);
-            if (send->urgent && url != st->push_urls.end()) wake(c.account_id, c.device_id, url->second);
+            if (send->urgent && url != st->push_urls.end())
+              wake(c.account_id, c.device_id, url->second);
             continue;
           }
           deliver(key, std::move(env));
@@ -1579,8 +1609,8 @@ void Relay::op_ack(const std::shared_ptr<Peer>& p, wire::Request& r) {
   const auto& seqs = r.ack().sequences();
   if (seqs.empty()) return refuse(p, id, op, bad_request("no sequence numbers"));
   if (static_cast<uint32_t>(seqs.size()) > config_.limits.max_ack_sequences)
-    return refuse(p, id, op, too_large_items("too many sequence numbers",
-                                             config_.limits.max_ack_sequences));
+    return refuse(p, id, op,
+                  too_large_items("too many sequence numbers", config_.limits.max_ack_sequences));
   auto list = std::make_shared<std::vector<uint64_t>>(seqs.begin(), seqs.end());
   auto deleted = std::make_shared<uint64_t>(0);
   submit(
@@ -1629,8 +1659,9 @@ void Relay::op_presence_subscribe(const std::shared_ptr<Peer>& p, wire::Request&
   const int op = r.op();
   const auto& ids = r.presence_subscribe().account_ids();
   if (static_cast<uint32_t>(ids.size()) > config_.limits.max_presence_subscriptions)
-    return refuse(p, id, op, too_large_items("too many accounts in one subscription list",
-                                             config_.limits.max_presence_subscriptions));
+    return refuse(p, id, op,
+                  too_large_items("too many accounts in one subscription list",
+                                  config_.limits.max_presence_subscriptions));
   std::vector<Bytes> wanted;
   for (const auto& a : ids) {
     if (a.size() != 16) return refuse(p, id, op, bad_request("every account id must be 16 bytes"));
@@ -1744,7 +1775,8 @@ void Relay::op_set_push_endpoint(const std::shared_ptr<Peer>& p, wire::Request& 
       return refuse(p, id, op, why);
   }
   submit(
-      p, id, op, [p, url](Store& s) -> Status { return s.set_push_url(p->account, p->device, url); },
+      p, id, op,
+      [p, url](Store& s) -> Status { return s.set_push_url(p->account, p->device, url); },
       [this, p, id, op] {
         wire::Response resp;
         resp.set_id(id);
@@ -1796,8 +1828,9 @@ void Relay::op_attachment_upload(const std::shared_ptr<Peer>& p, wire::Request& 
   const Limits& l = config_.limits;
   if (size == 0) return refuse(p, id, op, bad_request("size_bytes must be at least 1"));
   if (size > l.attachment_max_bytes)
-    return refuse(p, id, op, too_large_bytes("the attachment is larger than this relay accepts",
-                                             l.attachment_max_bytes));
+    return refuse(p, id, op,
+                  too_large_bytes("the attachment is larger than this relay accepts",
+                                  l.attachment_max_bytes));
   uint64_t now = clock_();
   std::string acct = account_key(p->account);
   if (uint64_t wait = attachment_account_.take(acct, now))
@@ -1862,10 +1895,10 @@ void Relay::tick() {
   }
   for (const auto& code : expired) end_link(code, 4000);
   if (!run_expiry) return;
-  for (RateLimiter* rl : {&upgrade_ip_, &register_ip_, &provision_ip_, &provision_lookup_account_,
-                          &lookup_device_, &bundles_device_, &bundles_target_, &send_device_,
-                          &presence_device_, &attachment_account_, &attachment_bytes_,
-                          &download_device_})
+  for (RateLimiter* rl :
+       {&upgrade_ip_, &register_ip_, &provision_ip_, &provision_lookup_account_, &lookup_device_,
+        &bundles_device_, &bundles_target_, &send_device_, &presence_device_, &attachment_account_,
+        &attachment_bytes_, &download_device_})
     rl->sweep(now);
   auto result = std::make_shared<ExpiryResult>();
   auto total = std::make_shared<uint64_t>(0);
@@ -1884,8 +1917,8 @@ void Relay::tick() {
           std::filesystem::remove(attachment_path(id), ec);
         }
         if (result->envelopes || !result->attachments.empty())
-          log_info("expired", {{"envelopes", result->envelopes},
-                               {"attachments", result->attachments.size()}});
+          log_info("expired",
+                   {{"envelopes", result->envelopes}, {"attachments", result->attachments.size()}});
       });
 }
 

@@ -203,18 +203,18 @@ class Relay {
   Pusher* pusher_ = nullptr;
   std::atomic<bool> shutting_down_{false};
 
-  std::mutex mu_;  // guards everything below
-  std::unordered_map<std::string, std::shared_ptr<Peer>> devices_;    // device key -> peer
-  std::unordered_map<std::string, Online> online_;                    // account -> devices
+  std::mutex mu_;                                                   // guards everything below
+  std::unordered_map<std::string, std::shared_ptr<Peer>> devices_;  // device key -> peer
+  std::unordered_map<std::string, Online> online_;                  // account -> devices
   std::unordered_map<std::string, std::set<std::shared_ptr<Peer>>> subscribers_;
   std::unordered_map<std::string, LinkChannel> links_;
   std::unordered_map<std::string, uint64_t> last_wake_;  // device key -> ms
   std::set<std::shared_ptr<Peer>> unauthenticated_;
   uint64_t last_expiry_ms_ = 0;
 
-  RateLimiter upgrade_ip_, register_ip_, provision_ip_, provision_lookup_account_,
-      lookup_device_, bundles_device_, bundles_target_, send_device_, presence_device_,
-      attachment_account_, attachment_bytes_, download_device_;
+  RateLimiter upgrade_ip_, register_ip_, provision_ip_, provision_lookup_account_, lookup_device_,
+      bundles_device_, bundles_target_, send_device_, presence_device_, attachment_account_,
+      attachment_bytes_, download_device_;
   ConcurrencyLimiter unauth_ip_;
 };
 

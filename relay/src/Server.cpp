@@ -1,6 +1,7 @@
 #include "Server.h"
 
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,8 +23,6 @@
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
-
-#include <openssl/crypto.h>
 
 #include "Log.h"
 #include "PushClient.h"
@@ -90,7 +89,7 @@ asio::awaitable<Relay::Auth> authenticate(Relay& relay, const std::string& heade
     auto h = std::make_shared<H>(std::move(handler));
     relay.authenticate(header, [h](Relay::Auth a) {
       auto ex = asio::get_associated_executor(*h);
-      asio::post(ex, [h, a = std::move(a)]() mutable { std::move(*h)(std::move(a)); });
+      asio::post(ex, [h, a = std::move(a)]() mutable { std::move (*h)(std::move(a)); });
     });
   };
   return asio::async_initiate<decltype(asio::use_awaitable), void(Relay::Auth)>(
@@ -229,8 +228,11 @@ class Server::Impl::Conn final : public Tracked,
                                  public std::enable_shared_from_this<Conn<Stream>> {
  public:
   Conn(Impl& server, Stream stream, std::string ip)
-      : server_(server), stream_(std::move(stream)), strand_(lowest(stream_).get_executor()),
-        ip_(std::move(ip)), gate_(strand_) {
+      : server_(server),
+        stream_(std::move(stream)),
+        strand_(lowest(stream_).get_executor()),
+        ip_(std::move(ip)),
+        gate_(strand_) {
     gate_.expires_at(std::chrono::steady_clock::time_point::max());
   }
   ~Conn() override {
@@ -240,8 +242,8 @@ class Server::Impl::Conn final : public Tracked,
 
   void begin() {
     track_id_ = server_.track(this->weak_from_this());
-    asio::co_spawn(strand_, [self = this->shared_from_this()] { return self->run(); },
-                   asio::detached);
+    asio::co_spawn(
+        strand_, [self = this->shared_from_this()] { return self->run(); }, asio::detached);
   }
 
   // ---- Tracked ----
@@ -311,8 +313,7 @@ class Server::Impl::Conn final : public Tracked,
   // NB: one optional extra header, passed as two strings: a braced list of pairs inside a
   // co_await expression trips a GCC 12 coroutine bug ("array used as initializer").
   asio::awaitable<bool> send_text(http::status status, std::string body, unsigned version,
-                                  bool keep_alive, std::string header = {},
-                                  std::string value = {});
+                                  bool keep_alive, std::string header = {}, std::string value = {});
   asio::awaitable<bool> put_attachment(http::request_parser<http::empty_body>& parser,
                                        const std::string& id);
   asio::awaitable<bool> get_attachment(http::request_parser<http::empty_body>& parser,
@@ -426,9 +427,9 @@ asio::awaitable<void> Server::Impl::Conn<Stream>::session() {
 }
 
 template <class Stream>
-asio::awaitable<bool> Server::Impl::Conn<Stream>::send_text(
-    http::status status, std::string body, unsigned version, bool keep_alive, std::string header,
-    std::string value) {
+asio::awaitable<bool> Server::Impl::Conn<Stream>::send_text(http::status status, std::string body,
+                                                            unsigned version, bool keep_alive,
+                                                            std::string header, std::string value) {
   http::response<http::string_body> res{status, version};
   res.set(http::field::server, "sotto-relay");
   res.set(http::field::content_type, "text/plain; charset=utf-8");
@@ -458,8 +459,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::serve_http(
 
   if (target == "/healthz" || target == "/metrics") {
     if (method != http::verb::get && method != http::verb::head)
-      co_return co_await send_text(http::status::method_not_allowed, "use GET", v, false,
-                                   "Allow", "GET, HEAD");
+      co_return co_await send_text(http::status::method_not_allowed, "use GET", v, false, "Allow",
+                                   "GET, HEAD");
     if (has_body) keep = false;
     if (target == "/healthz") {
       if (server_.draining_)
@@ -480,8 +481,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::serve_http(
     } else if (c.metrics_access == "token") {
       std::string want = "Bearer " + c.metrics_token;
       std::string_view got = req[http::field::authorization];
-      allowed = got.size() == want.size() &&
-                CRYPTO_memcmp(got.data(), want.data(), want.size()) == 0;
+      allowed =
+          got.size() == want.size() && CRYPTO_memcmp(got.data(), want.data(), want.size()) == 0;
     }
     if (!allowed)
       co_return co_await send_text(http::status::forbidden, "metrics are not served to you", v,
@@ -496,10 +497,10 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::serve_http(
     if (method == http::verb::get || method == http::verb::head) {
       if (has_body) keep = false;
       bool more = co_await get_attachment(parser, id);
-      co_return more && keep;
+      co_return more&& keep;
     }
-    co_return co_await send_text(http::status::method_not_allowed, "use PUT, GET or HEAD", v,
-                                 false, "Allow", "PUT, GET, HEAD");
+    co_return co_await send_text(http::status::method_not_allowed, "use PUT, GET or HEAD", v, false,
+                                 "Allow", "PUT, GET, HEAD");
   }
   if (target == "/v1/ws")
     co_return co_await send_text(http::status::upgrade_required,
@@ -517,8 +518,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::put_attachment(
   const std::string authorization(req[http::field::authorization]);
   auto auth = co_await authenticate(relay, authorization);
   if (auth.kind == Relay::Auth::kUnavailable)
-    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
-                                 false, "Retry-After", "5");
+    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v, false,
+                                 "Retry-After", "5");
   if (auth.kind != Relay::Auth::kOk)
     co_return co_await send_text(http::status::unauthorized, "missing or wrong credentials", v,
                                  false, "WWW-Authenticate", "Basic realm=\"sotto\"");
@@ -534,8 +535,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::put_attachment(
   };
   auto slot = co_await store_call<std::optional<AttachmentRecord>>(relay.store(), find);
   if (!slot)
-    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
-                                 false, "Retry-After", "5");
+    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v, false,
+                                 "Retry-After", "5");
   uint64_t now = now_ms();
   if (!*slot || ((*slot)->uploaded_at_ms == 0 && (*slot)->upload_expires_at_ms < now))
     co_return co_await send_text(http::status::not_found, "no such slot, or it expired", v, false);
@@ -550,10 +551,10 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::put_attachment(
     co_return co_await send_text(http::status::payload_too_large,
                                  "larger than the attachment size limit", v, false);
   if (length != rec.size_bytes)
-    co_return co_await send_text(http::status::bad_request,
-                                 "Content-Length differs from the reserved size (" +
-                                     std::to_string(rec.size_bytes) + ")",
-                                 v, false);
+    co_return co_await send_text(
+        http::status::bad_request,
+        "Content-Length differs from the reserved size (" + std::to_string(rec.size_bytes) + ")", v,
+        false);
   {
     std::lock_guard lock(server_.uploads_mu_);
     if (!server_.uploads_in_progress_.insert(id).second)
@@ -577,8 +578,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::put_attachment(
   body.get().body().open(tmp_path.c_str(), beast::file_mode::write, ec);
   if (ec) {
     log_error("attachment_open_failed", {{"error", ec.message()}});
-    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
-                                 false, "Retry-After", "5");
+    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v, false,
+                                 "Retry-After", "5");
   }
   if (beast::iequals(body.get()[http::field::expect], "100-continue")) {
     http::response<http::empty_body> cont{http::status::continue_, v};
@@ -599,8 +600,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::put_attachment(
   if (!synced) {
     std::filesystem::remove(tmp_path, fs_ec);
     if (ec) co_return false;  // the connection broke mid-body: nothing is kept
-    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
-                                 false, "Retry-After", "5");
+    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v, false,
+                                 "Retry-After", "5");
   }
   std::filesystem::rename(tmp_path, final_path, fs_ec);
   if (!fs_ec) {
@@ -620,8 +621,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::put_attachment(
   if (!marked) {
     std::filesystem::remove(final_path, fs_ec);
     std::filesystem::remove(tmp_path, fs_ec);
-    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
-                                 false, "Retry-After", "5");
+    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v, false,
+                                 "Retry-After", "5");
   }
   server_.metrics_.attachments_uploaded.fetch_add(1, std::memory_order_relaxed);
   co_return co_await send_text(http::status::created, "stored", v, body.get().keep_alive());
@@ -637,8 +638,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::get_attachment(
   const std::string authorization(req[http::field::authorization]);
   auto auth = co_await authenticate(relay, authorization);
   if (auth.kind == Relay::Auth::kUnavailable)
-    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
-                                 keep, "Retry-After", "5");
+    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v, keep,
+                                 "Retry-After", "5");
   if (auth.kind != Relay::Auth::kOk)
     co_return co_await send_text(http::status::unauthorized, "missing or wrong credentials", v,
                                  keep, "WWW-Authenticate", "Basic realm=\"sotto\"");
@@ -653,8 +654,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::get_attachment(
   };
   auto slot = co_await store_call<std::optional<AttachmentRecord>>(relay.store(), find);
   if (!slot)
-    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v,
-                                 keep, "Retry-After", "5");
+    co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v, keep,
+                                 "Retry-After", "5");
   if (!*slot || (*slot)->uploaded_at_ms == 0 || (*slot)->expires_at_ms < now_ms())
     co_return co_await send_text(http::status::not_found, "no such attachment", v, keep);
   int fd = ::open(relay.attachment_path(id).c_str(), O_RDONLY | O_CLOEXEC);
@@ -697,8 +698,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::get_attachment(
     ssize_t got = ::pread(fd, chunk.data(), want, static_cast<off_t>(offset));
     if (got <= 0) co_return false;
     hard_deadline = now_ms() + 30'000;
-    auto [wec, wn] = co_await asio::async_write(stream_, asio::buffer(chunk.data(), static_cast<size_t>(got)),
-                                                use_nothrow);
+    auto [wec, wn] = co_await asio::async_write(
+        stream_, asio::buffer(chunk.data(), static_cast<size_t>(got)), use_nothrow);
     if (wec) co_return false;
     server_.metrics_.attachment_bytes_out.fetch_add(wn, std::memory_order_relaxed);
     offset += static_cast<uint64_t>(got);
@@ -720,8 +721,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::serve_websocket(
     co_return false;
   }
   if (server_.draining_) {
-    co_await send_text(http::status::service_unavailable, "shutting down", v, false,
-                       "Retry-After", "5");
+    co_await send_text(http::status::service_unavailable, "shutting down", v, false, "Retry-After",
+                       "5");
     co_return false;
   }
   if (uint64_t wait = relay.admit_upgrade(ip_)) {
@@ -758,9 +759,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::serve_websocket(
   ws_ = std::make_unique<websocket::stream<Stream>>(std::move(stream_));
   ws_->read_message_max(server_.config_.limits.max_frame_bytes);
   ws_->auto_fragment(false);
-  ws_->set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
-    res.set(http::field::server, "sotto-relay");
-  }));
+  ws_->set_option(websocket::stream_base::decorator(
+      [](websocket::response_type& res) { res.set(http::field::server, "sotto-relay"); }));
   ws_->control_callback([this](websocket::frame_type, beast::string_view) {
     activity.store(now_ms(), std::memory_order_relaxed);
   });
@@ -777,8 +777,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::serve_websocket(
   }
   peer_ = relay.open(std::static_pointer_cast<Connection>(this->shared_from_this()), ip_,
                      auth ? &*auth : nullptr);
-  asio::co_spawn(strand_, [self = this->shared_from_this()] { return self->session(); },
-                 asio::detached);
+  asio::co_spawn(
+      strand_, [self = this->shared_from_this()] { return self->session(); }, asio::detached);
   co_return true;
 }
 
@@ -826,15 +826,15 @@ void Server::Impl::refuse_budget(Socket socket) {
   uint64_t now = now_ms();
   uint64_t last = last_refusal_log_.load();
   if (now >= last + 1000 && last_refusal_log_.compare_exchange_strong(last, now)) {
-    log_warn("connection_refused",
-             {{"reason", "descriptor_budget"},
-              {"budget", budget_},
-              {"refused_since_last_log", refusals_since_log_.exchange(0)}});
+    log_warn("connection_refused", {{"reason", "descriptor_budget"},
+                                    {"budget", budget_},
+                                    {"refused_since_last_log", refusals_since_log_.exchange(0)}});
   }
   static const std::string kBody = "the relay is at its connection limit\n";
   static const std::string kResponse =
       "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain\r\n"
-      "Content-Length: " + std::to_string(kBody.size()) + "\r\nConnection: close\r\n\r\n" + kBody;
+      "Content-Length: " +
+      std::to_string(kBody.size()) + "\r\nConnection: close\r\n\r\n" + kBody;
   // A non-blocking best effort: the socket is closed right after, whatever was written.
   beast::error_code ec;
   socket.non_blocking(true, ec);

@@ -131,7 +131,7 @@ class SqliteStore::Stmt {
   sqlite3_stmt* stmt_;
 };
 
-#define STMT(var, sql)                      \
+#define STMT(var, sql)                                     \
   SOTTO_TRY_ASSIGN(sqlite3_stmt* var##_raw, prepare(sql)); \
   Stmt var(this, var##_raw)
 
@@ -163,9 +163,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
                                                        const Options& options) {
   std::unique_ptr<SqliteStore> self(new SqliteStore());
   self->path_ = path;
-  int rc = sqlite3_open_v2(path.c_str(), &self->db_,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &self->db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) return self->error(rc, "opening the database");
   sqlite3_extended_result_codes(self->db_, 1);
   sqlite3_busy_timeout(self->db_, 10'000);
@@ -196,8 +196,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   if (rc != SQLITE_OK) return self->error(rc, "opening the database");
 
   SOTTO_TRY(self->exec("PRAGMA journal_mode = WAL"));
-  SOTTO_TRY(self->exec(options.sync_full ? "PRAGMA synchronous = FULL"
-                                         : "PRAGMA synchronous = NORMAL"));
+  SOTTO_TRY(
+      self->exec(options.sync_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL"));
   SOTTO_TRY(self->exec("PRAGMA temp_store = MEMORY"));
   SOTTO_TRY(self->exec("PRAGMA cache_size = -32768"));  // 32 MiB
   SOTTO_TRY(self->exec("BEGIN IMMEDIATE"));
@@ -214,8 +214,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
                             std::to_string(q.i64(0)) + ")");
     }
   }
-  if (s.ok())
-    s = self->exec("INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 1)");
+  if (s.ok()) s = self->exec("INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 1)");
   if (!s.ok()) {
     self->rollback();
     return std::move(s).error();
@@ -310,11 +309,12 @@ Result<std::optional<AccountRecord>> SqliteStore::find_account_by_handle(std::st
 
 Status SqliteStore::drop_queue_rows(const char* where_sql, ByteView account, uint32_t device) {
   // Shared ciphertexts lose one reference per dropped copy; unreferenced ones go.
-  std::string refs =
-      std::string("UPDATE blobs SET refs = refs - (SELECT count(*) FROM queue WHERE "
-                  "queue.blob_id = blobs.id AND ") +
-      where_sql + ") WHERE id IN (SELECT blob_id FROM queue WHERE blob_id IS NOT NULL AND " +
-      where_sql + ")";
+  std::string refs = std::string(
+                         "UPDATE blobs SET refs = refs - (SELECT count(*) FROM queue WHERE "
+                         "queue.blob_id = blobs.id AND ") +
+                     where_sql +
+                     ") WHERE id IN (SELECT blob_id FROM queue WHERE blob_id IS NOT NULL AND " +
+                     where_sql + ")";
   std::string del = std::string("DELETE FROM queue WHERE ") + where_sql;
   // These statements are rare (device removal, account deletion): no need to cache them.
   for (const std::string* sql : {&refs, &del}) {
@@ -367,8 +367,8 @@ Status SqliteStore::set_last_seen(ByteView id, uint64_t account_last_seen_ms, ui
   }
   if (device_id) {
     STMT(q, "UPDATE devices SET last_seen_ms = ? WHERE account = ? AND device = ?");
-    SOTTO_TRY(q.bind(1, static_cast<int64_t>(device_last_seen_ms)).bind(2, id).bind(3, device_id)
-                  .run());
+    SOTTO_TRY(
+        q.bind(1, static_cast<int64_t>(device_last_seen_ms)).bind(2, id).bind(3, device_id).run());
   }
   return {};
 }
@@ -436,7 +436,7 @@ Result<DeviceRecord> SqliteStore::read_device(sqlite3_stmt* raw) {
   return d;
 }
 
-#define DEVICE_COLUMNS                                                                      \
+#define DEVICE_COLUMNS                                                                         \
   "account, device, registration_id, auth_hash, encrypted_name, created_at_ms, last_seen_ms, " \
   "spk_id, spk_public, spk_signature, spk_timestamp_ms, push_url, queue_len, last_seq"
 
@@ -548,7 +548,8 @@ Result<std::optional<uint32_t>> SqliteStore::upload_prekeys(
   }
   if (last_resort) {
     STMT(q, "UPDATE devices SET lr_public = ? WHERE account = ? AND device = ?");
-    SOTTO_TRY(q.bind(1, as_bytes(last_resort->public_key())).bind(2, account).bind(3, device).run());
+    SOTTO_TRY(
+        q.bind(1, as_bytes(last_resort->public_key())).bind(2, account).bind(3, device).run());
   }
   {
     STMT(q, "UPDATE devices SET pool = ? WHERE account = ? AND device = ?");
@@ -659,8 +660,10 @@ Result<std::vector<uint64_t>> SqliteStore::enqueue(const NewSend& s) {
     q.bind(5, s.sender_account).bind(6, s.sender_device).bind(7, s.message_id);
     q.bind(8, static_cast<int64_t>(s.server_timestamp_ms));
     q.bind(9, static_cast<int64_t>(s.expires_at_ms)).bind(10, s.urgent ? 1 : 0);
-    if (c.header.empty()) q.bind_null(11);
-    else q.bind(11, c.header);
+    if (c.header.empty())
+      q.bind_null(11);
+    else
+      q.bind(11, c.header);
     if (blob_id) {
       q.bind_null(12).bind(13, blob_id);
     } else {
@@ -716,7 +719,8 @@ Result<uint64_t> SqliteStore::ack(ByteView account, uint32_t device,
   for (uint64_t seq : sequences) {
     int64_t blob_id = 0;
     {
-      STMT(q, "SELECT coalesce(blob_id, 0) FROM queue WHERE account = ? AND device = ? AND seq = ?");
+      STMT(q,
+           "SELECT coalesce(blob_id, 0) FROM queue WHERE account = ? AND device = ? AND seq = ?");
       q.bind(1, account).bind(2, device).bind(3, static_cast<int64_t>(seq));
       SOTTO_TRY_ASSIGN(bool row, q.step());
       if (!row) continue;
@@ -756,7 +760,8 @@ Status SqliteStore::create_attachment(const AttachmentRecord& a) {
        "INSERT INTO attachments(id, account, device, size, upload_expires_at) "
        "VALUES(?, ?, ?, ?, ?)");
   q.bind_text(1, a.id).bind(2, a.account_id).bind(3, a.device_id);
-  q.bind(4, static_cast<int64_t>(a.size_bytes)).bind(5, static_cast<int64_t>(a.upload_expires_at_ms));
+  q.bind(4, static_cast<int64_t>(a.size_bytes))
+      .bind(5, static_cast<int64_t>(a.upload_expires_at_ms));
   return q.run();
 }
 

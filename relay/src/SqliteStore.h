@@ -18,8 +18,8 @@ namespace sotto::relay {
 class SqliteStore final : public Store {
  public:
   struct Options {
-    SecureBytes key;         // empty: not encrypted at rest
-    bool sync_full = true;   // synchronous=FULL (else NORMAL)
+    SecureBytes key;        // empty: not encrypted at rest
+    bool sync_full = true;  // synchronous=FULL (else NORMAL)
   };
   // Opens (creating if needed) `path`. kEncryptionUnavailable when the SQLite in the process
   // is not SQLCipher, kWrongKey when the key does not open an existing database.
@@ -62,8 +62,7 @@ class SqliteStore final : public Store {
                                               ByteView message_id, uint32_t batch) override;
   Result<std::vector<uint64_t>> enqueue(const NewSend& send) override;
   Result<std::vector<wire::Envelope>> load_queue(ByteView account, uint32_t device,
-                                                 uint64_t after_sequence,
-                                                 uint32_t limit) override;
+                                                 uint64_t after_sequence, uint32_t limit) override;
   Result<uint64_t> ack(ByteView account, uint32_t device,
                        const std::vector<uint64_t>& sequences) override;
   Result<uint64_t> total_queued() override;

@@ -77,8 +77,9 @@ Check check_device_keys(const keys::Context& ctx, std::string_view identity_key,
 Check check_prekey_upload(const keys::Context& ctx, std::string_view identity_key,
                           const wire::UploadPreKeysRequest& r, const Limits& limits) {
   if (!r.has_signed_prekey() && r.one_time_prekeys_size() == 0 && !r.has_last_resort_prekey())
-    return bad_request("nothing to upload: set signed_prekey, one_time_prekeys or "
-                       "last_resort_prekey");
+    return bad_request(
+        "nothing to upload: set signed_prekey, one_time_prekeys or "
+        "last_resort_prekey");
   if (static_cast<uint32_t>(r.one_time_prekeys_size()) > limits.max_prekeys_per_upload)
     return too_large_items("too many one-time prekeys in one upload",
                            limits.max_prekeys_per_upload);
@@ -170,9 +171,9 @@ bool is_private_address(std::string_view literal) {
       uint32_t mask = bits == 0 ? 0 : ~uint32_t{0} << (32 - bits);
       return (a & mask) == (net & mask);
     };
-    return in(0x00000000, 8) || in(0x7F000000, 8) || in(0x0A000000, 8) ||
-           in(0xAC100000, 12) || in(0xC0A80000, 16) || in(0xA9FE0000, 16) ||
-           in(0x64400000, 10) || in(0xE0000000, 4) || a == 0xFFFFFFFF;
+    return in(0x00000000, 8) || in(0x7F000000, 8) || in(0x0A000000, 8) || in(0xAC100000, 12) ||
+           in(0xC0A80000, 16) || in(0xA9FE0000, 16) || in(0x64400000, 10) || in(0xE0000000, 4) ||
+           a == 0xFFFFFFFF;
   }
   in6_addr v6{};
   if (inet_pton(AF_INET6, s.c_str(), &v6) == 1) {
@@ -180,10 +181,10 @@ bool is_private_address(std::string_view literal) {
     bool zero_prefix = true;
     for (int i = 0; i < 15; ++i) zero_prefix = zero_prefix && b[i] == 0;
     if (zero_prefix && (b[15] == 0 || b[15] == 1)) return true;  // :: and ::1
-    if ((b[0] & 0xFE) == 0xFC) return true;                        // fc00::/7
-    if (b[0] == 0xFE && (b[1] & 0xC0) == 0x80) return true;        // fe80::/10
-    if (b[0] == 0xFF) return true;                                 // multicast
-    bool mapped = true;                                            // ::ffff:a.b.c.d
+    if ((b[0] & 0xFE) == 0xFC) return true;                      // fc00::/7
+    if (b[0] == 0xFE && (b[1] & 0xC0) == 0x80) return true;      // fe80::/10
+    if (b[0] == 0xFF) return true;                               // multicast
+    bool mapped = true;                                          // ::ffff:a.b.c.d
     for (int i = 0; i < 10; ++i) mapped = mapped && b[i] == 0;
     if (mapped && b[10] == 0xFF && b[11] == 0xFF) {
       char buf[INET_ADDRSTRLEN];
@@ -199,8 +200,8 @@ std::optional<PushUrl> parse_push_url(std::string_view url, bool allow_http, boo
                                       uint32_t max_bytes, Refusal& why) {
   why = bad_request("the push endpoint must be an absolute https URL");
   if (url.size() > max_bytes) {
-    why = bad_request("the push endpoint URL is longer than " + std::to_string(max_bytes) +
-                      " bytes");
+    why =
+        bad_request("the push endpoint URL is longer than " + std::to_string(max_bytes) + " bytes");
     return std::nullopt;
   }
   for (char c : url)

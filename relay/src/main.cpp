@@ -66,7 +66,8 @@ int main(int argc, char** argv) {
   if (ec) return fail("data_dir_unusable", make_error(ErrorCode::kStorageIo, ec.message()));
   ::chmod(config.data_dir.c_str(), 0700);
   // Partial uploads from a previous run are never completed: drop them.
-  for (const auto& e : std::filesystem::directory_iterator(config.data_dir / "attachments" / "tmp", ec))
+  for (const auto& e :
+       std::filesystem::directory_iterator(config.data_dir / "attachments" / "tmp", ec))
     std::filesystem::remove(e.path(), ec);
 
   SqliteStore::Options store_options;

@@ -83,12 +83,21 @@ struct Relay {
     std::string tmpl = (std::filesystem::temp_directory_path() / "sotto-bench-XXXXXX").string();
     if (!::mkdtemp(tmpl.data())) die("mkdtemp");
     dir = tmpl;
-    std::vector<std::string> args = {g_relay_binary, "--data-dir", (dir / "data").string(),
-                                     "--listen", "127.0.0.1:0", "--port-file",
-                                     (dir / "port").string(), "--log-level", "warn",
-                                     "--ip-rate-limits=false", "--rate-send-device=off",
-                                     "--rate-frames-connection=off", "--rate-bundles-device=off",
-                                     "--rate-bundles-target=off", "--unauth-timeout-ms=60000"};
+    std::vector<std::string> args = {g_relay_binary,
+                                     "--data-dir",
+                                     (dir / "data").string(),
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--port-file",
+                                     (dir / "port").string(),
+                                     "--log-level",
+                                     "warn",
+                                     "--ip-rate-limits=false",
+                                     "--rate-send-device=off",
+                                     "--rate-frames-connection=off",
+                                     "--rate-bundles-device=off",
+                                     "--rate-bundles-target=off",
+                                     "--unauth-timeout-ms=60000"};
     args.insert(args.end(), extra.begin(), extra.end());
     int log = ::open((dir / "relay.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     pid = ::fork();
@@ -169,16 +178,16 @@ class Conn : public std::enable_shared_from_this<Conn> {
     ws_.auto_fragment(false);
     ws_.read_message_max(64 << 20);
     auto self = shared_from_this();
-    sock.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
-                       [self](beast::error_code e) {
-                         if (e) return self->fail();
-                         self->ws_.async_handshake("127.0.0.1", "/v1/ws", [self](beast::error_code e2) {
-                           if (e2) return self->fail();
-                           self->open_ = true;
-                           if (self->on_open) self->on_open(true);
-                           self->read();
-                         });
-                       });
+    sock.async_connect(
+        tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), [self](beast::error_code e) {
+          if (e) return self->fail();
+          self->ws_.async_handshake("127.0.0.1", "/v1/ws", [self](beast::error_code e2) {
+            if (e2) return self->fail();
+            self->open_ = true;
+            if (self->on_open) self->on_open(true);
+            self->read();
+          });
+        });
   }
   void send(const sotto::wire::Request& r) {
     sotto::wire::Frame f;
@@ -316,7 +325,8 @@ std::vector<Device> register_accounts(uint16_t port, size_t n, const std::string
     c->open(port, "", "");
     conns.push_back(c);
   }
-  if (!run_until(ioc, [&] { return done == n; }, std::chrono::milliseconds(60'000 + n * 10)))
+  if (!run_until(
+          ioc, [&] { return done == n; }, std::chrono::milliseconds(60'000 + n * 10)))
     die("registration timed out after " + std::to_string(done) + " of " + std::to_string(n));
   if (failed) die(std::to_string(failed) + " registrations failed");
   for (auto& c : conns) c->close();
@@ -361,8 +371,9 @@ std::vector<std::shared_ptr<Conn>> connect_all(asio::io_context& ioc, uint16_t p
     c->open(port, source, devices[i].authorization());
   };
   for (size_t k = 0; k < concurrency; ++k) start_one();
-  if (!run_until(ioc, [&] { return ready + failed == devices.size(); },
-                 std::chrono::milliseconds(30'000 + devices.size() * 5)))
+  if (!run_until(
+          ioc, [&] { return ready + failed == devices.size(); },
+          std::chrono::milliseconds(30'000 + devices.size() * 5)))
     die("connecting timed out at " + std::to_string(ready) + " of " +
         std::to_string(devices.size()));
   if (failed) die(std::to_string(failed) + " connections failed");
@@ -393,8 +404,7 @@ struct Traffic {
   size_t samples = 0;
 };
 
-Traffic one_to_one(uint16_t port, const std::vector<Device>& devices, double rate,
-                   double seconds) {
+Traffic one_to_one(uint16_t port, const std::vector<Device>& devices, double rate, double seconds) {
   asio::io_context ioc;
   auto conns = connect_all(ioc, port, devices);
   size_t n = conns.size();
@@ -451,8 +461,8 @@ Traffic one_to_one(uint16_t port, const std::vector<Device>& devices, double rat
   }
   auto start = Clock::now();
   auto warm_end = start + 1s;
-  auto end = warm_end + std::chrono::duration_cast<Clock::duration>(
-                            std::chrono::duration<double>(seconds));
+  auto end = warm_end +
+             std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   if (rate == 0) {
     for (size_t i = 0; i < n; ++i)
       for (int k = 0; k < kWindow; ++k) send_one(i);
@@ -484,11 +494,14 @@ Traffic one_to_one(uint16_t port, const std::vector<Device>& devices, double rat
   }
   double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   sending = false;
-  run_until(ioc, [&] {
-    for (int f : inflight)
-      if (f) return false;
-    return true;
-  }, 10s);
+  run_until(
+      ioc,
+      [&] {
+        for (int f : inflight)
+          if (f) return false;
+        return true;
+      },
+      10s);
   Traffic t;
   t.envelopes_per_s = static_cast<double>(committed) / elapsed;
   std::sort(latencies.begin(), latencies.end());
@@ -505,8 +518,8 @@ Traffic one_to_one(uint16_t port, const std::vector<Device>& devices, double rat
 }
 
 // Phase 3: one send_multi to `members.size()` connected devices; ms until all have it.
-std::vector<double> fan_out(uint16_t port, const Device& sender,
-                            const std::vector<Device>& members, int rounds) {
+std::vector<double> fan_out(uint16_t port, const Device& sender, const std::vector<Device>& members,
+                            int rounds) {
   asio::io_context ioc;
   auto conns = connect_all(ioc, port, members);
   auto s = connect_all(ioc, port, {sender});
@@ -543,10 +556,12 @@ std::vector<double> fan_out(uint16_t port, const Device& sender,
     received = 0;
     t0 = mono_ns();
     s[0]->send(r);
-    if (!run_until(ioc, [&] { return received == members.size(); }, 30s))
+    if (!run_until(
+            ioc, [&] { return received == members.size(); }, 30s))
       die("fan-out round timed out at " + std::to_string(received));
     out.push_back(static_cast<double>(mono_ns() - t0) / 1e6);
-    run_until(ioc, [] { return false; }, 300ms);  // let the acks settle
+    run_until(
+        ioc, [] { return false; }, 300ms);  // let the acks settle
   }
   for (auto& c : conns) c->close();
   s[0]->close();
@@ -556,8 +571,8 @@ std::vector<double> fan_out(uint16_t port, const Device& sender,
 // Phase 4, in a child process: hold authenticated idle connections for a slice of devices.
 // Protocol on the pipes: the parent writes a count, the child opens up to that many and
 // answers with the number it holds; "x" ends it.
-[[noreturn]] void idle_child(int in_fd, int out_fd, uint16_t port,
-                             std::vector<Device> devices, std::string source) {
+[[noreturn]] void idle_child(int in_fd, int out_fd, uint16_t port, std::vector<Device> devices,
+                             std::string source) {
   rlimit rl{};
   getrlimit(RLIMIT_NOFILE, &rl);
   rl.rlim_cur = rl.rlim_max;
@@ -583,21 +598,25 @@ std::vector<double> fan_out(uint16_t port, const Device& sender,
         c->open(port, source, devices[held.size() + i].authorization());
         extra.push_back(c);
       }
-      run_until(ioc, [&] { return done == extra.size(); }, 30s);
+      run_until(
+          ioc, [&] { return done == extra.size(); }, 30s);
       for (auto& c : extra) c->close();
-      run_until(ioc, [] { return false; }, 500ms);
+      run_until(
+          ioc, [] { return false; }, 500ms);
       std::string reply = std::to_string(refused) + "\n";
       (void)!::write(out_fd, reply.data(), reply.size());
       continue;
     }
     size_t target = std::stoul(buf);
     if (target > held.size()) {
-      std::vector<Device> more(devices.begin() + static_cast<long>(held.size()),
-                               devices.begin() + static_cast<long>(std::min(target, devices.size())));
+      std::vector<Device> more(
+          devices.begin() + static_cast<long>(held.size()),
+          devices.begin() + static_cast<long>(std::min(target, devices.size())));
       auto conns = connect_all(ioc, port, more, source, 128);
       held.insert(held.end(), conns.begin(), conns.end());
     }
-    run_until(ioc, [] { return false; }, 200ms);
+    run_until(
+        ioc, [] { return false; }, 200ms);
     std::string reply = std::to_string(held.size()) + "\n";
     (void)!::write(out_fd, reply.data(), reply.size());
   }
@@ -653,12 +672,17 @@ int main(int argc, char** argv) {
   size_t idle_total = 18'000, idle_first = 5'000;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--quick") quick = true;
-    else if (a == "--relay" && i + 1 < argc) g_relay_binary = argv[++i];
-    else if (a == "--seconds" && i + 1 < argc) seconds = std::stod(argv[++i]);
-    else if (a == "--idle" && i + 1 < argc) idle_total = std::stoul(argv[++i]);
+    if (a == "--quick")
+      quick = true;
+    else if (a == "--relay" && i + 1 < argc)
+      g_relay_binary = argv[++i];
+    else if (a == "--seconds" && i + 1 < argc)
+      seconds = std::stod(argv[++i]);
+    else if (a == "--idle" && i + 1 < argc)
+      idle_total = std::stoul(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: relay_bench [--relay PATH] [--quick] [--seconds N] [--idle N]\n");
+      std::fprintf(stderr,
+                   "usage: relay_bench [--relay PATH] [--quick] [--seconds N] [--idle N]\n");
       return 2;
     }
   }
@@ -684,8 +708,7 @@ int main(int argc, char** argv) {
   const Device& sender = devices.back();
 
   Traffic full = one_to_one(relay.port, talkers, 0, seconds);
-  print_row("durable 1:1 envelopes/s, 100 connections", fmt(full.envelopes_per_s, 0),
-            ">= 50,000");
+  print_row("durable 1:1 envelopes/s, 100 connections", fmt(full.envelopes_per_s, 0), ">= 50,000");
   Traffic half = one_to_one(relay.port, talkers, full.envelopes_per_s / 2, seconds);
   print_row("  send-to-deliver at half load: envelopes/s", fmt(half.envelopes_per_s, 0), "");
   print_row("  send-to-deliver p50 (ms)", fmt(half.p50_ms, 2), "");
@@ -727,7 +750,9 @@ int main(int argc, char** argv) {
   auto hold = [&](size_t total) {
     size_t held = 0;
     for (int k = 0; k < kChildren; ++k)
-      held += ask(children[k], std::to_string(total / kChildren + (k < static_cast<int>(total % kChildren) ? 1 : 0)) + "\n");
+      held += ask(children[k], std::to_string(total / kChildren +
+                                              (k < static_cast<int>(total % kChildren) ? 1 : 0)) +
+                                   "\n");
     std::this_thread::sleep_for(2s);
     return held;
   };
@@ -744,7 +769,8 @@ int main(int argc, char** argv) {
             fmt(rss_b / 1024.0, 1), "");
   print_row("relay RSS per idle authenticated connection (KiB, slope)", fmt(slope, 2), "<= 4");
   size_t refused = ask(children.back(), "r400\n");  // 400 more, 300 past the budget
-  std::string counted = metric(idle.port, "sotto_connections_refused_total{reason=\"descriptor_budget\"}");
+  std::string counted =
+      metric(idle.port, "sotto_connections_refused_total{reason=\"descriptor_budget\"}");
   print_row(("connections past a budget of " + std::to_string(budget) + ": refused").c_str(),
             std::to_string(refused) + " of 400", "clean 503");
   print_row("  sotto_connections_refused_total{descriptor_budget}", counted, "");

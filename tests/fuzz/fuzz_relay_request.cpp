@@ -31,6 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     sotto::relay::Refusal why;
     (void)sotto::relay::parse_push_url(r.set_push_endpoint().url(), true, false, 2048, why);
   }
-  if (r.has_provision_lookup()) (void)sotto::relay::normalize_link_code(r.provision_lookup().link_code());
+  if (r.has_provision_lookup())
+    (void)sotto::relay::normalize_link_code(r.provision_lookup().link_code());
   return 0;
 }

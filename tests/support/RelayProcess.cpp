@@ -74,8 +74,7 @@ RelayProcess::RelayProcess(Options options) : options_(std::move(options)) {
 RelayProcess::~RelayProcess() {
   if (pid_ > 0) {
     int status = terminate();
-    if (status != 0)
-      ADD_FAILURE() << "sotto-relay exited with status " << status << "\n" << log();
+    if (status != 0) ADD_FAILURE() << "sotto-relay exited with status " << status << "\n" << log();
   }
   std::error_code ec;
   if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
@@ -86,9 +85,7 @@ std::string RelayProcess::binary() { return SOTTO_RELAY_BINARY; }
 std::string RelayProcess::ws_url() const {
   return "ws://127.0.0.1:" + std::to_string(port_) + "/v1/ws";
 }
-std::string RelayProcess::http_base() const {
-  return "http://127.0.0.1:" + std::to_string(port_);
-}
+std::string RelayProcess::http_base() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
 std::string RelayProcess::log() const {
   std::ifstream in(log_file_);
@@ -101,11 +98,16 @@ void RelayProcess::start(uint16_t port) {
   std::error_code ec;
   std::filesystem::remove(port_file_, ec);
   args_ = {SOTTO_RELAY_BINARY,
-           "--data-dir", data_dir_.string(),
-           "--listen", "127.0.0.1:" + std::to_string(port),
-           "--port-file", port_file_.string(),
-           "--threads", "2",
-           "--shutdown-grace-ms", "8000"};
+           "--data-dir",
+           data_dir_.string(),
+           "--listen",
+           "127.0.0.1:" + std::to_string(port),
+           "--port-file",
+           port_file_.string(),
+           "--threads",
+           "2",
+           "--shutdown-grace-ms",
+           "8000"};
   if (options_.permissive_limits) {
     // An option may appear once: extra_args override the permissive value of the same name.
     for (const auto& p : permissive_args()) {

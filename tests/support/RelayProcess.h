@@ -41,9 +41,9 @@ class RelayProcess {
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }
 
-  void kill9();      // SIGKILL, reap
-  int terminate();   // SIGTERM, wait; the exit status (or 128 + signal)
-  void restart();    // start again on the same data dir and the SAME port, wait until ready
+  void kill9();             // SIGKILL, reap
+  int terminate();          // SIGTERM, wait; the exit status (or 128 + signal)
+  void restart();           // start again on the same data dir and the SAME port, wait until ready
   std::string log() const;  // what the relay printed so far
 
   // The sotto-relay executable these tests run.

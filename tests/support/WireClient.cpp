@@ -17,8 +17,8 @@ namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 
 std::string Credentials::authorization() const {
-  std::string user = to_hex(account_id) + "." + std::to_string(device_id) + ":" +
-                     to_hex(auth_secret);
+  std::string user =
+      to_hex(account_id) + "." + std::to_string(device_id) + ":" + to_hex(auth_secret);
   std::string b64(sodium_base64_ENCODED_LEN(user.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
   sodium_bin2base64(b64.data(), b64.size(), reinterpret_cast<const unsigned char*>(user.data()),
                     user.size(), sodium_base64_VARIANT_ORIGINAL);
@@ -83,9 +83,8 @@ Result<std::unique_ptr<WireClient>> WireClient::connect(const std::string& host,
   impl->ws.handshake(res, host + ":" + std::to_string(port), "/v1/ws", ec);
   if (http_status) *http_status = static_cast<int>(res.result_int());
   if (ec)
-    return make_error(ErrorCode::kStorageIo, "upgrade refused: " +
-                                                 std::to_string(res.result_int()) + " " +
-                                                 ec.message());
+    return make_error(ErrorCode::kStorageIo,
+                      "upgrade refused: " + std::to_string(res.result_int()) + " " + ec.message());
   impl->ws.binary(true);
   impl->ws.auto_fragment(false);
   impl->start_read();
@@ -145,9 +144,9 @@ Result<wire::Response> WireClient::wait_response(uint64_t id, std::chrono::milli
     }
   }
   if (!impl_->open)
-    return make_error(ErrorCode::kStorageIo,
-                      "the relay closed the connection (code " +
-                          std::to_string(impl_->close_code.value_or(0)) + ")");
+    return make_error(ErrorCode::kStorageIo, "the relay closed the connection (code " +
+                                                 std::to_string(impl_->close_code.value_or(0)) +
+                                                 ")");
   return make_error(ErrorCode::kNotFound, "no response within the timeout");
 }
 
@@ -282,9 +281,9 @@ Result<TestDevice> register_device(const std::string& host, uint16_t port,
   SOTTO_TRY_ASSIGN(auto client, WireClient::connect(host, port));
   SOTTO_TRY_ASSIGN(wire::Response r, client->call(register_request(d)));
   if (r.status() != wire::OK)
-    return make_error(ErrorCode::kInvalidArgument,
-                      "register @" + handle + " failed: " + wire::Status_Name(r.status()) + " " +
-                          r.message());
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        "register @" + handle + " failed: " + wire::Status_Name(r.status()) + " " + r.message());
   d.account_id = Bytes(r.registration().account_id().begin(), r.registration().account_id().end());
   d.device_id = r.registration().device_id();
   client->close();

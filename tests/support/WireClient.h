@@ -47,8 +47,8 @@ class WireClient {
   // Sends without waiting; returns the id used.
   uint64_t send(wire::Request request);
   // Waits for the response to `id`.
-  Result<wire::Response> wait_response(uint64_t id,
-                                       std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  Result<wire::Response> wait_response(
+      uint64_t id, std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // Any bytes as one WebSocket message (binary or text), for hostile-input tests.
   bool send_raw(const std::string& bytes, bool binary = true);
 

@@ -128,7 +128,8 @@ TEST(RelayAccounts, RegistrationChecksHandleSignatureClockAndNonce) {
   // A fresh request for a taken handle.
   expect_status(client, register_request(*d), wire::CONFLICT);
 
-  for (const char* bad : {"Al", "9lives", "a..b", "dot.", "UPPER", "way_too_long_handle_for_sotto_xyz"}) {
+  for (const char* bad :
+       {"Al", "9lives", "a..b", "dot.", "UPPER", "way_too_long_handle_for_sotto_xyz"}) {
     auto dev = make_device(bad, 0);
     expect_status(client, register_request(*dev), wire::BAD_REQUEST);
   }

@@ -125,8 +125,9 @@ TEST(RelayDelivery, StaleDevicesListsMissingExtraAndStale) {
   TestDevice bob = must_register(relay, "bob", 0);
   auto a = must_connect(relay, alice);
   // Stale: a registration id the device no longer has.
-  auto r = expect_status(*a, send_request(random_message_id(), {{&bob, "x", bob.registration_id + 1}}),
-                         wire::STALE_DEVICES);
+  auto r =
+      expect_status(*a, send_request(random_message_id(), {{&bob, "x", bob.registration_id + 1}}),
+                    wire::STALE_DEVICES);
   ASSERT_EQ(r.stale_devices().accounts_size(), 1);
   EXPECT_EQ(r.stale_devices().accounts(0).account_id(), str(bob.account_id));
   ASSERT_EQ(r.stale_devices().accounts(0).stale_devices_size(), 1);
@@ -191,8 +192,8 @@ TEST(RelayDelivery, UrgentSendsMustCoverTheSendersOwnOtherDevices) {
   a2->account_id = alice.account_id;
   a2->device_id = expect_ok(**l, link).link_device().device_id();
 
-  auto r = expect_status(*a1, send_request(random_message_id(), {{&bob, "hi"}}),
-                         wire::STALE_DEVICES);
+  auto r =
+      expect_status(*a1, send_request(random_message_id(), {{&bob, "hi"}}), wire::STALE_DEVICES);
   ASSERT_EQ(r.stale_devices().accounts_size(), 1);
   EXPECT_EQ(r.stale_devices().accounts(0).account_id(), str(alice.account_id));
   EXPECT_EQ(r.stale_devices().accounts(0).missing_devices(0), a2->device_id);

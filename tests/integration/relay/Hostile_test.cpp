@@ -99,7 +99,8 @@ TEST(RelayHostile, UnknownOpsAndMismatchedBodiesGetAStatus) {
   expect_status(*honest.a, bad_id, wire::BAD_REQUEST);
   wire::Request self = send_request(random_message_id(), {{&honest.alice, "x"}});
   expect_status(*honest.a, self, wire::BAD_REQUEST);
-  wire::Request huge = send_request(random_message_id(), {{&honest.bob, std::string(261'121, 'x')}});
+  wire::Request huge =
+      send_request(random_message_id(), {{&honest.bob, std::string(261'121, 'x')}});
   EXPECT_EQ(expect_status(*honest.a, huge, wire::TOO_LARGE).too_large().max_bytes(), 261'120u);
   honest.exchange();
 }
@@ -212,7 +213,7 @@ TEST(RelayHostile, UpgradesArePerAddressLimited) {
 TEST(RelayHostile, ASlowReaderIsCutOffWithoutLosingItsQueue) {
   RelayProcess::Options o;
   o.extra_args = {"--max-outgoing-bytes", "200000", "--max-unacked-envelopes", "1000",
-                  "--write-timeout-ms", "1000"};
+                  "--write-timeout-ms",   "1000"};
   RelayProcess relay(o);
   TestDevice alice = must_register(relay, "alice", 0);
   TestDevice bob = must_register(relay, "bob", 0);

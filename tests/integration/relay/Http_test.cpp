@@ -10,7 +10,8 @@ std::string reserve(WireClient& c, uint64_t size) {
   wire::Request r = make_request(wire::OP_ATTACHMENT_UPLOAD);
   r.mutable_attachment_upload()->set_size_bytes(size);
   auto resp = expect_ok(c, r);
-  EXPECT_EQ(resp.attachment_upload().path(), "/v1/attachments/" + resp.attachment_upload().attachment_id());
+  EXPECT_EQ(resp.attachment_upload().path(),
+            "/v1/attachments/" + resp.attachment_upload().attachment_id());
   return resp.attachment_upload().path();
 }
 
@@ -24,8 +25,10 @@ TEST(RelayHttp, AttachmentUploadDownloadAndResume) {
   std::string path = reserve(*a, blob.size());
   auto info = expect_ok(*a, make_request(wire::OP_SERVER_INFO));
   EXPECT_EQ(info.server_info().attachment_max_bytes(), 100ull << 20);
-  std::map<std::string, std::string> alice_auth = {{"Authorization", alice.credentials().authorization()}};
-  std::map<std::string, std::string> bob_auth = {{"Authorization", bob.credentials().authorization()}};
+  std::map<std::string, std::string> alice_auth = {
+      {"Authorization", alice.credentials().authorization()}};
+  std::map<std::string, std::string> bob_auth = {
+      {"Authorization", bob.credentials().authorization()}};
 
   EXPECT_EQ(http_request(relay.port(), "PUT", path, {}, blob).status, 401);
   EXPECT_EQ(http_request(relay.port(), "PUT", path, bob_auth, blob).status, 403);
@@ -62,10 +65,13 @@ TEST(RelayHttp, AttachmentUploadDownloadAndResume) {
   EXPECT_EQ(http_request(relay.port(), "GET", path, h).status, 200);
 
   EXPECT_EQ(http_request(relay.port(), "GET", path).status, 401);
-  EXPECT_EQ(http_request(relay.port(), "GET", "/v1/attachments/" + std::string(32, 'a'), bob_auth).status, 404);
+  EXPECT_EQ(
+      http_request(relay.port(), "GET", "/v1/attachments/" + std::string(32, 'a'), bob_auth).status,
+      404);
   EXPECT_EQ(http_request(relay.port(), "DELETE", path, bob_auth).status, 405);
   // Blobs live on disk, whole, under the data dir.
-  EXPECT_EQ(std::filesystem::file_size(relay.data_dir() / "attachments" / path.substr(16)), blob.size());
+  EXPECT_EQ(std::filesystem::file_size(relay.data_dir() / "attachments" / path.substr(16)),
+            blob.size());
 }
 
 TEST(RelayHttp, AttachmentSizeLimits) {
@@ -80,7 +86,8 @@ TEST(RelayHttp, AttachmentSizeLimits) {
   r.mutable_attachment_upload()->set_size_bytes(0);
   expect_status(*a, r, wire::BAD_REQUEST);
   std::string path = reserve(*a, 1000);
-  std::map<std::string, std::string> auth = {{"Authorization", alice.credentials().authorization()}};
+  std::map<std::string, std::string> auth = {
+      {"Authorization", alice.credentials().authorization()}};
   EXPECT_EQ(http_request(relay.port(), "PUT", path, auth, std::string(2000, 'x')).status, 413);
 }
 

@@ -25,7 +25,9 @@ wire::Request upload_request(const std::vector<keys::OneTimePreKey>& keys) {
 }
 
 uint32_t pool_size(WireClient& c) {
-  return expect_ok(c, make_request(wire::OP_GET_PREKEY_COUNT)).get_prekey_count().one_time_prekeys();
+  return expect_ok(c, make_request(wire::OP_GET_PREKEY_COUNT))
+      .get_prekey_count()
+      .one_time_prekeys();
 }
 
 TEST(RelayPrekeys, BundlesVerifyAndTakeOneTimePrekeys) {
@@ -59,7 +61,8 @@ TEST(RelayPrekeys, ConcurrentFetchersNeverGetTheSameOneTimePrekey) {
   constexpr int kFetchers = 8, kEach = 6, kPool = 40;
   TestDevice bob = must_register(relay, "bob", kPool);
   std::vector<TestDevice> fetchers;
-  for (int i = 0; i < kFetchers; ++i) fetchers.push_back(must_register(relay, "fetcher" + std::to_string(i), 0));
+  for (int i = 0; i < kFetchers; ++i)
+    fetchers.push_back(must_register(relay, "fetcher" + std::to_string(i), 0));
   std::mutex mu;
   std::vector<uint32_t> ids;
   int last_resort = 0;

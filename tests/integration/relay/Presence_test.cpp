@@ -113,7 +113,8 @@ TEST(RelayPresence, SubscriptionListsAreCapped) {
   TestDevice alice = must_register(relay, "alice", 0);
   auto a = must_connect(relay, alice);
   wire::Request r = make_request(wire::OP_PRESENCE_SUBSCRIBE);
-  for (int i = 0; i < 257; ++i) r.mutable_presence_subscribe()->add_account_ids(std::string(16, static_cast<char>(i)));
+  for (int i = 0; i < 257; ++i)
+    r.mutable_presence_subscribe()->add_account_ids(std::string(16, static_cast<char>(i)));
   auto resp = expect_status(*a, r, wire::TOO_LARGE);
   EXPECT_EQ(resp.too_large().max_items(), 256u);
   r.mutable_presence_subscribe()->clear_account_ids();

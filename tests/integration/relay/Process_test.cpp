@@ -42,9 +42,9 @@ TEST(RelayProcess, HelpListsTheOptionsAndBadFlagsExitNonZero) {
   int status = -1;
   std::string help = run_binary({"--help"}, status);
   EXPECT_EQ(status, 0);
-  for (const char* flag : {"--data-dir", "--listen", "--tls-cert", "--db-key-file",
-                           "--max-frame-bytes", "--rate-send-device", "--ip-rate-limits",
-                           "--reuse-port", "--metrics-access"})
+  for (const char* flag :
+       {"--data-dir", "--listen", "--tls-cert", "--db-key-file", "--max-frame-bytes",
+        "--rate-send-device", "--ip-rate-limits", "--reuse-port", "--metrics-access"})
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
   std::string bad = run_binary({"--data-dir", "/tmp/x", "--no-such-flag"}, status);
   EXPECT_EQ(status, 2);
@@ -145,8 +145,10 @@ TEST(RelayDurability, SigtermUnderLoadLosesNothingAcknowledged) {
   for (auto& [id, mid] : pending) {
     auto r = a->wait_response(id, 5s);
     if (!r.ok()) break;  // the connection closed: later requests got no answer
-    if (r->status() == wire::OK) acknowledged.insert(mid);
-    else EXPECT_EQ(r->status(), wire::UNAVAILABLE) << r->message();
+    if (r->status() == wire::OK)
+      acknowledged.insert(mid);
+    else
+      EXPECT_EQ(r->status(), wire::UNAVAILABLE) << r->message();
   }
   auto code = a->wait_closed(10s);
   ASSERT_TRUE(code);

@@ -34,16 +34,16 @@ TEST(Config, DefaultsAreTheSpecsLimits) {
 }
 
 TEST(Config, FlagsAndConfigFileWithFlagsWinning) {
-  auto path = std::filesystem::temp_directory_path() /
-              ("sotto-relay-conf-" + std::to_string(::getpid()));
+  auto path =
+      std::filesystem::temp_directory_path() / ("sotto-relay-conf-" + std::to_string(::getpid()));
   {
     std::ofstream f(path);
     f << "# comment\ndata-dir = /var/lib/sotto\nlisten = 0.0.0.0:443\n"
          "max-devices-per-account = 4\nrate-send-device = 10/1s:20\nreserved-handle = admin\n"
          "reserved-handle = support\n";
   }
-  auto r = parse({"--config", path.string(), "--max-devices-per-account", "8", "--ip-rate-limits",
-                  "false"});
+  auto r = parse(
+      {"--config", path.string(), "--max-devices-per-account", "8", "--ip-rate-limits", "false"});
   std::filesystem::remove(path);
   ASSERT_TRUE(r.ok()) << r.error().message;
   const Config& c = r->config;

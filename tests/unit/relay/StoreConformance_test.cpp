@@ -120,7 +120,8 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
     });
     return a;
   }
-  NewSend send(const AccountRecord& from, const std::vector<std::pair<const AccountRecord*, uint32_t>>& to,
+  NewSend send(const AccountRecord& from,
+               const std::vector<std::pair<const AccountRecord*, uint32_t>>& to,
                const std::string& text, uint64_t ts = 5000) {
     NewSend n;
     n.sender_account = from.id;

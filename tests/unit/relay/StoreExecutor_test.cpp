@@ -34,13 +34,15 @@ TEST_F(StoreExecutorTest, JobsRunInOrderAndShareTransactions) {
   std::promise<void> done;
   constexpr int kJobs = 500;
   for (int i = 0; i < kJobs; ++i) {
-    ASSERT_TRUE(exec_->submit([&order, i](Store&) -> Status {
-      order.push_back(i);
-      return {};
-    }, [&, i](const Status& s) {
-      EXPECT_TRUE(s.ok());
-      if (i == kJobs - 1) done.set_value();
-    }));
+    ASSERT_TRUE(exec_->submit(
+        [&order, i](Store&) -> Status {
+          order.push_back(i);
+          return {};
+        },
+        [&, i](const Status& s) {
+          EXPECT_TRUE(s.ok());
+          if (i == kJobs - 1) done.set_value();
+        }));
   }
   done.get_future().wait();
   ASSERT_EQ(order.size(), static_cast<size_t>(kJobs));
@@ -53,16 +55,20 @@ TEST_F(StoreExecutorTest, AFailingJobDoesNotFailItsNeighbours) {
   std::promise<void> gate;
   auto opened = gate.get_future().share();
   // Hold the writer so the next three jobs land in one batch.
-  exec_->submit([opened](Store&) -> Status {
-    opened.wait();
-    return {};
-  }, nullptr);
+  exec_->submit(
+      [opened](Store&) -> Status {
+        opened.wait();
+        return {};
+      },
+      nullptr);
   std::vector<std::promise<bool>> results(3);
   for (int i = 0; i < 3; ++i) {
-    exec_->submit([i](Store& s) -> Status {
-      if (i == 1) return make_error(ErrorCode::kStorageIo, "disk on fire");
-      return s.ping();
-    }, [&results, i](const Status& st) { results[i].set_value(st.ok()); });
+    exec_->submit(
+        [i](Store& s) -> Status {
+          if (i == 1) return make_error(ErrorCode::kStorageIo, "disk on fire");
+          return s.ping();
+        },
+        [&results, i](const Status& st) { results[i].set_value(st.ok()); });
   }
   gate.set_value();
   EXPECT_TRUE(results[0].get_future().get());
@@ -74,10 +80,12 @@ TEST_F(StoreExecutorTest, AFailingJobDoesNotFailItsNeighbours) {
 TEST_F(StoreExecutorTest, StopFinishesQueuedJobsThenRefusesNewOnes) {
   std::atomic<int> ran{0};
   for (int i = 0; i < 100; ++i)
-    exec_->submit([&ran](Store&) -> Status {
-      ++ran;
-      return {};
-    }, nullptr);
+    exec_->submit(
+        [&ran](Store&) -> Status {
+          ++ran;
+          return {};
+        },
+        nullptr);
   exec_->stop();
   EXPECT_EQ(ran.load(), 100);
   EXPECT_FALSE(exec_->submit([](Store&) -> Status { return {}; }, nullptr));

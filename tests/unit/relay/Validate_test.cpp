@@ -65,10 +65,10 @@ TEST(Validate, PushUrlPolicy) {
   EXPECT_FALSE(parse_push_url("http://push.example.com/", false, false, 2048, why));
   EXPECT_EQ(why.status, wire::BAD_REQUEST);
   EXPECT_TRUE(parse_push_url("http://push.example.com/", true, false, 2048, why));
-  for (const char* priv : {"https://127.0.0.1/", "https://10.0.0.1/", "https://192.168.1.1/",
-                           "https://172.16.5.5/", "https://169.254.1.1/", "https://[::1]/",
-                           "https://[fe80::1]/", "https://[fd00::1]/", "https://localhost/",
-                           "https://0.0.0.0/", "https://[::ffff:127.0.0.1]/"}) {
+  for (const char* priv :
+       {"https://127.0.0.1/", "https://10.0.0.1/", "https://192.168.1.1/", "https://172.16.5.5/",
+        "https://169.254.1.1/", "https://[::1]/", "https://[fe80::1]/", "https://[fd00::1]/",
+        "https://localhost/", "https://0.0.0.0/", "https://[::ffff:127.0.0.1]/"}) {
     EXPECT_FALSE(parse_push_url(priv, false, false, 2048, why)) << priv;
     EXPECT_EQ(why.status, wire::FORBIDDEN) << priv;
     EXPECT_TRUE(parse_push_url(priv, false, true, 2048, why)) << priv;
