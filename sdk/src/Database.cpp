@@ -127,7 +127,7 @@ Error Database::error(int rc, std::string_view what) const {
 
 Result<std::unique_ptr<Database>> Database::open(const std::filesystem::path& path,
                                                  const SecureBytes& key, const Options& options) {
-  if (key.size() != 32)
+  if (key.size() != 32 && !options.unencrypted)
     return make_error(ErrorCode::kInvalidArgument,
                       "a database key is 32 bytes, got " + std::to_string(key.size()));
   std::error_code ec;
@@ -153,10 +153,12 @@ Result<std::unique_ptr<Database>> Database::open(const std::filesystem::path& pa
                         "would be written unencrypted; rebuild sotto linked against SQLCipher "
                         "only (never libsqlite3)");
   }
-  SecureBytes literal = raw_key_literal(key);
-  rc = sqlite3_key(self->db_, literal.data(), static_cast<int>(literal.size()));
-  if (rc != SQLITE_OK) return self->error(rc, "keying the database");
-  SOTTO_TRY(self->exec("PRAGMA cipher_page_size = 4096"));
+  if (!options.unencrypted) {
+    SecureBytes literal = raw_key_literal(key);
+    rc = sqlite3_key(self->db_, literal.data(), static_cast<int>(literal.size()));
+    if (rc != SQLITE_OK) return self->error(rc, "keying the database");
+    SOTTO_TRY(self->exec("PRAGMA cipher_page_size = 4096"));
+  }
 
   // A wrong key is only noticed at the first read: probe now, before anything writes.
   rc = sqlite3_exec(self->db_, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);

@@ -65,6 +65,9 @@ class Database {
   struct Options {
     bool create = true;  // create the file when missing; otherwise kNotFound
     Durability durability = Durability::kFull;
+    // WARNING: no encryption, the key is ignored. Only for benchmarks that measure what
+    // SQLCipher costs; never for a profile.
+    bool unencrypted = false;
   };
 
   // NB: key is exactly 32 bytes. kWrongKey when the key does not open an existing file; the

@@ -42,7 +42,7 @@ using Stats = SearchIndex::Stats;
 
 constexpr int kBlockShift = 10;  // search_time_blocks.block = id >> kBlockShift
 constexpr size_t kRankWindow = 1000;
-constexpr int64_t kFrequencyCap = 5000;  // documents counted per term before estimating
+constexpr int64_t kFrequencyCap = 1000;  // documents counted per term before estimating
 constexpr int64_t kRebuildBatch = 5000;
 constexpr int64_t kRecentFoldAt = 20000;  // purge() moves older recent documents out above this
 constexpr int64_t kRecentKeep = 5000;     // ... keeping this many in the recent part
@@ -297,6 +297,14 @@ struct Blocks {
     auto it = std::upper_bound(block.begin(), block.end(), id >> kBlockShift);
     if (it == block.begin()) return std::numeric_limits<int64_t>::min();
     return max_so_far[static_cast<size_t>(it - block.begin() - 1)];
+  }
+  // Whether the row `id` may have a sort_ms in [from, to]: false only when its block says no,
+  // so a scan skips the row without reading it.
+  bool may_hold(int64_t id, int64_t from, int64_t to) const {
+    auto it = std::lower_bound(block.begin(), block.end(), id >> kBlockShift);
+    if (it == block.end() || *it != (id >> kBlockShift)) return true;
+    size_t i = static_cast<size_t>(it - block.begin());
+    return max_sort[i] >= from && min_sort[i] <= to;
   }
 };
 
@@ -721,8 +729,10 @@ Result<SearchPage> SearchIndex::run(const SearchQuery& query) {
     // from the share of the part's row ids that the counted matches covered.
     int64_t max_id = 0, min_id = 0;
     {
-      SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT coalesce(max(id), 0), coalesce(min(id), 0) "
-                                         "FROM messages"));
+      // One aggregate per SELECT: SQLite answers a lone min() or max() from the b-tree's edge,
+      // but scans the whole table for both at once.
+      SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT coalesce((SELECT max(id) FROM messages), 0), "
+                                         "coalesce((SELECT min(id) FROM messages), 0)"));
       SOTTO_TRY_ASSIGN(bool any, q.step());
       if (any) {
         max_id = q.column_int(0);
@@ -801,6 +811,12 @@ Result<SearchPage> SearchIndex::run(const SearchQuery& query) {
     };
     std::optional<Key> after;
     if (cursor) after = Key{cursor->sort_ms, cursor->row};
+    // The times a row on this page can have.
+    int64_t window_from = filters.since_ms;
+    int64_t window_to = filters.until_ms == std::numeric_limits<int64_t>::max()
+                            ? filters.until_ms
+                            : filters.until_ms - 1;
+    if (cursor) window_to = std::min(window_to, cursor->sort_ms);
     if (!empty) {
       MatchStream stream(statement_fn, st, match, excluded, lo, hi, false);
       for (;;) {
@@ -809,6 +825,7 @@ Result<SearchPage> SearchIndex::run(const SearchQuery& query) {
         int64_t id = stream.docid();
         if (best.size() == limit + 1 && best.front().first.first > blocks.newest_at_or_below(id))
           break;
+        if (!blocks.may_hold(id, window_from, window_to)) continue;
         SOTTO_TRY_ASSIGN(auto row, load_row(db_, id));
         if (!row || !filters.accept(*row)) continue;
         Key key{row->sort_ms, row->id};
@@ -841,19 +858,25 @@ Result<SearchPage> SearchIndex::run(const SearchQuery& query) {
   // the newest row id it ranks (`snapshot`), so messages that arrive later never reshuffle the
   // pages; each window is rescored alike on every page, so no match is repeated or skipped.
   int64_t lo = std::numeric_limits<int64_t>::min();
-  if (query.since_ms) {
-    SOTTO_TRY_ASSIGN(Blocks blocks, load_blocks(db_));
-    lo = std::numeric_limits<int64_t>::max();
-    for (size_t i = 0; i < blocks.block.size(); ++i)
-      if (blocks.max_sort[i] >= filters.since_ms) {
-        lo = blocks.block[i] << kBlockShift;
-        break;
-      }
+  Blocks blocks;
+  const bool timed = query.since_ms || query.until_ms;
+  if (timed) {
+    SOTTO_TRY_ASSIGN(blocks, load_blocks(db_));
+    if (query.since_ms) {
+      lo = std::numeric_limits<int64_t>::max();
+      for (size_t i = 0; i < blocks.block.size(); ++i)
+        if (blocks.max_sort[i] >= filters.since_ms) {
+          lo = blocks.block[i] << kBlockShift;
+          break;
+        }
+    }
   }
+  const int64_t until_last =
+      query.until_ms ? filters.until_ms - 1 : std::numeric_limits<int64_t>::max();
   if (cursor) {
     next.snapshot = cursor->snapshot;
   } else {
-    SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT coalesce(max(id), 0) FROM messages"));
+    SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT coalesce((SELECT max(id) FROM messages), 0)"));
     SOTTO_TRY_ASSIGN(bool row, q.step());
     next.snapshot = row ? q.column_int(0) : 0;
   }
@@ -890,6 +913,8 @@ Result<SearchPage> SearchIndex::run(const SearchQuery& query) {
           if (!window_known) last_window = true;
           break;
         }
+        // Rows whose block lies outside the time filter are not candidates at all.
+        if (timed && !blocks.may_hold(stream.docid(), filters.since_ms, until_last)) continue;
         ByteView info = stream.info();
         size_t words = phrases * kColumns + kColumns;  // 'y' for every phrase, then 'l'
         // Filter tokens are phrases too: 'y' has a slot per phrase of the whole expression.
@@ -983,7 +1008,7 @@ Status SearchIndex::start_rebuild() {
     SOTTO_TRY(db_.exec(kCreatePart[part]));
   }
   SOTTO_TRY(db_.exec(
-      "UPDATE search_state SET recent_from = (SELECT coalesce(max(id), 0) + 1 FROM messages), "
+      "UPDATE search_state SET recent_from = coalesce((SELECT max(id) FROM messages), 0) + 1, "
       "rebuild_next = (SELECT min(id) FROM messages), rebuild_total = (SELECT count(*) FROM "
       "messages), purge_recent = 0, purge_archive = 0 WHERE id = 1"));
   // The time bounds are rebuilt too: cheap, and they may be what was damaged.
