@@ -1,0 +1,83 @@
+// The terminal of sotto-chat: a small line editor in raw mode that keeps the line being typed
+// at the bottom while messages and events print above it, with a footer of status rows
+// (transfers, who is typing) between the two. Without a terminal (stdin not a tty) it reads
+// plain lines and prints plain lines, for scripts.
+//
+// Thread rule: main thread only. Other threads hand their output to the main loop first.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace sotto::chat {
+
+// Columns `text` takes on a terminal, ANSI colour sequences not counted.
+size_t display_width(const std::string& text);
+
+class Screen {
+ public:
+  // `interactive`: stdin and stdout are a terminal (raw mode, prompt, in-place updates).
+  Screen(bool interactive, bool color);
+  ~Screen();  // restores the terminal
+  Screen(const Screen&) = delete;
+  Screen& operator=(const Screen&) = delete;
+
+  bool interactive() const { return interactive_; }
+  bool color() const { return color_; }
+
+  // Bytes read from stdin. Completed lines go to on_line; Ctrl-D on an empty line (or the end
+  // of piped input) to on_eof; every change of the line being typed to on_edit.
+  void feed(const char* data, size_t size);
+  void end_of_input();
+  std::function<void(const std::string&)> on_line;
+  std::function<void()> on_eof;
+  std::function<void()> on_edit;
+
+  // Prints a line above the footer and the prompt.
+  void print(const std::string& line);
+  // Rewrites the last printed line when it is still right above the footer and fits one row;
+  // false (nothing written) otherwise.
+  bool replace_last(const std::string& line);
+  void set_prompt(const std::string& prompt);
+  void set_footer(std::vector<std::string> rows);
+  const std::string& line() const { return line_utf8_; }
+  // Redraws after something else wrote to the terminal (or on Ctrl-L).
+  void redraw();
+
+  // Wraps `text` in an ANSI SGR sequence when colour is on ("1;32", "2", ...).
+  std::string paint(const std::string& sgr, const std::string& text) const;
+
+ private:
+  void key_char(char32_t c);
+  void key_escape(const std::string& seq);
+  void submit();
+  void clear_drawn(std::string& out);
+  void draw(std::string& out);
+  void edited();
+  void write_out(const std::string& s);
+  int columns() const;
+
+  bool interactive_;
+  bool color_;
+  bool raw_ = false;
+  struct TermiosSave;
+  TermiosSave* saved_ = nullptr;
+
+  std::u32string buf_;
+  size_t cursor_ = 0;
+  std::string line_utf8_;
+  std::string prompt_ = "> ";
+  std::vector<std::string> footer_;
+  size_t drawn_footer_ = 0;  // footer rows on screen now
+  bool drawn_ = false;       // prompt row on screen now
+  bool last_line_one_row_ = false;
+  std::string pending_;        // an incomplete escape sequence or UTF-8 character
+  std::string plain_pending_;  // non-interactive: a partial line
+  std::vector<std::string> history_;
+  size_t history_pos_ = 0;
+  std::u32string history_draft_;
+};
+
+}  // namespace sotto::chat

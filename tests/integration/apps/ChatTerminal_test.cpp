@@ -1,0 +1,236 @@
+// sotto-chat as a person uses it: two instances in tmux (send-keys to type, capture-pane to
+// read the screen) against a real relay process, each with its own profile on disk.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "RelayProcess.h"
+#include "TestSupport.h"
+
+namespace sotto::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
+  }
+  return out + "'";
+}
+
+// Runs a command; its stdout, and the exit status in `status`.
+std::string run(const std::string& command, int* status = nullptr) {
+  std::string out;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (!p) return out;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int st = ::pclose(p);
+  if (status) *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return out;
+}
+
+// A tmux server of the test's own (its socket in a temp dir), one session per chat client.
+class Tmux {
+ public:
+  explicit Tmux(const std::filesystem::path& dir) : socket_((dir / "tmux.sock").string()) {}
+  ~Tmux() { run(base() + " kill-server 2>/dev/null"); }
+
+  std::string base() const { return "tmux -u -S " + shell_quote(socket_); }
+
+  bool start(const std::string& name, const std::string& command) {
+    int status = -1;
+    run(base() + " new-session -d -x 160 -y 50 -s " + name + " " + shell_quote(command), &status);
+    return status == 0;
+  }
+  void type(const std::string& name, const std::string& text) {
+    run(base() + " send-keys -t " + name + " -l " + shell_quote(text));
+  }
+  void key(const std::string& name, const std::string& key) {
+    run(base() + " send-keys -t " + name + " " + key);
+  }
+  void line(const std::string& name, const std::string& text) {
+    type(name, text);
+    key(name, "Enter");
+  }
+  // The visible screen and the scrollback.
+  std::string screen(const std::string& name) const {
+    return run(base() + " capture-pane -p -J -S -500 -t " + name + " 2>/dev/null");
+  }
+  // The last non-empty row: where the line being typed is.
+  std::string prompt_row(const std::string& name) const {
+    std::string s = run(base() + " capture-pane -p -t " + name + " 2>/dev/null");
+    size_t end = s.find_last_not_of("\n ");
+    if (end == std::string::npos) return "";
+    size_t begin = s.rfind('\n', end);
+    return s.substr(begin == std::string::npos ? 0 : begin + 1, end + 1 - (begin + 1));
+  }
+  bool alive(const std::string& name) const {
+    int status = -1;
+    run(base() + " has-session -t " + name + " 2>/dev/null", &status);
+    return status == 0;
+  }
+  bool wait_for(const std::string& name, const std::string& text,
+                std::chrono::milliseconds timeout = 20s) const {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (screen(name).find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(100ms);
+    }
+    return screen(name).find(text) != std::string::npos;
+  }
+  // How often `text` occurs on the screen and in the scrollback.
+  size_t count(const std::string& name, const std::string& text) const {
+    std::string s = screen(name);
+    size_t n = 0;
+    for (size_t pos = s.find(text); pos != std::string::npos; pos = s.find(text, pos + 1)) ++n;
+    return n;
+  }
+
+ private:
+  std::string socket_;
+};
+
+class ChatTerminal : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (run("command -v tmux").empty()) GTEST_SKIP() << "tmux is not installed (./run deps)";
+  }
+
+  // The command line of one client with its own profile and key file.
+  std::string client_command(const std::string& name, const RelayProcess& relay) {
+    auto profile = dir_ / (name + "-profile");
+    auto key = dir_ / (name + ".key");
+    std::ofstream(key) << "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"
+                       << (name == "alice" ? "01" : "02") << "\n";
+    return "env LANG=C.UTF-8 LC_ALL=C.UTF-8 TERM=xterm-256color " + shell_quote(SOTTO_CHAT_BINARY) +
+           " --profile " + shell_quote(profile.string()) + " --key-file " +
+           shell_quote(key.string()) + " --relay " + shell_quote(relay.ws_url()) +
+           " --device-name " + name + "-terminal 2>" +
+           shell_quote((dir_ / (name + ".err")).string());
+  }
+
+  std::string dump(Tmux& tmux) {
+    return "\n--- alice ---\n" + tmux.screen("alice") + "\n--- bob ---\n" + tmux.screen("bob");
+  }
+
+  TempDir temp_;
+  std::filesystem::path dir_ = temp_.path();
+};
+
+TEST_F(ChatTerminal, TwoClientsChatBothWaysWithTicksTypingAndAnIntactLine) {
+  RelayProcess relay;
+  ASSERT_TRUE(relay.running());
+  Tmux tmux(dir_);
+  ASSERT_TRUE(tmux.start("alice", client_command("alice", relay)));
+  ASSERT_TRUE(tmux.start("bob", client_command("bob", relay)));
+  ASSERT_TRUE(tmux.wait_for("alice", "no account yet")) << dump(tmux);
+  ASSERT_TRUE(tmux.wait_for("bob", "no account yet")) << dump(tmux);
+
+  tmux.line("alice", "/register alice");
+  tmux.line("bob", "/register bob");
+  ASSERT_TRUE(tmux.wait_for("alice", "Welcome, @alice")) << dump(tmux);
+  ASSERT_TRUE(tmux.wait_for("bob", "Welcome, @bob")) << dump(tmux);
+
+  // Alice finds bob by handle and writes; her line shows the ticks moving on in place.
+  tmux.line("alice", "/add @bob");
+  ASSERT_TRUE(tmux.wait_for("alice", "\u2500\u2500 @bob \u2500\u2500")) << dump(tmux);
+  tmux.line("alice", "hello from alice");
+  ASSERT_TRUE(tmux.wait_for("bob", ": hello from alice")) << dump(tmux);
+  ASSERT_TRUE(tmux.wait_for("alice", "you: hello from alice  \u2713\u2713 delivered"))
+      << dump(tmux);
+
+  // Bob adds alice (a message carries no handle, only her account id) and so opens the chat:
+  // the message is read, and alice's ticks say so.
+  tmux.line("bob", "/add @alice");
+  ASSERT_TRUE(tmux.wait_for("bob", "@alice: hello from alice")) << dump(tmux);
+  ASSERT_TRUE(tmux.wait_for("alice", "you: hello from alice  \u2713\u2713 read")) << dump(tmux);
+
+  // Bob starts typing: alice sees it live, under her messages.
+  tmux.type("bob", "thinking about it");
+  ASSERT_TRUE(tmux.wait_for("alice", "@bob is typing\u2026")) << dump(tmux);
+  tmux.key("bob", "C-u");
+
+  // Alice has half a line typed when bob's answer arrives: the answer prints above it and her
+  // line stays as it was, cursor and all.
+  tmux.type("alice", "a draft in progress");
+  ASSERT_TRUE(tmux.wait_for("alice", "a draft in progress", 5s));
+  tmux.line("bob", "hi alice, got it");
+  ASSERT_TRUE(tmux.wait_for("alice", "@bob: hi alice, got it")) << dump(tmux);
+  EXPECT_NE(tmux.prompt_row("alice").find("a draft in progress"), std::string::npos) << dump(tmux);
+  EXPECT_EQ(tmux.count("alice", "a draft in progress"), 1u) << dump(tmux);
+  // Alice has the chat open, so bob's answer is read at once.
+  ASSERT_TRUE(tmux.wait_for("bob", "you: hi alice, got it  \u2713\u2713 read")) << dump(tmux);
+  tmux.type("alice", " and done");
+  tmux.key("alice", "Enter");
+  ASSERT_TRUE(tmux.wait_for("bob", "@alice: a draft in progress and done")) << dump(tmux);
+
+  // Both numbers are the same 60 digits.
+  tmux.line("alice", "/verify");
+  tmux.line("bob", "/verify");
+  ASSERT_TRUE(tmux.wait_for("alice", "Safety number with @bob:")) << dump(tmux);
+  ASSERT_TRUE(tmux.wait_for("bob", "Safety number with @alice:")) << dump(tmux);
+  auto digits_of = [](const std::string& screen) {
+    size_t at = screen.rfind("Safety number with");
+    std::string digits;
+    for (size_t i = screen.find('\n', at); i < screen.size() && digits.size() < 60; ++i)
+      if (screen[i] >= '0' && screen[i] <= '9') digits += screen[i];
+    return digits;
+  };
+  std::string a = digits_of(tmux.screen("alice")), b = digits_of(tmux.screen("bob"));
+  EXPECT_EQ(a.size(), 60u) << dump(tmux);
+  EXPECT_EQ(a, b);
+
+  tmux.line("alice", "/quit");
+  tmux.line("bob", "/quit");
+  auto deadline = std::chrono::steady_clock::now() + 15s;
+  while ((tmux.alive("alice") || tmux.alive("bob")) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(tmux.alive("alice")) << "sotto-chat did not quit on /quit";
+  EXPECT_FALSE(tmux.alive("bob")) << "sotto-chat did not quit on /quit";
+}
+
+TEST_F(ChatTerminal, HelpAndBadInvocationsSayWhatToDo) {
+  int status = -1;
+  std::string help = run(shell_quote(SOTTO_CHAT_BINARY) + " --help", &status);
+  EXPECT_EQ(status, 0);
+  EXPECT_NE(help.find("--key-file FILE"), std::string::npos) << help;
+  EXPECT_NE(help.find("--relay URL"), std::string::npos) << help;
+
+  std::string out = run(shell_quote(SOTTO_CHAT_BINARY) + " --bogus 2>&1", &status);
+  EXPECT_EQ(status, 2);
+  EXPECT_NE(out.find("unknown option '--bogus'"), std::string::npos) << out;
+
+  auto missing = dir_ / "no-such.key";
+  out = run(shell_quote(SOTTO_CHAT_BINARY) + " --profile " + shell_quote((dir_ / "p").string()) +
+                " --key-file " + shell_quote(missing.string()) + " 2>&1",
+            &status);
+  EXPECT_EQ(status, 1);
+  EXPECT_NE(out.find("openssl rand -hex 32"), std::string::npos) << out;
+
+  // A script without a terminal: commands one per line, errors on stdout, no prompt.
+  std::ofstream(dir_ / "k") << std::string(64, 'a') << "\n";
+  out = run("printf '/chats\\nhello\\n/nonsense\\n' | " + shell_quote(SOTTO_CHAT_BINARY) +
+                " --profile " + shell_quote((dir_ / "p").string()) + " --key-file " +
+                shell_quote((dir_ / "k").string()) + " --relay ws://127.0.0.1:9/v1/ws 2>&1",
+            &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("no account yet: /register HANDLE or /link first"), std::string::npos) << out;
+  EXPECT_NE(out.find("unknown command /nonsense (type /help)"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace sotto::test
