@@ -226,8 +226,17 @@ void Client::Impl::on_push(wire::Push p) {
       post_task([this, devices = std::move(devices)] { on_devices_changed(devices); });
       break;
     }
+    case wire::Push::kPresence: {
+      const auto& presence = p.presence();
+      if (presence.account_id().size() != 16) break;
+      std::string account = to_hex(view_of(presence.account_id()));
+      bool online = presence.online();
+      uint64_t seen = presence.last_seen_ms();
+      emit([account, online, seen](ClientListener& l) { l.on_presence(account, online, seen); });
+      break;
+    }
     default:
-      break;  // presence and unknown kinds: later versions
+      break;  // kinds from newer relays
   }
 }
 
@@ -235,6 +244,8 @@ void Client::Impl::on_push(wire::Push p) {
 void Client::Impl::on_connected() {
   (void)refresh_own_devices();
   (void)maintain_prekeys();
+  send_presence_visibility();
+  if (!presence_watch.empty()) subscribe_presence();
   kick_outbox();
 }
 
@@ -659,117 +670,7 @@ Result<Contact> Client::Impl::add_contact(const std::string& wanted) {
   return c;
 }
 
-Result<std::string> Client::Impl::send_text(ConversationId conversation, const std::string& text) {
-  if (text.empty())
-    return make_error(ErrorCode::kInvalidArgument, "the message is empty; nothing was sent");
-  if (text.size() > kMaxText)
-    return make_error(ErrorCode::kTooLarge,
-                      "the text is " + std::to_string(text.size()) +
-                          " bytes; at most 16 KiB fit in a message (send longer text as a "
-                          "file)");
-  SOTTO_TRY_ASSIGN(auto account, registered_account());
-  uint64_t t = now();
-  Bytes id = new_message_id(t);
-  SOTTO_TRY(txn([&]() -> Status {
-    SOTTO_TRY_ASSIGN(auto conv, history.conversation(conversation));
-    if (!conv)
-      return make_error(ErrorCode::kNotFound, "no conversation " + std::to_string(conversation));
-    if (conv->kind != ConversationKind::kDirect)
-      return make_error(ErrorCode::kInvalidArgument, "group messages are not supported yet");
-    content::Content c;
-    auto* dm = c.mutable_data_message();
-    dm->set_message_id(str_of(id));
-    dm->set_timestamp_ms(t);
-    dm->set_text(text);
-    content::Content own;
-    auto* sent = own.mutable_sync()->mutable_sent();
-    Bytes peer;
-    from_hex(conv->peer, peer);
-    sent->set_destination_account_id(str_of(peer));
-    sent->set_destination_handle(
-        conv->title.size() > 1 && conv->title[0] == '@' ? conv->title.substr(1) : std::string());
-    sent->set_message_id(str_of(id));
-    sent->set_timestamp_ms(t);
-    *sent->mutable_message() = *dm;
-
-    NewMessage m;
-    m.conversation = conversation;
-    m.message_id = id;
-    m.sender = account.account;
-    m.sender_device = account.device_id;
-    m.outgoing = true;
-    m.body = text;
-    m.sent_ms = t;
-    m.sort_ms = t;
-    m.status = MessageStatus::kPending;
-    m.extra = serialize(*dm);
-    m.recipients = 1;
-    SOTTO_TRY_ASSIGN(auto row, history.insert_message(m));
-    if (!row) return make_error(ErrorCode::kInternal, "a fresh message id collided");
-    OutboxItem item;
-    item.message_id = id;
-    item.kind = OutboxKind::kData;
-    item.target = conv->peer;
-    item.content = serialize(c);
-    item.own_content = serialize(own);
-    item.urgent = true;
-    item.message = *row;
-    SOTTO_TRY(history.enqueue(item, t));
-    return {};
-  }));
-  kick_outbox();
-  return to_hex(id);
-}
-
-Status Client::Impl::mark_read(ConversationId conversation, const std::string& up_to) {
-  SOTTO_TRY_ASSIGN(Bytes id, parse_message_id(up_to));
-  SOTTO_TRY_ASSIGN(auto account, registered_account());
-  uint64_t t = now();
-  bool receipts = false;
-  SOTTO_TRY(txn([&]() -> Status {
-    SOTTO_TRY_ASSIGN(auto m, history.find_in_conversation(conversation, id));
-    if (!m)
-      return make_error(ErrorCode::kNotFound,
-                        "no message " + up_to + " in conversation " + std::to_string(conversation));
-    SOTTO_TRY_ASSIGN(auto read, history.mark_read(conversation, m->row));
-    if (read.empty()) return {};
-    content::Content own;
-    auto* read_state = own.mutable_sync()->mutable_read();
-    for (const auto& r : read) {
-      if (r.message.kind != MessageKind::kText) continue;
-      if (account.read_receipts) {
-        SOTTO_TRY(history.add_pending_receipt(
-            PendingReceipt{r.message.sender, content::Receipt::READ, r.message_id, t}));
-        receipts = true;
-      }
-      auto* rec = read_state->add_records();
-      Bytes sender;
-      from_hex(r.message.sender, sender);
-      rec->set_sender_account_id(str_of(sender));
-      rec->set_message_id(str_of(r.message_id));
-      rec->set_read_at_ms(t);
-      if (read_state->records_size() == 100) {
-        SOTTO_TRY(enqueue_own_sync(own, t));
-        read_state->clear_records();
-      }
-    }
-    if (read_state->records_size() > 0) SOTTO_TRY(enqueue_own_sync(own, t));
-    return {};
-  }));
-  if (receipts) owe_receipts();
-  kick_outbox();
-  return {};
-}
-
 // Caller holds the transaction.
-Status Client::Impl::enqueue_own_sync(const content::Content& c, uint64_t t) {
-  OutboxItem item;
-  item.message_id = new_message_id(t);
-  item.kind = OutboxKind::kOwnSync;
-  item.content = serialize(c);
-  SOTTO_TRY(history.enqueue(item, t));
-  return {};
-}
 
 // -------------------------------------------------------------------------------------------
 // Client
@@ -895,6 +796,167 @@ Status Client::set_read_receipts(bool enabled) {
     a->read_receipts = enabled;
     return impl_->history.save_account(*a);
   });
+}
+
+Status Client::edit_message(ConversationId conversation, const std::string& message_id,
+                            const std::string& new_text) {
+  return impl_->edit_message(conversation, message_id, new_text);
+}
+
+Status Client::delete_for_everyone(ConversationId conversation, const std::string& message_id) {
+  return impl_->delete_for_everyone(conversation, message_id);
+}
+
+Status Client::set_disappearing_timer(ConversationId conversation, uint32_t seconds) {
+  return impl_->set_disappearing_timer(conversation, seconds);
+}
+
+Result<std::string> Client::send_file(ConversationId conversation,
+                                      const std::filesystem::path& file, const FileOptions& options,
+                                      const TransferProgress& progress,
+                                      const std::atomic<bool>* cancel) {
+  return impl_->send_file(conversation, file, options, progress, cancel);
+}
+
+Result<std::filesystem::path> Client::download_attachment(ConversationId conversation,
+                                                          const std::string& message_id,
+                                                          uint32_t index,
+                                                          const TransferProgress& progress,
+                                                          const std::atomic<bool>* cancel) {
+  return impl_->download_attachment(conversation, message_id, index, progress, cancel);
+}
+
+Result<ConversationId> Client::create_group(const std::string& name,
+                                            const std::vector<std::string>& member_accounts) {
+  return impl_->create_group(name, member_accounts);
+}
+
+Result<GroupInfo> Client::group(ConversationId conversation) const {
+  return impl_->group_info(conversation);
+}
+
+namespace {
+
+void add_member(content::GroupUpdate& u, const std::string& account, const std::string& handle) {
+  Bytes id;
+  from_hex(account, id);
+  for (const auto& m : u.members())
+    if (m.account_id() == str_of(id)) return;
+  auto* m = u.add_members();
+  m->set_account_id(str_of(id));
+  m->set_handle(handle);
+}
+
+void remove_member(content::GroupUpdate& u, const std::string& account) {
+  Bytes id;
+  from_hex(account, id);
+  auto* members = u.mutable_members();
+  for (int i = members->size() - 1; i >= 0; --i)
+    if (members->Get(i).account_id() == str_of(id)) members->DeleteSubrange(i, 1);
+  auto* admins = u.mutable_admins();
+  for (int i = admins->size() - 1; i >= 0; --i)
+    if (admins->Get(i) == str_of(id)) admins->DeleteSubrange(i, 1);
+}
+
+}  // namespace
+
+Status Client::add_group_members(ConversationId conversation,
+                                 const std::vector<std::string>& accounts) {
+  for (const auto& a : accounts) SOTTO_TRY(parse_account(a));
+  std::vector<std::pair<std::string, std::string>> named;
+  for (const auto& a : accounts) {
+    auto c = impl_->locked([&] { return impl_->history.contact(a); });
+    named.emplace_back(a, c.ok() && *c ? (*c)->handle : std::string());
+  }
+  return impl_->change_group(
+      conversation,
+      [&](content::GroupUpdate& u) -> Status {
+        for (const auto& [a, h] : named) add_member(u, a, h);
+        return {};
+      },
+      false);
+}
+
+Status Client::remove_group_members(ConversationId conversation,
+                                    const std::vector<std::string>& accounts) {
+  for (const auto& a : accounts) SOTTO_TRY(parse_account(a));
+  SOTTO_TRY_ASSIGN(auto me, impl_->registered_account());
+  for (const auto& a : accounts)
+    if (a == me.account)
+      return make_error(ErrorCode::kInvalidArgument, "to take this account out, use leave_group()");
+  return impl_->change_group(
+      conversation,
+      [&](content::GroupUpdate& u) -> Status {
+        for (const auto& a : accounts) remove_member(u, a);
+        return {};
+      },
+      false);
+}
+
+Status Client::rename_group(ConversationId conversation, const std::string& name) {
+  if (name.empty() || name.size() > 256)
+    return make_error(ErrorCode::kInvalidArgument, "a group name is 1 to 256 bytes");
+  return impl_->change_group(
+      conversation,
+      [&](content::GroupUpdate& u) -> Status {
+        u.set_name(name);
+        return {};
+      },
+      false);
+}
+
+Status Client::set_group_admin(ConversationId conversation, const std::string& account,
+                               bool admin) {
+  SOTTO_TRY(parse_account(account));
+  return impl_->change_group(
+      conversation,
+      [&](content::GroupUpdate& u) -> Status {
+        Bytes id;
+        from_hex(account, id);
+        bool member = false;
+        for (const auto& m : u.members()) member |= m.account_id() == str_of(id);
+        if (!member)
+          return make_error(ErrorCode::kNotFound, "that account is not a member of the group");
+        auto* admins = u.mutable_admins();
+        for (int i = admins->size() - 1; i >= 0; --i)
+          if (admins->Get(i) == str_of(id)) admins->DeleteSubrange(i, 1);
+        if (admin) u.add_admins(str_of(id));
+        if (u.admins_size() == 0)
+          return make_error(ErrorCode::kInvalidArgument, "a group needs at least one admin");
+        return {};
+      },
+      false);
+}
+
+Status Client::leave_group(ConversationId conversation) {
+  SOTTO_TRY_ASSIGN(auto me, impl_->registered_account());
+  return impl_->change_group(
+      conversation,
+      [&](content::GroupUpdate& u) -> Status {
+        remove_member(u, me.account);
+        // The last admin leaving hands the group to the longest-standing member, so it can
+        // still be changed.
+        if (u.admins_size() == 0 && u.members_size() > 0) u.add_admins(u.members(0).account_id());
+        if (u.members_size() == 0)
+          return make_error(ErrorCode::kInvalidState,
+                            "you are the group's last member; there is nobody to tell");
+        return {};
+      },
+      true);
+}
+
+Status Client::set_typing(ConversationId conversation, bool typing) {
+  return impl_->set_typing(conversation, typing);
+}
+
+Status Client::watch_presence(const std::vector<ConversationId>& conversations) {
+  return impl_->watch_presence(conversations);
+}
+
+Status Client::set_presence_hidden(bool hidden) { return impl_->set_presence_hidden(hidden); }
+
+Result<SearchPage> Client::search(const SearchQuery& query) const {
+  return impl_->profile->search(query);
 }
 
 Result<SafetyNumber> Client::safety_number(const std::string& account) const {

@@ -143,6 +143,7 @@ struct Effects {
   std::vector<Event> events;
   bool kick_outbox = false;
   bool receipts_owed = false;
+  bool purge = false;  // deleted or edited text: erase it from the search index soon
 };
 
 // A single thread that runs listener calls in order, when the app gave no executor.
@@ -221,6 +222,12 @@ struct Client::Impl {
   // Worker-only state.
   std::set<uint32_t> own_devices;  // this account's other devices, as the relay last said
   bool own_devices_known = false;
+  uint64_t purge_due_ms = 0;                           // 0: no search purge pending
+  std::map<ConversationId, uint64_t> typing_sent_ms;   // when STARTED last went out
+  std::map<ConversationId, uint64_t> typing_until_ms;  // auto-stop of our own typing
+  std::map<std::pair<ConversationId, std::string>, uint64_t> typing_seen_until_ms;
+  std::vector<std::string> presence_watch;  // accounts watched
+  std::map<std::pair<std::string, uint32_t>, uint64_t> group_resend_asked_ms;
 
   // Linking (new device side).
   std::mutex link_mu;
@@ -336,12 +343,99 @@ struct Client::Impl {
 
   Result<Contact> add_contact(const std::string& wanted);
 
+  // ---------------------------------------------------------------------------------------
+  // Messages: sending, edits, deletes, timers, reading (ClientMessages.cpp)
+  // ---------------------------------------------------------------------------------------
+
+  struct Outgoing {
+    content::DataMessage dm;  // message_id and timestamp are filled in when empty
+    bool history = true;      // record it as a message (edits, deletes and timers are not)
+    std::vector<std::pair<content::AttachmentPointer, std::string>> files;  // + local path
+  };
+  // Records `out` in history and the outbox in one transaction; the id of the message.
+  Result<std::string> queue_data(ConversationId conversation, Outgoing out);
+  // Caller holds the transaction.
+  Status queue_data_locked(ConversationId conversation, Outgoing& out, const AccountRow& me,
+                           int64_t* row_out);
+
   Result<std::string> send_text(ConversationId conversation, const std::string& text);
 
   Status mark_read(ConversationId conversation, const std::string& up_to);
 
+  Status edit_message(ConversationId conversation, const std::string& message_id,
+                      const std::string& text);
+  Status delete_for_everyone(ConversationId conversation, const std::string& message_id);
+  Status set_disappearing_timer(ConversationId conversation, uint32_t seconds);
+
   // Caller holds the transaction.
   Status enqueue_own_sync(const content::Content& c, uint64_t t);
+
+  // A DataMessage in conversation `conv` from `author`: a new message, an edit, a delete or
+  // a timer change. Inside the transaction.
+  Status apply_message(ConversationId conv, const Address& author, bool outgoing,
+                       const content::DataMessage& dm, uint64_t sort_ms, uint32_t recipients,
+                       Effects& fx);
+  Status apply_edit(ConversationId conv, const Address& author, const content::DataMessage& dm,
+                    Effects& fx);
+  Status apply_delete(ConversationId conv, const Address& author, const content::DataMessage& dm,
+                      Effects& fx);
+  void emit_changed(int64_t row, Effects& fx);
+
+  // Removes messages whose timer ran out; worker thread.
+  void sweep_expired();
+  // Erases deleted text from the search index's pages once the app has been quiet a moment.
+  void schedule_purge();
+
+  // ---- typing (worker thread) ----
+  Status set_typing(ConversationId conversation, bool typing);
+  void send_typing(ConversationId conversation, bool started);
+  void apply_typing(const Address& from, const content::Typing& t, Effects& fx);
+  void expire_typing();
+
+  // ---- presence ----
+  Status watch_presence(const std::vector<ConversationId>& conversations);
+  Status set_presence_hidden(bool hidden);
+  void subscribe_presence();        // worker thread
+  void send_presence_visibility();  // worker thread
+
+  // ---------------------------------------------------------------------------------------
+  // Groups (ClientGroups.cpp)
+  // ---------------------------------------------------------------------------------------
+
+  Result<ConversationId> create_group(const std::string& name,
+                                      const std::vector<std::string>& accounts);
+  Result<GroupInfo> group_info(ConversationId conversation);
+  // Makes the next revision of a group with `change`, applies it here and queues it for every
+  // member, old and new. `leaving`: this account removes itself (allowed to any member).
+  Status change_group(ConversationId conversation,
+                      const std::function<Status(content::GroupUpdate&)>& change, bool leaving);
+  // Inside the transaction.
+  Status apply_group_update(const Address& from, const content::GroupUpdate& u, ByteView raw,
+                            uint64_t sort_ms, Effects& fx);
+  Status apply_sender_key_distribution(const Address& from, const content::SenderKeyDistribution& d,
+                                       Effects& fx);
+  Status decrypt_group_and_apply(const Address& from, const wire::Envelope& env, Effects& fx);
+  // Sessions with every device of each account that has none yet, fetched in parallel.
+  Status ensure_sessions(const std::vector<std::string>& accounts);
+  // This account's other devices, with sessions (fetched when missing).
+  Result<std::vector<Address>> own_other_devices();
+  Status distribute_sender_key(ConversationId conversation, ByteView group_id,
+                               const std::vector<Address>& devices);
+
+  // ---------------------------------------------------------------------------------------
+  // Files (ClientFiles.cpp)
+  // ---------------------------------------------------------------------------------------
+
+  Result<std::string> send_file(ConversationId conversation, const std::filesystem::path& file,
+                                const FileOptions& file_options, const TransferProgress& progress,
+                                const std::atomic<bool>* cancel);
+  Result<std::filesystem::path> download_attachment(ConversationId conversation,
+                                                    const std::string& message_id, uint32_t index,
+                                                    const TransferProgress& progress,
+                                                    const std::atomic<bool>* cancel);
+  Result<uint64_t> attachment_limit();  // from the relay's ServerInfo
+  net::Headers auth_headers();
+  std::filesystem::path attachments_dir() const;
 
   // ---------------------------------------------------------------------------------------
   // Worker
@@ -366,6 +460,8 @@ struct Client::Impl {
 
   Status apply_data(const Address& from, const wire::Envelope& env, const content::DataMessage& dm,
                     Effects& fx);
+
+  Status decrypt_pairwise_and_apply(const Address& from, const wire::Envelope& env, Effects& fx);
 
   Status apply_receipt(const Address& from, const content::Receipt& r, Effects& fx);
 
@@ -418,6 +514,15 @@ struct Client::Impl {
   Status apply_mismatch(const wire::DeviceMismatch& mismatch, const std::string& me);
 
   Outcome item_sent(const OutboxItem& item, uint64_t server_ms);
+
+  // Group sends (ClientGroups.cpp).
+  Outcome send_group_update(const OutboxItem& item);
+  Outcome send_group_data(const OutboxItem& item);
+  // Sends one SEND in batches of at most 100 device messages (an account's devices are never
+  // split). The relay's answer to the first batch that is not OK, or OK.
+  Result<wire::Response> send_batched(const Bytes& message_id,
+                                      std::vector<wire::OutgoingMessage> messages, bool urgent,
+                                      bool targeted);
 
   // ---------------------------------------------------------------------------------------
   // Identity

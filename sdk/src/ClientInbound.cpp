@@ -17,6 +17,7 @@ void Client::Impl::worker_main() {
     };
     if (receipts_due_ms) due = std::min(due, at(receipts_due_ms));
     if (outbox_due_ms) due = std::min(due, at(outbox_due_ms));
+    if (purge_due_ms) due = std::min(due, at(purge_due_ms));
     cv.wait_until(lock, due,
                   [&] { return stopping || !tasks.empty() || !inbound.empty() || outbox_kick; });
     if (stopping) break;
@@ -31,12 +32,18 @@ void Client::Impl::worker_main() {
     bool flush = receipts_due_ms && receipts_due_ms <= t;
     if (flush) receipts_due_ms = 0;
     bool send = std::exchange(outbox_kick, false) || (outbox_due_ms && outbox_due_ms <= t);
+    // Purge only when nothing else waits: it rewrites index pages.
+    bool purge = purge_due_ms && purge_due_ms <= t && inbound.empty() && tasks.empty();
+    if (purge) purge_due_ms = 0;
     lock.unlock();
 
     for (auto& task : work) task();
     if (!envs.empty()) process_inbound(envs);
     if (flush) flush_receipts();
     if (send) run_outbox();
+    sweep_expired();
+    expire_typing();
+    if (purge) (void)profile->purge_search_index();
 
     lock.lock();
   }
@@ -74,12 +81,14 @@ void Client::Impl::process_inbound(std::vector<wire::Envelope>& envs) {
       for (auto& e : one.events) effects.events.push_back(std::move(e));
       effects.kick_outbox |= one.kick_outbox;
       effects.receipts_owed |= one.receipts_owed;
+      effects.purge |= one.purge;
     }
   }
   send_acks(acks);
   emit(std::move(effects.events));
   if (effects.receipts_owed) owe_receipts();
   if (effects.kick_outbox) kick_outbox();
+  if (effects.purge) schedule_purge();
 }
 
 void Client::Impl::send_acks(const std::vector<uint64_t>& acks) {
@@ -101,7 +110,7 @@ Status Client::Impl::decrypt_and_apply(const wire::Envelope& env, Effects& fx) {
   if (env.sender_account_id().size() != 16 || env.sender_device_id() == 0)
     return make_error(ErrorCode::kInvalidMessage, "an envelope without a valid sender");
   Address from{to_hex(view_of(env.sender_account_id())), env.sender_device_id()};
-  if (env.type() == wire::Envelope::SENDER_KEY) return {};  // groups: not in this version
+  if (env.type() == wire::Envelope::SENDER_KEY) return decrypt_group_and_apply(from, env, fx);
   if (env.type() != wire::Envelope::MESSAGE && env.type() != wire::Envelope::PREKEY_MESSAGE)
     return {};  // an unknown kind from a newer sender: acknowledge and drop
   Ciphertext ct{env.type() == wire::Envelope::PREKEY_MESSAGE ? CiphertextType::kPreKey
@@ -139,39 +148,17 @@ Status Client::Impl::apply_content(const Address& from, const wire::Envelope& en
       return apply_sync(from, env, c.sync(), fx);
     case content::Content::kSessionReset:
       return apply_session_reset(from, c.session_reset(), fx);
+    case content::Content::kGroupUpdate:
+      return apply_group_update(from, c.group_update(), serialize(c.group_update()),
+                                env.server_timestamp_ms(), fx);
+    case content::Content::kSenderKeyDistribution:
+      return apply_sender_key_distribution(from, c.sender_key_distribution(), fx);
+    case content::Content::kTyping:
+      if (c.typing().group_id().empty()) apply_typing(from, c.typing(), fx);
+      return {};
     default:
-      return {};  // typing, groups, and bodies from newer versions
+      return {};  // bodies from newer versions
   }
-}
-
-Status Client::Impl::apply_data(const Address& from, const wire::Envelope& env,
-                                const content::DataMessage& dm, Effects& fx) {
-  if (dm.message_id().size() != 16 || dm.has_group()) return {};
-  if (dm.text().empty() || dm.text().size() > kMaxText) return {};
-  SOTTO_TRY(history.upsert_contact(from.account, "", {}, now()));
-  SOTTO_TRY_ASSIGN(auto conv, history.direct_conversation(from.account, now()));
-  NewMessage m;
-  m.conversation = conv;
-  m.message_id = bytes_of(dm.message_id());
-  m.sender = from.account;
-  m.sender_device = from.device_id;
-  m.outgoing = false;
-  m.body = dm.text();
-  m.sent_ms = dm.timestamp_ms();
-  m.sort_ms = env.server_timestamp_ms() ? env.server_timestamp_ms() : now();
-  m.status = MessageStatus::kUnread;
-  SOTTO_TRY_ASSIGN(auto row, history.insert_message(m));
-  // A duplicate (a resend after a session reset, say) still earns its receipt.
-  SOTTO_TRY(history.add_pending_receipt(
-      PendingReceipt{from.account, content::Receipt::DELIVERED, m.message_id, now()}));
-  fx.receipts_owed = true;
-  if (!row) return {};
-  SOTTO_TRY_ASSIGN(auto stored, history.message(*row));
-  if (stored) {
-    Message msg = stored->message;
-    fx.events.push_back([msg](ClientListener& l) { l.on_message(msg); });
-  }
-  return {};
 }
 
 Status Client::Impl::apply_receipt(const Address& from, const content::Receipt& r, Effects& fx) {
@@ -211,33 +198,16 @@ Status Client::Impl::apply_sync(const Address& from, const wire::Envelope& env,
                                 const content::Sync& s, Effects& fx) {
   switch (s.kind_case()) {
     case content::Sync::kSent: {
+      // What another device of this account sent in a 1:1 conversation (group messages reach
+      // own devices under the sender key instead).
       const auto& t = s.sent();
       const auto& dm = t.message();
       if (t.destination_account_id().size() != 16 || dm.message_id().size() != 16) return {};
-      if (dm.text().empty()) return {};
       std::string dest = to_hex(view_of(t.destination_account_id()));
       SOTTO_TRY(history.upsert_contact(dest, t.destination_handle(), {}, now()));
       SOTTO_TRY_ASSIGN(auto conv, history.direct_conversation(dest, now()));
-      NewMessage m;
-      m.conversation = conv;
-      m.message_id = bytes_of(dm.message_id());
-      m.sender = from.account;
-      m.sender_device = from.device_id;
-      m.outgoing = true;
-      m.body = dm.text();
-      m.sent_ms = dm.timestamp_ms();
-      m.sort_ms = env.server_timestamp_ms() ? env.server_timestamp_ms() : now();
-      m.status = MessageStatus::kSent;
-      m.extra = serialize(dm);
-      m.recipients = 1;
-      SOTTO_TRY_ASSIGN(auto row, history.insert_message(m));
-      if (!row) return {};
-      SOTTO_TRY_ASSIGN(auto stored, history.message(*row));
-      if (stored) {
-        Message msg = stored->message;
-        fx.events.push_back([msg](ClientListener& l) { l.on_message(msg); });
-      }
-      return {};
+      uint64_t sort_ms = env.server_timestamp_ms() ? env.server_timestamp_ms() : now();
+      return apply_message(conv, from, true, dm, sort_ms, 1, fx);
     }
     case content::Sync::kRead: {
       for (const auto& rec : s.read().records()) {
@@ -304,10 +274,26 @@ Status Client::Impl::apply_session_reset(const Address& from, const content::Ses
   for (const auto& id : r.failed_message_ids()) {
     if (id.size() != 16 || ++count > 100) continue;
     SOTTO_TRY_ASSIGN(auto m, history.find_message(me, view_of(id)));
-    if (!m || !m->message.outgoing || m->extra.empty()) continue;
+    if (!m || !m->message.outgoing || m->extra.empty() || m->message.deleted) continue;
     if (m->message.sent_ms + kResendWindow < t) continue;
     content::DataMessage dm;
     if (!dm.ParseFromArray(m->extra.data(), static_cast<int>(m->extra.size()))) continue;
+    if (dm.has_group()) {
+      // Only to a current member; and its next group message brings it the sender key again.
+      SOTTO_TRY_ASSIGN(auto g, history.group(m->message.conversation));
+      if (!g || !g->member) continue;
+      SOTTO_TRY_ASSIGN(auto members, history.group_members(g->conversation));
+      if (!std::any_of(members.begin(), members.end(),
+                       [&](const GroupMember& gm) { return gm.account == from.account; }))
+        continue;
+      SOTTO_TRY_ASSIGN(auto q,
+                       parts.db.query("DELETE FROM sender_key_holders WHERE "
+                                      "conversation_id = ? AND account = ? AND device = ?"));
+      q.bind(1, g->conversation);
+      q.bind_text(2, from.account);
+      q.bind(3, int64_t{from.device_id});
+      SOTTO_TRY(q.run());
+    }
     content::Content c;
     *c.mutable_data_message() = std::move(dm);
     OutboxItem item;
@@ -328,6 +314,31 @@ Status Client::Impl::handle_failure(const wire::Envelope& env, const Error& err,
   if (env.sender_account_id().size() != 16 || env.sender_device_id() == 0) return {};
   Address from{to_hex(view_of(env.sender_account_id())), env.sender_device_id()};
   if (err.code == ErrorCode::kDuplicateMessage) return {};  // already stored once
+  // Typing and the like are not worth a repair: the next real message will do.
+  if (env.ephemeral()) return {};
+  if (env.type() == wire::Envelope::SENDER_KEY) {
+    // The pairwise session is fine; this device lacks (or lost) the sender's group key. Ask
+    // for the message again over the pairwise session, at most once a minute per device.
+    auto key = std::make_pair(from.account, from.device_id);
+    uint64_t t = now();
+    auto it = group_resend_asked_ms.find(key);
+    if (it != group_resend_asked_ms.end() && it->second + 60'000 > t) return {};
+    group_resend_asked_ms[key] = t;
+    return txn([&]() -> Status {
+      content::Content c;
+      c.mutable_session_reset()->add_failed_message_ids(env.message_id());
+      c.mutable_session_reset()->set_timestamp_ms(t);
+      OutboxItem item;
+      item.message_id = new_message_id(t);
+      item.kind = OutboxKind::kSessionReset;
+      item.target = from.account;
+      item.target_device = from.device_id;
+      item.content = serialize(c);
+      SOTTO_TRY(history.enqueue(item, t));
+      fx.kick_outbox = true;
+      return {};
+    });
+  }
   if (err.code == ErrorCode::kUntrustedIdentity) return hold_untrusted(from, env, fx);
   std::lock_guard lock(parts.mu);
   uint64_t t = now();

@@ -52,7 +52,7 @@ Client::Impl::Outcome Client::Impl::fail_item(const OutboxItem& item, const Erro
   Effects fx;
   (void)txn([&]() -> Status {
     SOTTO_TRY(history.outbox_done(item.id));
-    if (item.message && item.kind == OutboxKind::kData) {
+    if (item.message && (item.kind == OutboxKind::kData || item.kind == OutboxKind::kGroupData)) {
       SOTTO_TRY_ASSIGN(auto m, history.message(*item.message));
       if (m) {
         SOTTO_TRY_ASSIGN(auto u, parts.db.query("UPDATE messages SET status = 4 WHERE id = ?"));
@@ -102,6 +102,8 @@ Status Client::Impl::fetch_sessions(const std::string& account,
 }
 
 Client::Impl::Outcome Client::Impl::send_item(const OutboxItem& item) {
+  if (item.kind == OutboxKind::kGroupData) return send_group_data(item);
+  if (item.kind == OutboxKind::kGroupUpdate) return send_group_update(item);
   std::string me = self_account();
   uint32_t my_device = self_device();
   bool targeted = item.target_device.has_value();
@@ -272,7 +274,7 @@ Client::Impl::Outcome Client::Impl::item_sent(const OutboxItem& item, uint64_t s
   Effects fx;
   Status s = txn([&]() -> Status {
     SOTTO_TRY(history.outbox_done(item.id));
-    if (item.message && item.kind == OutboxKind::kData) {
+    if (item.message && (item.kind == OutboxKind::kData || item.kind == OutboxKind::kGroupData)) {
       SOTTO_TRY_ASSIGN(bool raised, history.raise_status(*item.message, MessageStatus::kSent));
       if (server_ms) SOTTO_TRY(history.set_sort_ms(*item.message, server_ms));
       if (raised) {

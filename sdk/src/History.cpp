@@ -4,14 +4,19 @@
 
 #include <charconv>
 
+#include "sotto/proto/content.pb.h"
+
 namespace sotto {
 
 namespace {
 
 // Columns read_message() expects, in this order.
-#define SOTTO_MESSAGE_COLUMNS                                                              \
-  "m.id, m.conversation_id, m.message_id, m.sender, m.sender_device, m.outgoing, m.kind, " \
-  "m.body, m.sent_ms, m.sort_ms, m.status, m.recipients, m.extra"
+#define SOTTO_MESSAGE_COLUMNS                                                               \
+  "m.id, m.conversation_id, m.message_id, m.sender, m.sender_device, m.outgoing, m.kind, "  \
+  "m.body, m.sent_ms, m.sort_ms, m.status, m.recipients, m.extra, m.edited_ms, m.deleted, " \
+  "m.expire_timer_s, m.expires_ms, "                                                        \
+  "(SELECT count(*) FROM message_receipts r WHERE r.message = m.id), "                      \
+  "(SELECT count(*) FROM message_receipts r WHERE r.message = m.id AND r.status = 3)"
 
 Bytes to_bytes(ByteView v) { return Bytes(v.begin(), v.end()); }
 
@@ -133,10 +138,11 @@ Result<ConversationId> History::direct_conversation(const std::string& peer, uin
 }
 
 Result<std::optional<Conversation>> History::conversation(ConversationId id) {
-  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT c.id, c.kind, c.peer, coalesce(k.handle, ''), "
-                                     "c.unread, c.last_message, c.last_activity_ms FROM "
-                                     "conversations c LEFT JOIN contacts k ON k.account = c.peer "
-                                     "WHERE c.id = ?"));
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT c.id, c.kind, c.peer, coalesce(k.handle, g.name, "
+                                     "''), c.unread, c.last_message, c.last_activity_ms, "
+                                     "c.expire_timer_s FROM conversations c LEFT JOIN contacts k "
+                                     "ON k.account = c.peer LEFT JOIN groups g ON "
+                                     "g.conversation_id = c.id WHERE c.id = ?"));
   q.bind(1, id);
   SOTTO_TRY_ASSIGN(bool row, q.step());
   if (!row) return std::optional<Conversation>();
@@ -144,8 +150,12 @@ Result<std::optional<Conversation>> History::conversation(ConversationId id) {
   c.id = q.column_int(0);
   c.kind = static_cast<ConversationKind>(q.column_int(1));
   c.peer = std::string(q.column_text(2));
-  std::string handle(q.column_text(3));
-  c.title = handle.empty() ? c.peer : "@" + handle;
+  std::string name(q.column_text(3));
+  if (c.kind == ConversationKind::kGroup)
+    c.title = name.empty() ? "Group" : name;
+  else
+    c.title = name.empty() ? c.peer : "@" + name;
+  c.expire_timer_s = static_cast<uint32_t>(q.column_int(7));
   c.unread = static_cast<uint32_t>(q.column_int(4));
   std::optional<int64_t> last;
   if (!q.column_is_null(5)) last = q.column_int(5);
@@ -193,15 +203,20 @@ Status History::touch_conversation(ConversationId id, int64_t row, uint64_t acti
 Result<std::optional<int64_t>> History::insert_message(const NewMessage& m) {
   SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR IGNORE INTO messages (conversation_id, "
                                      "message_id, sender, sender_device, outgoing, kind, body, "
-                                     "sent_ms, sort_ms, status, extra, recipients) VALUES (?, ?, "
-                                     "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                                     "sent_ms, sort_ms, status, extra, recipients, "
+                                     "attachment_names, has_attachment, expire_timer_s, "
+                                     "expires_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                                     "?, ?, ?)"));
   q.bind(1, m.conversation);
   q.bind(2, m.message_id);
   q.bind_text(3, m.sender);
   q.bind(4, int64_t{m.sender_device});
   q.bind(5, int64_t{m.outgoing});
   q.bind(6, static_cast<int64_t>(m.kind));
-  q.bind_text(7, m.body);
+  if (m.body.empty() && m.kind == MessageKind::kText)
+    q.bind_null(7);
+  else
+    q.bind_text(7, m.body);
   q.bind(8, static_cast<int64_t>(m.sent_ms));
   q.bind(9, static_cast<int64_t>(m.sort_ms));
   q.bind(10, static_cast<int64_t>(m.status));
@@ -210,6 +225,16 @@ Result<std::optional<int64_t>> History::insert_message(const NewMessage& m) {
   else
     q.bind(11, m.extra);
   q.bind(12, int64_t{m.recipients});
+  if (m.attachment_names.empty())
+    q.bind_null(13);
+  else
+    q.bind_text(13, m.attachment_names);
+  q.bind(14, int64_t{m.has_attachment});
+  q.bind(15, int64_t{m.expire_timer_s});
+  if (m.expires_ms)
+    q.bind(16, static_cast<int64_t>(m.expires_ms));
+  else
+    q.bind_null(16);
   SOTTO_TRY(q.run());
   if (sqlite3_changes(db_.handle()) == 0) return std::optional<int64_t>();
   int64_t row = sqlite3_last_insert_rowid(db_.handle());
@@ -242,6 +267,28 @@ Result<Message> History::read_message(db::Query& q, int c, StoredMessage* stored
     stored->row = row;
     stored->message_id = to_bytes(id);
     stored->extra = to_bytes(q.column_blob(c + 12));
+  }
+  m.edited_ms = q.column_is_null(c + 13) ? 0 : static_cast<uint64_t>(q.column_int(c + 13));
+  m.deleted = q.column_int(c + 14) != 0;
+  m.expire_timer_s = static_cast<uint32_t>(q.column_int(c + 15));
+  m.expires_ms = q.column_is_null(c + 16) ? 0 : static_cast<uint64_t>(q.column_int(c + 16));
+  if (m.outgoing) {
+    m.delivered_to = static_cast<uint32_t>(q.column_int(c + 17));
+    m.read_by = static_cast<uint32_t>(q.column_int(c + 18));
+  }
+  SOTTO_TRY_ASSIGN(auto files, attachments(row));
+  for (const auto& f : files) {
+    content::AttachmentPointer p;
+    if (!p.ParseFromArray(f.pointer.data(), static_cast<int>(f.pointer.size()))) continue;
+    Attachment a;
+    a.file_name = p.file_name();
+    a.content_type = p.content_type();
+    a.size = p.size();
+    a.width = p.width();
+    a.height = p.height();
+    a.thumbnail.assign(p.thumbnail().begin(), p.thumbnail().end());
+    a.local_path = f.local_path;
+    m.attachments.push_back(std::move(a));
   }
   return m;
 }
@@ -421,13 +468,307 @@ Result<bool> History::mark_one_read(int64_t row) {
   return true;
 }
 
+Status History::edit_message(int64_t row, const std::string& text, uint64_t edited_ms,
+                             ByteView extra) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE messages SET body = ?, edited_ms = ?, extra = ? "
+                                     "WHERE id = ?"));
+  q.bind_text(1, text);
+  q.bind(2, static_cast<int64_t>(edited_ms));
+  if (extra.empty())
+    q.bind_null(3);
+  else
+    q.bind(3, extra);
+  q.bind(4, row);
+  return q.run();
+}
+
+Result<std::vector<std::string>> History::delete_message_content(int64_t row) {
+  SOTTO_TRY_ASSIGN(auto files, attachments(row));
+  std::vector<std::string> paths;
+  for (const auto& f : files)
+    if (!f.local_path.empty()) paths.push_back(f.local_path);
+  {
+    SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM attachments WHERE message = ?"));
+    q.bind(1, row);
+    SOTTO_TRY(q.run());
+  }
+  SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE messages SET body = NULL, attachment_names = NULL, "
+                                     "has_attachment = 0, extra = NULL, quote = NULL, deleted = "
+                                     "1, expires_ms = NULL WHERE id = ?"));
+  q.bind(1, row);
+  SOTTO_TRY(q.run());
+  return paths;
+}
+
+Result<std::vector<std::string>> History::remove_message(int64_t row) {
+  SOTTO_TRY_ASSIGN(auto m, message(row));
+  if (!m) return std::vector<std::string>();
+  SOTTO_TRY_ASSIGN(auto paths, delete_message_content(row));
+  for (const char* sql :
+       {"DELETE FROM message_receipts WHERE message = ?", "DELETE FROM messages WHERE id = ?"}) {
+    SOTTO_TRY_ASSIGN(auto q, db_.query(sql));
+    q.bind(1, row);
+    SOTTO_TRY(q.run());
+  }
+  SOTTO_TRY_ASSIGN(auto c, db_.query("UPDATE conversations SET unread = (SELECT count(*) FROM "
+                                     "messages WHERE conversation_id = ?1 AND status = 10) WHERE "
+                                     "id = ?1"));
+  c.bind(1, m->message.conversation);
+  SOTTO_TRY(c.run());
+  SOTTO_TRY(touch_conversation(m->message.conversation, 0, 0));
+  return paths;
+}
+
+Status History::set_expiry(int64_t row, uint64_t expires_ms) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE messages SET expires_ms = ? WHERE id = ? AND "
+                                     "(expires_ms IS NULL OR expires_ms > ?1)"));
+  q.bind(1, static_cast<int64_t>(expires_ms));
+  q.bind(2, row);
+  return q.run();
+}
+
+Result<std::vector<StoredMessage>> History::expired(uint64_t now_ms, size_t limit) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT " SOTTO_MESSAGE_COLUMNS " FROM messages m WHERE "
+                                     "m.expires_ms IS NOT NULL AND m.expires_ms <= ? ORDER BY "
+                                     "m.expires_ms LIMIT ?"));
+  q.bind(1, static_cast<int64_t>(now_ms));
+  q.bind(2, static_cast<int64_t>(limit));
+  std::vector<StoredMessage> out;
+  for (;;) {
+    SOTTO_TRY_ASSIGN(bool found, q.step());
+    if (!found) break;
+    StoredMessage s;
+    SOTTO_TRY_ASSIGN(s.message, read_message(q, 0, &s));
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+Result<std::optional<uint64_t>> History::next_expiry() {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT min(expires_ms) FROM messages WHERE expires_ms IS "
+                                     "NOT NULL"));
+  SOTTO_TRY_ASSIGN(bool found, q.step());
+  if (!found || q.column_is_null(0)) return std::optional<uint64_t>();
+  return std::optional<uint64_t>(static_cast<uint64_t>(q.column_int(0)));
+}
+
+Status History::set_expire_timer(ConversationId conversation, uint32_t seconds) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE conversations SET expire_timer_s = ? WHERE id = ?"));
+  q.bind(1, int64_t{seconds});
+  q.bind(2, conversation);
+  return q.run();
+}
+
+// ---- attachments ----
+
+Status History::add_attachment(int64_t row, uint32_t index, ByteView pointer,
+                               const std::string& local_path) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR REPLACE INTO attachments (message, idx, pointer, "
+                                     "local_path) VALUES (?, ?, ?, ?)"));
+  q.bind(1, row);
+  q.bind(2, int64_t{index});
+  q.bind(3, pointer);
+  if (local_path.empty())
+    q.bind_null(4);
+  else
+    q.bind_text(4, local_path);
+  return q.run();
+}
+
+Result<std::vector<StoredAttachment>> History::attachments(int64_t row) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT idx, pointer, coalesce(local_path, '') FROM "
+                                     "attachments WHERE message = ? ORDER BY idx"));
+  q.bind(1, row);
+  std::vector<StoredAttachment> out;
+  for (;;) {
+    SOTTO_TRY_ASSIGN(bool found, q.step());
+    if (!found) break;
+    out.push_back(StoredAttachment{static_cast<uint32_t>(q.column_int(0)),
+                                   to_bytes(q.column_blob(1)), std::string(q.column_text(2))});
+  }
+  return out;
+}
+
+Status History::set_attachment_path(int64_t row, uint32_t index, const std::string& path) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE attachments SET local_path = ? WHERE message = ? AND "
+                                     "idx = ?"));
+  q.bind_text(1, path);
+  q.bind(2, row);
+  q.bind(3, int64_t{index});
+  return q.run();
+}
+
+// ---- groups ----
+
+Result<ConversationId> History::group_conversation(ByteView group_id, uint64_t now_ms) {
+  {
+    SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT id FROM conversations WHERE group_id = ?"));
+    q.bind(1, group_id);
+    SOTTO_TRY_ASSIGN(bool found, q.step());
+    if (found) return q.column_int(0);
+  }
+  SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT INTO conversations (kind, group_id, created_ms, "
+                                     "last_activity_ms) VALUES (2, ?, ?, ?)"));
+  q.bind(1, group_id);
+  q.bind(2, static_cast<int64_t>(now_ms));
+  q.bind(3, static_cast<int64_t>(now_ms));
+  SOTTO_TRY(q.run());
+  return static_cast<ConversationId>(sqlite3_last_insert_rowid(db_.handle()));
+}
+
+namespace {
+Result<std::optional<GroupRow>> read_group(db::Query& q) {
+  SOTTO_TRY_ASSIGN(bool found, q.step());
+  if (!found) return std::optional<GroupRow>();
+  GroupRow g;
+  g.conversation = q.column_int(0);
+  g.group_id = to_bytes(q.column_blob(1));
+  g.revision = static_cast<uint32_t>(q.column_int(2));
+  g.snapshot = to_bytes(q.column_blob(3));
+  g.name = std::string(q.column_text(4));
+  g.member = q.column_int(5) != 0;
+  return std::optional<GroupRow>(std::move(g));
+}
+}  // namespace
+
+Result<std::optional<GroupRow>> History::group(ConversationId conversation) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT conversation_id, group_id, revision, snapshot, name, "
+                                     "member FROM groups WHERE conversation_id = ?"));
+  q.bind(1, conversation);
+  return read_group(q);
+}
+
+Result<std::optional<GroupRow>> History::group_by_id(ByteView group_id) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT conversation_id, group_id, revision, snapshot, name, "
+                                     "member FROM groups WHERE group_id = ?"));
+  q.bind(1, group_id);
+  return read_group(q);
+}
+
+Status History::save_group(const GroupRow& g) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR REPLACE INTO groups (conversation_id, group_id, "
+                                     "revision, snapshot, name, member) VALUES (?, ?, ?, ?, ?, "
+                                     "?)"));
+  q.bind(1, g.conversation);
+  q.bind(2, g.group_id);
+  q.bind(3, int64_t{g.revision});
+  q.bind(4, g.snapshot);
+  q.bind_text(5, g.name);
+  q.bind(6, int64_t{g.member});
+  return q.run();
+}
+
+Status History::set_group_members(ConversationId conversation,
+                                  const std::vector<GroupMember>& members) {
+  {
+    SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM group_members WHERE conversation_id = ?"));
+    q.bind(1, conversation);
+    SOTTO_TRY(q.run());
+  }
+  for (const auto& m : members) {
+    SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR REPLACE INTO group_members (conversation_id, "
+                                       "account, handle, admin) VALUES (?, ?, ?, ?)"));
+    q.bind(1, conversation);
+    q.bind_text(2, m.account);
+    q.bind_text(3, m.handle);
+    q.bind(4, int64_t{m.admin});
+    SOTTO_TRY(q.run());
+  }
+  return {};
+}
+
+Result<std::vector<GroupMember>> History::group_members(ConversationId conversation) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT g.account, coalesce(nullif(c.handle, ''), g.handle), "
+                                     "g.admin FROM group_members g LEFT JOIN contacts c ON "
+                                     "c.account = g.account WHERE g.conversation_id = ? ORDER BY "
+                                     "g.account"));
+  q.bind(1, conversation);
+  std::vector<GroupMember> out;
+  for (;;) {
+    SOTTO_TRY_ASSIGN(bool found, q.step());
+    if (!found) break;
+    out.push_back(GroupMember{std::string(q.column_text(0)), std::string(q.column_text(1)),
+                              q.column_int(2) != 0});
+  }
+  return out;
+}
+
+Result<std::vector<std::pair<std::string, uint32_t>>> History::sender_key_holders(
+    ConversationId conversation) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT account, device FROM sender_key_holders WHERE "
+                                     "conversation_id = ?"));
+  q.bind(1, conversation);
+  std::vector<std::pair<std::string, uint32_t>> out;
+  for (;;) {
+    SOTTO_TRY_ASSIGN(bool found, q.step());
+    if (!found) break;
+    out.emplace_back(std::string(q.column_text(0)), static_cast<uint32_t>(q.column_int(1)));
+  }
+  return out;
+}
+
+Status History::add_sender_key_holder(ConversationId conversation, const std::string& account,
+                                      uint32_t device) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR IGNORE INTO sender_key_holders (conversation_id, "
+                                     "account, device) VALUES (?, ?, ?)"));
+  q.bind(1, conversation);
+  q.bind_text(2, account);
+  q.bind(3, int64_t{device});
+  return q.run();
+}
+
+Status History::clear_sender_key_holders(ConversationId conversation) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM sender_key_holders WHERE conversation_id = ?"));
+  q.bind(1, conversation);
+  return q.run();
+}
+
+Status History::record_sender_key_id(const std::string& account, uint32_t device, uint32_t key_id,
+                                     ByteView group_id) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR REPLACE INTO sender_key_ids (account, device, "
+                                     "key_id, group_id) VALUES (?, ?, ?, ?)"));
+  q.bind_text(1, account);
+  q.bind(2, int64_t{device});
+  q.bind(3, int64_t{key_id});
+  q.bind(4, group_id);
+  return q.run();
+}
+
+Result<std::optional<Bytes>> History::group_for_sender_key(const std::string& account,
+                                                           uint32_t device, uint32_t key_id) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT group_id FROM sender_key_ids WHERE account = ? AND "
+                                     "device = ? AND key_id = ?"));
+  q.bind_text(1, account);
+  q.bind(2, int64_t{device});
+  q.bind(3, int64_t{key_id});
+  SOTTO_TRY_ASSIGN(bool found, q.step());
+  if (!found) return std::optional<Bytes>();
+  return std::optional<Bytes>(to_bytes(q.column_blob(0)));
+}
+
+Status History::forget_sender_key_ids(const std::string& account, ByteView group_id) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM sender_key_ids WHERE account = ? AND group_id = "
+                                     "?"));
+  q.bind_text(1, account);
+  q.bind(2, group_id);
+  return q.run();
+}
+
+Status History::forget_group_sender(ByteView group_id, const std::string& account) {
+  SOTTO_TRY(forget_sender_key_ids(account, group_id));
+  SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM sender_keys WHERE group_id = ? AND name = ?"));
+  q.bind(1, group_id);
+  q.bind_text(2, account);
+  return q.run();
+}
+
 // ---- outbox ----
 
 Result<int64_t> History::enqueue(const OutboxItem& item, uint64_t now_ms) {
   SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT INTO outbox (message_id, kind, target, "
                                      "target_device, content, own_content, urgent, message, "
-                                     "not_before_ms, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
-                                     "?, ?)"));
+                                     "not_before_ms, created_ms, group_conv, accounts) VALUES (?, "
+                                     "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   q.bind(1, item.message_id);
   q.bind(2, static_cast<int64_t>(item.kind));
   if (item.target)
@@ -450,15 +791,26 @@ Result<int64_t> History::enqueue(const OutboxItem& item, uint64_t now_ms) {
     q.bind_null(8);
   q.bind(9, static_cast<int64_t>(item.not_before_ms));
   q.bind(10, static_cast<int64_t>(now_ms));
+  if (item.group_conv)
+    q.bind(11, *item.group_conv);
+  else
+    q.bind_null(11);
+  if (item.accounts.empty()) {
+    q.bind_null(12);
+  } else {
+    std::string joined;
+    for (const auto& a : item.accounts) joined += a + "\n";
+    q.bind_text(12, joined);
+  }
   SOTTO_TRY(q.run());
   return sqlite3_last_insert_rowid(db_.handle());
 }
 
 Result<std::optional<OutboxItem>> History::next_outbox(uint64_t now_ms) {
   SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT id, message_id, kind, target, target_device, content, "
-                                     "own_content, urgent, message, attempts, not_before_ms FROM "
-                                     "outbox WHERE held = 0 AND not_before_ms <= ? ORDER BY id "
-                                     "LIMIT 1"));
+                                     "own_content, urgent, message, attempts, not_before_ms, "
+                                     "group_conv, accounts FROM outbox WHERE held = 0 AND "
+                                     "not_before_ms <= ? ORDER BY id LIMIT 1"));
   q.bind(1, static_cast<int64_t>(now_ms));
   SOTTO_TRY_ASSIGN(bool found, q.step());
   if (!found) return std::optional<OutboxItem>();
@@ -474,6 +826,14 @@ Result<std::optional<OutboxItem>> History::next_outbox(uint64_t now_ms) {
   if (!q.column_is_null(8)) it.message = q.column_int(8);
   it.attempts = static_cast<int>(q.column_int(9));
   it.not_before_ms = static_cast<uint64_t>(q.column_int(10));
+  if (!q.column_is_null(11)) it.group_conv = q.column_int(11);
+  std::string accounts(q.column_text(12));
+  for (size_t pos = 0; pos < accounts.size();) {
+    size_t nl = accounts.find('\n', pos);
+    if (nl == std::string::npos) nl = accounts.size();
+    if (nl > pos) it.accounts.push_back(accounts.substr(pos, nl - pos));
+    pos = nl + 1;
+  }
   return std::optional<OutboxItem>(std::move(it));
 }
 

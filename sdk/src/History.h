@@ -24,6 +24,8 @@ enum class OutboxKind : int {
   kSessionReset = 4,  // a SessionReset to one device (targeted)
   kResend = 5,        // a DataMessage resent to one device after its session was rebuilt
   kSyncReply = 6,     // an answer to a SyncRequest, to one own device (targeted)
+  kGroupData = 7,     // a group DataMessage: Sender Key, fanned out with SEND_MULTI
+  kGroupUpdate = 8,   // a GroupUpdate, pairwise to `accounts` and own other devices
 };
 
 struct OutboxItem {
@@ -38,6 +40,8 @@ struct OutboxItem {
   std::optional<int64_t> message;  // messages.id
   int attempts = 0;
   uint64_t not_before_ms = 0;
+  std::optional<ConversationId> group_conv;  // kGroupData
+  std::vector<std::string> accounts;         // kGroupUpdate recipients
 };
 
 enum class AccountState : int { kRegistering = 0, kRegistered = 1, kRemoved = 2 };
@@ -65,6 +69,25 @@ struct NewMessage {
   MessageStatus status = MessageStatus::kPending;
   Bytes extra;  // outgoing: the serialized DataMessage, for resends
   uint32_t recipients = 0;
+  std::string attachment_names;  // one per line, for search
+  bool has_attachment = false;
+  uint32_t expire_timer_s = 0;
+  uint64_t expires_ms = 0;  // 0: not counting down (yet)
+};
+
+struct GroupRow {
+  ConversationId conversation = 0;
+  Bytes group_id;
+  uint32_t revision = 0;
+  Bytes snapshot;
+  std::string name;
+  bool member = true;
+};
+
+struct StoredAttachment {
+  uint32_t index = 0;
+  Bytes pointer;  // serialized content.AttachmentPointer
+  std::string local_path;
 };
 
 struct StoredMessage {
@@ -127,6 +150,46 @@ class History {
   Result<std::vector<StoredMessage>> mark_read(ConversationId conversation, int64_t up_to_row);
   // Marks one incoming message read (a Sync.read from another own device). True if changed.
   Result<bool> mark_one_read(int64_t row);
+
+  // Replaces a message's text (an edit); `extra` the new DataMessage for resends.
+  Status edit_message(int64_t row, const std::string& text, uint64_t edited_ms, ByteView extra);
+  // Deletes a message for everyone: text, attachments and resend copy gone, a tombstone
+  // stays. Returns the local files of its attachments (for the caller to remove).
+  Result<std::vector<std::string>> delete_message_content(int64_t row);
+  // Removes a message completely (it expired). Returns its attachments' local files.
+  Result<std::vector<std::string>> remove_message(int64_t row);
+  Status set_expiry(int64_t row, uint64_t expires_ms);
+  // Messages whose time ran out (expires_ms <= now), oldest first.
+  Result<std::vector<StoredMessage>> expired(uint64_t now_ms, size_t limit);
+  Result<std::optional<uint64_t>> next_expiry();
+  Status set_expire_timer(ConversationId conversation, uint32_t seconds);
+
+  // ---- attachments ----
+  Status add_attachment(int64_t row, uint32_t index, ByteView pointer,
+                        const std::string& local_path);
+  Result<std::vector<StoredAttachment>> attachments(int64_t row);
+  Status set_attachment_path(int64_t row, uint32_t index, const std::string& path);
+
+  // ---- groups ----
+  Result<ConversationId> group_conversation(ByteView group_id, uint64_t now_ms);
+  Result<std::optional<GroupRow>> group(ConversationId conversation);
+  Result<std::optional<GroupRow>> group_by_id(ByteView group_id);
+  Status save_group(const GroupRow& row);
+  Status set_group_members(ConversationId conversation, const std::vector<GroupMember>& members);
+  Result<std::vector<GroupMember>> group_members(ConversationId conversation);
+  Result<std::vector<std::pair<std::string, uint32_t>>> sender_key_holders(
+      ConversationId conversation);
+  Status add_sender_key_holder(ConversationId conversation, const std::string& account,
+                               uint32_t device);
+  Status clear_sender_key_holders(ConversationId conversation);
+  Status record_sender_key_id(const std::string& account, uint32_t device, uint32_t key_id,
+                              ByteView group_id);
+  Result<std::optional<Bytes>> group_for_sender_key(const std::string& account, uint32_t device,
+                                                    uint32_t key_id);
+  Status forget_sender_key_ids(const std::string& account, ByteView group_id);
+  // Drops every sender key of `account` (all its devices) for a group: nothing it sends to
+  // the group after leaving decrypts here.
+  Status forget_group_sender(ByteView group_id, const std::string& account);
 
   // ---- outbox ----
   Result<int64_t> enqueue(const OutboxItem& item, uint64_t now_ms);

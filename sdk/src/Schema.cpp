@@ -273,6 +273,51 @@ CREATE TRIGGER search_time_update AFTER UPDATE OF sort_ms ON messages BEGIN
     WHERE block = new.id >> 10 AND (new.sort_ms < min_sort_ms OR new.sort_ms > max_sort_ms);
 END;
 )sql",
+    // 3 -> 4: groups, sender-key bookkeeping and attachments.
+    R"sql(
+-- Group state lives only here and in other members' profiles; the relay never sees it.
+CREATE TABLE groups (
+  conversation_id INTEGER PRIMARY KEY,          -- conversations.id (kind 2)
+  group_id        BLOB    NOT NULL UNIQUE,      -- 32 random bytes chosen by the creator
+  revision        INTEGER NOT NULL,
+  snapshot        BLOB    NOT NULL,             -- the serialized GroupUpdate in force
+  name            TEXT    NOT NULL DEFAULT '',
+  member          INTEGER NOT NULL DEFAULT 1    -- 0: this account left or was removed
+);
+CREATE TABLE group_members (
+  conversation_id INTEGER NOT NULL,
+  account         TEXT    NOT NULL,
+  handle          TEXT    NOT NULL DEFAULT '',
+  admin           INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (conversation_id, account)
+) WITHOUT ROWID;
+-- Devices that hold this device's current sender key for a group (cleared on rotation).
+CREATE TABLE sender_key_holders (
+  conversation_id INTEGER NOT NULL,
+  account         TEXT    NOT NULL,
+  device          INTEGER NOT NULL,
+  PRIMARY KEY (conversation_id, account, device)
+) WITHOUT ROWID;
+-- A SENDER_KEY envelope names no group: the sender's key id says which one it is.
+CREATE TABLE sender_key_ids (
+  account  TEXT    NOT NULL,
+  device   INTEGER NOT NULL,
+  key_id   INTEGER NOT NULL,
+  group_id BLOB    NOT NULL,
+  PRIMARY KEY (account, device, key_id)
+) WITHOUT ROWID;
+-- Files sent and received. The pointer holds the blob's key: it never leaves this
+-- encrypted file except inside end-to-end encrypted messages.
+CREATE TABLE attachments (
+  message    INTEGER NOT NULL,                  -- messages.id
+  idx        INTEGER NOT NULL,
+  pointer    BLOB    NOT NULL,                  -- serialized content.AttachmentPointer
+  local_path TEXT,                              -- the decrypted file, once there is one
+  PRIMARY KEY (message, idx)
+) WITHOUT ROWID;
+ALTER TABLE outbox ADD COLUMN group_conv INTEGER;  -- group sends: the group's conversation
+ALTER TABLE outbox ADD COLUMN accounts TEXT;       -- GroupUpdate sends: recipients, one per line
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

@@ -72,13 +72,17 @@ constexpr const char* kFlush[kParts] = {
     "INSERT INTO search_archive (docid, body, attachment_names, meta) SELECT s.docid, s.body, "
     "s.attachment_names, s.meta FROM search_queue q JOIN search_source s ON s.docid = q.id "
     "WHERE q.id < (SELECT recent_from FROM search_state) ORDER BY q.id"};
-// Rebuild: the searchable messages with ids in [?1, ?2) (?2 NULL: no end) of one part.
+// Rebuild: the searchable messages with ids in [?1, ?2) (?2 NULL: no end) of one part. Both
+// bounds must be plain comparisons on the row id for SQLite to seek to ?1 and stop at ?2
+// ("?2 IS NULL OR id < ?2" made every batch read to the end of the table).
 constexpr const char* kIndexRange[kParts] = {
     "INSERT INTO search_recent (docid, body, attachment_names, meta) SELECT docid, body, "
-    "attachment_names, meta FROM search_source WHERE docid >= ?1 AND (?2 IS NULL OR docid < ?2) "
+    "attachment_names, meta FROM search_source WHERE docid >= ?1 AND docid < coalesce(?2, "
+    "9223372036854775807) "
     "AND docid >= (SELECT recent_from FROM search_state) ORDER BY docid",
     "INSERT INTO search_archive (docid, body, attachment_names, meta) SELECT docid, body, "
-    "attachment_names, meta FROM search_source WHERE docid >= ?1 AND (?2 IS NULL OR docid < ?2) "
+    "attachment_names, meta FROM search_source WHERE docid >= ?1 AND docid < coalesce(?2, "
+    "9223372036854775807) "
     "AND docid < (SELECT recent_from FROM search_state) ORDER BY docid"};
 constexpr const char* kScan[kParts] = {
     "SELECT docid FROM search_recent WHERE search_recent MATCH ?1 AND docid BETWEEN ?2 AND ?3 "
@@ -1045,7 +1049,7 @@ Status SearchIndex::continue_rebuild(const SearchProgressHandler& progress) {
       }
       {
         SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT count(*) FROM messages WHERE id >= ?1 AND "
-                                           "(?2 IS NULL OR id < ?2)"));
+                                           "id < coalesce(?2, 9223372036854775807)"));
         q.bind(1, from);
         if (to)
           q.bind(2, *to);

@@ -799,6 +799,21 @@ Error SessionCrypto::group_decrypt_error(ByteView group, const Address& sender,
   return keys::signal_error(rc, what);
 }
 
+Result<uint32_t> SessionCrypto::sender_key_message_id(ByteView bytes) {
+  keys::Ref<sender_key_message> message;
+  int rc = sender_key_message_deserialize(message.out(), bytes.data(), bytes.size(), ctx_->get());
+  if (rc < 0) return parse_error(rc, "reading a group message");
+  return sender_key_message_get_key_id(message.get());
+}
+
+Result<uint32_t> SessionCrypto::sender_key_distribution_id(ByteView bytes) {
+  keys::Ref<sender_key_distribution_message> message;
+  int rc = sender_key_distribution_message_deserialize(message.out(), bytes.data(), bytes.size(),
+                                                       ctx_->get());
+  if (rc < 0) return parse_error(rc, "reading a sender key");
+  return sender_key_distribution_message_get_id(message.get());
+}
+
 Status SessionCrypto::group_forget_sender(ByteView group, const Address& sender) {
   SOTTO_TRY(check_group(group));
   SOTTO_TRY(check_address(sender));

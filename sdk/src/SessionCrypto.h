@@ -99,6 +99,10 @@ class SessionCrypto {
   Result<Bytes> group_encrypt(ByteView group, ByteView plaintext, const CiphertextHook& hook = {});
   Result<Bytes> group_decrypt(ByteView group, const Address& sender, ByteView ciphertext,
                               const PlaintextHook& hook = {});
+  // The key id inside a serialized SenderKeyMessage / SenderKeyDistributionMessage: a
+  // SENDER_KEY envelope names no group, the key id says which one it belongs to.
+  Result<uint32_t> sender_key_message_id(ByteView message);
+  Result<uint32_t> sender_key_distribution_id(ByteView distribution);
   // Drops what this device holds of `sender`'s key in `group` (after the sender left).
   Status group_forget_sender(ByteView group, const Address& sender);
 

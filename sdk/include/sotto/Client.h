@@ -17,8 +17,10 @@
 // Client.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -27,6 +29,7 @@
 
 #include "sotto/Profile.h"
 #include "sotto/Result.h"
+#include "sotto/Search.h"
 #include "sotto/Types.h"
 #include "sotto/export.h"
 
@@ -53,6 +56,18 @@ enum class MessageKind : int {
   kNotice = 2,  // an event shown in the conversation (safety number changed, session reset...)
 };
 
+// A file sent with a message. The relay holds only its encrypted blob; the key and digest
+// travel inside the end-to-end encrypted message.
+struct Attachment {
+  std::string file_name;     // without directories; may be empty
+  std::string content_type;  // MIME type, e.g. "image/png"
+  uint64_t size = 0;         // plaintext bytes
+  uint32_t width = 0;        // pixels, for images; 0 when unknown
+  uint32_t height = 0;
+  Bytes thumbnail;         // a small preview image (JPEG/PNG), at most 8 KiB; may be empty
+  std::string local_path;  // the decrypted file once downloaded (or sent from here)
+};
+
 struct Message {
   std::string id;  // 32 hex digits, chosen by the author; unique per author
   ConversationId conversation = 0;
@@ -64,18 +79,56 @@ struct Message {
   uint64_t sent_ms = 0;  // the author's clock
   uint64_t sort_ms = 0;  // position in the conversation (relay time)
   MessageStatus status = MessageStatus::kPending;
-  uint32_t recipients = 0;  // outgoing: how many accounts it went to
+  uint32_t recipients = 0;    // outgoing: how many accounts it went to
+  uint32_t delivered_to = 0;  // outgoing: how many of them have it (groups: "delivered to X of Y")
+  uint32_t read_by = 0;       // outgoing: how many of them read it
+  std::vector<Attachment> attachments;
+  uint64_t edited_ms = 0;       // last edit; 0 if never edited
+  bool deleted = false;         // deleted for everyone: text and attachments are gone
+  uint32_t expire_timer_s = 0;  // disappearing timer the message was sent with; 0 = off
+  uint64_t expires_ms = 0;      // when it disappears; 0 = never, or not yet read
 };
 
 struct Conversation {
   ConversationId id = 0;
   ConversationKind kind = ConversationKind::kDirect;
   std::string peer;   // direct: the other account's id
-  std::string title;  // direct: the peer's handle (e.g. "@bob")
+  std::string title;  // direct: the peer's handle (e.g. "@bob"); group: its name
   uint32_t unread = 0;
   std::optional<Message> last_message;
   uint64_t last_activity_ms = 0;
+  uint32_t expire_timer_s = 0;  // disappearing-message timer; 0 = off
 };
+
+struct GroupMember {
+  std::string account;
+  std::string handle;
+  bool admin = false;
+};
+
+struct GroupInfo {
+  ConversationId conversation = 0;
+  std::string group_id;  // 64 hex digits; known only to members, never to the relay
+  std::string name;
+  uint32_t revision = 0;
+  std::vector<GroupMember> members;  // including this account while it is a member
+  bool is_member = true;             // false after leaving or being removed
+  bool is_admin = false;             // this account may change the group
+};
+
+// What goes with a file. The SDK reads PNG and JPEG dimensions itself when width/height are 0;
+// a thumbnail, if any, comes from the app (it can decode images, the SDK does not).
+struct FileOptions {
+  std::string caption;       // text shown with the file; may be empty
+  std::string content_type;  // empty: guessed from the file name
+  std::string file_name;     // empty: the file's own name
+  uint32_t width = 0;
+  uint32_t height = 0;
+  Bytes thumbnail;  // at most 8 KiB
+};
+
+// Bytes done and total; called from the thread that runs the transfer.
+using TransferProgress = std::function<void(uint64_t done, uint64_t total)>;
 
 struct MessagePage {
   std::vector<Message> messages;  // newest first
@@ -157,6 +210,25 @@ class ClientListener {
   virtual void on_identity_changed(const IdentityChange& change) { (void)change; }
   // The account's device list changed (a device was linked or removed).
   virtual void on_devices_changed() {}
+  // A message changed in place: edited, deleted for everyone, its disappearing countdown
+  // started, or (groups) more recipients delivered or read it.
+  virtual void on_message_changed(const Message& message) { (void)message; }
+  // A message is gone from history (it disappeared when its timer ran out).
+  virtual void on_message_removed(ConversationId conversation, const std::string& message_id) {
+    (void)conversation, (void)message_id;
+  }
+  // A conversation's settings changed: a group's name or members, a disappearing timer.
+  virtual void on_conversation_changed(ConversationId conversation) { (void)conversation; }
+  // Someone started or stopped typing in a conversation. Stops by itself after 15 s without
+  // a renewal.
+  virtual void on_typing(ConversationId conversation, const std::string& account, bool typing) {
+    (void)conversation, (void)account, (void)typing;
+  }
+  // A watched account went online or offline (last_seen_ms: when, rounded to the minute; 0
+  // when unknown or hidden).
+  virtual void on_presence(const std::string& account, bool online, uint64_t last_seen_ms) {
+    (void)account, (void)online, (void)last_seen_ms;
+  }
 };
 
 struct ClientOptions {
@@ -174,6 +246,8 @@ struct ClientOptions {
   std::chrono::milliseconds backoff_max{300'000};
   std::chrono::milliseconds request_timeout{30'000};
   std::chrono::hours signed_prekey_rotation{24 * 7};
+  // How long after sending a message its author may still delete it for everyone.
+  std::chrono::hours delete_window{48};
   uint32_t prekey_batch = 100;  // one-time prekeys uploaded at registration and on refill
 };
 
@@ -241,6 +315,63 @@ class SOTTO_API Client {
   Status mark_read(ConversationId conversation, const std::string& up_to_message_id);
   // Read receipts on or off (on by default). Delivered receipts are always sent.
   Status set_read_receipts(bool enabled);
+
+  // Edits an own text message (within 24 hours of sending it); every device of every member
+  // shows the new text, and the old one is gone from history and from the search index.
+  Status edit_message(ConversationId conversation, const std::string& message_id,
+                      const std::string& new_text);
+  // Deletes an own message for everyone (within ClientOptions::delete_window): every device
+  // of every member removes its text and attachments and shows that it was deleted.
+  Status delete_for_everyone(ConversationId conversation, const std::string& message_id);
+  // Messages in this conversation disappear `seconds` after they were read (on the sender's
+  // devices, after they were sent); 0 turns it off. Applies to every member's devices.
+  Status set_disappearing_timer(ConversationId conversation, uint32_t seconds);
+
+  // ---- files ----
+  // Encrypts the file, uploads it to the relay and queues the message that carries its key.
+  // Blocks during the upload (call it off the GUI thread). kTooLarge before anything is sent
+  // when the file is over the relay's limit; kCancelled when `cancel` turned true.
+  Result<std::string> send_file(ConversationId conversation, const std::filesystem::path& file,
+                                const FileOptions& options = {},
+                                const TransferProgress& progress = {},
+                                const std::atomic<bool>* cancel = nullptr);
+  // Downloads attachment `index` of a message (resuming a download that was interrupted),
+  // checks it against its digest before anything is decrypted, and decrypts it into the
+  // profile's attachment folder. Returns the file's path. kInvalidMessage when the blob was
+  // altered (nothing is kept). Blocks; call it off the GUI thread.
+  Result<std::filesystem::path> download_attachment(ConversationId conversation,
+                                                    const std::string& message_id, uint32_t index,
+                                                    const TransferProgress& progress = {},
+                                                    const std::atomic<bool>* cancel = nullptr);
+
+  // ---- groups ----
+  // A new group with this account as its admin and `member_accounts` (found with
+  // add_contact) as members; up to 1,000 members. The relay never learns who is in it.
+  Result<ConversationId> create_group(const std::string& name,
+                                      const std::vector<std::string>& member_accounts);
+  Result<GroupInfo> group(ConversationId conversation) const;
+  // Admins only (kForbidden otherwise). Added members read what is sent after they joined;
+  // removed members cannot read anything sent after they left.
+  Status add_group_members(ConversationId conversation, const std::vector<std::string>& accounts);
+  Status remove_group_members(ConversationId conversation,
+                              const std::vector<std::string>& accounts);
+  Status rename_group(ConversationId conversation, const std::string& name);
+  Status set_group_admin(ConversationId conversation, const std::string& account, bool admin);
+  // Any member may leave.
+  Status leave_group(ConversationId conversation);
+
+  // ---- typing and presence ----
+  // Tells the conversation's members who are online right now; never stored or queued.
+  // Call with true on keystrokes (it is throttled) and false when the user stops or sends.
+  Status set_typing(ConversationId conversation, bool typing);
+  // The conversations open on screen: their members' presence is reported through
+  // on_presence until the next call (an empty list stops it).
+  Status watch_presence(const std::vector<ConversationId>& conversations);
+  // Others see this account offline with no last-seen time while hidden.
+  Status set_presence_hidden(bool hidden);
+
+  // ---- search (sotto/Search.h) ----
+  Result<SearchPage> search(const SearchQuery& query) const;
 
   // ---- safety ----
   Result<SafetyNumber> safety_number(const std::string& account) const;

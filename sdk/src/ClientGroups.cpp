@@ -1,0 +1,724 @@
+// sotto::Client, groups (protocol.md 14.4): state as GroupUpdate snapshots over pairwise
+// sessions, messages under Sender Keys fanned out with SEND_MULTI, and the bookkeeping of
+// who holds which sender key.
+#include "ClientImpl.h"
+
+namespace sotto {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr size_t kMaxMembers = 1000;
+constexpr size_t kMaxGroupName = 256;
+constexpr size_t kMaxMultiRecipients = 1000;
+constexpr size_t kParallelFetches = 16;
+
+Bytes sha256(ByteView b) {
+  Bytes out(crypto_hash_sha256_BYTES);
+  crypto_hash_sha256(out.data(), b.data(), b.size());
+  return out;
+}
+
+std::set<std::string> member_set(const content::GroupUpdate& u) {
+  std::set<std::string> out;
+  for (const auto& m : u.members()) out.insert(to_hex(view_of(m.account_id())));
+  return out;
+}
+
+std::set<std::string> admin_set(const content::GroupUpdate& u) {
+  std::set<std::string> out;
+  for (const auto& a : u.admins()) out.insert(to_hex(view_of(a)));
+  return out;
+}
+
+std::string handle_of(const content::GroupUpdate& u, const std::string& account) {
+  for (const auto& m : u.members())
+    if (to_hex(view_of(m.account_id())) == account) return m.handle();
+  return {};
+}
+
+std::string who(const content::GroupUpdate& u, const std::string& account, const std::string& me) {
+  if (account == me) return "You";
+  std::string h = handle_of(u, account);
+  return h.empty() ? "A member" : "@" + h;
+}
+
+// Structural checks a receiver applies to any snapshot.
+bool well_formed(const content::GroupUpdate& u) {
+  if (u.group_id().size() != 32 || u.revision() == 0 || u.changed_by().size() != 16) return false;
+  if (u.members_size() == 0 || static_cast<size_t>(u.members_size()) > kMaxMembers) return false;
+  if (u.name().size() > kMaxGroupName) return false;
+  std::set<std::string> seen;
+  for (const auto& m : u.members())
+    if (m.account_id().size() != 16 || !seen.insert(m.account_id()).second) return false;
+  for (const auto& a : u.admins())
+    if (a.size() != 16 || !seen.count(a)) return false;
+  return true;
+}
+
+// A member taking itself out, and nothing else: allowed to any member.
+bool only_leaves(const content::GroupUpdate& cur, const content::GroupUpdate& next,
+                 const std::string& who_hex) {
+  if (next.name() != cur.name()) return false;
+  auto before = member_set(cur), after = member_set(next);
+  if (!before.count(who_hex) || after.count(who_hex)) return false;
+  before.erase(who_hex);
+  if (before != after) return false;
+  auto admins_before = admin_set(cur), admins_after = admin_set(next);
+  admins_before.erase(who_hex);
+  return admins_before == admins_after;
+}
+
+}  // namespace
+
+// ---- local changes ----
+
+Result<ConversationId> Client::Impl::create_group(const std::string& name,
+                                                  const std::vector<std::string>& accounts) {
+  if (name.empty() || name.size() > kMaxGroupName)
+    return make_error(ErrorCode::kInvalidArgument, "a group name is 1 to 256 bytes");
+  if (accounts.size() + 1 > kMaxMembers)
+    return make_error(ErrorCode::kTooLarge, "a group has at most 1,000 members");
+  SOTTO_TRY_ASSIGN(auto me, registered_account());
+  std::set<std::string> unique;
+  for (const auto& a : accounts) {
+    SOTTO_TRY(parse_account(a));
+    if (a == me.account) continue;
+    unique.insert(a);
+  }
+  Bytes gid(32);
+  randombytes_buf(gid.data(), gid.size());
+  ConversationId conv = 0;
+  Effects fx;
+  SOTTO_TRY(txn([&]() -> Status {
+    content::GroupUpdate u;
+    u.set_group_id(str_of(gid));
+    u.set_revision(1);
+    u.set_name(name);
+    Bytes self;
+    from_hex(me.account, self);
+    auto* m = u.add_members();
+    m->set_account_id(str_of(self));
+    m->set_handle(me.handle);
+    for (const auto& a : unique) {
+      Bytes id;
+      from_hex(a, id);
+      auto* member = u.add_members();
+      member->set_account_id(str_of(id));
+      SOTTO_TRY_ASSIGN(auto c, history.contact(a));
+      if (c) member->set_handle(c->handle);
+    }
+    u.add_admins(str_of(self));
+    u.set_changed_by(str_of(self));
+    u.set_timestamp_ms(now());
+    SOTTO_TRY_ASSIGN(conv, history.group_conversation(gid, now()));
+    Bytes raw = serialize(u);
+    GroupRow row{conv, gid, 1, raw, name, true};
+    SOTTO_TRY(history.save_group(row));
+    std::vector<GroupMember> members;
+    for (const auto& mm : u.members())
+      members.push_back(GroupMember{to_hex(view_of(mm.account_id())), mm.handle(),
+                                    mm.account_id() == str_of(self)});
+    SOTTO_TRY(history.set_group_members(conv, members));
+    SOTTO_TRY(add_notice(conv, "You created the group \"" + name + "\"", 0, fx));
+    content::Content c;
+    *c.mutable_group_update() = u;
+    OutboxItem item;
+    item.message_id = new_message_id(now());
+    item.kind = OutboxKind::kGroupUpdate;
+    item.accounts.assign(unique.begin(), unique.end());
+    item.content = serialize(c);
+    item.urgent = true;
+    SOTTO_TRY(history.enqueue(item, now()));
+    return {};
+  }));
+  emit(std::move(fx.events));
+  kick_outbox();
+  return conv;
+}
+
+Result<GroupInfo> Client::Impl::group_info(ConversationId conversation) {
+  SOTTO_TRY_ASSIGN(auto me, registered_account());
+  return locked([&]() -> Result<GroupInfo> {
+    SOTTO_TRY_ASSIGN(auto g, history.group(conversation));
+    if (!g)
+      return make_error(ErrorCode::kNotFound,
+                        "conversation " + std::to_string(conversation) + " is not a group");
+    GroupInfo info;
+    info.conversation = conversation;
+    info.group_id = to_hex(g->group_id);
+    info.name = g->name;
+    info.revision = g->revision;
+    SOTTO_TRY_ASSIGN(info.members, history.group_members(conversation));
+    info.is_member = g->member;
+    for (const auto& m : info.members)
+      if (m.account == me.account) info.is_admin = m.admin && g->member;
+    return info;
+  });
+}
+
+Status Client::Impl::change_group(ConversationId conversation,
+                                  const std::function<Status(content::GroupUpdate&)>& change,
+                                  bool leaving) {
+  SOTTO_TRY_ASSIGN(auto me, registered_account());
+  Effects fx;
+  SOTTO_TRY(txn([&]() -> Status {
+    SOTTO_TRY_ASSIGN(auto g, history.group(conversation));
+    if (!g)
+      return make_error(ErrorCode::kNotFound,
+                        "conversation " + std::to_string(conversation) + " is not a group");
+    if (!g->member)
+      return make_error(ErrorCode::kForbidden, "this account is no longer in the group");
+    content::GroupUpdate cur;
+    if (!cur.ParseFromArray(g->snapshot.data(), static_cast<int>(g->snapshot.size())))
+      return make_error(ErrorCode::kStorageCorrupt, "the stored group state does not parse");
+    if (!leaving && !admin_set(cur).count(me.account))
+      return make_error(ErrorCode::kForbidden,
+                        "only the group's admins may change it; ask one of them");
+    content::GroupUpdate next = cur;
+    next.set_revision(cur.revision() + 1);
+    Bytes self;
+    from_hex(me.account, self);
+    next.set_changed_by(str_of(self));
+    next.set_timestamp_ms(now());
+    SOTTO_TRY(change(next));
+    if (!well_formed(next))
+      return make_error(ErrorCode::kInvalidArgument,
+                        "the change would leave the group without members, with unknown admins "
+                        "or with more than 1,000 members");
+    if (next.SerializeAsString() == cur.SerializeAsString()) return {};
+    std::set<std::string> recipients = member_set(cur);
+    for (const auto& a : member_set(next)) recipients.insert(a);
+    recipients.erase(me.account);
+    Address self_address{me.account, me.device_id};
+    SOTTO_TRY(apply_group_update(self_address, next, serialize(next), 0, fx));
+    content::Content c;
+    *c.mutable_group_update() = next;
+    OutboxItem item;
+    item.message_id = new_message_id(now());
+    item.kind = OutboxKind::kGroupUpdate;
+    item.accounts.assign(recipients.begin(), recipients.end());
+    item.content = serialize(c);
+    item.urgent = true;
+    SOTTO_TRY(history.enqueue(item, now()));
+    return {};
+  }));
+  emit(std::move(fx.events));
+  kick_outbox();
+  return {};
+}
+
+// ---- received state ----
+
+Status Client::Impl::apply_group_update(const Address& from, const content::GroupUpdate& u,
+                                        ByteView raw, uint64_t sort_ms, Effects& fx) {
+  if (!well_formed(u)) return {};
+  // The snapshot says who made it; only that account's devices may send it.
+  if (to_hex(view_of(u.changed_by())) != from.account) return {};
+  const std::string& me = parts.crypto.identity().account;
+  auto next_members = member_set(u);
+  SOTTO_TRY_ASSIGN(auto existing, history.group_by_id(view_of(u.group_id())));
+  std::optional<content::GroupUpdate> cur;
+  ConversationId conv = 0;
+  bool own_change = from.account == me && from.device_id == parts.crypto.identity().device_id;
+  if (!existing) {
+    // A group we do not know: we were added. Accept it from one of its admins.
+    if (!next_members.count(me) || !admin_set(u).count(from.account)) return {};
+    SOTTO_TRY_ASSIGN(conv, history.group_conversation(view_of(u.group_id()), now()));
+  } else {
+    conv = existing->conversation;
+    cur.emplace();
+    if (!cur->ParseFromArray(existing->snapshot.data(),
+                             static_cast<int>(existing->snapshot.size())))
+      return make_error(ErrorCode::kStorageCorrupt, "the stored group state does not parse");
+    if (!own_change) {
+      if (u.revision() < cur->revision()) return {};
+      bool allowed = admin_set(*cur).count(from.account) > 0 ||
+                     (u.revision() == cur->revision() + 1 && only_leaves(*cur, u, from.account));
+      if (!allowed) return {};
+      if (u.revision() == cur->revision()) {
+        // Two changes to the same revision: the smaller SHA-256 of the snapshot wins, so
+        // every member ends with the same state whatever order they arrived in.
+        Bytes mine = sha256(existing->snapshot), theirs = sha256(raw);
+        if (theirs >= mine) return {};
+      }
+    }
+  }
+  auto old_members = cur ? member_set(*cur) : std::set<std::string>{};
+  bool was_member = existing && existing->member;
+  bool is_member = next_members.count(me) > 0;
+
+  GroupRow row{conv,         bytes_of(u.group_id()),
+               u.revision(), Bytes(raw.begin(), raw.end()),
+               u.name(),     is_member};
+  SOTTO_TRY(history.save_group(row));
+  auto admins = admin_set(u);
+  std::vector<GroupMember> members;
+  for (const auto& m : u.members()) {
+    std::string a = to_hex(view_of(m.account_id()));
+    members.push_back(GroupMember{a, m.handle(), admins.count(a) > 0});
+  }
+  SOTTO_TRY(history.set_group_members(conv, members));
+
+  std::vector<std::string> removed, added;
+  for (const auto& a : old_members)
+    if (!next_members.count(a)) removed.push_back(a);
+  for (const auto& a : next_members)
+    if (cur && !old_members.count(a)) added.push_back(a);
+
+  Bytes gid = bytes_of(u.group_id());
+  if (is_member && !removed.empty()) {
+    // Whoever left must not read what this device sends from now on: a new sender key, given
+    // only to the remaining members; and nothing the departed send is accepted any more.
+    SOTTO_TRY(parts.crypto.group_rotate_sender_key(gid));
+    SOTTO_TRY(history.clear_sender_key_holders(conv));
+    for (const auto& a : removed) SOTTO_TRY(history.forget_group_sender(gid, a));
+  }
+  if (!is_member) SOTTO_TRY(history.clear_sender_key_holders(conv));
+
+  std::string author = who(u, from.account, me);
+  if (!existing) {
+    SOTTO_TRY(
+        add_notice(conv, author + " added you to the group \"" + u.name() + "\"", sort_ms, fx));
+  } else {
+    if (cur && cur->name() != u.name())
+      SOTTO_TRY(
+          add_notice(conv, author + " renamed the group to \"" + u.name() + "\"", sort_ms, fx));
+    for (const auto& a : added)
+      SOTTO_TRY(add_notice(conv, author + " added " + who(u, a, me), sort_ms, fx));
+    for (const auto& a : removed) {
+      std::string text = a == from.account ? who(*cur, a, me) + " left the group"
+                                           : author + " removed " + who(*cur, a, me);
+      SOTTO_TRY(add_notice(conv, text, sort_ms, fx));
+    }
+    if (was_member && !is_member && from.account != me)
+      SOTTO_TRY(add_notice(conv, "You are no longer in this group", sort_ms, fx));
+  }
+  fx.events.push_back([conv](ClientListener& l) { l.on_conversation_changed(conv); });
+  return {};
+}
+
+Status Client::Impl::apply_sender_key_distribution(const Address& from,
+                                                   const content::SenderKeyDistribution& d,
+                                                   Effects& fx) {
+  (void)fx;
+  if (d.group_id().size() != 32 || d.distribution_message().empty()) return {};
+  SOTTO_TRY_ASSIGN(auto g, history.group_by_id(view_of(d.group_id())));
+  if (g) {
+    SOTTO_TRY_ASSIGN(auto members, history.group_members(g->conversation));
+    bool member = std::any_of(members.begin(), members.end(),
+                              [&](const GroupMember& m) { return m.account == from.account; });
+    if (!member) return {};  // a departed member's key is not taken
+  }
+  auto key_id = parts.crypto.sender_key_distribution_id(view_of(d.distribution_message()));
+  if (!key_id.ok()) return {};  // authentic but malformed: nothing to keep
+  SOTTO_TRY(parts.crypto.group_process_sender_key(bytes_of(d.group_id()), from,
+                                                  view_of(d.distribution_message())));
+  return history.record_sender_key_id(from.account, from.device_id, *key_id, view_of(d.group_id()));
+}
+
+Status Client::Impl::decrypt_group_and_apply(const Address& from, const wire::Envelope& env,
+                                             Effects& fx) {
+  ByteView ct = view_of(env.ciphertext());
+  SOTTO_TRY_ASSIGN(uint32_t key_id, parts.crypto.sender_key_message_id(ct));
+  SOTTO_TRY_ASSIGN(auto gid, history.group_for_sender_key(from.account, from.device_id, key_id));
+  if (!gid)
+    return make_error(ErrorCode::kNoSession,
+                      "a group message under a sender key this device never received");
+  std::optional<Error> apply_error;
+  auto plain = parts.crypto.group_decrypt(*gid, from, ct, [&](ByteView plaintext) -> Status {
+    content::Content c;
+    if (!c.ParseFromArray(plaintext.data(), static_cast<int>(plaintext.size()))) return {};
+    Status s;
+    if (c.has_data_message()) {
+      // The sender key is for one group: a message naming another one is not believed.
+      if (c.data_message().group().group_id() != str_of(*gid)) return {};
+      s = apply_data(from, env, c.data_message(), fx);
+    } else if (c.has_typing()) {
+      if (c.typing().group_id() != str_of(*gid)) return {};
+      apply_typing(from, c.typing(), fx);
+    }
+    if (!s.ok()) apply_error = s.error();
+    return s;
+  });
+  if (!plain.ok()) {
+    if (apply_error) return std::move(*apply_error);
+    return std::move(plain).error();
+  }
+  return {};
+}
+
+// ---- sessions in bulk ----
+
+Status Client::Impl::ensure_sessions(const std::vector<std::string>& accounts) {
+  std::vector<std::string> missing;
+  SOTTO_TRY(locked([&]() -> Status {
+    for (const auto& a : accounts) {
+      SOTTO_TRY_ASSIGN(auto devs, parts.crypto.session_devices(a));
+      if (devs.empty()) missing.push_back(a);
+    }
+    return {};
+  }));
+  if (missing.empty()) return {};
+  auto c = connection();
+  if (!c || !c->connected())
+    return make_error(ErrorCode::kUnavailable, "not connected to the relay");
+  // Pipelined: a 1,000-member group needs 1,000 bundle fetches before its first message.
+  struct Batch {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t done = 0;
+    std::vector<std::optional<Result<wire::Response>>> results;
+  };
+  for (size_t start = 0; start < missing.size(); start += 200) {
+    size_t end = std::min(missing.size(), start + 200);
+    auto batch = std::make_shared<Batch>();
+    batch->results.resize(end - start);
+    size_t issued = 0;
+    auto issue = [&](size_t i) {
+      Bytes id;
+      from_hex(missing[start + i], id);
+      auto req = make_request(wire::OP_GET_BUNDLES);
+      req.mutable_get_bundles()->set_account_id(str_of(id));
+      c->request(std::move(req), [batch, i](Result<wire::Response> r) {
+        std::lock_guard lock(batch->mu);
+        batch->results[i] = std::move(r);
+        ++batch->done;
+        batch->cv.notify_all();
+      });
+    };
+    {
+      std::unique_lock lock(batch->mu);
+      while (batch->done < end - start) {
+        while (issued < end - start && issued - batch->done < kParallelFetches) {
+          lock.unlock();
+          issue(issued++);
+          lock.lock();
+        }
+        batch->cv.wait(lock);
+      }
+    }
+    Effects fx;
+    Status s = locked([&]() -> Status {
+      for (size_t i = 0; i < batch->results.size(); ++i) {
+        const auto& r = *batch->results[i];
+        if (!r.ok()) return r.error();
+        if (r->status() != wire::OK) continue;  // that account is gone: left out of sends
+        const std::string& account = missing[start + i];
+        for (const auto& b : r->get_bundles().bundles()) {
+          Status st = parts.crypto.start_session(Address{account, b.device_id()}, b);
+          if (st.code() == ErrorCode::kUntrustedIdentity) {
+            identity_changed_event(account, bytes_of(b.identity_key()), fx);
+            break;
+          }
+          if (!st.ok() && !is_crypto_failure(st.code())) return st;
+        }
+      }
+      return {};
+    });
+    emit(std::move(fx.events));
+    SOTTO_TRY(std::move(s));
+  }
+  return {};
+}
+
+Result<std::vector<Address>> Client::Impl::own_other_devices() {
+  std::string me = self_account();
+  uint32_t my_device = self_device();
+  std::vector<uint32_t> missing;
+  auto devs = locked([&] { return parts.crypto.session_devices(me); });
+  if (!devs.ok()) return std::move(devs).error();
+  for (uint32_t d : own_devices)
+    if (!std::count(devs->begin(), devs->end(), d)) missing.push_back(d);
+  if (!missing.empty()) {
+    SOTTO_TRY(fetch_sessions(me, missing));
+    devs = locked([&] { return parts.crypto.session_devices(me); });
+    if (!devs.ok()) return std::move(devs).error();
+  }
+  std::vector<Address> out;
+  for (uint32_t d : *devs)
+    if (d != my_device) out.push_back(Address{me, d});
+  return out;
+}
+
+// ---- sending ----
+
+Result<wire::Response> Client::Impl::send_batched(const Bytes& message_id,
+                                                  std::vector<wire::OutgoingMessage> messages,
+                                                  bool urgent, bool targeted) {
+  // Own account first (batch 0 must cover it for urgent sends), then by account.
+  std::string self_id;
+  {
+    Bytes id;
+    from_hex(self_account(), id);
+    self_id = str_of(id);
+  }
+  std::stable_sort(messages.begin(), messages.end(),
+                   [&](const wire::OutgoingMessage& a, const wire::OutgoingMessage& b) {
+                     bool sa = a.account_id() == self_id, sb = b.account_id() == self_id;
+                     if (sa != sb) return sa;
+                     return a.account_id() < b.account_id();
+                   });
+  auto c = connection();
+  if (!c) return make_error(ErrorCode::kUnavailable, "not connected to the relay");
+  uint32_t batch = 0;
+  for (size_t i = 0; i < messages.size();) {
+    // Whole accounts, up to 100 messages (an account never has more devices than that).
+    size_t j = i;
+    while (j < messages.size()) {
+      size_t k = j;
+      while (k < messages.size() && messages[k].account_id() == messages[j].account_id()) ++k;
+      if (k - i > kMaxSendMessages && j > i) break;
+      j = k;
+    }
+    auto req = make_request(wire::OP_SEND);
+    auto* send = req.mutable_send();
+    send->set_message_id(str_of(message_id));
+    send->set_urgent(urgent);
+    send->set_targeted(targeted);
+    send->set_batch(batch++);
+    for (size_t k = i; k < j; ++k) *send->add_messages() = messages[k];
+    SOTTO_TRY_ASSIGN(auto r, c->call(std::move(req)));
+    if (r.status() != wire::OK) return r;
+    i = j;
+    if (i >= messages.size()) return r;
+  }
+  wire::Response ok;
+  ok.set_status(wire::OK);
+  return ok;
+}
+
+Client::Impl::Outcome Client::Impl::send_group_update(const OutboxItem& item) {
+  Status ensured = ensure_sessions(item.accounts);
+  if (!ensured.ok()) return on_send_error(item, ensured.error());
+  for (int attempt = 0; attempt < 6; ++attempt) {
+    auto own = own_other_devices();
+    if (!own.ok()) return on_send_error(item, own.error());
+    std::vector<Address> targets = *own;
+    {
+      auto s = locked([&]() -> Status {
+        for (const auto& a : item.accounts) {
+          SOTTO_TRY_ASSIGN(auto devs, parts.crypto.session_devices(a));
+          for (uint32_t d : devs) targets.push_back(Address{a, d});
+        }
+        return {};
+      });
+      if (!s.ok()) return retry_later(item, s.error(), 0);
+    }
+    if (targets.empty()) {
+      (void)txn([&] { return history.outbox_done(item.id); });
+      return Outcome::kDone;
+    }
+    std::vector<wire::OutgoingMessage> messages;
+    std::optional<Address> broken;
+    Status enc = txn([&]() -> Status {
+      messages.clear();
+      for (const auto& t : targets) {
+        auto ct = parts.crypto.encrypt(t, item.content);
+        if (!ct.ok()) {
+          broken = t;
+          return std::move(ct).error();
+        }
+        SOTTO_TRY_ASSIGN(uint32_t reg, parts.crypto.remote_registration_id(t));
+        wire::OutgoingMessage m;
+        Bytes acct;
+        from_hex(t.account, acct);
+        m.set_account_id(str_of(acct));
+        m.set_device_id(t.device_id);
+        m.set_registration_id(reg);
+        m.set_type(ct->type == CiphertextType::kPreKey ? wire::Envelope::PREKEY_MESSAGE
+                                                       : wire::Envelope::MESSAGE);
+        m.set_ciphertext(str_of(ct->bytes));
+        messages.push_back(std::move(m));
+      }
+      return {};
+    });
+    if (!enc.ok()) {
+      if (broken && is_crypto_failure(enc.code())) {
+        (void)locked([&] { return parts.crypto.delete_session(*broken); });
+        (void)ensure_sessions({broken->account});
+        continue;
+      }
+      return retry_later(item, enc.error(), 0);
+    }
+    auto r = send_batched(item.message_id, std::move(messages), true, false);
+    if (!r.ok()) {
+      if (r.code() == ErrorCode::kTimeout) return retry_later(item, r.error(), 2000);
+      return Outcome::kStop;
+    }
+    if (r->status() == wire::OK) return item_sent(item, 0);
+    if (r->status() == wire::STALE_DEVICES) {
+      Status s = apply_mismatch(r->stale_devices(), self_account());
+      if (!s.ok()) return on_send_error(item, s.error());
+      continue;
+    }
+    return on_send_error(item, status_error(*r, "sending a group change"));
+  }
+  return retry_later(
+      item,
+      make_error(ErrorCode::kUnavailable, "the members' devices kept changing during the send"), 0);
+}
+
+Status Client::Impl::distribute_sender_key(ConversationId conversation, ByteView group_id,
+                                           const std::vector<Address>& devices) {
+  if (devices.empty()) return {};
+  std::vector<wire::OutgoingMessage> messages;
+  Bytes gid(group_id.begin(), group_id.end());
+  SOTTO_TRY(txn([&]() -> Status {
+    SOTTO_TRY_ASSIGN(Bytes skdm, parts.crypto.group_sender_key(gid));
+    content::Content c;
+    c.mutable_sender_key_distribution()->set_group_id(str_of(gid));
+    c.mutable_sender_key_distribution()->set_distribution_message(str_of(skdm));
+    Bytes plain = serialize(c);
+    for (const auto& t : devices) {
+      SOTTO_TRY_ASSIGN(auto ct, parts.crypto.encrypt(t, plain));
+      SOTTO_TRY_ASSIGN(uint32_t reg, parts.crypto.remote_registration_id(t));
+      wire::OutgoingMessage m;
+      Bytes acct;
+      from_hex(t.account, acct);
+      m.set_account_id(str_of(acct));
+      m.set_device_id(t.device_id);
+      m.set_registration_id(reg);
+      m.set_type(ct.type == CiphertextType::kPreKey ? wire::Envelope::PREKEY_MESSAGE
+                                                    : wire::Envelope::MESSAGE);
+      m.set_ciphertext(str_of(ct.bytes));
+      messages.push_back(std::move(m));
+    }
+    return {};
+  }));
+  // The group message that needs this key goes out only after the relay committed it: queues
+  // are FIFO, so every device reads the key first (protocol.md 14.4).
+  SOTTO_TRY_ASSIGN(auto r, send_batched(new_message_id(now()), std::move(messages), false, true));
+  if (r.status() == wire::STALE_DEVICES) {
+    SOTTO_TRY(apply_mismatch(r.stale_devices(), self_account()));
+    return make_error(ErrorCode::kConflict, "device lists changed; distributing again");
+  }
+  if (r.status() != wire::OK) return status_error(r, "distributing a sender key");
+  return txn([&]() -> Status {
+    for (const auto& t : devices)
+      SOTTO_TRY(history.add_sender_key_holder(conversation, t.account, t.device_id));
+    return {};
+  });
+}
+
+Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
+  if (!item.group_conv)
+    return fail_item(item, make_error(ErrorCode::kInternal, "a group send without a group"));
+  ConversationId conv = *item.group_conv;
+  std::string me = self_account();
+  auto g = locked([&] { return history.group(conv); });
+  if (!g.ok()) return retry_later(item, g.error(), 0);
+  if (!*g || !(*g)->member)
+    return fail_item(item,
+                     make_error(ErrorCode::kForbidden, "this account is no longer in the group"));
+  Bytes gid = (*g)->group_id;
+  auto members = locked([&] { return history.group_members(conv); });
+  if (!members.ok()) return retry_later(item, members.error(), 0);
+  std::vector<std::string> accounts;
+  for (const auto& m : *members)
+    if (m.account != me) accounts.push_back(m.account);
+  Status ensured = ensure_sessions(accounts);
+  if (!ensured.ok()) return on_send_error(item, ensured.error());
+
+  for (int attempt = 0; attempt < 6; ++attempt) {
+    auto own = own_other_devices();
+    if (!own.ok()) return on_send_error(item, own.error());
+    std::vector<Address> devices = *own;
+    std::vector<std::pair<std::string, uint32_t>> holders;
+    Status s = locked([&]() -> Status {
+      for (const auto& a : accounts) {
+        SOTTO_TRY_ASSIGN(auto devs, parts.crypto.session_devices(a));
+        for (uint32_t d : devs) devices.push_back(Address{a, d});
+      }
+      SOTTO_TRY_ASSIGN(holders, history.sender_key_holders(conv));
+      return {};
+    });
+    if (!s.ok()) return retry_later(item, s.error(), 0);
+    if (devices.empty()) {
+      // Nobody else in the group (and no other own devices): it is sent to no one.
+      return item_sent(item, 0);
+    }
+    std::set<std::pair<std::string, uint32_t>> have(holders.begin(), holders.end());
+    std::vector<Address> need;
+    for (const auto& d : devices)
+      if (!have.count({d.account, d.device_id})) need.push_back(d);
+    Status dist = distribute_sender_key(conv, gid, need);
+    if (dist.code() == ErrorCode::kConflict) continue;
+    if (!dist.ok()) return on_send_error(item, dist.error());
+
+    // One ciphertext for everyone.
+    Bytes ct;
+    std::vector<wire::MultiRecipient> recipients;
+    Status enc = txn([&]() -> Status {
+      SOTTO_TRY_ASSIGN(ct, parts.crypto.group_encrypt(gid, item.content));
+      for (const auto& d : devices) {
+        SOTTO_TRY_ASSIGN(uint32_t reg, parts.crypto.remote_registration_id(d));
+        wire::MultiRecipient r;
+        Bytes acct;
+        from_hex(d.account, acct);
+        r.set_account_id(str_of(acct));
+        r.set_device_id(d.device_id);
+        r.set_registration_id(reg);
+        recipients.push_back(std::move(r));
+      }
+      return {};
+    });
+    if (!enc.ok()) return retry_later(item, enc.error(), 0);
+    // Own account first, then accounts whole, in batches of up to 1,000 devices.
+    std::string self_id;
+    {
+      Bytes id;
+      from_hex(me, id);
+      self_id = str_of(id);
+    }
+    std::stable_sort(recipients.begin(), recipients.end(),
+                     [&](const wire::MultiRecipient& a, const wire::MultiRecipient& b) {
+                       bool sa = a.account_id() == self_id, sb = b.account_id() == self_id;
+                       if (sa != sb) return sa;
+                       return a.account_id() < b.account_id();
+                     });
+    auto c = connection();
+    if (!c) return Outcome::kStop;
+    bool stale = false;
+    uint32_t batch = 0;
+    for (size_t i = 0; i < recipients.size();) {
+      size_t j = i;
+      while (j < recipients.size()) {
+        size_t k = j;
+        while (k < recipients.size() && recipients[k].account_id() == recipients[j].account_id())
+          ++k;
+        if (k - i > kMaxMultiRecipients && j > i) break;
+        j = k;
+      }
+      auto req = make_request(wire::OP_SEND_MULTI);
+      auto* sm = req.mutable_send_multi();
+      sm->set_message_id(str_of(item.message_id));
+      sm->set_type(wire::Envelope::SENDER_KEY);
+      sm->set_ciphertext(str_of(ct));
+      sm->set_urgent(item.urgent);
+      sm->set_batch(batch++);
+      for (size_t k = i; k < j; ++k) *sm->add_recipients() = recipients[k];
+      auto r = c->call(std::move(req));
+      if (!r.ok()) {
+        if (r.code() == ErrorCode::kTimeout) return retry_later(item, r.error(), 2000);
+        return Outcome::kStop;
+      }
+      if (r->status() == wire::STALE_DEVICES) {
+        Status m = apply_mismatch(r->stale_devices(), me);
+        if (!m.ok()) return on_send_error(item, m.error());
+        stale = true;
+        break;
+      }
+      if (r->status() != wire::OK)
+        return on_send_error(item, status_error(*r, "sending to the group"));
+      i = j;
+    }
+    if (!stale) return item_sent(item, 0);
+  }
+  return retry_later(
+      item,
+      make_error(ErrorCode::kUnavailable, "the members' devices kept changing during the send"), 0);
+}
+
+}  // namespace sotto
