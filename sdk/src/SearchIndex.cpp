@@ -31,8 +31,10 @@ struct SearchIndex::State {
 // so every page scores with the same numbers.
 struct SearchIndex::Stats {
   double documents = 0;
-  double average_length[2] = {0, 0};       // tokens in body, attachment names
-  std::vector<double> document_frequency;  // per included term
+  double average_length[2] = {0, 0};  // tokens in body, attachment names
+  // Per included term: the sum of its words' inverse document frequencies (as Lucene weighs a
+  // phrase), so no phrase has to be counted, which for two common words is a long scan.
+  std::vector<double> idf;
 };
 
 namespace {
@@ -41,8 +43,8 @@ using State = SearchIndex::State;
 using Stats = SearchIndex::Stats;
 
 constexpr int kBlockShift = 10;  // search_time_blocks.block = id >> kBlockShift
-constexpr size_t kRankWindow = 1000;
-constexpr int64_t kFrequencyCap = 1000;  // documents counted per term before estimating
+constexpr size_t kRankWindow = 500;
+constexpr int64_t kFrequencyCap = 1000;  // documents counted per word before estimating
 constexpr int64_t kRebuildBatch = 5000;
 constexpr int64_t kRecentFoldAt = 20000;  // purge() moves older recent documents out above this
 constexpr int64_t kRecentKeep = 5000;     // ... keeping this many in the recent part
@@ -138,10 +140,20 @@ uint64_t fnv1a(std::string_view s) {
   return h;
 }
 
+// One indexed word as FTS phrase text that matches exactly that token: a CJK bigram with the
+// marker that stops the tokenizer from adding its last character, a lone CJK character as the
+// prefix it is in the index.
+std::string word_phrase(const Token& t) {
+  size_t len = 0;
+  bool cjk = !t.text.empty() && is_cjk(decode_utf8(t.text.data(), t.text.size(), len));
+  if (cjk)
+    return t.text + (len == t.text.size() ? std::string("*") : std::string(1, kNoTrailingUnigram));
+  return t.prefix ? t.text + "*" : t.text;
+}
+
 double bm25(const Stats& stats, size_t phrase, const uint32_t* hits_per_column,
             const uint32_t* length_per_column) {
-  double df = stats.document_frequency[phrase];
-  double idf = std::log(1.0 + (stats.documents - df + 0.5) / (df + 0.5));
+  double idf = stats.idf[phrase];
   double score = 0;
   for (int c = 0; c < kTextColumns; ++c) {
     double tf = hits_per_column[c];
@@ -210,8 +222,8 @@ std::string encode_cursor(SearchOrder order, const Cursor& c) {
   w.put(c.stats.documents);
   w.put(c.stats.average_length[0]);
   w.put(c.stats.average_length[1]);
-  w.put(static_cast<uint8_t>(c.stats.document_frequency.size()));
-  for (double df : c.stats.document_frequency) w.put(df);
+  w.put(static_cast<uint8_t>(c.stats.idf.size()));
+  for (double idf : c.stats.idf) w.put(idf);
   w.put(c.sort_ms);
   w.put(c.row);
   if (order == SearchOrder::kRelevance) {
@@ -242,9 +254,9 @@ Result<Cursor> decode_cursor(const std::string& text, SearchOrder order, uint64_
   if (!r.get(c.stats.documents) || !r.get(c.stats.average_length[0]) ||
       !r.get(c.stats.average_length[1]) || !r.get(count) || count != phrases)
     return wrong;
-  c.stats.document_frequency.resize(count);
-  for (double& df : c.stats.document_frequency)
-    if (!r.get(df)) return wrong;
+  c.stats.idf.resize(count);
+  for (double& idf : c.stats.idf)
+    if (!r.get(idf)) return wrong;
   if (!r.get(c.sort_ms) || !r.get(c.row)) return wrong;
   if (order == SearchOrder::kRelevance &&
       (!r.get(c.snapshot) || !r.get(c.window_hi) || !r.get(c.window_lo) || !r.get(c.last_window) ||
@@ -349,12 +361,15 @@ Result<SearchIndex::State> SearchIndex::load_state() {
   return s;
 }
 
+Result<bool> SearchIndex::queue_empty() {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT EXISTS (SELECT 1 FROM search_queue)"));
+  SOTTO_TRY_ASSIGN(bool row, q.step());
+  return !row || q.column_int(0) == 0;
+}
+
 Status SearchIndex::flush_queue() {
-  {
-    SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT EXISTS (SELECT 1 FROM search_queue)"));
-    SOTTO_TRY_ASSIGN(bool row, q.step());
-    if (!row || q.column_int(0) == 0) return {};
-  }
+  SOTTO_TRY_ASSIGN(bool empty, queue_empty());
+  if (empty) return {};
   for (int part = 0; part < kParts; ++part) {
     SOTTO_TRY_ASSIGN(auto q, db_.query(kFlush[part]));
     SOTTO_TRY(q.run());
@@ -367,11 +382,8 @@ Status SearchIndex::flush_queue() {
 // would do it anyway, but search must see it before).
 Status SearchIndex::flush_now() {
   if (db_.depth() > 0) return flush_queue();
-  {
-    SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT EXISTS (SELECT 1 FROM search_queue)"));
-    SOTTO_TRY_ASSIGN(bool row, q.step());
-    if (!row || q.column_int(0) == 0) return {};
-  }
+  SOTTO_TRY_ASSIGN(bool empty, queue_empty());
+  if (empty) return {};
   ScopedTransaction txn(db_);
   SOTTO_TRY(txn.begin());
   SOTTO_TRY(flush_queue());
@@ -660,6 +672,8 @@ Result<SearchPage> SearchIndex::run(const SearchQuery& query) {
     return invalid("unknown search order");
   SOTTO_TRY_ASSIGN(auto parsed, parse_query(query.text));
 
+  for (int64_t c : query.conversations)
+    if (c <= 0) return invalid("conversation ids are positive; got " + std::to_string(c));
   Filters filters;
   filters.conversations = query.conversations;
   std::sort(filters.conversations.begin(), filters.conversations.end());
@@ -729,7 +743,7 @@ Result<SearchPage> SearchIndex::run(const SearchQuery& query) {
               ? static_cast<double>(parts[kRecent].tokens[c] + parts[kArchive].tokens[c]) /
                     stats.documents
               : 0;
-    // Document frequency per term, counted up to a cap in each part and estimated beyond it
+    // Document frequency per word, counted up to a cap in each part and estimated beyond it
     // from the share of the part's row ids that the counted matches covered.
     int64_t max_id = 0, min_id = 0;
     {
@@ -743,26 +757,38 @@ Result<SearchPage> SearchIndex::run(const SearchQuery& query) {
         min_id = q.column_int(1);
       }
     }
+    std::map<std::string, double> idf_of;  // by word phrase, for words used twice
     for (const QueryTerm& t : parsed.include) {
-      double df = 0;
-      const std::string phrase = match_phrase(t);
-      for (int part = 0; part < kParts; ++part) {
-        SOTTO_TRY_ASSIGN(auto q, statement(kCountCapped[part], 0));
-        q.bind_text(1, phrase).bind(2, kFrequencyCap);
-        SOTTO_TRY_ASSIGN(bool row, q.step());
-        if (!row) continue;
-        int64_t n = q.column_int(0);
-        if (n < kFrequencyCap) {
-          df += static_cast<double>(n);
+      double idf = 0;
+      for (const Token& token : t.tokens) {
+        const std::string phrase = "\"" + word_phrase(token) + "\"";
+        auto known = idf_of.find(phrase);
+        if (known != idf_of.end()) {
+          idf += known->second;
           continue;
         }
-        Span span = part_span(part, st, min_id, max_id);
-        double covered = static_cast<double>(span.hi - q.column_int(1) + 1);
-        double whole = static_cast<double>(span.hi - span.lo + 1);
-        df += std::min(static_cast<double>(parts[part].documents),
-                       static_cast<double>(n) * whole / std::max(covered, 1.0));
+        double df = 0;
+        for (int part = 0; part < kParts; ++part) {
+          SOTTO_TRY_ASSIGN(auto q, statement(kCountCapped[part], 0));
+          q.bind_text(1, phrase).bind(2, kFrequencyCap);
+          SOTTO_TRY_ASSIGN(bool row, q.step());
+          if (!row) continue;
+          int64_t n = q.column_int(0);
+          if (n < kFrequencyCap) {
+            df += static_cast<double>(n);
+            continue;
+          }
+          Span span = part_span(part, st, min_id, max_id);
+          double covered = static_cast<double>(span.hi - q.column_int(1) + 1);
+          double whole = static_cast<double>(span.hi - span.lo + 1);
+          df += std::min(static_cast<double>(parts[part].documents),
+                         static_cast<double>(n) * whole / std::max(covered, 1.0));
+        }
+        double word_idf = std::log(1.0 + (stats.documents - df + 0.5) / (df + 0.5));
+        idf_of.emplace(phrase, word_idf);
+        idf += word_idf;
       }
-      stats.document_frequency.push_back(df);
+      stats.idf.push_back(idf);
     }
   }
 

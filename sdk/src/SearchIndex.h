@@ -60,6 +60,7 @@ class SearchIndex {
  private:
   // A prepared statement of our own, for statements that are open side by side.
   Result<db::Query> statement(const char* sql, int slot);
+  Result<bool> queue_empty();
   Status flush_now();
   // What is wrong with the index, or an empty string.
   Result<std::string> find_damage();

@@ -31,9 +31,8 @@ struct SearchQuery {
   uint64_t since_ms = 0;               // sort_ms >= since_ms
   uint64_t until_ms = 0;               // sort_ms < until_ms
   bool with_attachments_only = false;  // only messages that carry attachments
-  // kRelevance ranks the newest 1,000 matches of a page window by BM25, then the next 1,000,
-  // and so on: exact for searches with up to 1,000 matches, and a bounded cost for words that
-  // occur in half the history.
+  // kRelevance ranks the newest 500 matches by BM25, then the next 500, and so on: exact for
+  // searches with up to 500 matches, and a bounded cost for words in half the history.
   SearchOrder order = SearchOrder::kNewest;
   uint32_t limit = 20;           // hits per page, 1..200
   std::string cursor;            // empty for the first page, else SearchPage::next_cursor

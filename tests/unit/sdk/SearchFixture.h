@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <sqlcipher/sqlite3.h>
 
+#include <atomic>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -53,41 +55,46 @@ class SearchFixture : public ::testing::Test {
     return sqlite3_last_insert_rowid(db().handle());
   }
 
-  // Inserts one message row in its own transaction (unless one is open); returns its id.
+  // Writes one message row; NB: inside a transaction (hold the profile's lock).
+  Status insert(int64_t conv, const NewRow& m, int64_t& id) {
+    SOTTO_TRY_ASSIGN(
+        auto q,
+        db().query(
+            "INSERT OR IGNORE INTO messages (conversation_id, message_id, sender, sender_device, "
+            "outgoing, kind, body, attachment_names, has_attachment, sent_ms, sort_ms, status, "
+            "expires_ms) VALUES (?, ?, ?, 1, 0, ?, ?, ?, ?, ?, ?, 10, ?)"));
+    Bytes mid(16, 0);
+    uint64_t n = ++next_message_;
+    for (int i = 0; i < 8; ++i) mid[15 - i] = static_cast<uint8_t>(n >> (8 * i));
+    q.bind(1, conv).bind(2, ByteView(mid)).bind_text(3, m.sender).bind(4, int64_t{m.kind});
+    if (m.body.empty())
+      q.bind_null(5);
+    else
+      q.bind_text(5, m.body);
+    if (m.attachment_names.empty())
+      q.bind_null(6);
+    else
+      q.bind_text(6, m.attachment_names);
+    q.bind(7, int64_t{!m.attachment_names.empty()});
+    q.bind(8, static_cast<int64_t>(m.sort_ms)).bind(9, static_cast<int64_t>(m.sort_ms));
+    if (m.expires_ms)
+      q.bind(10, static_cast<int64_t>(*m.expires_ms));
+    else
+      q.bind_null(10);
+    SOTTO_TRY(q.run());
+    id = sqlite3_last_insert_rowid(db().handle());
+    std::lock_guard guard(texts_mu_);
+    texts_[id] = m.body.empty() ? m.attachment_names : m.body;
+    return {};
+  }
+
+  // Inserts one message row in its own transaction; returns its id. NB: from the test's thread
+  // (inside a transaction already, it joins that one).
   int64_t add(int64_t conv, const NewRow& m) {
     int64_t id = 0;
-    auto write = [&]() -> Status {
-      SOTTO_TRY_ASSIGN(
-          auto q,
-          db().query(
-              "INSERT OR IGNORE INTO messages (conversation_id, message_id, sender, sender_device, "
-              "outgoing, kind, body, attachment_names, has_attachment, sent_ms, sort_ms, status, "
-              "expires_ms) VALUES (?, ?, ?, 1, 0, ?, ?, ?, ?, ?, ?, 10, ?)"));
-      Bytes mid(16, 0);
-      ++next_message_;
-      for (int i = 0; i < 8; ++i) mid[15 - i] = static_cast<uint8_t>(next_message_ >> (8 * i));
-      q.bind(1, conv).bind(2, ByteView(mid)).bind_text(3, m.sender).bind(4, int64_t{m.kind});
-      if (m.body.empty())
-        q.bind_null(5);
-      else
-        q.bind_text(5, m.body);
-      if (m.attachment_names.empty())
-        q.bind_null(6);
-      else
-        q.bind_text(6, m.attachment_names);
-      q.bind(7, int64_t{!m.attachment_names.empty()});
-      q.bind(8, static_cast<int64_t>(m.sort_ms)).bind(9, static_cast<int64_t>(m.sort_ms));
-      if (m.expires_ms)
-        q.bind(10, static_cast<int64_t>(*m.expires_ms));
-      else
-        q.bind_null(10);
-      SOTTO_TRY(q.run());
-      id = sqlite3_last_insert_rowid(db().handle());
-      return {};
-    };
+    auto write = [&] { return insert(conv, m, id); };
     Status s = db().depth() > 0 ? write() : profile->transaction(write);
     EXPECT_TRUE(s.ok()) << s.error().message;
-    texts_[id] = m.body.empty() ? m.attachment_names : m.body;
     return id;
   }
   int64_t add(int64_t conv, const std::string& body, uint64_t sort_ms) {
@@ -106,6 +113,7 @@ class SearchFixture : public ::testing::Test {
       return q.run();
     });
     ASSERT_TRUE(s.ok()) << s.error().message;
+    std::lock_guard guard(texts_mu_);
     texts_[id] = body;
   }
   void delete_for_everyone(int64_t id) {
@@ -148,7 +156,10 @@ class SearchFixture : public ::testing::Test {
     q.order = order;
     return rows(q);
   }
-  const std::string& text_of(int64_t id) { return texts_[id]; }
+  std::string text_of(int64_t id) {
+    std::lock_guard guard(texts_mu_);
+    return texts_[id];
+  }
 
   TempDir dir;
   SecureBytes key = test_key("search");
@@ -156,7 +167,8 @@ class SearchFixture : public ::testing::Test {
   std::unique_ptr<Profile> profile;
 
  private:
-  uint64_t next_message_ = 0;
+  std::atomic<uint64_t> next_message_{0};
+  std::mutex texts_mu_;
   std::map<int64_t, std::string> texts_;
 };
 
