@@ -161,6 +161,12 @@ void ChatApp::notice(const std::string& text) { screen_.print(screen_.paint("33"
 
 void ChatApp::quit() { quit_ = true; }
 
+void ChatApp::end_of_input() {
+  // A script's last lines are often messages: give the relay a moment to take them.
+  if (screen_.interactive() || sending_.empty() || me_.empty()) return quit();
+  quit_deadline_ms_ = now_ms() + 15'000;
+}
+
 void ChatApp::start(std::unique_ptr<Client> client) {
   client_ = std::move(client);
   auto acct = client_->account();
@@ -277,6 +283,7 @@ std::string ChatApp::render(const Message& m, bool tag_conversation) {
 void ChatApp::show(const Message& m) {
   screen_.print(render(m, m.conversation != current_));
   last_line_id_ = m.id;
+  shown_.insert({m.conversation, m.id});
 }
 
 void ChatApp::update_prompt() {
@@ -371,6 +378,9 @@ bool ChatApp::need_conversation() {
 // ---- events --------------------------------------------------------------------------------
 
 void ChatApp::on_message(const Message& m) {
+  // Opening a conversation prints its history; an event for a message already printed there
+  // (a notice written in the same moment) is not printed twice.
+  if (shown_.count({m.conversation, m.id})) return;
   show(m);
   if (m.conversation == current_ && !m.outgoing) {
     typing_[current_].erase(m.sender);
@@ -386,7 +396,8 @@ void ChatApp::on_message(const Message& m) {
   }
 }
 
-void ChatApp::on_message_status(ConversationId c, const std::string& id, MessageStatus) {
+void ChatApp::on_message_status(ConversationId c, const std::string& id, MessageStatus s) {
+  if (s != MessageStatus::kPending) sending_.erase({c, id});
   if (c != current_) return;
   auto m = client_->message(c, id);
   if (!m.ok()) return;
@@ -468,6 +479,12 @@ void ChatApp::on_presence(const std::string& account, bool online, uint64_t last
 
 void ChatApp::tick() {
   uint64_t now = now_ms();
+  if (quit_deadline_ms_ && (sending_.empty() || now > quit_deadline_ms_)) {
+    if (!sending_.empty())
+      error(std::to_string(sending_.size()) +
+            " message(s) not sent yet; they go out the next time this profile is online");
+    quit();
+  }
   bool changed = false;
   for (auto& [c, who] : typing_)
     for (auto it = who.begin(); it != who.end();) {
@@ -578,6 +595,7 @@ void ChatApp::send_text(ConversationId c, const std::string& text) {
   }
   auto id = client_->send_text(c, text);
   if (!id.ok()) return error(id.error());
+  sending_.insert({c, *id});
   auto m = client_->message(c, *id);
   if (m.ok()) show(*m);
 }

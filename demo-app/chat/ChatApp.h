@@ -55,6 +55,8 @@ class ChatApp {
   void tick();    // about every 250 ms, from the main loop
   bool quitting() const { return quit_; }
   void quit();
+  // The input ended: quit once the messages sent in this run reached the relay (scripts).
+  void end_of_input();
 
   // Client events, on the main thread.
   void on_message(const Message& m);
@@ -145,6 +147,9 @@ class ChatApp {
   MainLoop& loop_;
   std::unique_ptr<Client> client_;
   bool quit_ = false;
+  uint64_t quit_deadline_ms_ = 0;
+  std::set<std::pair<ConversationId, std::string>> shown_;    // printed in this run
+  std::set<std::pair<ConversationId, std::string>> sending_;  // sent, not yet at the relay
 
   // Main-thread state.
   std::string me_;  // own account id, once known

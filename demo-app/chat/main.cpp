@@ -244,7 +244,7 @@ int main(int argc, char** argv) {
 
   screen.on_line = [&](const std::string& line) { app.command(line); };
   screen.on_edit = [&] { app.edited(); };
-  screen.on_eof = [&] { app.quit(); };
+  screen.on_eof = [&] { app.end_of_input(); };
   std::signal(SIGPIPE, SIG_IGN);
 
   app.start(std::move(*client));

@@ -1,0 +1,45 @@
+// How rows look: the sidebar's conversations and the chat's bubbles.
+//
+// Thread rule: GUI thread.
+#pragma once
+
+#include <QStyledItemDelegate>
+
+#include "Models.h"
+
+class QListView;
+
+namespace sotto::desktop {
+
+class ConversationDelegate : public QStyledItemDelegate {
+  Q_OBJECT
+
+ public:
+  explicit ConversationDelegate(QObject* parent = nullptr) : QStyledItemDelegate(parent) {}
+  void paint(QPainter* p, const QStyleOptionViewItem& option,
+             const QModelIndex& index) const override;
+  QSize sizeHint(const QStyleOptionViewItem& option, const QModelIndex& index) const override;
+};
+
+class MessageDelegate : public QStyledItemDelegate {
+  Q_OBJECT
+
+ public:
+  MessageDelegate(QListView* view, const ConversationListModel* names, QObject* parent = nullptr)
+      : QStyledItemDelegate(parent), view_(view), names_(names) {}
+  void paint(QPainter* p, const QStyleOptionViewItem& option,
+             const QModelIndex& index) const override;
+  QSize sizeHint(const QStyleOptionViewItem& option, const QModelIndex& index) const override;
+  // Which attachment of the row at `index` is under `pos` (viewport coordinates), or -1.
+  int attachment_at(const QModelIndex& index, const QRect& item_rect, const QPoint& pos) const;
+
+ private:
+  struct Layout;
+  Layout layout(const QModelIndex& index, int width) const;
+  QString sender_name(const Message& m) const;
+
+  QListView* view_;
+  const ConversationListModel* names_;
+};
+
+}  // namespace sotto::desktop

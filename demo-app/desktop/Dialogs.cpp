@@ -1,0 +1,521 @@
+#include "Dialogs.h"
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDialogButtonBox>
+#include <QFormLayout>
+#include <QGridLayout>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QLineEdit>
+#include <QListWidget>
+#include <QPushButton>
+#include <QSettings>
+#include <QTabWidget>
+#include <QVBoxLayout>
+
+#include "AppSupport.h"
+#include "Backend.h"
+#include "Theme.h"
+
+namespace sotto::desktop {
+namespace {
+
+QLabel* muted(const QString& text) {
+  auto* l = new QLabel(text);
+  l->setWordWrap(true);
+  l->setProperty("muted", true);
+  return l;
+}
+
+QLabel* heading(const QString& text) {
+  auto* l = new QLabel(text);
+  l->setStyleSheet("font-weight: bold; font-size: 11pt;");
+  return l;
+}
+
+const std::pair<uint32_t, const char*> kTimers[] = {
+    {0, "Off"},       {30, "30 seconds"}, {300, "5 minutes"},
+    {3600, "1 hour"}, {86400, "1 day"},   {7 * 86400, "1 week"},
+};
+
+}  // namespace
+
+// ---- safety number -------------------------------------------------------------------------
+
+SafetyNumberDialog::SafetyNumberDialog(const QString& handle, const QString& digits,
+                                       QWidget* parent)
+    : QDialog(parent) {
+  setObjectName("safetyNumberDialog");
+  setWindowTitle(tr("Safety number with %1").arg(handle));
+  auto* l = new QVBoxLayout(this);
+  l->setContentsMargins(28, 24, 28, 20);
+  l->setSpacing(14);
+  auto* top = new QHBoxLayout;
+  auto* shield = new QLabel;
+  shield->setPixmap(theme::icon(theme::Icon::kShield, theme::kAccent, 40).pixmap(40, 40));
+  top->addWidget(shield);
+  auto* title = new QLabel(tr("Verify %1").arg(handle));
+  title->setProperty("title", true);
+  top->addWidget(title, 1);
+  l->addLayout(top);
+  l->addWidget(muted(tr("Compare these numbers with the ones %1 sees, in person or on a call. If "
+                        "they match, your conversation is end-to-end encrypted with nobody in "
+                        "the middle.")
+                         .arg(handle)));
+  auto* grid_frame = new QFrame;
+  grid_frame->setStyleSheet("background: #f1f3f6; border-radius: 12px;");
+  auto* grid = new QGridLayout(grid_frame);
+  grid->setContentsMargins(24, 18, 24, 18);
+  grid->setHorizontalSpacing(26);
+  grid->setVerticalSpacing(10);
+  for (int i = 0; i < 12 && (i + 1) * 5 <= digits.size(); ++i) {
+    auto* g = new QLabel(digits.mid(i * 5, 5));
+    g->setObjectName(QString("safetyGroup%1").arg(i));
+    g->setStyleSheet("font-family: 'DejaVu Sans Mono'; font-size: 17pt; color: #1c1e21;");
+    g->setAlignment(Qt::AlignCenter);
+    grid->addWidget(g, i / 4, i % 4);
+  }
+  l->addWidget(grid_frame);
+  l->addWidget(
+      muted(tr("If they differ, someone may be intercepting: do not share anything "
+               "sensitive until you know why (a new phone changes the number too).")));
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Close);
+  connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
+  l->addWidget(buttons);
+  setMinimumWidth(520);
+}
+
+// ---- settings ------------------------------------------------------------------------------
+
+SettingsDialog::SettingsDialog(Backend* backend, QSettings* settings, QWidget* parent)
+    : QDialog(parent), backend_(backend), settings_(settings) {
+  setObjectName("settingsDialog");
+  setWindowTitle(tr("Settings"));
+  setMinimumSize(520, 460);
+  auto* l = new QVBoxLayout(this);
+  l->setContentsMargins(20, 16, 20, 16);
+  auto* tabs = new QTabWidget;
+  l->addWidget(tabs);
+
+  // Account.
+  auto* account = new QWidget;
+  auto* al = new QVBoxLayout(account);
+  al->setSpacing(10);
+  auto* who = new QHBoxLayout;
+  auto* av = new QLabel;
+  av->setPixmap(theme::avatar(backend->handle(), backend->account(), 64));
+  who->addWidget(av);
+  auto* names = new QVBoxLayout;
+  auto* handle = new QLabel(app::at_handle(backend->handle().toStdString()).c_str());
+  handle->setProperty("title", true);
+  names->addWidget(handle);
+  names->addWidget(muted(tr("Account %1").arg(backend->account())));
+  who->addLayout(names, 1);
+  al->addLayout(who);
+  al->addStretch();
+
+  // Privacy.
+  auto* privacy = new QWidget;
+  auto* pl = new QVBoxLayout(privacy);
+  pl->setSpacing(8);
+  auto* hide = new QCheckBox(tr("Hide when I am online"));
+  hide->setObjectName("hidePresence");
+  hide->setChecked(settings_->value("hide_presence", false).toBool());
+  pl->addWidget(hide);
+  pl->addWidget(muted(tr("Others see you offline, with no last-seen time.")));
+  pl->addSpacing(8);
+  auto* receipts = new QCheckBox(tr("Send read receipts"));
+  receipts->setObjectName("readReceipts");
+  receipts->setChecked(settings_->value("read_receipts", true).toBool());
+  pl->addWidget(receipts);
+  pl->addWidget(
+      muted(tr("When off, others do not see when you have read their messages. "
+               "Delivered receipts are always sent.")));
+  pl->addStretch();
+  connect(hide, &QCheckBox::toggled, this, [this](bool on) {
+    settings_->setValue("hide_presence", on);
+    backend_->local(
+        this, [on](Client& c) { return c.set_presence_hidden(on); }, [](Status) {});
+  });
+  connect(receipts, &QCheckBox::toggled, this, [this](bool on) {
+    settings_->setValue("read_receipts", on);
+    backend_->local(
+        this, [on](Client& c) { return c.set_read_receipts(on); }, [](Status) {});
+  });
+
+  // Devices.
+  auto* devices = new QWidget;
+  auto* dl = new QVBoxLayout(devices);
+  dl->setSpacing(8);
+  devices_ = new QListWidget;
+  devices_->setObjectName("deviceList");
+  devices_->setStyleSheet("QListWidget::item { padding: 8px; border-bottom: 1px solid #eef0f3; }");
+  dl->addWidget(devices_, 1);
+  auto* remove = new QPushButton(tr("Remove selected device"));
+  remove->setProperty("danger", true);
+  dl->addWidget(remove, 0, Qt::AlignLeft);
+  dl->addWidget(heading(tr("Link a device")));
+  dl->addWidget(
+      muted(tr("On the new device choose “link this device”, then type here the text it "
+               "shows.")));
+  auto* row = new QHBoxLayout;
+  approve_text_ = new QLineEdit;
+  approve_text_->setObjectName("approveText");
+  approve_text_->setPlaceholderText("XXXX-XXXX-FFFF-FFFF-…");
+  row->addWidget(approve_text_, 1);
+  auto* approve = new QPushButton(tr("Link"));
+  approve->setProperty("primary", true);
+  row->addWidget(approve);
+  dl->addLayout(row);
+  devices_status_ = muted("");
+  dl->addWidget(devices_status_);
+
+  tabs->addTab(account, tr("Account"));
+  tabs->addTab(privacy, tr("Privacy"));
+  tabs->addTab(devices, tr("Devices"));
+
+  connect(remove, &QPushButton::clicked, this, [this] {
+    auto* item = devices_->currentItem();
+    if (!item) return;
+    uint32_t id = item->data(Qt::UserRole).toUInt();
+    devices_status_->setText(tr("Removing…"));
+    backend_->remote(
+        this, [id](Client& c) { return c.remove_device(id); },
+        [this](Status s) {
+          devices_status_->setText(s.ok() ? tr("Removed.")
+                                          : QString::fromStdString(s.error().message));
+          refresh_devices();
+        });
+  });
+  connect(approve, &QPushButton::clicked, this, [this] {
+    std::string text = approve_text_->text().trimmed().toStdString();
+    if (text.empty()) return;
+    devices_status_->setText(tr("Linking…"));
+    backend_->remote(
+        this, [text](Client& c) { return c.approve_link(text); },
+        [this](Status s) {
+          devices_status_->setText(s.ok() ? tr("Approved: the new device joins this account.")
+                                          : QString::fromStdString(s.error().message));
+          if (s.ok()) approve_text_->clear();
+          refresh_devices();
+        });
+  });
+  connect(backend_, &Backend::devices_changed, this, &SettingsDialog::refresh_devices);
+
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Close);
+  connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
+  l->addWidget(buttons);
+  refresh_devices();
+}
+
+void SettingsDialog::refresh_devices() {
+  backend_->remote(
+      this, [](Client& c) { return c.devices(); },
+      [this](Result<std::vector<DeviceInfo>> list) {
+        devices_->clear();
+        if (!list.ok()) {
+          devices_status_->setText(QString::fromStdString(list.error().message));
+          return;
+        }
+        for (const auto& d : *list) {
+          QString text = QString::fromStdString(
+              d.name.empty() ? "Device " + std::to_string(d.device_id) : d.name);
+          QStringList bits;
+          if (d.this_device) bits << tr("this device");
+          if (d.connected) bits << tr("connected");
+          bits << tr("linked %1")
+                      .arg(QString::fromStdString(app::format_time(d.created_ms, app::now_ms())));
+          auto* item = new QListWidgetItem(text + "\n" + bits.join(" · "));
+          item->setData(Qt::UserRole, d.device_id);
+          item->setIcon(
+              theme::icon(theme::Icon::kShield, d.connected ? theme::kOnline : theme::kMuted, 24));
+          devices_->addItem(item);
+        }
+      });
+}
+
+// ---- new group -----------------------------------------------------------------------------
+
+NewGroupDialog::NewGroupDialog(Backend* backend, QWidget* parent)
+    : QDialog(parent), backend_(backend) {
+  setObjectName("newGroupDialog");
+  setWindowTitle(tr("New group"));
+  setMinimumSize(420, 460);
+  auto* l = new QVBoxLayout(this);
+  l->setContentsMargins(24, 20, 24, 16);
+  l->setSpacing(10);
+  l->addWidget(heading(tr("Group name")));
+  name_ = new QLineEdit;
+  name_->setObjectName("groupName");
+  name_->setPlaceholderText(tr("e.g. Weekend plans"));
+  l->addWidget(name_);
+  l->addWidget(heading(tr("Members")));
+  members_ = new QListWidget;
+  members_->setObjectName("groupMembers");
+  members_->setStyleSheet("QListWidget::item { padding: 6px; }");
+  members_->setIconSize(QSize(28, 28));
+  l->addWidget(members_, 1);
+  l->addWidget(
+      muted(tr("Only people in your contacts can be added. The relay never learns who "
+               "is in a group.")));
+  error_ = new QLabel;
+  error_->setProperty("error", true);
+  error_->hide();
+  l->addWidget(error_);
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Cancel);
+  auto* create = buttons->addButton(tr("Create group"), QDialogButtonBox::AcceptRole);
+  create->setObjectName("createGroupButton");
+  create->setProperty("primary", true);
+  connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
+  l->addWidget(buttons);
+
+  backend_->local(
+      this, [](Client& c) { return c.contacts(); },
+      [this](Result<std::vector<Contact>> list) {
+        if (!list.ok()) return;
+        for (const auto& c : *list) {
+          QString h = QString::fromStdString(app::at_handle(c.handle));
+          auto* item =
+              new QListWidgetItem(theme::avatar(h, QString::fromStdString(c.account), 28), h);
+          item->setData(Qt::UserRole, QString::fromStdString(c.account));
+          item->setFlags(item->flags() | Qt::ItemIsUserCheckable);
+          item->setCheckState(Qt::Unchecked);
+          members_->addItem(item);
+        }
+      });
+
+  connect(create, &QPushButton::clicked, this, [this, create] {
+    std::string name = name_->text().trimmed().toStdString();
+    std::vector<std::string> accounts;
+    for (int i = 0; i < members_->count(); ++i)
+      if (members_->item(i)->checkState() == Qt::Checked)
+        accounts.push_back(members_->item(i)->data(Qt::UserRole).toString().toStdString());
+    if (name.empty()) {
+      error_->setText(tr("Give the group a name."));
+      error_->show();
+      return;
+    }
+    create->setEnabled(false);
+    backend_->remote(
+        this, [name, accounts](Client& c) { return c.create_group(name, accounts); },
+        [this, create](Result<ConversationId> conv) {
+          create->setEnabled(true);
+          if (!conv.ok()) {
+            error_->setText(QString::fromStdString(conv.error().message));
+            error_->show();
+            return;
+          }
+          emit created(*conv);
+          accept();
+        });
+  });
+}
+
+// ---- conversation details ------------------------------------------------------------------
+
+ConversationInfoDialog::ConversationInfoDialog(Backend* backend, const Conversation& conversation,
+                                               QWidget* parent)
+    : QDialog(parent), backend_(backend), conversation_(conversation) {
+  setObjectName("conversationInfoDialog");
+  bool group = conversation.kind == ConversationKind::kGroup;
+  QString title = QString::fromStdString(conversation.title);
+  setWindowTitle(group ? tr("Group details") : tr("Chat details"));
+  setMinimumSize(440, group ? 560 : 300);
+  auto* l = new QVBoxLayout(this);
+  l->setContentsMargins(24, 20, 24, 16);
+  l->setSpacing(10);
+  auto* top = new QHBoxLayout;
+  auto* av = new QLabel;
+  av->setPixmap(
+      theme::avatar(title, group ? title : QString::fromStdString(conversation.peer), 56, group));
+  top->addWidget(av);
+  auto* t = new QLabel(title);
+  t->setProperty("title", true);
+  top->addWidget(t, 1);
+  l->addLayout(top);
+
+  if (group) {
+    admin_tools_ = new QWidget;
+    auto* rename_row = new QHBoxLayout(admin_tools_);
+    rename_row->setContentsMargins(0, 0, 0, 0);
+    name_ = new QLineEdit(title);
+    name_->setObjectName("groupNameEdit");
+    rename_row->addWidget(name_, 1);
+    auto* rename = new QPushButton(tr("Rename"));
+    rename_row->addWidget(rename);
+    l->addWidget(admin_tools_);
+    connect(rename, &QPushButton::clicked, this, [this] {
+      std::string n = name_->text().trimmed().toStdString();
+      ConversationId id = conversation_.id;
+      act([id, n](Client& c) { return c.rename_group(id, n); });
+    });
+
+    l->addWidget(heading(tr("Members")));
+    members_ = new QListWidget;
+    members_->setObjectName("memberList");
+    members_->setIconSize(QSize(28, 28));
+    members_->setStyleSheet("QListWidget::item { padding: 6px; }");
+    l->addWidget(members_, 1);
+    auto* member_row = new QHBoxLayout;
+    remove_ = new QPushButton(tr("Remove"));
+    remove_->setProperty("danger", true);
+    admin_ = new QPushButton(tr("Make admin"));
+    member_row->addWidget(admin_);
+    member_row->addWidget(remove_);
+    member_row->addStretch();
+    l->addLayout(member_row);
+    auto* add_row = new QHBoxLayout;
+    add_combo_ = new QComboBox;
+    add_combo_->setObjectName("addMemberCombo");
+    add_row->addWidget(add_combo_, 1);
+    auto* add = new QPushButton(tr("Add member"));
+    add->setObjectName("addMemberButton");
+    add_row->addWidget(add);
+    l->addLayout(add_row);
+
+    connect(add, &QPushButton::clicked, this, [this] {
+      QString acc = add_combo_->currentData().toString();
+      if (acc.isEmpty()) return;
+      ConversationId id = conversation_.id;
+      act([id, a = acc.toStdString()](Client& c) { return c.add_group_members(id, {a}); });
+    });
+    connect(remove_, &QPushButton::clicked, this, [this] {
+      auto* item = members_->currentItem();
+      if (!item) return;
+      ConversationId id = conversation_.id;
+      act([id, a = item->data(Qt::UserRole).toString().toStdString()](Client& c) {
+        return c.remove_group_members(id, {a});
+      });
+    });
+    connect(admin_, &QPushButton::clicked, this, [this] {
+      auto* item = members_->currentItem();
+      if (!item) return;
+      bool make = !item->data(Qt::UserRole + 1).toBool();
+      ConversationId id = conversation_.id;
+      act([id, a = item->data(Qt::UserRole).toString().toStdString(), make](Client& c) {
+        return c.set_group_admin(id, a, make);
+      });
+    });
+    connect(members_, &QListWidget::currentItemChanged, this, [this](QListWidgetItem* item) {
+      bool me = item && item->data(Qt::UserRole).toString() == backend_->account();
+      bool can = group_ && group_->is_admin && item && !me;
+      remove_->setEnabled(can);
+      admin_->setEnabled(can);
+      if (item)
+        admin_->setText(item->data(Qt::UserRole + 1).toBool() ? tr("Remove admin")
+                                                              : tr("Make admin"));
+    });
+  } else {
+    auto* safety = new QPushButton(theme::icon(theme::Icon::kShield, theme::kAccent),
+                                   tr("View safety number"));
+    l->addWidget(safety, 0, Qt::AlignLeft);
+    connect(safety, &QPushButton::clicked, this, [this] {
+      emit show_safety_number(QString::fromStdString(conversation_.peer),
+                              QString::fromStdString(conversation_.title));
+    });
+  }
+
+  l->addWidget(heading(tr("Disappearing messages")));
+  timer_ = new QComboBox;
+  timer_->setObjectName("timerCombo");
+  for (const auto& [secs, name] : kTimers) timer_->addItem(tr(name), secs);
+  int found = timer_->findData(conversation.expire_timer_s);
+  if (found < 0) {
+    timer_->addItem(QString::fromStdString(app::format_duration(conversation.expire_timer_s)),
+                    conversation.expire_timer_s);
+    found = timer_->count() - 1;
+  }
+  timer_->setCurrentIndex(found);
+  l->addWidget(timer_);
+  l->addWidget(
+      muted(tr("New messages disappear this long after they were read, on every "
+               "device of everyone here.")));
+  connect(timer_, &QComboBox::activated, this, [this](int index) {
+    uint32_t secs = timer_->itemData(index).toUInt();
+    ConversationId id = conversation_.id;
+    act([id, secs](Client& c) { return c.set_disappearing_timer(id, secs); });
+  });
+
+  error_ = new QLabel;
+  error_->setProperty("error", true);
+  error_->setWordWrap(true);
+  error_->hide();
+  l->addWidget(error_);
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Close);
+  if (group) {
+    leave_ = buttons->addButton(tr("Leave group"), QDialogButtonBox::DestructiveRole);
+    leave_->setProperty("danger", true);
+    connect(leave_, &QPushButton::clicked, this, [this] {
+      ConversationId id = conversation_.id;
+      act([id](Client& c) { return c.leave_group(id); });
+    });
+  }
+  connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
+  l->addWidget(buttons);
+  connect(backend_, &Backend::conversation_changed, this, [this](ConversationId c) {
+    if (c == conversation_.id) reload();
+  });
+  reload();
+}
+
+void ConversationInfoDialog::act(std::function<Status(Client&)> call) {
+  error_->hide();
+  backend_->remote(this, std::move(call), [this](Status s) {
+    if (!s.ok()) {
+      error_->setText(s.code() == ErrorCode::kForbidden
+                          ? tr("Only the group's admins can do that.")
+                          : QString::fromStdString(s.error().message));
+      error_->show();
+    }
+    reload();
+  });
+}
+
+void ConversationInfoDialog::reload() {
+  if (conversation_.kind != ConversationKind::kGroup) return;
+  ConversationId id = conversation_.id;
+  backend_->local(
+      this, [id](Client& c) { return std::make_pair(c.group(id), c.contacts()); },
+      [this](std::pair<Result<GroupInfo>, Result<std::vector<Contact>>> r) {
+        if (!r.first.ok()) return;
+        group_ = *r.first;
+        QString current = members_->currentItem()
+                              ? members_->currentItem()->data(Qt::UserRole).toString()
+                              : QString();
+        members_->clear();
+        QSet<QString> in_group;
+        for (const auto& m : group_->members) {
+          QString acc = QString::fromStdString(m.account);
+          in_group.insert(acc);
+          bool me = acc == backend_->account();
+          QString h = QString::fromStdString(app::at_handle(m.handle));
+          QString text = me ? tr("%1 (you)").arg(h) : h;
+          if (m.admin) text += "   · " + tr("admin");
+          auto* item = new QListWidgetItem(theme::avatar(h, acc, 28), text);
+          item->setData(Qt::UserRole, acc);
+          item->setData(Qt::UserRole + 1, m.admin);
+          members_->addItem(item);
+          if (acc == current) members_->setCurrentItem(item);
+        }
+        add_combo_->clear();
+        if (r.second.ok())
+          for (const auto& c : *r.second)
+            if (!in_group.contains(QString::fromStdString(c.account)))
+              add_combo_->addItem(QString::fromStdString(app::at_handle(c.handle)),
+                                  QString::fromStdString(c.account));
+        bool admin = group_->is_admin && group_->is_member;
+        admin_tools_->setEnabled(admin);
+        add_combo_->setEnabled(admin && add_combo_->count() > 0);
+        remove_->setEnabled(false);
+        admin_->setEnabled(false);
+        if (leave_) leave_->setEnabled(group_->is_member);
+        timer_->setEnabled(group_->is_member);
+        if (!group_->is_member) {
+          error_->setText(tr("You are no longer a member of this group."));
+          error_->show();
+        }
+      });
+}
+
+}  // namespace sotto::desktop

@@ -1,0 +1,90 @@
+// The app's dialogs: safety number, settings (account, privacy, devices), a new group, and a
+// conversation's details (group members, name, disappearing messages). All are non-blocking
+// (open(), never exec()), and every call that reaches the relay runs through the Backend.
+//
+// Thread rule: GUI thread.
+#pragma once
+
+#include <QDialog>
+#include <QHash>
+
+#include "sotto/Client.h"
+
+class QCheckBox;
+class QComboBox;
+class QLabel;
+class QLineEdit;
+class QListWidget;
+class QPushButton;
+class QSettings;
+
+namespace sotto::desktop {
+
+class Backend;
+
+class SafetyNumberDialog : public QDialog {
+  Q_OBJECT
+
+ public:
+  SafetyNumberDialog(const QString& handle, const QString& digits, QWidget* parent);
+};
+
+class SettingsDialog : public QDialog {
+  Q_OBJECT
+
+ public:
+  SettingsDialog(Backend* backend, QSettings* settings, QWidget* parent);
+  void refresh_devices();
+
+ private:
+  Backend* backend_;
+  QSettings* settings_;
+  QListWidget* devices_;
+  QLineEdit* approve_text_;
+  QLabel* devices_status_;
+};
+
+class NewGroupDialog : public QDialog {
+  Q_OBJECT
+
+ public:
+  NewGroupDialog(Backend* backend, QWidget* parent);
+
+ signals:
+  void created(sotto::ConversationId conversation);
+
+ private:
+  Backend* backend_;
+  QLineEdit* name_;
+  QListWidget* members_;
+  QLabel* error_;
+};
+
+class ConversationInfoDialog : public QDialog {
+  Q_OBJECT
+
+ public:
+  ConversationInfoDialog(Backend* backend, const Conversation& conversation, QWidget* parent);
+  void reload();
+
+ signals:
+  void show_safety_number(const QString& account, const QString& handle);
+
+ private:
+  void act(std::function<Status(Client&)> call);
+
+  Backend* backend_;
+  Conversation conversation_;
+  std::optional<GroupInfo> group_;
+  QLineEdit* name_ = nullptr;
+  QListWidget* members_ = nullptr;
+  QComboBox* add_combo_ = nullptr;
+  QComboBox* timer_;
+  QLabel* error_;
+  QWidget* admin_tools_ = nullptr;
+  QPushButton* remove_ = nullptr;
+  QPushButton* admin_ = nullptr;
+  QPushButton* leave_ = nullptr;
+};
+
+}  // namespace sotto::desktop

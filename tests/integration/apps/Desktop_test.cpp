@@ -1,0 +1,210 @@
+// sotto-desktop's real windows, two profiles in one process (offscreen), against a real relay
+// process: first run, a chat both ways with delivered and read ticks, typing, search that jumps
+// to the message, a group made in its dialog, and a file with its progress.
+#include <QApplication>
+#include <QCryptographicHash>
+#include <QFile>
+#include <QImage>
+#include <QListWidget>
+#include <QTemporaryDir>
+#include <QTest>
+#include <memory>
+
+#include "DesktopDriver.h"
+#include "Dialogs.h"
+#include "RelayProcess.h"
+#include "Theme.h"
+
+namespace sotto::test {
+
+class DesktopTest : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void initTestCase() {
+    relay_ = std::make_unique<RelayProcess>();
+    QVERIFY2(relay_->running(), "the relay did not start");
+    QString url = QString::fromStdString(relay_->ws_url());
+    alice_ = std::make_unique<AppWindow>(QDir(alice_dir_.path()), url);
+    bob_ = std::make_unique<AppWindow>(QDir(bob_dir_.path()), url);
+    alice_->show();
+    bob_->show();
+    bob_->move(1200, 0);
+  }
+
+  void cleanupTestCase() {
+    alice_.reset();
+    bob_.reset();
+    relay_.reset();
+  }
+
+  void first_run_creates_profile_and_account() {
+    QString why;
+    QVERIFY2(create_account(*alice_, "alice", &why), qPrintable(why));
+    QVERIFY2(create_account(*bob_, "bob", &why), qPrintable(why));
+    QCOMPARE(child<QLabel>(alice_.get(), "myHandle")->text(), QString("@alice"));
+    QVERIFY(QDir(alice_dir_.filePath("profiles/default")).exists());
+  }
+
+  void message_goes_both_ways_and_is_delivered_then_read() {
+    QVERIFY(start_chat(*alice_, "@bob"));
+    QVERIFY(send(*alice_, "Hello Bob, this is Alice"));
+    QTRY_VERIFY_WITH_TIMEOUT(
+        status_of(*alice_, "Hello Bob, this is Alice") == MessageStatus::kDelivered, 20000);
+
+    // Bob has not opened it: it waits in his sidebar as unread, with its text.
+    auto* bob_list = bob_->chat()->conversation_model();
+    QTRY_COMPARE_WITH_TIMEOUT(bob_list->rowCount(), 1, 20000);
+    QCOMPARE(
+        bob_list->data(bob_list->index(0), desktop::ConversationListModel::kUnreadRole).toInt(), 1);
+    QCOMPARE(status_of(*alice_, "Hello Bob, this is Alice"), MessageStatus::kDelivered);
+
+    // He opens it: it is read, and Alice's ticks turn to read.
+    QString title = bob_list->data(bob_list->index(0), Qt::DisplayRole).toString();
+    QVERIFY(open_chat(*bob_, title));
+    QTRY_VERIFY(row_with_text(bob_->chat()->message_model(), "Hello Bob, this is Alice") >= 0);
+    QTRY_COMPARE_WITH_TIMEOUT(status_of(*alice_, "Hello Bob, this is Alice"), MessageStatus::kRead,
+                              20000);
+    QTRY_COMPARE(
+        bob_list->data(bob_list->index(0), desktop::ConversationListModel::kUnreadRole).toInt(), 0);
+
+    // Alice types: Bob sees it under the chat.
+    QTest::keyClicks(child<QLineEdit>(alice_.get(), "composer"), "and one more");
+    QTRY_VERIFY_WITH_TIMEOUT(child<QLabel>(bob_.get(), "typingLabel")->text().contains("is typing"),
+                             20000);
+    child<QLineEdit>(alice_.get(), "composer")->clear();
+
+    // Bob answers; Alice has the chat open, so it is read at once.
+    QVERIFY(send(*bob_, "Hi Alice!"));
+    QTRY_VERIFY_WITH_TIMEOUT(row_with_text(alice_->chat()->message_model(), "Hi Alice!") >= 0,
+                             20000);
+    QTRY_COMPARE_WITH_TIMEOUT(status_of(*bob_, "Hi Alice!"), MessageStatus::kRead, 20000);
+  }
+
+  void search_finds_the_message_and_jumps_to_it() {
+    QVERIFY(send(*bob_, "Let us meet at the harbour on Friday"));
+    for (int i = 0; i < 60; ++i) QVERIFY(send(*bob_, QString("filler message number %1").arg(i)));
+    auto* button = child<QToolButton>(alice_.get(), "searchButton");
+    QTest::mouseClick(button, Qt::LeftButton);
+    QVERIFY(child<QWidget>(alice_.get(), "searchPanel")->isVisible());
+    auto* field = child<QLineEdit>(alice_.get(), "searchField");
+    QTRY_VERIFY_WITH_TIMEOUT(
+        row_with_text(alice_->chat()->message_model(), "filler message number 59") >= 0, 20000);
+    QTest::keyClicks(field, "harbour");
+    QTest::keyClick(field, Qt::Key_Return);
+    auto* results = child<QListWidget>(alice_.get(), "searchResults");
+    QTRY_COMPARE_WITH_TIMEOUT(results->count(), 1, 10000);
+    auto* snippet = results->itemWidget(results->item(0))->findChild<QLabel*>("searchSnippet");
+    QVERIFY(snippet->text().contains("font-weight:bold;'>harbour</span>"));
+    // The message is older than the first page of history: the jump loads until it finds it.
+    QString id = results->item(0)->data(Qt::UserRole + 1).toString();
+    QTest::mouseClick(results->viewport(), Qt::LeftButton, {},
+                      results->visualItemRect(results->item(0)).center());
+    auto* model = alice_->chat()->message_model();
+    QTRY_COMPARE_WITH_TIMEOUT(model->highlight(), id, 10000);
+    auto* view = child<QListView>(alice_.get(), "messageList");
+    QVERIFY(view->viewport()->rect().intersects(view->visualRect(model->index(model->row_of(id)))));
+    QTest::mouseClick(button, Qt::LeftButton);
+  }
+
+  void group_made_in_its_dialog_reaches_the_member() {
+    alice_->chat()->show_new_group();
+    auto* dialog = alice_->findChild<desktop::NewGroupDialog*>("newGroupDialog");
+    QVERIFY(dialog);
+    QTest::keyClicks(child<QLineEdit>(dialog, "groupName"), "Weekend plans");
+    auto* members = child<QListWidget>(dialog, "groupMembers");
+    QTRY_COMPARE(members->count(), 1);
+    members->item(0)->setCheckState(Qt::Checked);
+    QTest::mouseClick(child<QPushButton>(dialog, "createGroupButton"), Qt::LeftButton);
+    QTRY_COMPARE_WITH_TIMEOUT(child<QLabel>(alice_.get(), "chatTitle")->text(),
+                              QString("Weekend plans"), 20000);
+    QTRY_VERIFY(child<QLabel>(alice_.get(), "chatSubtitle")->text().contains("2 members"));
+    QVERIFY(send(*alice_, "Who is in for Saturday?"));
+    if (!open_chat(*bob_, "Weekend plans")) {
+      auto* m = bob_->chat()->conversation_model();
+      for (int i = 0; i < m->rowCount(); ++i)
+        qWarning() << "bob has" << m->data(m->index(i), Qt::DisplayRole).toString();
+      QFAIL("bob has no conversation called Weekend plans");
+    }
+    QTRY_VERIFY_WITH_TIMEOUT(
+        row_with_text(bob_->chat()->message_model(), "Who is in for Saturday?") >= 0, 20000);
+    QTRY_COMPARE_WITH_TIMEOUT(status_of(*alice_, "Who is in for Saturday?"), MessageStatus::kRead,
+                              20000);
+  }
+
+  void file_is_sent_with_progress_and_downloaded_intact() {
+    QVERIFY(open_chat(*alice_, "@bob"));
+    QImage img(640, 480, QImage::Format_RGB32);
+    img.fill(QColor(0x33, 0x99, 0xcc));
+    QString path = alice_dir_.filePath("photo.png");
+    QVERIFY(img.save(path));
+    QFile f(path);
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    QByteArray original = f.readAll();
+    alice_->chat()->send_file(path);
+    auto* am = alice_->chat()->message_model();
+    auto has_file = [](desktop::MessageModel* m) {
+      for (int i = m->rowCount() - 1; i >= 0; --i)
+        if (!m->at(i)->uploading && !m->at(i)->message.attachments.empty()) return i;
+      return -1;
+    };
+    QTRY_VERIFY_WITH_TIMEOUT(has_file(am) >= 0, 30000);
+    // Bob goes back to the 1:1 chat (he never added alice: it is named by her account id).
+    auto* bob_list = bob_->chat()->conversation_model();
+    QString direct;
+    for (int i = 0; i < bob_list->rowCount(); ++i)
+      if (bob_list->at(i)->kind == ConversationKind::kDirect)
+        direct = bob_list->data(bob_list->index(i), Qt::DisplayRole).toString();
+    QVERIFY(open_chat(*bob_, direct));
+    auto* bm = bob_->chat()->message_model();
+    QTRY_VERIFY_WITH_TIMEOUT(has_file(bm) >= 0, 30000);
+    int row = has_file(bm);
+    QCOMPARE(bm->at(row)->message.attachments[0].file_name, std::string("photo.png"));
+    QCOMPARE(bm->at(row)->message.attachments[0].width, 640u);
+    QVERIFY(!bm->at(row)->message.attachments[0].thumbnail.empty());
+    bob_->chat()->download(row, 0);
+    QTRY_VERIFY_WITH_TIMEOUT(!bm->at(row)->message.attachments[0].local_path.empty(), 30000);
+    QFile got(QString::fromStdString(bm->at(row)->message.attachments[0].local_path));
+    QVERIFY(got.open(QIODevice::ReadOnly));
+    QCOMPARE(got.readAll(), original);
+    QVERIFY(bm->at(row)->error.isEmpty());
+  }
+
+  void wrong_passphrase_is_refused_with_a_clear_message() {
+    // A second window on bob's data dir while bob's profile is open elsewhere: the profile is
+    // busy; close bob first so the passphrase itself is what is checked.
+    bob_.reset();
+    AppWindow again(QDir(bob_dir_.path()), QString::fromStdString(relay_->ws_url()));
+    again.show();
+    auto* pass = child<QLineEdit>(&again, "passphrase");
+    QVERIFY(!child<QLineEdit>(&again, "passphraseConfirm")->isVisible());
+    QTest::keyClicks(pass, "not the passphrase");
+    QTest::mouseClick(child<QPushButton>(&again, "openButton"), Qt::LeftButton);
+    QLabel* error = nullptr;
+    QTRY_VERIFY_WITH_TIMEOUT(
+        [&] {
+          for (auto* l : again.findChildren<QLabel*>())
+            if (l->isVisible() && l->text() == "Wrong passphrase.") error = l;
+          return error != nullptr;
+        }(),
+        20000);
+    QVERIFY(!again.on_chat());
+  }
+
+ private:
+  std::unique_ptr<RelayProcess> relay_;
+  QTemporaryDir alice_dir_, bob_dir_;
+  std::unique_ptr<AppWindow> alice_, bob_;
+};
+
+}  // namespace sotto::test
+
+int main(int argc, char** argv) {
+  if (qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM")) qputenv("QT_QPA_PLATFORM", "offscreen");
+  QApplication app(argc, argv);
+  sotto::desktop::theme::apply(app);
+  sotto::test::DesktopTest test;
+  return QTest::qExec(&test, argc, argv);
+}
+
+#include "Desktop_test.moc"
