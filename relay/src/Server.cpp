@@ -423,7 +423,9 @@ asio::awaitable<void> Server::Impl::Conn<Stream>::session() {
   co_await read_loop();
   server_.relay_.on_closed(peer_);
   if (counted_unauth_) server_.relay_.release_unauthenticated(ip_);
-  hard_close();
+  // A close frame we queued (1002, 1003, ...) still has to go out: its handshake ends the
+  // socket, or the sweep does after three seconds.
+  if (!close_requested_) hard_close();
 }
 
 template <class Stream>
@@ -795,8 +797,13 @@ asio::awaitable<void> Server::Impl::Conn<Stream>::read_loop() {
     if (dead_) co_return;
     auto [ec, n] = co_await ws_->async_read(in, use_nothrow);
     if (ec) {
-      if (ec == websocket::error::message_too_big)
+      if (ec == websocket::error::message_too_big) {
+        // Beast is sending close 1009 and draining the rest of the frame before it tears the
+        // socket down; closing now would turn that into a reset. The sweep ends it otherwise.
         server_.metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+        close_requested_ = true;
+        hard_deadline = now_ms() + 3000;
+      }
       co_return;
     }
     activity.store(now_ms(), std::memory_order_relaxed);

@@ -51,6 +51,14 @@ CREATE TABLE IF NOT EXISTS attachments(
   expires_at INTEGER NOT NULL DEFAULT 0);
 )sql";
 
+std::string cache_key(ByteView account) { return std::string(as_chars(account)); }
+std::string cache_key(ByteView account, uint32_t device) {
+  std::string k(as_chars(account));
+  k.append(reinterpret_cast<const char*>(&device), sizeof device);
+  return k;
+}
+constexpr size_t kMaxCached = 200'000;
+
 std::string key_literal(const SecureBytes& key) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out = "x'";
@@ -248,6 +256,35 @@ Status SqliteStore::begin() { return exec("BEGIN IMMEDIATE"); }
 Status SqliteStore::commit() { return exec("COMMIT"); }
 void SqliteStore::rollback() {
   if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  drop_caches();  // they may hold writes that were just undone
+}
+
+void SqliteStore::drop_caches() {
+  account_cache_.clear();
+  device_cache_.clear();
+  counters_.clear();
+}
+
+void SqliteStore::forget_account(ByteView account) {
+  std::string k = cache_key(account);
+  account_cache_.erase(k);
+  auto it = device_cache_.find(k);
+  if (it != device_cache_.end()) {
+    for (const auto& d : it->second) counters_.erase(cache_key(account, d.device_id));
+    device_cache_.erase(it);
+  }
+}
+
+Result<SqliteStore::Counters*> SqliteStore::counters(ByteView account, uint32_t device) {
+  std::string k = cache_key(account, device);
+  auto it = counters_.find(k);
+  if (it != counters_.end()) return &it->second;
+  STMT(q, "SELECT last_seq, queue_len FROM devices WHERE account = ? AND device = ?");
+  q.bind(1, account).bind(2, device);
+  SOTTO_TRY_ASSIGN(bool row, q.step());
+  if (!row) return make_error(ErrorCode::kNotFound, "a recipient device does not exist");
+  if (counters_.size() > kMaxCached) counters_.clear();
+  return &counters_.emplace(k, Counters{q.i64(0), q.i64(1)}).first->second;
 }
 
 Status SqliteStore::ping() {
@@ -288,13 +325,18 @@ static AccountRecord read_account(const SqliteStore::Stmt& q) {
 }
 
 Result<std::optional<AccountRecord>> SqliteStore::find_account(ByteView id) {
+  if (auto it = account_cache_.find(cache_key(id)); it != account_cache_.end())
+    return std::optional<AccountRecord>(it->second);
   STMT(q,
        "SELECT id, handle, identity_key, hidden, last_seen_ms, created_at_ms FROM accounts "
        "WHERE id = ?");
   q.bind(1, id);
   SOTTO_TRY_ASSIGN(bool row, q.step());
   if (!row) return std::optional<AccountRecord>();
-  return std::optional<AccountRecord>(read_account(q));
+  AccountRecord a = read_account(q);
+  if (account_cache_.size() > kMaxCached) account_cache_.clear();
+  account_cache_.emplace(cache_key(id), a);
+  return std::optional<AccountRecord>(std::move(a));
 }
 
 Result<std::optional<AccountRecord>> SqliteStore::find_account_by_handle(std::string_view h) {
@@ -337,6 +379,7 @@ Status SqliteStore::drop_queue_rows(const char* where_sql, ByteView account, uin
 }
 
 Status SqliteStore::delete_account(ByteView id) {
+  forget_account(id);
   SOTTO_TRY(drop_queue_rows("queue.account = ? AND queue.device >= ?", id, 0));
   {
     STMT(q, "DELETE FROM prekeys WHERE account = ?");
@@ -355,12 +398,15 @@ Status SqliteStore::delete_account(ByteView id) {
 }
 
 Status SqliteStore::set_presence_hidden(ByteView id, bool hidden) {
+  account_cache_.erase(cache_key(id));
   STMT(q, "UPDATE accounts SET hidden = ? WHERE id = ?");
   return q.bind(1, hidden ? 1 : 0).bind(2, id).run();
 }
 
 Status SqliteStore::set_last_seen(ByteView id, uint64_t account_last_seen_ms, uint32_t device_id,
                                   uint64_t device_last_seen_ms) {
+  account_cache_.erase(cache_key(id));
+  device_cache_.erase(cache_key(id));
   if (account_last_seen_ms) {
     STMT(q, "UPDATE accounts SET last_seen_ms = ? WHERE id = ?");
     SOTTO_TRY(q.bind(1, static_cast<int64_t>(account_last_seen_ms)).bind(2, id).run());
@@ -388,6 +434,7 @@ Result<bool> SqliteStore::use_nonce(ByteView nonce, uint64_t now_ms, uint64_t ke
 // ---- devices ----
 
 Status SqliteStore::insert_device(ByteView account, uint32_t device_id, const NewDevice& d) {
+  device_cache_.erase(cache_key(account));
   {
     STMT(q,
          "INSERT INTO devices(account, device, registration_id, auth_hash, encrypted_name, "
@@ -441,6 +488,29 @@ Result<DeviceRecord> SqliteStore::read_device(sqlite3_stmt* raw) {
   "spk_id, spk_public, spk_signature, spk_timestamp_ms, push_url, queue_len, last_seq"
 
 Result<std::vector<DeviceRecord>> SqliteStore::list_devices(ByteView account) {
+  std::string k = cache_key(account);
+  if (auto it = device_cache_.find(k); it != device_cache_.end()) {
+    std::vector<DeviceRecord> out = it->second;
+    for (auto& d : out) {
+      auto c = counters_.find(cache_key(account, d.device_id));
+      if (c != counters_.end()) {
+        d.last_sequence = static_cast<uint64_t>(c->second.last_seq);
+        d.queue_length = static_cast<uint64_t>(c->second.queue_len);
+      }
+    }
+    return out;
+  }
+  SOTTO_TRY_ASSIGN(std::vector<DeviceRecord> out, list_devices_uncached(account));
+  if (device_cache_.size() > kMaxCached) device_cache_.clear();
+  for (const auto& d : out)
+    counters_.try_emplace(
+        cache_key(account, d.device_id),
+        Counters{static_cast<int64_t>(d.last_sequence), static_cast<int64_t>(d.queue_length)});
+  device_cache_.emplace(k, out);
+  return out;
+}
+
+Result<std::vector<DeviceRecord>> SqliteStore::list_devices_uncached(ByteView account) {
   STMT(q, "SELECT " DEVICE_COLUMNS " FROM devices WHERE account = ? ORDER BY device");
   q.bind(1, account);
   std::vector<DeviceRecord> out;
@@ -489,6 +559,8 @@ Result<uint32_t> SqliteStore::add_device(ByteView account, const NewDevice& devi
 }
 
 Result<bool> SqliteStore::remove_device(ByteView account, uint32_t device) {
+  forget_account(account);
+  counters_.erase(cache_key(account, device));
   {
     STMT(q, "SELECT 1 FROM devices WHERE account = ? AND device = ?");
     q.bind(1, account).bind(2, device);
@@ -506,6 +578,7 @@ Result<bool> SqliteStore::remove_device(ByteView account, uint32_t device) {
 }
 
 Status SqliteStore::set_push_url(ByteView account, uint32_t device, std::string_view url) {
+  device_cache_.erase(cache_key(account));
   STMT(q, "UPDATE devices SET push_url = ? WHERE account = ? AND device = ?");
   return q.bind_text(1, url).bind(2, account).bind(3, device).run();
 }
@@ -539,6 +612,7 @@ Result<std::optional<uint32_t>> SqliteStore::upload_prekeys(
     SOTTO_TRY(q.run());
   }
   if (spk) {
+    device_cache_.erase(cache_key(account));
     STMT(q,
          "UPDATE devices SET spk_id = ?, spk_public = ?, spk_signature = ?, spk_timestamp_ms = ? "
          "WHERE account = ? AND device = ?");
@@ -637,20 +711,16 @@ Result<std::vector<uint64_t>> SqliteStore::enqueue(const NewSend& s) {
   seqs.reserve(s.copies.size());
   for (size_t i = 0; i < s.copies.size(); ++i) {
     const QueuedCopy& c = s.copies[i];
-    int64_t seq = 0;
-    {
-      STMT(q, "SELECT last_seq FROM devices WHERE account = ? AND device = ?");
-      q.bind(1, c.account_id).bind(2, c.device_id);
-      SOTTO_TRY_ASSIGN(bool row, q.step());
-      if (!row) return make_error(ErrorCode::kNotFound, "a recipient device does not exist");
-      seq = q.i64(0) + 1;
-    }
+    SOTTO_TRY_ASSIGN(Counters * counter, counters(c.account_id, c.device_id));
+    int64_t seq = counter->last_seq + 1;
     {
       STMT(q,
            "UPDATE devices SET last_seq = ?, queue_len = queue_len + 1 WHERE account = ? AND "
            "device = ?");
       SOTTO_TRY(q.bind(1, seq).bind(2, c.account_id).bind(3, c.device_id).run());
     }
+    counter->last_seq = seq;
+    counter->queue_len += 1;
     STMT(q,
          "INSERT INTO queue(account, device, seq, type, sender, sender_device, message_id, ts, "
          "expires_at, urgent, header, ciphertext, blob_id) "
@@ -741,6 +811,8 @@ Result<uint64_t> SqliteStore::ack(ByteView account, uint32_t device,
     ++deleted;
   }
   if (deleted) {
+    if (auto c = counters_.find(cache_key(account, device)); c != counters_.end())
+      c->second.queue_len -= static_cast<int64_t>(deleted);
     STMT(q, "UPDATE devices SET queue_len = queue_len - ? WHERE account = ? AND device = ?");
     SOTTO_TRY(q.bind(1, static_cast<int64_t>(deleted)).bind(2, account).bind(3, device).run());
   }
@@ -795,6 +867,7 @@ Status SqliteStore::mark_attachment_uploaded(std::string_view id, uint64_t uploa
 // ---- expiry ----
 
 Result<ExpiryResult> SqliteStore::expire(uint64_t now_ms) {
+  drop_caches();  // queue counters change below
   ExpiryResult out;
   auto now = static_cast<int64_t>(now_ms);
   // Rows are appended in commit order and every row gets the same TTL, so the oldest rowids

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "Store.h"
 #include "sotto/SecureBytes.h"
@@ -83,6 +84,20 @@ class SqliteStore final : public Store {
   Status insert_device(ByteView account, uint32_t device_id, const NewDevice& device);
   Status drop_queue_rows(const char* where_sql, ByteView account, uint32_t device);
   Result<DeviceRecord> read_device(sqlite3_stmt* stmt);
+  Result<std::vector<DeviceRecord>> list_devices_uncached(ByteView account);
+
+  // Read caches for the send path (accounts, device lists, queue counters), written through
+  // and dropped on rollback: a send then costs one idempotency lookup and three writes.
+  void drop_caches();
+  void forget_account(ByteView account);
+  struct Counters {
+    int64_t last_seq = 0;
+    int64_t queue_len = 0;
+  };
+  Result<Counters*> counters(ByteView account, uint32_t device);
+  std::unordered_map<std::string, AccountRecord> account_cache_;
+  std::unordered_map<std::string, std::vector<DeviceRecord>> device_cache_;
+  std::unordered_map<std::string, Counters> counters_;  // account + device
 
   sqlite3* db_ = nullptr;
   std::filesystem::path path_;

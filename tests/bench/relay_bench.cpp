@@ -655,13 +655,47 @@ std::string metric(uint16_t port, const std::string& name) {
   return "?";
 }
 
-void print_row(const char* what, const std::string& value, const char* target) {
-  std::printf("%-58s %14s   %s\n", what, value.c_str(), target);
-}
 std::string fmt(double v, int digits = 1) {
   char b[64];
   std::snprintf(b, sizeof b, "%.*f", digits, v);
   return b;
+}
+
+// p50 / p99 of sotto_store_commit_seconds, from its buckets (upper bounds).
+std::string commit_quantiles(uint16_t port) {
+  asio::io_context ioc;
+  beast::tcp_stream st(ioc);
+  beast::error_code ec;
+  st.expires_after(10s);
+  st.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+  http::request<http::empty_body> req{http::verb::get, "/metrics", 11};
+  req.set(http::field::host, "127.0.0.1");
+  http::write(st, req, ec);
+  beast::flat_buffer b;
+  http::response<http::string_body> res;
+  http::read(st, b, res, ec);
+  std::vector<std::pair<double, double>> buckets;  // le, cumulative count
+  std::istringstream in(res.body());
+  std::string line;
+  const std::string prefix = "sotto_store_commit_seconds_bucket{le=\"";
+  while (std::getline(in, line)) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    std::string le = line.substr(prefix.size(), line.find('"', prefix.size()) - prefix.size());
+    double bound = le == "+Inf" ? 1e9 : std::stod(le);
+    buckets.emplace_back(bound, std::stod(line.substr(line.rfind(' ') + 1)));
+  }
+  if (buckets.empty() || buckets.back().second == 0) return "?";
+  auto q = [&](double f) {
+    for (auto& [le, c] : buckets)
+      if (c >= f * buckets.back().second)
+        return le >= 1e9 ? std::string(">2500") : fmt(le * 1000, 1);
+    return std::string("?");
+  };
+  return "<=" + q(0.5) + " / <=" + q(0.99);
+}
+
+void print_row(const char* what, const std::string& value, const char* target) {
+  std::printf("%-58s %14s   %s\n", what, value.c_str(), target);
 }
 
 }  // namespace
@@ -713,6 +747,7 @@ int main(int argc, char** argv) {
   print_row("  send-to-deliver at half load: envelopes/s", fmt(half.envelopes_per_s, 0), "");
   print_row("  send-to-deliver p50 (ms)", fmt(half.p50_ms, 2), "");
   print_row("  send-to-deliver p99 (ms)", fmt(half.p99_ms, 2), "< 10");
+  print_row("  relay commit latency p50 / p99 (ms)", commit_quantiles(relay.port), "");
   auto rounds = fan_out(relay.port, sender, members, quick ? 2 : 5);
   std::sort(rounds.begin(), rounds.end());
   print_row(quick ? "send_multi to 100 connected devices, median (ms)"
@@ -720,6 +755,19 @@ int main(int argc, char** argv) {
             fmt(rounds[rounds.size() / 2], 1), "< 50");
   print_row("  worst round (ms)", fmt(rounds.back(), 1), "");
   relay.stop();
+
+  // The same 1:1 phases with --db-sync normal: an OK then survives a process crash but not a
+  // power loss (no fsync per commit). Shows what the disk's fsync costs.
+  {
+    Relay fast;
+    fast.start({"--db-sync", "normal"});
+    auto fast_devices = register_accounts(fast.port, pairs, "fast");
+    Traffic f = one_to_one(fast.port, fast_devices, 0, seconds);
+    print_row("db-sync normal: 1:1 envelopes/s, 100 connections", fmt(f.envelopes_per_s, 0), "");
+    Traffic fh = one_to_one(fast.port, fast_devices, f.envelopes_per_s / 2, seconds);
+    print_row("  p50 / p99 at half load (ms)", fmt(fh.p50_ms, 2) + " / " + fmt(fh.p99_ms, 2), "");
+    fast.stop();
+  }
 
   // Phase 4 on a fresh relay whose connection budget sits a little above the idle total.
   size_t budget = idle_total + 100;
