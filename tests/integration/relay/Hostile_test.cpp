@@ -78,7 +78,11 @@ TEST(RelayHostile, MalformedFramesCloseOnlyTheOffendingConnection) {
   {
     auto m = must_connect(relay, mallory);
     m->send_raw(std::string(300 * 1024, 'x'));
-    EXPECT_EQ(m->wait_closed(), std::optional<uint16_t>(1009));
+    // The relay answers with close code 1009 without reading the rest of the frame; when the
+    // client is still writing, its kernel may take the relay's reset before the close frame.
+    auto code = m->wait_closed();
+    ASSERT_TRUE(code);
+    EXPECT_TRUE(*code == 1009 || *code == 1006) << *code;
   }
   honest.exchange();
 }
