@@ -610,6 +610,234 @@ Result<SearchHit> make_hit(const Row& r, const std::vector<QueryTerm>& terms, co
   return hit;
 }
 
+// Everything a page needs, prepared by SearchIndex::run for either order.
+struct PageContext {
+  db::Database& db;
+  std::function<Result<db::Query>(const char*, int)> statement;
+  const SearchQuery& query;
+  const ParsedQuery& parsed;
+  const Filters& filters;
+  const std::string& match;
+  const std::vector<std::string>& excluded;
+  const std::optional<Cursor>& cursor;
+  const State& st;
+  const Stats& stats;
+};
+
+// Newest first: walk matches in descending row id, keep the newest limit+1 by (sort_ms, id),
+// and stop once no row below can be newer than all of them (search_time_blocks says so).
+Result<SearchPage> newest_page(const PageContext& ctx, Cursor next, SearchPage page) {
+  const size_t limit = ctx.query.limit;
+  SOTTO_TRY_ASSIGN(Blocks blocks, load_blocks(ctx.db));
+  int64_t lo = std::numeric_limits<int64_t>::min(), hi = std::numeric_limits<int64_t>::max();
+  auto upper_block_end = [&](auto qualifies) -> std::optional<int64_t> {
+    for (size_t i = blocks.block.size(); i-- > 0;)
+      if (qualifies(i)) return ((blocks.block[i] + 1) << kBlockShift) - 1;
+    return std::nullopt;
+  };
+  bool empty = false;
+  if (ctx.cursor) {
+    // Blocks whose every row is newer than the cursor hold nothing for this page.
+    auto end = upper_block_end([&](size_t i) { return blocks.min_sort[i] <= ctx.cursor->sort_ms; });
+    if (end)
+      hi = std::min(hi, *end);
+    else
+      empty = true;
+  }
+  if (ctx.query.until_ms) {
+    auto end = upper_block_end([&](size_t i) { return blocks.min_sort[i] < ctx.filters.until_ms; });
+    if (end)
+      hi = std::min(hi, *end);
+    else
+      empty = true;
+  }
+  if (ctx.query.since_ms) {
+    bool found = false;
+    for (size_t i = 0; i < blocks.block.size() && !found; ++i) {
+      if (blocks.max_sort[i] >= ctx.filters.since_ms) {
+        lo = blocks.block[i] << kBlockShift;
+        found = true;
+      }
+    }
+    empty |= !found;
+  }
+  using Key = std::pair<int64_t, int64_t>;  // (sort_ms, id)
+  std::vector<std::pair<Key, Row>> best;    // a min-heap on Key
+  auto later = [](const std::pair<Key, Row>& a, const std::pair<Key, Row>& b) {
+    return a.first > b.first;
+  };
+  std::optional<Key> after;
+  if (ctx.cursor) after = Key{ctx.cursor->sort_ms, ctx.cursor->row};
+  // The times a row on this page can have.
+  int64_t window_from = ctx.filters.since_ms;
+  int64_t window_to = ctx.filters.until_ms == std::numeric_limits<int64_t>::max()
+                          ? ctx.filters.until_ms
+                          : ctx.filters.until_ms - 1;
+  if (ctx.cursor) window_to = std::min(window_to, ctx.cursor->sort_ms);
+  if (!empty) {
+    MatchStream stream(ctx.statement, ctx.st, ctx.match, ctx.excluded, lo, hi, false);
+    for (;;) {
+      SOTTO_TRY_ASSIGN(bool more, stream.next());
+      if (!more) break;
+      int64_t id = stream.docid();
+      if (best.size() == limit + 1 && best.front().first.first > blocks.newest_at_or_below(id))
+        break;
+      if (!blocks.may_hold(id, window_from, window_to)) continue;
+      SOTTO_TRY_ASSIGN(auto row, load_row(ctx.db, id));
+      if (!row || !ctx.filters.accept(*row)) continue;
+      Key key{row->sort_ms, row->id};
+      if (after && !(key < *after)) continue;
+      if (best.size() == limit + 1) {
+        if (!(best.front().first < key)) continue;
+        std::pop_heap(best.begin(), best.end(), later);
+        best.pop_back();
+      }
+      best.emplace_back(key, std::move(*row));
+      std::push_heap(best.begin(), best.end(), later);
+    }
+  }
+  std::sort(best.begin(), best.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t i = 0; i < best.size() && i < limit; ++i) {
+    SOTTO_TRY_ASSIGN(auto hit, make_hit(best[i].second, ctx.parsed.include, ctx.stats,
+                                        ctx.query.snippet_bytes, std::nullopt));
+    page.hits.push_back(std::move(hit));
+  }
+  if (best.size() > limit) {
+    next.sort_ms = best[limit - 1].first.first;
+    next.row = best[limit - 1].first.second;
+    page.next_cursor = encode_cursor(ctx.query.order, next);
+  }
+  return page;
+}
+
+// By relevance: rank a window of the newest kRankWindow matches at a time. The first page fixes
+// the newest row id it ranks (`snapshot`), so messages that arrive later never reshuffle the
+// pages; each window is rescored alike on every page, so no match is repeated or skipped.
+Result<SearchPage> relevance_page(const PageContext& ctx, Cursor next, SearchPage page) {
+  const size_t limit = ctx.query.limit;
+  int64_t lo = std::numeric_limits<int64_t>::min();
+  Blocks blocks;
+  const bool timed = ctx.query.since_ms || ctx.query.until_ms;
+  if (timed) {
+    SOTTO_TRY_ASSIGN(blocks, load_blocks(ctx.db));
+    if (ctx.query.since_ms) {
+      lo = std::numeric_limits<int64_t>::max();
+      for (size_t i = 0; i < blocks.block.size(); ++i)
+        if (blocks.max_sort[i] >= ctx.filters.since_ms) {
+          lo = blocks.block[i] << kBlockShift;
+          break;
+        }
+    }
+  }
+  const int64_t until_last =
+      ctx.query.until_ms ? ctx.filters.until_ms - 1 : std::numeric_limits<int64_t>::max();
+  if (ctx.cursor) {
+    next.snapshot = ctx.cursor->snapshot;
+  } else {
+    SOTTO_TRY_ASSIGN(auto q, ctx.db.query("SELECT coalesce((SELECT max(id) FROM messages), 0)"));
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    next.snapshot = row ? q.column_int(0) : 0;
+  }
+  // The window being ranked: [window_lo, window_hi], window_lo unknown until its
+  // kRankWindow-th match is found (`window_known`).
+  int64_t window_hi = ctx.cursor ? ctx.cursor->window_hi : next.snapshot;
+  if (ctx.query.until_ms) {
+    // Rows in blocks wholly at or after until_ms are not candidates: start below them (the
+    // windows are computed alike on every page, so this is part of their definition).
+    int64_t top = std::numeric_limits<int64_t>::min();
+    for (size_t i = blocks.block.size(); i-- > 0;)
+      if (blocks.min_sort[i] < ctx.filters.until_ms) {
+        top = ((blocks.block[i] + 1) << kBlockShift) - 1;
+        break;
+      }
+    window_hi = std::min(window_hi, top);
+  }
+  int64_t window_lo = ctx.cursor ? ctx.cursor->window_lo : 0;
+  bool window_known = ctx.cursor.has_value();
+  bool last_window = ctx.cursor && ctx.cursor->last_window != 0;
+  // Within the cursor's window, only what ranks after the cursor's hit: (score, id) below.
+  bool skip_to_cursor = ctx.cursor.has_value();
+  double after_score = ctx.cursor ? ctx.cursor->score : 0;
+  int64_t after_row = ctx.cursor ? ctx.cursor->row : 0;
+  const size_t phrases = ctx.parsed.include.size();
+  struct Ranked {
+    double score;
+    int64_t id;
+  };
+  struct Found {
+    SearchHit hit;
+    int64_t window_hi, window_lo;
+    bool last_window;
+  };
+  std::vector<Found> found;
+  while (found.size() <= limit && window_hi >= lo) {
+    std::vector<Ranked> ranked;
+    {
+      int64_t scan_lo = window_known ? std::max(window_lo, lo) : lo;
+      MatchStream stream(ctx.statement, ctx.st, ctx.match, ctx.excluded, scan_lo, window_hi, true);
+      for (;;) {
+        if (!window_known && ranked.size() == kRankWindow) break;
+        SOTTO_TRY_ASSIGN(bool more, stream.next());
+        if (!more) {
+          if (!window_known) last_window = true;
+          break;
+        }
+        // Rows whose block lies outside the time filter are not candidates at all.
+        if (timed && !blocks.may_hold(stream.docid(), ctx.filters.since_ms, until_last)) continue;
+        ByteView info = stream.info();
+        size_t words = phrases * kColumns + kColumns;  // 'y' for every phrase, then 'l'
+        // Filter tokens are phrases too: 'y' has a slot per phrase of the whole expression.
+        size_t all_phrases = (info.size() / 4 - kColumns) / kColumns;
+        if (info.size() % 4 != 0 || info.size() / 4 < words || all_phrases < phrases)
+          return make_error(ErrorCode::kStorageCorrupt,
+                            "the search index returned malformed "
+                            "match information");
+        std::vector<uint32_t> v(info.size() / 4);
+        std::memcpy(v.data(), info.data(), info.size());
+        const uint32_t* length = v.data() + all_phrases * kColumns;
+        double score = 0;
+        for (size_t p = 0; p < phrases; ++p)
+          score += bm25(ctx.stats, p, v.data() + p * kColumns, length);
+        ranked.push_back({score, stream.docid()});
+      }
+    }
+    if (!window_known) {
+      window_lo = ranked.empty() ? lo : ranked.back().id;
+      window_known = true;
+    }
+    std::sort(ranked.begin(), ranked.end(), [](const Ranked& a, const Ranked& b) {
+      return a.score != b.score ? a.score > b.score : a.id > b.id;
+    });
+    for (const Ranked& c : ranked) {
+      if (skip_to_cursor &&
+          !(c.score < after_score || (c.score == after_score && c.id < after_row)))
+        continue;
+      SOTTO_TRY_ASSIGN(auto row, load_row(ctx.db, c.id));
+      if (!row || !ctx.filters.accept(*row)) continue;
+      SOTTO_TRY_ASSIGN(auto hit, make_hit(*row, ctx.parsed.include, ctx.stats,
+                                          ctx.query.snippet_bytes, c.score));
+      found.push_back({std::move(hit), window_hi, window_lo, last_window});
+      if (found.size() > limit) break;
+    }
+    if (found.size() > limit || last_window) break;
+    window_hi = window_lo - 1;
+    window_known = false;
+    skip_to_cursor = false;
+  }
+  for (size_t i = 0; i < found.size() && i < limit; ++i) page.hits.push_back(found[i].hit);
+  if (found.size() > limit) {
+    const Found& f = found[limit - 1];
+    next.window_hi = f.window_hi;
+    next.window_lo = f.window_lo;
+    next.last_window = f.last_window ? 1 : 0;
+    next.score = f.hit.score;
+    next.row = f.hit.row;
+    page.next_cursor = encode_cursor(ctx.query.order, next);
+  }
+  return page;
+}
+
 }  // namespace
 
 Result<SearchPage> SearchIndex::search(const SearchQuery& query) {
@@ -792,210 +1020,14 @@ Result<SearchPage> SearchIndex::run(const SearchQuery& query) {
     }
   }
 
-  auto statement_fn = [this](const char* sql, int slot) { return statement(sql, slot); };
+  auto statements = [this](const char* sql, int slot) { return statement(sql, slot); };
+  PageContext ctx{db_, statements, query, parsed, filters, match, excluded, cursor, st, stats};
   Cursor next;
   next.fingerprint = fingerprint;
   next.stats = stats;
-  const size_t limit = query.limit;
-
-  if (query.order == SearchOrder::kNewest) {
-    // Walk matches in descending row id, keep the newest limit+1 by (sort_ms, id), and stop
-    // once no row below can be newer than all of them (search_time_blocks says so).
-    SOTTO_TRY_ASSIGN(Blocks blocks, load_blocks(db_));
-    int64_t lo = std::numeric_limits<int64_t>::min(), hi = std::numeric_limits<int64_t>::max();
-    auto upper_block_end = [&](auto qualifies) -> std::optional<int64_t> {
-      for (size_t i = blocks.block.size(); i-- > 0;)
-        if (qualifies(i)) return ((blocks.block[i] + 1) << kBlockShift) - 1;
-      return std::nullopt;
-    };
-    bool empty = false;
-    if (cursor) {
-      // Blocks whose every row is newer than the cursor hold nothing for this page.
-      auto end = upper_block_end([&](size_t i) { return blocks.min_sort[i] <= cursor->sort_ms; });
-      if (end)
-        hi = std::min(hi, *end);
-      else
-        empty = true;
-    }
-    if (query.until_ms) {
-      auto end = upper_block_end([&](size_t i) { return blocks.min_sort[i] < filters.until_ms; });
-      if (end)
-        hi = std::min(hi, *end);
-      else
-        empty = true;
-    }
-    if (query.since_ms) {
-      bool found = false;
-      for (size_t i = 0; i < blocks.block.size() && !found; ++i) {
-        if (blocks.max_sort[i] >= filters.since_ms) {
-          lo = blocks.block[i] << kBlockShift;
-          found = true;
-        }
-      }
-      empty |= !found;
-    }
-    using Key = std::pair<int64_t, int64_t>;  // (sort_ms, id)
-    std::vector<std::pair<Key, Row>> best;    // a min-heap on Key
-    auto later = [](const std::pair<Key, Row>& a, const std::pair<Key, Row>& b) {
-      return a.first > b.first;
-    };
-    std::optional<Key> after;
-    if (cursor) after = Key{cursor->sort_ms, cursor->row};
-    // The times a row on this page can have.
-    int64_t window_from = filters.since_ms;
-    int64_t window_to = filters.until_ms == std::numeric_limits<int64_t>::max()
-                            ? filters.until_ms
-                            : filters.until_ms - 1;
-    if (cursor) window_to = std::min(window_to, cursor->sort_ms);
-    if (!empty) {
-      MatchStream stream(statement_fn, st, match, excluded, lo, hi, false);
-      for (;;) {
-        SOTTO_TRY_ASSIGN(bool more, stream.next());
-        if (!more) break;
-        int64_t id = stream.docid();
-        if (best.size() == limit + 1 && best.front().first.first > blocks.newest_at_or_below(id))
-          break;
-        if (!blocks.may_hold(id, window_from, window_to)) continue;
-        SOTTO_TRY_ASSIGN(auto row, load_row(db_, id));
-        if (!row || !filters.accept(*row)) continue;
-        Key key{row->sort_ms, row->id};
-        if (after && !(key < *after)) continue;
-        if (best.size() == limit + 1) {
-          if (!(best.front().first < key)) continue;
-          std::pop_heap(best.begin(), best.end(), later);
-          best.pop_back();
-        }
-        best.emplace_back(key, std::move(*row));
-        std::push_heap(best.begin(), best.end(), later);
-      }
-    }
-    std::sort(best.begin(), best.end(),
-              [](const auto& a, const auto& b) { return a.first > b.first; });
-    for (size_t i = 0; i < best.size() && i < limit; ++i) {
-      SOTTO_TRY_ASSIGN(auto hit, make_hit(best[i].second, parsed.include, stats,
-                                          query.snippet_bytes, std::nullopt));
-      page.hits.push_back(std::move(hit));
-    }
-    if (best.size() > limit) {
-      next.sort_ms = best[limit - 1].first.first;
-      next.row = best[limit - 1].first.second;
-      page.next_cursor = encode_cursor(query.order, next);
-    }
-    return page;
-  }
-
-  // kRelevance: rank a window of the newest kRankWindow matches at a time. The first page fixes
-  // the newest row id it ranks (`snapshot`), so messages that arrive later never reshuffle the
-  // pages; each window is rescored alike on every page, so no match is repeated or skipped.
-  int64_t lo = std::numeric_limits<int64_t>::min();
-  Blocks blocks;
-  const bool timed = query.since_ms || query.until_ms;
-  if (timed) {
-    SOTTO_TRY_ASSIGN(blocks, load_blocks(db_));
-    if (query.since_ms) {
-      lo = std::numeric_limits<int64_t>::max();
-      for (size_t i = 0; i < blocks.block.size(); ++i)
-        if (blocks.max_sort[i] >= filters.since_ms) {
-          lo = blocks.block[i] << kBlockShift;
-          break;
-        }
-    }
-  }
-  const int64_t until_last =
-      query.until_ms ? filters.until_ms - 1 : std::numeric_limits<int64_t>::max();
-  if (cursor) {
-    next.snapshot = cursor->snapshot;
-  } else {
-    SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT coalesce((SELECT max(id) FROM messages), 0)"));
-    SOTTO_TRY_ASSIGN(bool row, q.step());
-    next.snapshot = row ? q.column_int(0) : 0;
-  }
-  // The window being ranked: [window_lo, window_hi], window_lo unknown until its
-  // kRankWindow-th match is found (`window_known`).
-  int64_t window_hi = cursor ? cursor->window_hi : next.snapshot;
-  int64_t window_lo = cursor ? cursor->window_lo : 0;
-  bool window_known = cursor.has_value();
-  bool last_window = cursor && cursor->last_window != 0;
-  // Within the cursor's window, only what ranks after the cursor's hit: (score, id) below.
-  bool skip_to_cursor = cursor.has_value();
-  double after_score = cursor ? cursor->score : 0;
-  int64_t after_row = cursor ? cursor->row : 0;
-  const size_t phrases = parsed.include.size();
-  struct Ranked {
-    double score;
-    int64_t id;
-  };
-  struct Found {
-    SearchHit hit;
-    int64_t window_hi, window_lo;
-    bool last_window;
-  };
-  std::vector<Found> found;
-  while (found.size() <= limit && window_hi >= lo) {
-    std::vector<Ranked> ranked;
-    {
-      int64_t scan_lo = window_known ? std::max(window_lo, lo) : lo;
-      MatchStream stream(statement_fn, st, match, excluded, scan_lo, window_hi, true);
-      for (;;) {
-        if (!window_known && ranked.size() == kRankWindow) break;
-        SOTTO_TRY_ASSIGN(bool more, stream.next());
-        if (!more) {
-          if (!window_known) last_window = true;
-          break;
-        }
-        // Rows whose block lies outside the time filter are not candidates at all.
-        if (timed && !blocks.may_hold(stream.docid(), filters.since_ms, until_last)) continue;
-        ByteView info = stream.info();
-        size_t words = phrases * kColumns + kColumns;  // 'y' for every phrase, then 'l'
-        // Filter tokens are phrases too: 'y' has a slot per phrase of the whole expression.
-        size_t all_phrases = (info.size() / 4 - kColumns) / kColumns;
-        if (info.size() % 4 != 0 || info.size() / 4 < words || all_phrases < phrases)
-          return make_error(ErrorCode::kStorageCorrupt,
-                            "the search index returned malformed "
-                            "match information");
-        std::vector<uint32_t> v(info.size() / 4);
-        std::memcpy(v.data(), info.data(), info.size());
-        const uint32_t* length = v.data() + all_phrases * kColumns;
-        double score = 0;
-        for (size_t p = 0; p < phrases; ++p)
-          score += bm25(stats, p, v.data() + p * kColumns, length);
-        ranked.push_back({score, stream.docid()});
-      }
-    }
-    if (!window_known) {
-      window_lo = ranked.empty() ? lo : ranked.back().id;
-      window_known = true;
-    }
-    std::sort(ranked.begin(), ranked.end(), [](const Ranked& a, const Ranked& b) {
-      return a.score != b.score ? a.score > b.score : a.id > b.id;
-    });
-    for (const Ranked& c : ranked) {
-      if (skip_to_cursor &&
-          !(c.score < after_score || (c.score == after_score && c.id < after_row)))
-        continue;
-      SOTTO_TRY_ASSIGN(auto row, load_row(db_, c.id));
-      if (!row || !filters.accept(*row)) continue;
-      SOTTO_TRY_ASSIGN(auto hit,
-                       make_hit(*row, parsed.include, stats, query.snippet_bytes, c.score));
-      found.push_back({std::move(hit), window_hi, window_lo, last_window});
-      if (found.size() > limit) break;
-    }
-    if (found.size() > limit || last_window) break;
-    window_hi = window_lo - 1;
-    window_known = false;
-    skip_to_cursor = false;
-  }
-  for (size_t i = 0; i < found.size() && i < limit; ++i) page.hits.push_back(found[i].hit);
-  if (found.size() > limit) {
-    const Found& f = found[limit - 1];
-    next.window_hi = f.window_hi;
-    next.window_lo = f.window_lo;
-    next.last_window = f.last_window ? 1 : 0;
-    next.score = f.hit.score;
-    next.row = f.hit.row;
-    page.next_cursor = encode_cursor(query.order, next);
-  }
-  return page;
+  return query.order == SearchOrder::kNewest
+             ? newest_page(ctx, std::move(next), std::move(page))
+             : relevance_page(ctx, std::move(next), std::move(page));
 }
 
 Result<SearchIndexStatus> SearchIndex::status() {
