@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
-#include <optional>
 #include <vector>
 
 #include "SearchTokenizer.h"
@@ -55,10 +54,6 @@ class Statement {
   int rc_ = SQLITE_OK;
 };
 
-struct Damage {
-  std::string what;
-};
-
 uint64_t entry_hash(std::string_view term, int64_t docid, int64_t column, int64_t position) {
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : term) h = (h ^ c) * 1099511628211ull;
@@ -98,14 +93,14 @@ class SegmentReader {
     }
   }
 
-  // false at the end; Damage when the segment does not parse.
-  Result<bool> next(std::optional<Damage>& damage) {
+  // false at the end, or when the segment does not parse (then `damage` says why).
+  Result<bool> next(std::string& damage) {
     while (pos_ >= node_.size()) {
       if (next_block_ > end_block_ || next_block_ <= 0) return false;
       sqlite3_bind_int64(block_query_.get(), 1, next_block_);
       SOTTO_TRY_ASSIGN(bool row, block_query_.step());
       if (!row) {
-        damage = Damage{"leaf block " + std::to_string(next_block_) + " is missing"};
+        damage = "leaf block " + std::to_string(next_block_) + " is missing";
         return false;
       }
       ByteView b = block_query_.blob(0);
@@ -114,7 +109,7 @@ class SegmentReader {
       pos_ = 0;
       ++next_block_;
       if (node_.empty() || node_[0] != 0) {
-        damage = Damage{"a leaf block is not a leaf"};
+        damage = "a leaf block is not a leaf";
         return false;
       }
     }
@@ -122,7 +117,7 @@ class SegmentReader {
     ByteView node(node_);
     if (!read_varint(node, pos_, prefix) || !read_varint(node, pos_, suffix) || suffix == 0 ||
         prefix > term_.size() || suffix > node.size() - pos_) {
-      damage = Damage{"a term in a segment is malformed"};
+      damage = "a term in a segment is malformed";
       return false;
     }
     term_.resize(prefix);
@@ -130,7 +125,7 @@ class SegmentReader {
     pos_ += suffix;
     if (!read_varint(node, pos_, size) || size == 0 || size > node.size() - pos_ ||
         node_[pos_ + size - 1] != 0) {
-      damage = Damage{"a doclist in a segment is malformed"};
+      damage = "a doclist in a segment is malformed";
       return false;
     }
     doclist_ = node.subspan(pos_, size);
@@ -159,7 +154,7 @@ struct DocIterator {
   bool at_end = false;
 
   // false and `damage` set when the list does not parse.
-  bool next(std::optional<Damage>& damage) {
+  bool next(std::string& damage) {
     while (pos < data.size() && data[pos] == 0 && started) ++pos;
     if (pos >= data.size()) {
       at_end = true;
@@ -167,14 +162,14 @@ struct DocIterator {
     }
     uint64_t delta = 0;
     if (!read_varint(data, pos, delta)) {
-      damage = Damage{"a row id in a doclist is malformed"};
+      damage = "a row id in a doclist is malformed";
       return false;
     }
     int64_t previous = docid;
     docid = started ? static_cast<int64_t>(static_cast<uint64_t>(docid) - delta)
                     : static_cast<int64_t>(delta);
     if (started && docid >= previous) {
-      damage = Damage{"a doclist is out of order"};
+      damage = "a doclist is out of order";
       return false;
     }
     started = true;
@@ -182,7 +177,7 @@ struct DocIterator {
     bool continuation = false;
     while (pos < data.size() && (data[pos] != 0 || continuation)) continuation = data[pos++] & 0x80;
     if (pos >= data.size()) {
-      damage = Damage{"a position list is not terminated"};
+      damage = "a position list is not terminated";
       return false;
     }
     positions = data.subspan(begin, pos - begin);
@@ -203,16 +198,17 @@ class InteriorCheck {
         leaves_end_(leaves_end),
         end_block_(end_block) {}
 
-  Result<std::optional<Damage>> run(ByteView root) {
-    SOTTO_TRY_ASSIGN(auto damage, visit(root, 0));
-    if (!damage && next_leaf_ != leaves_end_ + 1)
-      damage = Damage{"a segment's interior nodes do not reach all of its leaves"};
+  // What is wrong, or an empty string.
+  Result<std::string> run(ByteView root) {
+    SOTTO_TRY_ASSIGN(std::string damage, visit(root, 0));
+    if (damage.empty() && next_leaf_ != leaves_end_ + 1)
+      damage = "a segment's interior nodes do not reach all of its leaves";
     return damage;
   }
 
  private:
-  Result<std::optional<Damage>> visit(ByteView node, int depth) {
-    auto bad = [](const char* what) { return std::optional<Damage>(Damage{what}); };
+  Result<std::string> visit(ByteView node, int depth) {
+    auto bad = [](const char* what) { return std::string(what); };
     size_t pos = 0;
     uint64_t height = 0, child = 0;
     if (depth > 32 || !read_varint(node, pos, height) || height == 0 ||
@@ -247,15 +243,15 @@ class InteriorCheck {
       ByteView b = block_query_.blob(0);
       Bytes copy(b.begin(), b.end());
       block_query_.reset();
-      SOTTO_TRY_ASSIGN(auto damage, visit(copy, depth + 1));
-      if (damage) return damage;
+      SOTTO_TRY_ASSIGN(std::string damage, visit(copy, depth + 1));
+      if (!damage.empty()) return damage;
       // The child's height must be one less than ours.
       size_t p = 0;
       uint64_t child_height = 0;
       if (!read_varint(copy, p, child_height) || child_height + 1 != height)
         return bad("a segment's interior node has a child of the wrong height");
     }
-    return std::optional<Damage>();
+    return std::string();
   }
 
   Statement block_query_;
@@ -264,7 +260,7 @@ class InteriorCheck {
 
 // Sum of entry_hash over the live postings of one index (0: terms, 1: prefixes).
 Result<uint64_t> index_checksum(db::Database& db, const PartNames& part, int index,
-                                std::optional<Damage>& damage) {
+                                std::string& damage) {
   std::string table = part.table;
   // end_block is "<block> <leaf bytes>" text where FTS4 tracks incremental merges.
   Statement segdir(db,
@@ -286,9 +282,9 @@ Result<uint64_t> index_checksum(db::Database& db, const PartNames& part, int ind
       InteriorCheck interior(db, table + "_segments", segdir.integer(0), segdir.integer(1),
                              end_block);
       SOTTO_TRY_ASSIGN(damage, interior.run(root));
-      if (damage) return uint64_t{0};
+      if (!damage.empty()) return uint64_t{0};
     } else if (root.empty() || root[0] != 0) {
-      damage = Damage{"a root-only segment is not a leaf"};
+      damage = "a root-only segment is not a leaf";
       return uint64_t{0};
     }
     segments.push_back(std::make_unique<SegmentReader>(db, table + "_segments",
@@ -298,7 +294,7 @@ Result<uint64_t> index_checksum(db::Database& db, const PartNames& part, int ind
   std::vector<bool> live(segments.size(), false);
   for (size_t i = 0; i < segments.size(); ++i) {
     SOTTO_TRY_ASSIGN(live[i], segments[i]->next(damage));
-    if (damage) return uint64_t{0};
+    if (!damage.empty()) return uint64_t{0};
   }
   uint64_t sum = 0;
   for (;;) {
@@ -320,13 +316,16 @@ Result<uint64_t> index_checksum(db::Database& db, const PartNames& part, int ind
     }
     // Merge by row id, descending; the newest segment's entry wins.
     for (;;) {
-      std::optional<int64_t> top;
-      for (const auto& d : docs)
-        if (!d.at_end && (!top || d.docid > *top)) top = d.docid;
-      if (!top) break;
+      bool any = false;
+      int64_t top = 0;
+      for (const auto& d : docs) {
+        if (!d.at_end && (!any || d.docid > top)) top = d.docid;
+        any |= !d.at_end;
+      }
+      if (!any) break;
       bool taken = false;
       for (auto& d : docs) {
-        if (d.at_end || d.docid != *top) continue;
+        if (d.at_end || d.docid != top) continue;
         if (!taken) {
           taken = true;
           // Positions: varints of (delta + 2); 1 switches column, followed by the column.
@@ -334,13 +333,13 @@ Result<uint64_t> index_checksum(db::Database& db, const PartNames& part, int ind
           for (size_t p = 0; p < d.positions.size();) {
             uint64_t v = 0;
             if (!read_varint(d.positions, p, v) || v == 0) {
-              damage = Damage{"a position list is malformed"};
+              damage = "a position list is malformed";
               return uint64_t{0};
             }
             if (v == 1) {
               uint64_t c = 0;
               if (!read_varint(d.positions, p, c)) {
-                damage = Damage{"a position list is malformed"};
+                damage = "a position list is malformed";
                 return uint64_t{0};
               }
               column = static_cast<int64_t>(c);
@@ -356,7 +355,7 @@ Result<uint64_t> index_checksum(db::Database& db, const PartNames& part, int ind
     }
     for (size_t i : holders) {
       SOTTO_TRY_ASSIGN(live[i], segments[i]->next(damage));
-      if (damage) return uint64_t{0};
+      if (!damage.empty()) return uint64_t{0};
     }
   }
   return sum;
@@ -365,11 +364,11 @@ Result<uint64_t> index_checksum(db::Database& db, const PartNames& part, int ind
 }  // namespace
 
 Result<std::string> verify_part(db::Database& db, const PartNames& part) {
-  std::optional<Damage> damage;
+  std::string damage;
   uint64_t index_sums[kIndexes];
   for (int index = 0; index < kIndexes; ++index) {
     SOTTO_TRY_ASSIGN(index_sums[index], index_checksum(db, part, index, damage));
-    if (damage) return damage->what;
+    if (!damage.empty()) return damage;
   }
   uint64_t content_sums[kIndexes] = {0, 0};
   int64_t content_rows = 0;
