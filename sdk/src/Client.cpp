@@ -124,6 +124,7 @@ Result<wire::Response> Client::Impl::call(wire::Request r) {
 }
 
 void Client::Impl::set_state(ConnectionState s, const std::string& detail) {
+  diagnose("connection: " + detail);
   {
     std::lock_guard lock(state_mu);
     if (state == s && state_detail == detail) return;

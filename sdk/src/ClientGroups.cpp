@@ -13,6 +13,8 @@ constexpr size_t kMaxMembers = 1000;
 constexpr size_t kMaxGroupName = 256;
 constexpr size_t kMaxMultiRecipients = 1000;
 constexpr size_t kParallelFetches = 16;
+// What one SEND may carry: the relay's frame limit is 256 KiB; keep room for the envelope.
+constexpr size_t kMaxSendBytes = 200 * 1024;
 
 Bytes sha256(ByteView b) {
   Bytes out(crypto_hash_sha256_BYTES);
@@ -464,12 +466,15 @@ Result<wire::Response> Client::Impl::send_batched(const Bytes& message_id,
   if (!c) return make_error(ErrorCode::kUnavailable, "not connected to the relay");
   uint32_t batch = 0;
   for (size_t i = 0; i < messages.size();) {
-    // Whole accounts, up to 100 messages (an account never has more devices than that).
-    size_t j = i;
+    // Whole accounts, up to 100 messages and well inside the relay's frame limit (a group
+    // change for 1,000 members is some 30 KiB per copy).
+    size_t j = i, bytes = 0;
     while (j < messages.size()) {
-      size_t k = j;
-      while (k < messages.size() && messages[k].account_id() == messages[j].account_id()) ++k;
-      if (k - i > kMaxSendMessages && j > i) break;
+      size_t k = j, account_bytes = 0;
+      while (k < messages.size() && messages[k].account_id() == messages[j].account_id())
+        account_bytes += messages[k++].ByteSizeLong() + 16;
+      if (j > i && (k - i > kMaxSendMessages || bytes + account_bytes > kMaxSendBytes)) break;
+      bytes += account_bytes;
       j = k;
     }
     auto req = make_request(wire::OP_SEND);

@@ -243,6 +243,9 @@ struct Client::Impl {
   ~Impl();
 
   uint64_t now() const { return clock(); }
+  void diagnose(const std::string& line) const {
+    if (options.log) options.log(line);
+  }
 
   // ---------------------------------------------------------------------------------------
   // Plumbing

@@ -38,6 +38,7 @@ void Client::Impl::run_outbox() {
 
 Client::Impl::Outcome Client::Impl::retry_later(const OutboxItem& item, const Error& e,
                                                 uint64_t delay_ms) {
+  diagnose("send of outbox item " + std::to_string(item.id) + " postponed: " + e.message);
   // Exponential up to 5 minutes, so a persistent problem does not spin.
   uint64_t backoff =
       delay_ms ? delay_ms : std::min<uint64_t>(300'000, 1000ull << std::min(item.attempts, 8));
@@ -49,6 +50,7 @@ Client::Impl::Outcome Client::Impl::retry_later(const OutboxItem& item, const Er
 }
 
 Client::Impl::Outcome Client::Impl::fail_item(const OutboxItem& item, const Error& e) {
+  diagnose("send of outbox item " + std::to_string(item.id) + " failed for good: " + e.message);
   Effects fx;
   (void)txn([&]() -> Status {
     SOTTO_TRY(history.outbox_done(item.id));

@@ -795,13 +795,13 @@ Result<int64_t> History::enqueue(const OutboxItem& item, uint64_t now_ms) {
     q.bind(11, *item.group_conv);
   else
     q.bind_null(11);
-  if (item.accounts.empty()) {
+  // NB: bound without a copy, so it must outlive run().
+  std::string joined;
+  for (const auto& a : item.accounts) joined += a + "\n";
+  if (item.accounts.empty())
     q.bind_null(12);
-  } else {
-    std::string joined;
-    for (const auto& a : item.accounts) joined += a + "\n";
+  else
     q.bind_text(12, joined);
-  }
   SOTTO_TRY(q.run());
   return sqlite3_last_insert_rowid(db_.handle());
 }

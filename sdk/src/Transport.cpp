@@ -433,7 +433,21 @@ Result<HttpResult> put_over(Stream& stream, const Url& url, const Headers& heade
     beast::get_lowest_layer(stream).expires_after(timeout);
     http::write(stream, sr, ec);
     if (ec == http::error::need_buffer) ec = {};
-    if (ec) return http_error(ec, "uploading");
+    if (ec) {
+      // The server may have answered (and closed) before taking the whole body: say why.
+      beast::flat_buffer early_buf;
+      http::response<http::string_body> early;
+      beast::error_code rec;
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+      http::read(stream, early_buf, early, rec);
+      if (!rec) {
+        HttpResult out;
+        out.status = static_cast<int>(early.result_int());
+        out.body = early.body().substr(0, 1000);
+        return out;
+      }
+      return http_error(ec, "uploading");
+    }
     done += n;
     if (progress) progress(done, size);
   }

@@ -1,6 +1,7 @@
 #include "TestSupport.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 #include <sqlcipher/sqlite3.h>
 #include <unistd.h>
 
@@ -91,6 +92,54 @@ std::map<std::string, std::vector<std::string>> dump_database(const fs::path& db
     std::sort(rows.begin(), rows.end());
   }
   return out;
+}
+
+// SQLCipher 3 page layout (cipher_page_size 4096, raw key): AES-256-CBC over the page minus a
+// 48-byte reserve holding the IV (first 16 bytes of it) and the HMAC; page 1 starts with the
+// 16-byte salt, outside the encrypted part.
+constexpr size_t kPage = 4096;
+constexpr size_t kReserve = 48;
+
+namespace {
+
+Bytes decrypt_page(const SecureBytes& key, const uint8_t* page, bool first) {
+  size_t begin = first ? 16 : 0;
+  const uint8_t* iv = page + kPage - kReserve;
+  Bytes out(kPage - kReserve - begin);
+  std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
+                                                                      EVP_CIPHER_CTX_free);
+  int n = 0, m = 0;
+  if (EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_cbc(), nullptr, key.data(), iv) != 1 ||
+      EVP_CIPHER_CTX_set_padding(ctx.get(), 0) != 1 ||
+      EVP_DecryptUpdate(ctx.get(), out.data(), &n, page + begin, static_cast<int>(out.size())) !=
+          1 ||
+      EVP_DecryptFinal_ex(ctx.get(), out.data() + n, &m) != 1)
+    ADD_FAILURE() << "cannot decrypt a page";
+  return out;
+}
+
+}  // namespace
+
+std::vector<Bytes> decrypted_pages(const fs::path& dir, const SecureBytes& key) {
+  std::vector<Bytes> pages;
+  Bytes db = read_file(dir / "profile.db");
+  for (size_t off = 0; off + kPage <= db.size(); off += kPage)
+    pages.push_back(decrypt_page(key, db.data() + off, off == 0));
+  std::error_code ec;
+  if (fs::exists(dir / "profile.db-wal", ec)) {
+    Bytes wal = read_file(dir / "profile.db-wal");
+    // 32-byte header, then frames of a 24-byte header (page number first) and a page.
+    for (size_t off = 32; off + 24 + kPage <= wal.size(); off += 24 + kPage) {
+      uint32_t page_no = (uint32_t{wal[off]} << 24) | (uint32_t{wal[off + 1]} << 16) |
+                         (uint32_t{wal[off + 2]} << 8) | wal[off + 3];
+      pages.push_back(decrypt_page(key, wal.data() + off + 24, page_no == 1));
+    }
+  }
+  return pages;
+}
+
+bool anywhere(const std::vector<Bytes>& pages, std::string_view word) {
+  return std::any_of(pages.begin(), pages.end(), [&](const Bytes& p) { return contains(p, word); });
 }
 
 Bytes VectorRecord::hex(const std::string& name) const {

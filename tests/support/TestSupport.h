@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sotto/Bytes.h"
@@ -39,6 +40,12 @@ bool contains(const Bytes& haystack, std::string_view needle);
 // changed.
 std::map<std::string, std::vector<std::string>> dump_database(const std::filesystem::path& db,
                                                               const SecureBytes& key);
+
+// Every page of <dir>/profile.db and every frame of its WAL, decrypted with the profile's raw
+// key: what an attacker with the key would find in the files, including freed pages.
+std::vector<Bytes> decrypted_pages(const std::filesystem::path& dir, const SecureBytes& key);
+// True when `word` occurs in any of `pages`.
+bool anywhere(const std::vector<Bytes>& pages, std::string_view word);
 
 // Known-answer vector files: records of name -> value.
 struct VectorRecord {

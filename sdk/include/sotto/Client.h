@@ -249,6 +249,9 @@ struct ClientOptions {
   // How long after sending a message its author may still delete it for everyone.
   std::chrono::hours delete_window{48};
   uint32_t prekey_batch = 100;  // one-time prekeys uploaded at registration and on refill
+  // Diagnostic lines for a log (retries, failures, reconnects). Never message content, keys
+  // or secrets. Called from the client's internal threads; keep it quick.
+  std::function<void(const std::string& line)> log;
 };
 
 class SOTTO_API Client {

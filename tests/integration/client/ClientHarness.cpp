@@ -19,6 +19,39 @@ void Recorder::on_connection_state(ConnectionState s, const std::string& detail)
     fprintf(stderr, "state %d: %s\n", static_cast<int>(s), detail.c_str());
 }
 
+void Recorder::on_message_changed(const Message& m) {
+  std::lock_guard lock(mu_);
+  changed_.push_back(m);
+}
+void Recorder::on_message_removed(ConversationId, const std::string& id) {
+  std::lock_guard lock(mu_);
+  removed_.push_back(id);
+}
+void Recorder::on_typing(ConversationId c, const std::string& account, bool typing) {
+  std::lock_guard lock(mu_);
+  typing_.push_back(TypingEvent{c, account, typing});
+}
+void Recorder::on_presence(const std::string& account, bool online, uint64_t last_seen_ms) {
+  std::lock_guard lock(mu_);
+  presence_.push_back(Presence{account, online, last_seen_ms});
+}
+std::vector<Message> Recorder::changed() const {
+  std::lock_guard lock(mu_);
+  return changed_;
+}
+std::vector<std::string> Recorder::removed() const {
+  std::lock_guard lock(mu_);
+  return removed_;
+}
+std::vector<Recorder::TypingEvent> Recorder::typing() const {
+  std::lock_guard lock(mu_);
+  return typing_;
+}
+std::vector<Recorder::Presence> Recorder::presence() const {
+  std::lock_guard lock(mu_);
+  return presence_;
+}
+
 std::vector<Message> Recorder::messages() const {
   std::lock_guard lock(mu_);
   return messages_;
@@ -52,6 +85,8 @@ ClientOptions fast_options(const std::string& relay_url) {
   o.backoff_max = 1s;
   o.request_timeout = 15s;
   o.prekey_batch = 20;
+  if (std::getenv("SOTTO_TEST_VERBOSE"))
+    o.log = [](const std::string& line) { std::fprintf(stderr, "client: %s\n", line.c_str()); };
   return o;
 }
 
@@ -64,8 +99,8 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds tim
   return pred();
 }
 
-TestClient::TestClient(const RelayProcess& relay, std::string name)
-    : name_(std::move(name)), url_(relay.ws_url()), key_(test_key(name_)) {
+TestClient::TestClient(const RelayProcess& relay, std::string name, bool durable)
+    : name_(std::move(name)), url_(relay.ws_url()), durable_(durable), key_(test_key(name_)) {
   open();
 }
 
@@ -74,6 +109,7 @@ TestClient::~TestClient() { client_.reset(); }
 void TestClient::open() {
   ProfileOptions po;
   po.initial_prekeys = 0;
+  po.sync_every_commit = durable_;
   auto profile = Profile::open_with_key(dir_.path(), key_, po);
   ASSERT_TRUE(profile.ok()) << profile.error().message;
   auto client = Client::create(std::move(*profile), fast_options(url_));

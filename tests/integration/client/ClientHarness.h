@@ -29,6 +29,25 @@ class Recorder : public ClientListener {
   void on_message_status(ConversationId c, const std::string& id, MessageStatus s) override;
   void on_identity_changed(const IdentityChange& change) override;
   void on_connection_state(ConnectionState s, const std::string& detail) override;
+  void on_message_changed(const Message& m) override;
+  void on_message_removed(ConversationId c, const std::string& id) override;
+  void on_typing(ConversationId c, const std::string& account, bool typing) override;
+  void on_presence(const std::string& account, bool online, uint64_t last_seen_ms) override;
+
+  struct Presence {
+    std::string account;
+    bool online = false;
+    uint64_t last_seen_ms = 0;
+  };
+  struct TypingEvent {
+    ConversationId conversation = 0;
+    std::string account;
+    bool typing = false;
+  };
+  std::vector<Message> changed() const;
+  std::vector<std::string> removed() const;
+  std::vector<TypingEvent> typing() const;
+  std::vector<Presence> presence() const;
 
   std::vector<Message> messages() const;
   std::vector<std::string> texts() const;  // received text messages, in arrival order
@@ -39,6 +58,10 @@ class Recorder : public ClientListener {
   mutable std::mutex mu_;
   std::vector<Message> messages_;
   std::vector<IdentityChange> identity_changes_;
+  std::vector<Message> changed_;
+  std::vector<std::string> removed_;
+  std::vector<TypingEvent> typing_;
+  std::vector<Presence> presence_;
 };
 
 ClientOptions fast_options(const std::string& relay_url);
@@ -48,8 +71,9 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds tim
 
 class TestClient {
  public:
-  // A fresh profile in its own temp dir.
-  TestClient(const RelayProcess& relay, std::string name);
+  // A fresh profile in its own temp dir. `durable` false: commits are not synced to disk
+  // (for tests with hundreds of clients that never lose power).
+  TestClient(const RelayProcess& relay, std::string name, bool durable = true);
   ~TestClient();
   TestClient(const TestClient&) = delete;
   TestClient& operator=(const TestClient&) = delete;
@@ -80,6 +104,7 @@ class TestClient {
 
   std::string name_;
   std::string url_;
+  bool durable_ = true;
   TempDir dir_;
   SecureBytes key_;
   std::shared_ptr<Recorder> recorder_ = std::make_shared<Recorder>();

@@ -1,0 +1,179 @@
+// Sender Key groups between real clients through a real relay: fan-out, removal and the key
+// rotation it forces, late joiners, concurrent changes, and 1,000 members.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "ClientHarness.h"
+
+namespace sotto::test {
+namespace {
+
+// The conversation id of the group on `c`, once it knows it.
+std::optional<ConversationId> group_on(TestClient& c) {
+  auto convs = c->conversations();
+  if (!convs.ok()) return std::nullopt;
+  for (const auto& conv : *convs)
+    if (conv.kind == ConversationKind::kGroup) return conv.id;
+  return std::nullopt;
+}
+
+bool has_text(TestClient& c, const std::string& text) {
+  auto t = c.events().texts();
+  return std::count(t.begin(), t.end(), text) == 1;
+}
+
+TEST(Groups, TwentyMembersTalkThenRemovalsAdditionsAndConcurrentRenamesConverge) {
+  RelayProcess relay;
+  constexpr int kMembers = 20;
+  std::vector<std::unique_ptr<TestClient>> m;
+  for (int i = 0; i < kMembers; ++i) {
+    m.push_back(std::make_unique<TestClient>(relay, "m" + std::to_string(i), false));
+    m.back()->register_account();
+  }
+  TestClient& admin = *m[0];
+  std::vector<std::string> accounts;
+  for (int i = 1; i < kMembers; ++i) {
+    ASSERT_TRUE(admin->add_contact(m[static_cast<size_t>(i)]->handle()).ok());
+    accounts.push_back(m[static_cast<size_t>(i)]->info().account);
+  }
+  auto conv = admin->create_group("Team", accounts);
+  ASSERT_TRUE(conv.ok()) << conv.error().message;
+  std::vector<ConversationId> on(kMembers);
+  on[0] = *conv;
+  for (int i = 1; i < kMembers; ++i) {
+    ASSERT_TRUE(eventually([&] { return group_on(*m[static_cast<size_t>(i)]).has_value(); }, 60s))
+        << "member " << i << " never learned of the group";
+    on[static_cast<size_t>(i)] = *group_on(*m[static_cast<size_t>(i)]);
+  }
+  auto info = m[5]->client().group(on[5]).value();
+  EXPECT_EQ(info.name, "Team");
+  EXPECT_EQ(info.members.size(), static_cast<size_t>(kMembers));
+  EXPECT_FALSE(info.is_admin);
+  EXPECT_TRUE(admin->group(*conv)->is_admin);
+
+  // Everyone gets a message from the admin and one from a member.
+  auto hello = admin->send_text(*conv, "hello group").value();
+  ASSERT_TRUE(m[1]->client().send_text(on[1], "hi from m1").ok());
+  for (int i = 1; i < kMembers; ++i)
+    ASSERT_TRUE(eventually([&] { return has_text(*m[static_cast<size_t>(i)], "hello group"); }))
+        << i;
+  for (int i = 0; i < kMembers; ++i) {
+    if (i == 1) continue;
+    ASSERT_TRUE(eventually([&] { return has_text(*m[static_cast<size_t>(i)], "hi from m1"); }))
+        << i;
+  }
+  // "Delivered to X of Y".
+  ASSERT_TRUE(eventually([&] {
+    auto msg = admin.find(*conv, hello);
+    return msg && msg->recipients == kMembers - 1 && msg->delivered_to == kMembers - 1;
+  }));
+
+  // Removing m19: it learns it is out, and reads nothing sent afterwards, from anyone.
+  TestClient& gone = *m[kMembers - 1];
+  ASSERT_TRUE(admin->remove_group_members(*conv, {gone.info().account}).ok());
+  ASSERT_TRUE(eventually([&] {
+    auto g = gone->group(on[kMembers - 1]);
+    return g.ok() && !g->is_member;
+  }));
+  for (int i = 1; i < kMembers - 1; ++i)
+    ASSERT_TRUE(eventually([&] {
+      auto g = m[static_cast<size_t>(i)]->client().group(on[static_cast<size_t>(i)]);
+      return g.ok() && g->revision == 2;
+    })) << i;
+  ASSERT_TRUE(admin->send_text(*conv, "after the removal").ok());
+  ASSERT_TRUE(m[1]->client().send_text(on[1], "m1 after the removal").ok());
+  for (int i = 1; i < kMembers - 1; ++i)
+    ASSERT_TRUE(eventually([&] {
+      return has_text(*m[static_cast<size_t>(i)], "after the removal");
+    })) << i;
+  ASSERT_TRUE(eventually([&] { return has_text(admin, "m1 after the removal"); }));
+  std::this_thread::sleep_for(500ms);
+  EXPECT_FALSE(has_text(gone, "after the removal"));
+  EXPECT_FALSE(has_text(gone, "m1 after the removal"));
+  EXPECT_EQ(gone->send_text(on[kMembers - 1], "still here?").code(), ErrorCode::kForbidden);
+
+  // A late joiner reads what comes after it joined, not before.
+  TestClient late(relay, "late", false);
+  late.register_account();
+  ASSERT_TRUE(admin->add_contact(late.handle()).ok());
+  ASSERT_TRUE(admin->add_group_members(*conv, {late.info().account}).ok());
+  ASSERT_TRUE(eventually([&] { return group_on(late).has_value(); }));
+  ConversationId late_conv = *group_on(late);
+  ASSERT_TRUE(admin->send_text(*conv, "welcome late").ok());
+  ASSERT_TRUE(eventually([&] { return has_text(late, "welcome late"); }));
+  auto late_history = late.history(late_conv);
+  for (const auto& msg : late_history) {
+    EXPECT_NE(msg.text, "hello group");
+    EXPECT_NE(msg.text, "after the removal");
+  }
+
+  // Two admins rename at the same revision: every member ends with the same name.
+  ASSERT_TRUE(admin->set_group_admin(*conv, m[1]->info().account, true).ok());
+  ASSERT_TRUE(eventually([&] {
+    auto g = m[1]->client().group(on[1]);
+    return g.ok() && g->is_admin;
+  }));
+  uint32_t before = admin->group(*conv)->revision;
+  ASSERT_TRUE(eventually([&] { return m[1]->client().group(on[1])->revision == before; }));
+  std::thread a([&] { EXPECT_TRUE(admin->rename_group(*conv, "Name from the admin").ok()); });
+  std::thread b([&] { EXPECT_TRUE(m[1]->client().rename_group(on[1], "Name from m1").ok()); });
+  a.join();
+  b.join();
+  auto name_on = [&](size_t i) {
+    if (i == static_cast<size_t>(kMembers - 1)) return std::string();
+    auto g = m[i]->client().group(on[i]);
+    return g.ok() ? g->name : std::string();
+  };
+  ASSERT_TRUE(eventually(
+      [&] {
+        std::string first = name_on(0);
+        if (first == "Team") return false;
+        for (size_t i = 1; i < static_cast<size_t>(kMembers - 1); ++i)
+          if (name_on(i) != first) return false;
+        auto g = late->group(late_conv);
+        return g.ok() && g->name == first;
+      },
+      30s))
+      << "the members did not converge on one name";
+  EXPECT_EQ(admin->group(*conv)->revision, before + 1);
+}
+
+TEST(Groups, AThousandMembersReceiveAMessageFromOneSender) {
+  constexpr int kMembers = 1000;
+  RelayProcess relay;
+  std::vector<std::unique_ptr<TestClient>> m(kMembers);
+  // Registration in a few threads: the relay and the disk are the limits, not one core.
+  {
+    std::vector<std::thread> workers;
+    std::atomic<int> next{0};
+    for (int w = 0; w < 4; ++w)
+      workers.emplace_back([&] {
+        for (int i; (i = next++) < kMembers;) {
+          auto c = std::make_unique<TestClient>(relay, "k" + std::to_string(i), false);
+          c->register_account();
+          m[static_cast<size_t>(i)] = std::move(c);
+        }
+      });
+    for (auto& t : workers) t.join();
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto since = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  std::vector<std::string> accounts;
+  for (int i = 1; i < kMembers; ++i) accounts.push_back(m[static_cast<size_t>(i)]->info().account);
+  auto conv = (*m[0])->create_group("Everyone", accounts);
+  ASSERT_TRUE(conv.ok()) << conv.error().message;
+  ASSERT_TRUE((*m[0])->send_text(*conv, "hello, thousand").ok());
+  for (int i = 1; i < kMembers; ++i) {
+    if (i % 100 == 1) fprintf(stderr, "at %.1f s: waiting for member %d\n", since(), i);
+    ASSERT_TRUE(
+        eventually([&] { return has_text(*m[static_cast<size_t>(i)], "hello, thousand"); }, 240s))
+        << "member " << i << " did not receive it";
+  }
+  fprintf(stderr, "all received after %.1f s\n", since());
+}
+
+}  // namespace
+}  // namespace sotto::test
