@@ -401,9 +401,9 @@ asio::awaitable<void> Server::Impl::Conn<Stream>::run() {
   for (;;) {
     http::request_parser<http::empty_body> parser;
     parser.header_limit(16 * 1024);
-    // Beast refuses a Content-Length over 1 MiB at the header by default; attachment uploads
-    // are judged by put_attachment (413 past the configured limit), so let them through.
-    parser.body_limit(limits.attachment_max_bytes + 1);
+    // Only the header is read here. Beast would refuse a Content-Length over 1 MiB already at
+    // the header; the handlers judge bodies themselves (put_attachment: 413 past the limit).
+    parser.body_limit(boost::none);
     hard_deadline = now_ms() + limits.http_header_timeout_ms;
     auto [ec, n] = co_await http::async_read_header(stream_, buf_, parser, use_nothrow);
     if (ec) break;
