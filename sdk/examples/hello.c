@@ -64,8 +64,8 @@ int main(int argc, char** argv) {
   if (!bob) return fail("opening Bob's profile", err);
 
   struct inbox alice_box = {0}, bob_box = {0};
-  sotto_callbacks cb_a = {&alice_box, NULL, on_status, NULL, NULL, NULL, NULL};
-  sotto_callbacks cb_b = {&bob_box, on_message, NULL, NULL, NULL, NULL, NULL};
+  sotto_callbacks cb_a = {.user_data = &alice_box, .on_message_status = on_status};
+  sotto_callbacks cb_b = {.user_data = &bob_box, .on_message = on_message};
   sotto_client_set_callbacks(alice, &cb_a);
   sotto_client_set_callbacks(bob, &cb_b);
 

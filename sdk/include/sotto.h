@@ -103,6 +103,17 @@ typedef enum sotto_connection_state {
   SOTTO_LOGGED_OUT = 4
 } sotto_connection_state;
 
+typedef struct sotto_attachment {
+  const char* file_name;
+  const char* content_type;
+  uint64_t size;
+  uint32_t width;
+  uint32_t height;
+  const uint8_t* thumbnail; /* may be NULL */
+  size_t thumbnail_size;
+  const char* local_path; /* "" until downloaded */
+} sotto_attachment;
+
 typedef struct sotto_message {
   const char* id; /* 32 hex digits */
   int64_t conversation;
@@ -115,6 +126,14 @@ typedef struct sotto_message {
   uint64_t sort_ms;
   sotto_message_status status;
   uint32_t recipients;
+  uint32_t delivered_to; /* outgoing: recipients that have it ("delivered to X of Y") */
+  uint32_t read_by;      /* outgoing: recipients that read it */
+  uint64_t edited_ms;    /* 0 if never edited */
+  bool deleted;          /* deleted for everyone */
+  uint32_t expire_timer_s;
+  uint64_t expires_ms; /* 0: not counting down */
+  const sotto_attachment* attachments;
+  size_t attachment_count;
 } sotto_message;
 
 typedef struct sotto_message_list {
@@ -165,6 +184,14 @@ typedef struct sotto_callbacks {
   void (*on_identity_changed)(void* user_data, const char* account, const char* handle,
                               const char* safety_number);
   void (*on_devices_changed)(void* user_data);
+  /* Edited, deleted for everyone, started its disappearing countdown, or more receipts. */
+  void (*on_message_changed)(void* user_data, const sotto_message* message);
+  /* Gone from history (its disappearing timer ran out). */
+  void (*on_message_removed)(void* user_data, int64_t conversation, const char* message_id);
+  /* A group's name or members, or a disappearing timer, changed. */
+  void (*on_conversation_changed)(void* user_data, int64_t conversation);
+  void (*on_typing)(void* user_data, int64_t conversation, const char* account, bool typing);
+  void (*on_presence)(void* user_data, const char* account, bool online, uint64_t last_seen_ms);
 } sotto_callbacks;
 
 typedef struct sotto_options {
@@ -216,6 +243,132 @@ SOTTO_C_API sotto_message_list* sotto_messages(sotto_client* client, int64_t con
 SOTTO_C_API void sotto_message_list_free(sotto_message_list* list);
 SOTTO_C_API bool sotto_mark_read(sotto_client* client, int64_t conversation,
                                  const char* up_to_message_id, sotto_error* error);
+
+SOTTO_C_API bool sotto_edit_message(sotto_client* client, int64_t conversation,
+                                    const char* message_id, const char* new_text,
+                                    sotto_error* error);
+SOTTO_C_API bool sotto_delete_for_everyone(sotto_client* client, int64_t conversation,
+                                           const char* message_id, sotto_error* error);
+/* 0 turns disappearing messages off. */
+SOTTO_C_API bool sotto_set_disappearing_timer(sotto_client* client, int64_t conversation,
+                                              uint32_t seconds, sotto_error* error);
+
+/* ---- files ---- */
+
+/* Called with bytes done and total; return false to cancel the transfer. */
+typedef bool (*sotto_progress_fn)(void* user_data, uint64_t done, uint64_t total);
+
+typedef struct sotto_file_options {
+  const char* caption;      /* may be NULL */
+  const char* content_type; /* NULL: guessed from the name */
+  const char* file_name;    /* NULL: the file's own */
+  uint32_t width;           /* 0: read from PNG/JPEG headers */
+  uint32_t height;
+  const uint8_t* thumbnail; /* at most 8 KiB; may be NULL */
+  size_t thumbnail_size;
+} sotto_file_options;
+
+/* Encrypts and uploads the file, then queues the message (blocks during the upload). */
+SOTTO_C_API bool sotto_send_file(sotto_client* client, int64_t conversation, const char* path,
+                                 const sotto_file_options* options, sotto_progress_fn progress,
+                                 void* user_data, char* id_out, sotto_error* error);
+/* Downloads (resuming), verifies and decrypts attachment `index` of a message; returns the
+ * file's path, to free with sotto_string_free(), or NULL. */
+SOTTO_C_API char* sotto_download_attachment(sotto_client* client, int64_t conversation,
+                                            const char* message_id, uint32_t index,
+                                            sotto_progress_fn progress, void* user_data,
+                                            sotto_error* error);
+SOTTO_C_API void sotto_string_free(char* s);
+
+/* ---- groups ---- */
+
+typedef struct sotto_group_member {
+  const char* account;
+  const char* handle;
+  bool admin;
+} sotto_group_member;
+
+typedef struct sotto_group {
+  int64_t conversation;
+  const char* group_id; /* 64 hex digits */
+  const char* name;
+  uint32_t revision;
+  const sotto_group_member* members;
+  size_t member_count;
+  bool is_member;
+  bool is_admin;
+} sotto_group;
+
+/* A new group with this account as admin; -1 on error. */
+SOTTO_C_API int64_t sotto_create_group(sotto_client* client, const char* name,
+                                       const char* const* accounts, size_t account_count,
+                                       sotto_error* error);
+SOTTO_C_API sotto_group* sotto_group_info(sotto_client* client, int64_t conversation,
+                                          sotto_error* error);
+SOTTO_C_API void sotto_group_free(sotto_group* group);
+SOTTO_C_API bool sotto_add_group_members(sotto_client* client, int64_t conversation,
+                                         const char* const* accounts, size_t account_count,
+                                         sotto_error* error);
+SOTTO_C_API bool sotto_remove_group_members(sotto_client* client, int64_t conversation,
+                                            const char* const* accounts, size_t account_count,
+                                            sotto_error* error);
+SOTTO_C_API bool sotto_rename_group(sotto_client* client, int64_t conversation, const char* name,
+                                    sotto_error* error);
+SOTTO_C_API bool sotto_set_group_admin(sotto_client* client, int64_t conversation,
+                                       const char* account, bool admin, sotto_error* error);
+SOTTO_C_API bool sotto_leave_group(sotto_client* client, int64_t conversation, sotto_error* error);
+
+/* ---- typing and presence ---- */
+
+SOTTO_C_API bool sotto_set_typing(sotto_client* client, int64_t conversation, bool typing,
+                                  sotto_error* error);
+/* The conversations on screen: their members' presence arrives through on_presence. */
+SOTTO_C_API bool sotto_watch_presence(sotto_client* client, const int64_t* conversations,
+                                      size_t count, sotto_error* error);
+SOTTO_C_API bool sotto_set_presence_hidden(sotto_client* client, bool hidden, sotto_error* error);
+
+/* ---- search (see sotto/Search.h for the query language) ---- */
+
+typedef struct sotto_search_query {
+  const char* text;
+  const int64_t* conversations; /* filter; may be NULL */
+  size_t conversation_count;
+  const char* const* senders; /* account ids; may be NULL */
+  size_t sender_count;
+  uint64_t since_ms; /* 0: no lower bound */
+  uint64_t until_ms; /* 0: no upper bound */
+  bool with_attachments_only;
+  bool by_relevance;  /* false: newest first */
+  uint32_t limit;     /* 0: 20 */
+  const char* cursor; /* NULL or "" for the first page */
+} sotto_search_query;
+
+typedef struct sotto_search_highlight {
+  uint32_t begin; /* byte offsets into the snippet */
+  uint32_t end;
+} sotto_search_highlight;
+
+typedef struct sotto_search_hit {
+  const char* message_id;
+  int64_t conversation;
+  const char* sender;
+  uint64_t sort_ms;
+  const char* snippet;
+  const sotto_search_highlight* highlights;
+  size_t highlight_count;
+  double score;
+} sotto_search_hit;
+
+typedef struct sotto_search_page {
+  const sotto_search_hit* hits;
+  size_t count;
+  const char* next_cursor; /* "" at the end */
+  bool index_complete;
+} sotto_search_page;
+
+SOTTO_C_API sotto_search_page* sotto_search(sotto_client* client, const sotto_search_query* query,
+                                            sotto_error* error);
+SOTTO_C_API void sotto_search_page_free(sotto_search_page* page);
 
 /* The 60-digit safety number with an account, written with a NUL to `digits_out` (61 bytes). */
 SOTTO_C_API bool sotto_safety_number(sotto_client* client, const char* account, char* digits_out,

@@ -1,4 +1,6 @@
 // The C API (sotto.h) over sotto::Client.
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -60,13 +62,70 @@ void fill(sotto_message& out, const sotto::Message& m) {
   out.sort_ms = m.sort_ms;
   out.status = static_cast<sotto_message_status>(m.status);
   out.recipients = m.recipients;
+  out.delivered_to = m.delivered_to;
+  out.read_by = m.read_by;
+  out.edited_ms = m.edited_ms;
+  out.deleted = m.deleted;
+  out.expire_timer_s = m.expire_timer_s;
+  out.expires_ms = m.expires_ms;
+  out.attachment_count = m.attachments.size();
+  out.attachments = nullptr;
+  if (!m.attachments.empty()) {
+    auto* a =
+        static_cast<sotto_attachment*>(std::calloc(m.attachments.size(), sizeof(sotto_attachment)));
+    for (size_t i = 0; a && i < m.attachments.size(); ++i) {
+      const auto& src = m.attachments[i];
+      a[i].file_name = dup(src.file_name);
+      a[i].content_type = dup(src.content_type);
+      a[i].size = src.size;
+      a[i].width = src.width;
+      a[i].height = src.height;
+      a[i].thumbnail_size = src.thumbnail.size();
+      if (!src.thumbnail.empty()) {
+        auto* t = static_cast<uint8_t*>(std::malloc(src.thumbnail.size()));
+        if (t) std::memcpy(t, src.thumbnail.data(), src.thumbnail.size());
+        a[i].thumbnail = t;
+      }
+      a[i].local_path = dup(src.local_path);
+    }
+    out.attachments = a;
+    if (!a) out.attachment_count = 0;
+  }
 }
 
 void free_message(sotto_message& m) {
   std::free(const_cast<char*>(m.id));
   std::free(const_cast<char*>(m.sender));
   std::free(const_cast<char*>(m.text));
+  for (size_t i = 0; i < m.attachment_count; ++i) {
+    const auto& a = m.attachments[i];
+    std::free(const_cast<char*>(a.file_name));
+    std::free(const_cast<char*>(a.content_type));
+    std::free(const_cast<uint8_t*>(a.thumbnail));
+    std::free(const_cast<char*>(a.local_path));
+  }
+  std::free(const_cast<sotto_attachment*>(m.attachments));
 }
+
+std::vector<std::string> accounts_of(const char* const* accounts, size_t n) {
+  std::vector<std::string> out;
+  for (size_t i = 0; accounts && i < n; ++i)
+    if (accounts[i]) out.emplace_back(accounts[i]);
+  return out;
+}
+
+// A C progress callback that can cancel, as a C++ progress callback and a cancel flag.
+struct Transfer {
+  sotto_progress_fn fn;
+  void* user_data;
+  std::atomic<bool> cancel{false};
+  sotto::TransferProgress progress() {
+    if (!fn) return {};
+    return [this](uint64_t done, uint64_t total) {
+      if (!fn(user_data, done, total)) cancel = true;
+    };
+  }
+};
 
 void fill_account(sotto_account* out, const sotto::AccountInfo& a) {
   if (!out) return;
@@ -88,13 +147,35 @@ class CListener final : public sotto::ClientListener {
   void on_message(const sotto::Message& m) override {
     auto cb = get();
     if (!cb.on_message) return;
-    sotto_message view{m.id.c_str(),     m.conversation,
-                       m.sender.c_str(), m.sender_device,
-                       m.outgoing,       static_cast<sotto_message_kind>(m.kind),
-                       m.text.c_str(),   m.sent_ms,
-                       m.sort_ms,        static_cast<sotto_message_status>(m.status),
-                       m.recipients};
-    cb.on_message(cb.user_data, &view);
+    sotto_message c{};
+    fill(c, m);
+    cb.on_message(cb.user_data, &c);
+    free_message(c);
+  }
+  void on_message_changed(const sotto::Message& m) override {
+    auto cb = get();
+    if (!cb.on_message_changed) return;
+    sotto_message c{};
+    fill(c, m);
+    cb.on_message_changed(cb.user_data, &c);
+    free_message(c);
+  }
+  void on_message_removed(sotto::ConversationId conversation, const std::string& id) override {
+    auto cb = get();
+    if (cb.on_message_removed) cb.on_message_removed(cb.user_data, conversation, id.c_str());
+  }
+  void on_conversation_changed(sotto::ConversationId conversation) override {
+    auto cb = get();
+    if (cb.on_conversation_changed) cb.on_conversation_changed(cb.user_data, conversation);
+  }
+  void on_typing(sotto::ConversationId conversation, const std::string& account,
+                 bool typing) override {
+    auto cb = get();
+    if (cb.on_typing) cb.on_typing(cb.user_data, conversation, account.c_str(), typing);
+  }
+  void on_presence(const std::string& account, bool online, uint64_t last_seen_ms) override {
+    auto cb = get();
+    if (cb.on_presence) cb.on_presence(cb.user_data, account.c_str(), online, last_seen_ms);
   }
   void on_message_status(sotto::ConversationId conversation, const std::string& id,
                          sotto::MessageStatus status) override {
@@ -362,6 +443,252 @@ bool sotto_mark_read(sotto_client* client, int64_t conversation, const char* up_
   if (fail_if(r, error)) return false;
   ok(error);
   return true;
+}
+
+bool sotto_edit_message(sotto_client* client, int64_t conversation, const char* message_id,
+                        const char* new_text, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  if (!message_id || !new_text) return null_arg(error, !message_id ? "message_id" : "new_text");
+  auto r = client->client->edit_message(conversation, message_id, new_text);
+  if (fail_if(r, error)) return false;
+  ok(error);
+  return true;
+}
+
+bool sotto_delete_for_everyone(sotto_client* client, int64_t conversation, const char* message_id,
+                               sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  if (!message_id) return null_arg(error, "message_id");
+  auto r = client->client->delete_for_everyone(conversation, message_id);
+  if (fail_if(r, error)) return false;
+  ok(error);
+  return true;
+}
+
+bool sotto_set_disappearing_timer(sotto_client* client, int64_t conversation, uint32_t seconds,
+                                  sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  auto r = client->client->set_disappearing_timer(conversation, seconds);
+  if (fail_if(r, error)) return false;
+  ok(error);
+  return true;
+}
+
+bool sotto_send_file(sotto_client* client, int64_t conversation, const char* path,
+                     const sotto_file_options* options, sotto_progress_fn progress, void* user_data,
+                     char* id_out, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  if (!path) return null_arg(error, "path");
+  sotto::FileOptions o;
+  if (options) {
+    if (options->caption) o.caption = options->caption;
+    if (options->content_type) o.content_type = options->content_type;
+    if (options->file_name) o.file_name = options->file_name;
+    o.width = options->width;
+    o.height = options->height;
+    if (options->thumbnail && options->thumbnail_size)
+      o.thumbnail.assign(options->thumbnail, options->thumbnail + options->thumbnail_size);
+  }
+  Transfer t{progress, user_data};
+  auto r = client->client->send_file(conversation, path, o, t.progress(), &t.cancel);
+  if (fail_if(r, error)) return false;
+  if (id_out) copy_to(id_out, 33, *r);
+  ok(error);
+  return true;
+}
+
+char* sotto_download_attachment(sotto_client* client, int64_t conversation, const char* message_id,
+                                uint32_t index, sotto_progress_fn progress, void* user_data,
+                                sotto_error* error) {
+  SOTTO_CHECK_CLIENT(nullptr);
+  if (!message_id) return null_arg(error, "message_id"), nullptr;
+  Transfer t{progress, user_data};
+  auto r =
+      client->client->download_attachment(conversation, message_id, index, t.progress(), &t.cancel);
+  if (fail_if(r, error)) return nullptr;
+  ok(error);
+  return dup(r->string());
+}
+
+void sotto_string_free(char* s) { std::free(s); }
+
+int64_t sotto_create_group(sotto_client* client, const char* name, const char* const* accounts,
+                           size_t account_count, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(-1);
+  if (!name) return null_arg(error, "name"), -1;
+  auto r = client->client->create_group(name, accounts_of(accounts, account_count));
+  if (fail_if(r, error)) return -1;
+  ok(error);
+  return *r;
+}
+
+sotto_group* sotto_group_info(sotto_client* client, int64_t conversation, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(nullptr);
+  auto r = client->client->group(conversation);
+  if (fail_if(r, error)) return nullptr;
+  auto* g = static_cast<sotto_group*>(std::calloc(1, sizeof(sotto_group)));
+  if (!g) return set_error(error, sotto::ErrorCode::kInternal, "out of memory"), nullptr;
+  g->conversation = r->conversation;
+  g->group_id = dup(r->group_id);
+  g->name = dup(r->name);
+  g->revision = r->revision;
+  g->is_member = r->is_member;
+  g->is_admin = r->is_admin;
+  auto* members = static_cast<sotto_group_member*>(
+      std::calloc(r->members.size() ? r->members.size() : 1, sizeof(sotto_group_member)));
+  g->member_count = members ? r->members.size() : 0;
+  for (size_t i = 0; i < g->member_count; ++i) {
+    members[i].account = dup(r->members[i].account);
+    members[i].handle = dup(r->members[i].handle);
+    members[i].admin = r->members[i].admin;
+  }
+  g->members = members;
+  ok(error);
+  return g;
+}
+
+void sotto_group_free(sotto_group* g) {
+  if (!g) return;
+  for (size_t i = 0; i < g->member_count; ++i) {
+    std::free(const_cast<char*>(g->members[i].account));
+    std::free(const_cast<char*>(g->members[i].handle));
+  }
+  std::free(const_cast<sotto_group_member*>(g->members));
+  std::free(const_cast<char*>(g->group_id));
+  std::free(const_cast<char*>(g->name));
+  std::free(g);
+}
+
+bool sotto_add_group_members(sotto_client* client, int64_t conversation,
+                             const char* const* accounts, size_t account_count,
+                             sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  auto r = client->client->add_group_members(conversation, accounts_of(accounts, account_count));
+  if (fail_if(r, error)) return false;
+  ok(error);
+  return true;
+}
+
+bool sotto_remove_group_members(sotto_client* client, int64_t conversation,
+                                const char* const* accounts, size_t account_count,
+                                sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  auto r = client->client->remove_group_members(conversation, accounts_of(accounts, account_count));
+  if (fail_if(r, error)) return false;
+  ok(error);
+  return true;
+}
+
+bool sotto_rename_group(sotto_client* client, int64_t conversation, const char* name,
+                        sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  if (!name) return null_arg(error, "name");
+  auto r = client->client->rename_group(conversation, name);
+  if (fail_if(r, error)) return false;
+  ok(error);
+  return true;
+}
+
+bool sotto_set_group_admin(sotto_client* client, int64_t conversation, const char* account,
+                           bool admin, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  if (!account) return null_arg(error, "account");
+  auto r = client->client->set_group_admin(conversation, account, admin);
+  if (fail_if(r, error)) return false;
+  ok(error);
+  return true;
+}
+
+bool sotto_leave_group(sotto_client* client, int64_t conversation, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  auto r = client->client->leave_group(conversation);
+  if (fail_if(r, error)) return false;
+  ok(error);
+  return true;
+}
+
+bool sotto_set_typing(sotto_client* client, int64_t conversation, bool typing, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  auto r = client->client->set_typing(conversation, typing);
+  if (fail_if(r, error)) return false;
+  ok(error);
+  return true;
+}
+
+bool sotto_watch_presence(sotto_client* client, const int64_t* conversations, size_t count,
+                          sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  std::vector<sotto::ConversationId> list;
+  for (size_t i = 0; conversations && i < count; ++i) list.push_back(conversations[i]);
+  auto r = client->client->watch_presence(list);
+  if (fail_if(r, error)) return false;
+  ok(error);
+  return true;
+}
+
+bool sotto_set_presence_hidden(sotto_client* client, bool hidden, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  auto r = client->client->set_presence_hidden(hidden);
+  if (fail_if(r, error)) return false;
+  ok(error);
+  return true;
+}
+
+sotto_search_page* sotto_search(sotto_client* client, const sotto_search_query* query,
+                                sotto_error* error) {
+  SOTTO_CHECK_CLIENT(nullptr);
+  if (!query || !query->text) return null_arg(error, !query ? "query" : "query->text"), nullptr;
+  sotto::SearchQuery q;
+  q.text = query->text;
+  for (size_t i = 0; query->conversations && i < query->conversation_count; ++i)
+    q.conversations.push_back(query->conversations[i]);
+  q.senders = accounts_of(query->senders, query->sender_count);
+  q.since_ms = query->since_ms;
+  q.until_ms = query->until_ms;
+  q.with_attachments_only = query->with_attachments_only;
+  q.order = query->by_relevance ? sotto::SearchOrder::kRelevance : sotto::SearchOrder::kNewest;
+  if (query->limit) q.limit = query->limit;
+  if (query->cursor) q.cursor = query->cursor;
+  auto r = client->client->search(q);
+  if (fail_if(r, error)) return nullptr;
+  auto* page = static_cast<sotto_search_page*>(std::calloc(1, sizeof(sotto_search_page)));
+  if (!page) return set_error(error, sotto::ErrorCode::kInternal, "out of memory"), nullptr;
+  auto* hits = static_cast<sotto_search_hit*>(
+      std::calloc(r->hits.size() ? r->hits.size() : 1, sizeof(sotto_search_hit)));
+  page->count = hits ? r->hits.size() : 0;
+  for (size_t i = 0; i < page->count; ++i) {
+    const auto& h = r->hits[i];
+    hits[i].message_id = dup(h.message_id);
+    hits[i].conversation = h.conversation;
+    hits[i].sender = dup(h.sender);
+    hits[i].sort_ms = h.sort_ms;
+    hits[i].snippet = dup(h.snippet);
+    hits[i].score = h.score;
+    auto* hl = static_cast<sotto_search_highlight*>(
+        std::calloc(h.highlights.size() ? h.highlights.size() : 1, sizeof(sotto_search_highlight)));
+    hits[i].highlight_count = hl ? h.highlights.size() : 0;
+    for (size_t j = 0; j < hits[i].highlight_count; ++j)
+      hl[j] = sotto_search_highlight{h.highlights[j].begin, h.highlights[j].end};
+    hits[i].highlights = hl;
+  }
+  page->hits = hits;
+  page->next_cursor = dup(r->next_cursor);
+  page->index_complete = r->index_complete;
+  ok(error);
+  return page;
+}
+
+void sotto_search_page_free(sotto_search_page* page) {
+  if (!page) return;
+  for (size_t i = 0; i < page->count; ++i) {
+    std::free(const_cast<char*>(page->hits[i].message_id));
+    std::free(const_cast<char*>(page->hits[i].sender));
+    std::free(const_cast<char*>(page->hits[i].snippet));
+    std::free(const_cast<sotto_search_highlight*>(page->hits[i].highlights));
+  }
+  std::free(const_cast<sotto_search_hit*>(page->hits));
+  std::free(const_cast<char*>(page->next_cursor));
+  std::free(page);
 }
 
 bool sotto_safety_number(sotto_client* client, const char* account, char* digits_out,

@@ -1,0 +1,158 @@
+// The C API (sotto.h) beyond the basics of sdk/examples/hello.c: groups, files, edits, search
+// and the callbacks that report them, against a real relay.
+#include <gtest/gtest.h>
+#include <sodium.h>
+
+#include <atomic>
+#include <fstream>
+#include <mutex>
+
+#include "ClientHarness.h"
+#include "sotto.h"
+
+namespace sotto::test {
+namespace {
+
+struct Seen {
+  std::mutex mu;
+  std::vector<std::string> texts;
+  std::vector<std::pair<std::string, size_t>> files;  // message id, attachment count
+  std::vector<std::string> changed;
+  int64_t group = -1;
+};
+
+void on_message(void* user, const sotto_message* m) {
+  auto* s = static_cast<Seen*>(user);
+  std::lock_guard lock(s->mu);
+  if (m->outgoing || m->kind != SOTTO_KIND_TEXT) return;
+  s->texts.emplace_back(m->text);
+  if (m->attachment_count) s->files.emplace_back(m->id, m->attachment_count);
+}
+void on_changed(void* user, const sotto_message* m) {
+  auto* s = static_cast<Seen*>(user);
+  std::lock_guard lock(s->mu);
+  s->changed.emplace_back(m->text);
+}
+void on_conversation(void* user, int64_t conversation) {
+  auto* s = static_cast<Seen*>(user);
+  std::lock_guard lock(s->mu);
+  s->group = conversation;
+}
+
+struct CClient {
+  CClient(const RelayProcess& relay, const TempDir& dir, const std::string& name) {
+    sotto_options o{nullptr, name.c_str()};
+    std::string url = relay.ws_url();
+    o.relay_url = url.c_str();
+    Bytes key(32, static_cast<uint8_t>(name[0]));
+    sotto_error err;
+    c = sotto_client_open((dir.path() / name).c_str(), nullptr, key.data(), &o, &err);
+    EXPECT_NE(c, nullptr) << sotto_error_string();
+    sotto_callbacks cb{};
+    cb.user_data = &seen;
+    cb.on_message = on_message;
+    cb.on_message_changed = on_changed;
+    cb.on_conversation_changed = on_conversation;
+    sotto_client_set_callbacks(c, &cb);
+    EXPECT_TRUE(sotto_register(c, name.c_str(), &me, &err)) << sotto_error_string();
+    EXPECT_TRUE(sotto_wait_online(c, 20000));
+  }
+  ~CClient() { sotto_client_close(c); }
+  size_t texts() {
+    std::lock_guard lock(seen.mu);
+    return seen.texts.size();
+  }
+  sotto_client* c = nullptr;
+  sotto_account me{};
+  Seen seen;
+};
+
+bool keep_going(void* user, uint64_t done, uint64_t total) {
+  *static_cast<uint64_t*>(user) = done == total ? total : 0;
+  return true;
+}
+
+TEST(CApi, GroupsFilesEditsAndSearch) {
+  RelayProcess relay;
+  TempDir dir;
+  CClient alice(relay, dir, "calice"), bob(relay, dir, "cbob"), carol(relay, dir, "ccarol");
+  sotto_error err;
+  const char* members[] = {bob.me.account, carol.me.account};
+  int64_t group = sotto_create_group(alice.c, "C friends", members, 2, &err);
+  ASSERT_GE(group, 0) << sotto_error_string();
+  char id[33];
+  ASSERT_TRUE(sotto_send_text(alice.c, group, "hello from the C API", id, &err));
+  ASSERT_TRUE(eventually([&] { return bob.texts() == 1 && carol.texts() == 1; }));
+  sotto_group* info = sotto_group_info(bob.c, bob.seen.group, &err);
+  ASSERT_NE(info, nullptr) << sotto_error_string();
+  EXPECT_STREQ(info->name, "C friends");
+  EXPECT_EQ(info->member_count, 3u);
+  EXPECT_FALSE(info->is_admin);
+  sotto_group_free(info);
+  EXPECT_FALSE(sotto_rename_group(bob.c, bob.seen.group, "mine now", &err));
+  EXPECT_EQ(err, SOTTO_ERR_FORBIDDEN);
+  EXPECT_NE(std::string(sotto_error_string()).find("admin"), std::string::npos);
+
+  // A file, with progress.
+  Bytes content(100000);
+  randombytes_buf(content.data(), content.size());
+  auto path = dir.path() / "notes.bin";
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(content.data()),
+             static_cast<std::streamsize>(content.size()));
+  uint64_t finished = 0;
+  sotto_file_options fo{};
+  fo.caption = "the notes";
+  ASSERT_TRUE(sotto_send_file(alice.c, group, path.c_str(), &fo, keep_going, &finished, id, &err))
+      << sotto_error_string();
+  EXPECT_GT(finished, 0u);
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock(carol.seen.mu);
+    return !carol.seen.files.empty();
+  }));
+  std::string file_id = carol.seen.files[0].first;
+  char* got = sotto_download_attachment(carol.c, carol.seen.group, file_id.c_str(), 0, nullptr,
+                                        nullptr, &err);
+  ASSERT_NE(got, nullptr) << sotto_error_string();
+  EXPECT_EQ(read_file(got), content);
+  sotto_string_free(got);
+
+  // An edit reaches the others; search finds the new words only.
+  ASSERT_TRUE(sotto_send_text(alice.c, group, "the meeting is on tuesday", id, &err));
+  ASSERT_TRUE(eventually([&] { return bob.texts() == 3; }));
+  ASSERT_TRUE(sotto_edit_message(alice.c, group, id, "the meeting is on friday", &err));
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock(bob.seen.mu);
+    return !bob.seen.changed.empty() && bob.seen.changed.back() == "the meeting is on friday";
+  }));
+  sotto_search_query q{};
+  q.text = "friday";
+  sotto_search_page* page = sotto_search(bob.c, &q, &err);
+  ASSERT_NE(page, nullptr) << sotto_error_string();
+  ASSERT_EQ(page->count, 1u);
+  EXPECT_EQ(page->hits[0].conversation, bob.seen.group);
+  EXPECT_EQ(page->hits[0].highlight_count, 1u);
+  sotto_search_page_free(page);
+  q.text = "tuesday";
+  page = sotto_search(bob.c, &q, &err);
+  ASSERT_NE(page, nullptr);
+  EXPECT_EQ(page->count, 0u);
+  sotto_search_page_free(page);
+  q.text = "\"unclosed";
+  EXPECT_EQ(sotto_search(bob.c, &q, &err), nullptr);
+  EXPECT_EQ(err, SOTTO_ERR_INVALID_ARGUMENT);
+
+  // Leaving: carol is out, and says so.
+  ASSERT_TRUE(sotto_leave_group(carol.c, carol.seen.group, &err)) << sotto_error_string();
+  ASSERT_TRUE(eventually([&] {
+    sotto_group* g = sotto_group_info(alice.c, group, &err);
+    bool two = g && g->member_count == 2;
+    sotto_group_free(g);
+    return two;
+  }));
+  EXPECT_FALSE(sotto_send_text(carol.c, carol.seen.group, "still here?", id, &err));
+  EXPECT_EQ(err, SOTTO_ERR_FORBIDDEN);
+}
+
+}  // namespace
+}  // namespace sotto::test
