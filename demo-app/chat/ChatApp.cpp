@@ -1014,7 +1014,8 @@ void ChatApp::cmd_get(const std::string& a) {
     return error("that message has no file " + std::to_string(index + 1));
   uint64_t tid = next_transfer_++;
   start_transfer("\u2193 " + m->attachments[index].file_name, tid);
-  background([this, c, id, index, dir, tid]() -> std::function<void()> {
+  std::string name = m->attachments[index].file_name;
+  background([this, c, id, index, dir, tid, name]() -> std::function<void()> {
     auto last = std::make_shared<uint64_t>(0);
     auto path = client_->download_attachment(
         c, id, index,
@@ -1035,7 +1036,9 @@ void ChatApp::cmd_get(const std::string& a) {
     if (path.ok() && !dir.empty()) {
       std::error_code ec;
       std::filesystem::create_directories(dir, ec);
-      auto target = std::filesystem::path(dir) / path->filename();
+      // The profile keeps its copy under a unique name; the user gets the sender's name.
+      auto base = std::filesystem::path(name).filename();
+      auto target = std::filesystem::path(dir) / (base.empty() ? path->filename() : base);
       std::filesystem::copy_file(*path, target, std::filesystem::copy_options::overwrite_existing,
                                  ec);
       if (ec)

@@ -106,9 +106,11 @@ ChatWindow::ChatWindow(Backend* backend, QSettings* settings, QWidget* parent)
   connect(&typing_timer_, &QTimer::timeout, this, [this] {
     // Expire typing others stopped renewing, and stop ours after five idle seconds.
     qint64 now = QDateTime::currentMSecsSinceEpoch();
-    for (auto it = typing_.begin(); it != typing_.end(); ++it)
-      for (const auto& acc : it.value().keys())
-        if (it.value().value(acc) < now) typing_changed(it.key(), acc, false);
+    std::vector<std::pair<ConversationId, QString>> expired;
+    for (auto it = typing_.cbegin(); it != typing_.cend(); ++it)
+      for (auto who = it.value().cbegin(); who != it.value().cend(); ++who)
+        if (who.value() < now) expired.emplace_back(it.key(), who.key());
+    for (const auto& [c, acc] : expired) typing_changed(c, acc, false);
     if (typing_sent_ && now - typing_sent_at_ > 5000) {
       typing_sent_ = false;
       ConversationId c = current();
@@ -978,10 +980,11 @@ void ChatWindow::run_search(const QString& text) {
           search_status_->setText(QString::fromStdString(page.error().message));
           return;
         }
-        search_status_->setText(page->hits.empty()
-                                    ? tr("No messages found")
-                                    : tr("%n message(s)", "", static_cast<int>(page->hits.size())) +
-                                          (page->next_cursor.empty() ? "" : "+"));
+        size_t n = page->hits.size();
+        search_status_->setText(
+            n == 0   ? tr("No messages found")
+            : n == 1 ? tr("1 message")
+                     : tr("%1%2 messages").arg(n).arg(page->next_cursor.empty() ? "" : "+"));
         for (const auto& hit : page->hits) {
           int crow = conversations_.row_of(hit.conversation);
           const Conversation* c = conversations_.at(crow);
@@ -999,10 +1002,11 @@ void ChatWindow::run_search(const QString& text) {
           auto* wl = new QVBoxLayout(w);
           wl->setContentsMargins(16, 10, 16, 10);
           wl->setSpacing(3);
-          auto* top = new QLabel(
-              QString("<b>%1</b> <span style='color:#6b7280'>· %2</span>"
-                      "<span style='color:#6b7280; float:right'> · %3</span>")
-                  .arg(where.toHtmlEscaped(), who.toHtmlEscaped(), when.toHtmlEscaped()));
+          // The author only where it is not obvious: own messages, and groups.
+          bool direct = c && c->kind == ConversationKind::kDirect;
+          QString by = who == tr("You") || !direct ? " · " + who.toHtmlEscaped() : QString();
+          auto* top = new QLabel(QString("<b>%1</b><span style='color:#6b7280'>%2 · %3</span>")
+                                     .arg(where.toHtmlEscaped(), by, when.toHtmlEscaped()));
           top->setTextFormat(Qt::RichText);
           wl->addWidget(top);
           auto* snippet = new QLabel(highlighted(hit));
@@ -1011,7 +1015,9 @@ void ChatWindow::run_search(const QString& text) {
           snippet->setWordWrap(true);
           wl->addWidget(snippet);
           w->setAttribute(Qt::WA_TransparentForMouseEvents);
-          item->setSizeHint(w->sizeHint() + QSize(0, 4));
+          // Word-wrapped labels: the height follows from the list's width.
+          int width = std::max(search_results_->viewport()->width(), 300);
+          item->setSizeHint(QSize(width, w->layout()->heightForWidth(width)));
           search_results_->addItem(item);
           search_results_->setItemWidget(item, w);
         }

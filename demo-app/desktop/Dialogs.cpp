@@ -154,6 +154,11 @@ SettingsDialog::SettingsDialog(Backend* backend, QSettings* settings, QWidget* p
   dl->addWidget(devices_, 1);
   auto* remove = new QPushButton(tr("Remove selected device"));
   remove->setProperty("danger", true);
+  remove->setEnabled(false);
+  connect(devices_, &QListWidget::currentItemChanged, this, [remove](QListWidgetItem* item) {
+    // This device leaves by being removed from another one.
+    remove->setEnabled(item && !item->data(Qt::UserRole + 1).toBool());
+  });
   dl->addWidget(remove, 0, Qt::AlignLeft);
   dl->addWidget(heading(tr("Link a device")));
   dl->addWidget(
@@ -228,6 +233,7 @@ void SettingsDialog::refresh_devices() {
                       .arg(QString::fromStdString(app::format_time(d.created_ms, app::now_ms())));
           auto* item = new QListWidgetItem(text + "\n" + bits.join(" · "));
           item->setData(Qt::UserRole, d.device_id);
+          item->setData(Qt::UserRole + 1, d.this_device);
           item->setIcon(
               theme::icon(theme::Icon::kShield, d.connected ? theme::kOnline : theme::kMuted, 24));
           devices_->addItem(item);
@@ -368,6 +374,7 @@ ConversationInfoDialog::ConversationInfoDialog(Backend* backend, const Conversat
     auto* add_row = new QHBoxLayout;
     add_combo_ = new QComboBox;
     add_combo_->setObjectName("addMemberCombo");
+    add_combo_->setPlaceholderText(tr("Everyone in your contacts is here"));
     add_row->addWidget(add_combo_, 1);
     auto* add = new QPushButton(tr("Add member"));
     add->setObjectName("addMemberButton");

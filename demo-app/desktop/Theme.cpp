@@ -29,13 +29,20 @@ void apply(QApplication& app) {
   f.setPointSizeF(10);
   app.setFont(f);
   app.setStyleSheet(QStringLiteral(R"(
-    QLineEdit, QPlainTextEdit, QComboBox, QSpinBox {
+    QLineEdit, QPlainTextEdit, QSpinBox {
       border: 1px solid #d9dde3; border-radius: 8px; padding: 7px 10px; background: white;
+      min-height: 20px;
       selection-background-color: #2563eb;
     }
+    QComboBox {
+      border: 1px solid #d9dde3; border-radius: 8px; padding: 7px 10px; background: white;
+      min-height: 20px;
+    }
+    QComboBox::drop-down { border: none; width: 26px; }
     QLineEdit:focus, QPlainTextEdit:focus { border: 1px solid #2563eb; }
     QPushButton {
       border: 1px solid #d9dde3; border-radius: 8px; padding: 7px 16px; background: #f6f7f9;
+      min-height: 20px;
     }
     QPushButton:hover { background: #eef0f3; }
     QPushButton:disabled { color: #a0a6ae; }
@@ -46,6 +53,7 @@ void apply(QApplication& app) {
     QPushButton[primary="true"]:disabled { background: #93b4f5; border-color: #93b4f5; }
     QPushButton[flat="true"] { border: none; background: transparent; color: #2563eb; }
     QPushButton[danger="true"] { color: #dc2626; }
+    QPushButton[danger="true"]:disabled { color: #eba9a9; }
     QToolButton { border: none; border-radius: 8px; padding: 6px; background: transparent; }
     QToolButton:hover { background: #eef0f3; }
     QToolButton:checked { background: #e8f0fe; }
@@ -113,6 +121,31 @@ void paint_avatar(QPainter& p, const QRectF& r, const QString& title, const QStr
     p.drawEllipse(dot);
   }
   p.restore();
+}
+
+QPixmap logo(int size) {
+  QPixmap pm(size * 2, size * 2);
+  pm.setDevicePixelRatio(2);
+  pm.fill(Qt::transparent);
+  QPainter p(&pm);
+  p.setRenderHint(QPainter::Antialiasing);
+  qreal s = size;
+  p.setPen(Qt::NoPen);
+  p.setBrush(kAccent);
+  p.drawEllipse(QRectF(0, 0, s, s));
+  // A speech bubble with a keyhole: a private conversation.
+  QPainterPath bubble;
+  bubble.addRoundedRect(QRectF(s * 0.22, s * 0.26, s * 0.56, s * 0.4), s * 0.12, s * 0.12);
+  QPainterPath tail;
+  tail.moveTo(s * 0.34, s * 0.6);
+  tail.lineTo(s * 0.3, s * 0.78);
+  tail.lineTo(s * 0.5, s * 0.64);
+  p.setBrush(Qt::white);
+  p.drawPath(bubble.united(tail));
+  p.setBrush(kAccent);
+  p.drawEllipse(QPointF(s * 0.5, s * 0.42), s * 0.06, s * 0.06);
+  p.drawRect(QRectF(s * 0.475, s * 0.44, s * 0.05, s * 0.12));
+  return pm;
 }
 
 QPixmap avatar(const QString& title, const QString& key, int size, bool group, bool online) {

@@ -39,6 +39,8 @@ QString initials(const QString& title);
 // Paints a round avatar with initials, and a presence dot when `online`.
 void paint_avatar(QPainter& p, const QRectF& rect, const QString& title, const QString& key,
                   bool group, bool online);
+// The app's mark: a speech bubble with a keyhole on the accent colour.
+QPixmap logo(int size);
 QPixmap avatar(const QString& title, const QString& key, int size, bool group = false,
                bool online = false);
 

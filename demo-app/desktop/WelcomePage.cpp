@@ -6,7 +6,6 @@
 #include <QLineEdit>
 #include <QPushButton>
 #include <QSettings>
-#include <QStackedWidget>
 #include <QSysInfo>
 #include <QVBoxLayout>
 #include <atomic>
@@ -55,7 +54,7 @@ WelcomePage::WelcomePage(Backend* backend, QDir data_dir, QString relay_url, QWi
   cl->setContentsMargins(36, 32, 36, 32);
   cl->setSpacing(14);
   auto* logo = new QLabel;
-  logo->setPixmap(theme::avatar("sotto", "sotto-brand", 56));
+  logo->setPixmap(theme::logo(60));
   cl->addWidget(logo, 0, Qt::AlignHCenter);
   auto* title = label(tr("Welcome to sotto"), "title");
   title->setAlignment(Qt::AlignHCenter);
@@ -67,8 +66,6 @@ WelcomePage::WelcomePage(Backend* backend, QDir data_dir, QString relay_url, QWi
   cl->addWidget(sub);
   cl->addSpacing(6);
 
-  steps_ = new QStackedWidget;
-  cl->addWidget(steps_);
 
   // Step 1: the profile.
   auto* p1 = new QWidget;
@@ -111,7 +108,8 @@ WelcomePage::WelcomePage(Backend* backend, QDir data_dir, QString relay_url, QWi
   open_button_ = primary(tr("Continue"));
   open_button_->setObjectName("openButton");
   f1->addWidget(open_button_);
-  steps_->addWidget(p1);
+  cl->addWidget(p1);
+  steps_.push_back(p1);
 
   // Step 2: the account.
   auto* p2 = new QWidget;
@@ -135,7 +133,8 @@ WelcomePage::WelcomePage(Backend* backend, QDir data_dir, QString relay_url, QWi
   link_button_->setProperty("flat", true);
   link_button_->setCursor(Qt::PointingHandCursor);
   f2->addWidget(link_button_);
-  steps_->addWidget(p2);
+  cl->addWidget(p2);
+  steps_.push_back(p2);
 
   // Step 3: linking.
   auto* p3 = new QWidget;
@@ -158,7 +157,8 @@ WelcomePage::WelcomePage(Backend* backend, QDir data_dir, QString relay_url, QWi
   f3->addWidget(link_status_);
   auto* cancel = new QPushButton(tr("Cancel"));
   f3->addWidget(cancel);
-  steps_->addWidget(p3);
+  cl->addWidget(p3);
+  steps_.push_back(p3);
 
   connect(profile_combo_, &QComboBox::currentIndexChanged, this,
           &WelcomePage::profile_choice_changed);
@@ -175,6 +175,12 @@ WelcomePage::WelcomePage(Backend* backend, QDir data_dir, QString relay_url, QWi
   connect(link_button_, &QPushButton::clicked, this, &WelcomePage::start_link);
   connect(cancel, &QPushButton::clicked, this, &WelcomePage::cancel_link);
   profile_choice_changed();
+  show_step(0);
+}
+
+void WelcomePage::show_step(int index) {
+  // Only the step on screen takes room in the card (a stacked widget would keep the tallest).
+  for (size_t i = 0; i < steps_.size(); ++i) steps_[i]->setVisible(static_cast<int>(i) == index);
 }
 
 void WelcomePage::profile_choice_changed() {
@@ -237,7 +243,7 @@ void WelcomePage::open_profile() {
                      return show_error(profile_error_, QString::fromStdString(s.error().message));
                    }
                    if (backend_->account().isEmpty()) {
-                     steps_->setCurrentIndex(1);
+                     show_step(1);
                      handle_->setFocus();
                    }
                  });
@@ -265,7 +271,7 @@ void WelcomePage::register_account() {
 }
 
 void WelcomePage::start_link() {
-  steps_->setCurrentIndex(2);
+  show_step(2);
   linking_ = true;
   invite_text_->setText(tr("Asking the relay…"));
   backend_->remote(
@@ -303,7 +309,7 @@ void WelcomePage::start_link() {
 void WelcomePage::cancel_link() {
   linking_ = false;
   if (link_cancel_) *link_cancel_ = true;
-  steps_->setCurrentIndex(1);
+  show_step(1);
 }
 
 }  // namespace sotto::desktop

@@ -8,12 +8,12 @@
 #include <QWidget>
 #include <atomic>
 #include <memory>
+#include <vector>
 
 class QComboBox;
 class QLabel;
 class QLineEdit;
 class QPushButton;
-class QStackedWidget;
 
 namespace sotto::desktop {
 
@@ -39,6 +39,7 @@ class WelcomePage : public QWidget {
   void show_error(QLabel* label, const QString& text);
   void profile_choice_changed();
   void set_busy(bool busy);
+  void show_step(int index);
 
   Backend* backend_;
   QDir data_dir_;
@@ -48,7 +49,7 @@ class WelcomePage : public QWidget {
   bool linking_ = false;
   std::shared_ptr<std::atomic<bool>> link_cancel_;
 
-  QStackedWidget* steps_;
+  std::vector<QWidget*> steps_;  // profile, account, linking
   QComboBox* profile_combo_;
   QLineEdit* profile_name_edit_;
   QLineEdit* passphrase_;

@@ -194,6 +194,30 @@ TEST_F(ChatTerminal, TwoClientsChatBothWaysWithTicksTypingAndAnIntactLine) {
   EXPECT_EQ(a.size(), 60u) << dump(tmux);
   EXPECT_EQ(a, b);
 
+  // A group: bob sees its messages tagged with its name.
+  tmux.line("alice", "/group create Crew @bob");
+  ASSERT_TRUE(tmux.wait_for("alice", "group Crew created with 2 members")) << dump(tmux);
+  tmux.line("alice", "hello crew");
+  ASSERT_TRUE(tmux.wait_for("bob", "[Crew] @alice: hello crew")) << dump(tmux);
+
+  // A file with a progress bar on the way, fetched by bob with /get.
+  auto file = dir_ / "notes.txt";
+  std::string content(300'000, 'x');
+  for (size_t i = 0; i < content.size(); i += 7) content[i] = static_cast<char>('a' + i % 26);
+  std::ofstream(file, std::ios::binary) << content;
+  tmux.line("alice", "/open @bob");
+  tmux.line("alice", "/send " + file.string() + " the notes");
+  ASSERT_TRUE(tmux.wait_for("bob", "the notes  [file notes.txt, 293.0 KB] /get")) << dump(tmux);
+  std::string bob_screen = tmux.screen("bob");
+  size_t at = bob_screen.find("[file notes.txt, 293.0 KB] /get ");
+  std::string ref =
+      bob_screen.substr(at + 32, bob_screen.find_first_not_of("0123456789", at + 32) - at - 32);
+  auto downloads = dir_ / "downloads";
+  tmux.line("bob", "/get " + ref + " " + downloads.string());
+  ASSERT_TRUE(tmux.wait_for("bob", "saved " + (downloads / "notes.txt").string())) << dump(tmux);
+  Bytes got = read_file(downloads / "notes.txt");
+  EXPECT_EQ(std::string(got.begin(), got.end()), content);
+
   tmux.line("alice", "/quit");
   tmux.line("bob", "/quit");
   auto deadline = std::chrono::steady_clock::now() + 15s;

@@ -156,8 +156,12 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Carol writes again while alice is elsewhere: an unread badge.
+  check(open_chat(carol, "@alice"), "carol back to alice");
+  check(send(carol, "Also: lunch on Sunday?"), "carol 2");
   // Back to bob: typing shows live.
   check(open_chat(alice, "@bob"), "alice opens bob");
+  check(open_chat(bob, "@alice"), "bob opens alice");
   QTest::keyClicks(child<QLineEdit>(&bob, "composer"), "On my way");
   wait_for([&] { return child<QLabel>(&alice, "typingLabel")->text().contains("typing"); }, 10000);
   save(&alice, "02-chat.png");
