@@ -525,7 +525,7 @@ Client::Impl::Outcome Client::Impl::send_group_update(const OutboxItem& item) {
           broken = t;
           return std::move(ct).error();
         }
-        SOTTO_TRY_ASSIGN(uint32_t reg, parts.crypto.remote_registration_id(t));
+        SOTTO_TRY_ASSIGN(uint32_t reg, registration_id(t));
         wire::OutgoingMessage m;
         Bytes acct;
         from_hex(t.account, acct);
@@ -578,7 +578,7 @@ Status Client::Impl::distribute_sender_key(ConversationId conversation, ByteView
     Bytes plain = serialize(c);
     for (const auto& t : devices) {
       SOTTO_TRY_ASSIGN(auto ct, parts.crypto.encrypt(t, plain));
-      SOTTO_TRY_ASSIGN(uint32_t reg, parts.crypto.remote_registration_id(t));
+      SOTTO_TRY_ASSIGN(uint32_t reg, registration_id(t));
       wire::OutgoingMessage m;
       Bytes acct;
       from_hex(t.account, acct);
@@ -658,7 +658,7 @@ Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
     Status enc = txn([&]() -> Status {
       SOTTO_TRY_ASSIGN(ct, parts.crypto.group_encrypt(gid, item.content));
       for (const auto& d : devices) {
-        SOTTO_TRY_ASSIGN(uint32_t reg, parts.crypto.remote_registration_id(d));
+        SOTTO_TRY_ASSIGN(uint32_t reg, registration_id(d));
         wire::MultiRecipient r;
         Bytes acct;
         from_hex(d.account, acct);

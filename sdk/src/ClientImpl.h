@@ -516,6 +516,11 @@ struct Client::Impl {
 
   Status apply_mismatch(const wire::DeviceMismatch& mismatch, const std::string& me);
 
+  // The registration id a device's session was built for. A device keeps its id for life
+  // (device ids are never reused), so it is cached; STALE_DEVICES drops an entry. Mutex held.
+  Result<uint32_t> registration_id(const Address& device);
+  std::map<std::pair<std::string, uint32_t>, uint32_t> registration_ids;  // under parts.mu
+
   Outcome item_sent(const OutboxItem& item, uint64_t server_ms);
 
   // Group sends (ClientGroups.cpp).

@@ -177,7 +177,7 @@ Client::Impl::Outcome Client::Impl::send_item(const OutboxItem& item) {
           broken = t.address;
           return std::move(ct).error();
         }
-        SOTTO_TRY_ASSIGN(uint32_t reg, parts.crypto.remote_registration_id(t.address));
+        SOTTO_TRY_ASSIGN(uint32_t reg, registration_id(t.address));
         auto* m = send->add_messages();
         Bytes acct;
         from_hex(t.address.account, acct);
@@ -249,6 +249,15 @@ Client::Impl::Outcome Client::Impl::on_send_error(const OutboxItem& item, const 
   }
 }
 
+Result<uint32_t> Client::Impl::registration_id(const Address& device) {
+  auto key = std::make_pair(device.account, device.device_id);
+  auto it = registration_ids.find(key);
+  if (it != registration_ids.end()) return it->second;
+  SOTTO_TRY_ASSIGN(uint32_t id, parts.crypto.remote_registration_id(device));
+  registration_ids.emplace(key, id);
+  return id;
+}
+
 Status Client::Impl::apply_mismatch(const wire::DeviceMismatch& mismatch, const std::string& me) {
   for (const auto& a : mismatch.accounts()) {
     if (a.account_id().size() != 16) continue;
@@ -258,6 +267,8 @@ Status Client::Impl::apply_mismatch(const wire::DeviceMismatch& mismatch, const 
         SOTTO_TRY(parts.crypto.delete_session(Address{account, d}));
       for (uint32_t d : a.stale_devices())
         SOTTO_TRY(parts.crypto.delete_session(Address{account, d}));
+      for (uint32_t d : a.stale_devices()) registration_ids.erase({account, d});
+      for (uint32_t d : a.extra_devices()) registration_ids.erase({account, d});
       return {};
     }));
     if (account == me) {

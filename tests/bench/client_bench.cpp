@@ -32,6 +32,7 @@
 #include "SessionCrypto.h"
 #include "sotto/Client.h"
 #include "sotto/keys/Bundle.h"
+#include "BenchSupport.h"
 
 #ifndef SOTTO_RELAY_BINARY
 #error "SOTTO_RELAY_BINARY must name the sotto-relay executable"
@@ -39,125 +40,9 @@
 
 namespace fs = std::filesystem;
 using namespace sotto;
-using Steady = std::chrono::steady_clock;
-using namespace std::chrono_literals;
+using namespace sotto::bench;
 
 namespace {
-
-double seconds_since(Steady::time_point t) {
-  return std::chrono::duration<double>(Steady::now() - t).count();
-}
-
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "client_bench: %s\n", what.c_str());
-  std::exit(1);
-}
-
-// A relay process on 127.0.0.1:0 in a temp dir.
-class Relay {
- public:
-  Relay(const fs::path& binary, const fs::path& dir) : dir_(dir) {
-    fs::create_directories(dir_);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      std::string data = (dir_ / "data").string(), port = (dir_ / "port").string();
-      std::string log = (dir_ / "relay.log").string();
-      std::FILE* f = std::freopen(log.c_str(), "w", stderr);
-      (void)f;
-      ::execl(binary.c_str(), binary.c_str(), "--data-dir", data.c_str(), "--listen", "127.0.0.1:0",
-              "--port-file", port.c_str(), "--ip-rate-limits=false", "--rate-send-device=off",
-              "--rate-bundles-device=off", "--rate-bundles-target=off", "--rate-lookup-device=off",
-              "--rate-frames-connection=off", "--threads", "1", static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    for (int i = 0; i < 500 && port_ == 0; ++i) {
-      std::this_thread::sleep_for(20ms);
-      std::ifstream in(dir_ / "port");
-      in >> port_;
-    }
-    if (port_ == 0) die("the relay did not start; see " + (dir_ / "relay.log").string());
-  }
-  ~Relay() {
-    ::kill(pid_, SIGTERM);
-    int st = 0;
-    ::waitpid(pid_, &st, 0);
-  }
-  std::string url() const { return "ws://127.0.0.1:" + std::to_string(port_) + "/v1/ws"; }
-
- private:
-  fs::path dir_;
-  pid_t pid_ = -1;
-  int port_ = 0;
-};
-
-class Counter : public ClientListener {
- public:
-  void on_message(const Message& m) override {
-    if (m.outgoing || m.kind != MessageKind::kText) return;
-    std::lock_guard lock(mu_);
-    ++received_;
-    arrived_[m.id] = Steady::now();
-    cv_.notify_all();
-  }
-  void on_message_status(ConversationId, const std::string& id, MessageStatus s) override {
-    if (s != MessageStatus::kDelivered) return;
-    std::lock_guard lock(mu_);
-    delivered_[id] = Steady::now();
-    cv_.notify_all();
-  }
-  bool wait_received(size_t n, std::chrono::seconds timeout) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, timeout, [&] { return received_ >= n; });
-  }
-  std::optional<Steady::time_point> arrived(const std::string& id, std::chrono::seconds timeout) {
-    std::unique_lock lock(mu_);
-    if (!cv_.wait_for(lock, timeout, [&] { return arrived_.count(id) > 0; })) return {};
-    return arrived_[id];
-  }
-  std::optional<Steady::time_point> delivered(const std::string& id, std::chrono::seconds timeout) {
-    std::unique_lock lock(mu_);
-    if (!cv_.wait_for(lock, timeout, [&] { return delivered_.count(id) > 0; })) return {};
-    return delivered_[id];
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  size_t received_ = 0;
-  std::map<std::string, Steady::time_point> arrived_, delivered_;
-};
-
-struct Peer {
-  std::unique_ptr<Client> client;
-  std::shared_ptr<Counter> events = std::make_shared<Counter>();
-  AccountInfo info;
-};
-
-Peer make_peer(const fs::path& dir, const std::string& url, const std::string& handle,
-               std::chrono::milliseconds receipt_delay) {
-  SecureBytes key(32);
-  for (size_t i = 0; i < 32; ++i)
-    key.data()[i] = static_cast<uint8_t>(handle[i % handle.size()] + i);
-  ProfileOptions po;
-  po.initial_prekeys = 0;
-  auto profile = Profile::open_with_key(dir, key, po);
-  if (!profile.ok()) die(profile.error().message);
-  ClientOptions o;
-  o.relay_url = url;
-  o.receipt_delay = receipt_delay;
-  o.prekey_batch = 20;
-  auto client = Client::create(std::move(*profile), o);
-  if (!client.ok()) die(client.error().message);
-  Peer p;
-  p.client = std::move(*client);
-  p.client->set_listener(p.events);
-  auto info = p.client->register_account(handle);
-  if (!info.ok()) die(info.error().message);
-  p.info = *info;
-  if (!p.client->wait_online(20s)) die(handle + " did not come online");
-  return p;
-}
 
 // Raw libsignal: decrypt `n` messages with in-memory stores (the library's own limit).
 double raw_decrypt_rate(int n) {
@@ -204,13 +89,13 @@ int main(int argc, char** argv) {
   fs::path dir = fs::temp_directory_path() / ("sotto-client-bench-" + std::to_string(::getpid()));
   fs::remove_all(dir);
   {
-    Relay relay(relay_bin, dir / "relay");
+    BenchRelay relay(relay_bin, dir / "relay");
     std::printf("client_bench: %d queued messages, %d latency samples, relay %s\n", messages,
                 samples, relay.url().c_str());
 
     // ---- receive: drain a queue ----
-    Peer alice = make_peer(dir / "alice", relay.url(), "alice", 250ms);
-    Peer bob = make_peer(dir / "bob", relay.url(), "bob", 250ms);
+    Peer alice = make_peer(dir / "alice", relay.url(), "alice");
+    Peer bob = make_peer(dir / "bob", relay.url(), "bob");
     auto contact = alice.client->add_contact("bob");
     if (!contact.ok()) die(contact.error().message);
     ConversationId conv = alice.client->direct_conversation(contact->account).value();
@@ -242,15 +127,15 @@ int main(int argc, char** argv) {
                 messages / send_s);
 
     // ---- latency: one message at a time ----
-    Peer carol = make_peer(dir / "carol", relay.url(), "carol", 0ms);
-    Peer dave = make_peer(dir / "dave", relay.url(), "dave", 0ms);
+    Peer carol = make_peer(dir / "carol", relay.url(), "carol", PeerOptions{0ms});
+    Peer dave = make_peer(dir / "dave", relay.url(), "dave", PeerOptions{0ms});
     auto d = carol.client->add_contact("dave").value();
     ConversationId cd = carol.client->direct_conversation(d.account).value();
     std::vector<double> stored_ms, delivered_ms;
     for (int i = 0; i < samples + 10; ++i) {
       auto start = Steady::now();
       auto id = carol.client->send_text(cd, "ping " + std::to_string(i)).value();
-      auto arrived = dave.events->arrived(id, 20s);
+      auto arrived = dave.events->arrived("ping " + std::to_string(i), 20s);
       auto delivered = carol.events->delivered(id, 20s);
       if (!arrived || !delivered) die("a latency sample was lost");
       if (i < 10) continue;  // warm-up: sessions, caches
