@@ -962,7 +962,19 @@ Result<SearchPage> Client::search(const SearchQuery& query) const {
 
 Result<SafetyNumber> Client::safety_number(const std::string& account) const {
   SOTTO_TRY(parse_account(account));
-  return impl_->profile->safety_number(account);
+  auto sn = impl_->profile->safety_number(account);
+  if (sn.ok() || sn.code() != ErrorCode::kNotFound) return sn;
+  // No session yet: the key the contact lookup returned is the one a first message will use,
+  // and comparing it before that message is exactly what the number is for.
+  auto& parts = impl_->parts;
+  std::lock_guard lock(parts.mu);
+  SOTTO_TRY_ASSIGN(Bytes key, impl_->history.contact_identity_key(account));
+  if (key.empty() || !parts.crypto.has_identity())
+    return make_error(ErrorCode::kNotFound, "no identity key known for " + account +
+                                                ": add it as a contact or exchange a message first");
+  const auto& me = parts.crypto.identity();
+  SOTTO_TRY_ASSIGN(auto k, keys::safety_number(parts.ctx, me.account, me.public_key, account, key));
+  return SafetyNumber{std::move(k.digits), std::move(k.scannable)};
 }
 
 Status Client::accept_identity(const std::string& account) {

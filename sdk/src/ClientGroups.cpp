@@ -46,6 +46,11 @@ std::string who(const content::GroupUpdate& u, const std::string& account, const
   return h.empty() ? "A member" : "@" + h;
 }
 
+// The same in object position: "@alice removed you".
+std::string whom(const content::GroupUpdate& u, const std::string& account, const std::string& me) {
+  return account == me ? "you" : who(u, account, me);
+}
+
 // Structural checks a receiver applies to any snapshot.
 bool well_formed(const content::GroupUpdate& u) {
   if (u.group_id().size() != 32 || u.revision() == 0 || u.changed_by().size() != 16) return false;
@@ -288,10 +293,10 @@ Status Client::Impl::apply_group_update(const Address& from, const content::Grou
       SOTTO_TRY(
           add_notice(conv, author + " renamed the group to \"" + u.name() + "\"", sort_ms, fx));
     for (const auto& a : added)
-      SOTTO_TRY(add_notice(conv, author + " added " + who(u, a, me), sort_ms, fx));
+      SOTTO_TRY(add_notice(conv, author + " added " + whom(u, a, me), sort_ms, fx));
     for (const auto& a : removed) {
       std::string text = a == from.account ? who(*cur, a, me) + " left the group"
-                                           : author + " removed " + who(*cur, a, me);
+                                           : author + " removed " + whom(*cur, a, me);
       SOTTO_TRY(add_notice(conv, text, sort_ms, fx));
     }
     if (was_member && !is_member && from.account != me)

@@ -182,6 +182,8 @@ Status Client::Impl::apply_receipt(const Address& from, const content::Receipt& 
       ConversationId conv = m->message.conversation;
       std::string mid = m->message.id;
       fx.events.push_back([conv, mid, rec](ClientListener& l) { l.on_receipt(conv, mid, rec); });
+      // A group message's "delivered to X of Y, read by Z of Y" moved.
+      if (m->message.recipients > 1) emit_changed(m->row, fx);
     }
     SOTTO_TRY_ASSIGN(bool raised, history.raise_status(m->row, status));
     if (raised) {

@@ -104,6 +104,15 @@ Result<std::optional<Contact>> History::contact(const std::string& account) {
       Contact{std::string(q.column_text(0)), std::string(q.column_text(1))});
 }
 
+Result<Bytes> History::contact_identity_key(const std::string& account) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT identity_key FROM contacts WHERE account = ?"));
+  q.bind_text(1, account);
+  SOTTO_TRY_ASSIGN(bool row, q.step());
+  if (!row) return Bytes();
+  ByteView key = q.column_blob(0);
+  return Bytes(key.begin(), key.end());
+}
+
 Result<std::vector<Contact>> History::contacts() {
   SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT account, handle FROM contacts ORDER BY handle"));
   std::vector<Contact> out;

@@ -123,6 +123,8 @@ class History {
                         ByteView identity_key, uint64_t now_ms);
   Result<std::optional<Contact>> contact(const std::string& account);
   Result<std::vector<Contact>> contacts();
+  // The identity key the relay's lookup gave for `account`; empty when none is known.
+  Result<Bytes> contact_identity_key(const std::string& account);
 
   // ---- conversations ----
   Result<ConversationId> direct_conversation(const std::string& peer, uint64_t now_ms);

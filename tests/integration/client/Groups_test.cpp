@@ -68,6 +68,12 @@ TEST(Groups, TwentyMembersTalkThenRemovalsAdditionsAndConcurrentRenamesConverge)
     auto msg = admin.find(*conv, hello);
     return msg && msg->recipients == kMembers - 1 && msg->delivered_to == kMembers - 1;
   }));
+  // ...and the app heard about it: the last change event carries the full count.
+  ASSERT_TRUE(eventually([&] {
+    for (const auto& c : admin.events().changed())
+      if (c.id == hello && c.delivered_to == kMembers - 1) return true;
+    return false;
+  }));
 
   // Removing m19: it learns it is out, and reads nothing sent afterwards, from anyone.
   TestClient& gone = *m[kMembers - 1];

@@ -18,6 +18,10 @@ TEST(Messaging, OneToOneBothWaysWithSentDeliveredAndRead) {
   bob.register_account();
 
   ConversationId ab = alice.conversation_with(bob);
+  // The safety number can be compared as soon as the contact is added, before any message,
+  // and both sides get the same digits.
+  auto early = alice->safety_number(bob.info().account);
+  ASSERT_TRUE(early.ok()) << early.error().message;
   auto id = alice->send_text(ab, "hello bob");
   ASSERT_TRUE(id.ok()) << id.error().message;
   // In history at once, before any network I/O finished.
@@ -47,6 +51,10 @@ TEST(Messaging, OneToOneBothWaysWithSentDeliveredAndRead) {
   EXPECT_EQ(receipts[0].account, bob.info().account);
   EXPECT_EQ(receipts[0].status, MessageStatus::kRead);
 
+  auto theirs = bob->safety_number(alice.info().account);
+  ASSERT_TRUE(theirs.ok()) << theirs.error().message;
+  EXPECT_EQ(theirs->digits, early->digits);
+  EXPECT_EQ(alice->safety_number(bob.info().account)->digits, early->digits);
   auto reply = bob->send_text(ba, "hi alice");
   ASSERT_TRUE(reply.ok());
   ASSERT_TRUE(eventually([&] { return alice.events().texts().size() == 1; }));
