@@ -1025,8 +1025,11 @@ void ChatWindow::run_search(const QString& text) {
 }
 
 void ChatWindow::jump_to(ConversationId conversation, const QString& message_id) {
+  // The search pages older history in until the message shows up. Each pending page holds the
+  // function; the function itself only holds a weak reference, so no cycle keeps it alive.
   auto find = std::make_shared<std::function<void(int)>>();
-  *find = [this, message_id, find](int pages_left) {
+  std::weak_ptr<std::function<void(int)>> weak = find;
+  *find = [this, message_id, weak](int pages_left) {
     int row = messages_.row_of(message_id);
     if (row >= 0) {
       QTimer::singleShot(0, message_list_, [this, message_id] {
@@ -1039,7 +1042,9 @@ void ChatWindow::jump_to(ConversationId conversation, const QString& message_id)
       return;
     }
     if (pages_left == 0 || messages_.cursor().empty()) return;
-    load_older([find, pages_left] { (*find)(pages_left - 1); });
+    auto self = weak.lock();
+    if (!self) return;
+    load_older([self, pages_left] { (*self)(pages_left - 1); });
   };
   if (conversation == current())
     (*find)(40);

@@ -301,10 +301,14 @@ std::vector<Device> register_accounts(uint16_t port, size_t n, const std::string
   std::vector<int> inflight(kSockets, 0);
   for (int s = 0; s < kSockets; ++s) {
     auto c = std::make_shared<Conn>(ioc);
-    auto pump = [&, s, c] {
+    // The connection owns its handlers, which own pump: pump must not own the connection.
+    std::weak_ptr<Conn> weak = c;
+    auto pump = [&, s, weak] {
+      auto conn = weak.lock();
+      if (!conn) return;
       while (inflight[s] < kWindow && next < n) {
         ++inflight[s];
-        c->send(requests[next++]);
+        conn->send(requests[next++]);
       }
     };
     c->on_open = [pump](bool ok) {
@@ -364,8 +368,10 @@ std::vector<std::shared_ptr<Conn>> connect_all(asio::io_context& ioc, uint16_t p
       }
       if (f.has_push() && f.push().has_queue_empty()) {
         ++ready;
+        // Resetting on_frame destroys this closure: copy what is used afterwards first.
+        std::function<void()>* start = &start_one;
         c->on_frame = nullptr;
-        start_one();
+        (*start)();
       }
     };
     c->open(port, source, devices[i].authorization());

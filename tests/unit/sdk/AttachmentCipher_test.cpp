@@ -13,7 +13,7 @@ namespace fs = std::filesystem;
 
 Bytes random_bytes(size_t n) {
   Bytes b(n);
-  randombytes_buf(b.data(), b.size());
+  if (n) randombytes_buf(b.data(), b.size());  // an empty vector's data() may be null
   return b;
 }
 
