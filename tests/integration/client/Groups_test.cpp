@@ -146,7 +146,13 @@ TEST(Groups, TwentyMembersTalkThenRemovalsAdditionsAndConcurrentRenamesConverge)
 }
 
 TEST(Groups, AThousandMembersReceiveAMessageFromOneSender) {
+#ifdef SOTTO_TEST_SANITIZED
+  // Under ASan+UBSan a thousand clients in one process do not come up in the test's time; the
+  // same path at 200 members still runs under the sanitizers, the full size in the plain run.
+  constexpr int kMembers = 200;
+#else
   constexpr int kMembers = 1000;
+#endif
   RelayProcess relay;
   std::vector<std::unique_ptr<TestClient>> m(kMembers);
   // Registration in a few threads: the relay and the disk are the limits, not one core.
