@@ -104,9 +104,9 @@ class Stamps : public ClientListener {
     cv_.notify_all();
   }
   void on_message_status(ConversationId, const std::string& id, MessageStatus s) override {
-    if (s != MessageStatus::kDelivered) return;
+    if (s != MessageStatus::kDelivered && s != MessageStatus::kSent) return;
     std::lock_guard lock(mu_);
-    delivered_[id] = Steady::now();
+    (s == MessageStatus::kSent ? sent_ : delivered_)[id] = Steady::now();
     cv_.notify_all();
   }
   bool wait_received(size_t n, std::chrono::seconds timeout) {
@@ -119,6 +119,12 @@ class Stamps : public ClientListener {
     if (!cv_.wait_for(lock, timeout, [&] { return arrived_.count(text) > 0; })) return {};
     return arrived_[text];
   }
+  // When the relay acknowledged an outgoing message.
+  std::optional<Steady::time_point> sent(const std::string& id, std::chrono::seconds timeout) {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, timeout, [&] { return sent_.count(id) > 0; })) return {};
+    return sent_[id];
+  }
   std::optional<Steady::time_point> delivered(const std::string& id, std::chrono::seconds timeout) {
     std::unique_lock lock(mu_);
     if (!cv_.wait_for(lock, timeout, [&] { return delivered_.count(id) > 0; })) return {};
@@ -129,7 +135,7 @@ class Stamps : public ClientListener {
   std::mutex mu_;
   std::condition_variable cv_;
   size_t received_ = 0;
-  std::map<std::string, Steady::time_point> arrived_, delivered_;
+  std::map<std::string, Steady::time_point> arrived_, sent_, delivered_;
 };
 
 struct Peer {
