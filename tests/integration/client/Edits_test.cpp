@@ -91,6 +91,13 @@ TEST(Edits, EditDeleteAndTimersReachEveryDeviceAndLeaveNoTrace) {
   for (TestClient* c : {&alice, &laptop, &bob})
     ASSERT_TRUE(eventually([&] { return !by_id(*c, fleeting).has_value(); }, 20s))
         << "a disappearing message stayed";
+  // The event follows the commit: history may show the message gone a moment before the
+  // app's callback runs.
+  ASSERT_TRUE(eventually([&] {
+    auto removed = bob.events().removed();
+    return std::count(removed.begin(), removed.end(), fleeting) == 1;
+  })) << "on_message_removed did not arrive exactly once";
+  std::this_thread::sleep_for(200ms);
   auto removed = bob.events().removed();
   EXPECT_EQ(std::count(removed.begin(), removed.end(), fleeting), 1);
 
