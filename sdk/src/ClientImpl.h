@@ -144,6 +144,9 @@ struct Effects {
   bool kick_outbox = false;
   bool receipts_owed = false;
   bool purge = false;  // deleted or edited text: erase it from the search index soon
+  // Group messages whose delivered/read counts moved: one on_message_changed each, with the
+  // counts after the whole batch (see Impl::changed_counts).
+  std::set<int64_t> counts_moved;
 };
 
 // A single thread that runs listener calls in order, when the app gave no executor.
@@ -515,6 +518,8 @@ struct Client::Impl {
   Outcome on_send_error(const OutboxItem& item, const Error& e);
 
   Status apply_mismatch(const wire::DeviceMismatch& mismatch, const std::string& me);
+  // Turns fx.counts_moved into on_message_changed events. Inside the batch's transaction.
+  void changed_counts(Effects& fx);
 
   // The registration id a device's session was built for. A device keeps its id for life
   // (device ids are never reused), so it is cached; STALE_DEVICES drops an entry. Mutex held.

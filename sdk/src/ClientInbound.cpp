@@ -56,6 +56,7 @@ void Client::Impl::process_inbound(std::vector<wire::Envelope>& envs) {
   // nothing of the batch is kept and each is handled on its own below.
   Status batch = txn([&]() -> Status {
     for (auto& env : envs) SOTTO_TRY(decrypt_and_apply(env, effects));
+    changed_counts(effects);
     return {};
   });
   if (batch.ok()) {
@@ -65,7 +66,11 @@ void Client::Impl::process_inbound(std::vector<wire::Envelope>& envs) {
     effects = {};
     for (auto& env : envs) {
       Effects one;
-      Status s = txn([&] { return decrypt_and_apply(env, one); });
+      Status s = txn([&]() -> Status {
+        SOTTO_TRY(decrypt_and_apply(env, one));
+        changed_counts(one);
+        return {};
+      });
       if (!s.ok() && is_crypto_failure(s.code())) {
         one = {};
         s = handle_failure(env, s.error(), one);
@@ -183,7 +188,7 @@ Status Client::Impl::apply_receipt(const Address& from, const content::Receipt& 
       std::string mid = m->message.id;
       fx.events.push_back([conv, mid, rec](ClientListener& l) { l.on_receipt(conv, mid, rec); });
       // A group message's "delivered to X of Y, read by Z of Y" moved.
-      if (m->message.recipients > 1) emit_changed(m->row, fx);
+      if (m->message.recipients > 1) fx.counts_moved.insert(m->row);
     }
     SOTTO_TRY_ASSIGN(bool raised, history.raise_status(m->row, status));
     if (raised) {
@@ -194,6 +199,11 @@ Status Client::Impl::apply_receipt(const Address& from, const content::Receipt& 
     }
   }
   return {};
+}
+
+void Client::Impl::changed_counts(Effects& fx) {
+  for (int64_t row : fx.counts_moved) emit_changed(row, fx);
+  fx.counts_moved.clear();
 }
 
 Status Client::Impl::apply_sync(const Address& from, const wire::Envelope& env,
@@ -483,6 +493,7 @@ Status Client::Impl::accept_identity(const std::string& account) {
       Effects one;
       Status s = txn([&]() -> Status {
         SOTTO_TRY(decrypt_and_apply(env, one));
+        changed_counts(one);
         return history.remove_held(h.id);
       });
       if (!s.ok() && is_crypto_failure(s.code())) {
