@@ -19,22 +19,13 @@
 #include <thread>
 #include <vector>
 
+#include "BenchCommon.h"
 #include "sotto/Client.h"
 
 namespace sotto::bench {
 
 namespace fs = std::filesystem;
-using Steady = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-
-inline double seconds_since(Steady::time_point t) {
-  return std::chrono::duration<double>(Steady::now() - t).count();
-}
-
-[[noreturn]] inline void die(const std::string& what) {
-  std::fprintf(stderr, "bench: %s\n", what.c_str());
-  std::exit(1);
-}
 
 // A relay on 127.0.0.1:0 in `dir`, rate limits off (a benchmark is one address with many
 // accounts), stopped with SIGTERM when destroyed.

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "BenchCommon.h"
 #include "AttachmentCipher.h"
 #include "MemoryProtocolStore.h"
 #include "SessionCrypto.h"
@@ -28,24 +29,11 @@
 namespace {
 using namespace sotto;
 namespace fs = std::filesystem;
-using Steady = std::chrono::steady_clock;
+using bench::Steady;
 
-[[noreturn]] void die(const std::string& what, const Error& e) {
-  std::fprintf(stderr, "crypto_bench: %s: %s\n", what.c_str(), e.message.c_str());
-  std::exit(1);
-}
-template <class T>
-T check(Result<T> r, const std::string& what) {
-  if (!r.ok()) die(what, r.error());
-  return std::move(r).value();
-}
-void check(Status s, const std::string& what) {
-  if (!s.ok()) die(what, s.error());
-}
-
-double seconds_since(Steady::time_point t0) {
-  return std::chrono::duration<double>(Steady::now() - t0).count();
-}
+using bench::check;
+using bench::die;
+using bench::seconds_since;
 
 // The two sides of a conversation, behind one interface for both store kinds.
 struct Side {

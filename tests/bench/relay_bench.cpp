@@ -642,7 +642,8 @@ size_t ask(const Child& c, const std::string& msg) {
   return std::stoul(buf);
 }
 
-std::string metric(uint16_t port, const std::string& name) {
+// The relay's /metrics page (empty when it cannot be read).
+std::string metrics_page(uint16_t port) {
   asio::io_context ioc;
   beast::tcp_stream s(ioc);
   beast::error_code ec;
@@ -654,7 +655,11 @@ std::string metric(uint16_t port, const std::string& name) {
   beast::flat_buffer b;
   http::response<http::string_body> res;
   http::read(s, b, res, ec);
-  std::istringstream in(res.body());
+  return res.body();
+}
+
+std::string metric(uint16_t port, const std::string& name) {
+  std::istringstream in(metrics_page(port));
   std::string line;
   while (std::getline(in, line))
     if (line.rfind(name + " ", 0) == 0) return line.substr(name.size() + 1);
@@ -669,19 +674,8 @@ std::string fmt(double v, int digits = 1) {
 
 // p50 / p99 of sotto_store_commit_seconds, from its buckets (upper bounds).
 std::string commit_quantiles(uint16_t port) {
-  asio::io_context ioc;
-  beast::tcp_stream st(ioc);
-  beast::error_code ec;
-  st.expires_after(10s);
-  st.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
-  http::request<http::empty_body> req{http::verb::get, "/metrics", 11};
-  req.set(http::field::host, "127.0.0.1");
-  http::write(st, req, ec);
-  beast::flat_buffer b;
-  http::response<http::string_body> res;
-  http::read(st, b, res, ec);
   std::vector<std::pair<double, double>> buckets;  // le, cumulative count
-  std::istringstream in(res.body());
+  std::istringstream in(metrics_page(port));
   std::string line;
   const std::string prefix = "sotto_store_commit_seconds_bucket{le=\"";
   while (std::getline(in, line)) {
