@@ -44,6 +44,7 @@ using Stats = SearchIndex::Stats;
 
 constexpr int kBlockShift = 10;  // search_time_blocks.block = id >> kBlockShift
 constexpr size_t kRankWindow = 500;
+constexpr size_t kMaxSpans = 8;  // row id ranges a time-filtered scan reads, one query each
 constexpr int64_t kFrequencyCap = 1000;  // documents counted per word before estimating
 constexpr int64_t kRebuildBatch = 5000;
 constexpr int64_t kRecentFoldAt = 20000;  // purge() moves older recent documents out above this
@@ -304,6 +305,11 @@ struct Filters {
   }
 };
 
+// An inclusive range of row ids.
+struct Span {
+  int64_t lo, hi;
+};
+
 // The time bounds per block of 1,024 row ids, with their running maximum.
 struct Blocks {
   std::vector<int64_t> block, min_sort, max_sort, max_so_far;
@@ -321,6 +327,30 @@ struct Blocks {
     if (it == block.end() || *it != (id >> kBlockShift)) return true;
     size_t i = static_cast<size_t>(it - block.begin());
     return max_sort[i] >= from && min_sort[i] <= to;
+  }
+  // Row id ranges, newest first, that cover every row within [lo, hi] that may have a sort_ms
+  // in [from, to]: [lo, hi] less the runs of blocks that say no. A scan per range never reads
+  // (or, ranked, scores) the matches in those runs. Each range costs a query of its own, so
+  // there are at most kMaxSpans: the narrowest gaps stay in, and may_hold() skips their rows.
+  std::vector<Span> spans_may_hold(int64_t lo, int64_t hi, int64_t from, int64_t to) const {
+    std::vector<Span> out;
+    int64_t top = hi;
+    for (size_t i = block.size(); i-- > 0 && top >= lo;) {
+      if (max_sort[i] >= from && min_sort[i] <= to) continue;
+      int64_t first = block[i] << kBlockShift, last = ((block[i] + 1) << kBlockShift) - 1;
+      if (first > top) continue;
+      if (last < top) out.push_back({std::max(lo, last + 1), top});
+      top = first - 1;
+    }
+    if (top >= lo) out.push_back({lo, top});
+    while (out.size() > kMaxSpans) {
+      size_t narrowest = 0;
+      for (size_t i = 1; i + 1 < out.size(); ++i)
+        if (out[i].lo - out[i + 1].hi < out[narrowest].lo - out[narrowest + 1].hi) narrowest = i;
+      out[narrowest].lo = out[narrowest + 1].lo;
+      out.erase(out.begin() + static_cast<std::ptrdiff_t>(narrowest) + 1);
+    }
+    return out;
   }
 };
 
@@ -420,10 +450,6 @@ Result<PartStats> part_stats(db::Database& db, int part) {
 }
 
 // Row ids held by a part (an upper bound for the archive, a lower one for recent).
-struct Span {
-  int64_t lo, hi;
-};
-
 Span part_span(int part, const State& st, int64_t lo, int64_t hi) {
   if (part == kRecent) return {std::max(lo, st.recent_from), hi};
   return {lo, std::min(hi, st.recent_from - 1)};
@@ -433,22 +459,27 @@ Span part_span(int part, const State& st, int64_t lo, int64_t hi) {
 // match any excluded term left out (a merge of descending streams).
 class MatchStream {
  public:
+  // `spans`: the row id ranges to read, newest first.
   MatchStream(std::function<Result<db::Query>(const char*, int)> statement, const State& st,
-              std::string match, std::vector<std::string> excluded, int64_t lo, int64_t hi,
+              std::string match, std::vector<std::string> excluded, std::vector<Span> spans,
               bool ranked)
       : statement_(std::move(statement)),
         state_(st),
         match_(std::move(match)),
         excluded_(std::move(excluded)),
-        lo_(lo),
-        hi_(hi),
+        spans_(std::move(spans)),
         ranked_(ranked) {}
 
   Result<bool> next() {
     for (;;) {
       if (!main_) {
-        if (part_ + 1 >= kParts) return false;
-        SOTTO_TRY(open(++part_));
+        // Parts newest first (recent holds the higher ids), then each part's spans.
+        if (++span_ >= spans_.size()) {
+          span_ = 0;
+          ++part_;
+        }
+        if (part_ >= kParts || spans_.empty()) return false;
+        SOTTO_TRY(open(part_, spans_[span_]));
         continue;
       }
       SOTTO_TRY_ASSIGN(bool row, main_->step());
@@ -473,8 +504,8 @@ class MatchStream {
     bool done = false;
   };
 
-  Status open(int part) {
-    Span span = part_span(part, state_, lo_, hi_);
+  Status open(int part, Span range) {
+    Span span = part_span(part, state_, range.lo, range.hi);
     exclusions_.clear();
     if (span.lo > span.hi) return {};
     SOTTO_TRY_ASSIGN(auto q, statement_(ranked_ ? kScanRanked[part] : kScan[part], 0));
@@ -509,9 +540,10 @@ class MatchStream {
   const State& state_;
   std::string match_;
   std::vector<std::string> excluded_;
-  int64_t lo_, hi_;
+  std::vector<Span> spans_;
   bool ranked_;
-  int part_ = -1;
+  int part_ = 0;
+  size_t span_ = static_cast<size_t>(-1);
   std::optional<db::Query> main_;
   std::vector<Exclusion> exclusions_;
   int64_t docid_ = 0;
@@ -675,7 +707,8 @@ Result<SearchPage> newest_page(const PageContext& ctx, Cursor next, SearchPage p
                           : ctx.filters.until_ms - 1;
   if (ctx.cursor) window_to = std::min(window_to, ctx.cursor->sort_ms);
   if (!empty) {
-    MatchStream stream(ctx.statement, ctx.st, ctx.match, ctx.excluded, lo, hi, false);
+    // One range: skipping a row costs next to nothing here, a query per range does not.
+    MatchStream stream(ctx.statement, ctx.st, ctx.match, ctx.excluded, {{lo, hi}}, false);
     for (;;) {
       SOTTO_TRY_ASSIGN(bool more, stream.next());
       if (!more) break;
@@ -775,7 +808,9 @@ Result<SearchPage> relevance_page(const PageContext& ctx, Cursor next, SearchPag
     std::vector<Ranked> ranked;
     {
       int64_t scan_lo = window_known ? std::max(window_lo, lo) : lo;
-      MatchStream stream(ctx.statement, ctx.st, ctx.match, ctx.excluded, scan_lo, window_hi, true);
+      std::vector<Span> spans{{scan_lo, window_hi}};
+      if (timed) spans = blocks.spans_may_hold(scan_lo, window_hi, ctx.filters.since_ms, until_last);
+      MatchStream stream(ctx.statement, ctx.st, ctx.match, ctx.excluded, std::move(spans), true);
       for (;;) {
         if (!window_known && ranked.size() == kRankWindow) break;
         SOTTO_TRY_ASSIGN(bool more, stream.next());

@@ -406,6 +406,47 @@ TEST_F(Search, RelevanceRanksWindowsOfTheNewest500MatchesInTurn) {
   for (size_t i : {2u, 499u, 502u, 999u, 1001u}) EXPECT_NE(text_of(all[i]), "apple apple") << i;
 }
 
+TEST_F(Search, TimeFiltersFindLateHistoryScatteredOverManyBlocks) {
+  // 20 blocks of 1,024 rows in time order, but every other block starts with 100 rows of old
+  // history that arrived late: a filter on the old times must find those in ten separate
+  // blocks (more ranges than a scan reads one by one) and the first rows, and nothing else.
+  int64_t c = conversation(std::string(32, 'a'));
+  std::vector<std::pair<uint64_t, int64_t>> wanted;  // (time, row) in the filter
+  const uint64_t since = 5, until = 300;
+  ASSERT_TRUE(profile
+                  ->transaction([&]() -> Status {
+                    for (int i = 0; i < 20 * 1024; ++i) {
+                      int64_t next_id = i + 1;  // a fresh profile numbers rows from 1
+                      int64_t block = next_id >> 10;
+                      bool old = block % 2 == 1 && (next_id & 1023) < 100;
+                      uint64_t t = old ? 7 + static_cast<uint64_t>(next_id % 250)
+                                       : static_cast<uint64_t>(i) * 10;
+                      std::string text = i % 7 == 0 ? "apple apple " : "apple ";
+                      int64_t id = add(c, text + std::to_string(i), t);
+                      EXPECT_EQ(id, next_id);
+                      if (t >= since && t < until) wanted.emplace_back(t, id);
+                    }
+                    return {};
+                  })
+                  .ok());
+  ASSERT_GT(wanted.size(), 1000u);
+  std::sort(wanted.begin(), wanted.end(), std::greater<>());
+  R newest;
+  for (const auto& w : wanted) newest.push_back(w.second);
+
+  SearchQuery q;
+  q.text = "apple";
+  q.since_ms = since;
+  q.until_ms = until;
+  q.limit = 97;
+  EXPECT_EQ(rows(q), newest);
+  q.order = SearchOrder::kRelevance;
+  R ranked = rows(q);
+  EXPECT_EQ(ranked.size(), newest.size());
+  EXPECT_EQ(std::set<int64_t>(ranked.begin(), ranked.end()),
+            std::set<int64_t>(newest.begin(), newest.end()));
+}
+
 TEST_F(Search, ACursorOnlyWorksForItsOwnSearch) {
   int64_t c = conversation(std::string(32, 'a'));
   for (int i = 0; i < 5; ++i) add(c, "alpha beta", static_cast<uint64_t>(i));
