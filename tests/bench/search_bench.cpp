@@ -7,11 +7,10 @@
 //   per query kind and order, and maintenance costs (purge, integrity check) - once on an
 //   encrypted (SQLCipher) database and once on an unkeyed one, to show what encryption costs.
 //
-// usage: search_bench [--messages N] [--queries N] [--batch N] [--quick] [--deferred-fk]
-//                     [--keep DIR]
-//   --deferred-fk: declare messages.conversation_id DEFERRABLE INITIALLY DEFERRED, to show what
-//   the statement journal costs (with triggers on messages and an immediate foreign key, SQLite
-//   journals every INSERT's pages, and SQLCipher encrypts each copy).
+// usage: search_bench [--messages N] [--queries N] [--batch N] [--quick] [--keep DIR]
+//                     [--reuse DIR]
+//   --keep DIR: write the databases there and leave them; --reuse DIR: only run the queries
+//   again on databases a --keep run left.
 #include <time.h>
 #include <unistd.h>
 
@@ -383,8 +382,6 @@ struct Store {
 
 const uint64_t kNowMs = kStartMs + 4 * 365 * 86'400'000ull;
 
-bool g_deferred_fk = false;  // --deferred-fk
-
 Store open_store(const fs::path& path, bool encrypted) {
   Store s;
   SecureBytes key(32);
@@ -393,18 +390,6 @@ Store open_store(const fs::path& path, bool encrypted) {
   o.unencrypted = !encrypted;
   s.db = check(db::Database::open(path, key, o), "open " + path.string());
   check(db::migrate(*s.db), "migrate");
-  if (g_deferred_fk) {
-    // What messages.conversation_id would cost as DEFERRABLE INITIALLY DEFERRED: the same
-    // table (no data yet), its declaration edited in place.
-    check(s.db->exec("PRAGMA writable_schema = ON"), "schema");
-    check(s.db->exec("UPDATE sqlite_master SET sql = replace(sql, 'REFERENCES conversations "
-                     "(id),', 'REFERENCES conversations (id) DEFERRABLE INITIALLY DEFERRED,') "
-                     "WHERE name = 'messages'"),
-          "schema");
-    check(s.db->exec("PRAGMA writable_schema = OFF"), "schema");
-    s.db.reset();
-    s.db = check(db::Database::open(path, key, o), "reopen " + path.string());
-  }
   s.index = std::make_unique<search::SearchIndex>(*s.db, [] { return kNowMs; });
   s.db->set_before_commit([index = s.index.get()] { return index->flush_queue(); });
   return s;
@@ -706,15 +691,13 @@ int main(int argc, char** argv) {
       keep = argv[++i];
     else if (arg == "--quick")
       quick = true;
-    else if (arg == "--deferred-fk")
-      g_deferred_fk = true;
     else if (arg == "--reuse" && i + 1 < argc) {
       keep = argv[++i];
       reuse = true;
     } else {
       std::fprintf(stderr,
                    "usage: search_bench [--messages N] [--queries N] [--batch N] [--quick] "
-                   "[--deferred-fk] [--keep DIR]\n");
+                   "[--keep DIR] [--reuse DIR]\n");
       return 2;
     }
   }
@@ -734,9 +717,8 @@ int main(int argc, char** argv) {
     fs::create_directories(root);
   }
 
-  std::printf("sotto search_bench: %zu messages, %zu queries per kind, transactions of %zu%s\n\n",
-              messages, per_kind, batch,
-              g_deferred_fk ? ", messages.conversation_id DEFERRABLE INITIALLY DEFERRED" : "");
+  std::printf("sotto search_bench: %zu messages, %zu queries per kind, transactions of %zu\n\n",
+              messages, per_kind, batch);
   std::vector<Kind> kinds = make_kinds(messages, per_kind);
   Figures enc = run(root, true, messages, batch, kinds, reuse);
   Figures plain =

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "ProfileAccess.h"
+#include "Schema.h"
 #include "TestSupport.h"
 
 namespace sotto {
@@ -133,6 +134,79 @@ TEST_F(HistoryTest, OutboxKeepsOrderHoldsAndRetries) {
   EXPECT_EQ(history->outbox_size().value(), 2);
   // The same envelope id twice is refused: a send is queued once.
   EXPECT_FALSE(history->enqueue(item(3, "x"), 1).ok());
+}
+
+// A message naming no conversation is refused when its transaction commits (the key is
+// deferred, so that batched writes need no statement journal), and nothing of it is kept.
+TEST_F(HistoryTest, AMessageWithoutItsConversationFailsTheWholeCommit) {
+  auto& db = ProfileAccess::parts(*profile).db;
+  auto conv = history->direct_conversation(std::string(32, 'b'), 1);
+  ASSERT_TRUE(conv.ok());
+  ASSERT_TRUE(db.begin().ok());
+  add(*conv, 1, 10);
+  NewMessage orphan;
+  orphan.conversation = *conv + 1000;
+  orphan.message_id = id(2);
+  orphan.sender = std::string(32, 'b');
+  orphan.sender_device = 1;
+  orphan.body = "orphan";
+  orphan.sort_ms = orphan.sent_ms = 20;
+  orphan.status = MessageStatus::kUnread;
+  EXPECT_TRUE(history->insert_message(orphan).ok());  // checked at COMMIT
+  Status committed = db.commit();
+  ASSERT_FALSE(committed.ok());
+  EXPECT_NE(committed.error().message.find("FOREIGN KEY"), std::string::npos)
+      << committed.error().message;
+  auto q = db.query("SELECT count(*) FROM messages");
+  ASSERT_TRUE(q.ok());
+  ASSERT_TRUE(*q->step());
+  EXPECT_EQ(q->column_int(0), 0);
+  // The connection is usable and the next transaction commits.
+  EXPECT_NE(add(*conv, 3, 30), 0);
+}
+
+// Profiles written before schema 5 declared the key immediate: the upgrade edits it in place.
+TEST_F(HistoryTest, UpgradeDefersTheMessagesConversationKeyOnce) {
+  auto& db = ProfileAccess::parts(*profile).db;
+  auto conv = history->direct_conversation(std::string(32, 'b'), 1);
+  ASSERT_TRUE(conv.ok());
+  int64_t kept = add(*conv, 1, 10);
+  auto declaration = [&] {
+    auto q = db.query("SELECT sql FROM sqlite_master WHERE name = 'messages'");
+    EXPECT_TRUE(q.ok() && *q->step());
+    return std::string(q->column_text(0));
+  };
+  const std::string deferred = "REFERENCES conversations (id) DEFERRABLE INITIALLY DEFERRED,";
+  ASSERT_NE(declaration().find(deferred), std::string::npos);
+  // Back to what schema 4 declared.
+  ASSERT_TRUE(db.exec("PRAGMA writable_schema = ON").ok());
+  ASSERT_TRUE(db.exec("UPDATE sqlite_master SET sql = replace(sql, ' DEFERRABLE INITIALLY "
+                      "DEFERRED,', ',') WHERE name = 'messages'")
+                  .ok());
+  ASSERT_TRUE(db.exec("PRAGMA writable_schema = OFF").ok());
+  ASSERT_TRUE(db.set_user_version(4).ok());
+  ASSERT_EQ(declaration().find(deferred), std::string::npos);
+
+  ASSERT_TRUE(db::migrate(db).ok());
+  std::string upgraded = declaration();
+  EXPECT_NE(upgraded.find(deferred), std::string::npos);
+  EXPECT_EQ(upgraded.find(deferred), upgraded.rfind(deferred));
+  EXPECT_EQ(db.user_version(), db::kSchemaVersion);
+  auto check = db.query("PRAGMA integrity_check");
+  ASSERT_TRUE(check.ok() && *check->step());
+  EXPECT_EQ(check->column_text(0), "ok");
+  auto row = history->message(kept);
+  ASSERT_TRUE(row.ok() && row->has_value());
+  EXPECT_EQ((*row)->message.text, "message 1");
+  // This connection goes by the new declaration at once: a missing conversation is only
+  // noticed at COMMIT.
+  ASSERT_TRUE(db.exec("BEGIN").ok());
+  EXPECT_TRUE(db.exec("INSERT INTO messages (conversation_id, message_id, sender, "
+                      "sender_device, outgoing, kind, sent_ms, sort_ms, status) VALUES (99999, "
+                      "x'00', 'x', 1, 0, 2, 0, 0, 0)")
+                  .ok());
+  EXPECT_FALSE(db.exec("COMMIT").ok());
+  ASSERT_TRUE(db.exec("ROLLBACK").ok());
 }
 
 }  // namespace
