@@ -174,6 +174,10 @@ Result<std::unique_ptr<Database>> Database::open(const std::filesystem::path& pa
   SOTTO_TRY(self->exec("PRAGMA secure_delete = ON"));
   SOTTO_TRY(self->exec("PRAGMA foreign_keys = ON"));
   SOTTO_TRY(self->exec("PRAGMA temp_store = MEMORY"));
+  // Decrypted pages kept in memory. SQLCipher decrypts and authenticates a page on every
+  // cache miss (an unkeyed file gets the kernel's cache for free), so a small cache makes
+  // searches over a long history pay the cipher again and again.
+  SOTTO_TRY(self->exec("PRAGMA cache_size = -" + std::to_string(options.cache_kib)));
   sqlite3_busy_timeout(self->db_, 5000);
   return self;
 }

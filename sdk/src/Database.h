@@ -68,6 +68,8 @@ class Database {
     // WARNING: no encryption, the key is ignored. Only for benchmarks that measure what
     // SQLCipher costs; never for a profile.
     bool unencrypted = false;
+    // Page cache limit (SQLite allocates pages as they are used, up to this).
+    uint32_t cache_kib = 32 * 1024;
   };
 
   // NB: key is exactly 32 bytes. kWrongKey when the key does not open an existing file; the

@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -110,7 +111,11 @@ struct Profile::Impl {
       : dir(std::move(d)), options(std::move(o)), lock(std::move(l)) {}
 
   db::Database::Options db_options(bool create) const {
-    return {create, options.sync_every_commit ? db::Durability::kFull : db::Durability::kNormal};
+    db::Database::Options o;
+    o.create = create;
+    o.durability = options.sync_every_commit ? db::Durability::kFull : db::Durability::kNormal;
+    o.cache_kib = std::max<uint32_t>(options.cache_mib, 1) * 1024;
+    return o;
   }
 
   // Opens the database with `secret`. Finishes (or forgets) a key change that a crash
