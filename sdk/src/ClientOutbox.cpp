@@ -57,7 +57,7 @@ Client::Impl::Outcome Client::Impl::fail_item(const OutboxItem& item, const Erro
     if (item.message && (item.kind == OutboxKind::kData || item.kind == OutboxKind::kGroupData)) {
       SOTTO_TRY_ASSIGN(auto m, history.message(*item.message));
       if (m) {
-        SOTTO_TRY_ASSIGN(auto u, parts.db.query("UPDATE messages SET status = 4 WHERE id = ?"));
+        SOTTO_TRY_ASSIGN(auto u, parts.db.query("UPDATE OR FAIL messages SET status = 4 WHERE id = ?"));
         u.bind(1, *item.message);
         SOTTO_TRY(u.run());
         ConversationId conv = m->message.conversation;

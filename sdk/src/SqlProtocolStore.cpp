@@ -1,5 +1,6 @@
 #include "SqlProtocolStore.h"
 
+#include <algorithm>
 #include <sqlcipher/sqlite3.h>
 
 namespace sotto {
@@ -72,6 +73,17 @@ Status SqlProtocolStore::save_identity(const std::string& name, ByteView key) {
   if (key.empty()) {
     SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM identities WHERE name = ?"));
     return q.bind_text(1, name).run();
+  }
+  {
+    // libsignal saves the sender's identity with every message it decrypts: write only a
+    // change (a REPLACE would also keep a statement journal, encrypted page by page).
+    SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT key FROM identities WHERE name = ?"));
+    q.bind_text(1, name);
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (row) {
+      ByteView stored = q.column_blob(0);
+      if (std::equal(stored.begin(), stored.end(), key.begin(), key.end())) return {};
+    }
   }
   SOTTO_TRY_ASSIGN(auto q,
                    db_.query("INSERT OR REPLACE INTO identities (name, key) VALUES (?, ?)"));
