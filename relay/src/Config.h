@@ -25,7 +25,7 @@ struct Limits {
   uint32_t max_ack_sequences = 1000;
   uint32_t max_presence_subscriptions = 256;
   uint32_t max_unanswered_requests = 32;
-  uint32_t max_unacked_envelopes = 100;
+  uint32_t max_unacked_envelopes = 512;
   uint64_t max_outgoing_bytes = 1 << 20;
   uint64_t envelope_ttl_ms = 30ull * 86'400'000;
   uint64_t max_queue_envelopes = 100'000;
