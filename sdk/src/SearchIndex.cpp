@@ -1227,11 +1227,15 @@ Status SearchIndex::purge() {
     if (recent.documents > kRecentFoldAt && !st.rebuild_next) {
       // Move all but the newest kRecentKeep documents to the archive, and write the recent
       // part anew: a purge of it stays cheap however long the profile lives.
+      // The queue is empty (flushed above) and no rebuild runs, so the recent part holds
+      // exactly search_source's rows from recent_from on. Read them by row-id range: through
+      // the part's view (a join with search_state and search_queue) SQLite scanned every
+      // message, and a fold took seconds on a long history.
       int64_t keep_from = st.recent_from;
       {
-        SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT rowid FROM search_recent_docs ORDER BY rowid "
-                                           "DESC LIMIT 1 OFFSET ?"));
-        q.bind(1, kRecentKeep - 1);
+        SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT docid FROM search_source WHERE docid >= ? "
+                                           "ORDER BY docid DESC LIMIT 1 OFFSET ?"));
+        q.bind(1, st.recent_from).bind(2, kRecentKeep - 1);
         SOTTO_TRY_ASSIGN(bool row, q.step());
         if (row) keep_from = q.column_int(0);
       }
@@ -1239,10 +1243,10 @@ Status SearchIndex::purge() {
         SOTTO_TRY_ASSIGN(
             auto q,
             db_.query(
-                "INSERT INTO search_archive (docid, body, attachment_names, meta) SELECT rowid, "
-                "body, attachment_names, meta FROM search_recent_docs WHERE rowid < ? ORDER BY "
-                "rowid"));
-        q.bind(1, keep_from);
+                "INSERT INTO search_archive (docid, body, attachment_names, meta) SELECT docid, "
+                "body, attachment_names, meta FROM search_source WHERE docid >= ? AND docid < ? "
+                "ORDER BY docid"));
+        q.bind(1, st.recent_from).bind(2, keep_from);
         SOTTO_TRY(q.run());
       }
       SOTTO_TRY(db_.exec(kDropPart[kRecent]));
@@ -1252,10 +1256,14 @@ Status SearchIndex::purge() {
         q.bind(1, keep_from);
         SOTTO_TRY(q.run());
       }
-      SOTTO_TRY(
-          db_.exec("INSERT INTO search_recent (docid, body, attachment_names, meta) SELECT "
-                   "rowid, body, attachment_names, meta FROM search_recent_docs ORDER BY "
-                   "rowid"));
+      {
+        SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT INTO search_recent (docid, body, "
+                                           "attachment_names, meta) SELECT docid, body, "
+                                           "attachment_names, meta FROM search_source WHERE "
+                                           "docid >= ? ORDER BY docid"));
+        q.bind(1, keep_from);
+        SOTTO_TRY(q.run());
+      }
     } else if (st.purge[kRecent] > 0) {
       SOTTO_TRY(db_.exec(kOptimize[kRecent]));
     }
