@@ -248,8 +248,8 @@ Result<std::optional<int64_t>> History::insert_message(const NewMessage& m) {
   if (sqlite3_changes(db_.handle()) == 0) return std::optional<int64_t>();
   int64_t row = sqlite3_last_insert_rowid(db_.handle());
   if (m.status == MessageStatus::kUnread) {
-    SOTTO_TRY_ASSIGN(auto u,
-                     db_.query("UPDATE OR FAIL conversations SET unread = unread + 1 WHERE id = ?"));
+    SOTTO_TRY_ASSIGN(
+        auto u, db_.query("UPDATE OR FAIL conversations SET unread = unread + 1 WHERE id = ?"));
     u.bind(1, m.conversation);
     SOTTO_TRY(u.run());
   }
@@ -340,8 +340,9 @@ Result<std::optional<StoredMessage>> History::find_in_conversation(ConversationI
 }
 
 Result<bool> History::raise_status(int64_t row, MessageStatus status) {
-  SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE OR FAIL messages SET status = ? WHERE id = ? AND outgoing = 1 "
-                                     "AND status < ?1 AND status != 4"));
+  SOTTO_TRY_ASSIGN(auto q,
+                   db_.query("UPDATE OR FAIL messages SET status = ? WHERE id = ? AND outgoing = 1 "
+                             "AND status < ?1 AND status != 4"));
   q.bind(1, static_cast<int64_t>(status));
   q.bind(2, row);
   SOTTO_TRY(q.run());
@@ -372,8 +373,9 @@ Result<bool> History::record_receipt(int64_t row, const std::string& account, Me
     SOTTO_TRY(q.run());
     if (sqlite3_changes(db_.handle()) > 0) return true;
   }
-  SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE OR FAIL message_receipts SET status = ?3, at_ms = ?4 WHERE "
-                                     "message = ?1 AND account = ?2 AND status < ?3"));
+  SOTTO_TRY_ASSIGN(auto q,
+                   db_.query("UPDATE OR FAIL message_receipts SET status = ?3, at_ms = ?4 WHERE "
+                             "message = ?1 AND account = ?2 AND status < ?3"));
   q.bind(1, row);
   q.bind_text(2, account);
   q.bind(3, static_cast<int64_t>(status));
@@ -456,22 +458,24 @@ Result<std::vector<StoredMessage>> History::mark_read(ConversationId conversatio
     u.bind(1, s.row);
     SOTTO_TRY(u.run());
   }
-  SOTTO_TRY_ASSIGN(auto c, db_.query("UPDATE OR FAIL conversations SET unread = (SELECT count(*) FROM "
-                                     "messages WHERE conversation_id = ?1 AND status = 10) WHERE "
-                                     "id = ?1"));
+  SOTTO_TRY_ASSIGN(auto c,
+                   db_.query("UPDATE OR FAIL conversations SET unread = (SELECT count(*) FROM "
+                             "messages WHERE conversation_id = ?1 AND status = 10) WHERE "
+                             "id = ?1"));
   c.bind(1, conversation);
   SOTTO_TRY(c.run());
   return out;
 }
 
 Result<bool> History::mark_one_read(int64_t row) {
-  SOTTO_TRY_ASSIGN(auto q,
-                   db_.query("UPDATE OR FAIL messages SET status = 11 WHERE id = ? AND status = 10"));
+  SOTTO_TRY_ASSIGN(
+      auto q, db_.query("UPDATE OR FAIL messages SET status = 11 WHERE id = ? AND status = 10"));
   q.bind(1, row);
   SOTTO_TRY(q.run());
   if (sqlite3_changes(db_.handle()) == 0) return false;
-  SOTTO_TRY_ASSIGN(auto c, db_.query("UPDATE OR FAIL conversations SET unread = max(unread - 1, 0) WHERE "
-                                     "id = (SELECT conversation_id FROM messages WHERE id = ?)"));
+  SOTTO_TRY_ASSIGN(auto c,
+                   db_.query("UPDATE OR FAIL conversations SET unread = max(unread - 1, 0) WHERE "
+                             "id = (SELECT conversation_id FROM messages WHERE id = ?)"));
   c.bind(1, row);
   SOTTO_TRY(c.run());
   return true;
@@ -519,9 +523,10 @@ Result<std::vector<std::string>> History::remove_message(int64_t row) {
     q.bind(1, row);
     SOTTO_TRY(q.run());
   }
-  SOTTO_TRY_ASSIGN(auto c, db_.query("UPDATE OR FAIL conversations SET unread = (SELECT count(*) FROM "
-                                     "messages WHERE conversation_id = ?1 AND status = 10) WHERE "
-                                     "id = ?1"));
+  SOTTO_TRY_ASSIGN(auto c,
+                   db_.query("UPDATE OR FAIL conversations SET unread = (SELECT count(*) FROM "
+                             "messages WHERE conversation_id = ?1 AND status = 10) WHERE "
+                             "id = ?1"));
   c.bind(1, m->message.conversation);
   SOTTO_TRY(c.run());
   SOTTO_TRY(touch_conversation(m->message.conversation, 0, 0));
@@ -562,7 +567,8 @@ Result<std::optional<uint64_t>> History::next_expiry() {
 }
 
 Status History::set_expire_timer(ConversationId conversation, uint32_t seconds) {
-  SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE OR FAIL conversations SET expire_timer_s = ? WHERE id = ?"));
+  SOTTO_TRY_ASSIGN(auto q,
+                   db_.query("UPDATE OR FAIL conversations SET expire_timer_s = ? WHERE id = ?"));
   q.bind(1, int64_t{seconds});
   q.bind(2, conversation);
   return q.run();
@@ -599,8 +605,9 @@ Result<std::vector<StoredAttachment>> History::attachments(int64_t row) {
 }
 
 Status History::set_attachment_path(int64_t row, uint32_t index, const std::string& path) {
-  SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE OR FAIL attachments SET local_path = ? WHERE message = ? AND "
-                                     "idx = ?"));
+  SOTTO_TRY_ASSIGN(auto q,
+                   db_.query("UPDATE OR FAIL attachments SET local_path = ? WHERE message = ? AND "
+                             "idx = ?"));
   q.bind_text(1, path);
   q.bind(2, row);
   q.bind(3, int64_t{index});
@@ -860,8 +867,9 @@ Status History::outbox_done(int64_t id) {
 }
 
 Status History::outbox_retry(int64_t id, uint64_t not_before_ms, const std::string& error) {
-  SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE OR FAIL outbox SET attempts = attempts + 1, not_before_ms = "
-                                     "?, last_error = ? WHERE id = ?"));
+  SOTTO_TRY_ASSIGN(auto q,
+                   db_.query("UPDATE OR FAIL outbox SET attempts = attempts + 1, not_before_ms = "
+                             "?, last_error = ? WHERE id = ?"));
   q.bind(1, static_cast<int64_t>(not_before_ms));
   q.bind_text(2, error);
   q.bind(3, id);

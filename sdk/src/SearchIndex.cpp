@@ -44,7 +44,7 @@ using Stats = SearchIndex::Stats;
 
 constexpr int kBlockShift = 10;  // search_time_blocks.block = id >> kBlockShift
 constexpr size_t kRankWindow = 500;
-constexpr size_t kMaxSpans = 8;  // row id ranges a time-filtered scan reads, one query each
+constexpr size_t kMaxSpans = 8;          // row id ranges a time-filtered scan reads, one query each
 constexpr int64_t kFrequencyCap = 1000;  // documents counted per word before estimating
 constexpr int64_t kRebuildBatch = 5000;
 constexpr int64_t kRecentFoldAt = 20000;  // purge() moves older recent documents out above this
@@ -809,7 +809,8 @@ Result<SearchPage> relevance_page(const PageContext& ctx, Cursor next, SearchPag
     {
       int64_t scan_lo = window_known ? std::max(window_lo, lo) : lo;
       std::vector<Span> spans{{scan_lo, window_hi}};
-      if (timed) spans = blocks.spans_may_hold(scan_lo, window_hi, ctx.filters.since_ms, until_last);
+      if (timed)
+        spans = blocks.spans_may_hold(scan_lo, window_hi, ctx.filters.since_ms, until_last);
       MatchStream stream(ctx.statement, ctx.st, ctx.match, ctx.excluded, std::move(spans), true);
       for (;;) {
         if (!window_known && ranked.size() == kRankWindow) break;

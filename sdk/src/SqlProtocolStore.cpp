@@ -1,7 +1,8 @@
 #include "SqlProtocolStore.h"
 
-#include <algorithm>
 #include <sqlcipher/sqlite3.h>
+
+#include <algorithm>
 
 namespace sotto {
 namespace {
