@@ -41,6 +41,10 @@ void Client::Impl::worker_main() {
     if (!envs.empty()) process_inbound(envs);
     if (flush) flush_receipts();
     if (send) run_outbox();
+    if (uint64_t n = history.inserted(); n - purge_mark >= kFoldEvery) {
+      purge_mark = n;
+      schedule_purge();
+    }
     sweep_expired();
     expire_typing();
     if (purge) (void)profile->purge_search_index();

@@ -247,6 +247,7 @@ Result<std::optional<int64_t>> History::insert_message(const NewMessage& m) {
   SOTTO_TRY(q.run());
   if (sqlite3_changes(db_.handle()) == 0) return std::optional<int64_t>();
   int64_t row = sqlite3_last_insert_rowid(db_.handle());
+  inserted_.fetch_add(1, std::memory_order_relaxed);
   if (m.status == MessageStatus::kUnread) {
     SOTTO_TRY_ASSIGN(
         auto u, db_.query("UPDATE OR FAIL conversations SET unread = unread + 1 WHERE id = ?"));

@@ -6,6 +6,7 @@
 // Thread rule: not thread-safe. Hold the profile's mutex (ProfileParts::mu) around every call.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -135,6 +136,8 @@ class History {
   // ---- messages ----
   // The new row id, or nullopt when (sender, message_id) is already there (a duplicate).
   Result<std::optional<int64_t>> insert_message(const NewMessage& m);
+  // Rows insert_message() has written since this History was made (rolled-back ones too).
+  uint64_t inserted() const { return inserted_.load(std::memory_order_relaxed); }
   Result<std::optional<StoredMessage>> message(int64_t row);
   Result<std::optional<StoredMessage>> find_message(const std::string& sender, ByteView id);
   Result<std::optional<StoredMessage>> find_in_conversation(ConversationId conversation,
@@ -223,6 +226,7 @@ class History {
   Status touch_conversation(ConversationId id, int64_t row, uint64_t activity_ms);
 
   db::Database& db_;
+  std::atomic<uint64_t> inserted_{0};
 };
 
 }  // namespace sotto

@@ -12,7 +12,9 @@
 //    the rest. FTS4 only forgets a deleted document's words when the segments holding them
 //    are merged into one, so purge() rewrites the part that had deletions (usually only the
 //    small recent part), then truncates the WAL: afterwards no page of the files holds the
-//    old text.
+//    old text. Above 20,000 documents in the recent part, purge() also moves all but the
+//    newest 5,000 to the archive; the Client asks for a purge every 20,000 stored messages
+//    for that alone.
 //  - `search_time_blocks` bounds sort_ms per 1,024 row ids, so newest-first pages walk the
 //    index in row order and stop as soon as no older row can be newer than what they hold.
 //
