@@ -69,7 +69,7 @@ class Database {
     // SQLCipher costs; never for a profile.
     bool unencrypted = false;
     // Page cache limit (SQLite allocates pages as they are used, up to this).
-    uint32_t cache_kib = 32 * 1024;
+    uint32_t cache_kib = 64 * 1024;
   };
 
   // NB: key is exactly 32 bytes. kWrongKey when the key does not open an existing file; the

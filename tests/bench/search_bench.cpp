@@ -7,8 +7,9 @@
 //   per query kind and order, and maintenance costs (purge, integrity check) - once on an
 //   encrypted (SQLCipher) database and once on an unkeyed one, to show what encryption costs.
 //
-// usage: search_bench [--messages N] [--queries N] [--batch N] [--quick] [--keep DIR]
-//                     [--reuse DIR]
+// usage: search_bench [--messages N] [--queries N] [--batch N] [--quick] [--cache-mib N]
+//                     [--keep DIR] [--reuse DIR]
+//   --cache-mib N: the page cache of both databases (default: a profile's, 64 MiB).
 //   --keep DIR: write the databases there and leave them; --reuse DIR: only run the queries
 //   again on databases a --keep run left.
 #include <time.h>
@@ -382,12 +383,15 @@ struct Store {
 
 const uint64_t kNowMs = kStartMs + 4 * 365 * 86'400'000ull;
 
+uint32_t g_cache_mib = 0;  // --cache-mib; 0: the profile's default
+
 Store open_store(const fs::path& path, bool encrypted) {
   Store s;
   SecureBytes key(32);
   for (size_t i = 0; i < 32; ++i) key.data()[i] = static_cast<uint8_t>(i * 7 + 1);
   db::Database::Options o;
   o.unencrypted = !encrypted;
+  if (g_cache_mib) o.cache_kib = g_cache_mib * 1024;
   s.db = check(db::Database::open(path, key, o), "open " + path.string());
   check(db::migrate(*s.db), "migrate");
   s.index = std::make_unique<search::SearchIndex>(*s.db, [] { return kNowMs; });
@@ -691,13 +695,15 @@ int main(int argc, char** argv) {
       keep = argv[++i];
     else if (arg == "--quick")
       quick = true;
+    else if (arg == "--cache-mib" && i + 1 < argc)
+      g_cache_mib = static_cast<uint32_t>(std::strtoul(argv[++i], nullptr, 10));
     else if (arg == "--reuse" && i + 1 < argc) {
       keep = argv[++i];
       reuse = true;
     } else {
       std::fprintf(stderr,
                    "usage: search_bench [--messages N] [--queries N] [--batch N] [--quick] "
-                   "[--keep DIR] [--reuse DIR]\n");
+                   "[--cache-mib N] [--keep DIR] [--reuse DIR]\n");
       return 2;
     }
   }
@@ -717,8 +723,11 @@ int main(int argc, char** argv) {
     fs::create_directories(root);
   }
 
-  std::printf("sotto search_bench: %zu messages, %zu queries per kind, transactions of %zu\n\n",
-              messages, per_kind, batch);
+  std::printf(
+      "sotto search_bench: %zu messages, %zu queries per kind, transactions of %zu, page cache "
+      "%u MiB\n\n",
+      messages, per_kind, batch,
+      g_cache_mib ? g_cache_mib : db::Database::Options{}.cache_kib / 1024);
   std::vector<Kind> kinds = make_kinds(messages, per_kind);
   Figures enc = run(root, true, messages, batch, kinds, reuse);
   Figures plain =

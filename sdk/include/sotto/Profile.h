@@ -42,7 +42,7 @@ struct ProfileOptions {
   uint32_t initial_prekeys = 100;   // one-time prekeys generated with a new identity
   // Memory for decrypted database pages, allocated as they are used. Every page read past it
   // is decrypted and authenticated again; search over a long history wants this much.
-  uint32_t cache_mib = 32;
+  uint32_t cache_mib = 64;
   std::function<uint64_t()> clock;  // ms since the epoch; the system clock when empty
 };
 
