@@ -331,8 +331,8 @@ static_assert(std::size(kMigrations) == kSchemaVersion);
 // encrypts every page copied there: history writes with search ran at a quarter of their
 // unkeyed speed. A deferred key is checked at COMMIT instead and needs no statement journal.
 // Deferral does not change the file format, so the declaration is edited in place, the way
-// SQLite's ALTER TABLE documentation describes, and the schema cookie bumped so that every
-// connection (this one included) reads the schema again.
+// SQLite's ALTER TABLE documentation describes, and the schema cookie bumped so that other
+// connections read the schema again (migrate() makes this one do so too).
 Status defer_message_conversation_key(Database& db) {
   constexpr const char* kFrom = "REFERENCES conversations (id),";
   constexpr const char* kTo = "REFERENCES conversations (id) DEFERRABLE INITIALLY DEFERRED,";
