@@ -1519,7 +1519,7 @@ void Relay::deliver(const std::string& key, std::shared_ptr<const wire::Envelope
 
 void Relay::push_envelope(Peer& peer, Connection& conn, const wire::Envelope& env) {
   peer.last_pushed = env.sequence();
-  peer.unacked.insert(env.sequence());
+  peer.unacked.push_back(env.sequence());  // above every earlier push: still ascending
   metrics_.envelopes_pushed.fetch_add(1, std::memory_order_relaxed);
   conn.write(push_frame([&](wire::Push& push) { *push.mutable_envelope() = env; }));
 }
@@ -1628,7 +1628,11 @@ void Relay::op_ack(const std::shared_ptr<Peer>& p, wire::Request& r) {
         answer(p, std::move(resp), op);
         if (auto conn = p->conn.lock()) {
           conn->post([this, p, list] {
-            for (uint64_t s : *list) p->unacked.erase(s);
+            for (uint64_t s : *list) {
+              auto it = std::lower_bound(p->unacked.begin(), p->unacked.end(), s);
+              if (it != p->unacked.end() && *it == s) p->unacked.erase(it);
+            }
+            if (p->unacked.empty()) p->unacked.shrink_to_fit();  // an idle connection keeps none
             pump(p);
           });
         }

@@ -64,7 +64,9 @@ struct Peer {
 
   // Delivery (protocol.md 3.5 and 7.3).
   uint64_t last_pushed = 0;
-  std::set<uint64_t> unacked;
+  // Pushed and not yet acknowledged, ascending (pushes go out in sequence order): 8 bytes an
+  // envelope, where a std::set node took 48, for up to max-unacked-envelopes per connection.
+  std::vector<uint64_t> unacked;
   bool caught_up = false;
   bool fetching = false;
   bool missed_live = false;
