@@ -35,10 +35,6 @@ namespace sotto {
 constexpr uint32_t kMaxSendMessages = 100;  // protocol.md 12
 constexpr uint32_t kMaxAckSequences = 1000;
 constexpr size_t kInboundBatch = 256;
-// Messages stored between purges the worker asks for by itself: a purge folds the search
-// index's recent part into the archive (SearchIndex.h), and without edits, deletes or expiry
-// none would be asked for while the recent part grew.
-constexpr uint64_t kFoldEvery = 20000;
 constexpr uint32_t kPreKeyLowWater = 10;
 constexpr uint64_t kResetInterval = 3600'000;  // one session reset per peer device per hour
 constexpr uint64_t kResendWindow = 24 * 3600'000;
@@ -229,8 +225,8 @@ struct Client::Impl {
   // Worker-only state.
   std::set<uint32_t> own_devices;  // this account's other devices, as the relay last said
   bool own_devices_known = false;
-  uint64_t purge_due_ms = 0;                           // 0: no search purge pending
-  uint64_t purge_mark = 0;  // history.inserted() when the worker last asked for a purge
+  uint64_t purge_due_ms = 0;  // 0: no search purge pending
+  uint64_t purge_mark = 0;    // history.inserted() when the worker last asked for a purge
   std::map<ConversationId, uint64_t> typing_sent_ms;   // when STARTED last went out
   std::map<ConversationId, uint64_t> typing_until_ms;  // auto-stop of our own typing
   std::map<std::pair<ConversationId, std::string>, uint64_t> typing_seen_until_ms;

@@ -2,6 +2,7 @@
 // sync from own devices, session repair and held messages from a changed identity.
 
 #include "ClientImpl.h"
+#include "SearchIndex.h"
 
 namespace sotto {
 
@@ -41,7 +42,10 @@ void Client::Impl::worker_main() {
     if (!envs.empty()) process_inbound(envs);
     if (flush) flush_receipts();
     if (send) run_outbox();
-    if (uint64_t n = history.inserted(); n - purge_mark >= kFoldEvery) {
+    // A purge also folds the search index's recent part into the archive once it is large;
+    // without edits, deletes or expiry none would be asked for while that part grew.
+    if (uint64_t n = history.inserted();
+        n - purge_mark >= static_cast<uint64_t>(search::kRecentFoldAt)) {
       purge_mark = n;
       schedule_purge();
     }

@@ -2,6 +2,7 @@
 
 #include <sqlcipher/sqlite3.h>
 
+#include <optional>
 #include <string>
 
 #include "ScopedTransaction.h"
@@ -332,8 +333,9 @@ static_assert(std::size(kMigrations) == kSchemaVersion);
 // unkeyed speed. A deferred key is checked at COMMIT instead and needs no statement journal.
 // Deferral does not change the file format, so the declaration is edited in place, the way
 // SQLite's ALTER TABLE documentation describes, and the schema cookie bumped so that other
-// connections read the schema again (migrate() makes this one do so too).
-Status defer_message_conversation_key(Database& db) {
+// connections read the schema again (migrate() makes this one do so too). Returns the new
+// cookie.
+Result<int64_t> defer_message_conversation_key(Database& db) {
   constexpr const char* kFrom = "REFERENCES conversations (id),";
   constexpr const char* kTo = "REFERENCES conversations (id) DEFERRABLE INITIALLY DEFERRED,";
   int64_t version = 0;
@@ -358,7 +360,8 @@ Status defer_message_conversation_key(Database& db) {
   }();
   Status off = db.exec("PRAGMA writable_schema = OFF");
   SOTTO_TRY(edited);
-  return off;
+  SOTTO_TRY(off);
+  return version + 1;
 }
 
 }  // namespace
@@ -376,29 +379,22 @@ Status migrate(Database& db) {
   if (version == kSchemaVersion) return {};
   ScopedTransaction txn(db);
   SOTTO_TRY(txn.begin());
-  bool edited_in_place = false;
+  std::optional<int64_t> edited_cookie;  // set when a step edited sqlite_master in place
   for (int64_t v = version; v < kSchemaVersion; ++v) {
     SOTTO_TRY(db.exec(kMigrations[v]));
     if (v == 4) {
-      SOTTO_TRY(defer_message_conversation_key(db));
-      edited_in_place = true;
+      SOTTO_TRY_ASSIGN(edited_cookie, defer_message_conversation_key(db));
     }
   }
   SOTTO_TRY(db.set_user_version(kSchemaVersion));
   SOTTO_TRY(txn.commit());
-  if (!edited_in_place) return {};
+  if (!edited_cookie) return {};
   // This connection set the new schema cookie itself, so it would go on with the declarations
   // it parsed before the edit. Writing the cookie in a transaction that then rolls back makes
   // SQLite drop its parsed schema (and expire prepared statements): the next statement reads
   // sqlite_master again.
-  int64_t cookie = 0;
-  {
-    SOTTO_TRY_ASSIGN(auto q, db.query("PRAGMA schema_version"));
-    SOTTO_TRY_ASSIGN(bool row, q.step());
-    if (row) cookie = q.column_int(0);
-  }
   SOTTO_TRY(db.exec("BEGIN"));
-  Status set = db.exec("PRAGMA schema_version = " + std::to_string(cookie));
+  Status set = db.exec("PRAGMA schema_version = " + std::to_string(*edited_cookie));
   Status back = db.exec("ROLLBACK");
   SOTTO_TRY(set);
   return back;

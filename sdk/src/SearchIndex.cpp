@@ -47,8 +47,7 @@ constexpr size_t kRankWindow = 500;
 constexpr size_t kMaxSpans = 8;          // row id ranges a time-filtered scan reads, one query each
 constexpr int64_t kFrequencyCap = 1000;  // documents counted per word before estimating
 constexpr int64_t kRebuildBatch = 5000;
-constexpr int64_t kRecentFoldAt = 20000;  // purge() moves older recent documents out above this
-constexpr int64_t kRecentKeep = 5000;     // ... keeping this many in the recent part
+constexpr int64_t kRecentKeep = 5000;  // a fold (see kRecentFoldAt) keeps this many in recent
 constexpr uint32_t kMaxLimit = 200;
 constexpr size_t kMaxFilterValues = 100;
 constexpr double kK1 = 1.2;
@@ -325,7 +324,10 @@ struct Blocks {
   bool may_hold(int64_t id, int64_t from, int64_t to) const {
     auto it = std::lower_bound(block.begin(), block.end(), id >> kBlockShift);
     if (it == block.end() || *it != (id >> kBlockShift)) return true;
-    size_t i = static_cast<size_t>(it - block.begin());
+    return overlaps(static_cast<size_t>(it - block.begin()), from, to);
+  }
+  // Whether block i's bounds meet [from, to].
+  bool overlaps(size_t i, int64_t from, int64_t to) const {
     return max_sort[i] >= from && min_sort[i] <= to;
   }
   // Row id ranges, newest first, that cover every row within [lo, hi] that may have a sort_ms
@@ -336,7 +338,7 @@ struct Blocks {
     std::vector<Span> out;
     int64_t top = hi;
     for (size_t i = block.size(); i-- > 0 && top >= lo;) {
-      if (max_sort[i] >= from && min_sort[i] <= to) continue;
+      if (overlaps(i, from, to)) continue;
       int64_t first = block[i] << kBlockShift, last = ((block[i] + 1) << kBlockShift) - 1;
       if (first > top) continue;
       if (last < top) out.push_back({std::max(lo, last + 1), top});

@@ -35,6 +35,9 @@ struct sqlite3_stmt;
 
 namespace sotto::search {
 
+// purge() moves older documents out of the recent part once it holds more than this.
+inline constexpr int64_t kRecentFoldAt = 20000;
+
 class SearchIndex {
  public:
   // `now_ms`: the clock that decides which messages have expired.
