@@ -26,6 +26,7 @@
 
 #include "Log.h"
 #include "PushClient.h"
+#include "WebSocketFrames.h"
 
 namespace sotto::relay {
 
@@ -221,20 +222,33 @@ class Server::Impl {
   void refuse_budget(Socket socket);
 };
 
-// One accepted connection: HTTP requests until it upgrades to a WebSocket (or closes).
+// The buffer a plain connection reads into: one per thread, so an idle connection holds none.
+// Bytes of a frame that is not complete yet are copied to the connection's own `pending_`.
+constexpr size_t kReadChunk = 64 * 1024;
+char* read_scratch() {
+  static thread_local std::unique_ptr<char[]> buf(new char[kReadChunk]);
+  return buf.get();
+}
+// At most this much goes into one gathered write.
+constexpr size_t kMaxBatchFrames = 64;
+constexpr uint64_t kMaxBatchBytes = 256 * 1024;
+
+// One accepted connection: HTTP requests until it upgrades to a WebSocket (or closes). After
+// the upgrade, frames are read and written with ws:: (WebSocketFrames.h): an idle connection
+// is a socket waiting for readability, no read buffer and no coroutine frame.
 template <class Stream>
 class Server::Impl::Conn final : public Tracked,
                                  public Connection,
                                  public std::enable_shared_from_this<Conn<Stream>> {
  public:
+  static constexpr bool kPlain = std::is_same_v<Stream, Socket>;
+
   Conn(Impl& server, Stream stream, std::string ip)
       : server_(server),
         stream_(std::move(stream)),
         strand_(lowest(stream_).get_executor()),
         ip_(std::move(ip)),
-        gate_(strand_) {
-    gate_.expires_at(std::chrono::steady_clock::time_point::max());
-  }
+        reader_(server.config_.limits.max_frame_bytes) {}
   ~Conn() override {
     server_.untrack(track_id_);
     server_.open_connections_.fetch_sub(1, std::memory_order_relaxed);
@@ -249,7 +263,7 @@ class Server::Impl::Conn final : public Tracked,
   // ---- Tracked ----
   void expire(int kind) override {
     asio::post(strand_, [self = this->shared_from_this(), kind] {
-      if (kind == 1 && self->ws_) {
+      if (kind == 1 && self->ws_open_) {
         self->close(4000);
       } else if (kind == 2) {
         self->server_.metrics_.slow_reader_drops.fetch_add(1, std::memory_order_relaxed);
@@ -267,8 +281,7 @@ class Server::Impl::Conn final : public Tracked,
   }
   void write(std::shared_ptr<const std::string> frame) override {
     if (close_requested_ || dead_) return;
-    queued_bytes_ += frame->size();
-    queue_.push_back(std::move(frame));
+    enqueue(std::move(frame), ws::Opcode::kBinary);
     if (queued_bytes_ > server_.config_.limits.max_outgoing_bytes) {
       // The client does not read. Its queued envelopes stay stored for the next connection.
       server_.metrics_.slow_reader_drops.fetch_add(1, std::memory_order_relaxed);
@@ -279,15 +292,18 @@ class Server::Impl::Conn final : public Tracked,
     if (!writing_) do_write();
   }
   void close(uint16_t code) override {
-    if (close_requested_ || dead_ || !ws_) return;
+    if (close_requested_ || dead_ || !ws_open_) return;
     close_requested_ = true;
-    close_code_ = code;
     hard_deadline = now_ms() + 3000;  // a peer that never answers the close frame
-    if (!writing_) do_close();
+    enqueue(std::make_shared<const std::string>(ws::close_payload(code)), ws::Opcode::kClose);
+    if (!writing_) do_write();
   }
   void request_done() override {
     if (unanswered_ > 0) --unanswered_;
-    gate_.cancel();
+    if (paused_ && paused_self_ && unanswered_ < server_.config_.limits.max_unanswered_requests) {
+      paused_ = false;
+      asio::post(strand_, [self = std::move(paused_self_)] { self->resume(); });
+    }
   }
   void set_deadline(uint64_t at_ms) override { soft_deadline = at_ms; }
   uint64_t queued_bytes() const override { return queued_bytes_; }
@@ -303,13 +319,16 @@ class Server::Impl::Conn final : public Tracked,
   }
 
  private:
+  struct Out {
+    std::shared_ptr<const std::string> data;
+    ws::Opcode op;
+  };
+
   asio::awaitable<void> run();
   asio::awaitable<bool> serve_http(http::request_parser<http::empty_body>& parser);
-  // true when the WebSocket session started: it then runs in its own coroutine, and this
-  // one (with the HTTP parser and buffers in its frame) ends and frees its memory.
+  // true when the WebSocket session started: it then runs on callbacks, and this coroutine
+  // (with the HTTP parser and buffers in its frame) ends and frees its memory.
   asio::awaitable<bool> serve_websocket(http::request_parser<http::empty_body>& parser);
-  asio::awaitable<void> session();
-  asio::awaitable<void> read_loop();
   // NB: one optional extra header, passed as two strings: a braced list of pairs inside a
   // co_await expression trips a GCC 12 coroutine bug ("array used as initializer").
   asio::awaitable<bool> send_text(http::status status, std::string body, unsigned version,
@@ -319,6 +338,148 @@ class Server::Impl::Conn final : public Tracked,
   asio::awaitable<bool> get_attachment(http::request_parser<http::empty_body>& parser,
                                        const std::string& id);
 
+  // ---- reading frames ----
+
+  // Waits until the socket is readable (plain) or reads into a small buffer (TLS, whose
+  // engine may hold decrypted bytes the socket no longer shows).
+  void arm() {
+    if (dead_ || reading_ || paused_) return;
+    reading_ = true;
+    if constexpr (kPlain) {
+      stream_.async_wait(tcp::socket::wait_read,
+                         [self = this->shared_from_this()](beast::error_code ec) {
+                           self->reading_ = false;
+                           if (ec) return self->end_session();
+                           self->read_now();
+                         });
+    } else {
+      constexpr size_t kTlsChunk = 16 * 1024;
+      if (!tls_in_) tls_in_.reset(new char[kTlsChunk]);
+      stream_.async_read_some(asio::buffer(tls_in_.get(), kTlsChunk),
+                              [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+                                self->reading_ = false;
+                                if (ec) return self->end_session();
+                                self->on_bytes(self->tls_in_.get(), n);
+                                self->arm();
+                              });
+    }
+  }
+  // Plain sockets: read what the kernel has (non-blocking) until it has no more, then wait.
+  // The readiness notification is edge-triggered, so stopping early would stall the socket.
+  void read_now() {
+    if constexpr (kPlain) {
+      for (int round = 0; round < 4; ++round) {
+        if (dead_ || paused_) return;
+        beast::error_code ec;
+        char* buf = read_scratch();
+        size_t n = stream_.read_some(asio::buffer(buf, kReadChunk), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) return arm();
+        if (ec) return end_session();
+        on_bytes(buf, n);
+      }
+      // A busy peer: let the other connections on this thread have a turn.
+      asio::post(strand_, [self = this->shared_from_this()] { self->read_now(); });
+    }
+  }
+  void resume() {
+    if (dead_) return;
+    if (!pending_.empty()) parse_pending();
+    if (dead_ || paused_) return;
+    if constexpr (kPlain)
+      read_now();
+    else
+      arm();
+  }
+  void on_bytes(char* data, size_t n) {
+    activity.store(now_ms(), std::memory_order_relaxed);
+    if (!pending_.empty()) {
+      pending_.append(data, n);
+      return parse_pending();
+    }
+    std::span<char> rest(data, n);
+    parse(rest);
+    if (!rest.empty()) pending_.assign(rest.data(), rest.size());
+  }
+  void parse_pending() {
+    std::span<char> rest(pending_.data(), pending_.size());
+    parse(rest);
+    if (rest.empty()) {
+      std::string().swap(pending_);  // idle connections keep no buffer
+    } else {
+      pending_.erase(0, pending_.size() - rest.size());
+    }
+  }
+  void parse(std::span<char>& rest) {
+    const uint32_t window = server_.config_.limits.max_unanswered_requests;
+    while (!dead_) {
+      if (unanswered_ >= window) {
+        // request_done() resumes. Nothing else holds the connection while no read is pending.
+        paused_ = true;
+        paused_self_ = this->shared_from_this();
+        return;
+      }
+      auto e = reader_.next(rest);
+      switch (e.kind) {
+        case ws::ClientFrameReader::Event::kNeedMore:
+          return;
+        case ws::ClientFrameReader::Event::kMessage:
+          on_message(e.payload);
+          break;
+        case ws::ClientFrameReader::Event::kPing:
+          if (!close_requested_) {
+            enqueue(std::make_shared<const std::string>(e.payload), ws::Opcode::kPong);
+            if (!writing_) do_write();
+          }
+          break;
+        case ws::ClientFrameReader::Event::kPong:
+          break;
+        case ws::ClientFrameReader::Event::kClose:
+          close_received_ = true;
+          if (close_sent_) return hard_close();
+          // Answer with the peer's code; the socket closes once that frame is out.
+          close(e.code == ws::kCloseNoStatus ? ws::kCloseNormal : e.code);
+          break;
+        case ws::ClientFrameReader::Event::kRefused:
+          if (!close_requested_) {
+            server_.metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+            log_info("websocket_refused", {{"why", e.why}, {"close_code", e.code}});
+          }
+          close(e.code);
+          break;
+      }
+    }
+  }
+  void on_message(std::string_view payload) {
+    if (close_requested_) return;  // after a close frame, data is discarded
+    wire::Frame frame;
+    if (!frame.ParseFromArray(payload.data(), static_cast<int>(payload.size())) ||
+        frame.kind_case() != wire::Frame::kRequest) {
+      server_.metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      close(ws::kCloseProtocolError);
+      return;
+    }
+    ++unanswered_;
+    server_.relay_.on_request(peer_, std::move(*frame.mutable_request()));
+  }
+  // The WebSocket session is over (the socket failed or was closed): once.
+  void end_session() {
+    if (!ws_open_ || session_over_) return;
+    session_over_ = true;
+    server_.relay_.on_closed(peer_);
+    if (counted_unauth_) server_.relay_.release_unauthenticated(ip_);
+    counted_unauth_ = false;
+    // A close frame we queued (1002, 1003, ...) still has to go out: its handshake ends the
+    // socket, or the sweep does after three seconds.
+    if (!close_requested_) hard_close();
+  }
+
+  // ---- writing frames ----
+
+  void enqueue(std::shared_ptr<const std::string> data, ws::Opcode op) {
+    queued_bytes_ += data->size();
+    queue_.push_back({std::move(data), op});
+  }
+  // Writes the queued frames, many per system call.
   void do_write() {
     if (on_drained_ && queued_bytes_ < drain_mark_) {
       // Deferred: the callback queues frames, which must not re-enter do_write.
@@ -327,63 +488,92 @@ class Server::Impl::Conn final : public Tracked,
       });
       on_drained_ = nullptr;
     }
-    if (queue_head_ == queue_.size()) {
+    if (queue_head_ == queue_.size() || dead_) {
       queue_.clear();
       queue_.shrink_to_fit();
       queue_head_ = 0;
+      std::vector<asio::const_buffer>().swap(iov_);
+      std::string().swap(headers_);
       writing_ = false;
       write_started = 0;
-      if (close_requested_) do_close();
       return;
     }
     writing_ = true;
     write_started = now_ms();
-    ws_->binary(true);
-    ws_->async_write(asio::buffer(*queue_[queue_head_]),
-                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
-                       self->queued_bytes_ -= self->queue_[self->queue_head_]->size();
-                       self->queue_[self->queue_head_++].reset();
-                       if (ec) return self->hard_close();
-                       self->do_write();
-                     });
+    size_t end = queue_head_;
+    uint64_t bytes = 0;
+    while (end < queue_.size() && end - queue_head_ < kMaxBatchFrames &&
+           (end == queue_head_ || bytes + queue_[end].data->size() <= kMaxBatchBytes))
+      bytes += queue_[end++].data->size();
+    batch_end_ = end;
+    headers_.resize((end - queue_head_) * ws::kMaxServerHeader);
+    iov_.clear();
+    auto* h = reinterpret_cast<uint8_t*>(headers_.data());
+    for (size_t i = queue_head_; i < end; ++i, h += ws::kMaxServerHeader) {
+      const std::string& payload = *queue_[i].data;
+      iov_.emplace_back(h, ws::server_header(queue_[i].op, payload.size(), h));
+      if (!payload.empty()) iov_.emplace_back(payload.data(), payload.size());
+    }
+    asio::async_write(
+        stream_, iov_,
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_written(ec); });
   }
-  void do_close() {
-    if (dead_ || closing_) return;
-    closing_ = true;
-    writing_ = true;
-    ws_->async_close(websocket::close_reason(close_code_),
-                     [self = this->shared_from_this()](beast::error_code) { self->hard_close(); });
+  void on_written(beast::error_code ec) {
+    bool close_went = false;
+    for (size_t i = queue_head_; i < batch_end_; ++i) {
+      queued_bytes_ -= queue_[i].data->size();
+      close_went = close_went || queue_[i].op == ws::Opcode::kClose;
+      queue_[i].data.reset();
+    }
+    queue_head_ = batch_end_;
+    if (ec) return hard_close();
+    if (close_went) {
+      close_sent_ = true;
+      if (close_received_) return hard_close();
+    }
+    do_write();
   }
   void hard_close() {
     if (dead_) return;
     dead_ = true;
     beast::error_code ec;
-    Socket& s = ws_ ? lowest(ws_->next_layer()) : lowest(stream_);
+    Socket& s = lowest(stream_);
     s.shutdown(tcp::socket::shutdown_both, ec);
     s.close(ec);
-    gate_.cancel();
+    if (ws_open_) asio::post(strand_, [self = this->shared_from_this()] { self->end_session(); });
+    paused_ = false;
+    paused_self_.reset();
   }
 
   Impl& server_;
-  Stream stream_;  // until the upgrade; then inside ws_
+  Stream stream_;
   Strand strand_;
   std::string ip_;
-  asio::steady_timer gate_;  // wakes the reader when the pipelining window opens
   uint64_t track_id_ = 0;
-  beast::flat_buffer buf_;
-  std::unique_ptr<websocket::stream<Stream>> ws_;
+  beast::flat_buffer buf_;  // HTTP requests only; freed at the upgrade
   std::shared_ptr<Peer> peer_;
+  ws::ClientFrameReader reader_;
+  std::string pending_;             // received bytes that do not make a whole frame yet
+  std::unique_ptr<char[]> tls_in_;  // TLS: the read buffer (the engine holds bytes anyway)
   // A vector, not a deque: an empty std::deque still holds a 512-byte block per connection.
-  std::vector<std::shared_ptr<const std::string>> queue_;
+  std::vector<Out> queue_;
   size_t queue_head_ = 0;
+  size_t batch_end_ = 0;                 // queue_[queue_head_, batch_end_) is being written
+  std::string headers_;                  // the frame headers of that write
+  std::vector<asio::const_buffer> iov_;  // and its pieces
   uint64_t queued_bytes_ = 0;
   uint64_t drain_mark_ = 0;
   std::function<void()> on_drained_;
   uint32_t unanswered_ = 0;
-  uint16_t close_code_ = 1000;
+  bool ws_open_ = false;
+  bool session_over_ = false;
+  bool reading_ = false;
+  bool paused_ = false;  // the pipelining window is full: nothing is read until it opens
+  std::shared_ptr<Conn> paused_self_;  // while paused
   bool writing_ = false;
   bool close_requested_ = false;
-  bool closing_ = false;
+  bool close_sent_ = false;
+  bool close_received_ = false;
   bool dead_ = false;
   bool counted_unauth_ = false;
 };
@@ -419,16 +609,6 @@ asio::awaitable<void> Server::Impl::Conn<Stream>::run() {
   if (counted_http) server_.metrics_.http_connections.fetch_sub(1, std::memory_order_relaxed);
   if (counted_unauth_) server_.relay_.release_unauthenticated(ip_);
   hard_close();
-}
-
-template <class Stream>
-asio::awaitable<void> Server::Impl::Conn<Stream>::session() {
-  co_await read_loop();
-  server_.relay_.on_closed(peer_);
-  if (counted_unauth_) server_.relay_.release_unauthenticated(ip_);
-  // A close frame we queued (1002, 1003, ...) still has to go out: its handshake ends the
-  // socket, or the sweep does after three seconds.
-  if (!close_requested_) hard_close();
 }
 
 template <class Stream>
@@ -761,16 +941,17 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::serve_websocket(
     counted_unauth_ = true;
   }
 
-  ws_ = std::make_unique<websocket::stream<Stream>>(std::move(stream_));
-  ws_->read_message_max(server_.config_.limits.max_frame_bytes);
-  ws_->auto_fragment(false);
-  ws_->set_option(websocket::stream_base::decorator(
-      [](websocket::response_type& res) { res.set(http::field::server, "sotto-relay"); }));
-  ws_->control_callback([this](websocket::frame_type, beast::string_view) {
-    activity.store(now_ms(), std::memory_order_relaxed);
-  });
-  auto [ec] = co_await ws_->async_accept(req, use_nothrow);
-  if (ec) co_return false;
+  {
+    // Beast answers the upgrade (and refuses a bad one); the stream only borrows the socket
+    // and its 2.5 KiB block is freed when the handshake is done.
+    websocket::stream<Stream&> handshake(stream_);
+    handshake.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(http::field::server, "sotto-relay"); }));
+    auto [ec] = co_await handshake.async_accept(req, use_nothrow);
+    if (ec) co_return false;
+  }
+  // Bytes the client sent right behind its upgrade request are its first frames.
+  if (buf_.size()) pending_.assign(static_cast<const char*>(buf_.data().data()), buf_.size());
   // The HTTP read buffer is not needed any more: give its memory back.
   buf_ = beast::flat_buffer();
   activity = now_ms();
@@ -782,52 +963,13 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::serve_websocket(
   }
   peer_ = relay.open(std::static_pointer_cast<Connection>(this->shared_from_this()), ip_,
                      auth ? &*auth : nullptr);
-  asio::co_spawn(
-      strand_, [self = this->shared_from_this()] { return self->session(); }, asio::detached);
-  co_return true;
-}
-
-template <class Stream>
-asio::awaitable<void> Server::Impl::Conn<Stream>::read_loop() {
-  Relay& relay = server_.relay_;
-  const uint32_t window = server_.config_.limits.max_unanswered_requests;
-  beast::flat_buffer in;
-  for (;;) {
-    while (unanswered_ >= window && !dead_) {
-      gate_.expires_at(std::chrono::steady_clock::time_point::max());
-      co_await gate_.async_wait(use_nothrow);
-    }
-    if (dead_) co_return;
-    auto [ec, n] = co_await ws_->async_read(in, use_nothrow);
-    if (ec) {
-      if (ec == websocket::error::message_too_big) {
-        // Beast is sending close 1009 and draining the rest of the frame before it tears the
-        // socket down; closing now would turn that into a reset. The sweep ends it otherwise.
-        server_.metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-        close_requested_ = true;
-        hard_deadline = now_ms() + 3000;
-      }
-      co_return;
-    }
-    activity.store(now_ms(), std::memory_order_relaxed);
-    if (!ws_->got_binary()) {
-      server_.metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-      close(1003);
-      co_return;
-    }
-    wire::Frame frame;
-    bool parsed = frame.ParseFromArray(in.data().data(), static_cast<int>(in.size()));
-    in.consume(in.size());
-    // Idle connections keep no read buffer: allocate when data arrives, free after.
-    if (in.capacity() > 4096) in.shrink_to_fit();
-    if (!parsed || frame.kind_case() != wire::Frame::kRequest) {
-      server_.metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-      close(1002);
-      co_return;
-    }
-    ++unanswered_;
-    relay.on_request(peer_, std::move(*frame.mutable_request()));
+  ws_open_ = true;
+  if constexpr (kPlain) {
+    beast::error_code nb;
+    stream_.non_blocking(true, nb);
   }
+  asio::post(strand_, [self = this->shared_from_this()] { self->resume(); });
+  co_return true;
 }
 
 void Server::Impl::refuse_budget(Socket socket) {

@@ -698,10 +698,13 @@ void print_row(const char* what, const std::string& value, const char* target) {
   std::printf("%-58s %14s   %s\n", what, value.c_str(), target);
 }
 
+void traffic_phases(size_t pairs, size_t fan, double seconds, bool quick);
+int memory_phase(size_t idle_total, size_t idle_first, size_t spare, size_t extra);
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false;
+  bool quick = false, memory_only = false;
   double seconds = 5;
   size_t idle_total = 18'000, idle_first = 5'000;
   for (int i = 1; i < argc; ++i) {
@@ -714,17 +717,20 @@ int main(int argc, char** argv) {
       seconds = std::stod(argv[++i]);
     else if (a == "--idle" && i + 1 < argc)
       idle_total = std::stoul(argv[++i]);
+    else if (a == "--memory-only")
+      memory_only = true;
     else {
       std::fprintf(stderr,
-                   "usage: relay_bench [--relay PATH] [--quick] [--seconds N] [--idle N]\n");
+                   "usage: relay_bench [--relay PATH] [--quick] [--seconds N] [--idle N] "
+                   "[--memory-only]\n");
       return 2;
     }
   }
   size_t pairs = 100, fan = 1000, spare = 600, extra = 400;
   if (quick) {  // a smoke run for ctest: every phase, small numbers
     seconds = 1;
-    idle_total = 200;
-    idle_first = 100;
+    idle_total = std::min<size_t>(idle_total, 200);
+    idle_first = idle_total / 2;
     pairs = 20;
     fan = 50;
     spare = 150;
@@ -736,6 +742,14 @@ int main(int argc, char** argv) {
               std::thread::hardware_concurrency());
   std::printf("%-58s %14s   %s\n", "figure", "value", "target");
 
+  if (!memory_only) traffic_phases(pairs, fan, seconds, quick);
+  return memory_phase(idle_total, idle_first, spare, extra);
+}
+
+namespace {
+
+// Phases 1-3 and the db-sync normal rerun.
+void traffic_phases(size_t pairs, size_t fan, double seconds, bool quick) {
   Relay relay;
   relay.start({});
   auto devices = register_accounts(relay.port, pairs + fan + 1, "bench");
@@ -772,7 +786,9 @@ int main(int argc, char** argv) {
     print_row("  p50 / p99 at half load (ms)", fmt(fh.p50_ms, 2) + " / " + fmt(fh.p99_ms, 2), "");
     fast.stop();
   }
+}
 
+int memory_phase(size_t idle_total, size_t idle_first, size_t spare, size_t extra) {
   // Phase 4 on a fresh relay whose connection budget sits a little above the idle total.
   size_t budget = idle_total + extra / 4;
   Relay idle;
@@ -837,3 +853,5 @@ int main(int argc, char** argv) {
   idle.stop();
   return alive ? 0 : 1;
 }
+
+}  // namespace
