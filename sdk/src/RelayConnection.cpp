@@ -193,30 +193,28 @@ void RelayConnection::on_message(uint64_t generation, Bytes frame) {
 void RelayConnection::on_close(uint64_t generation, const net::CloseInfo& info) {
   if (generation != generation_ || stopped_) return;
   ws_.reset();
-  fail_all(ErrorCode::kUnavailable, "the connection to the relay closed: " + info.reason);
+  std::string why = "the connection to the relay closed: " + info.reason;
+  // No new connection follows: requests not sent yet fail now too (tick() stops with it).
+  auto stop = [&](LinkEvent event) {
+    stopped_ = true;
+    fail_all(ErrorCode::kUnavailable, why);
+    set_state(std::move(event));
+  };
   using Kind = net::CloseInfo::Kind;
-  if (info.kind == Kind::kUpgradeRefused && info.http_status == 401) {
-    stopped_ = true;
-    set_state({LinkState::kStopped,
-               "the relay refused this device's credentials: the device was removed from its "
-               "account, or the account was deleted",
-               0, true, 0});
-    return;
-  }
-  if (info.kind == Kind::kClosed && (info.close_code == 4001 || info.close_code == 4002)) {
-    stopped_ = true;
-    set_state({LinkState::kStopped,
-               info.close_code == 4001
-                   ? "this device was removed from its account (or the account was deleted)"
-                   : "another connection of this device replaced this one",
-               0, info.close_code == 4001, info.close_code});
-    return;
-  }
-  if (!options_.reconnect) {
-    stopped_ = true;
-    set_state({LinkState::kStopped, info.reason, 0, false, info.close_code});
-    return;
-  }
+  if (info.kind == Kind::kUpgradeRefused && info.http_status == 401)
+    return stop({LinkState::kStopped,
+                 "the relay refused this device's credentials: the device was removed from its "
+                 "account, or the account was deleted",
+                 0, true, 0});
+  if (info.kind == Kind::kClosed && (info.close_code == 4001 || info.close_code == 4002))
+    return stop({LinkState::kStopped,
+                 info.close_code == 4001
+                     ? "this device was removed from its account (or the account was deleted)"
+                     : "another connection of this device replaced this one",
+                 0, info.close_code == 4001, info.close_code});
+  if (!options_.reconnect)
+    return stop({LinkState::kStopped, info.reason, 0, false, info.close_code});
+  fail_all(ErrorCode::kUnavailable, why);
   // A connection that lasted resets the backoff; one that dropped at once does not.
   if (connected_at_ms_ &&
       net::steady_ms() - connected_at_ms_ >= uint64_t(options_.timing.stable_after.count()))

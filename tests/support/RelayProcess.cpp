@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -82,10 +83,16 @@ RelayProcess::~RelayProcess() {
 
 std::string RelayProcess::binary() { return SOTTO_RELAY_BINARY; }
 
-std::string RelayProcess::ws_url() const {
-  return "ws://127.0.0.1:" + std::to_string(port_) + "/v1/ws";
+bool RelayProcess::tls() const {
+  const auto& a = options_.extra_args;
+  return std::find(a.begin(), a.end(), "--tls-cert") != a.end();
 }
-std::string RelayProcess::http_base() const { return "http://127.0.0.1:" + std::to_string(port_); }
+std::string RelayProcess::ws_url() const {
+  return (tls() ? "wss://127.0.0.1:" : "ws://127.0.0.1:") + std::to_string(port_) + "/v1/ws";
+}
+std::string RelayProcess::http_base() const {
+  return (tls() ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port_);
+}
 
 std::string RelayProcess::log() const {
   std::ifstream in(log_file_);

@@ -35,8 +35,10 @@ class RelayProcess {
 
   uint16_t port() const { return port_; }
   std::string host() const { return "127.0.0.1"; }
+  // wss:// and https:// when extra_args gave the relay a certificate (--tls-cert).
   std::string ws_url() const;     // "ws://127.0.0.1:<port>/v1/ws"
   std::string http_base() const;  // "http://127.0.0.1:<port>"
+  bool tls() const;
   const std::filesystem::path& data_dir() const { return data_dir_; }
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }

@@ -1,0 +1,118 @@
+// The relay with a certificate: clients on wss:// and https:// exchange messages and a file.
+// The certificate is made here (self-signed, for 127.0.0.1) and trusted through
+// SSL_CERT_FILE, which OpenSSL's default verify paths read, as an operator's own CA would be.
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <sodium.h>
+#include <stdlib.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "ClientHarness.h"
+
+namespace sotto::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Writes a self-signed P-256 certificate for IP 127.0.0.1 and its key as PEM files.
+bool make_certificate(const fs::path& cert_path, const fs::path& key_path) {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  X509* cert = X509_new();
+  bool ok = key && cert;
+  if (ok) {
+    X509_set_version(cert, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 24 * 3600);
+    X509_NAME* name = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>("127.0.0.1"), -1, -1, 0);
+    X509_set_issuer_name(cert, name);
+    X509_set_pubkey(cert, key);
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, cert, cert, nullptr, nullptr, 0);
+    X509_EXTENSION* san = X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, "IP:127.0.0.1");
+    ok = san && X509_add_ext(cert, san, -1) == 1;
+    X509_EXTENSION_free(san);
+    ok = ok && X509_sign(cert, key, EVP_sha256()) > 0;
+  }
+  if (ok) {
+    FILE* c = std::fopen(cert_path.c_str(), "w");
+    FILE* k = std::fopen(key_path.c_str(), "w");
+    ok = c && k && PEM_write_X509(c, cert) == 1 &&
+         PEM_write_PrivateKey(k, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
+    if (c) std::fclose(c);
+    if (k) std::fclose(k);
+  }
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  return ok;
+}
+
+TEST(Tls, MessagesAndAFileOverWssAndHttps) {
+  TempDir certs;
+  ASSERT_TRUE(make_certificate(certs / "relay.pem", certs / "relay.key"));
+  ::setenv("SSL_CERT_FILE", (certs / "relay.pem").c_str(), 1);
+  RelayProcess::Options o;
+  o.extra_args = {"--tls-cert", (certs / "relay.pem").string(), "--tls-key",
+                  (certs / "relay.key").string()};
+  RelayProcess relay(o);
+  ASSERT_EQ(relay.ws_url().rfind("wss://", 0), 0u) << relay.ws_url();
+  TestClient alice(relay, "alice"), bob(relay, "bob");
+  alice.register_account();
+  bob.register_account();
+  ConversationId ab = alice.conversation_with(bob);
+
+  // Enough messages at once that the relay reads several frames per TLS record and writes
+  // several per system call.
+  constexpr int kCount = 60;
+  for (int i = 0; i < kCount; ++i)
+    ASSERT_TRUE(alice->send_text(ab, "over tls " + std::to_string(i)).ok());
+  ASSERT_TRUE(eventually([&] { return bob.events().texts().size() == kCount; }));
+  for (int i = 0; i < kCount; ++i)
+    EXPECT_EQ(bob.events().texts()[static_cast<size_t>(i)], "over tls " + std::to_string(i));
+  ConversationId ba = bob->conversations().value().at(0).id;
+  ASSERT_TRUE(bob->send_text(ba, "and back").ok());
+  ASSERT_TRUE(eventually([&] { return alice.events().texts().size() == 1; }));
+
+  TempDir files;
+  Bytes content(300'000);
+  randombytes_buf(content.data(), content.size());
+  std::ofstream(files / "notes.bin", std::ios::binary)
+      .write(reinterpret_cast<const char*>(content.data()),
+             static_cast<std::streamsize>(content.size()));
+  ASSERT_TRUE(alice->send_file(ab, files / "notes.bin").ok());
+  std::optional<Message> got;
+  ASSERT_TRUE(eventually([&] {
+    for (auto& m : bob.events().messages())
+      if (!m.outgoing && !m.attachments.empty()) got = m;
+    return got.has_value();
+  }));
+  auto path = bob->download_attachment(got->conversation, got->id, 0, nullptr);
+  ASSERT_TRUE(path.ok()) << path.error().message;
+  EXPECT_EQ(read_file(*path), content);
+}
+
+TEST(Tls, AnUntrustedCertificateFailsRegistrationWithAClearError) {
+  TempDir certs;
+  ASSERT_TRUE(make_certificate(certs / "relay.pem", certs / "relay.key"));
+  ASSERT_TRUE(make_certificate(certs / "other.pem", certs / "other.key"));
+  ::setenv("SSL_CERT_FILE", (certs / "other.pem").c_str(), 1);  // trusts another certificate
+  RelayProcess::Options o;
+  o.extra_args = {"--tls-cert", (certs / "relay.pem").string(), "--tls-key",
+                  (certs / "relay.key").string()};
+  RelayProcess relay(o);
+  TestClient alice(relay, "alice");
+  auto r = alice->register_account("alice_untrusted");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("certificate"), std::string::npos) << r.error().message;
+}
+
+}  // namespace
+}  // namespace sotto::test
