@@ -364,8 +364,10 @@ class Server::Impl::Conn final : public Tracked,
                               });
     }
   }
-  // Plain sockets: read what the kernel has (non-blocking) until it has no more, then wait.
-  // The readiness notification is edge-triggered, so stopping early would stall the socket.
+  // Plain sockets: read what the kernel has (non-blocking), then wait. Asio's reactor is
+  // edge-triggered, but a wait re-arms the descriptor with EPOLL_CTL_MOD, which reports bytes
+  // already waiting, so a short read may go straight back to waiting: no read just to see
+  // would_block.
   void read_now() {
     if constexpr (kPlain) {
       for (int round = 0; round < 4; ++round) {
@@ -376,6 +378,7 @@ class Server::Impl::Conn final : public Tracked,
         if (ec == asio::error::would_block || ec == asio::error::try_again) return arm();
         if (ec) return end_session();
         on_bytes(buf, n);
+        if (n < kReadChunk) return arm();
       }
       // A busy peer: let the other connections on this thread have a turn.
       asio::post(strand_, [self = this->shared_from_this()] { self->read_now(); });
