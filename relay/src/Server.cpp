@@ -517,6 +517,15 @@ class Server::Impl::Conn final : public Tracked,
       iov_.emplace_back(h, ws::server_header(queue_[i].op, payload.size(), h));
       if (!payload.empty()) iov_.emplace_back(payload.data(), payload.size());
     }
+    if constexpr (!kPlain) {
+      // Asio's TLS stream encrypts one buffer per record: one contiguous buffer makes full
+      // records instead of two small ones per frame.
+      std::string flat;
+      flat.reserve(bytes + (end - queue_head_) * ws::kMaxServerHeader);
+      for (const auto& b : iov_) flat.append(static_cast<const char*>(b.data()), b.size());
+      headers_ = std::move(flat);
+      iov_.assign(1, asio::buffer(headers_));
+    }
     asio::async_write(
         stream_, iov_,
         [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_written(ec); });
@@ -562,7 +571,7 @@ class Server::Impl::Conn final : public Tracked,
   std::vector<Out> queue_;
   size_t queue_head_ = 0;
   size_t batch_end_ = 0;                 // queue_[queue_head_, batch_end_) is being written
-  std::string headers_;                  // the frame headers of that write
+  std::string headers_;                  // the frame headers of that write (TLS: all of it)
   std::vector<asio::const_buffer> iov_;  // and its pieces
   uint64_t queued_bytes_ = 0;
   uint64_t drain_mark_ = 0;
