@@ -300,8 +300,7 @@ class Server::Impl::Conn final : public Tracked,
   }
   void request_done() override {
     if (unanswered_ > 0) --unanswered_;
-    if (paused_ && paused_self_ && unanswered_ < server_.config_.limits.max_unanswered_requests) {
-      paused_ = false;
+    if (paused_self_ && unanswered_ < server_.config_.limits.max_unanswered_requests) {
       asio::post(strand_, [self = std::move(paused_self_)] { self->resume(); });
     }
   }
@@ -343,7 +342,7 @@ class Server::Impl::Conn final : public Tracked,
   // Waits until the socket is readable (plain) or reads into a small buffer (TLS, whose
   // engine may hold decrypted bytes the socket no longer shows).
   void arm() {
-    if (dead_ || reading_ || paused_) return;
+    if (dead_ || reading_ || paused_self_) return;
     reading_ = true;
     if constexpr (kPlain) {
       stream_.async_wait(tcp::socket::wait_read,
@@ -371,7 +370,7 @@ class Server::Impl::Conn final : public Tracked,
   void read_now() {
     if constexpr (kPlain) {
       for (int round = 0; round < 4; ++round) {
-        if (dead_ || paused_) return;
+        if (dead_ || paused_self_) return;
         beast::error_code ec;
         char* buf = read_scratch();
         size_t n = stream_.read_some(asio::buffer(buf, kReadChunk), ec);
@@ -387,7 +386,7 @@ class Server::Impl::Conn final : public Tracked,
   void resume() {
     if (dead_) return;
     if (!pending_.empty()) parse_pending();
-    if (dead_ || paused_) return;
+    if (dead_ || paused_self_) return;
     if constexpr (kPlain)
       read_now();
     else
@@ -417,7 +416,6 @@ class Server::Impl::Conn final : public Tracked,
     while (!dead_) {
       if (unanswered_ >= window) {
         // request_done() resumes. Nothing else holds the connection while no read is pending.
-        paused_ = true;
         paused_self_ = this->shared_from_this();
         return;
       }
@@ -553,7 +551,6 @@ class Server::Impl::Conn final : public Tracked,
     s.shutdown(tcp::socket::shutdown_both, ec);
     s.close(ec);
     if (ws_open_) asio::post(strand_, [self = this->shared_from_this()] { self->end_session(); });
-    paused_ = false;
     paused_self_.reset();
   }
 
@@ -580,8 +577,8 @@ class Server::Impl::Conn final : public Tracked,
   bool ws_open_ = false;
   bool session_over_ = false;
   bool reading_ = false;
-  bool paused_ = false;  // the pipelining window is full: nothing is read until it opens
-  std::shared_ptr<Conn> paused_self_;  // while paused
+  // Set while the pipelining window is full: nothing is read until request_done() opens it.
+  std::shared_ptr<Conn> paused_self_;
   bool writing_ = false;
   bool close_requested_ = false;
   bool close_sent_ = false;
