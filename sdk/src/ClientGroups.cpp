@@ -313,9 +313,7 @@ Status Client::Impl::apply_sender_key_distribution(const Address& from,
   if (d.group_id().size() != 32 || d.distribution_message().empty()) return {};
   SOTTO_TRY_ASSIGN(auto g, history.group_by_id(view_of(d.group_id())));
   if (g) {
-    SOTTO_TRY_ASSIGN(auto members, history.group_members(g->conversation));
-    bool member = std::any_of(members.begin(), members.end(),
-                              [&](const GroupMember& m) { return m.account == from.account; });
+    SOTTO_TRY_ASSIGN(bool member, history.is_group_member(g->conversation, from.account));
     if (!member) return {};  // a departed member's key is not taken
   }
   auto key_id = parts.crypto.sender_key_distribution_id(view_of(d.distribution_message()));
@@ -623,13 +621,17 @@ Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
     return fail_item(item,
                      make_error(ErrorCode::kForbidden, "this account is no longer in the group"));
   Bytes gid = (*g)->group_id;
-  auto members = locked([&] { return history.group_members(conv); });
-  if (!members.ok()) return retry_later(item, members.error(), 0);
-  std::vector<std::string> accounts;
-  for (const auto& m : *members)
-    if (m.account != me) accounts.push_back(m.account);
-  Status ensured = ensure_sessions(accounts);
-  if (!ensured.ok()) return on_send_error(item, ensured.error());
+  // Members and the devices this device has sessions with, one query; members without any
+  // get sessions first.
+  auto member_devices = locked([&] { return history.group_session_devices(conv, me); });
+  if (!member_devices.ok()) return retry_later(item, member_devices.error(), 0);
+  std::vector<std::string> missing;
+  for (const auto& [account, devs] : *member_devices)
+    if (devs.empty()) missing.push_back(account);
+  if (!missing.empty()) {
+    Status ensured = ensure_sessions(missing);
+    if (!ensured.ok()) return on_send_error(item, ensured.error());
+  }
 
   for (int attempt = 0; attempt < 6; ++attempt) {
     auto own = own_other_devices();
@@ -637,10 +639,9 @@ Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
     std::vector<Address> devices = *own;
     std::vector<std::pair<std::string, uint32_t>> holders;
     Status s = locked([&]() -> Status {
-      for (const auto& a : accounts) {
-        SOTTO_TRY_ASSIGN(auto devs, parts.crypto.session_devices(a));
-        for (uint32_t d : devs) devices.push_back(Address{a, d});
-      }
+      SOTTO_TRY_ASSIGN(auto members, history.group_session_devices(conv, me));
+      for (const auto& [account, devs] : members)
+        for (uint32_t d : devs) devices.push_back(Address{account, d});
       SOTTO_TRY_ASSIGN(holders, history.sender_key_holders(conv));
       return {};
     });

@@ -302,10 +302,8 @@ Status Client::Impl::apply_session_reset(const Address& from, const content::Ses
       // Only to a current member; and its next group message brings it the sender key again.
       SOTTO_TRY_ASSIGN(auto g, history.group(m->message.conversation));
       if (!g || !g->member) continue;
-      SOTTO_TRY_ASSIGN(auto members, history.group_members(g->conversation));
-      if (!std::any_of(members.begin(), members.end(),
-                       [&](const GroupMember& gm) { return gm.account == from.account; }))
-        continue;
+      SOTTO_TRY_ASSIGN(bool member, history.is_group_member(g->conversation, from.account));
+      if (!member) continue;
       SOTTO_TRY_ASSIGN(auto q,
                        parts.db.query("DELETE FROM sender_key_holders WHERE "
                                       "conversation_id = ? AND account = ? AND device = ?"));

@@ -54,10 +54,9 @@ Status Client::Impl::queue_data_locked(ConversationId conversation, Outgoing& ou
                         "this account is no longer a member of the group; nothing was sent");
     dm.mutable_group()->set_group_id(str_of(group->group_id));
     dm.mutable_group()->set_revision(group->revision);
-    SOTTO_TRY_ASSIGN(auto members, history.group_members(conversation));
-    recipients = 0;
-    for (const auto& m : members)
-      if (m.account != me.account) ++recipients;
+    SOTTO_TRY_ASSIGN(recipients, history.group_member_count(conversation));
+    SOTTO_TRY_ASSIGN(bool me_member, history.is_group_member(conversation, me.account));
+    if (me_member) --recipients;
   }
 
   std::optional<int64_t> row;
@@ -314,14 +313,11 @@ Status Client::Impl::apply_data(const Address& from, const wire::Envelope& env,
   if (dm.has_group()) {
     SOTTO_TRY_ASSIGN(auto g, history.group_by_id(view_of(dm.group().group_id())));
     if (!g || !g->member) return {};  // not (or no longer) in this group: drop it
-    SOTTO_TRY_ASSIGN(auto members, history.group_members(g->conversation));
-    bool sender_is_member = std::any_of(members.begin(), members.end(), [&](const GroupMember& m) {
-      return m.account == from.account;
-    });
+    SOTTO_TRY_ASSIGN(bool sender_is_member, history.is_group_member(g->conversation, from.account));
     if (!sender_is_member) return {};
-    uint32_t recipients = 0;
-    for (const auto& m : members)
-      if (m.account != me) ++recipients;
+    SOTTO_TRY_ASSIGN(uint32_t recipients, history.group_member_count(g->conversation));
+    SOTTO_TRY_ASSIGN(bool me_member, history.is_group_member(g->conversation, me));
+    if (me_member) --recipients;
     return apply_message(g->conversation, from, from_self, dm, sort_ms, recipients, fx);
   }
   if (from_self) return {};  // own devices send 1:1 messages as transcripts

@@ -710,6 +710,43 @@ Result<std::vector<GroupMember>> History::group_members(ConversationId conversat
   return out;
 }
 
+Result<bool> History::is_group_member(ConversationId conversation, const std::string& account) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT 1 FROM group_members WHERE conversation_id = ? AND "
+                                     "account = ?"));
+  q.bind(1, conversation);
+  q.bind_text(2, account);
+  return q.step();
+}
+
+Result<uint32_t> History::group_member_count(ConversationId conversation) {
+  SOTTO_TRY_ASSIGN(auto q,
+                   db_.query("SELECT count(*) FROM group_members WHERE conversation_id = ?"));
+  q.bind(1, conversation);
+  SOTTO_TRY(q.step());
+  return static_cast<uint32_t>(q.column_int(0));
+}
+
+Result<std::vector<std::pair<std::string, std::vector<uint32_t>>>> History::group_session_devices(
+    ConversationId conversation, const std::string& except) {
+  // `sessions` is the protocol store's table in the same database (name = account).
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT g.account, s.device FROM group_members g LEFT JOIN "
+                                     "sessions s ON s.name = g.account AND s.device > 0 WHERE "
+                                     "g.conversation_id = ? AND g.account != ? ORDER BY "
+                                     "g.account, s.device"));
+  q.bind(1, conversation);
+  q.bind_text(2, except);
+  std::vector<std::pair<std::string, std::vector<uint32_t>>> out;
+  for (;;) {
+    SOTTO_TRY_ASSIGN(bool found, q.step());
+    if (!found) break;
+    std::string_view account = q.column_text(0);
+    if (out.empty() || out.back().first != account)
+      out.emplace_back(std::string(account), std::vector<uint32_t>{});
+    if (!q.column_is_null(1)) out.back().second.push_back(static_cast<uint32_t>(q.column_int(1)));
+  }
+  return out;
+}
+
 Result<std::vector<std::pair<std::string, uint32_t>>> History::sender_key_holders(
     ConversationId conversation) {
   SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT account, device FROM sender_key_holders WHERE "

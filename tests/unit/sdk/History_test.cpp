@@ -209,5 +209,31 @@ TEST_F(HistoryTest, UpgradeDefersTheMessagesConversationKeyOnce) {
   ASSERT_TRUE(db.exec("ROLLBACK").ok());
 }
 
+TEST_F(HistoryTest, GroupLookupsReadOneMemberOrOneListOfSessions) {
+  auto conv = history->group_conversation(Bytes(32, 9), 1).value();
+  std::string me(32, 'e'), a(32, 'a'), b(32, 'b'), c(32, 'c'), stranger(32, 'd');
+  ASSERT_TRUE(history
+                  ->set_group_members(
+                      conv, {{a, "", false}, {b, "", false}, {c, "", false}, {me, "", true}})
+                  .ok());
+  auto& db = ProfileAccess::parts(*profile).db;
+  // Sessions: two devices of b, one of c, one of a non-member, one of this account.
+  for (const auto& [name, device] :
+       std::vector<std::pair<std::string, int>>{{b, 2}, {b, 1}, {c, 3}, {stranger, 1}, {me, 2}}) {
+    auto q = db.query("INSERT INTO sessions (name, device, record) VALUES (?, ?, x'00')").value();
+    q.bind_text(1, name);
+    q.bind(2, int64_t{device});
+    ASSERT_TRUE(q.run().ok());
+  }
+  auto devices = history->group_session_devices(conv, me).value();
+  using List = std::vector<std::pair<std::string, std::vector<uint32_t>>>;
+  EXPECT_EQ(devices, (List{{a, {}}, {b, {1, 2}}, {c, {3}}}));
+  EXPECT_TRUE(history->is_group_member(conv, b).value());
+  EXPECT_TRUE(history->is_group_member(conv, me).value());
+  EXPECT_FALSE(history->is_group_member(conv, stranger).value());
+  EXPECT_EQ(history->group_member_count(conv).value(), 4u);
+  EXPECT_EQ(history->group_member_count(conv + 1).value(), 0u);
+}
+
 }  // namespace
 }  // namespace sotto
