@@ -61,15 +61,25 @@ void Client::Impl::process_inbound(std::vector<wire::Envelope>& envs) {
   std::vector<uint64_t> acks;
   Effects effects;
   // Fast path: the whole batch in one transaction (one disk sync). If any envelope fails,
-  // nothing of the batch is kept and each is handled on its own below.
+  // nothing of the batch is kept and each is handled on its own below. An app call waiting
+  // for the profile (a send, a history query) cuts the batch short: what is done commits, the
+  // rest goes back to the front of the queue, and the call does not wait for 256 messages.
+  size_t done = 0;
   Status batch = txn([&]() -> Status {
-    for (auto& env : envs) SOTTO_TRY(decrypt_and_apply(env, effects));
+    for (done = 0; done < envs.size(); ++done) {
+      if (done > 0 && parts.mu.others_waiting()) break;
+      SOTTO_TRY(decrypt_and_apply(envs[done], effects));
+    }
     changed_counts(effects);
     return {};
   });
   if (batch.ok()) {
-    for (const auto& env : envs)
-      if (env.sequence()) acks.push_back(env.sequence());
+    for (size_t i = 0; i < done; ++i)
+      if (envs[i].sequence()) acks.push_back(envs[i].sequence());
+    if (done < envs.size()) {
+      std::lock_guard lock(mu);
+      for (size_t i = envs.size(); i-- > done;) inbound.push_front(std::move(envs[i]));
+    }
   } else {
     effects = {};
     for (auto& env : envs) {

@@ -105,7 +105,7 @@ struct Profile::Impl {
   std::unique_ptr<SqlProtocolStore> store;
   std::unique_ptr<SessionCrypto> crypto;
   std::unique_ptr<search::SearchIndex> search;  // destroyed before db: holds statements on it
-  mutable std::recursive_mutex mu;
+  mutable ProfileMutex mu;
 
   Impl(fs::path d, ProfileOptions o, DirectoryLock l)
       : dir(std::move(d)), options(std::move(o)), lock(std::move(l)) {}

@@ -6,6 +6,7 @@
 // transaction.
 #pragma once
 
+#include <atomic>
 #include <mutex>
 
 #include "Database.h"
@@ -14,8 +15,28 @@
 
 namespace sotto {
 
+// The profile's lock: recursive, and it tells its holder whether another thread waits for it,
+// so a long background batch (a drain of received messages) can commit early and let an app
+// call in instead of keeping it waiting for the whole batch.
+class ProfileMutex {
+ public:
+  void lock() {
+    if (m_.try_lock()) return;
+    waiting_.fetch_add(1, std::memory_order_relaxed);
+    m_.lock();
+    waiting_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  bool try_lock() { return m_.try_lock(); }
+  void unlock() { m_.unlock(); }
+  bool others_waiting() const { return waiting_.load(std::memory_order_relaxed) > 0; }
+
+ private:
+  std::recursive_mutex m_;
+  std::atomic<int> waiting_{0};
+};
+
 struct ProfileParts {
-  std::recursive_mutex& mu;
+  ProfileMutex& mu;
   db::Database& db;
   SessionCrypto& crypto;
   keys::Context& ctx;

@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <set>
+#include <thread>
 
 #include "ProfileAccess.h"
 #include "Schema.h"
@@ -233,6 +235,26 @@ TEST_F(HistoryTest, GroupLookupsReadOneMemberOrOneListOfSessions) {
   EXPECT_FALSE(history->is_group_member(conv, stranger).value());
   EXPECT_EQ(history->group_member_count(conv).value(), 4u);
   EXPECT_EQ(history->group_member_count(conv + 1).value(), 0u);
+}
+
+TEST(ProfileMutexTest, TellsItsHolderThatAnotherThreadWaits) {
+  ProfileMutex mu;
+  std::unique_lock held(mu);
+  {
+    std::lock_guard again(mu);  // recursive on the holding thread, and not a waiter
+    EXPECT_FALSE(mu.others_waiting());
+  }
+  std::atomic<bool> got{false};
+  std::thread other([&] {
+    std::lock_guard lock(mu);
+    got = true;
+  });
+  while (!mu.others_waiting()) std::this_thread::yield();
+  EXPECT_FALSE(got);
+  held.unlock();
+  other.join();
+  EXPECT_TRUE(got);
+  EXPECT_FALSE(mu.others_waiting());
 }
 
 }  // namespace
