@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -211,7 +212,7 @@ struct Client::Impl {
   std::condition_variable cv;
   std::deque<wire::Envelope> inbound;
   std::deque<std::function<void()>> tasks;
-  bool outbox_kick = false;
+  std::atomic<bool> outbox_kick{false};  // also read without `mu` to cut a batch short
   bool stopping = false;
   uint64_t receipts_due_ms = 0;  // 0: none owed
   uint64_t outbox_due_ms = 0;    // 0: nothing waiting on a timer

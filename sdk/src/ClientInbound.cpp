@@ -32,16 +32,18 @@ void Client::Impl::worker_main() {
     t = now();
     bool flush = receipts_due_ms && receipts_due_ms <= t;
     if (flush) receipts_due_ms = 0;
-    bool send = std::exchange(outbox_kick, false) || (outbox_due_ms && outbox_due_ms <= t);
+    bool send = outbox_kick.exchange(false) || (outbox_due_ms && outbox_due_ms <= t);
     // Purge only when nothing else waits: it rewrites index pages.
     bool purge = purge_due_ms && purge_due_ms <= t && inbound.empty() && tasks.empty();
     if (purge) purge_due_ms = 0;
     lock.unlock();
 
     for (auto& task : work) task();
+    // The user's own sends first: a send_text() waits for the relay's acknowledgement (its
+    // "sent" tick) behind at most the rest of one batch of received envelopes.
+    if (send) run_outbox();
     if (!envs.empty()) process_inbound(envs);
     if (flush) flush_receipts();
-    if (send) run_outbox();
     // A purge also folds the search index's recent part into the archive once it is large;
     // without edits, deletes or expiry none would be asked for while that part grew.
     if (uint64_t n = history.inserted();
@@ -62,12 +64,13 @@ void Client::Impl::process_inbound(std::vector<wire::Envelope>& envs) {
   Effects effects;
   // Fast path: the whole batch in one transaction (one disk sync). If any envelope fails,
   // nothing of the batch is kept and each is handled on its own below. An app call waiting
-  // for the profile (a send, a history query) cuts the batch short: what is done commits, the
-  // rest goes back to the front of the queue, and the call does not wait for 256 messages.
+  // for the profile (a send, a history query) or a new send in the outbox cuts the batch
+  // short: what is done commits, the rest goes back to the front of the queue, and the call
+  // or the send does not wait for 256 messages.
   size_t done = 0;
   Status batch = txn([&]() -> Status {
     for (done = 0; done < envs.size(); ++done) {
-      if (done > 0 && parts.mu.others_waiting()) break;
+      if (done > 0 && (parts.mu.others_waiting() || outbox_kick.load())) break;
       SOTTO_TRY(decrypt_and_apply(envs[done], effects));
     }
     changed_counts(effects);
