@@ -171,6 +171,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
     sock.open(tcp::v4(), ec);
     if (!source.empty()) sock.bind(tcp::endpoint(asio::ip::make_address(source), 0), ec);
     if (ec) return fail();
+    // As the SDK does: a masked client message goes out in pieces of Beast's write buffer, and
+    // with Nagle on the second piece waits for the relay's delayed ACK (40 ms).
+    sock.set_option(tcp::no_delay(true), ec);
     ws_.set_option(websocket::stream_base::decorator([authorization](websocket::request_type& r) {
       if (!authorization.empty()) r.set(http::field::authorization, authorization);
     }));
