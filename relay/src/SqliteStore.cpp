@@ -2,8 +2,14 @@
 
 #include <sqlcipher/sqlite3.h>
 
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
+
+#include "Log.h"
 
 namespace sotto::relay {
 namespace {
@@ -167,6 +173,101 @@ Error SqliteStore::error(int rc, std::string_view what) const {
   }
 }
 
+// WAL checkpoints off the send path. SQLite's automatic checkpoint runs inside the commit that
+// takes the WAL past 1,000 pages: it copies them into the database file and syncs both while
+// every send queued behind that commit waits (tens of ms on a slow disk, the relay's p99). A
+// second connection on its own thread does it instead, PASSIVE, which never blocks the writer,
+// and less often (Options::checkpoint_pages), so a page rewritten by many commits is copied
+// once. Under continuous writes a background checkpoint never catches up with the last frame,
+// and only a checkpoint between two transactions lets the WAL start over from its beginning,
+// so past Options::wal_limit_pages the writer checkpoints itself; by then the background has
+// copied almost everything and little is left to do.
+class SqliteStore::Checkpointer {
+ public:
+  static Result<std::unique_ptr<Checkpointer>> start(const std::filesystem::path& path,
+                                                     const Options& options) {
+    std::unique_ptr<Checkpointer> c(new Checkpointer());
+    int rc = sqlite3_open_v2(path.c_str(), &c->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                             nullptr);
+    if (rc != SQLITE_OK)
+      return make_error(ErrorCode::kStorageIo, std::string("opening the database for "
+                                                           "checkpoints: ") +
+                                                   sqlite3_errstr(rc));
+    sqlite3_busy_timeout(c->db_, 1000);
+    if (!options.key.empty()) {
+      std::string literal = key_literal(options.key);
+      rc = sqlite3_key(c->db_, literal.data(), static_cast<int>(literal.size()));
+      for (auto& ch : literal) ch = 0;
+      if (rc == SQLITE_OK)
+        rc = sqlite3_exec(c->db_, "PRAGMA cipher_page_size = 4096", nullptr, nullptr, nullptr);
+    }
+    if (rc == SQLITE_OK)
+      rc = sqlite3_exec(
+          c->db_, options.sync_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+          nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK)
+      rc = sqlite3_exec(c->db_, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK)
+      return make_error(
+          ErrorCode::kStorageIo,
+          std::string("opening the database for checkpoints: ") + sqlite3_errmsg(c->db_));
+    c->thread_ = std::thread([raw = c.get()] { raw->run(); });
+    return c;
+  }
+
+  ~Checkpointer() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+    if (db_) sqlite3_close_v2(db_);
+  }
+
+  // From the writer's hook; never waits for a checkpoint.
+  // Held while a background checkpoint runs: SQLite lets one checkpoint run at a time and
+  // answers a second PASSIVE one with BUSY at once, so the writer waits here instead.
+  std::mutex& running() { return running_; }
+
+  void want() {
+    {
+      std::lock_guard lock(mu_);
+      if (wanted_) return;
+      wanted_ = true;
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  Checkpointer() = default;
+
+  void run() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || wanted_; });
+      if (stop_) return;
+      wanted_ = false;
+      lock.unlock();
+      {
+        std::lock_guard running(running_);
+        int rc =
+            sqlite3_wal_checkpoint_v2(db_, "main", SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+        if (rc != SQLITE_OK) log_warn("checkpoint_failed", {{"error", sqlite3_errstr(rc)}});
+      }
+      lock.lock();
+    }
+  }
+
+  sqlite3* db_ = nullptr;
+  std::thread thread_;
+  std::mutex mu_;
+  std::mutex running_;
+  std::condition_variable cv_;
+  bool wanted_ = false;
+  bool stop_ = false;
+};
+
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::path& path,
                                                        const Options& options) {
   std::unique_ptr<SqliteStore> self(new SqliteStore());
@@ -228,10 +329,34 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     return std::move(s).error();
   }
   SOTTO_TRY(self->exec("COMMIT"));
+  // Checkpoints from now on run on a connection of their own; the hook replaces SQLite's
+  // automatic checkpoint on this one.
+  SOTTO_TRY_ASSIGN(self->checkpointer_, Checkpointer::start(path, options));
+  self->checkpoint_pages_ = static_cast<int>(std::max<uint32_t>(options.checkpoint_pages, 1));
+  self->wal_limit_pages_ =
+      static_cast<int>(std::max<uint32_t>(options.wal_limit_pages, options.checkpoint_pages + 1));
+  sqlite3_wal_hook(self->db_, &SqliteStore::on_wal_commit, self.get());
   return self;
 }
 
+SqliteStore::SqliteStore() = default;
+
+int SqliteStore::on_wal_commit(void* self, sqlite3* db, const char* schema, int pages) {
+  auto* store = static_cast<SqliteStore*>(self);
+  if (pages >= store->wal_limit_pages_) {
+    std::unique_lock<std::mutex> running;
+    if (store->checkpointer_) running = std::unique_lock(store->checkpointer_->running());
+    int rc = sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+      log_warn("checkpoint_failed", {{"error", sqlite3_errstr(rc)}});
+  } else if (pages >= store->checkpoint_pages_ && store->checkpointer_) {
+    store->checkpointer_->want();
+  }
+  return SQLITE_OK;
+}
+
 SqliteStore::~SqliteStore() {
+  checkpointer_.reset();
   for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
   if (db_) sqlite3_close_v2(db_);
 }

@@ -21,6 +21,10 @@ class SqliteStore final : public Store {
   struct Options {
     SecureBytes key;        // empty: not encrypted at rest
     bool sync_full = true;  // synchronous=FULL (else NORMAL)
+    // WAL checkpoints: a background connection copies the WAL into the database once it
+    // holds this many pages; the writer does it itself only past the limit.
+    uint32_t checkpoint_pages = 4000;  // 16 MiB
+    uint32_t wal_limit_pages = 32000;  // 128 MiB
   };
   // Opens (creating if needed) `path`. kEncryptionUnavailable when the SQLite in the process
   // is not SQLCipher, kWrongKey when the key does not open an existing database.
@@ -77,7 +81,10 @@ class SqliteStore final : public Store {
   class Stmt;
 
  private:
-  SqliteStore() = default;
+  class Checkpointer;
+  SqliteStore();
+  // The writer's WAL hook: after every commit, with the WAL's length in pages.
+  static int on_wal_commit(void* self, sqlite3* db, const char* schema, int pages);
   Status exec(const char* sql);
   Result<sqlite3_stmt*> prepare(const char* sql);
   Error error(int rc, std::string_view what) const;
@@ -100,6 +107,9 @@ class SqliteStore final : public Store {
   std::unordered_map<std::string, Counters> counters_;  // account + device
 
   sqlite3* db_ = nullptr;
+  std::unique_ptr<Checkpointer> checkpointer_;  // stopped before db_ closes
+  int checkpoint_pages_ = 0;
+  int wal_limit_pages_ = 0;
   std::filesystem::path path_;
   std::string cipher_version_;
   std::unordered_map<const char*, sqlite3_stmt*> cache_;
