@@ -423,6 +423,20 @@ TEST_P(StoreConformance, PresenceStateIsKept) {
 INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance, ::testing::ValuesIn(StoreBackends()),
                          [](const auto& p) { return p.param.name; });
 
+// One account with one bare device, committed: for the SqliteStore-only tests below.
+void add_account(Store& st, const std::string& handle, AccountRecord& a) {
+  a.id = Bytes(16, 1);
+  a.handle = handle;
+  a.identity_key = Bytes(33, 5);
+  NewDevice d;
+  d.auth_hash = Bytes(32, 1);
+  d.signed_prekey.set_public_key(std::string(33, 's'));
+  d.signed_prekey.set_signature(std::string(64, 'g'));
+  ASSERT_TRUE(st.begin().ok());
+  ASSERT_TRUE(st.create_account(a, d).ok());
+  ASSERT_TRUE(st.commit().ok());
+}
+
 // SQLCipher-specific: the database file is encrypted when a key is given, and a wrong key is
 // refused before anything is written.
 TEST(SqliteStore, EncryptedAtRestAndWrongKeyRefused) {
@@ -435,16 +449,7 @@ TEST(SqliteStore, EncryptedAtRestAndWrongKeyRefused) {
     ASSERT_TRUE(st.ok()) << st.error().message;
     EXPECT_FALSE((*st)->cipher_version().empty());
     AccountRecord a;
-    a.id = Bytes(16, 1);
-    a.handle = "findable_handle";
-    a.identity_key = Bytes(33, 5);
-    NewDevice d;
-    d.auth_hash = Bytes(32, 1);
-    d.signed_prekey.set_public_key(std::string(33, 's'));
-    d.signed_prekey.set_signature(std::string(64, 'g'));
-    ASSERT_TRUE((*st)->begin().ok());
-    ASSERT_TRUE((*st)->create_account(a, d).ok());
-    ASSERT_TRUE((*st)->commit().ok());
+    ASSERT_NO_FATAL_FAILURE(add_account(**st, "findable_handle", a));
   }
   std::string bytes = read_all(dir / "relay.db") + read_all(dir / "relay.db-wal");
   EXPECT_EQ(bytes.find("findable_handle"), std::string::npos);
@@ -456,7 +461,7 @@ TEST(SqliteStore, EncryptedAtRestAndWrongKeyRefused) {
   std::filesystem::remove_all(dir);
 }
 
-TEST(SqliteStoreTest, CheckpointsRunBesideTheWriterAndTheWalStaysBounded) {
+TEST(SqliteStore, CheckpointsRunBesideTheWriterAndTheWalStaysBounded) {
   auto dir =
       std::filesystem::temp_directory_path() / ("sotto-store-ckpt-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
@@ -469,16 +474,7 @@ TEST(SqliteStoreTest, CheckpointsRunBesideTheWriterAndTheWalStaysBounded) {
   ASSERT_TRUE(st.ok()) << st.error().message;
   Store& store = **st;
   AccountRecord a;
-  a.id = Bytes(16, 1);
-  a.handle = "checkpoints";
-  a.identity_key = Bytes(33, 5);
-  NewDevice d;
-  d.auth_hash = Bytes(32, 1);
-  d.signed_prekey.set_public_key(std::string(33, 's'));
-  d.signed_prekey.set_signature(std::string(64, 'g'));
-  ASSERT_TRUE(store.begin().ok());
-  ASSERT_TRUE(store.create_account(a, d).ok());
-  ASSERT_TRUE(store.commit().ok());
+  ASSERT_NO_FATAL_FAILURE(add_account(store, "checkpoints", a));
   auto size_of = [&](const char* name) {
     std::error_code ec;
     auto n = std::filesystem::file_size(dir / name, ec);
