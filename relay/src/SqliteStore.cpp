@@ -225,11 +225,11 @@ class SqliteStore::Checkpointer {
     if (db_) sqlite3_close_v2(db_);
   }
 
-  // From the writer's hook; never waits for a checkpoint.
   // Held while a background checkpoint runs: SQLite lets one checkpoint run at a time and
   // answers a second PASSIVE one with BUSY at once, so the writer waits here instead.
   std::mutex& running() { return running_; }
 
+  // From the writer's hook; never waits for a checkpoint.
   void want() {
     {
       std::lock_guard lock(mu_);

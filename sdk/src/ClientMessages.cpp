@@ -54,9 +54,7 @@ Status Client::Impl::queue_data_locked(ConversationId conversation, Outgoing& ou
                         "this account is no longer a member of the group; nothing was sent");
     dm.mutable_group()->set_group_id(str_of(group->group_id));
     dm.mutable_group()->set_revision(group->revision);
-    SOTTO_TRY_ASSIGN(recipients, history.group_member_count(conversation));
-    SOTTO_TRY_ASSIGN(bool me_member, history.is_group_member(conversation, me.account));
-    if (me_member) --recipients;
+    SOTTO_TRY_ASSIGN(recipients, history.group_member_count(conversation, me.account));
   }
 
   std::optional<int64_t> row;
@@ -315,9 +313,7 @@ Status Client::Impl::apply_data(const Address& from, const wire::Envelope& env,
     if (!g || !g->member) return {};  // not (or no longer) in this group: drop it
     SOTTO_TRY_ASSIGN(bool sender_is_member, history.is_group_member(g->conversation, from.account));
     if (!sender_is_member) return {};
-    SOTTO_TRY_ASSIGN(uint32_t recipients, history.group_member_count(g->conversation));
-    SOTTO_TRY_ASSIGN(bool me_member, history.is_group_member(g->conversation, me));
-    if (me_member) --recipients;
+    SOTTO_TRY_ASSIGN(uint32_t recipients, history.group_member_count(g->conversation, me));
     return apply_message(g->conversation, from, from_self, dm, sort_ms, recipients, fx);
   }
   if (from_self) return {};  // own devices send 1:1 messages as transcripts

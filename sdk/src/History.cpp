@@ -718,10 +718,12 @@ Result<bool> History::is_group_member(ConversationId conversation, const std::st
   return q.step();
 }
 
-Result<uint32_t> History::group_member_count(ConversationId conversation) {
-  SOTTO_TRY_ASSIGN(auto q,
-                   db_.query("SELECT count(*) FROM group_members WHERE conversation_id = ?"));
+Result<uint32_t> History::group_member_count(ConversationId conversation,
+                                             const std::string& except) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT count(*) FROM group_members WHERE conversation_id = "
+                                     "? AND account != ?"));
   q.bind(1, conversation);
+  q.bind_text(2, except);
   SOTTO_TRY(q.step());
   return static_cast<uint32_t>(q.column_int(0));
 }

@@ -182,10 +182,10 @@ class History {
   Status save_group(const GroupRow& row);
   Status set_group_members(ConversationId conversation, const std::vector<GroupMember>& members);
   Result<std::vector<GroupMember>> group_members(ConversationId conversation);
-  // One row's lookup and a count: what receiving a message in a 1,000-member group needs,
-  // without reading every member.
+  // One row's lookup and a count of the members other than `except`: what receiving a
+  // message in a 1,000-member group needs, without reading every member.
   Result<bool> is_group_member(ConversationId conversation, const std::string& account);
-  Result<uint32_t> group_member_count(ConversationId conversation);
+  Result<uint32_t> group_member_count(ConversationId conversation, const std::string& except);
   // Every member account but `except` with the devices this device has sessions with (none:
   // an empty list), in one query: a 1,000-member group's send reads it for every message.
   Result<std::vector<std::pair<std::string, std::vector<uint32_t>>>> group_session_devices(

@@ -233,8 +233,9 @@ TEST_F(HistoryTest, GroupLookupsReadOneMemberOrOneListOfSessions) {
   EXPECT_TRUE(history->is_group_member(conv, b).value());
   EXPECT_TRUE(history->is_group_member(conv, me).value());
   EXPECT_FALSE(history->is_group_member(conv, stranger).value());
-  EXPECT_EQ(history->group_member_count(conv).value(), 4u);
-  EXPECT_EQ(history->group_member_count(conv + 1).value(), 0u);
+  EXPECT_EQ(history->group_member_count(conv, me).value(), 3u);
+  EXPECT_EQ(history->group_member_count(conv, stranger).value(), 4u);
+  EXPECT_EQ(history->group_member_count(conv + 1, me).value(), 0u);
 }
 
 TEST(ProfileMutexTest, TellsItsHolderThatAnotherThreadWaits) {
