@@ -76,6 +76,16 @@ std::string key_literal(const SecureBytes& key) {
   return out;
 }
 
+// Keys a connection just opened, when there is a key: SQLCipher's raw-key form, 4 KiB pages.
+int key_connection(sqlite3* db, const SecureBytes& key) {
+  if (key.empty()) return SQLITE_OK;
+  std::string literal = key_literal(key);
+  int rc = sqlite3_key(db, literal.data(), static_cast<int>(literal.size()));
+  for (auto& ch : literal) ch = 0;  // the hex form of the key is as secret as the key
+  if (rc != SQLITE_OK) return rc;
+  return sqlite3_exec(db, "PRAGMA cipher_page_size = 4096", nullptr, nullptr, nullptr);
+}
+
 }  // namespace
 
 // A cached prepared statement, reset when it goes out of scope.
@@ -189,28 +199,16 @@ class SqliteStore::Checkpointer {
     std::unique_ptr<Checkpointer> c(new Checkpointer());
     int rc = sqlite3_open_v2(path.c_str(), &c->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                              nullptr);
-    if (rc != SQLITE_OK)
-      return make_error(ErrorCode::kStorageIo, std::string("opening the database for "
-                                                           "checkpoints: ") +
-                                                   sqlite3_errstr(rc));
-    sqlite3_busy_timeout(c->db_, 1000);
-    if (!options.key.empty()) {
-      std::string literal = key_literal(options.key);
-      rc = sqlite3_key(c->db_, literal.data(), static_cast<int>(literal.size()));
-      for (auto& ch : literal) ch = 0;
-      if (rc == SQLITE_OK)
-        rc = sqlite3_exec(c->db_, "PRAGMA cipher_page_size = 4096", nullptr, nullptr, nullptr);
-    }
-    if (rc == SQLITE_OK)
-      rc = sqlite3_exec(
-          c->db_, options.sync_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
-          nullptr, nullptr, nullptr);
+    // No synchronous setting: a checkpoint syncs the WAL and the database file under FULL and
+    // NORMAL alike, and this connection never commits.
+    if (rc == SQLITE_OK) rc = sqlite3_busy_timeout(c->db_, 1000);
+    if (rc == SQLITE_OK) rc = key_connection(c->db_, options.key);
     if (rc == SQLITE_OK)
       rc = sqlite3_exec(c->db_, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
     if (rc != SQLITE_OK)
-      return make_error(
-          ErrorCode::kStorageIo,
-          std::string("opening the database for checkpoints: ") + sqlite3_errmsg(c->db_));
+      return make_error(ErrorCode::kStorageIo,
+                        std::string("opening the database for checkpoints: ") +
+                            (c->db_ ? sqlite3_errmsg(c->db_) : sqlite3_errstr(rc)));
     c->thread_ = std::thread([raw = c.get()] { raw->run(); });
     return c;
   }
@@ -294,11 +292,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   if (!options.key.empty()) {
     if (options.key.size() != 32)
       return make_error(ErrorCode::kInvalidArgument, "the database key must be 32 bytes");
-    std::string literal = key_literal(options.key);
-    rc = sqlite3_key(self->db_, literal.data(), static_cast<int>(literal.size()));
-    for (auto& ch : literal) ch = 0;  // the hex form of the key is as secret as the key
+    rc = key_connection(self->db_, options.key);
     if (rc != SQLITE_OK) return self->error(rc, "keying the database");
-    SOTTO_TRY(self->exec("PRAGMA cipher_page_size = 4096"));
   }
   // A wrong key shows only at the first read: probe before anything writes.
   rc = sqlite3_exec(self->db_, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
