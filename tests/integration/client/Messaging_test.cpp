@@ -1,6 +1,9 @@
 // 1:1 messaging between real clients through a real relay process.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include "ClientHarness.h"
 
 namespace sotto::test {
@@ -101,6 +104,46 @@ TEST(Messaging, OfflineRecipientGetsEverythingInOrderAfterReconnect) {
       if (status_of(alice, ab, id) != MessageStatus::kDelivered) return false;
     return true;
   }));
+}
+
+// App calls while a queue drains cut the worker's batches short (the rest of a batch goes back
+// to the front of its queue): the order and the count must not change.
+TEST(Messaging, AppCallsDuringADrainKeepOrderAndShowNothingTwice) {
+  RelayProcess relay;
+  TestClient alice(relay, "alice"), bob(relay, "bob");
+  alice.register_account();
+  bob.register_account();
+  ConversationId ab = alice.conversation_with(bob);
+  bob->disconnect();
+  constexpr int kCount = 300;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kCount; ++i)
+    ids.push_back(alice->send_text(ab, "m" + std::to_string(i)).value());
+  ASSERT_TRUE(eventually([&] { return status_of(alice, ab, ids.back()) == MessageStatus::kSent; }));
+
+  std::atomic<bool> done{false};
+  std::atomic<int> calls{0};
+  std::thread app([&] {
+    while (!done) {
+      auto convs = bob->conversations();
+      if (convs.ok() && !convs->empty()) (void)bob->messages(convs->front().id, "", 20);
+      ++calls;
+    }
+  });
+  ASSERT_TRUE(bob->connect().ok());
+  bool all = eventually([&] { return bob.events().texts().size() >= kCount; });
+  done = true;
+  app.join();
+  ASSERT_TRUE(all);
+  EXPECT_GT(calls.load(), 0);
+  auto texts = bob.events().texts();
+  ASSERT_EQ(texts.size(), static_cast<size_t>(kCount));
+  for (int i = 0; i < kCount; ++i)
+    EXPECT_EQ(texts[static_cast<size_t>(i)], "m" + std::to_string(i));
+  auto history = bob.history(bob->conversations().value().at(0).id);
+  ASSERT_EQ(history.size(), static_cast<size_t>(kCount));
+  for (int i = 0; i < kCount; ++i)
+    EXPECT_EQ(history[static_cast<size_t>(i)].text, "m" + std::to_string(i));
 }
 
 TEST(Messaging, BadInputIsAClearErrorAndNothingIsLost) {
