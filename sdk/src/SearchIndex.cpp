@@ -717,7 +717,11 @@ Result<SearchPage> newest_page(const PageContext& ctx, Cursor next, SearchPage p
       int64_t id = stream.docid();
       if (best.size() == limit + 1 && best.front().first.first > blocks.newest_at_or_below(id))
         break;
-      if (!blocks.may_hold(id, window_from, window_to)) continue;
+      // Once the page is full, a block whose rows are all older than its oldest holds nothing
+      // for it: its rows are skipped unread.
+      int64_t from =
+          best.size() == limit + 1 ? std::max(window_from, best.front().first.first) : window_from;
+      if (!blocks.may_hold(id, from, window_to)) continue;
       SOTTO_TRY_ASSIGN(auto row, load_row(ctx.db, id));
       if (!row || !ctx.filters.accept(*row)) continue;
       Key key{row->sort_ms, row->id};

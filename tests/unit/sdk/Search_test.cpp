@@ -355,6 +355,41 @@ TEST_F(Search, NewestFirstFollowsMessageTimeNotRowOrder) {
   EXPECT_EQ(rows(q), expected);
 }
 
+TEST_F(Search, NewestFirstFindsTheNewestTimesInAnOldBlockPastManyNewerRows) {
+  // Eight blocks of 1,024 rows in time order, except 40 rows of block 2 whose times are newer
+  // than everything else (history imported from another device), several of them tied. The
+  // newest pages must come from block 2 although thousands of matches lie between it and the
+  // newest row, and every page must follow (time, row) order exactly.
+  int64_t c = conversation(std::string(32, 'a'));
+  std::vector<std::pair<uint64_t, int64_t>> all;  // (time, row)
+  ASSERT_TRUE(profile
+                  ->transaction([&]() -> Status {
+                    for (int i = 0; i < 8 * 1024; ++i) {
+                      int64_t next_id = i + 1;
+                      bool imported = (next_id >> 10) == 2 && (next_id & 1023) % 25 == 0;
+                      uint64_t t = imported ? 1'000'000 + static_cast<uint64_t>(next_id % 7)
+                                            : static_cast<uint64_t>(i) * 10;
+                      int64_t id = add(c, "apple " + std::to_string(i), t);
+                      EXPECT_EQ(id, next_id);
+                      all.emplace_back(t, id);
+                    }
+                    return {};
+                  })
+                  .ok());
+  std::sort(all.begin(), all.end(), std::greater<>());
+  R expected;
+  for (const auto& [time, row] : all) expected.push_back(row);
+
+  SearchQuery q;
+  q.text = "apple";
+  q.limit = 20;
+  SearchPage first = page(q);
+  ASSERT_EQ(first.hits.size(), 20u);
+  for (size_t i = 0; i < 20; ++i) EXPECT_EQ(first.hits[i].row, expected[i]) << i;
+  q.limit = 199;
+  EXPECT_EQ(rows(q), expected);
+}
+
 TEST_F(Search, PaginationReturnsEveryMatchExactlyOnceWhileMessagesArrive) {
   int64_t c = conversation(std::string(32, 'a'));
   std::set<int64_t> existing;
