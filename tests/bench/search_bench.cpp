@@ -673,6 +673,10 @@ std::vector<Kind> make_kinds(size_t messages, size_t per_kind) {
   }
   kinds.push_back({"filtered (common word, 1 month)", timed});
   kinds.push_back({"CJK word (2 characters)", queries(cjk)});
+  // One character: every indexed pair that starts with it (3 bytes of UTF-8).
+  std::vector<std::string> cjk_chars;
+  for (const auto& w : cjk) cjk_chars.push_back(w.substr(0, 3));
+  kinds.push_back({"CJK character (1 of a word)", queries(cjk_chars)});
   kinds.push_back({"very common word (>10%)", queries(stopwords)});
   return kinds;
 }
