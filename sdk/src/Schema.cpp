@@ -324,6 +324,21 @@ ALTER TABLE outbox ADD COLUMN accounts TEXT;       -- GroupUpdate sends: recipie
     // 4 -> 5: messages.conversation_id DEFERRABLE INITIALLY DEFERRED; done by
     // defer_message_conversation_key() below, since SQLite cannot alter a constraint.
     "",
+    // 5 -> 6: the search index without FTS4's prefix index, and each CJK character a word of
+    // its own (SearchTokenizer.h). The old index cannot answer the new queries: it is emptied
+    // and every message waits for a rebuild, as SearchIndex::start_rebuild() does.
+    R"sql(
+DROP TABLE search_recent;
+DROP TABLE search_archive;
+CREATE VIRTUAL TABLE search_recent USING fts4(content="search_recent_docs", body,
+  attachment_names, meta, tokenize=sotto, order=desc);
+CREATE VIRTUAL TABLE search_archive USING fts4(content="search_archive_docs", body,
+  attachment_names, meta, tokenize=sotto, order=desc);
+DELETE FROM search_queue;
+UPDATE search_state SET recent_from = coalesce((SELECT max(id) FROM messages), 0) + 1,
+  rebuild_next = (SELECT min(id) FROM messages), rebuild_total = (SELECT count(*) FROM messages),
+  purge_recent = 0, purge_archive = 0 WHERE id = 1;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

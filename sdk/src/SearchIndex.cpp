@@ -58,15 +58,15 @@ constexpr int kColumns = 3;
 
 constexpr const char* kCreatePart[kParts] = {
     "CREATE VIRTUAL TABLE search_recent USING fts4(content=\"search_recent_docs\", body,\n"
-    "  attachment_names, meta, tokenize=sotto, order=desc, prefix=\"3\")",
+    "  attachment_names, meta, tokenize=sotto, order=desc)",
     "CREATE VIRTUAL TABLE search_archive USING fts4(content=\"search_archive_docs\", body,\n"
-    "  attachment_names, meta, tokenize=sotto, order=desc, prefix=\"3\")"};
+    "  attachment_names, meta, tokenize=sotto, order=desc)"};
 constexpr const char* kDropPart[kParts] = {"DROP TABLE search_recent", "DROP TABLE search_archive"};
 constexpr const char* kOptimize[kParts] = {
     "INSERT INTO search_recent (search_recent) VALUES ('optimize')",
     "INSERT INTO search_archive (search_archive) VALUES ('optimize')"};
-constexpr PartNames kPartNames[kParts] = {{"search_recent", "search_recent_docs", 3},
-                                          {"search_archive", "search_archive_docs", 3}};
+constexpr PartNames kPartNames[kParts] = {{"search_recent", "search_recent_docs", 0},
+                                          {"search_archive", "search_archive_docs", 0}};
 constexpr const char* kFlush[kParts] = {
     "INSERT INTO search_recent (docid, body, attachment_names, meta) SELECT s.docid, s.body, "
     "s.attachment_names, s.meta FROM search_queue q JOIN search_source s ON s.docid = q.id "
@@ -141,13 +141,11 @@ uint64_t fnv1a(std::string_view s) {
 }
 
 // One indexed word as FTS phrase text that matches exactly that token: a CJK bigram with the
-// marker that stops the tokenizer from adding its last character, a lone CJK character as the
-// prefix it is in the index.
+// marker that stops the tokenizer from adding its single characters.
 std::string word_phrase(const Token& t) {
   size_t len = 0;
   bool cjk = !t.text.empty() && is_cjk(decode_utf8(t.text.data(), t.text.size(), len));
-  if (cjk)
-    return t.text + (len == t.text.size() ? std::string("*") : std::string(1, kNoTrailingUnigram));
+  if (cjk) return len == t.text.size() ? t.text : t.text + kNoUnigrams;
   return t.prefix ? t.text + "*" : t.text;
 }
 

@@ -385,7 +385,7 @@ Result<std::string> verify_part(db::Database& db, const PartNames& part) {
         SOTTO_TRY_ASSIGN(auto tokens, tokenize(content.text(column + 1)));
         for (const Token& t : tokens) {
           content_sums[0] += entry_hash(t.text, docid, column, t.position);
-          if (t.text.size() >= static_cast<size_t>(part.prefix_bytes))
+          if (part.prefix_bytes > 0 && t.text.size() >= static_cast<size_t>(part.prefix_bytes))
             content_sums[1] += entry_hash(std::string_view(t.text).substr(0, part.prefix_bytes),
                                           docid, column, t.position);
         }

@@ -19,7 +19,7 @@ namespace sotto::search {
 struct PartNames {
   const char* table;    // "search_recent"
   const char* content;  // its content view
-  int prefix_bytes;     // the table's prefix index ("prefix=" option)
+  int prefix_bytes;     // the table's prefix index ("prefix=" option); 0: none
 };
 
 // An empty string when the index matches its content, else what is wrong.

@@ -94,10 +94,10 @@ Result<std::vector<RawTerm>> split_terms(const std::vector<char32_t>& cps) {
 
 bool is_cjk_or_mark(char32_t c) { return is_cjk(c) || c == 0x3099 || c == 0x309A; }
 
-// The FTS phrase text for one term. Each CJK run gets a marker: after a run of two or more
-// characters \x01 (match its bigrams exactly, no trailing single character), after a single
-// character '*' (any token that starts with it: a bigram or a run's last character). A
-// trailing '*' on a non-CJK word is kept as a prefix; any other '*' separates words.
+// The FTS phrase text for one term. A CJK run of two or more characters gets the marker \x01
+// (match its bigrams exactly, without the single characters); a single character is the word
+// the index keeps for each character. A trailing '*' on a non-CJK word is kept as a prefix;
+// any other '*' separates words.
 std::string phrase_text(std::string_view raw) {
   size_t len = 0;
   std::vector<char32_t> cps;
@@ -112,7 +112,7 @@ std::string phrase_text(std::string_view raw) {
         if (is_cjk(cps[i])) ++chars;
         append_utf8(out, cps[i++]);
       }
-      out.push_back(chars >= 2 ? kNoTrailingUnigram : '*');
+      if (chars >= 2) out.push_back(kNoUnigrams);
       while (i < cps.size() && cps[i] == '*') ++i;  // a CJK run is matched as a substring anyway
       continue;
     }

@@ -14,11 +14,6 @@ bool token_matches(const Token& query, const Token& doc) {
          doc.text.compare(0, query.text.size(), query.text) == 0;
 }
 
-bool is_single_cjk(std::string_view s) {
-  size_t len = 0;
-  return !s.empty() && is_cjk(decode_utf8(s.data(), s.size(), len)) && len == s.size();
-}
-
 bool is_continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
 
 bool is_blank(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
@@ -31,7 +26,7 @@ Result<PhraseMatches> find_phrases(std::string_view text, const std::vector<Quer
   out.hits.assign(phrases.size(), 0);
   if (tokens.empty()) return out;
   out.length = static_cast<uint32_t>(tokens.back().position + 1);
-  // Tokens by position (a CJK run's last character shares a position with its last bigram).
+  // Tokens by position (a CJK character shares a position with a bigram).
   std::vector<std::vector<size_t>> at(out.length);
   for (size_t i = 0; i < tokens.size(); ++i)
     at[static_cast<size_t>(tokens[i].position)].push_back(i);
@@ -47,11 +42,7 @@ Result<PhraseMatches> find_phrases(std::string_view text, const std::vector<Quer
         bool any = false;
         for (size_t i : at[start + k]) {
           if (!token_matches(q[k], tokens[i])) continue;
-          ByteRange r{tokens[i].begin, tokens[i].end};
-          // "京*" finds 京 as the first half of a bigram: mark only that character.
-          if (q[k].prefix && is_single_cjk(q[k].text))
-            r.end = r.begin + static_cast<uint32_t>(q[k].text.size());
-          found.push_back(r);
+          found.push_back({tokens[i].begin, tokens[i].end});
           any = true;
         }
         all = any;

@@ -141,8 +141,14 @@ void add_piece(Cursor* c, const char* text, size_t n, int begin, int end, bool s
   c->text.append(text, n);
 }
 
+template <typename Char>
+bool same_text(const char* input, const Char& a, const Char& b) {
+  return a.end - a.begin == b.end - b.begin &&
+         std::memcmp(input + a.begin, input + b.begin, static_cast<size_t>(a.end - a.begin)) == 0;
+}
+
 // Splits the unicode61 token at input[begin, end) (folded: `folded`) into pieces: its
-// non-CJK parts folded by unicode61 itself, its CJK runs as bigrams.
+// non-CJK parts folded by unicode61 itself, its CJK runs as bigrams and single characters.
 int split_token(Cursor* c, int begin, int end) {
   auto* t = reinterpret_cast<Tokenizer*>(c->base.tokenizer);
   struct Char {
@@ -184,16 +190,20 @@ int split_token(Cursor* c, int begin, int end) {
                 run_end, false);
       continue;
     }
-    for (size_t i = s; i + 1 < r; ++i)
+    bool query_phrase = run_end < c->size && c->input[run_end] == kNoUnigrams;
+    auto unigram = [&](size_t i) {
+      add_piece(c, c->input + chars[i].begin, static_cast<size_t>(chars[i].end - chars[i].begin),
+                chars[i].begin, chars[i].end, true);
+    };
+    for (size_t i = s; i + 1 < r; ++i) {
       add_piece(c, c->input + chars[i].begin,
                 static_cast<size_t>(chars[i + 1].end - chars[i].begin), chars[i].begin,
                 chars[i + 1].end, false);
-    bool query_phrase = run_end < c->size && c->input[run_end] == kNoTrailingUnigram;
-    if (!query_phrase) {
-      const Char& last = chars[r - 1];
-      add_piece(c, c->input + last.begin, static_cast<size_t>(last.end - last.begin), last.begin,
-                last.end, true);
+      if (!query_phrase) unigram(i);
     }
+    // The last character shares the last bigram's position, unless the same character is
+    // already a word there.
+    if (!query_phrase && !same_text(c->input, chars[r - 2], chars[r - 1])) unigram(r - 1);
   }
   return SQLITE_OK;
 }

@@ -8,10 +8,13 @@
 // and scores, so both always agree with the index.
 //
 // A run of CJK characters c0..cn-1 becomes the bigrams c0c1, c1c2, ... at consecutive
-// positions, plus the last character alone at the position of the last bigram, so that every
-// character begins some token (a one-character search is a prefix search on it). Two bytes
-// steer it, and never come from a user (the query parser strips control characters):
-//   \x01 right after a CJK run: no trailing single character (a query phrase: exact bigrams)
+// positions, and each character is also a word of its own at the position of the bigram it
+// begins (the last one at the last bigram's), so a one-character search is the lookup of one
+// word. (The index has no prefix index: FTS4's, kept for every word of every script, cost
+// half of the indexing time and only served these searches and three-letter prefixes.) A run
+// of one character is that character. Two bytes steer it, and never come from a user (the
+// query parser strips control characters):
+//   \x01 right after a CJK run: bigrams only (a query phrase of two or more characters)
 //   \x02 right before a word: a filter token ("\x02c12"), see SearchIndex.
 //
 // Thread rule: free functions, safe from any thread.
@@ -29,7 +32,7 @@ struct sqlite3;
 namespace sotto::search {
 
 inline constexpr char kTokenizerName[] = "sotto";
-inline constexpr char kNoTrailingUnigram = '\x01';
+inline constexpr char kNoUnigrams = '\x01';
 inline constexpr char kFilterMark = '\x02';
 
 // Registers the tokenizer on a connection. Must run before any statement touches the search
@@ -41,7 +44,7 @@ struct Token {
   std::string text;    // folded
   uint32_t begin = 0;  // byte offsets into the tokenized text
   uint32_t end = 0;
-  int position = 0;     // a CJK run's trailing character shares the last bigram's position
+  int position = 0;     // a CJK character shares the position of a bigram
   bool prefix = false;  // the text has a '*' right after the token (query phrases only)
 };
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <memory>
 
+#include "Schema.h"
 #include "SearchFixture.h"
 
 namespace sotto {
@@ -306,6 +307,53 @@ TEST_F(SearchMaintenance, HistoryTheIndexNeverSawIsFoundAfterACheck) {
   EXPECT_TRUE(check->rebuilt);
   EXPECT_TRUE(page(q).index_complete);
   EXPECT_EQ(rows(q).size(), 31u);
+}
+
+// Schema 5 kept FTS4's prefix index and found a single CJK character as a prefix of bigrams.
+// The upgrade empties the index and rebuilds it from the history.
+TEST_F(SearchMaintenance, UpgradeFromSchema5RebuildsTheIndexWithoutPrefixes) {
+  int64_t c = conversation(std::string(32, 'a'));
+  int64_t cjk = add(c, "明天我们在北京大学门口见面", 1);
+  filler(c, 50, 10);
+  for (const char* part : {"search_recent", "search_archive"}) {
+    exec(std::string("DROP TABLE ") + part);
+    exec(std::string("CREATE VIRTUAL TABLE ") + part + " USING fts4(content=\"" + part +
+         "_docs\", body, attachment_names, meta, tokenize=sotto, order=desc, prefix=\"3\")");
+    exec(std::string("INSERT INTO ") + part + " (" + part + ") VALUES ('rebuild')");
+  }
+  ASSERT_TRUE(db().set_user_version(5).ok());
+  close();
+  open();
+
+  EXPECT_EQ(db().user_version(), db::kSchemaVersion);
+  auto q = db().query(
+      "SELECT sql FROM sqlite_master WHERE name LIKE 'search_%' AND sql LIKE "
+      "'%fts4%'");
+  ASSERT_TRUE(q.ok());
+  int tables = 0;
+  while (q->step().value()) {
+    ++tables;
+    EXPECT_EQ(std::string(q->column_text(0)).find("prefix"), std::string::npos);
+  }
+  EXPECT_EQ(tables, 2);
+  SearchIndexStatus s = status();
+  EXPECT_TRUE(s.rebuilding);
+  EXPECT_EQ(s.indexed_messages, 0u);
+  SearchQuery one;
+  one.text = "京";
+  SearchPage before = page(one);
+  EXPECT_FALSE(before.index_complete);
+  EXPECT_TRUE(before.hits.empty());
+
+  ASSERT_TRUE(profile->rebuild_search_index().ok());
+  EXPECT_EQ(rows(one), (R{cjk}));
+  one.text = "面";  // the last character of its run
+  EXPECT_EQ(rows(one), (R{cjk}));
+  one.text = "weather";
+  EXPECT_EQ(rows(one).size(), 50u);
+  auto check = profile->check_search_index();
+  ASSERT_TRUE(check.ok());
+  EXPECT_FALSE(check->damaged) << check->problem;
 }
 
 }  // namespace

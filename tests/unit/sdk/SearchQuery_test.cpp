@@ -38,11 +38,13 @@ TEST(SearchQuery, WordsWithPunctuationBecomePhrases) {
   EXPECT_EQ(q.include[1].tokens.size(), 2u);
 }
 
-TEST(SearchQuery, CjkRunsAreMarkedForExactBigramsOrAsPrefixWhenSingle) {
-  auto q = parse_query("北京大学 京 東京に").value();
-  EXPECT_EQ(phrases(q.include), (V{"北京大学\x01", "京*", "東京に\x01"}));
+TEST(SearchQuery, CjkRunsAreMarkedForExactBigramsAndSingleCharactersAreWords) {
+  auto q = parse_query("北京大学 京 東京に 京*").value();
+  EXPECT_EQ(phrases(q.include), (V{"北京大学\x01", "京", "東京に\x01", "京"}));
   EXPECT_EQ(q.include[0].tokens.size(), 3u);
-  EXPECT_TRUE(q.include[1].tokens[0].prefix);
+  ASSERT_EQ(q.include[1].tokens.size(), 1u);
+  EXPECT_FALSE(q.include[1].tokens[0].prefix);
+  EXPECT_FALSE(q.include[3].tokens[0].prefix);
 }
 
 TEST(SearchQuery, ControlCharactersCannotForgeFilterTokens) {

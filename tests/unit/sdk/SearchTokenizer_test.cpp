@@ -38,20 +38,25 @@ TEST(SearchTokenizer, OffsetsPointIntoTheOriginalText) {
   for (size_t i = 0; i < tokens.size(); ++i) EXPECT_EQ(tokens[i].position, static_cast<int>(i));
 }
 
-TEST(SearchTokenizer, CutsChineseIntoOverlappingBigramsEndingWithTheLastCharacter) {
+TEST(SearchTokenizer, CutsChineseIntoOverlappingBigramsAndSingleCharacters) {
   std::string text = "我在北京工作。";
   auto tokens = tokenize(text).value();
-  EXPECT_EQ(texts(text), (V{"我在", "在北", "北京", "京工", "工作", "作"}));
-  // The trailing character shares the last bigram's position; offsets are the original bytes.
-  ASSERT_EQ(tokens.size(), 6u);
-  EXPECT_EQ(tokens[4].position, 4);
-  EXPECT_EQ(tokens[5].position, 4);
-  EXPECT_EQ(text.substr(tokens[2].begin, tokens[2].end - tokens[2].begin), "北京");
-  EXPECT_EQ(text.substr(tokens[5].begin, tokens[5].end - tokens[5].begin), "作");
+  EXPECT_EQ(texts(text),
+            (V{"我在", "我", "在北", "在", "北京", "北", "京工", "京", "工作", "工", "作"}));
+  // Each character shares the position of the bigram it begins, the last one the last
+  // bigram's; offsets are the original bytes.
+  ASSERT_EQ(tokens.size(), 11u);
+  for (size_t i = 0; i < 10; ++i) EXPECT_EQ(tokens[i].position, static_cast<int>(i / 2)) << i;
+  EXPECT_EQ(tokens[10].position, 4);
+  EXPECT_EQ(text.substr(tokens[4].begin, tokens[4].end - tokens[4].begin), "北京");
+  EXPECT_EQ(text.substr(tokens[5].begin, tokens[5].end - tokens[5].begin), "北");
+  EXPECT_EQ(text.substr(tokens[10].begin, tokens[10].end - tokens[10].begin), "作");
   EXPECT_EQ(texts("京"), (V{"京"}));
+  // A character repeated at the end is one word at that position, not two.
+  EXPECT_EQ(texts("哈哈"), (V{"哈哈", "哈"}));
 }
 
-TEST(SearchTokenizer, QueryMarkerDropsTheTrailingCharacter) {
+TEST(SearchTokenizer, QueryMarkerKeepsOnlyTheBigrams) {
   EXPECT_EQ(texts("北京大学\x01"), (V{"北京", "京大", "大学"}));
   auto tokens = tokenize("京*").value();
   ASSERT_EQ(tokens.size(), 1u);
@@ -59,15 +64,17 @@ TEST(SearchTokenizer, QueryMarkerDropsTheTrailingCharacter) {
 }
 
 TEST(SearchTokenizer, JapaneseAndKoreanAreCutLikewise) {
-  EXPECT_EQ(texts("東京に住む"), (V{"東京", "京に", "に住", "住む", "む"}));
-  EXPECT_EQ(texts("학교에서 공부"), (V{"학교", "교에", "에서", "서", "공부", "부"}));
+  EXPECT_EQ(texts("東京に住む"), (V{"東京", "東", "京に", "京", "に住", "に", "住む", "住", "む"}));
+  EXPECT_EQ(texts("학교에서 공부"),
+            (V{"학교", "학", "교에", "교", "에서", "에", "서", "공부", "공", "부"}));
 }
 
 TEST(SearchTokenizer, SplitsWordsThatMixScripts) {
   std::string text = "新しいiPhone15を買った";
-  EXPECT_EQ(texts(text), (V{"新し", "しい", "い", "iphone15", "を買", "買っ", "った", "た"}));
+  EXPECT_EQ(texts(text), (V{"新し", "新", "しい", "し", "い", "iphone15", "を買", "を", "買っ",
+                            "買", "った", "っ", "た"}));
   auto tokens = tokenize(text).value();
-  EXPECT_EQ(text.substr(tokens[3].begin, tokens[3].end - tokens[3].begin), "iPhone15");
+  EXPECT_EQ(text.substr(tokens[5].begin, tokens[5].end - tokens[5].begin), "iPhone15");
 }
 
 TEST(SearchTokenizer, FilterMarkMakesTokensNoTypedTextProduces) {
