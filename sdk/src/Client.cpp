@@ -957,7 +957,10 @@ Status Client::watch_presence(const std::vector<ConversationId>& conversations) 
 Status Client::set_presence_hidden(bool hidden) { return impl_->set_presence_hidden(hidden); }
 
 Result<SearchPage> Client::search(const SearchQuery& query) const {
-  return impl_->profile->search(query);
+  auto page = impl_->profile->search(query);
+  // A search that found the index damaged started a rebuild: the worker carries it on.
+  if (page.ok() && !page->index_complete) impl_->schedule_rebuild(0);
+  return page;
 }
 
 Result<SafetyNumber> Client::safety_number(const std::string& account) const {
@@ -970,8 +973,9 @@ Result<SafetyNumber> Client::safety_number(const std::string& account) const {
   std::lock_guard lock(parts.mu);
   SOTTO_TRY_ASSIGN(Bytes key, impl_->history.contact_identity_key(account));
   if (key.empty() || !parts.crypto.has_identity())
-    return make_error(ErrorCode::kNotFound, "no identity key known for " + account +
-                                                ": add it as a contact or exchange a message first");
+    return make_error(ErrorCode::kNotFound,
+                      "no identity key known for " + account +
+                          ": add it as a contact or exchange a message first");
   const auto& me = parts.crypto.identity();
   SOTTO_TRY_ASSIGN(auto k, keys::safety_number(parts.ctx, me.account, me.public_key, account, key));
   return SafetyNumber{std::move(k.digits), std::move(k.scannable)};

@@ -226,8 +226,9 @@ struct Client::Impl {
   // Worker-only state.
   std::set<uint32_t> own_devices;  // this account's other devices, as the relay last said
   bool own_devices_known = false;
-  uint64_t purge_due_ms = 0;  // 0: no search purge pending
-  uint64_t purge_mark = 0;    // history.inserted() when the worker last asked for a purge
+  uint64_t purge_due_ms = 0;    // 0: no search purge pending
+  uint64_t purge_mark = 0;      // history.inserted() when the worker last asked for a purge
+  uint64_t rebuild_due_ms = 0;  // 0: no search index rebuild to carry on
   std::map<ConversationId, uint64_t> typing_sent_ms;   // when STARTED last went out
   std::map<ConversationId, uint64_t> typing_until_ms;  // auto-stop of our own typing
   std::map<std::pair<ConversationId, std::string>, uint64_t> typing_seen_until_ms;
@@ -393,6 +394,10 @@ struct Client::Impl {
   void sweep_expired();
   // Erases deleted text from the search index's pages once the app has been quiet a moment.
   void schedule_purge();
+  // A search index rebuild (after an upgrade that changed the index, or found damage) goes on
+  // one batch at a time while the worker is idle.
+  void schedule_rebuild(uint64_t delay_ms);
+  void continue_rebuild();
 
   // ---- typing (worker thread) ----
   Status set_typing(ConversationId conversation, bool typing);

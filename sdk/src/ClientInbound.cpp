@@ -10,6 +10,7 @@ using namespace std::chrono_literals;
 
 void Client::Impl::worker_main() {
   std::unique_lock lock(mu);
+  rebuild_due_ms = now();  // whether one was left unfinished: asked once at start
   while (!stopping) {
     auto due = std::chrono::steady_clock::now() + 1s;
     uint64_t t = now();
@@ -19,6 +20,7 @@ void Client::Impl::worker_main() {
     if (receipts_due_ms) due = std::min(due, at(receipts_due_ms));
     if (outbox_due_ms) due = std::min(due, at(outbox_due_ms));
     if (purge_due_ms) due = std::min(due, at(purge_due_ms));
+    if (rebuild_due_ms) due = std::min(due, at(rebuild_due_ms));
     cv.wait_until(lock, due,
                   [&] { return stopping || !tasks.empty() || !inbound.empty() || outbox_kick; });
     if (stopping) break;
@@ -36,6 +38,8 @@ void Client::Impl::worker_main() {
     // Purge only when nothing else waits: it rewrites index pages.
     bool purge = purge_due_ms && purge_due_ms <= t && inbound.empty() && tasks.empty();
     if (purge) purge_due_ms = 0;
+    bool rebuild = rebuild_due_ms && rebuild_due_ms <= t && inbound.empty() && tasks.empty();
+    if (rebuild) rebuild_due_ms = 0;
     lock.unlock();
 
     for (auto& task : work) task();
@@ -54,6 +58,7 @@ void Client::Impl::worker_main() {
     sweep_expired();
     expire_typing();
     if (purge) (void)profile->purge_search_index();
+    if (rebuild) continue_rebuild();
 
     lock.lock();
   }

@@ -435,6 +435,26 @@ void Client::Impl::schedule_purge() {
   cv.notify_one();
 }
 
+void Client::Impl::schedule_rebuild(uint64_t delay_ms) {
+  std::lock_guard lock(mu);
+  uint64_t at = now() + delay_ms;
+  if (rebuild_due_ms == 0 || at < rebuild_due_ms) rebuild_due_ms = at;
+  cv.notify_one();
+}
+
+void Client::Impl::continue_rebuild() {
+  auto status = profile->search_index_status();
+  if (!status.ok()) {
+    schedule_rebuild(60'000);
+    return;
+  }
+  if (!status->rebuilding) return;
+  // One batch (5,000 messages), then back to the loop: received messages wait for no more.
+  Status s = profile->rebuild_search_index([](const SearchProgress&) { return false; });
+  if (s.ok()) return;
+  schedule_rebuild(s.error().code == ErrorCode::kCancelled ? 0 : 60'000);
+}
+
 void Client::Impl::sweep_expired() {
   auto due = locked([&] { return history.next_expiry(); });
   if (!due.ok() || !*due || **due > now()) return;

@@ -1,5 +1,5 @@
 // Edits, deletes for everyone and disappearing messages reach every device of every member,
-// and leave no trace of the old text in the profile database.
+// and leave no trace of the old text in the profile database; the search index keeps up.
 #include <gtest/gtest.h>
 
 #include "ClientHarness.h"
@@ -108,6 +108,46 @@ TEST(Edits, EditDeleteAndTimersReachEveryDeviceAndLeaveNoTrace) {
       EXPECT_FALSE(trace_of(*c, word)) << word << " is still in a profile";
   // The text that stays is still there (the scan sees through the encryption).
   EXPECT_TRUE(trace_of(bob, "harbour"));
+}
+
+// A profile from before schema 6 (its index had FTS4's prefix index) is upgraded on open and
+// its index rebuilt; the Client's worker carries the rebuild on by itself, between messages.
+TEST(Edits, AnUpgradedProfileGetsItsSearchIndexRebuiltByTheClient) {
+  RelayProcess relay;
+  TestClient alice(relay, "alice"), bob(relay, "bob");
+  alice.register_account();
+  bob.register_account();
+  ConversationId ab = alice.conversation_with(bob);
+  auto id = alice->send_text(ab, "the rebuild finds ultramarinewalrus").value();
+  ASSERT_TRUE(eventually([&] { return by_id(bob, id).has_value(); }));
+
+  bob.close();
+  {
+    auto db =
+        db::Database::open(bob.dir() / "profile.db", bob.key(), {false, db::Durability::kFull});
+    ASSERT_TRUE(db.ok()) << db.error().message;
+    for (const std::string part : {"search_recent", "search_archive"}) {
+      ASSERT_TRUE((*db)->exec("DROP TABLE " + part).ok());
+      ASSERT_TRUE((*db)
+                      ->exec("CREATE VIRTUAL TABLE " + part + " USING fts4(content=\"" + part +
+                             "_docs\", body, attachment_names, meta, tokenize=sotto, "
+                             "order=desc, prefix=\"3\")")
+                      .ok());
+    }
+    ASSERT_TRUE((*db)->set_user_version(5).ok());
+  }
+  bob.reopen();
+  // Nobody searches: the worker starts on it by itself.
+  EXPECT_TRUE(eventually([&] {
+    auto status = bob->profile().search_index_status();
+    return status.ok() && !status->rebuilding && status->indexed_messages > 0;
+  }));
+  SearchQuery q;
+  q.text = "ultramarinewalrus";
+  auto page = bob->search(q);
+  ASSERT_TRUE(page.ok()) << page.error().message;
+  EXPECT_TRUE(page->index_complete);
+  EXPECT_EQ(page->hits.size(), 1u);
 }
 
 }  // namespace
