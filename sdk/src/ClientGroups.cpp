@@ -628,7 +628,11 @@ Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
   std::vector<std::string> missing;
   for (const auto& [account, devs] : *member_devices)
     if (devs.empty()) missing.push_back(account);
-  if (!missing.empty()) {
+  // What was read serves the first attempt unless sessions were made; a retry reads again.
+  std::optional<std::vector<std::pair<std::string, std::vector<uint32_t>>>> known;
+  if (missing.empty()) {
+    known = std::move(*member_devices);
+  } else {
     Status ensured = ensure_sessions(missing);
     if (!ensured.ok()) return on_send_error(item, ensured.error());
   }
@@ -639,8 +643,11 @@ Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
     std::vector<Address> devices = *own;
     std::vector<std::pair<std::string, uint32_t>> holders;
     Status s = locked([&]() -> Status {
-      SOTTO_TRY_ASSIGN(auto members, history.group_session_devices(conv, me));
-      for (const auto& [account, devs] : members)
+      auto members = std::exchange(known, std::nullopt);
+      if (!members) {
+        SOTTO_TRY_ASSIGN(members, history.group_session_devices(conv, me));
+      }
+      for (const auto& [account, devs] : *members)
         for (uint32_t d : devs) devices.push_back(Address{account, d});
       SOTTO_TRY_ASSIGN(holders, history.sender_key_holders(conv));
       return {};
