@@ -4,6 +4,7 @@
 
 #include <future>
 
+#include "SendMulti.h"
 #include "sotto/Bytes.h"
 
 namespace sotto {
@@ -281,15 +282,21 @@ void RelayConnection::tick() {
 
 void RelayConnection::request(wire::Request request, ResponseCallback callback,
                               std::chrono::milliseconds timeout) {
+  this->request(std::move(request), std::nullopt, std::move(callback), timeout);
+}
+
+void RelayConnection::request(wire::Request request, std::optional<std::string> body,
+                              ResponseCallback callback, std::chrono::milliseconds timeout) {
   if (timeout.count() == 0) timeout = options_.timing.request_timeout;
   uint64_t deadline = net::steady_ms() + static_cast<uint64_t>(timeout.count());
-  loop_.post([self = shared_from_this(), request = std::move(request),
+  loop_.post([self = shared_from_this(), request = std::move(request), body = std::move(body),
               callback = std::move(callback), deadline]() mutable {
     if (self->stopped_) {
       callback(make_error(ErrorCode::kUnavailable, "the connection to the relay is closed"));
       return;
     }
-    self->waiting_.push_back(Pending{std::move(request), std::move(callback), deadline, false});
+    self->waiting_.push_back(
+        Pending{std::move(request), std::move(body), std::move(callback), deadline, false});
     self->pump();
   });
 }
@@ -301,10 +308,16 @@ void RelayConnection::pump() {
     waiting_.pop_front();
     uint64_t id = next_id_++;
     p.request.set_id(id);
-    wire::Frame frame;
-    *frame.mutable_request() = std::move(p.request);
-    Bytes bytes(frame.ByteSizeLong());
-    frame.SerializeToArray(bytes.data(), static_cast<int>(bytes.size()));
+    Bytes bytes;
+    if (p.body) {
+      bytes = encode_request_frame(p.request, *p.body);
+      p.body.reset();
+    } else {
+      wire::Frame frame;
+      *frame.mutable_request() = std::move(p.request);
+      bytes.resize(frame.ByteSizeLong());
+      frame.SerializeToArray(bytes.data(), static_cast<int>(bytes.size()));
+    }
     p.sent = true;
     in_flight_.emplace(id, std::move(p));
     ws_->send(std::move(bytes));
@@ -329,6 +342,16 @@ Result<wire::Response> RelayConnection::call(wire::Request request,
   this->request(
       std::move(request), [promise](Result<wire::Response> r) { promise->set_value(std::move(r)); },
       timeout);
+  return future.get();
+}
+
+Result<wire::Response> RelayConnection::call_encoded(wire::Request head, std::string body,
+                                                     std::chrono::milliseconds timeout) {
+  auto promise = std::make_shared<std::promise<Result<wire::Response>>>();
+  auto future = promise->get_future();
+  this->request(
+      std::move(head), std::move(body),
+      [promise](Result<wire::Response> r) { promise->set_value(std::move(r)); }, timeout);
   return future.get();
 }
 

@@ -91,6 +91,11 @@ class RelayConnection : public std::enable_shared_from_this<RelayConnection> {
   // Blocking form of request(). NB: never call it on the loop thread.
   Result<wire::Response> call(wire::Request request,
                               std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  // call() for a request whose typed body is already serialized (SendMulti.h): `head` has
+  // its op and no body.
+  Result<wire::Response> call_encoded(
+      wire::Request head, std::string body,
+      std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
 
   LinkState state() const;
   bool connected() const { return state() == LinkState::kConnected; }
@@ -101,11 +106,15 @@ class RelayConnection : public std::enable_shared_from_this<RelayConnection> {
 
   struct Pending {
     wire::Request request;
+    std::optional<std::string> body;  // the serialized typed body, when `request` has none
     ResponseCallback callback;
     uint64_t deadline_ms = 0;  // steady clock
     bool sent = false;
   };
 
+  // request() with the typed body serialized apart (call_encoded()).
+  void request(wire::Request head, std::optional<std::string> body, ResponseCallback callback,
+               std::chrono::milliseconds timeout);
   void dial();
   void on_open(uint64_t generation);
   void on_message(uint64_t generation, Bytes frame);
