@@ -2,6 +2,7 @@
 // sessions, messages under Sender Keys fanned out with SEND_MULTI, and the bookkeeping of
 // who holds which sender key.
 #include "ClientImpl.h"
+#include "SendMulti.h"
 
 namespace sotto {
 
@@ -12,6 +13,8 @@ namespace {
 constexpr size_t kMaxMembers = 1000;
 constexpr size_t kMaxGroupName = 256;
 constexpr size_t kMaxMultiRecipients = 1000;
+// Groups whose encoded recipient lists are kept (~28 bytes per device each).
+constexpr size_t kRecipientCacheGroups = 8;
 constexpr size_t kParallelFetches = 16;
 // What one SEND may carry: the relay's frame limit is 256 KiB; keep room for the envelope.
 constexpr size_t kMaxSendBytes = 200 * 1024;
@@ -610,6 +613,17 @@ Status Client::Impl::distribute_sender_key(ConversationId conversation, ByteView
   });
 }
 
+GroupRecipients& Client::Impl::group_recipients(ConversationId group) {
+  auto it = recipient_cache.find(group);
+  if (it != recipient_cache.end()) return it->second;
+  if (recipient_cache_order.size() >= kRecipientCacheGroups) {
+    recipient_cache.erase(recipient_cache_order.front());
+    recipient_cache_order.pop_front();
+  }
+  recipient_cache_order.push_back(group);
+  return recipient_cache[group];
+}
+
 Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
   if (!item.group_conv)
     return fail_item(item, make_error(ErrorCode::kInternal, "a group send without a group"));
@@ -665,59 +679,31 @@ Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
     if (dist.code() == ErrorCode::kConflict) continue;
     if (!dist.ok()) return on_send_error(item, dist.error());
 
-    // One ciphertext for everyone.
+    // One ciphertext for everyone, and the recipients encoded in batches: those of this
+    // group's last send when the devices are the same.
     Bytes ct;
-    std::vector<wire::MultiRecipient> recipients;
+    GroupRecipients& recipients = group_recipients(conv);
     Status enc = txn([&]() -> Status {
       SOTTO_TRY_ASSIGN(ct, parts.crypto.group_encrypt(gid, item.content));
-      for (const auto& d : devices) {
-        SOTTO_TRY_ASSIGN(uint32_t reg, registration_id(d));
-        wire::MultiRecipient r;
-        Bytes acct;
-        from_hex(d.account, acct);
-        r.set_account_id(str_of(acct));
-        r.set_device_id(d.device_id);
-        r.set_registration_id(reg);
-        recipients.push_back(std::move(r));
-      }
+      SOTTO_TRY(recipients.assign(
+          devices, me, registration_epoch, [&](const Address& d) { return registration_id(d); },
+          kMaxMultiRecipients));
       return {};
     });
     if (!enc.ok()) return retry_later(item, enc.error(), 0);
-    // Own account first, then accounts whole, in batches of up to 1,000 devices.
-    std::string self_id;
-    {
-      Bytes id;
-      from_hex(me, id);
-      self_id = str_of(id);
-    }
-    std::stable_sort(recipients.begin(), recipients.end(),
-                     [&](const wire::MultiRecipient& a, const wire::MultiRecipient& b) {
-                       bool sa = a.account_id() == self_id, sb = b.account_id() == self_id;
-                       if (sa != sb) return sa;
-                       return a.account_id() < b.account_id();
-                     });
     auto c = connection();
     if (!c) return Outcome::kStop;
     bool stale = false;
-    uint32_t batch = 0;
-    for (size_t i = 0; i < recipients.size();) {
-      size_t j = i;
-      while (j < recipients.size()) {
-        size_t k = j;
-        while (k < recipients.size() && recipients[k].account_id() == recipients[j].account_id())
-          ++k;
-        if (k - i > kMaxMultiRecipients && j > i) break;
-        j = k;
-      }
-      auto req = make_request(wire::OP_SEND_MULTI);
-      auto* sm = req.mutable_send_multi();
-      sm->set_message_id(str_of(item.message_id));
-      sm->set_type(wire::Envelope::SENDER_KEY);
-      sm->set_ciphertext(str_of(ct));
-      sm->set_urgent(item.urgent);
-      sm->set_batch(batch++);
-      for (size_t k = i; k < j; ++k) *sm->add_recipients() = recipients[k];
-      auto r = c->call(std::move(req));
+    for (uint32_t batch = 0; batch < recipients.batches().size(); ++batch) {
+      wire::SendMultiRequest body;
+      body.set_message_id(str_of(item.message_id));
+      body.set_type(wire::Envelope::SENDER_KEY);
+      body.set_ciphertext(str_of(ct));
+      body.set_urgent(item.urgent);
+      body.set_batch(batch);
+      wire::Request head;
+      head.set_op(wire::OP_SEND_MULTI);
+      auto r = c->call_encoded(std::move(head), send_multi_body(body, recipients.batches()[batch]));
       if (!r.ok()) {
         if (r.code() == ErrorCode::kTimeout) return retry_later(item, r.error(), 2000);
         return Outcome::kStop;
@@ -730,7 +716,6 @@ Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
       }
       if (r->status() != wire::OK)
         return on_send_error(item, status_error(*r, "sending to the group"));
-      i = j;
     }
     if (!stale) return item_sent(item, 0);
   }

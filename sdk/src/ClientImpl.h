@@ -24,6 +24,7 @@
 #include "ProfileAccess.h"
 #include "Provisioning.h"
 #include "RelayConnection.h"
+#include "SendMulti.h"
 #include "Transport.h"
 #include "sotto/Client.h"
 #include "sotto/keys/Bundle.h"
@@ -532,8 +533,15 @@ struct Client::Impl {
   // (device ids are never reused), so it is cached; STALE_DEVICES drops an entry. Mutex held.
   Result<uint32_t> registration_id(const Address& device);
   std::map<std::pair<std::string, uint32_t>, uint32_t> registration_ids;  // under parts.mu
+  uint64_t registration_epoch = 0;  // changes whenever an entry is dropped; under parts.mu
 
   Outcome item_sent(const OutboxItem& item, uint64_t server_ms);
+
+  // The encoded recipients of a group's last SEND_MULTI, kept for up to
+  // kRecipientCacheGroups groups (the first one cached goes first). Worker thread only.
+  GroupRecipients& group_recipients(ConversationId group);
+  std::map<ConversationId, GroupRecipients> recipient_cache;
+  std::deque<ConversationId> recipient_cache_order;
 
   // Group sends (ClientGroups.cpp).
   Outcome send_group_update(const OutboxItem& item);

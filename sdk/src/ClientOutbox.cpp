@@ -57,7 +57,8 @@ Client::Impl::Outcome Client::Impl::fail_item(const OutboxItem& item, const Erro
     if (item.message && (item.kind == OutboxKind::kData || item.kind == OutboxKind::kGroupData)) {
       SOTTO_TRY_ASSIGN(auto m, history.message(*item.message));
       if (m) {
-        SOTTO_TRY_ASSIGN(auto u, parts.db.query("UPDATE OR FAIL messages SET status = 4 WHERE id = ?"));
+        SOTTO_TRY_ASSIGN(auto u,
+                         parts.db.query("UPDATE OR FAIL messages SET status = 4 WHERE id = ?"));
         u.bind(1, *item.message);
         SOTTO_TRY(u.run());
         ConversationId conv = m->message.conversation;
@@ -269,6 +270,7 @@ Status Client::Impl::apply_mismatch(const wire::DeviceMismatch& mismatch, const 
         SOTTO_TRY(parts.crypto.delete_session(Address{account, d}));
       for (uint32_t d : a.stale_devices()) registration_ids.erase({account, d});
       for (uint32_t d : a.extra_devices()) registration_ids.erase({account, d});
+      ++registration_epoch;
       return {};
     }));
     if (account == me) {
