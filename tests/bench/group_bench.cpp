@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -24,6 +25,7 @@
 #include "BenchSupport.h"
 #include "MemoryProtocolStore.h"
 #include "ProfileAccess.h"
+#include "SendMulti.h"
 #include "SessionCrypto.h"
 #include "sotto/proto/content.pb.h"
 #include "sotto/proto/wire.pb.h"
@@ -66,6 +68,13 @@ SenderCost sender_cost(const fs::path& dir, int members, int rounds) {
   ProfileParts parts = ProfileAccess::parts(*profile);
   auto ctx = keys::Context::create().value();
   // The members only hand out bundles: in-memory, one prekey each.
+  // The members' account ids are hex like real ones, the sender's own sorts first.
+  auto account_of = [](int i) {
+    Bytes id(16, 0);
+    for (int b = 0; b < 4; ++b) id[static_cast<size_t>(b)] = static_cast<uint8_t>(i >> (8 * b));
+    return to_hex(id);
+  };
+  std::string self = to_hex(Bytes(16, 0xee));
   std::vector<Address> peers;
   {
     std::lock_guard lock(parts.mu);
@@ -73,7 +82,7 @@ SenderCost sender_cost(const fs::path& dir, int members, int rounds) {
       for (int i = 0; i < members; ++i) {
         MemoryProtocolStore store;
         auto member = SessionCrypto::create(ctx, store).value();
-        std::string name = "member" + std::to_string(i);
+        std::string name = account_of(i);
         SOTTO_TRY(member->create_identity(name, 1, 1));
         SOTTO_TRY_ASSIGN(auto bundle, member->issue_bundle());
         SOTTO_TRY(parts.crypto.start_session(Address{name, 1}, bundle));
@@ -83,28 +92,49 @@ SenderCost sender_cost(const fs::path& dir, int members, int rounds) {
     });
     if (!s.ok()) die(s.error().message);
   }
+  // The Client keeps every device's registration id in memory (ClientOutbox.cpp).
+  std::map<std::pair<std::string, uint32_t>, uint32_t> registration_ids;
+  {
+    std::lock_guard lock(parts.mu);
+    for (const auto& p : peers)
+      registration_ids[{p.account, p.device_id}] = parts.crypto.remote_registration_id(p).value();
+  }
+  auto registration_id = [&](const Address& d) -> Result<uint32_t> {
+    auto it = registration_ids.find({d.account, d.device_id});
+    if (it == registration_ids.end()) return make_error(ErrorCode::kNoSession, d.account);
+    return it->second;
+  };
   Bytes gid(32, 7);
   Bytes plain = group_message(gid);
   if (!profile->group_sender_key(gid).ok()) die("sender key");
 
   SenderCost cost;
   // Each method's rounds share one transaction, so the figures are the work per message; the
-  // one commit (an fsync, the same for both methods) is measured on its own below.
+  // one commit (an fsync, the same for both methods) is measured on its own below. Both build
+  // the request frame as the Client does (ClientGroups.cpp, ClientOutbox.cpp); reading the
+  // members' devices from the profile, the same for both, is left out.
   std::lock_guard lock(parts.mu);
-  // Sender Key: one encryption, one SEND_MULTI naming every device.
+  // Sender Key: one encryption, one SEND_MULTI naming every device. The Client keeps the
+  // encoded recipient list of a group's last send and reuses it while the devices stay the
+  // same, so every round but the first reuses it here too.
+  GroupRecipients recipients;
   auto t = Steady::now();
   Status s = parts.crypto.transaction([&]() -> Status {
     for (int r = 0; r < rounds; ++r) {
-      wire::SendMultiRequest req;
       SOTTO_TRY_ASSIGN(auto ct, parts.crypto.group_encrypt(gid, plain));
-      req.set_ciphertext(std::string(ct.begin(), ct.end()));
-      for (const auto& p : peers) {
-        auto* rec = req.add_recipients();
-        rec->set_account_id(std::string(16, 'a'));
-        rec->set_device_id(p.device_id);
-        rec->set_registration_id(1);
+      SOTTO_TRY(recipients.assign(peers, self, 0, registration_id, 1000));
+      for (uint32_t batch = 0; batch < recipients.batches().size(); ++batch) {
+        wire::SendMultiRequest body;
+        body.set_message_id(std::string(16, 'm'));
+        body.set_type(wire::Envelope::SENDER_KEY);
+        body.set_ciphertext(std::string(ct.begin(), ct.end()));
+        body.set_batch(batch);
+        wire::Request head;
+        head.set_id(static_cast<uint64_t>(r) + 1);
+        head.set_op(wire::OP_SEND_MULTI);
+        if (encode_request_frame(head, send_multi_body(body, recipients.batches()[batch])).empty())
+          return make_error(ErrorCode::kInternal, "empty");
       }
-      if (req.SerializeAsString().empty()) return make_error(ErrorCode::kInternal, "empty");
     }
     return {};
   });
@@ -115,15 +145,28 @@ SenderCost sender_cost(const fs::path& dir, int members, int rounds) {
   t = Steady::now();
   s = parts.crypto.transaction([&]() -> Status {
     for (int r = 0; r < pairwise_rounds; ++r) {
-      wire::SendRequest req;
+      wire::Frame frame;
+      auto* req = frame.mutable_request();
+      req->set_id(static_cast<uint64_t>(r) + 1);
+      req->set_op(wire::OP_SEND);
+      auto* send = req->mutable_send();
+      send->set_message_id(std::string(16, 'm'));
       for (const auto& p : peers) {
         SOTTO_TRY_ASSIGN(auto ct, parts.crypto.encrypt(p, plain));
-        auto* m = req.add_messages();
-        m->set_account_id(std::string(16, 'a'));
+        SOTTO_TRY_ASSIGN(uint32_t reg, registration_id(p));
+        auto* m = send->add_messages();
+        Bytes acct;
+        from_hex(p.account, acct);
+        m->set_account_id(std::string(acct.begin(), acct.end()));
         m->set_device_id(p.device_id);
+        m->set_registration_id(reg);
+        m->set_type(ct.type == CiphertextType::kPreKey ? wire::Envelope::PREKEY_MESSAGE
+                                                       : wire::Envelope::MESSAGE);
         m->set_ciphertext(std::string(ct.bytes.begin(), ct.bytes.end()));
       }
-      if (req.SerializeAsString().empty()) return make_error(ErrorCode::kInternal, "empty");
+      Bytes bytes(frame.ByteSizeLong());
+      if (!frame.SerializeToArray(bytes.data(), static_cast<int>(bytes.size())))
+        return make_error(ErrorCode::kInternal, "serializing");
     }
     return {};
   });
