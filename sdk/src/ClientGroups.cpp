@@ -2,7 +2,6 @@
 // sessions, messages under Sender Keys fanned out with SEND_MULTI, and the bookkeeping of
 // who holds which sender key.
 #include "ClientImpl.h"
-#include "SendMulti.h"
 
 namespace sotto {
 
