@@ -729,6 +729,12 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (idle_total < 30) {
+    std::fprintf(stderr, "relay_bench: --idle needs at least 30 connections\n");
+    return 2;
+  }
+  // The first RSS reading sits at 5,000 connections, or half of a smaller --idle.
+  idle_first = std::min(idle_first, idle_total / 2);
   size_t pairs = 100, fan = 1000, spare = 600, extra = 400;
   if (quick) {  // a smoke run for ctest: every phase, small numbers
     seconds = 1;
@@ -821,9 +827,11 @@ int memory_phase(size_t idle_total, size_t idle_first, size_t spare, size_t extr
   auto hold = [&](size_t total) {
     size_t held = 0;
     for (int k = 0; k < kChildren; ++k)
-      held += ask(children[k], std::to_string(total / kChildren +
-                                              (k < static_cast<int>(total % kChildren) ? 1 : 0)) +
-                                   "\n");
+      // Each child holds a third; the last, which has the spare accounts, the remainder.
+      held += ask(children[k],
+                  std::to_string(k == kChildren - 1 ? total - (kChildren - 1) * (total / kChildren)
+                                                    : total / kChildren) +
+                      "\n");
     std::this_thread::sleep_for(2s);
     return held;
   };
