@@ -136,7 +136,7 @@ void append_length_delimited(std::string& out, uint32_t field, std::string_view 
 }
 
 Bytes encode_request_frame(const wire::Request& head, std::string_view body) {
-  // Request's typed body for op N is field 100 + N (protocol.md 2). Built in one buffer:
+  // Request's typed body for op N is field 100 + N (protocol.md 3.2). Built in one buffer:
   // the frame's tag and length, the head, the body's tag and length, the body.
   std::string request = head.SerializeAsString();
   put_tag(request, 100 + static_cast<uint32_t>(head.op()), kLen);
