@@ -567,14 +567,16 @@ Result<AccountInfo> Client::Impl::finish_link(std::chrono::milliseconds timeout)
     a.device_id = device;
     a.state = AccountState::kRegistered;
     SOTTO_TRY(history.save_account(a));
-    // Ask the other devices for the contact list.
-    content::Content ask;
-    ask.mutable_sync()->mutable_request()->set_kind(content::SyncRequest::CONTACTS);
-    OutboxItem item;
-    item.message_id = new_message_id(now());
-    item.kind = OutboxKind::kOwnSync;
-    item.content = serialize(ask);
-    SOTTO_TRY(history.enqueue(item, now()));
+    // Ask the other devices for the contact list and the groups this account is in.
+    for (auto kind : {content::SyncRequest::CONTACTS, content::SyncRequest::GROUPS}) {
+      content::Content ask;
+      ask.mutable_sync()->mutable_request()->set_kind(kind);
+      OutboxItem item;
+      item.message_id = new_message_id(now());
+      item.kind = OutboxKind::kOwnSync;
+      item.content = serialize(ask);
+      SOTTO_TRY(history.enqueue(item, now()));
+    }
     return {};
   }));
   SOTTO_TRY(connect());

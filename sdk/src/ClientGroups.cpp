@@ -309,6 +309,82 @@ Status Client::Impl::apply_group_update(const Address& from, const content::Grou
   return {};
 }
 
+Status Client::Impl::reply_groups(const Address& device, Effects& fx) {
+  SOTTO_TRY_ASSIGN(auto groups, history.member_groups());
+  // Snapshots of up to 1,000 members are ~40 KB: several go in one message, well under the
+  // relay's envelope limit.
+  constexpr size_t kSyncBytes = 128 * 1024;
+  content::Content reply;
+  size_t bytes = 0;
+  auto flush = [&](bool complete) -> Status {
+    reply.mutable_sync()->mutable_groups()->set_complete(complete);
+    OutboxItem item;
+    item.message_id = new_message_id(now());
+    item.kind = OutboxKind::kSyncReply;
+    item.target = device.account;
+    item.target_device = device.device_id;
+    item.content = serialize(reply);
+    SOTTO_TRY(history.enqueue(item, now()));
+    reply.Clear();
+    bytes = 0;
+    fx.kick_outbox = true;
+    return {};
+  };
+  for (const auto& g : groups) {
+    content::GroupUpdate u;
+    if (!u.ParseFromArray(g.snapshot.data(), static_cast<int>(g.snapshot.size()))) continue;
+    if (bytes > 0 && bytes + g.snapshot.size() > kSyncBytes) SOTTO_TRY(flush(false));
+    *reply.mutable_sync()->mutable_groups()->add_groups() = std::move(u);
+    bytes += g.snapshot.size();
+  }
+  return flush(true);
+}
+
+Status Client::Impl::apply_group_sync(const content::GroupUpdate& u, Effects& fx) {
+  if (!well_formed(u)) return {};
+  const std::string& me = parts.crypto.identity().account;
+  auto next_members = member_set(u);
+  bool is_member = next_members.count(me) > 0;
+  SOTTO_TRY_ASSIGN(auto existing, history.group_by_id(view_of(u.group_id())));
+  ConversationId conv = 0;
+  std::set<std::string> old_members;
+  if (!existing) {
+    if (!is_member) return {};  // nothing to show for a group this account is not in
+    SOTTO_TRY_ASSIGN(conv, history.group_conversation(view_of(u.group_id()), now()));
+  } else {
+    // The other device only knows more if its revision is higher; the same revision from
+    // two admins is settled as for any update, by the received GroupUpdates themselves.
+    if (u.revision() <= existing->revision) return {};
+    conv = existing->conversation;
+    content::GroupUpdate cur;
+    if (cur.ParseFromArray(existing->snapshot.data(), static_cast<int>(existing->snapshot.size())))
+      old_members = member_set(cur);
+  }
+  Bytes raw = serialize(u);
+  SOTTO_TRY(history.save_group(
+      GroupRow{conv, bytes_of(u.group_id()), u.revision(), raw, u.name(), is_member}));
+  auto admins = admin_set(u);
+  std::vector<GroupMember> members;
+  for (const auto& m : u.members()) {
+    std::string a = to_hex(view_of(m.account_id()));
+    members.push_back(GroupMember{a, m.handle(), admins.count(a) > 0});
+  }
+  SOTTO_TRY(history.set_group_members(conv, members));
+  Bytes gid = bytes_of(u.group_id());
+  std::vector<std::string> removed;
+  for (const auto& a : old_members)
+    if (!next_members.count(a)) removed.push_back(a);
+  if (is_member && !removed.empty()) {
+    // As in apply_group_update: whoever left reads nothing this device sends from now on.
+    SOTTO_TRY(parts.crypto.group_rotate_sender_key(gid));
+    SOTTO_TRY(history.clear_sender_key_holders(conv));
+    for (const auto& a : removed) SOTTO_TRY(history.forget_group_sender(gid, a));
+  }
+  if (!is_member) SOTTO_TRY(history.clear_sender_key_holders(conv));
+  fx.events.push_back([conv](ClientListener& l) { l.on_conversation_changed(conv); });
+  return {};
+}
+
 Status Client::Impl::apply_sender_key_distribution(const Address& from,
                                                    const content::SenderKeyDistribution& d,
                                                    Effects& fx) {

@@ -544,6 +544,12 @@ struct Client::Impl {
   std::deque<ConversationId> recipient_cache_order;
 
   // Group sends (ClientGroups.cpp).
+  // A linked device's SyncRequest GROUPS: every group this account is in, as snapshots, in
+  // as many Sync messages as they need (the last one says `complete`). In a transaction.
+  Status reply_groups(const Address& device, Effects& fx);
+  // One snapshot from this account's own device (Sync.groups): a group this device did not
+  // know is taken as it is; a known one moves to a higher revision. In a transaction.
+  Status apply_group_sync(const content::GroupUpdate& u, Effects& fx);
   Outcome send_group_update(const OutboxItem& item);
   Outcome send_group_data(const OutboxItem& item);
   // Sends one SEND in batches of at most 100 device messages (an account's devices are never

@@ -265,6 +265,7 @@ Status Client::Impl::apply_sync(const Address& from, const wire::Envelope& env,
       return {};
     }
     case content::Sync::kRequest: {
+      if (s.request().kind() == content::SyncRequest::GROUPS) return reply_groups(from, fx);
       if (s.request().kind() != content::SyncRequest::CONTACTS) return {};
       SOTTO_TRY_ASSIGN(auto list, history.contacts());
       content::Content reply;
@@ -287,6 +288,10 @@ Status Client::Impl::apply_sync(const Address& from, const wire::Envelope& env,
       item.content = serialize(reply);
       SOTTO_TRY(history.enqueue(item, now()));
       fx.kick_outbox = true;
+      return {};
+    }
+    case content::Sync::kGroups: {
+      for (const auto& g : s.groups().groups()) SOTTO_TRY(apply_group_sync(g, fx));
       return {};
     }
     case content::Sync::kContacts: {

@@ -662,6 +662,18 @@ Result<std::optional<GroupRow>> History::group_by_id(ByteView group_id) {
   return read_group(q);
 }
 
+Result<std::vector<GroupRow>> History::member_groups() {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT conversation_id, group_id, revision, snapshot, name, "
+                                     "member FROM groups WHERE member = 1 ORDER BY "
+                                     "conversation_id"));
+  std::vector<GroupRow> out;
+  for (;;) {
+    SOTTO_TRY_ASSIGN(auto g, read_group(q));
+    if (!g) return out;
+    out.push_back(std::move(*g));
+  }
+}
+
 Status History::save_group(const GroupRow& g) {
   SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR REPLACE INTO groups (conversation_id, group_id, "
                                      "revision, snapshot, name, member) VALUES (?, ?, ?, ?, ?, "

@@ -179,6 +179,8 @@ class History {
   Result<ConversationId> group_conversation(ByteView group_id, uint64_t now_ms);
   Result<std::optional<GroupRow>> group(ConversationId conversation);
   Result<std::optional<GroupRow>> group_by_id(ByteView group_id);
+  // Every group this account is a member of, oldest conversation first.
+  Result<std::vector<GroupRow>> member_groups();
   Status save_group(const GroupRow& row);
   Status set_group_members(ConversationId conversation, const std::vector<GroupMember>& members);
   Result<std::vector<GroupMember>> group_members(ConversationId conversation);
