@@ -145,6 +145,54 @@ TEST(Groups, TwentyMembersTalkThenRemovalsAdditionsAndConcurrentRenamesConverge)
   EXPECT_EQ(admin->group(*conv)->revision, before + 1);
 }
 
+// A group send reuses the recipient list of the group's last send (SendMulti.h). A member who
+// links a new device in between makes the relay answer STALE_DEVICES; the sender's list is
+// then built again, and the new device gets that message and the ones after it.
+TEST(Groups, AMembersNewDeviceGetsTheNextGroupMessages) {
+  RelayProcess relay;
+  TestClient alice(relay, "alice", false), bob(relay, "bob", false), carol(relay, "carol", false),
+      tablet(relay, "bob-tablet", false);
+  alice.register_account();
+  bob.register_account();
+  carol.register_account();
+  ASSERT_TRUE(alice->add_contact(bob.handle()).ok());
+  ASSERT_TRUE(alice->add_contact(carol.handle()).ok());
+  auto conv = alice->create_group("Trio", {bob.info().account, carol.info().account});
+  ASSERT_TRUE(conv.ok()) << conv.error().message;
+  ASSERT_TRUE(eventually([&] { return group_on(bob).has_value() && group_on(carol).has_value(); }));
+  ASSERT_TRUE(alice->send_text(*conv, "before the tablet").ok());
+  ASSERT_TRUE(eventually([&] { return has_text(bob, "before the tablet"); }));
+  ASSERT_TRUE(eventually([&] { return has_text(carol, "before the tablet"); }));
+
+  auto invite = tablet->start_link();
+  ASSERT_TRUE(invite.ok()) << invite.error().message;
+  ASSERT_TRUE(bob->approve_link(invite->uri).ok());
+  ASSERT_TRUE(tablet->finish_link(20s).ok());
+  ASSERT_TRUE(tablet->wait_online(20s));
+  // The tablet asks bob's other devices for the groups (SyncRequest GROUPS); bob's phone
+  // answers with the group's snapshot.
+  ASSERT_TRUE(eventually([&] { return group_on(tablet).has_value(); }, 30s))
+      << "the tablet never learned of bob's group";
+  auto synced = tablet->group(*group_on(tablet));
+  ASSERT_TRUE(synced.ok());
+  EXPECT_EQ(synced->name, "Trio");
+  EXPECT_EQ(synced->members.size(), 3u);
+
+  auto second = alice->send_text(*conv, "after the tablet joined");
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  ASSERT_TRUE(eventually([&] { return has_text(tablet, "after the tablet joined"); }, 30s));
+  ASSERT_TRUE(eventually([&] { return has_text(bob, "after the tablet joined"); }));
+  ASSERT_TRUE(eventually([&] { return has_text(carol, "after the tablet joined"); }));
+  // The next message (the recipient list reused, now with the tablet) reaches every device.
+  ASSERT_TRUE(alice->send_text(*conv, "and the next").ok());
+  for (TestClient* c : {&bob, &carol, &tablet})
+    ASSERT_TRUE(eventually([&] { return has_text(*c, "and the next"); })) << c->handle();
+  EXPECT_FALSE(has_text(tablet, "before the tablet"));
+  auto m = alice.find(*conv, *second);
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->status, MessageStatus::kFailed);
+}
+
 TEST(Groups, AThousandMembersReceiveAMessageFromOneSender) {
 #ifdef SOTTO_TEST_SANITIZED
   // Under ASan+UBSan a thousand clients in one process do not come up in the test's time; the
