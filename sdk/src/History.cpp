@@ -634,9 +634,8 @@ Result<ConversationId> History::group_conversation(ByteView group_id, uint64_t n
 }
 
 namespace {
-Result<std::optional<GroupRow>> read_group(db::Query& q) {
-  SOTTO_TRY_ASSIGN(bool found, q.step());
-  if (!found) return std::optional<GroupRow>();
+// The row the query stands on: conversation_id, group_id, revision, snapshot, name, member.
+GroupRow group_row(db::Query& q) {
   GroupRow g;
   g.conversation = q.column_int(0);
   g.group_id = to_bytes(q.column_blob(1));
@@ -644,7 +643,13 @@ Result<std::optional<GroupRow>> read_group(db::Query& q) {
   g.snapshot = to_bytes(q.column_blob(3));
   g.name = std::string(q.column_text(4));
   g.member = q.column_int(5) != 0;
-  return std::optional<GroupRow>(std::move(g));
+  return g;
+}
+
+Result<std::optional<GroupRow>> read_group(db::Query& q) {
+  SOTTO_TRY_ASSIGN(bool found, q.step());
+  if (!found) return std::optional<GroupRow>();
+  return std::optional<GroupRow>(group_row(q));
 }
 }  // namespace
 
@@ -668,9 +673,9 @@ Result<std::vector<GroupRow>> History::member_groups() {
                                      "conversation_id"));
   std::vector<GroupRow> out;
   for (;;) {
-    SOTTO_TRY_ASSIGN(auto g, read_group(q));
-    if (!g) return out;
-    out.push_back(std::move(*g));
+    SOTTO_TRY_ASSIGN(bool found, q.step());
+    if (!found) return out;
+    out.push_back(group_row(q));
   }
 }
 
