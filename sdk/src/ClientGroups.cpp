@@ -221,6 +221,37 @@ Status Client::Impl::change_group(ConversationId conversation,
 
 // ---- received state ----
 
+Result<std::vector<std::string>> Client::Impl::store_group_state(
+    ConversationId conv, const content::GroupUpdate& u, ByteView raw,
+    const std::set<std::string>& old_members) {
+  const std::string& me = parts.crypto.identity().account;
+  auto next_members = member_set(u);
+  bool is_member = next_members.count(me) > 0;
+  SOTTO_TRY(history.save_group(GroupRow{conv, bytes_of(u.group_id()), u.revision(),
+                                        Bytes(raw.begin(), raw.end()), u.name(), is_member}));
+  auto admins = admin_set(u);
+  std::vector<GroupMember> members;
+  for (const auto& m : u.members()) {
+    std::string a = to_hex(view_of(m.account_id()));
+    members.push_back(GroupMember{a, m.handle(), admins.count(a) > 0});
+  }
+  SOTTO_TRY(history.set_group_members(conv, members));
+
+  std::vector<std::string> removed;
+  for (const auto& a : old_members)
+    if (!next_members.count(a)) removed.push_back(a);
+  Bytes gid = bytes_of(u.group_id());
+  if (is_member && !removed.empty()) {
+    // Whoever left must not read what this device sends from now on: a new sender key, given
+    // only to the remaining members; and nothing the departed send is accepted any more.
+    SOTTO_TRY(parts.crypto.group_rotate_sender_key(gid));
+    SOTTO_TRY(history.clear_sender_key_holders(conv));
+    for (const auto& a : removed) SOTTO_TRY(history.forget_group_sender(gid, a));
+  }
+  if (!is_member) SOTTO_TRY(history.clear_sender_key_holders(conv));
+  return removed;
+}
+
 Status Client::Impl::apply_group_update(const Address& from, const content::GroupUpdate& u,
                                         ByteView raw, uint64_t sort_ms, Effects& fx) {
   if (!well_formed(u)) return {};
@@ -259,33 +290,10 @@ Status Client::Impl::apply_group_update(const Address& from, const content::Grou
   bool was_member = existing && existing->member;
   bool is_member = next_members.count(me) > 0;
 
-  GroupRow row{conv,         bytes_of(u.group_id()),
-               u.revision(), Bytes(raw.begin(), raw.end()),
-               u.name(),     is_member};
-  SOTTO_TRY(history.save_group(row));
-  auto admins = admin_set(u);
-  std::vector<GroupMember> members;
-  for (const auto& m : u.members()) {
-    std::string a = to_hex(view_of(m.account_id()));
-    members.push_back(GroupMember{a, m.handle(), admins.count(a) > 0});
-  }
-  SOTTO_TRY(history.set_group_members(conv, members));
-
-  std::vector<std::string> removed, added;
-  for (const auto& a : old_members)
-    if (!next_members.count(a)) removed.push_back(a);
+  SOTTO_TRY_ASSIGN(auto removed, store_group_state(conv, u, raw, old_members));
+  std::vector<std::string> added;
   for (const auto& a : next_members)
     if (cur && !old_members.count(a)) added.push_back(a);
-
-  Bytes gid = bytes_of(u.group_id());
-  if (is_member && !removed.empty()) {
-    // Whoever left must not read what this device sends from now on: a new sender key, given
-    // only to the remaining members; and nothing the departed send is accepted any more.
-    SOTTO_TRY(parts.crypto.group_rotate_sender_key(gid));
-    SOTTO_TRY(history.clear_sender_key_holders(conv));
-    for (const auto& a : removed) SOTTO_TRY(history.forget_group_sender(gid, a));
-  }
-  if (!is_member) SOTTO_TRY(history.clear_sender_key_holders(conv));
 
   std::string author = who(u, from.account, me);
   if (!existing) {
@@ -318,16 +326,9 @@ Status Client::Impl::reply_groups(const Address& device, Effects& fx) {
   size_t bytes = 0;
   auto flush = [&](bool complete) -> Status {
     reply.mutable_sync()->mutable_groups()->set_complete(complete);
-    OutboxItem item;
-    item.message_id = new_message_id(now());
-    item.kind = OutboxKind::kSyncReply;
-    item.target = device.account;
-    item.target_device = device.device_id;
-    item.content = serialize(reply);
-    SOTTO_TRY(history.enqueue(item, now()));
+    SOTTO_TRY(enqueue_sync_reply(device, reply, fx));
     reply.Clear();
     bytes = 0;
-    fx.kick_outbox = true;
     return {};
   };
   for (const auto& g : groups) {
@@ -360,27 +361,7 @@ Status Client::Impl::apply_group_sync(const content::GroupUpdate& u, Effects& fx
     if (cur.ParseFromArray(existing->snapshot.data(), static_cast<int>(existing->snapshot.size())))
       old_members = member_set(cur);
   }
-  Bytes raw = serialize(u);
-  SOTTO_TRY(history.save_group(
-      GroupRow{conv, bytes_of(u.group_id()), u.revision(), raw, u.name(), is_member}));
-  auto admins = admin_set(u);
-  std::vector<GroupMember> members;
-  for (const auto& m : u.members()) {
-    std::string a = to_hex(view_of(m.account_id()));
-    members.push_back(GroupMember{a, m.handle(), admins.count(a) > 0});
-  }
-  SOTTO_TRY(history.set_group_members(conv, members));
-  Bytes gid = bytes_of(u.group_id());
-  std::vector<std::string> removed;
-  for (const auto& a : old_members)
-    if (!next_members.count(a)) removed.push_back(a);
-  if (is_member && !removed.empty()) {
-    // As in apply_group_update: whoever left reads nothing this device sends from now on.
-    SOTTO_TRY(parts.crypto.group_rotate_sender_key(gid));
-    SOTTO_TRY(history.clear_sender_key_holders(conv));
-    for (const auto& a : removed) SOTTO_TRY(history.forget_group_sender(gid, a));
-  }
-  if (!is_member) SOTTO_TRY(history.clear_sender_key_holders(conv));
+  SOTTO_TRY(store_group_state(conv, u, serialize(u), old_members));
   fx.events.push_back([conv](ClientListener& l) { l.on_conversation_changed(conv); });
   return {};
 }

@@ -544,6 +544,14 @@ struct Client::Impl {
   std::deque<ConversationId> recipient_cache_order;
 
   // Group sends (ClientGroups.cpp).
+  // Queues a Sync answer for one of this account's own devices. In a transaction.
+  Status enqueue_sync_reply(const Address& device, const content::Content& reply, Effects& fx);
+  // Saves a group's snapshot `raw` (of `u`) and its members. When members left, this
+  // device's sender key is replaced and theirs forgotten; when this account is no longer in
+  // it, nobody holds this device's key any more. Returns who left. In a transaction.
+  Result<std::vector<std::string>> store_group_state(ConversationId conv,
+                                                     const content::GroupUpdate& u, ByteView raw,
+                                                     const std::set<std::string>& old_members);
   // A linked device's SyncRequest GROUPS: every group this account is in, as snapshots, in
   // as many Sync messages as they need (the last one says `complete`). In a transaction.
   Status reply_groups(const Address& device, Effects& fx);

@@ -232,6 +232,19 @@ void Client::Impl::changed_counts(Effects& fx) {
   fx.counts_moved.clear();
 }
 
+Status Client::Impl::enqueue_sync_reply(const Address& device, const content::Content& reply,
+                                        Effects& fx) {
+  OutboxItem item;
+  item.message_id = new_message_id(now());
+  item.kind = OutboxKind::kSyncReply;
+  item.target = device.account;
+  item.target_device = device.device_id;
+  item.content = serialize(reply);
+  SOTTO_TRY(history.enqueue(item, now()));
+  fx.kick_outbox = true;
+  return {};
+}
+
 Status Client::Impl::apply_sync(const Address& from, const wire::Envelope& env,
                                 const content::Sync& s, Effects& fx) {
   switch (s.kind_case()) {
@@ -280,15 +293,7 @@ Status Client::Impl::apply_sync(const Address& from, const wire::Envelope& env,
         if (key) c->set_identity_key(str_of(*key));
       }
       contacts->set_complete(true);
-      OutboxItem item;
-      item.message_id = new_message_id(now());
-      item.kind = OutboxKind::kSyncReply;
-      item.target = from.account;
-      item.target_device = from.device_id;
-      item.content = serialize(reply);
-      SOTTO_TRY(history.enqueue(item, now()));
-      fx.kick_outbox = true;
-      return {};
+      return enqueue_sync_reply(from, reply, fx);
     }
     case content::Sync::kGroups: {
       for (const auto& g : s.groups().groups()) SOTTO_TRY(apply_group_sync(g, fx));
