@@ -1,7 +1,5 @@
 #include "SendMulti.h"
 
-#include <sodium.h>
-
 #include <algorithm>
 
 namespace sotto {
@@ -33,11 +31,10 @@ void put_uint(std::string& out, uint32_t field, uint32_t v) {
 }  // namespace
 
 bool account_id_from_hex(std::string_view hex, std::array<uint8_t, 16>& out) {
-  size_t len = 0;
-  const char* end = nullptr;
-  return hex.size() == 32 &&
-         sodium_hex2bin(out.data(), out.size(), hex.data(), hex.size(), nullptr, &len, &end) == 0 &&
-         len == out.size() && end == hex.data() + hex.size();
+  Bytes bytes;
+  if (hex.size() != 2 * out.size() || !from_hex(hex, bytes)) return false;
+  std::copy(bytes.begin(), bytes.end(), out.begin());
+  return true;
 }
 
 Result<std::vector<MultiRecipientEntry>> multi_recipients(

@@ -25,15 +25,14 @@ struct MultiRecipientEntry {
   std::array<uint8_t, 16> account_id{};
   uint32_t device_id = 0;
   uint32_t registration_id = 0;
-  bool operator==(const MultiRecipientEntry&) const = default;
 };
 
 // An account id's 32 hex digits as its 16 bytes; false when they are not that.
 bool account_id_from_hex(std::string_view hex, std::array<uint8_t, 16>& out);
 
 // A group send's devices as SEND_MULTI recipients: the sender's own account first (batch 0
-// carries the own devices, protocol.md 5.16), then whole accounts by account id. kInternal for an account id
-// that is not 32 hex digits; errors of `registration_id` are passed on.
+// carries the own devices, protocol.md 5.16), then whole accounts by account id. kInternal for an
+// account id that is not 32 hex digits; errors of `registration_id` are passed on.
 Result<std::vector<MultiRecipientEntry>> multi_recipients(
     const std::vector<Address>& devices, const std::string& self_account,
     const std::function<Result<uint32_t>(const Address&)>& registration_id);
