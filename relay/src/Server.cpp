@@ -342,7 +342,9 @@ class Server::Impl::Conn final : public Tracked,
   // Waits until the socket is readable (plain) or reads into a small buffer (TLS, whose
   // engine may hold decrypted bytes the socket no longer shows).
   void arm() {
-    if (dead_ || reading_ || paused_self_) return;
+    // After the peer's close frame nothing more is read: the closing handshake ends the
+    // connection, and a TLS shutdown must not overlap a read.
+    if (dead_ || reading_ || paused_self_ || close_received_) return;
     reading_ = true;
     if constexpr (kPlain) {
       stream_.async_wait(tcp::socket::wait_read,
@@ -436,7 +438,7 @@ class Server::Impl::Conn final : public Tracked,
           break;
         case ws::ClientFrameReader::Event::kClose:
           close_received_ = true;
-          if (close_sent_) return hard_close();
+          if (close_sent_) return finish();
           // Answer with the peer's code; the socket closes once that frame is out.
           close(e.code == ws::kCloseNoStatus ? ws::kCloseNormal : e.code);
           break;
@@ -539,9 +541,22 @@ class Server::Impl::Conn final : public Tracked,
     if (ec) return hard_close();
     if (close_went) {
       close_sent_ = true;
-      if (close_received_) return hard_close();
+      if (close_received_) return finish();
     }
     do_write();
+  }
+  // The closing handshake is complete (both close frames went; no read or write is pending).
+  // TLS first sends close_notify and waits for the peer's, so that it can tell an orderly end
+  // from a cut connection; the hard deadline set by close() bounds the wait.
+  void finish() {
+    if constexpr (kPlain) {
+      hard_close();
+    } else {
+      if (dead_ || tls_closing_) return;
+      tls_closing_ = true;
+      stream_.async_shutdown(
+          [self = this->shared_from_this()](beast::error_code) { self->hard_close(); });
+    }
   }
   void hard_close() {
     if (dead_) return;
@@ -583,6 +598,7 @@ class Server::Impl::Conn final : public Tracked,
   bool close_requested_ = false;
   bool close_sent_ = false;
   bool close_received_ = false;
+  bool tls_closing_ = false;
   bool dead_ = false;
   bool counted_unauth_ = false;
 };
@@ -617,6 +633,13 @@ asio::awaitable<void> Server::Impl::Conn<Stream>::run() {
   }
   if (counted_http) server_.metrics_.http_connections.fetch_sub(1, std::memory_order_relaxed);
   if (counted_unauth_) server_.relay_.release_unauthenticated(ip_);
+  if constexpr (!kPlain) {
+    // close_notify after the last response (or in answer to the client's), as in finish().
+    if (!dead_) {
+      hard_deadline = now_ms() + 3000;
+      co_await stream_.async_shutdown(use_nothrow);
+    }
+  }
   hard_close();
 }
 

@@ -1,6 +1,7 @@
 // The relay with a certificate: clients on wss:// and https:// exchange messages and a file.
 // The certificate is made here (self-signed, for 127.0.0.1) and trusted through
 // SSL_CERT_FILE, which OpenSSL's default verify paths read, as an operator's own CA would be.
+// A raw Beast client checks how the relay ends TLS connections.
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -9,6 +10,12 @@
 #include <sodium.h>
 #include <stdlib.h>
 
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <cstdio>
 #include <fstream>
 
@@ -112,6 +119,69 @@ TEST(Tls, AnUntrustedCertificateFailsRegistrationWithAClearError) {
   auto r = alice->register_account("alice_untrusted");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("certificate"), std::string::npos) << r.error().message;
+}
+
+// A TLS peer tells an orderly end from a cut connection by close_notify. The relay sends it
+// after the WebSocket closing handshake, whoever began it, and after an HTTP response that
+// ends the connection; without it the client's TLS layer reports a truncated stream.
+TEST(Tls, TheRelayEndsConnectionsWithCloseNotify) {
+  namespace asio = boost::asio;
+  namespace beast = boost::beast;
+  namespace ssl = asio::ssl;
+  using tcp = asio::ip::tcp;
+  TempDir certs;
+  ASSERT_TRUE(make_certificate(certs / "relay.pem", certs / "relay.key"));
+  RelayProcess::Options o;
+  o.extra_args = {"--tls-cert", (certs / "relay.pem").string(), "--tls-key",
+                  (certs / "relay.key").string()};
+  RelayProcess relay(o);
+  asio::io_context ioc;
+  ssl::context ctx(ssl::context::tls_client);
+  ctx.load_verify_file((certs / "relay.pem").string());
+  ctx.set_verify_mode(ssl::verify_peer);
+  const tcp::endpoint at(asio::ip::make_address("127.0.0.1"), relay.port());
+  using Tls = beast::ssl_stream<tcp::socket>;
+  auto connect = [&](Tls& s) {
+    beast::get_lowest_layer(s).connect(at);
+    s.handshake(ssl::stream_base::client);
+  };
+
+  {  // HTTPS: a response with Connection: close, then close_notify (read as end of stream).
+    Tls s(ioc, ctx);
+    connect(s);
+    beast::http::request<beast::http::empty_body> req{beast::http::verb::get, "/healthz", 11};
+    req.set(beast::http::field::host, "127.0.0.1");
+    req.keep_alive(false);
+    beast::http::write(s, req);
+    beast::flat_buffer buf;
+    beast::http::response<beast::http::string_body> res;
+    beast::http::read(s, buf, res);
+    EXPECT_EQ(res.result(), beast::http::status::ok);
+    char byte;
+    beast::error_code ec;
+    s.read_some(asio::buffer(&byte, 1), ec);
+    EXPECT_EQ(ec, asio::error::eof) << ec.message();
+  }
+  {  // The client closes the WebSocket: the TLS shutdown after the close frames succeeds.
+    beast::websocket::stream<Tls> ws(ioc, ctx);
+    connect(ws.next_layer());
+    ws.handshake("127.0.0.1", "/v1/ws");
+    beast::error_code ec;
+    ws.close(beast::websocket::close_code::normal, ec);
+    EXPECT_FALSE(ec) << ec.message();
+  }
+  {  // The relay closes it (1001 on SIGTERM): the read ends with "closed", not a truncation.
+    beast::websocket::stream<Tls> ws(ioc, ctx);
+    connect(ws.next_layer());
+    ws.handshake("127.0.0.1", "/v1/ws");
+    ::kill(relay.pid(), SIGTERM);
+    beast::flat_buffer buf;
+    beast::error_code ec;
+    ws.read(buf, ec);
+    EXPECT_EQ(ec, beast::websocket::error::closed) << ec.message();
+    EXPECT_EQ(ws.reason().code, beast::websocket::close_code::going_away);
+    EXPECT_EQ(relay.terminate(), 0);
+  }
 }
 
 }  // namespace
