@@ -31,6 +31,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -73,6 +74,22 @@ void die(const std::string& what) {
 }
 
 // ---- the relay process ----
+
+// User + system CPU seconds of a process (0 for this one), from /proc/PID/stat.
+double process_cpu_seconds(pid_t pid) {
+  std::ifstream in(pid ? "/proc/" + std::to_string(pid) + "/stat" : "/proc/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = stat.rfind(')');  // the command name may hold spaces
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(stat.substr(close + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
 
 struct Relay {
   pid_t pid = -1;
@@ -123,6 +140,8 @@ struct Relay {
     }
     die("the relay did not start; see " + (dir / "relay.log").string());
   }
+  // User + system CPU seconds the relay process has used so far.
+  double cpu_seconds() const { return process_cpu_seconds(pid); }
   long rss_kib() const {
     std::ifstream in("/proc/" + std::to_string(pid) + "/status");
     std::string line;
@@ -409,11 +428,16 @@ sotto::wire::Request send_to(const Device& to, const std::string& ciphertext, ui
 // Phases 1 and 2: 100 connections in pairs; each sends to its partner and acks what it gets.
 struct Traffic {
   double envelopes_per_s = 0;
+  // CPU time per committed envelope over the measured window: the relay's, and this load
+  // generator's (which shares the cores).
+  double relay_cpu_us = 0, generator_cpu_us = 0;
   double p50_ms = 0, p99_ms = 0, max_ms = 0;
   size_t samples = 0;
 };
 
-Traffic one_to_one(uint16_t port, const std::vector<Device>& devices, double rate, double seconds) {
+Traffic one_to_one(const Relay& relay, const std::vector<Device>& devices, double rate,
+                   double seconds) {
+  const uint16_t port = relay.port;
   asio::io_context ioc;
   auto conns = connect_all(ioc, port, devices);
   size_t n = conns.size();
@@ -423,6 +447,7 @@ Traffic one_to_one(uint16_t port, const std::vector<Device>& devices, double rat
   uint64_t committed = 0;
   std::vector<double> latencies;
   bool measuring = false, sending = true;
+  double relay_cpu0 = 0, own_cpu0 = 0;
   constexpr int kWindow = 24;
   std::string pad(200 - 8, 'c');
 
@@ -486,6 +511,8 @@ Traffic one_to_one(uint16_t port, const std::vector<Device>& devices, double rat
       committed = 0;
       latencies.clear();
       start = Clock::now();
+      relay_cpu0 = relay.cpu_seconds();
+      own_cpu0 = process_cpu_seconds(0);
     }
     if (rate > 0) {
       auto now = Clock::now();
@@ -502,6 +529,9 @@ Traffic one_to_one(uint16_t port, const std::vector<Device>& devices, double rat
     for (size_t i = 0; i < n; ++i) flush_acks(i);
   }
   double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  double relay_cpu = relay.cpu_seconds() - relay_cpu0;
+  double own_cpu = process_cpu_seconds(0) - own_cpu0;
+  uint64_t counted = committed;
   sending = false;
   run_until(
       ioc,
@@ -512,7 +542,11 @@ Traffic one_to_one(uint16_t port, const std::vector<Device>& devices, double rat
       },
       10s);
   Traffic t;
-  t.envelopes_per_s = static_cast<double>(committed) / elapsed;
+  t.envelopes_per_s = static_cast<double>(counted) / elapsed;
+  if (counted) {
+    t.relay_cpu_us = relay_cpu * 1e6 / static_cast<double>(counted);
+    t.generator_cpu_us = own_cpu * 1e6 / static_cast<double>(counted);
+  }
   std::sort(latencies.begin(), latencies.end());
   t.samples = latencies.size();
   if (!latencies.empty()) {
@@ -767,11 +801,17 @@ void traffic_phases(size_t pairs, size_t fan, double seconds, bool quick) {
                               devices.begin() + static_cast<long>(pairs + fan));
   const Device& sender = devices.back();
 
-  Traffic full = one_to_one(relay.port, talkers, 0, seconds);
+  Traffic full = one_to_one(relay, talkers, 0, seconds);
   std::string conns = std::to_string(pairs) + " connections";
   print_row(("durable 1:1 envelopes/s, " + conns).c_str(), fmt(full.envelopes_per_s, 0),
             ">= 50,000");
-  Traffic half = one_to_one(relay.port, talkers, full.envelopes_per_s / 2, seconds);
+  print_row("  CPU per envelope, relay / load generator (us)",
+            fmt(full.relay_cpu_us, 1) + " / " + fmt(full.generator_cpu_us, 1), "");
+  // What the relay's own CPU time allows if it had both cores to itself (its commits wait on
+  // the disk, not the CPU: a batch grows while the previous one syncs).
+  print_row("  envelopes/s the relay's CPU time allows on 2 cores",
+            fmt(full.relay_cpu_us > 0 ? 2e6 / full.relay_cpu_us : 0, 0), "");
+  Traffic half = one_to_one(relay, talkers, full.envelopes_per_s / 2, seconds);
   print_row("  send-to-deliver at half load: envelopes/s", fmt(half.envelopes_per_s, 0), "");
   print_row("  send-to-deliver p50 (ms)", fmt(half.p50_ms, 2), "");
   print_row("  send-to-deliver p99 (ms)", fmt(half.p99_ms, 2), "< 10");
@@ -789,9 +829,9 @@ void traffic_phases(size_t pairs, size_t fan, double seconds, bool quick) {
     Relay fast;
     fast.start({"--db-sync", "normal"});
     auto fast_devices = register_accounts(fast.port, pairs, "fast");
-    Traffic f = one_to_one(fast.port, fast_devices, 0, seconds);
+    Traffic f = one_to_one(fast, fast_devices, 0, seconds);
     print_row(("db-sync normal: 1:1 envelopes/s, " + conns).c_str(), fmt(f.envelopes_per_s, 0), "");
-    Traffic fh = one_to_one(fast.port, fast_devices, f.envelopes_per_s / 2, seconds);
+    Traffic fh = one_to_one(fast, fast_devices, f.envelopes_per_s / 2, seconds);
     print_row("  p50 / p99 at half load (ms)", fmt(fh.p50_ms, 2) + " / " + fmt(fh.p99_ms, 2), "");
     fast.stop();
   }
