@@ -291,6 +291,7 @@ Status Client::Impl::apply_group_update(const Address& from, const content::Grou
   bool is_member = next_members.count(me) > 0;
 
   SOTTO_TRY_ASSIGN(auto removed, store_group_state(conv, u, raw, old_members));
+  if (is_member) SOTTO_TRY(apply_held_group_messages(view_of(u.group_id()), fx));
   std::vector<std::string> added;
   for (const auto& a : next_members)
     if (cur && !old_members.count(a)) added.push_back(a);
@@ -362,7 +363,20 @@ Status Client::Impl::apply_group_sync(const content::GroupUpdate& u, Effects& fx
       old_members = member_set(cur);
   }
   SOTTO_TRY(store_group_state(conv, u, serialize(u), old_members));
+  if (is_member) SOTTO_TRY(apply_held_group_messages(view_of(u.group_id()), fx));
   fx.events.push_back([conv](ClientListener& l) { l.on_conversation_changed(conv); });
+  return {};
+}
+
+Status Client::Impl::apply_held_group_messages(ByteView group_id, Effects& fx) {
+  SOTTO_TRY_ASSIGN(auto held, history.take_held_group_messages(group_id));
+  for (const auto& h : held) {
+    content::DataMessage dm;
+    if (!dm.ParseFromArray(h.message.data(), static_cast<int>(h.message.size()))) continue;
+    wire::Envelope env;  // apply_data reads only the relay's timestamp from it
+    env.set_server_timestamp_ms(h.sort_ms);
+    SOTTO_TRY(apply_data(Address{h.sender, h.device}, env, dm, fx));
+  }
   return {};
 }
 

@@ -558,6 +558,10 @@ struct Client::Impl {
   // One snapshot from this account's own device (Sync.groups): a group this device did not
   // know is taken as it is; a known one moves to a higher revision. In a transaction.
   Status apply_group_sync(const content::GroupUpdate& u, Effects& fx);
+  // Group messages that arrived before their group was known here (History's held group
+  // messages), applied now that it is: the sender's membership is checked as for any. In a
+  // transaction.
+  Status apply_held_group_messages(ByteView group_id, Effects& fx);
   Outcome send_group_update(const OutboxItem& item);
   Outcome send_group_data(const OutboxItem& item);
   // Sends one SEND in batches of at most 100 device messages (an account's devices are never

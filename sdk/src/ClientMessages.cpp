@@ -310,7 +310,15 @@ Status Client::Impl::apply_data(const Address& from, const wire::Envelope& env,
   uint64_t sort_ms = env.server_timestamp_ms() ? env.server_timestamp_ms() : now();
   if (dm.has_group()) {
     SOTTO_TRY_ASSIGN(auto g, history.group_by_id(view_of(dm.group().group_id())));
-    if (!g || !g->member) return {};  // not (or no longer) in this group: drop it
+    if (!g) {
+      // A group this device has not heard of: on a newly linked device, the account's other
+      // device may not have answered with its groups yet. Kept until it does (bounded).
+      if (dm.group().group_id().size() != 32) return {};
+      HeldGroupMessage held{from.account, from.device_id, sort_ms, serialize(dm)};
+      SOTTO_TRY(history.hold_group_message(view_of(dm.group().group_id()), held, now()));
+      return {};
+    }
+    if (!g->member) return {};  // no longer in this group: drop it
     SOTTO_TRY_ASSIGN(bool sender_is_member, history.is_group_member(g->conversation, from.account));
     if (!sender_is_member) return {};
     SOTTO_TRY_ASSIGN(uint32_t recipients, history.group_member_count(g->conversation, me));

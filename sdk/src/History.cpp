@@ -1013,6 +1013,54 @@ Status History::remove_held(int64_t id) {
   return q.run();
 }
 
+// ---- group messages for a group not known yet ----
+
+Result<bool> History::hold_group_message(ByteView group_id, const HeldGroupMessage& m,
+                                         uint64_t now_ms) {
+  {
+    SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM held_group_messages WHERE received_ms < ?"));
+    q.bind(1, static_cast<int64_t>(now_ms > kHeldGroupMessageTtlMs ? now_ms - kHeldGroupMessageTtlMs
+                                                                   : 0));
+    SOTTO_TRY(q.run());
+  }
+  {
+    SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT count(*) FROM held_group_messages"));
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (row && q.column_int(0) >= kMaxHeldGroupMessages) return false;
+  }
+  SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT INTO held_group_messages (group_id, sender, device, "
+                                     "sort_ms, message, received_ms) VALUES (?, ?, ?, ?, ?, ?)"));
+  q.bind(1, group_id);
+  q.bind_text(2, m.sender);
+  q.bind(3, int64_t{m.device});
+  q.bind(4, static_cast<int64_t>(m.sort_ms));
+  q.bind(5, m.message);
+  q.bind(6, static_cast<int64_t>(now_ms));
+  SOTTO_TRY(q.run());
+  return true;
+}
+
+Result<std::vector<HeldGroupMessage>> History::take_held_group_messages(ByteView group_id) {
+  std::vector<HeldGroupMessage> out;
+  {
+    SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT sender, device, sort_ms, message FROM "
+                                       "held_group_messages WHERE group_id = ? ORDER BY id"));
+    q.bind(1, group_id);
+    for (;;) {
+      SOTTO_TRY_ASSIGN(bool found, q.step());
+      if (!found) break;
+      out.push_back(
+          HeldGroupMessage{std::string(q.column_text(0)), static_cast<uint32_t>(q.column_int(1)),
+                           static_cast<uint64_t>(q.column_int(2)), to_bytes(q.column_blob(3))});
+    }
+  }
+  if (out.empty()) return out;
+  SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM held_group_messages WHERE group_id = ?"));
+  q.bind(1, group_id);
+  SOTTO_TRY(q.run());
+  return out;
+}
+
 // ---- session resets ----
 
 Result<std::optional<uint64_t>> History::last_reset(const std::string& account, uint32_t device) {

@@ -105,6 +105,14 @@ struct PendingReceipt {
   uint64_t at_ms = 0;
 };
 
+// A group message for a group this device does not know yet.
+struct HeldGroupMessage {
+  std::string sender;
+  uint32_t device = 0;
+  uint64_t sort_ms = 0;
+  Bytes message;  // serialized content.DataMessage
+};
+
 struct HeldEnvelope {
   int64_t id = 0;
   std::string sender;
@@ -226,6 +234,16 @@ class History {
   Status hold_envelope(const std::string& sender, ByteView envelope, uint64_t now_ms);
   Result<std::vector<HeldEnvelope>> held_envelopes(const std::string& sender);
   Status remove_held(int64_t id);
+
+  // ---- group messages for a group not known yet ----
+  // At most kMaxHeldGroupMessages rows, none older than kHeldGroupMessageTtlMs: a group that
+  // never becomes known (a sender naming a made-up group) costs bounded space. false when
+  // the message was not kept because the limit is reached.
+  static constexpr int64_t kMaxHeldGroupMessages = 1000;
+  static constexpr uint64_t kHeldGroupMessageTtlMs = 3ull * 24 * 3600 * 1000;
+  Result<bool> hold_group_message(ByteView group_id, const HeldGroupMessage& m, uint64_t now_ms);
+  // Removes and returns the messages held for a group, in the order they arrived.
+  Result<std::vector<HeldGroupMessage>> take_held_group_messages(ByteView group_id);
 
   // ---- session resets ----
   Result<std::optional<uint64_t>> last_reset(const std::string& account, uint32_t device);

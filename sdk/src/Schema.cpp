@@ -339,6 +339,22 @@ UPDATE search_state SET recent_from = coalesce((SELECT max(id) FROM messages), 0
   rebuild_next = (SELECT min(id) FROM messages), rebuild_total = (SELECT count(*) FROM messages),
   purge_recent = 0, purge_archive = 0 WHERE id = 1;
 )sql",
+    // 6 -> 7: group messages for a group this device does not know yet.
+    R"sql(
+-- A newly linked device learns its account's groups from another device's answer; a group
+-- message that arrives first waits here (decrypted: the ratchet has moved on) until the
+-- group is known, then goes through the usual checks. Bounded in count and age (History).
+CREATE TABLE held_group_messages (
+  id          INTEGER PRIMARY KEY,
+  group_id    BLOB    NOT NULL,
+  sender      TEXT    NOT NULL,
+  device      INTEGER NOT NULL,
+  sort_ms     INTEGER NOT NULL,
+  message     BLOB    NOT NULL,                 -- serialized content.DataMessage
+  received_ms INTEGER NOT NULL
+);
+CREATE INDEX held_group_messages_by_group ON held_group_messages (group_id, id);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

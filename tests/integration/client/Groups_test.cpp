@@ -193,6 +193,59 @@ TEST(Groups, AMembersNewDeviceGetsTheNextGroupMessages) {
   EXPECT_NE(m->status, MessageStatus::kFailed);
 }
 
+// The tablet learns the account's groups from bob's phone. When a group message reaches it
+// before the phone has answered (here: the phone is closed), the tablet keeps the message
+// and shows it in the group once the answer comes.
+TEST(Groups, AGroupMessageBeforeTheNewDeviceKnowsTheGroupWaitsForIt) {
+  RelayProcess relay;
+  TestClient alice(relay, "alice", false), bob(relay, "bob", false), carol(relay, "carol", false),
+      tablet(relay, "bob-tablet", false);
+  alice.register_account();
+  bob.register_account();
+  carol.register_account();
+  ASSERT_TRUE(alice->add_contact(bob.handle()).ok());
+  ASSERT_TRUE(alice->add_contact(carol.handle()).ok());
+  auto conv = alice->create_group("Trio", {bob.info().account, carol.info().account});
+  ASSERT_TRUE(conv.ok()) << conv.error().message;
+  ASSERT_TRUE(eventually([&] { return group_on(bob).has_value() && group_on(carol).has_value(); }));
+
+  auto invite = tablet->start_link();
+  ASSERT_TRUE(invite.ok()) << invite.error().message;
+  ASSERT_TRUE(bob->approve_link(invite->uri).ok());
+  bob.close();  // the tablet's request for the groups waits in the phone's queue
+  ASSERT_TRUE(tablet->finish_link(20s).ok());
+  ASSERT_TRUE(tablet->wait_online(20s));
+
+  auto early = alice->send_text(*conv, "while the phone is away");
+  ASSERT_TRUE(early.ok()) << early.error().message;
+  ASSERT_TRUE(eventually([&] {
+    auto m = alice.find(*conv, *early);
+    return m && m->status != MessageStatus::kPending;
+  }));
+  // Then a 1:1 message: once the tablet shows it, it has processed the group message before.
+  ConversationId ab = alice.conversation_with(bob);
+  ASSERT_TRUE(alice->send_text(ab, "marker").ok());
+  ASSERT_TRUE(eventually([&] { return has_text(tablet, "marker"); }, 30s));
+  EXPECT_FALSE(group_on(tablet).has_value());
+  EXPECT_FALSE(has_text(tablet, "while the phone is away"));
+
+  bob.reopen();
+  ASSERT_TRUE(eventually([&] { return has_text(tablet, "while the phone is away"); }, 30s))
+      << "the held group message never reached the tablet's history";
+  auto on_tablet = group_on(tablet);
+  ASSERT_TRUE(on_tablet);
+  auto shown = tablet.history(*on_tablet);
+  ASSERT_EQ(std::count_if(shown.begin(), shown.end(),
+                          [](const Message& m) { return m.text == "while the phone is away"; }),
+            1);
+  ASSERT_TRUE(eventually([&] { return has_text(bob, "while the phone is away"); }));
+
+  // Later messages come as usual, once each.
+  ASSERT_TRUE(alice->send_text(*conv, "and the next").ok());
+  for (TestClient* c : {&bob, &carol, &tablet})
+    ASSERT_TRUE(eventually([&] { return has_text(*c, "and the next"); })) << c->handle();
+}
+
 TEST(Groups, AThousandMembersReceiveAMessageFromOneSender) {
 #ifdef SOTTO_TEST_SANITIZED
   // Under ASan+UBSan a thousand clients in one process do not come up in the test's time; the

@@ -186,6 +186,7 @@ TEST_F(HistoryTest, UpgradeDefersTheMessagesConversationKeyOnce) {
                       "DEFERRED,', ',') WHERE name = 'messages'")
                   .ok());
   ASSERT_TRUE(db.exec("PRAGMA writable_schema = OFF").ok());
+  ASSERT_TRUE(db.exec("DROP TABLE held_group_messages").ok());  // added by schema 7
   ASSERT_TRUE(db.set_user_version(4).ok());
   ASSERT_EQ(declaration().find(deferred), std::string::npos);
 
@@ -236,6 +237,39 @@ TEST_F(HistoryTest, GroupLookupsReadOneMemberOrOneListOfSessions) {
   EXPECT_EQ(history->group_member_count(conv, me).value(), 3u);
   EXPECT_EQ(history->group_member_count(conv, stranger).value(), 4u);
   EXPECT_EQ(history->group_member_count(conv + 1, me).value(), 0u);
+}
+
+TEST_F(HistoryTest, HeldGroupMessagesComeBackInOrderOnceAndWithinBounds) {
+  const Bytes group_a(32, 0xaa), group_b(32, 0xbb);
+  auto held = [](int n) {
+    return HeldGroupMessage{std::string(32, 'c'), 2, 1000 + static_cast<uint64_t>(n),
+                            Bytes{static_cast<uint8_t>(n)}};
+  };
+  const uint64_t t = 10 * History::kHeldGroupMessageTtlMs;
+  for (int n = 0; n < 3; ++n) {
+    EXPECT_TRUE(history->hold_group_message(group_a, held(n), t).value());
+    EXPECT_TRUE(history->hold_group_message(group_b, held(10 + n), t).value());
+  }
+  auto a = history->take_held_group_messages(group_a).value();
+  ASSERT_EQ(a.size(), 3u);
+  for (int n = 0; n < 3; ++n) {
+    EXPECT_EQ(a[static_cast<size_t>(n)].message, held(n).message);
+    EXPECT_EQ(a[static_cast<size_t>(n)].sort_ms, held(n).sort_ms);
+    EXPECT_EQ(a[static_cast<size_t>(n)].sender, std::string(32, 'c'));
+    EXPECT_EQ(a[static_cast<size_t>(n)].device, 2u);
+  }
+  EXPECT_TRUE(history->take_held_group_messages(group_a).value().empty());  // taken once
+
+  // Full: the next one is refused, and nothing held before is lost.
+  for (int64_t n = 3; n < History::kMaxHeldGroupMessages; ++n)
+    ASSERT_TRUE(history->hold_group_message(group_a, held(0), t).value());
+  EXPECT_FALSE(history->hold_group_message(group_a, held(1), t).value());
+  EXPECT_EQ(history->take_held_group_messages(group_b).value().size(), 3u);
+  // Past their age they go, and make room.
+  EXPECT_TRUE(history->hold_group_message(group_b, held(2), t + History::kHeldGroupMessageTtlMs + 1)
+                  .value());
+  EXPECT_TRUE(history->take_held_group_messages(group_a).value().empty());
+  EXPECT_EQ(history->take_held_group_messages(group_b).value().size(), 1u);
 }
 
 TEST(ProfileMutexTest, TellsItsHolderThatAnotherThreadWaits) {
