@@ -142,6 +142,15 @@ struct Relay {
   }
   // User + system CPU seconds the relay process has used so far.
   double cpu_seconds() const { return process_cpu_seconds(pid); }
+  // Bytes the relay has caused to be written to storage so far (/proc/PID/io).
+  double disk_write_bytes() const {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/io");
+    std::string key;
+    double value = 0;
+    while (in >> key >> value)
+      if (key == "write_bytes:") return value;
+    return 0;
+  }
   long rss_kib() const {
     std::ifstream in("/proc/" + std::to_string(pid) + "/status");
     std::string line;
@@ -408,14 +417,27 @@ std::vector<std::shared_ptr<Conn>> connect_all(asio::io_context& ioc, uint16_t p
   return conns;
 }
 
+// A message id as protocol.md section 2 has clients make them (and the SDK does): UUIDv7,
+// milliseconds first. The relay's idempotency index relies on that order: random ids would
+// put every send on a random page of it.
+std::string message_id() {
+  Bytes id(16);
+  randombytes_buf(id.data(), id.size());
+  auto ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count());
+  for (int i = 0; i < 6; ++i) id[static_cast<size_t>(i)] = static_cast<uint8_t>(ms >> (40 - 8 * i));
+  id[6] = static_cast<uint8_t>(0x70 | (id[6] & 0x0f));
+  id[8] = static_cast<uint8_t>(0x80 | (id[8] & 0x3f));
+  return str(id);
+}
+
 sotto::wire::Request send_to(const Device& to, const std::string& ciphertext, uint64_t id) {
   sotto::wire::Request r;
   r.set_id(id);
   r.set_op(sotto::wire::OP_SEND);
   auto* s = r.mutable_send();
-  Bytes mid(16);
-  randombytes_buf(mid.data(), 16);
-  s->set_message_id(str(mid));
+  s->set_message_id(message_id());
   auto* m = s->add_messages();
   m->set_account_id(str(to.account));
   m->set_device_id(1);
@@ -431,6 +453,7 @@ struct Traffic {
   // CPU time per committed envelope over the measured window: the relay's, and this load
   // generator's (which shares the cores).
   double relay_cpu_us = 0, generator_cpu_us = 0;
+  double disk_kib = 0;  // the relay's writes to storage (WAL and checkpoints) per envelope
   double p50_ms = 0, p99_ms = 0, max_ms = 0;
   size_t samples = 0;
 };
@@ -447,7 +470,7 @@ Traffic one_to_one(const Relay& relay, const std::vector<Device>& devices, doubl
   uint64_t committed = 0;
   std::vector<double> latencies;
   bool measuring = false, sending = true;
-  double relay_cpu0 = 0, own_cpu0 = 0;
+  double relay_cpu0 = 0, own_cpu0 = 0, disk0 = 0;
   constexpr int kWindow = 24;
   std::string pad(200 - 8, 'c');
 
@@ -512,6 +535,7 @@ Traffic one_to_one(const Relay& relay, const std::vector<Device>& devices, doubl
       latencies.clear();
       start = Clock::now();
       relay_cpu0 = relay.cpu_seconds();
+      disk0 = relay.disk_write_bytes();
       own_cpu0 = process_cpu_seconds(0);
     }
     if (rate > 0) {
@@ -531,6 +555,7 @@ Traffic one_to_one(const Relay& relay, const std::vector<Device>& devices, doubl
   double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   double relay_cpu = relay.cpu_seconds() - relay_cpu0;
   double own_cpu = process_cpu_seconds(0) - own_cpu0;
+  double disk = relay.disk_write_bytes() - disk0;
   uint64_t counted = committed;
   sending = false;
   run_until(
@@ -546,6 +571,7 @@ Traffic one_to_one(const Relay& relay, const std::vector<Device>& devices, doubl
   if (counted) {
     t.relay_cpu_us = relay_cpu * 1e6 / static_cast<double>(counted);
     t.generator_cpu_us = own_cpu * 1e6 / static_cast<double>(counted);
+    t.disk_kib = disk / 1024 / static_cast<double>(counted);
   }
   std::sort(latencies.begin(), latencies.end());
   t.samples = latencies.size();
@@ -585,9 +611,7 @@ std::vector<double> fan_out(uint16_t port, const Device& sender, const std::vect
     r.set_id(100 + round);
     r.set_op(sotto::wire::OP_SEND_MULTI);
     auto* m = r.mutable_send_multi();
-    Bytes mid(16);
-    randombytes_buf(mid.data(), 16);
-    m->set_message_id(str(mid));
+    m->set_message_id(message_id());
     m->set_type(sotto::wire::Envelope::SENDER_KEY);
     m->set_ciphertext(std::string(320, 'g'));
     for (const auto& d : members) {
@@ -811,6 +835,7 @@ void traffic_phases(size_t pairs, size_t fan, double seconds, bool quick) {
   // the disk, not the CPU: a batch grows while the previous one syncs).
   print_row("  envelopes/s the relay's CPU time allows on 2 cores",
             fmt(full.relay_cpu_us > 0 ? 2e6 / full.relay_cpu_us : 0, 0), "");
+  print_row("  relay writes to storage per envelope (KiB)", fmt(full.disk_kib, 2), "");
   Traffic half = one_to_one(relay, talkers, full.envelopes_per_s / 2, seconds);
   print_row("  send-to-deliver at half load: envelopes/s", fmt(half.envelopes_per_s, 0), "");
   print_row("  send-to-deliver p50 (ms)", fmt(half.p50_ms, 2), "");
