@@ -344,7 +344,8 @@ UPDATE search_state SET recent_from = coalesce((SELECT max(id) FROM messages), 0
 -- A newly linked device learns its account's groups from another device's answer; a group
 -- message that arrives first waits here (decrypted: the ratchet has moved on) until the
 -- group is known, then goes through the usual checks. Bounded in count and age (History).
-CREATE TABLE held_group_messages (
+-- IF NOT EXISTS: tests that take a profile back to an older user_version keep newer tables.
+CREATE TABLE IF NOT EXISTS held_group_messages (
   id          INTEGER PRIMARY KEY,
   group_id    BLOB    NOT NULL,
   sender      TEXT    NOT NULL,
@@ -353,7 +354,7 @@ CREATE TABLE held_group_messages (
   message     BLOB    NOT NULL,                 -- serialized content.DataMessage
   received_ms INTEGER NOT NULL
 );
-CREATE INDEX held_group_messages_by_group ON held_group_messages (group_id, id);
+CREATE INDEX IF NOT EXISTS held_group_messages_by_group ON held_group_messages (group_id, id);
 )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);

@@ -186,7 +186,6 @@ TEST_F(HistoryTest, UpgradeDefersTheMessagesConversationKeyOnce) {
                       "DEFERRED,', ',') WHERE name = 'messages'")
                   .ok());
   ASSERT_TRUE(db.exec("PRAGMA writable_schema = OFF").ok());
-  ASSERT_TRUE(db.exec("DROP TABLE held_group_messages").ok());  // added by schema 7
   ASSERT_TRUE(db.set_user_version(4).ok());
   ASSERT_EQ(declaration().find(deferred), std::string::npos);
 
