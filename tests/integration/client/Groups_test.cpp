@@ -145,22 +145,38 @@ TEST(Groups, TwentyMembersTalkThenRemovalsAdditionsAndConcurrentRenamesConverge)
   EXPECT_EQ(admin->group(*conv)->revision, before + 1);
 }
 
+// A member who links a new device: alice's group "Trio" with bob and carol, and bob's tablet
+// (not linked yet).
+struct Trio {
+  Trio()
+      : clients{TestClient(relay, "alice", false), TestClient(relay, "bob", false),
+                TestClient(relay, "carol", false), TestClient(relay, "bob-tablet", false)} {}
+  void start() {
+    auto& [alice, bob, carol, tablet] = clients;
+    alice.register_account();
+    bob.register_account();
+    carol.register_account();
+    ASSERT_TRUE(alice->add_contact(bob.handle()).ok());
+    ASSERT_TRUE(alice->add_contact(carol.handle()).ok());
+    auto c = alice->create_group("Trio", {bob.info().account, carol.info().account});
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    conv = *c;
+    ASSERT_TRUE(
+        eventually([&] { return group_on(bob).has_value() && group_on(carol).has_value(); }));
+  }
+  RelayProcess relay;
+  TestClient clients[4];
+  ConversationId conv = 0;
+};
+
 // A group send reuses the recipient list of the group's last send (SendMulti.h). A member who
 // links a new device in between makes the relay answer STALE_DEVICES; the sender's list is
 // then built again, and the new device gets that message and the ones after it.
 TEST(Groups, AMembersNewDeviceGetsTheNextGroupMessages) {
-  RelayProcess relay;
-  TestClient alice(relay, "alice", false), bob(relay, "bob", false), carol(relay, "carol", false),
-      tablet(relay, "bob-tablet", false);
-  alice.register_account();
-  bob.register_account();
-  carol.register_account();
-  ASSERT_TRUE(alice->add_contact(bob.handle()).ok());
-  ASSERT_TRUE(alice->add_contact(carol.handle()).ok());
-  auto conv = alice->create_group("Trio", {bob.info().account, carol.info().account});
-  ASSERT_TRUE(conv.ok()) << conv.error().message;
-  ASSERT_TRUE(eventually([&] { return group_on(bob).has_value() && group_on(carol).has_value(); }));
-  ASSERT_TRUE(alice->send_text(*conv, "before the tablet").ok());
+  Trio trio;
+  ASSERT_NO_FATAL_FAILURE(trio.start());
+  auto& [alice, bob, carol, tablet] = trio.clients;
+  ASSERT_TRUE(alice->send_text(trio.conv, "before the tablet").ok());
   ASSERT_TRUE(eventually([&] { return has_text(bob, "before the tablet"); }));
   ASSERT_TRUE(eventually([&] { return has_text(carol, "before the tablet"); }));
 
@@ -178,17 +194,17 @@ TEST(Groups, AMembersNewDeviceGetsTheNextGroupMessages) {
   EXPECT_EQ(synced->name, "Trio");
   EXPECT_EQ(synced->members.size(), 3u);
 
-  auto second = alice->send_text(*conv, "after the tablet joined");
+  auto second = alice->send_text(trio.conv, "after the tablet joined");
   ASSERT_TRUE(second.ok()) << second.error().message;
   ASSERT_TRUE(eventually([&] { return has_text(tablet, "after the tablet joined"); }, 30s));
   ASSERT_TRUE(eventually([&] { return has_text(bob, "after the tablet joined"); }));
   ASSERT_TRUE(eventually([&] { return has_text(carol, "after the tablet joined"); }));
   // The next message (the recipient list reused, now with the tablet) reaches every device.
-  ASSERT_TRUE(alice->send_text(*conv, "and the next").ok());
+  ASSERT_TRUE(alice->send_text(trio.conv, "and the next").ok());
   for (TestClient* c : {&bob, &carol, &tablet})
     ASSERT_TRUE(eventually([&] { return has_text(*c, "and the next"); })) << c->handle();
   EXPECT_FALSE(has_text(tablet, "before the tablet"));
-  auto m = alice.find(*conv, *second);
+  auto m = alice.find(trio.conv, *second);
   ASSERT_TRUE(m);
   EXPECT_NE(m->status, MessageStatus::kFailed);
 }
@@ -197,17 +213,9 @@ TEST(Groups, AMembersNewDeviceGetsTheNextGroupMessages) {
 // before the phone has answered (here: the phone is closed), the tablet keeps the message
 // and shows it in the group once the answer comes.
 TEST(Groups, AGroupMessageBeforeTheNewDeviceKnowsTheGroupWaitsForIt) {
-  RelayProcess relay;
-  TestClient alice(relay, "alice", false), bob(relay, "bob", false), carol(relay, "carol", false),
-      tablet(relay, "bob-tablet", false);
-  alice.register_account();
-  bob.register_account();
-  carol.register_account();
-  ASSERT_TRUE(alice->add_contact(bob.handle()).ok());
-  ASSERT_TRUE(alice->add_contact(carol.handle()).ok());
-  auto conv = alice->create_group("Trio", {bob.info().account, carol.info().account});
-  ASSERT_TRUE(conv.ok()) << conv.error().message;
-  ASSERT_TRUE(eventually([&] { return group_on(bob).has_value() && group_on(carol).has_value(); }));
+  Trio trio;
+  ASSERT_NO_FATAL_FAILURE(trio.start());
+  auto& [alice, bob, carol, tablet] = trio.clients;
 
   auto invite = tablet->start_link();
   ASSERT_TRUE(invite.ok()) << invite.error().message;
@@ -216,10 +224,10 @@ TEST(Groups, AGroupMessageBeforeTheNewDeviceKnowsTheGroupWaitsForIt) {
   ASSERT_TRUE(tablet->finish_link(20s).ok());
   ASSERT_TRUE(tablet->wait_online(20s));
 
-  auto early = alice->send_text(*conv, "while the phone is away");
+  auto early = alice->send_text(trio.conv, "while the phone is away");
   ASSERT_TRUE(early.ok()) << early.error().message;
   ASSERT_TRUE(eventually([&] {
-    auto m = alice.find(*conv, *early);
+    auto m = alice.find(trio.conv, *early);
     return m && m->status != MessageStatus::kPending;
   }));
   // Then a 1:1 message: once the tablet shows it, it has processed the group message before.
@@ -241,7 +249,7 @@ TEST(Groups, AGroupMessageBeforeTheNewDeviceKnowsTheGroupWaitsForIt) {
   ASSERT_TRUE(eventually([&] { return has_text(bob, "while the phone is away"); }));
 
   // Later messages come as usual, once each.
-  ASSERT_TRUE(alice->send_text(*conv, "and the next").ok());
+  ASSERT_TRUE(alice->send_text(trio.conv, "and the next").ok());
   for (TestClient* c : {&bob, &carol, &tablet})
     ASSERT_TRUE(eventually([&] { return has_text(*c, "and the next"); })) << c->handle();
 }
