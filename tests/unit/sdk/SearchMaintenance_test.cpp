@@ -251,7 +251,7 @@ TEST_F(SearchMaintenance, ARebuildKilledHalfWayResumesAfterReopening) {
   ASSERT_EQ(waitpid(pid, &wstatus, 0), pid);
   ASSERT_TRUE(WIFEXITED(wstatus));
   ASSERT_EQ(WEXITSTATUS(wstatus), 0);
-  open();
+  ASSERT_NO_FATAL_FAILURE(open());
   SearchIndexStatus s = status();
   EXPECT_TRUE(s.rebuilding);
   EXPECT_EQ(s.rebuild.done, 10000u);
@@ -323,7 +323,7 @@ TEST_F(SearchMaintenance, UpgradeFromSchema5RebuildsTheIndexWithoutPrefixes) {
   }
   ASSERT_TRUE(db().set_user_version(5).ok());
   close();
-  open();
+  ASSERT_NO_FATAL_FAILURE(open());
 
   EXPECT_EQ(db().user_version(), db::kSchemaVersion);
   auto q = db().query(
