@@ -1,5 +1,7 @@
 #include "sotto/Bytes.h"
 
+#include <sodium.h>
+
 namespace sotto {
 
 std::string to_hex(ByteView bytes) {
@@ -33,6 +35,15 @@ bool from_hex(std::string_view hex, Bytes& out) {
   }
   out = std::move(result);
   return true;
+}
+
+Bytes new_message_id(uint64_t now_ms) {
+  Bytes id(16);
+  randombytes_buf(id.data(), id.size());
+  for (size_t i = 0; i < 6; ++i) id[i] = static_cast<uint8_t>(now_ms >> (40 - 8 * i));
+  id[6] = static_cast<uint8_t>(0x70 | (id[6] & 0x0f));
+  id[8] = static_cast<uint8_t>(0x80 | (id[8] & 0x3f));
+  return id;
 }
 
 }  // namespace sotto

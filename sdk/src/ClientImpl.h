@@ -47,16 +47,6 @@ inline Bytes bytes_of(const std::string& s) { return Bytes(s.begin(), s.end()); 
 inline std::string str_of(ByteView b) { return std::string(b.begin(), b.end()); }
 inline ByteView view_of(const std::string& s) { return as_bytes(s); }
 
-// 16 bytes, UUIDv7 layout: 48-bit milliseconds, then random bits (version and variant set).
-inline Bytes new_message_id(uint64_t now_ms) {
-  Bytes id(16);
-  randombytes_buf(id.data(), id.size());
-  for (int i = 0; i < 6; ++i) id[i] = static_cast<uint8_t>(now_ms >> (40 - 8 * i));
-  id[6] = static_cast<uint8_t>(0x70 | (id[6] & 0x0f));
-  id[8] = static_cast<uint8_t>(0x80 | (id[8] & 0x3f));
-  return id;
-}
-
 inline Result<Bytes> parse_message_id(const std::string& hex) {
   Bytes out;
   if (hex.size() != 32 || !from_hex(hex, out))

@@ -417,19 +417,13 @@ std::vector<std::shared_ptr<Conn>> connect_all(asio::io_context& ioc, uint16_t p
   return conns;
 }
 
-// A message id as protocol.md section 2 has clients make them (and the SDK does): UUIDv7,
-// milliseconds first. The relay's idempotency index relies on that order: random ids would
-// put every send on a random page of it.
+// Message ids time-ordered, as protocol.md section 2 has clients make them (and the SDK
+// does). The relay's idempotency index relies on that order: random ids would put every
+// send on a random page of it.
 std::string message_id() {
-  Bytes id(16);
-  randombytes_buf(id.data(), id.size());
-  auto ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      std::chrono::system_clock::now().time_since_epoch())
-                                      .count());
-  for (int i = 0; i < 6; ++i) id[static_cast<size_t>(i)] = static_cast<uint8_t>(ms >> (40 - 8 * i));
-  id[6] = static_cast<uint8_t>(0x70 | (id[6] & 0x0f));
-  id[8] = static_cast<uint8_t>(0x80 | (id[8] & 0x3f));
-  return str(id);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::system_clock::now().time_since_epoch());
+  return str(sotto::new_message_id(static_cast<uint64_t>(ms.count())));
 }
 
 sotto::wire::Request send_to(const Device& to, const std::string& ciphertext, uint64_t id) {

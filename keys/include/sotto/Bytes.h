@@ -25,4 +25,8 @@ SOTTO_API std::string to_hex(ByteView bytes);
 // false (and `out` untouched) on odd length or a non-hex character.
 SOTTO_API bool from_hex(std::string_view hex, Bytes& out);
 
+// A new message id as protocol.md section 2 defines it: 16 bytes in UUIDv7 layout, the
+// 48-bit milliseconds `now_ms` first, then random bits (version and variant set).
+SOTTO_API Bytes new_message_id(uint64_t now_ms);
+
 }  // namespace sotto
