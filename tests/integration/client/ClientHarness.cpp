@@ -1,6 +1,7 @@
 #include "ClientHarness.h"
 
 #include <atomic>
+#include <stdexcept>
 #include <thread>
 
 namespace sotto::test {
@@ -110,10 +111,14 @@ void TestClient::open() {
   ProfileOptions po;
   po.initial_prekeys = 0;
   po.sync_every_commit = durable_;
+  // A failure here ends the test (GoogleTest reports the exception) instead of leaving a
+  // null client for the next line of the test to dereference.
   auto profile = Profile::open_with_key(dir_.path(), key_, po);
-  ASSERT_TRUE(profile.ok()) << profile.error().message;
+  if (!profile.ok())
+    throw std::runtime_error(name_ + ": the profile did not open: " + profile.error().message);
   auto client = Client::create(std::move(*profile), fast_options(url_));
-  ASSERT_TRUE(client.ok()) << client.error().message;
+  if (!client.ok())
+    throw std::runtime_error(name_ + ": no client on the profile: " + client.error().message);
   client_ = std::move(*client);
   client_->set_listener(recorder_);
 }
