@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -373,10 +374,14 @@ Result<sqlite3_stmt*> SqliteStore::prepare(const char* sql) {
 }
 
 Status SqliteStore::begin() { return exec("BEGIN IMMEDIATE"); }
-Status SqliteStore::commit() { return exec("COMMIT"); }
+Status SqliteStore::commit() {
+  SOTTO_TRY(flush_counters());
+  return exec("COMMIT");
+}
 void SqliteStore::rollback() {
   if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  drop_caches();  // they may hold writes that were just undone
+  dirty_counters_.clear();  // undone with the rest of the transaction
+  drop_caches();            // they may hold writes that were just undone
 }
 
 void SqliteStore::drop_caches() {
@@ -385,7 +390,8 @@ void SqliteStore::drop_caches() {
   counters_.clear();
 }
 
-void SqliteStore::forget_account(ByteView account) {
+Status SqliteStore::forget_account(ByteView account) {
+  SOTTO_TRY(flush_counters());  // the counters forgotten below must reach the table first
   std::string k = cache_key(account);
   account_cache_.erase(k);
   auto it = device_cache_.find(k);
@@ -393,18 +399,54 @@ void SqliteStore::forget_account(ByteView account) {
     for (const auto& d : it->second) counters_.erase(cache_key(account, d.device_id));
     device_cache_.erase(it);
   }
+  return {};
 }
 
-Result<SqliteStore::Counters*> SqliteStore::counters(ByteView account, uint32_t device) {
-  std::string k = cache_key(account, device);
-  auto it = counters_.find(k);
+Result<SqliteStore::Counters*> SqliteStore::counters(const std::string& key) {
+  auto it = counters_.find(key);
   if (it != counters_.end()) return &it->second;
   STMT(q, "SELECT last_seq, queue_len FROM devices WHERE account = ? AND device = ?");
+  ByteView account = as_bytes(std::string_view(key).substr(0, key.size() - sizeof(uint32_t)));
+  uint32_t device = 0;
+  std::memcpy(&device, key.data() + key.size() - sizeof device, sizeof device);
   q.bind(1, account).bind(2, device);
   SOTTO_TRY_ASSIGN(bool row, q.step());
   if (!row) return make_error(ErrorCode::kNotFound, "a recipient device does not exist");
-  if (counters_.size() > kMaxCached) counters_.clear();
-  return &counters_.emplace(k, Counters{q.i64(0), q.i64(1)}).first->second;
+  int64_t last_seq = q.i64(0), queue_len = q.i64(1);
+  if (counters_.size() > kMaxCached) {
+    SOTTO_TRY(flush_counters());
+    counters_.clear();
+  }
+  return &counters_.emplace(key, Counters{last_seq, queue_len}).first->second;
+}
+
+void SqliteStore::mark_dirty(const std::string& key, Counters& c) {
+  if (c.dirty) return;
+  c.dirty = true;
+  dirty_counters_.push_back(key);
+}
+
+Status SqliteStore::flush_counters() {
+  for (const std::string& key : dirty_counters_) {
+    auto it = counters_.find(key);
+    if (it == counters_.end() || !it->second.dirty) continue;
+    ByteView account = as_bytes(std::string_view(key).substr(0, key.size() - sizeof(uint32_t)));
+    uint32_t device = 0;
+    std::memcpy(&device, key.data() + key.size() - sizeof device, sizeof device);
+    STMT(q, "UPDATE devices SET last_seq = ?, queue_len = ? WHERE account = ? AND device = ?");
+    SOTTO_TRY(q.bind(1, it->second.last_seq)
+                  .bind(2, it->second.queue_len)
+                  .bind(3, account)
+                  .bind(4, device)
+                  .run());
+    it->second.dirty = false;
+  }
+  dirty_counters_.clear();
+  return {};
+}
+
+Status SqliteStore::flush_if_autocommit() {
+  return sqlite3_get_autocommit(db_) ? flush_counters() : Status{};
 }
 
 Status SqliteStore::ping() {
@@ -499,7 +541,7 @@ Status SqliteStore::drop_queue_rows(const char* where_sql, ByteView account, uin
 }
 
 Status SqliteStore::delete_account(ByteView id) {
-  forget_account(id);
+  SOTTO_TRY(forget_account(id));
   SOTTO_TRY(drop_queue_rows("queue.account = ? AND queue.device >= ?", id, 0));
   {
     STMT(q, "DELETE FROM prekeys WHERE account = ?");
@@ -620,6 +662,7 @@ Result<std::vector<DeviceRecord>> SqliteStore::list_devices(ByteView account) {
     }
     return out;
   }
+  SOTTO_TRY(flush_counters());  // the table's counters are read below
   SOTTO_TRY_ASSIGN(std::vector<DeviceRecord> out, list_devices_uncached(account));
   if (device_cache_.size() > kMaxCached) device_cache_.clear();
   for (const auto& d : out)
@@ -644,6 +687,7 @@ Result<std::vector<DeviceRecord>> SqliteStore::list_devices_uncached(ByteView ac
 }
 
 Result<std::optional<DeviceRecord>> SqliteStore::find_device(ByteView account, uint32_t device) {
+  SOTTO_TRY(flush_counters());  // the row's counters are read below
   STMT(q, "SELECT " DEVICE_COLUMNS " FROM devices WHERE account = ? AND device = ?");
   q.bind(1, account).bind(2, device);
   SOTTO_TRY_ASSIGN(bool row, q.step());
@@ -679,7 +723,7 @@ Result<uint32_t> SqliteStore::add_device(ByteView account, const NewDevice& devi
 }
 
 Result<bool> SqliteStore::remove_device(ByteView account, uint32_t device) {
-  forget_account(account);
+  SOTTO_TRY(forget_account(account));
   counters_.erase(cache_key(account, device));
   {
     STMT(q, "SELECT 1 FROM devices WHERE account = ? AND device = ?");
@@ -831,16 +875,13 @@ Result<std::vector<uint64_t>> SqliteStore::enqueue(const NewSend& s) {
   seqs.reserve(s.copies.size());
   for (size_t i = 0; i < s.copies.size(); ++i) {
     const QueuedCopy& c = s.copies[i];
-    SOTTO_TRY_ASSIGN(Counters * counter, counters(c.account_id, c.device_id));
+    std::string key = cache_key(c.account_id, c.device_id);
+    SOTTO_TRY_ASSIGN(Counters * counter, counters(key));
     int64_t seq = counter->last_seq + 1;
-    {
-      STMT(q,
-           "UPDATE devices SET last_seq = ?, queue_len = queue_len + 1 WHERE account = ? AND "
-           "device = ?");
-      SOTTO_TRY(q.bind(1, seq).bind(2, c.account_id).bind(3, c.device_id).run());
-    }
+    // Written to the devices row by flush_counters(), once per commit.
     counter->last_seq = seq;
     counter->queue_len += 1;
+    mark_dirty(key, *counter);
     STMT(q,
          "INSERT INTO queue(account, device, seq, type, sender, sender_device, message_id, ts, "
          "expires_at, urgent, header, ciphertext, blob_id) "
@@ -869,6 +910,7 @@ Result<std::vector<uint64_t>> SqliteStore::enqueue(const NewSend& s) {
   q.bind(5, static_cast<int64_t>(s.server_timestamp_ms));
   q.bind(6, static_cast<int64_t>(s.expires_at_ms));
   SOTTO_TRY(q.run());
+  SOTTO_TRY(flush_if_autocommit());
   return seqs;
 }
 
@@ -931,15 +973,17 @@ Result<uint64_t> SqliteStore::ack(ByteView account, uint32_t device,
     ++deleted;
   }
   if (deleted) {
-    if (auto c = counters_.find(cache_key(account, device)); c != counters_.end())
-      c->second.queue_len -= static_cast<int64_t>(deleted);
-    STMT(q, "UPDATE devices SET queue_len = queue_len - ? WHERE account = ? AND device = ?");
-    SOTTO_TRY(q.bind(1, static_cast<int64_t>(deleted)).bind(2, account).bind(3, device).run());
+    std::string key = cache_key(account, device);
+    SOTTO_TRY_ASSIGN(Counters * counter, counters(key));
+    counter->queue_len -= static_cast<int64_t>(deleted);
+    mark_dirty(key, *counter);
+    SOTTO_TRY(flush_if_autocommit());
   }
   return deleted;
 }
 
 Result<uint64_t> SqliteStore::total_queued() {
+  SOTTO_TRY(flush_counters());  // summed from the table below
   STMT(q, "SELECT coalesce(sum(queue_len), 0) FROM devices");
   SOTTO_TRY(q.run());
   return static_cast<uint64_t>(q.i64(0));
@@ -987,7 +1031,8 @@ Status SqliteStore::mark_attachment_uploaded(std::string_view id, uint64_t uploa
 // ---- expiry ----
 
 Result<ExpiryResult> SqliteStore::expire(uint64_t now_ms) {
-  drop_caches();  // queue counters change below
+  SOTTO_TRY(flush_counters());  // queue counters change below, in the table
+  drop_caches();
   ExpiryResult out;
   auto now = static_cast<int64_t>(now_ms);
   // Rows are appended in commit order and every row gets the same TTL, so the oldest rowids

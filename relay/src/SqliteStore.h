@@ -93,15 +93,25 @@ class SqliteStore final : public Store {
   Result<DeviceRecord> read_device(sqlite3_stmt* stmt);
   Result<std::vector<DeviceRecord>> list_devices_uncached(ByteView account);
 
-  // Read caches for the send path (accounts, device lists, queue counters), written through
-  // and dropped on rollback: a send then costs one idempotency lookup and three writes.
+  // Read caches for the send path (accounts, device lists, queue counters), dropped on
+  // rollback. Accounts and device lists are written through. A device's queue counters are
+  // written behind: enqueue and ack change them in memory and mark them dirty, and
+  // flush_counters() writes each dirty device's row once, before the transaction commits
+  // (and before anything reads the columns from the table or forgets the cached value).
+  // A commit batch then updates a device row once, not once per envelope and ack.
   void drop_caches();
-  void forget_account(ByteView account);
+  Status forget_account(ByteView account);
   struct Counters {
     int64_t last_seq = 0;
     int64_t queue_len = 0;
+    bool dirty = false;
   };
-  Result<Counters*> counters(ByteView account, uint32_t device);
+  Result<Counters*> counters(const std::string& key);
+  void mark_dirty(const std::string& key, Counters& c);
+  Status flush_counters();
+  // Outside a transaction a write-behind counter would wait for the next commit: write it now.
+  Status flush_if_autocommit();
+  std::vector<std::string> dirty_counters_;  // keys in counters_
   std::unordered_map<std::string, AccountRecord> account_cache_;
   std::unordered_map<std::string, std::vector<DeviceRecord>> device_cache_;
   std::unordered_map<std::string, Counters> counters_;  // account + device

@@ -294,6 +294,47 @@ TEST_P(StoreConformance, AcksTouchOnlyTheNamedQueue) {
   });
 }
 
+// The counters of a device's queue (length, last sequence) after many enqueues and acks in
+// one transaction, after a rolled-back one, and after a reopen.
+TEST_P(StoreConformance, QueueCountersFollowEveryEnqueueAndAckOfATransaction) {
+  AccountRecord a = create("alice");
+  AccountRecord b = create("bob");
+  AccountRecord c = create("carol");
+  auto counters = [](Store& st, const AccountRecord& who) {
+    auto d = st.find_device(who.id, 1);
+    EXPECT_TRUE(d.ok() && *d);
+    return (d.ok() && *d) ? std::pair{(*d)->queue_length, (*d)->last_sequence}
+                          : std::pair<uint64_t, uint64_t>{};
+  };
+  using Pair = std::pair<uint64_t, uint64_t>;
+  tx([&](Store& st) {
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(st.enqueue(send(a, {{&b, 1}}, "to bob")).ok());
+    ASSERT_TRUE(st.enqueue(send(a, {{&b, 1}, {&c, 1}}, "to both")).ok());
+    EXPECT_EQ(*st.ack(b.id, 1, {1, 3}), 2u);
+    EXPECT_EQ(counters(st, b), (Pair{2, 4}));
+    auto listed = st.list_devices(b.id);
+    ASSERT_TRUE(listed.ok() && listed->size() == 1);
+    EXPECT_EQ((*listed)[0].queue_length, 2u);
+    EXPECT_EQ((*listed)[0].last_sequence, 4u);
+    EXPECT_EQ(*st.total_queued(), 3u);
+    // Changes after the last read: only the commit writes them.
+    ASSERT_TRUE(st.enqueue(send(a, {{&b, 1}}, "after the reads")).ok());
+    ASSERT_TRUE(st.enqueue(send(a, {{&c, 1}}, "to carol")).ok());
+    EXPECT_EQ(*st.ack(c.id, 1, {2}), 1u);
+  });
+  ASSERT_TRUE(store_->begin().ok());
+  ASSERT_TRUE(store_->enqueue(send(a, {{&b, 1}, {&c, 1}}, "undone")).ok());
+  EXPECT_EQ(*store_->ack(c.id, 1, {1}), 1u);
+  store_->rollback();
+  reopen();
+  tx([&](Store& st) {
+    EXPECT_EQ(counters(st, b), (Pair{3, 5}));
+    EXPECT_EQ(counters(st, c), (Pair{1, 2}));
+    EXPECT_EQ(*st.total_queued(), 4u);
+  });
+  EXPECT_EQ(enqueue(send(a, {{&b, 1}, {&c, 1}}, "next")), (std::vector<uint64_t>{6, 3}));
+}
+
 TEST_P(StoreConformance, SharedCiphertextIsStoredOnceAndFreedAfterTheLastAck) {
   AccountRecord a = create("alice");
   std::vector<AccountRecord> members;
