@@ -2,7 +2,7 @@
 // (temp data dir, 127.0.0.1, ephemeral port) and prints a table of figures:
 //
 //   1. durable 1:1 envelopes/s with 100 connections (each send is committed before its OK)
-//   2. p50/p99 send-to-deliver latency at half of that rate
+//   2. p50/p99 send-to-deliver latency at half of that rate, and at 2,000 and 10,000/s
 //   3. time for one send_multi to reach 1,000 connected devices
 //   4. relay RSS per idle authenticated connection: the slope between 5,000 and 18,000
 //      connections, held by several load-generator processes on source addresses 127.0.0.x
@@ -835,6 +835,13 @@ void traffic_phases(size_t pairs, size_t fan, double seconds, bool quick) {
   print_row("  send-to-deliver p50 (ms)", fmt(half.p50_ms, 2), "");
   print_row("  send-to-deliver p99 (ms)", fmt(half.p99_ms, 2), "< 10");
   print_row("  relay commit latency p50 / p99 (ms)", commit_quantiles(relay.port), "");
+  // The same latency at fixed, lighter loads: how much of it is queueing on the shared cores.
+  for (double rate : {2'000.0, 10'000.0}) {
+    if (quick || rate >= full.envelopes_per_s / 2) continue;
+    Traffic t = one_to_one(relay, talkers, rate, seconds);
+    print_row(("  p50 / p99 at " + fmt(rate, 0) + " envelopes/s (ms)").c_str(),
+              fmt(t.p50_ms, 2) + " / " + fmt(t.p99_ms, 2), "");
+  }
   auto rounds = fan_out(relay.port, sender, members, quick ? 2 : 5);
   std::sort(rounds.begin(), rounds.end());
   print_row(("send_multi to " + std::to_string(fan) + " connected devices, median (ms)").c_str(),
