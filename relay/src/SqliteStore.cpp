@@ -64,6 +64,12 @@ std::string cache_key(ByteView account, uint32_t device) {
   k.append(reinterpret_cast<const char*>(&device), sizeof device);
   return k;
 }
+// The inverse of cache_key(account, device).
+std::pair<ByteView, uint32_t> split_key(const std::string& key) {
+  uint32_t device = 0;
+  std::memcpy(&device, key.data() + key.size() - sizeof device, sizeof device);
+  return {as_bytes(std::string_view(key).substr(0, key.size() - sizeof device)), device};
+}
 constexpr size_t kMaxCached = 200'000;
 
 std::string key_literal(const SecureBytes& key) {
@@ -406,9 +412,7 @@ Result<SqliteStore::Counters*> SqliteStore::counters(const std::string& key) {
   auto it = counters_.find(key);
   if (it != counters_.end()) return &it->second;
   STMT(q, "SELECT last_seq, queue_len FROM devices WHERE account = ? AND device = ?");
-  ByteView account = as_bytes(std::string_view(key).substr(0, key.size() - sizeof(uint32_t)));
-  uint32_t device = 0;
-  std::memcpy(&device, key.data() + key.size() - sizeof device, sizeof device);
+  auto [account, device] = split_key(key);
   q.bind(1, account).bind(2, device);
   SOTTO_TRY_ASSIGN(bool row, q.step());
   if (!row) return make_error(ErrorCode::kNotFound, "a recipient device does not exist");
@@ -430,9 +434,7 @@ Status SqliteStore::flush_counters() {
   for (const std::string& key : dirty_counters_) {
     auto it = counters_.find(key);
     if (it == counters_.end() || !it->second.dirty) continue;
-    ByteView account = as_bytes(std::string_view(key).substr(0, key.size() - sizeof(uint32_t)));
-    uint32_t device = 0;
-    std::memcpy(&device, key.data() + key.size() - sizeof device, sizeof device);
+    auto [account, device] = split_key(key);
     STMT(q, "UPDATE devices SET last_seq = ?, queue_len = ? WHERE account = ? AND device = ?");
     SOTTO_TRY(q.bind(1, it->second.last_seq)
                   .bind(2, it->second.queue_len)
@@ -642,7 +644,15 @@ Result<DeviceRecord> SqliteStore::read_device(sqlite3_stmt* raw) {
   if (url) d.push_url = reinterpret_cast<const char*>(url);
   d.queue_length = static_cast<uint64_t>(i64(12));
   d.last_sequence = static_cast<uint64_t>(i64(13));
+  overlay_counters(d);  // the row's may be older than this transaction's
   return d;
+}
+
+void SqliteStore::overlay_counters(DeviceRecord& d) const {
+  auto c = counters_.find(cache_key(d.account_id, d.device_id));
+  if (c == counters_.end()) return;
+  d.last_sequence = static_cast<uint64_t>(c->second.last_seq);
+  d.queue_length = static_cast<uint64_t>(c->second.queue_len);
 }
 
 #define DEVICE_COLUMNS                                                                         \
@@ -653,16 +663,9 @@ Result<std::vector<DeviceRecord>> SqliteStore::list_devices(ByteView account) {
   std::string k = cache_key(account);
   if (auto it = device_cache_.find(k); it != device_cache_.end()) {
     std::vector<DeviceRecord> out = it->second;
-    for (auto& d : out) {
-      auto c = counters_.find(cache_key(account, d.device_id));
-      if (c != counters_.end()) {
-        d.last_sequence = static_cast<uint64_t>(c->second.last_seq);
-        d.queue_length = static_cast<uint64_t>(c->second.queue_len);
-      }
-    }
+    for (auto& d : out) overlay_counters(d);
     return out;
   }
-  SOTTO_TRY(flush_counters());  // the table's counters are read below
   SOTTO_TRY_ASSIGN(std::vector<DeviceRecord> out, list_devices_uncached(account));
   if (device_cache_.size() > kMaxCached) device_cache_.clear();
   for (const auto& d : out)
@@ -687,7 +690,6 @@ Result<std::vector<DeviceRecord>> SqliteStore::list_devices_uncached(ByteView ac
 }
 
 Result<std::optional<DeviceRecord>> SqliteStore::find_device(ByteView account, uint32_t device) {
-  SOTTO_TRY(flush_counters());  // the row's counters are read below
   STMT(q, "SELECT " DEVICE_COLUMNS " FROM devices WHERE account = ? AND device = ?");
   q.bind(1, account).bind(2, device);
   SOTTO_TRY_ASSIGN(bool row, q.step());

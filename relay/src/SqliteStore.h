@@ -97,7 +97,8 @@ class SqliteStore final : public Store {
   // rollback. Accounts and device lists are written through. A device's queue counters are
   // written behind: enqueue and ack change them in memory and mark them dirty, and
   // flush_counters() writes each dirty device's row once, before the transaction commits
-  // (and before anything reads the columns from the table or forgets the cached value).
+  // (and before a query sums the column or the cached value is forgotten); device records
+  // read from the table take the cached counters over the row's (overlay_counters).
   // A commit batch then updates a device row once, not once per envelope and ack.
   void drop_caches();
   Status forget_account(ByteView account);
@@ -108,6 +109,7 @@ class SqliteStore final : public Store {
   };
   Result<Counters*> counters(const std::string& key);
   void mark_dirty(const std::string& key, Counters& c);
+  void overlay_counters(DeviceRecord& d) const;
   Status flush_counters();
   // Outside a transaction a write-behind counter would wait for the next commit: write it now.
   Status flush_if_autocommit();
