@@ -1418,7 +1418,8 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
               differs = true;
             }
           }
-          for (const auto& [dev, reg] : want) {
+          for (const auto& named_device : want) {
+            uint32_t dev = named_device.first;  // clang 14 cannot capture a structured binding
             bool exists = std::any_of(devs.begin(), devs.end(),
                                       [&](const DeviceRecord& d) { return d.device_id == dev; });
             if (!exists) {
