@@ -1,4 +1,5 @@
 // sotto-relay: parse the configuration, open the store, serve until SIGINT/SIGTERM, exit 0.
+#include <google/protobuf/stubs/logging.h>
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -41,6 +42,19 @@ Result<SecureBytes> read_key_file(const std::filesystem::path& path) {
   return out;
 }
 
+// libprotobuf writes its own lines to stderr, e.g. one for every frame whose string field is
+// not UTF-8: a client could put unstructured lines in the log at will. They become debug
+// events (a refused frame is already counted and answered); a fatal one stays an error.
+void protobuf_log(google::protobuf::LogLevel level, const char* file, int line,
+                  const std::string& message) {
+  std::initializer_list<LogField> fields = {
+      {"message", message}, {"source", std::string(file ? file : "") + ":" + std::to_string(line)}};
+  if (level == google::protobuf::LOGLEVEL_FATAL)
+    log(LogLevel::kError, "protobuf", fields);
+  else if (log_enabled(LogLevel::kDebug))
+    log(LogLevel::kDebug, "protobuf", fields);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -60,6 +74,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   set_log_level(level);
+  google::protobuf::SetLogHandler(&protobuf_log);
 
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir / "attachments" / "tmp", ec);

@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sstream>
+
 #include "RelayTestUtil.h"
 
 namespace sotto::test {
@@ -76,6 +78,20 @@ TEST(RelayHostile, MalformedFramesCloseOnlyTheOffendingConnection) {
     EXPECT_EQ(m->wait_closed(), std::optional<uint16_t>(1002));
   }
   {
+    // Invalid UTF-8 in a string field: protobuf refuses the frame, and its complaint must not
+    // reach the relay's log as a line of its own (checked below).
+    auto m = must_connect(relay, mallory);
+    wire::Frame f;
+    auto* r = f.mutable_request();
+    r->set_id(1);
+    r->set_op(wire::OP_LOOKUP_ACCOUNT);
+    r->mutable_lookup_account()->set_handle("QQQQ");
+    std::string bytes = f.SerializeAsString();
+    bytes.replace(bytes.find("QQQQ"), 4, "\xff\xfe\xc0\x80");
+    m->send_raw(bytes);
+    EXPECT_EQ(m->wait_closed(), std::optional<uint16_t>(1002));
+  }
+  {
     auto m = must_connect(relay, mallory);
     m->send_raw(std::string(300 * 1024, 'x'));
     // The relay answers with close code 1009 without reading the rest of the frame; when the
@@ -85,6 +101,10 @@ TEST(RelayHostile, MalformedFramesCloseOnlyTheOffendingConnection) {
     EXPECT_TRUE(*code == 1009 || *code == 1006) << *code;
   }
   honest.exchange();
+  // Hostile bytes leave structured lines only, whatever library noticed them.
+  std::istringstream log(relay.log());
+  for (std::string line; std::getline(log, line);)
+    EXPECT_EQ(line.rfind("ts=", 0), 0u) << "not a logfmt line in the relay's log: " << line;
 }
 
 TEST(RelayHostile, UnknownOpsAndMismatchedBodiesGetAStatus) {
