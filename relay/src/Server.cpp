@@ -1225,7 +1225,11 @@ void Server::Impl::run() {
   asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached);
   asio::co_spawn(ioc_, housekeeping(), asio::detached);
   std::vector<std::thread> threads;
-  for (unsigned i = 1; i < config_.threads; ++i) threads.emplace_back([this] { ioc_.run(); });
+  for (unsigned i = 1; i < config_.threads; ++i)
+    threads.emplace_back([this] {
+      name_this_thread("sotto-io");
+      ioc_.run();
+    });
   ioc_.run();
   for (auto& t : threads) t.join();
   relay_.set_pusher(nullptr);

@@ -216,7 +216,10 @@ class SqliteStore::Checkpointer {
       return make_error(ErrorCode::kStorageIo,
                         std::string("opening the database for checkpoints: ") +
                             (c->db_ ? sqlite3_errmsg(c->db_) : sqlite3_errstr(rc)));
-    c->thread_ = std::thread([raw = c.get()] { raw->run(); });
+    c->thread_ = std::thread([raw = c.get()] {
+      name_this_thread("sotto-checkpt");
+      raw->run();
+    });
     return c;
   }
 

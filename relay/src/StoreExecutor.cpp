@@ -9,7 +9,10 @@ namespace sotto::relay {
 
 StoreExecutor::StoreExecutor(std::unique_ptr<Store> store, Metrics& metrics, uint32_t batch_max)
     : store_(std::move(store)), metrics_(metrics), batch_max_(batch_max) {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("sotto-store");
+    run();
+  });
 }
 
 StoreExecutor::~StoreExecutor() { stop(); }

@@ -11,7 +11,10 @@ Client::Impl::Impl(std::unique_ptr<Profile> p, ClientOptions o)
       clock(parts.options.clock ? parts.options.clock : Clock(system_clock_ms)),
       history(parts.db) {
   if (!options.executor) event_thread = std::make_unique<EventThread>();
-  worker = std::thread([this] { worker_main(); });
+  worker = std::thread([this] {
+    name_this_thread("sotto-client");
+    worker_main();
+  });
 }
 
 Client::Impl::~Impl() {

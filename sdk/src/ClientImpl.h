@@ -25,6 +25,7 @@
 #include "Provisioning.h"
 #include "RelayConnection.h"
 #include "SendMulti.h"
+#include "ThreadName.h"
 #include "Transport.h"
 #include "sotto/Client.h"
 #include "sotto/keys/Bundle.h"
@@ -163,6 +164,7 @@ class EventThread {
 
  private:
   void run() {
+    name_this_thread("sotto-events");
     std::unique_lock lock(mu_);
     for (;;) {
       cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });

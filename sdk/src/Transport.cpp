@@ -20,6 +20,8 @@
 #include <mutex>
 #include <thread>
 
+#include "ThreadName.h"
+
 namespace sotto::net {
 
 namespace asio = boost::asio;
@@ -104,7 +106,10 @@ struct EventLoop::Impl {
 EventLoop::EventLoop() : impl_(std::make_unique<Impl>()) {
   impl_->tls.set_default_verify_paths();
   impl_->tls.set_verify_mode(ssl::verify_peer);
-  impl_->thread = std::thread([this] { impl_->io.run(); });
+  impl_->thread = std::thread([this] {
+    name_this_thread("sotto-net");
+    impl_->io.run();
+  });
 }
 
 EventLoop::~EventLoop() {
