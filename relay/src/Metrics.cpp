@@ -110,6 +110,14 @@ std::string Metrics::render() const {
   line(out, "sotto_descriptor_budget", "gauge",
        "Connections accepted before new ones are refused with 503.");
   out += "sotto_descriptor_budget " + std::to_string(descriptor_budget) + "\n";
+  if (int64_t not_after = tls_not_after_s.load()) {
+    line(out, "sotto_tls_certificate_not_after_seconds", "gauge",
+         "When the TLS certificate served to new connections expires (Unix time).");
+    out += "sotto_tls_certificate_not_after_seconds " + std::to_string(not_after) + "\n";
+    scalar(out, "sotto_tls_reload_failures_total", "counter",
+           "SIGHUP reloads refused (unreadable or mismatched certificate and key).",
+           tls_reload_failures);
+  }
 
   line(out, "sotto_requests_total", "counter", "Requests answered, by op and status.");
   for (int op = 0; op < kOps; ++op) {

@@ -41,6 +41,10 @@ struct Metrics {
   std::atomic<uint64_t> protocol_errors{0};
   std::atomic<uint64_t> auth_failures{0};
   int64_t descriptor_budget = 0;
+  // When the served TLS certificate expires (Unix seconds); 0 without TLS. Set on start and
+  // on every successful SIGHUP reload, for an alert well before the date.
+  std::atomic<int64_t> tls_not_after_s{0};
+  std::atomic<uint64_t> tls_reload_failures{0};
 
   // Requests by op and status.
   std::array<std::array<std::atomic<uint64_t>, kStatuses>, kOps> requests{};

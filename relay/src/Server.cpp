@@ -2,6 +2,9 @@
 
 #include <fcntl.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,6 +19,7 @@
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -149,6 +153,25 @@ bool parse_range(std::string_view h, uint64_t size, uint64_t& first, uint64_t& l
   return true;
 }
 
+// When the loaded certificate (the chain's first) expires, in Unix seconds; 0 if unknown.
+int64_t certificate_not_after(ssl::context& ctx) {
+  X509* cert = SSL_CTX_get0_certificate(ctx.native_handle());
+  std::tm tm{};
+  if (!cert || ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1) return 0;
+  return static_cast<int64_t>(timegm(&tm));
+}
+
+// As 2027-02-21T09:00:00Z, for the log.
+std::string utc_text(int64_t unix_s) {
+  if (unix_s == 0) return "unknown";
+  std::time_t t = static_cast<std::time_t>(unix_s);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
 }  // namespace
 
 // Every live connection, for the one-second sweep that enforces deadlines: one shared timer
@@ -172,11 +195,13 @@ class Server::Impl {
         relay_(relay),
         metrics_(metrics),
         ioc_(static_cast<int>(config.threads)),
-        acceptor_(ioc_),
-        tls_(ssl::context::tls_server) {}
+        acceptor_(ioc_) {}
 
   Status start();
   void run();
+  // The certificate chain and key files, read again on SIGHUP.
+  Result<std::shared_ptr<ssl::context>> load_tls() const;
+  void reload_tls();
 
   template <class Stream>
   class Conn;
@@ -200,7 +225,10 @@ class Server::Impl {
 
   asio::io_context ioc_;
   tcp::acceptor acceptor_;
-  ssl::context tls_;
+  // Replaced as a whole by SIGHUP. A connection needs only its SSL object, which holds its own
+  // reference to the OpenSSL context, so one built from the previous files keeps working.
+  std::mutex tls_mu_;
+  std::shared_ptr<ssl::context> tls_;
   bool use_tls_ = false;
   uint16_t port_ = 0;
   std::unique_ptr<Pusher> pusher_;
@@ -1052,7 +1080,12 @@ asio::awaitable<void> Server::Impl::accept_loop() {
     std::string ip = ep_ec ? std::string("?") : ep.address().to_string();
     socket.set_option(tcp::no_delay(true), ep_ec);
     if (use_tls_) {
-      auto c = std::make_shared<Conn<TlsStream>>(*this, TlsStream(std::move(socket), tls_),
+      std::shared_ptr<ssl::context> tls;
+      {
+        std::lock_guard lock(tls_mu_);
+        tls = tls_;
+      }
+      auto c = std::make_shared<Conn<TlsStream>>(*this, TlsStream(std::move(socket), *tls),
                                                  std::move(ip));
       c->begin();
     } else {
@@ -1163,15 +1196,10 @@ Status Server::Impl::start() {
   metrics_.descriptor_budget = budget_;
 
   if (!config_.tls_cert.empty()) {
-    beast::error_code ec;
-    tls_.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    tls_.use_certificate_chain_file(config_.tls_cert.string(), ec);
-    if (!ec) tls_.use_private_key_file(config_.tls_key.string(), ssl::context::pem, ec);
-    if (ec)
-      return make_error(ErrorCode::kInvalidArgument,
-                        "cannot load the TLS certificate or key: " + ec.message());
+    SOTTO_TRY_ASSIGN(tls_, load_tls());
     use_tls_ = true;
+    metrics_.tls_not_after_s = certificate_not_after(*tls_);
+    log_info("tls_loaded", {{"not_after", utc_text(metrics_.tls_not_after_s)}});
   }
 
   beast::error_code ec;
@@ -1215,7 +1243,59 @@ Status Server::Impl::start() {
   return {};
 }
 
+Result<std::shared_ptr<ssl::context>> Server::Impl::load_tls() const {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  beast::error_code ec;
+  ctx->use_certificate_chain_file(config_.tls_cert.string(), ec);
+  if (ec)
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        "cannot load the TLS certificate chain " + config_.tls_cert.string() + ": " + ec.message());
+  ctx->use_private_key_file(config_.tls_key.string(), ssl::context::pem, ec);
+  if (!ec && SSL_CTX_check_private_key(ctx->native_handle()) != 1)
+    ec = beast::error_code(static_cast<int>(ERR_get_error()), asio::error::get_ssl_category());
+  if (ec)
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        "cannot load the TLS key " + config_.tls_key.string() +
+            " (it must be the private key of the certificate's public key): " + ec.message());
+  return ctx;
+}
+
+void Server::Impl::reload_tls() {
+  if (!use_tls_) {
+    log_info("tls_reload_skipped", {{"reason", "plain ws: no --tls-cert"}});
+    return;
+  }
+  auto ctx = load_tls();
+  if (!ctx.ok()) {
+    metrics_.tls_reload_failures.fetch_add(1, std::memory_order_relaxed);
+    log_error("tls_reload_failed",
+              {{"error", ctx.error().message},
+               {"action", "still serving the previous certificate; fix the files, then SIGHUP"}});
+    return;
+  }
+  int64_t not_after = certificate_not_after(**ctx);
+  {
+    std::lock_guard lock(tls_mu_);
+    tls_ = std::move(*ctx);
+  }
+  metrics_.tls_not_after_s = not_after;
+  log_info("tls_reloaded", {{"not_after", utc_text(not_after)}});
+}
+
 void Server::Impl::run() {
+  // SIGHUP: new connections get the certificate and key as the files now hold them (after a
+  // renewal); open connections keep theirs.
+  asio::signal_set hangups(ioc_, SIGHUP);
+  std::function<void(beast::error_code, int)> on_hangup = [&](beast::error_code ec, int) {
+    if (ec || draining_) return;
+    reload_tls();
+    hangups.async_wait(on_hangup);
+  };
+  hangups.async_wait(on_hangup);
   asio::signal_set signals(ioc_, SIGINT, SIGTERM);
   signals.async_wait([this](beast::error_code ec, int sig) {
     if (ec) return;

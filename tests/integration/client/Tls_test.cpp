@@ -26,8 +26,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Writes a self-signed P-256 certificate for IP 127.0.0.1 and its key as PEM files.
-bool make_certificate(const fs::path& cert_path, const fs::path& key_path) {
+// Writes a self-signed P-256 certificate for IP 127.0.0.1, valid from an hour ago for
+// `valid_s`, and its key as PEM files.
+bool make_certificate(const fs::path& cert_path, const fs::path& key_path,
+                      long valid_s = 24 * 3600) {
   EVP_PKEY* key = EVP_EC_gen("P-256");
   X509* cert = X509_new();
   bool ok = key && cert;
@@ -35,7 +37,7 @@ bool make_certificate(const fs::path& cert_path, const fs::path& key_path) {
     X509_set_version(cert, 2);
     ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
     X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(cert), 24 * 3600);
+    X509_gmtime_adj(X509_getm_notAfter(cert), valid_s);
     X509_NAME* name = X509_get_subject_name(cert);
     X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
                                reinterpret_cast<const unsigned char*>("127.0.0.1"), -1, -1, 0);
@@ -60,6 +62,18 @@ bool make_certificate(const fs::path& cert_path, const fs::path& key_path) {
   X509_free(cert);
   EVP_PKEY_free(key);
   return ok;
+}
+
+// The certificate's expiry in Unix seconds, as the relay's metric gives it.
+int64_t not_after(const fs::path& cert_path) {
+  FILE* f = std::fopen(cert_path.c_str(), "r");
+  if (!f) return -1;
+  X509* cert = PEM_read_X509(f, nullptr, nullptr, nullptr);
+  std::fclose(f);
+  std::tm tm{};
+  bool ok = cert && ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1;
+  X509_free(cert);
+  return ok ? static_cast<int64_t>(timegm(&tm)) : -1;
 }
 
 TEST(Tls, MessagesAndAFileOverWssAndHttps) {
@@ -182,6 +196,122 @@ TEST(Tls, TheRelayEndsConnectionsWithCloseNotify) {
     EXPECT_EQ(ws.reason().code, beast::websocket::close_code::going_away);
     EXPECT_EQ(relay.terminate(), 0);
   }
+}
+
+// After a renewal the operator sends SIGHUP: new connections get the files' certificate and key,
+// open ones keep theirs, and a pair that does not match is refused with the old one still
+// served.
+TEST(Tls, SighupServesARenewedCertificateToNewConnections) {
+  namespace asio = boost::asio;
+  namespace beast = boost::beast;
+  namespace ssl = asio::ssl;
+  namespace http = beast::http;
+  using tcp = asio::ip::tcp;
+  using Tls = beast::ssl_stream<tcp::socket>;
+  TempDir certs;
+  ASSERT_TRUE(make_certificate(certs / "old.pem", certs / "old.key"));
+  ASSERT_TRUE(make_certificate(certs / "new.pem", certs / "new.key", 90 * 24 * 3600));  // renewed
+  auto install = [&](const char* cert, const char* key) {
+    fs::copy_file(certs / cert, certs / "relay.pem", fs::copy_options::overwrite_existing);
+    fs::copy_file(certs / key, certs / "relay.key", fs::copy_options::overwrite_existing);
+  };
+  install("old.pem", "old.key");
+  {
+    std::ofstream both(certs / "both.pem");  // the SDK clients trust either
+    both << std::ifstream(certs / "old.pem").rdbuf() << std::ifstream(certs / "new.pem").rdbuf();
+  }
+  ::setenv("SSL_CERT_FILE", (certs / "both.pem").c_str(), 1);
+  RelayProcess::Options o;
+  o.extra_args = {"--tls-cert", (certs / "relay.pem").string(), "--tls-key",
+                  (certs / "relay.key").string()};
+  RelayProcess relay(o);
+  TestClient alice(relay, "alice"), bob(relay, "bob");
+  alice.register_account();
+  bob.register_account();
+  ConversationId ab = alice.conversation_with(bob);
+  ASSERT_TRUE(alice->send_text(ab, "before the renewal").ok());
+  ASSERT_TRUE(eventually([&] { return bob.events().texts().size() == 1; }));
+
+  asio::io_context ioc;
+  const tcp::endpoint at(asio::ip::make_address("127.0.0.1"), relay.port());
+  // A TLS connection that trusts only `ca`: open when the relay serves that certificate.
+  auto open = [&](const char* ca, ssl::context& ctx) -> std::unique_ptr<Tls> {
+    ctx.load_verify_file((certs / ca).string());
+    ctx.set_verify_mode(ssl::verify_peer);
+    auto s = std::make_unique<Tls>(ioc, ctx);
+    beast::error_code ec;
+    beast::get_lowest_layer(*s).connect(at, ec);
+    if (!ec) s->handshake(ssl::stream_base::client, ec);
+    if (ec) return nullptr;
+    return s;
+  };
+  auto serves = [&](const char* ca) {
+    ssl::context ctx(ssl::context::tls_client);
+    return open(ca, ctx) != nullptr;
+  };
+  auto get = [&](Tls& s, const char* path) -> std::optional<std::string> {
+    http::request<http::empty_body> req{http::verb::get, path, 11};
+    req.set(http::field::host, "127.0.0.1");
+    beast::error_code ec;
+    http::write(s, req, ec);
+    beast::flat_buffer buf;
+    http::response<http::string_body> res;
+    if (!ec) http::read(s, buf, res, ec);
+    if (ec || res.result() != http::status::ok) return std::nullopt;
+    return res.body();
+  };
+  // A metric's value line, as /metrics gives it to a connection trusting `ca`.
+  auto metric = [&](const char* ca, const std::string& name) -> std::string {
+    ssl::context ctx(ssl::context::tls_client);
+    auto s = open(ca, ctx);
+    auto text = s ? get(*s, "/metrics") : std::nullopt;
+    if (!text) return "(no /metrics)";
+    size_t from = text->find("\n" + name + " ");
+    if (from == std::string::npos) return "(no " + name + ")";
+    return text->substr(from + 1, text->find('\n', from + 1) - from - 1);
+  };
+  const std::string kExpiry = "sotto_tls_certificate_not_after_seconds";
+  auto log_count = [&](const std::string& event) {
+    std::string log = relay.log();
+    size_t n = 0;
+    for (size_t i = log.find(event); i != std::string::npos; i = log.find(event, i + 1)) ++n;
+    return n;
+  };
+  EXPECT_TRUE(serves("old.pem"));
+  EXPECT_FALSE(serves("new.pem"));
+  EXPECT_EQ(metric("old.pem", kExpiry),
+            kExpiry + " " + std::to_string(not_after(certs / "old.pem")));
+
+  // The new certificate with the old key: refused, and the old pair still served.
+  install("new.pem", "old.key");
+  ::kill(relay.pid(), SIGHUP);
+  ASSERT_TRUE(eventually([&] { return log_count("event=tls_reload_failed") == 1; })) << relay.log();
+  EXPECT_NE(relay.log().find("private key"), std::string::npos) << relay.log();
+  EXPECT_TRUE(serves("old.pem"));
+  EXPECT_EQ(metric("old.pem", "sotto_tls_reload_failures_total"),
+            "sotto_tls_reload_failures_total 1");
+
+  // The matching pair: new connections get it; an HTTPS connection opened before keeps going.
+  ssl::context before_ctx(ssl::context::tls_client);
+  auto before = open("old.pem", before_ctx);
+  ASSERT_TRUE(before);
+  ASSERT_TRUE(get(*before, "/healthz"));
+  install("new.pem", "new.key");
+  ::kill(relay.pid(), SIGHUP);
+  ASSERT_TRUE(eventually([&] { return log_count("event=tls_reloaded") == 1; })) << relay.log();
+  EXPECT_TRUE(serves("new.pem"));
+  EXPECT_FALSE(serves("old.pem"));
+  EXPECT_TRUE(get(*before, "/healthz"));
+  EXPECT_EQ(metric("new.pem", kExpiry),
+            kExpiry + " " + std::to_string(not_after(certs / "new.pem")));
+
+  // The Clients' sockets were never dropped; messages keep flowing both ways.
+  ASSERT_TRUE(alice->send_text(ab, "after the renewal").ok());
+  ASSERT_TRUE(eventually([&] { return bob.events().texts().size() == 2; }));
+  ConversationId ba = bob->conversations().value().at(0).id;
+  ASSERT_TRUE(bob->send_text(ba, "got it").ok());
+  ASSERT_TRUE(eventually([&] { return alice.events().texts().size() == 1; }));
+  EXPECT_EQ(relay.terminate(), 0);
 }
 
 }  // namespace
