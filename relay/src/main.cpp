@@ -1,7 +1,9 @@
-// sotto-relay: parse the configuration, open the store, serve until SIGINT/SIGTERM, exit 0.
+// sotto-relay: parse the configuration, open the store, serve until SIGINT/SIGTERM, exit 0;
+// SIGHUP reloads the TLS certificate and key.
 #include <google/protobuf/stubs/logging.h>
 #include <sys/stat.h>
 
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -75,6 +77,9 @@ int main(int argc, char** argv) {
   }
   set_log_level(level);
   google::protobuf::SetLogHandler(&protobuf_log);
+  // SIGHUP reloads the TLS files once the server runs (Server::run); until then, a reload
+  // sent as soon as the port file appears must not end the process (SIGHUP's default).
+  std::signal(SIGHUP, SIG_IGN);
 
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir / "attachments" / "tmp", ec);
