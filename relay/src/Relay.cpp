@@ -130,11 +130,14 @@ void Relay::rate_limited(const std::shared_ptr<Peer>& peer, uint64_t id, int op,
   answer(peer, std::move(resp), op);
 }
 
-void Relay::unavailable(const std::shared_ptr<Peer>& peer, uint64_t id, int op) {
-  refuse(peer, id, op,
-         status_refusal(wire::UNAVAILABLE, shutting_down_
-                                               ? "the relay is shutting down; retry with backoff"
-                                               : "storage is unavailable; retry with backoff"));
+void Relay::unavailable(const std::shared_ptr<Peer>& peer, uint64_t id, int op,
+                        const Status* cause) {
+  const char* message = "storage is unavailable; retry with backoff";
+  if (shutting_down_)
+    message = "the relay is shutting down; retry with backoff";
+  else if (cause && !cause->ok() && cause->error().code == ErrorCode::kStorageFull)
+    message = "the relay's storage is full; retry with backoff";
+  refuse(peer, id, op, status_refusal(wire::UNAVAILABLE, message));
 }
 
 bool Relay::submit(const std::shared_ptr<Peer>& peer, uint64_t id, int op,
@@ -146,7 +149,7 @@ bool Relay::submit(const std::shared_ptr<Peer>& peer, uint64_t id, int op,
   bool ok = store_.submit(std::move(work),
                           [this, peer, id, op, on_commit = std::move(on_commit)](const Status& st) {
                             if (!st.ok())
-                              unavailable(peer, id, op);
+                              unavailable(peer, id, op, &st);
                             else
                               on_commit();
                           });

@@ -154,7 +154,9 @@ class Relay {
   void refuse(const std::shared_ptr<Peer>& peer, uint64_t id, int op, const Refusal& r);
   void rate_limited(const std::shared_ptr<Peer>& peer, uint64_t id, int op, uint64_t retry_ms,
                     const char* which);
-  void unavailable(const std::shared_ptr<Peer>& peer, uint64_t id, int op);
+  // `cause`: the storage error, when there was one (a full disk gets its own message).
+  void unavailable(const std::shared_ptr<Peer>& peer, uint64_t id, int op,
+                   const Status* cause = nullptr);
   bool submit(const std::shared_ptr<Peer>& peer, uint64_t id, int op,
               std::function<Status(Store&)> work, std::function<void()> on_commit);
   bool frame_allowed(Peer& peer);

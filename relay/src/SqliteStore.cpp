@@ -368,7 +368,8 @@ SqliteStore::~SqliteStore() {
 
 Status SqliteStore::exec(const char* sql) {
   int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
-  if (rc != SQLITE_OK) return error(rc, std::string("running \"") + std::string(sql).substr(0, 40));
+  if (rc != SQLITE_OK)
+    return error(rc, std::string("running \"") + std::string(sql).substr(0, 40) + "\"");
   return {};
 }
 

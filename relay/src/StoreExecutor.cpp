@@ -1,6 +1,7 @@
 #include "StoreExecutor.h"
 
 #include <chrono>
+#include <utility>
 #include <vector>
 
 #include "Log.h"
@@ -50,11 +51,36 @@ Status StoreExecutor::run_batch(std::vector<Job>& batch, size_t first, size_t la
   if (!status.ok()) {
     store_->rollback();
     metrics_.store_errors.fetch_add(1, std::memory_order_relaxed);
-    log_error("store_batch_failed", {{"jobs", last - first}, {"error", status.error().message}});
+    log_failure(status.error(), last - first);
     return status;
   }
   metrics_.store_batches.fetch_add(1, std::memory_order_relaxed);
   return status;
+}
+
+void StoreExecutor::log_failure(const Error& e, size_t jobs) {
+  // While the disk stays full every batch fails, and then each of its jobs on its own: one line
+  // a second, with how many failures it stands for, so the log does not take what space is
+  // left (it is often on the same file system).
+  auto now = std::chrono::steady_clock::now();
+  ++failures_unlogged_;
+  if (last_failure_log_.time_since_epoch().count() != 0 &&
+      now - last_failure_log_ < std::chrono::seconds(1))
+    return;
+  last_failure_log_ = now;
+  uint64_t failures = std::exchange(failures_unlogged_, 0);
+  if (e.code == ErrorCode::kStorageFull) {
+    log_error("storage_full", {{"failed_transactions", failures},
+                               {"jobs", jobs},
+                               {"error", e.message},
+                               {"action",
+                                "free space on the data dir's file system; until then every "
+                                "request that writes is answered UNAVAILABLE, and nothing "
+                                "already acknowledged is lost"}});
+  } else {
+    log_error("store_batch_failed",
+              {{"failed_transactions", failures}, {"jobs", jobs}, {"error", e.message}});
+  }
 }
 
 void StoreExecutor::run() {

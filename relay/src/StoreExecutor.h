@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -46,6 +47,7 @@ class StoreExecutor {
  private:
   void run();
   Status run_batch(std::vector<Job>& batch, size_t first, size_t last);
+  void log_failure(const Error& e, size_t jobs);  // at most one line a second
 
   std::unique_ptr<Store> store_;
   Metrics& metrics_;
@@ -55,6 +57,9 @@ class StoreExecutor {
   std::deque<Job> queue_;
   bool stopping_ = false;
   std::atomic<size_t> pending_{0};
+  // Writer thread only.
+  std::chrono::steady_clock::time_point last_failure_log_{};
+  uint64_t failures_unlogged_ = 0;
   std::thread thread_;
 };
 

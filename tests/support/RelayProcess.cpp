@@ -66,7 +66,7 @@ RelayProcess::RelayProcess(Options options) : options_(std::move(options)) {
     return;
   }
   dir_ = tmpl;
-  data_dir_ = dir_ / "data";
+  data_dir_ = options_.data_dir.empty() ? dir_ / "data" : options_.data_dir;
   port_file_ = dir_ / "port";
   log_file_ = dir_ / "relay.log";
   start(0);

@@ -21,6 +21,8 @@ class RelayProcess {
     // Turns off the per-address limits and raises the per-device rate limits, and lets push
     // endpoints be plain http on loopback: what tests with many accounts from 127.0.0.1 need.
     bool permissive_limits = true;
+    // The relay's --data-dir; empty: "data" in the fixture's own temp dir. Not removed.
+    std::filesystem::path data_dir;
   };
 
   // Starts the relay and waits until it accepts; on failure the test fails with the relay's

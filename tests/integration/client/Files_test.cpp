@@ -121,7 +121,7 @@ TEST(Files, ABlobAlteredOnTheRelayIsRefusedWithAClearError) {
 }
 
 TEST(Files, AFileOverTheRelaysLimitIsRefusedBeforeUploading) {
-  RelayProcess relay(RelayProcess::Options{{"--attachment-max-bytes=1048576"}, true});
+  RelayProcess relay(RelayProcess::Options{{"--attachment-max-bytes=1048576"}, true, {}});
   TestClient alice(relay, "alice"), bob(relay, "bob");
   alice.register_account();
   bob.register_account();

@@ -1,7 +1,10 @@
 // The relay as a process: readiness, restart on the same port, crash and shutdown safety.
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <fstream>
 #include <set>
 
 #include "RelayTestUtil.h"
@@ -125,6 +128,88 @@ TEST(RelayDurability, KillNineAfterAcknowledgedSendsLosesNothing) {
     ack(*b, {e->sequence()});
   }
   EXPECT_EQ(got, sent);
+}
+
+// The data dir's file system fills up: sends are refused with a status that says so, the
+// relay keeps running, and once there is room again it accepts sends and delivers every one
+// it acknowledged, in order, and none it refused.
+TEST(RelayDurability, AFullDiskRefusesSendsAndLosesNothingAccepted) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs for the data dir";
+  std::string tmpl = (std::filesystem::temp_directory_path() / "sotto-full-XXXXXX").string();
+  ASSERT_TRUE(::mkdtemp(tmpl.data()));
+  const std::filesystem::path mnt = tmpl;
+  struct Cleanup {  // after the relay has stopped (declared before it)
+    std::filesystem::path at;
+    bool mounted = false;
+    ~Cleanup() {
+      if (mounted) ::umount2(at.c_str(), MNT_DETACH);
+      std::error_code ec;
+      std::filesystem::remove_all(at, ec);
+    }
+  } cleanup{mnt};
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=16m,mode=0700") != 0)
+    GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
+  cleanup.mounted = true;
+  RelayProcess::Options o;
+  o.data_dir = mnt / "data";
+  RelayProcess relay(o);
+  TestDevice alice = must_register(relay, "alice", 0);
+  TestDevice bob = must_register(relay, "bob", 0);
+  auto a = must_connect(relay, alice);
+  ASSERT_TRUE(a);
+
+  std::vector<std::string> accepted;  // ciphertexts answered OK, in order
+  auto send = [&](const std::string& ct) {
+    auto r = a->wait_response(a->send(send_request(random_message_id(), {{&bob, ct}})));
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    if (r.ok() && r->status() == wire::OK) accepted.push_back(ct);
+    return r.ok() ? *r : wire::Response{};
+  };
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(send("before-" + std::to_string(i)).status(), wire::OK);
+
+  // Fill the file system but for 1 MiB, so that the disk fills up between two sends.
+  {
+    std::ofstream filler(mnt / "filler", std::ios::binary);
+    std::string block(64 * 1024, 'f');
+    while (filler.write(block.data(), static_cast<std::streamsize>(block.size()))) {
+    }
+  }
+  std::filesystem::resize_file(mnt / "filler",
+                               std::filesystem::file_size(mnt / "filler") - (1 << 20));
+  const size_t before_full = accepted.size();
+  const std::string pad(60 * 1024, 'x');
+  wire::Response refused;
+  for (int i = 0; i < 2000; ++i) {
+    refused = send("full-" + std::to_string(i) + pad);
+    if (refused.status() != wire::OK) break;
+  }
+  ASSERT_NE(refused.status(), wire::OK) << "the file system never filled up";
+  EXPECT_GT(accepted.size(), before_full) << "the disk was full before the first large send";
+  EXPECT_EQ(refused.status(), wire::UNAVAILABLE);
+  EXPECT_NE(refused.message().find("storage is full"), std::string::npos) << refused.message();
+  EXPECT_NE(relay.log().find("storage_full"), std::string::npos) << relay.log();
+
+  // Room again: the relay takes sends without a restart.
+  std::filesystem::remove(mnt / "filler");
+  bool ok_again = false;
+  for (int i = 0; i < 50 && !ok_again; ++i) {
+    ok_again = send("after-" + std::to_string(i)).status() == wire::OK;
+    if (!ok_again) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(ok_again) << relay.log();
+
+  auto b = must_connect(relay, bob);
+  ASSERT_TRUE(b);
+  for (size_t i = 0; i < accepted.size(); ++i) {
+    auto e = next_envelope(*b, 10s);
+    ASSERT_TRUE(e) << "only " << i << " of " << accepted.size() << " arrived";
+    ASSERT_EQ(e->ciphertext(), accepted[i]) << "envelope " << i;
+    ack(*b, {e->sequence()});
+  }
+  EXPECT_FALSE(next_envelope(*b, 300ms)) << "an envelope that was refused arrived";
+  a.reset();
+  b.reset();
+  EXPECT_EQ(relay.terminate(), 0) << relay.log();
 }
 
 // SIGTERM while sends are in flight: every send answered OK is delivered after a restart, the
