@@ -38,6 +38,8 @@ namespace sotto {
 constexpr uint32_t kMaxSendMessages = 100;  // protocol.md 12
 constexpr uint32_t kMaxAckSequences = 1000;
 constexpr size_t kInboundBatch = 256;
+constexpr uint64_t kInboundRetryFirstMs = 500;
+constexpr uint64_t kInboundRetryMaxMs = 15'000;
 constexpr uint32_t kPreKeyLowWater = 10;
 constexpr uint64_t kResetInterval = 3600'000;  // one session reset per peer device per hour
 constexpr uint64_t kResendWindow = 24 * 3600'000;
@@ -82,6 +84,12 @@ inline Result<std::string> normalise_handle(std::string h) {
   if (h.back() == '.') return bad("it ends with '.'");
   if (h.find("..") != std::string::npos) return bad("it has '..'");
   return h;
+}
+
+// The profile could not write (a full disk, say): worth trying again later, unlike a message
+// that can never be stored.
+inline bool is_storage_trouble(ErrorCode c) {
+  return c == ErrorCode::kStorageFull || c == ErrorCode::kStorageIo;
 }
 
 inline bool is_crypto_failure(ErrorCode c) {
@@ -222,6 +230,10 @@ struct Client::Impl {
   uint64_t purge_due_ms = 0;    // 0: no search purge pending
   uint64_t purge_mark = 0;      // history.inserted() when the worker last asked for a purge
   uint64_t rebuild_due_ms = 0;  // 0: no search index rebuild to carry on
+  // A received envelope could not be stored: it and every later one wait in `inbound`, in
+  // order, until then (0: not waiting); the wait doubles up to kInboundRetryMaxMs.
+  uint64_t inbound_retry_ms = 0;
+  uint64_t inbound_backoff_ms = 0;
   std::map<ConversationId, uint64_t> typing_sent_ms;   // when STARTED last went out
   std::map<ConversationId, uint64_t> typing_until_ms;  // auto-stop of our own typing
   std::map<std::pair<ConversationId, std::string>, uint64_t> typing_seen_until_ms;
@@ -454,6 +466,8 @@ struct Client::Impl {
   // ---------------------------------------------------------------------------------------
 
   void process_inbound(std::vector<wire::Envelope>& envs);
+  // After a wait for storage (inbound_retry_ms): a received envelope was stored again.
+  void inbound_stored_again();
 
   void send_acks(const std::vector<uint64_t>& acks);
 

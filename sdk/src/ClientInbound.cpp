@@ -21,13 +21,17 @@ void Client::Impl::worker_main() {
     if (outbox_due_ms) due = std::min(due, at(outbox_due_ms));
     if (purge_due_ms) due = std::min(due, at(purge_due_ms));
     if (rebuild_due_ms) due = std::min(due, at(rebuild_due_ms));
+    if (inbound_retry_ms) due = std::min(due, at(inbound_retry_ms));
+    auto inbound_ready = [&] {
+      return !inbound.empty() && (!inbound_retry_ms || inbound_retry_ms <= now());
+    };
     cv.wait_until(lock, due,
-                  [&] { return stopping || !tasks.empty() || !inbound.empty() || outbox_kick; });
+                  [&] { return stopping || !tasks.empty() || inbound_ready() || outbox_kick; });
     if (stopping) break;
     auto work = std::move(tasks);
     tasks.clear();
     std::vector<wire::Envelope> envs;
-    while (!inbound.empty() && envs.size() < kInboundBatch) {
+    while (inbound_ready() && envs.size() < kInboundBatch) {
       envs.push_back(std::move(inbound.front()));
       inbound.pop_front();
     }
@@ -81,6 +85,7 @@ void Client::Impl::process_inbound(std::vector<wire::Envelope>& envs) {
     changed_counts(effects);
     return {};
   });
+  if (batch.ok() && done > 0) inbound_stored_again();
   if (batch.ok()) {
     for (size_t i = 0; i < done; ++i)
       if (envs[i].sequence()) acks.push_back(envs[i].sequence());
@@ -101,13 +106,32 @@ void Client::Impl::process_inbound(std::vector<wire::Envelope>& envs) {
         one = {};
         s = handle_failure(env, s.error(), one);
       }
+      if (!s.ok() && is_storage_trouble(s.code())) {
+        // A full disk, say: this envelope and every later one stay unacknowledged and wait,
+        // in order, to be tried again (the relay keeps them too). Receiving resumes by itself
+        // once the profile can write, without a reconnect.
+        size_t at = static_cast<size_t>(&env - envs.data());
+        inbound_backoff_ms = inbound_backoff_ms
+                                 ? std::min(inbound_backoff_ms * 2, kInboundRetryMaxMs)
+                                 : kInboundRetryFirstMs;
+        {
+          std::lock_guard lock(mu);
+          for (size_t j = envs.size(); j-- > at;) inbound.push_front(std::move(envs[j]));
+          inbound_retry_ms = now() + inbound_backoff_ms;
+        }
+        set_state(ConnectionState::kSyncing, "a received message could not be stored (" +
+                                                 s.error().message + "); trying again in " +
+                                                 std::to_string(inbound_backoff_ms) + " ms");
+        break;
+      }
       if (!s.ok()) {
-        // Storage trouble (a full disk, say): leave it unacknowledged so the relay keeps it
-        // and pushes it again on the next connection.
+        // Not storage trouble and not a crypto failure: left unacknowledged, so the relay
+        // keeps it and pushes it again on the next connection.
         set_state(ConnectionState::kSyncing,
                   "a received message could not be stored: " + s.error().message);
         continue;
       }
+      inbound_stored_again();
       if (env.sequence()) acks.push_back(env.sequence());
       for (auto& e : one.events) effects.events.push_back(std::move(e));
       effects.kick_outbox |= one.kick_outbox;
@@ -120,6 +144,16 @@ void Client::Impl::process_inbound(std::vector<wire::Envelope>& envs) {
   if (effects.receipts_owed) owe_receipts();
   if (effects.kick_outbox) kick_outbox();
   if (effects.purge) schedule_purge();
+}
+
+void Client::Impl::inbound_stored_again() {
+  if (!inbound_backoff_ms) return;
+  inbound_backoff_ms = 0;
+  {
+    std::lock_guard lock(mu);
+    inbound_retry_ms = 0;
+  }
+  if (connection()) set_state(ConnectionState::kOnline, "received messages are stored again");
 }
 
 void Client::Impl::send_acks(const std::vector<uint64_t>& acks) {

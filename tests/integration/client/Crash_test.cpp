@@ -1,6 +1,11 @@
-// kill -9 at the worst moments: nothing accepted is lost, nothing is shown twice, order kept.
+// kill -9 at the worst moments, and a full disk: nothing accepted is lost, nothing is shown
+// twice, order kept.
 #include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <unistd.h>
 
+#include <cstring>
+#include <fstream>
 #include <set>
 
 #include "ChildProcess.h"
@@ -102,6 +107,70 @@ TEST(Crash, ReceiverKilledWhileDrainingAThousandMessagesLosesNothing) {
   EXPECT_LE(after.size(), static_cast<size_t>(kCount) - 300);
   std::set<std::string> unique(after.begin(), after.end());
   EXPECT_EQ(unique.size(), after.size());
+}
+
+// The profile's file system fills up. A send is refused with kStorageFull before anything
+// goes out; received messages wait unacknowledged (the relay keeps them) and are stored, in
+// order and once each, as soon as there is room again, without a reconnect.
+TEST(FullDisk, AClientWhoseDiskFillsUpLosesNothingAndCatchesUpByItself) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs for the profile";
+  RelayProcess relay;
+  TestClient alice(relay, "alice"), bob(relay, "bob");
+  alice.register_account();
+  bob.register_account();
+  ConversationId ab = alice.conversation_with(bob);
+  ASSERT_TRUE(alice->send_text(ab, "hello").ok());
+  ASSERT_TRUE(eventually([&] { return bob.events().texts().size() == 1; }));
+  ConversationId ba = bob->conversations().value().at(0).id;
+
+  // Move alice's profile onto a 32 MiB tmpfs mounted over its directory.
+  alice.close();
+  TempDir aside;
+  std::filesystem::copy(alice.dir(), aside.path(), std::filesystem::copy_options::recursive);
+  if (::mount("tmpfs", alice.dir().c_str(), "tmpfs", 0, "size=32m,mode=0700") != 0)
+    GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
+  struct Unmount {
+    std::filesystem::path at;
+    ~Unmount() { ::umount2(at.c_str(), MNT_DETACH); }
+  } unmount{alice.dir()};
+  std::filesystem::copy(aside.path(), alice.dir(), std::filesystem::copy_options::recursive);
+  alice.reopen();
+  ASSERT_TRUE(eventually([&] { return alice->connection_state() == ConnectionState::kOnline; }));
+
+  const std::filesystem::path filler = alice.dir() / "filler";
+  {
+    std::ofstream out(filler, std::ios::binary);
+    std::string block(64 * 1024, 'f');
+    while (out.write(block.data(), static_cast<std::streamsize>(block.size()))) {
+    }
+  }
+  auto refused = alice->send_text(ab, "while the disk is full");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kStorageFull) << refused.error().message;
+
+  constexpr int kCount = 5;
+  for (int i = 0; i < kCount; ++i)
+    ASSERT_TRUE(bob->send_text(ba, "full " + std::to_string(i)).ok());
+  std::this_thread::sleep_for(1s);
+  EXPECT_TRUE(alice.events().texts().empty()) << "stored on a full disk?";
+
+  std::filesystem::remove(filler);
+  ASSERT_TRUE(eventually([&] { return alice.events().texts().size() == kCount; }, 30s))
+      << alice.events().texts().size() << " of " << kCount;
+  std::this_thread::sleep_for(300ms);
+  auto texts = alice.events().texts();
+  ASSERT_EQ(texts.size(), static_cast<size_t>(kCount)) << "shown twice";
+  for (int i = 0; i < kCount; ++i)
+    EXPECT_EQ(texts[static_cast<size_t>(i)], "full " + std::to_string(i));
+  auto page = alice->messages(ab);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->messages.size(), static_cast<size_t>(1 + kCount)) << "hello and the five";
+  EXPECT_EQ(alice->connection_state(), ConnectionState::kOnline);
+
+  ASSERT_TRUE(alice->send_text(ab, "room again").ok());
+  ASSERT_TRUE(eventually([&] { return bob.events().texts().size() == 2; }));
+  EXPECT_EQ(bob.events().texts()[1], "room again");
+  alice.close();
 }
 
 }  // namespace
