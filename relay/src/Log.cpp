@@ -1,7 +1,5 @@
 #include "Log.h"
 
-#include <pthread.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -39,14 +37,6 @@ void append_value(std::string& out, std::string_view v) {
 }
 
 }  // namespace
-
-void name_this_thread(const char* name) {
-#if defined(__linux__)
-  pthread_setname_np(pthread_self(), name);  // a debugging aid: a failure changes nothing
-#else
-  (void)name;
-#endif
-}
 
 void set_log_level(LogLevel level) { g_level = static_cast<int>(level); }
 

@@ -24,10 +24,6 @@ struct LogField {
   std::string value;
 };
 
-// Names the calling thread as `top -H`, `ps -L`, perf and gdb show it (15 characters at
-// most); the relay's threads are listed in operating-the-relay.md.
-void name_this_thread(const char* name);
-
 void set_log_level(LogLevel level);
 bool parse_log_level(std::string_view text, LogLevel& out);
 bool log_enabled(LogLevel level);

@@ -31,6 +31,7 @@
 #include "Log.h"
 #include "PushClient.h"
 #include "WebSocketFrames.h"
+#include "sotto/ThreadName.h"
 
 namespace sotto::relay {
 

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "Log.h"
+#include "sotto/ThreadName.h"
 
 namespace sotto::relay {
 namespace {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "Log.h"
+#include "sotto/ThreadName.h"
 
 namespace sotto::relay {
 

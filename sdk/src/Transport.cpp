@@ -20,7 +20,7 @@
 #include <mutex>
 #include <thread>
 
-#include "ThreadName.h"
+#include "sotto/ThreadName.h"
 
 namespace sotto::net {
 

@@ -1,10 +1,8 @@
-// Names the SDK's own threads, so an app developer's debugger, profiler or `top -H` shows
-// which thread is sotto's and what it does.
+// Names the threads sotto starts (the SDK's, the relay's), so a debugger, a profiler or
+// `top -H` shows which thread is sotto's and what it does. Internal: not an installed header.
 #pragma once
 
-#if defined(__linux__)
-#include <pthread.h>
-#elif defined(__APPLE__)
+#if defined(__linux__) || defined(__APPLE__)
 #include <pthread.h>
 #endif
 
