@@ -114,10 +114,10 @@ void Client::Impl::process_inbound(std::vector<wire::Envelope>& envs) {
         inbound_backoff_ms = inbound_backoff_ms
                                  ? std::min(inbound_backoff_ms * 2, kInboundRetryMaxMs)
                                  : kInboundRetryFirstMs;
+        inbound_retry_ms = now() + inbound_backoff_ms;
         {
-          std::lock_guard lock(mu);
+          std::lock_guard lock(mu);  // `inbound` is shared with the loop thread
           for (size_t j = envs.size(); j-- > at;) inbound.push_front(std::move(envs[j]));
-          inbound_retry_ms = now() + inbound_backoff_ms;
         }
         set_state(ConnectionState::kSyncing, "a received message could not be stored (" +
                                                  s.error().message + "); trying again in " +
@@ -149,10 +149,7 @@ void Client::Impl::process_inbound(std::vector<wire::Envelope>& envs) {
 void Client::Impl::inbound_stored_again() {
   if (!inbound_backoff_ms) return;
   inbound_backoff_ms = 0;
-  {
-    std::lock_guard lock(mu);
-    inbound_retry_ms = 0;
-  }
+  inbound_retry_ms = 0;
   if (connection()) set_state(ConnectionState::kOnline, "received messages are stored again");
 }
 

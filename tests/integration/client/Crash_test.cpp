@@ -1,15 +1,12 @@
 // kill -9 at the worst moments, and a full disk: nothing accepted is lost, nothing is shown
 // twice, order kept.
 #include <gtest/gtest.h>
-#include <sys/mount.h>
-#include <unistd.h>
 
-#include <cstring>
-#include <fstream>
 #include <set>
 
 #include "ChildProcess.h"
 #include "ClientHarness.h"
+#include "SmallTmpfs.h"
 
 #ifndef SOTTO_CLIENT_DRIVER
 #error "SOTTO_CLIENT_DRIVER must name the client_driver executable"
@@ -113,7 +110,6 @@ TEST(Crash, ReceiverKilledWhileDrainingAThousandMessagesLosesNothing) {
 // goes out; received messages wait unacknowledged (the relay keeps them) and are stored, in
 // order and once each, as soon as there is room again, without a reconnect.
 TEST(FullDisk, AClientWhoseDiskFillsUpLosesNothingAndCatchesUpByItself) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs for the profile";
   RelayProcess relay;
   TestClient alice(relay, "alice"), bob(relay, "bob");
   alice.register_account();
@@ -127,23 +123,14 @@ TEST(FullDisk, AClientWhoseDiskFillsUpLosesNothingAndCatchesUpByItself) {
   alice.close();
   TempDir aside;
   std::filesystem::copy(alice.dir(), aside.path(), std::filesystem::copy_options::recursive);
-  if (::mount("tmpfs", alice.dir().c_str(), "tmpfs", 0, "size=32m,mode=0700") != 0)
-    GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
-  struct Unmount {
-    std::filesystem::path at;
-    ~Unmount() { ::umount2(at.c_str(), MNT_DETACH); }
-  } unmount{alice.dir()};
+  std::string why;
+  auto fs = SmallTmpfs::mount(alice.dir(), "32m", why);
+  if (!fs) GTEST_SKIP() << why;
   std::filesystem::copy(aside.path(), alice.dir(), std::filesystem::copy_options::recursive);
   alice.reopen();
   ASSERT_TRUE(eventually([&] { return alice->connection_state() == ConnectionState::kOnline; }));
 
-  const std::filesystem::path filler = alice.dir() / "filler";
-  {
-    std::ofstream out(filler, std::ios::binary);
-    std::string block(64 * 1024, 'f');
-    while (out.write(block.data(), static_cast<std::streamsize>(block.size()))) {
-    }
-  }
+  fs->fill();
   auto refused = alice->send_text(ab, "while the disk is full");
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, ErrorCode::kStorageFull) << refused.error().message;
@@ -154,7 +141,7 @@ TEST(FullDisk, AClientWhoseDiskFillsUpLosesNothingAndCatchesUpByItself) {
   std::this_thread::sleep_for(1s);
   EXPECT_TRUE(alice.events().texts().empty()) << "stored on a full disk?";
 
-  std::filesystem::remove(filler);
+  fs->make_room();
   ASSERT_TRUE(eventually([&] { return alice.events().texts().size() == kCount; }, 30s))
       << alice.events().texts().size() << " of " << kCount;
   std::this_thread::sleep_for(300ms);

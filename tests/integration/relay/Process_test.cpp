@@ -1,13 +1,11 @@
 // The relay as a process: readiness, restart on the same port, crash and shutdown safety.
 #include <signal.h>
-#include <sys/mount.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
-#include <fstream>
 #include <set>
 
 #include "RelayTestUtil.h"
+#include "SmallTmpfs.h"
 
 namespace sotto::test {
 namespace {
@@ -134,22 +132,19 @@ TEST(RelayDurability, KillNineAfterAcknowledgedSendsLosesNothing) {
 // relay keeps running, and once there is room again it accepts sends and delivers every one
 // it acknowledged, in order, and none it refused.
 TEST(RelayDurability, AFullDiskRefusesSendsAndLosesNothingAccepted) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs for the data dir";
   std::string tmpl = (std::filesystem::temp_directory_path() / "sotto-full-XXXXXX").string();
   ASSERT_TRUE(::mkdtemp(tmpl.data()));
   const std::filesystem::path mnt = tmpl;
-  struct Cleanup {  // after the relay has stopped (declared before it)
+  struct Remove {  // declared first: goes last, after the relay and the unmount
     std::filesystem::path at;
-    bool mounted = false;
-    ~Cleanup() {
-      if (mounted) ::umount2(at.c_str(), MNT_DETACH);
+    ~Remove() {
       std::error_code ec;
       std::filesystem::remove_all(at, ec);
     }
-  } cleanup{mnt};
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=16m,mode=0700") != 0)
-    GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
-  cleanup.mounted = true;
+  } remove{mnt};
+  std::string why;
+  auto fs = SmallTmpfs::mount(mnt, "16m", why);
+  if (!fs) GTEST_SKIP() << why;
   RelayProcess::Options o;
   o.data_dir = mnt / "data";
   RelayProcess relay(o);
@@ -168,14 +163,7 @@ TEST(RelayDurability, AFullDiskRefusesSendsAndLosesNothingAccepted) {
   for (int i = 0; i < 20; ++i) ASSERT_EQ(send("before-" + std::to_string(i)).status(), wire::OK);
 
   // Fill the file system but for 1 MiB, so that the disk fills up between two sends.
-  {
-    std::ofstream filler(mnt / "filler", std::ios::binary);
-    std::string block(64 * 1024, 'f');
-    while (filler.write(block.data(), static_cast<std::streamsize>(block.size()))) {
-    }
-  }
-  std::filesystem::resize_file(mnt / "filler",
-                               std::filesystem::file_size(mnt / "filler") - (1 << 20));
+  fs->fill(1 << 20);
   const size_t before_full = accepted.size();
   const std::string pad(60 * 1024, 'x');
   wire::Response refused;
@@ -190,7 +178,7 @@ TEST(RelayDurability, AFullDiskRefusesSendsAndLosesNothingAccepted) {
   EXPECT_NE(relay.log().find("storage_full"), std::string::npos) << relay.log();
 
   // Room again: the relay takes sends without a restart.
-  std::filesystem::remove(mnt / "filler");
+  fs->make_room();
   bool ok_again = false;
   for (int i = 0; i < 50 && !ok_again; ++i) {
     ok_again = send("after-" + std::to_string(i)).status() == wire::OK;
