@@ -137,6 +137,7 @@ Result<ConversationId> Client::Impl::create_group(const std::string& name,
     OutboxItem item;
     item.message_id = new_message_id(now());
     item.kind = OutboxKind::kGroupUpdate;
+    item.group_conv = conv;
     item.accounts.assign(unique.begin(), unique.end());
     item.content = serialize(c);
     item.urgent = true;
@@ -208,6 +209,7 @@ Status Client::Impl::change_group(ConversationId conversation,
     OutboxItem item;
     item.message_id = new_message_id(now());
     item.kind = OutboxKind::kGroupUpdate;
+    item.group_conv = conversation;
     item.accounts.assign(recipients.begin(), recipients.end());
     item.content = serialize(c);
     item.urgent = true;

@@ -837,6 +837,17 @@ Status History::forget_group_sender(ByteView group_id, const std::string& accoun
 
 // ---- outbox ----
 
+// The outbox sends in lanes: the items to one account (target), those of one group
+// (group_conv), and own-device syncs (neither). Within a lane the items leave strictly in the
+// order they were queued, so an item that waits for a retry, or is held for an identity
+// change, holds back the later ones of its lane and no others: the relay gives each message
+// its position in the conversation when it commits it. This condition on `outbox o` is true
+// for the oldest item of its lane (index outbox_by_lane). A macro, so that the queries stay
+// string literals (Database caches statements by their text's address).
+#define SOTTO_OUTBOX_LANE_HEAD                                                         \
+  "NOT EXISTS (SELECT 1 FROM outbox e WHERE e.target IS o.target AND e.group_conv IS " \
+  "o.group_conv AND e.id < o.id)"
+
 Result<int64_t> History::enqueue(const OutboxItem& item, uint64_t now_ms) {
   SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT INTO outbox (message_id, kind, target, "
                                      "target_device, content, own_content, urgent, message, "
@@ -880,10 +891,13 @@ Result<int64_t> History::enqueue(const OutboxItem& item, uint64_t now_ms) {
 }
 
 Result<std::optional<OutboxItem>> History::next_outbox(uint64_t now_ms) {
-  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT id, message_id, kind, target, target_device, content, "
-                                     "own_content, urgent, message, attempts, not_before_ms, "
-                                     "group_conv, accounts FROM outbox WHERE held = 0 AND "
-                                     "not_before_ms <= ? ORDER BY id LIMIT 1"));
+  // Only the oldest item of each lane may go (SOTTO_OUTBOX_LANE_HEAD): a message postponed by a
+  // failure must not be overtaken by a later one to the same recipient or group.
+  SOTTO_TRY_ASSIGN(
+      auto q, db_.query("SELECT id, message_id, kind, target, target_device, content, "
+                        "own_content, urgent, message, attempts, not_before_ms, "
+                        "group_conv, accounts FROM outbox o WHERE held = 0 AND "
+                        "not_before_ms <= ? AND " SOTTO_OUTBOX_LANE_HEAD " ORDER BY id LIMIT 1"));
   q.bind(1, static_cast<int64_t>(now_ms));
   SOTTO_TRY_ASSIGN(bool found, q.step());
   if (!found) return std::optional<OutboxItem>();
@@ -911,7 +925,8 @@ Result<std::optional<OutboxItem>> History::next_outbox(uint64_t now_ms) {
 }
 
 Result<std::optional<uint64_t>> History::next_outbox_due() {
-  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT min(not_before_ms) FROM outbox WHERE held = 0"));
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT min(not_before_ms) FROM outbox o WHERE held = 0 "
+                                     "AND " SOTTO_OUTBOX_LANE_HEAD));
   SOTTO_TRY_ASSIGN(bool found, q.step());
   if (!found || q.column_is_null(0)) return std::optional<uint64_t>();
   return std::optional<uint64_t>(static_cast<uint64_t>(q.column_int(0)));

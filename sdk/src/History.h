@@ -41,7 +41,7 @@ struct OutboxItem {
   std::optional<int64_t> message;  // messages.id
   int attempts = 0;
   uint64_t not_before_ms = 0;
-  std::optional<ConversationId> group_conv;  // kGroupData
+  std::optional<ConversationId> group_conv;  // kGroupData, kGroupUpdate: the group's lane
   std::vector<std::string> accounts;         // kGroupUpdate recipients
 };
 

@@ -356,6 +356,10 @@ CREATE TABLE IF NOT EXISTS held_group_messages (
 );
 CREATE INDEX IF NOT EXISTS held_group_messages_by_group ON held_group_messages (group_id, id);
 )sql",
+    // 7 -> 8: the outbox sends each lane (a recipient account, a group) in order.
+    R"sql(
+CREATE INDEX IF NOT EXISTS outbox_by_lane ON outbox (target, group_conv, id);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

@@ -138,6 +138,59 @@ TEST_F(HistoryTest, OutboxKeepsOrderHoldsAndRetries) {
   EXPECT_FALSE(history->enqueue(item(3, "x"), 1).ok());
 }
 
+// A postponed or held item holds back the later items of its lane (one recipient account, one
+// group, own-device syncs), so they cannot overtake it, and nothing of another lane.
+TEST_F(HistoryTest, OutboxItemsNeverOvertakeAnEarlierOneOfTheirLane) {
+  auto item = [&](int n, std::optional<std::string> target, std::optional<ConversationId> group) {
+    OutboxItem i;
+    i.message_id = id(n);
+    i.kind = group ? OutboxKind::kGroupData : OutboxKind::kData;
+    i.target = std::move(target);
+    i.group_conv = group;
+    i.content = Bytes{1, 2, 3};
+    return i;
+  };
+  ASSERT_TRUE(history->enqueue(item(1, "x", {}), 1).ok());
+  ASSERT_TRUE(history->enqueue(item(2, "x", {}), 1).ok());
+  ASSERT_TRUE(history->enqueue(item(3, "y", {}), 1).ok());
+  ASSERT_TRUE(history->enqueue(item(4, {}, 5), 1).ok());
+  ASSERT_TRUE(history->enqueue(item(5, {}, 5), 1).ok());
+  ASSERT_TRUE(history->enqueue(item(6, {}, {}), 1).ok());
+  auto next = [&](uint64_t now) -> std::optional<Bytes> {
+    auto r = history->next_outbox(now);
+    EXPECT_TRUE(r.ok());
+    if (!r.ok() || !*r) return std::nullopt;
+    return (*r)->message_id;
+  };
+  auto done = [&](uint64_t now) {
+    ASSERT_TRUE(history->outbox_done((*history->next_outbox(now))->id).ok());
+  };
+  auto retry = [&](uint64_t now, uint64_t until) {
+    ASSERT_TRUE(history->outbox_retry((*history->next_outbox(now))->id, until, "later").ok());
+  };
+  retry(10, 500);              // 1, to x
+  EXPECT_EQ(next(10), id(3));  // not 2: it is behind 1
+  done(10);
+  EXPECT_EQ(next(10), id(4));
+  retry(10, 700);  // 4, in group 5
+  EXPECT_EQ(next(10), id(6));
+  done(10);
+  EXPECT_EQ(next(10), std::nullopt);
+  // The next due time is that of a lane's first item, not of the items waiting behind it.
+  EXPECT_EQ(history->next_outbox_due().value().value(), 500u);
+  EXPECT_EQ(next(500), id(1));
+  done(500);
+  EXPECT_EQ(next(500), id(2));
+  EXPECT_EQ(history->next_outbox_due().value().value(), 0u);
+  // A held lane: a later item to the same account waits behind the held ones.
+  ASSERT_TRUE(history->hold_outbox("x", true).ok());
+  ASSERT_TRUE(history->enqueue(item(7, "x", {}), 1).ok());
+  EXPECT_EQ(next(10), std::nullopt);
+  EXPECT_EQ(next(700), id(4));
+  ASSERT_TRUE(history->hold_outbox("x", false).ok());
+  EXPECT_EQ(next(10), id(2));
+}
+
 // A message naming no conversation is refused when its transaction commits (the key is
 // deferred, so that batched writes need no statement journal), and nothing of it is kept.
 TEST_F(HistoryTest, AMessageWithoutItsConversationFailsTheWholeCommit) {
