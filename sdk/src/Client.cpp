@@ -250,7 +250,9 @@ void Client::Impl::on_connected() {
   (void)maintain_prekeys();
   send_presence_visibility();
   if (!presence_watch.empty()) subscribe_presence();
-  kick_outbox();
+  // Receipts still owed from before a crash or a quit go out now, without waiting for the next
+  // received message to schedule them; then the outbox.
+  flush_receipts();
 }
 
 Status Client::Impl::refresh_own_devices() {

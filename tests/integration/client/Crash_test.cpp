@@ -22,6 +22,35 @@ std::vector<std::string> driver_args(TestClient& c, std::vector<std::string> res
   return args;
 }
 
+// A receiver killed after it stored a message but before its delivered receipt went out
+// sends the receipt when it starts again, even if nothing new arrives.
+TEST(Crash, AReceiptOwedAtACrashGoesOutAfterTheRestart) {
+  RelayProcess relay;
+  TestClient alice(relay, "alice"), bob(relay, "bob");
+  alice.register_account();
+  bob.register_account();
+  ConversationId ab = alice.conversation_with(bob);
+  bob.close();  // the driver process takes the profile over
+  std::string id;
+  {
+    // Receipts held back for ten minutes: the kill always comes first.
+    ChildProcess receiver(driver_args(bob, {"receive", "600000"}));
+    auto sent = alice->send_text(ab, "delivered, eventually");
+    ASSERT_TRUE(sent.ok()) << sent.error().message;
+    id = *sent;
+    auto line = receiver.read_line(30s);
+    ASSERT_TRUE(line) << "bob never received the message";
+    EXPECT_EQ(*line, "GOT delivered, eventually");
+    receiver.kill9();
+  }
+  auto status = [&] { return alice.find(ab, id).value_or(Message{}).status; };
+  EXPECT_EQ(status(), MessageStatus::kSent);
+  bob.reopen();
+  ASSERT_TRUE(eventually([&] { return status() == MessageStatus::kDelivered; }, 20s))
+      << "alice's message stayed " << static_cast<int>(status());
+  EXPECT_TRUE(bob.events().texts().empty()) << "bob was shown the message a second time";
+}
+
 TEST(Crash, SenderKilledRightAfterSendIsDeliveredExactlyOnce) {
   RelayProcess relay;
   TestClient alice(relay, "alice"), bob(relay, "bob");

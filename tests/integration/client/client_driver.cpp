@@ -3,8 +3,9 @@
 //   client_driver DIR KEY_HEX RELAY_URL send PEER_ACCOUNT COUNT PREFIX
 //       connects, queues COUNT texts PREFIX0.. to PEER_ACCOUNT, printing "QUEUED <id>" after
 //       each send_text() returned, then waits to be killed.
-//   client_driver DIR KEY_HEX RELAY_URL receive
-//       connects and prints "GOT <text>" for every message it stores, until killed.
+//   client_driver DIR KEY_HEX RELAY_URL receive [RECEIPT_DELAY_MS]
+//       connects and prints "GOT <text>" for every message it stores, until killed. Delivered
+//       receipts wait RECEIPT_DELAY_MS (20) before they go out.
 #include <unistd.h>
 
 #include <chrono>
@@ -45,9 +46,11 @@ int main(int argc, char** argv) {
   o.receipt_delay = std::chrono::milliseconds(20);
   o.backoff_initial = std::chrono::milliseconds(100);
   o.backoff_max = std::chrono::milliseconds(1000);
+  std::string mode = argv[4];
+  if (mode == "receive" && argc == 6)
+    o.receipt_delay = std::chrono::milliseconds(std::stoi(argv[5]));
   auto client = Client::create(std::move(*profile), o);
   if (!client.ok()) return die(client.error().message);
-  std::string mode = argv[4];
   if (mode == "receive") {
     (*client)->set_listener(std::make_shared<Printer>());
     if (auto s = (*client)->connect(); !s.ok()) return die(s.error().message);
