@@ -300,8 +300,12 @@ Status Client::Impl::apply_group_update(const Address& from, const content::Grou
 
   std::string author = who(u, from.account, me);
   if (!existing) {
-    SOTTO_TRY(
-        add_notice(conv, author + " added you to the group \"" + u.name() + "\"", sort_ms, fx));
+    // From another device of this account: the group was made there (or changed there before
+    // this device knew it), and "You added you" would be nonsense.
+    std::string text = from.account != me  ? author + " added you to the group"
+                       : u.revision() == 1 ? std::string("You created the group")
+                                           : std::string("You are in the group");
+    SOTTO_TRY(add_notice(conv, text + " \"" + u.name() + "\"", sort_ms, fx));
   } else {
     if (cur && cur->name() != u.name())
       SOTTO_TRY(

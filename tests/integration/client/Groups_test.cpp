@@ -209,6 +209,38 @@ TEST(Groups, AMembersNewDeviceGetsTheNextGroupMessages) {
   EXPECT_NE(m->status, MessageStatus::kFailed);
 }
 
+// The creator's other device learns of the group from the creation itself, and says so in
+// the creator's words, not as if someone had added the user.
+TEST(Groups, TheCreatorsOtherDeviceShowsTheGroupAsCreatedByTheUser) {
+  RelayProcess relay;
+  TestClient alice(relay, "alice", false), laptop(relay, "alice-laptop", false),
+      bob(relay, "bob", false);
+  alice.register_account();
+  bob.register_account();
+  auto invite = laptop->start_link();
+  ASSERT_TRUE(invite.ok()) << invite.error().message;
+  ASSERT_TRUE(alice->approve_link(invite->uri).ok());
+  ASSERT_TRUE(laptop->finish_link(20s).ok());
+  ASSERT_TRUE(laptop->wait_online(20s));
+  auto contact = alice->add_contact(bob.handle());
+  ASSERT_TRUE(contact.ok()) << contact.error().message;
+  ASSERT_TRUE(alice->create_group("Weekend", {contact->account}).ok());
+
+  auto notices = [](TestClient& c) {
+    std::vector<std::string> out;
+    if (auto conv = group_on(c))
+      for (const auto& m : c.history(*conv))
+        if (m.kind == MessageKind::kNotice) out.push_back(m.text);
+    return out;
+  };
+  using V = std::vector<std::string>;
+  ASSERT_TRUE(eventually([&] { return !notices(laptop).empty(); }, 30s));
+  EXPECT_EQ(notices(laptop), V{"You created the group \"Weekend\""});
+  EXPECT_EQ(notices(alice), V{"You created the group \"Weekend\""});
+  ASSERT_TRUE(eventually([&] { return !notices(bob).empty(); }, 30s));
+  EXPECT_EQ(notices(bob), V{"@" + alice.handle() + " added you to the group \"Weekend\""});
+}
+
 // The tablet learns the account's groups from bob's phone. When a group message reaches it
 // before the phone has answered (here: the phone is closed), the tablet keeps the message
 // and shows it in the group once the answer comes.
