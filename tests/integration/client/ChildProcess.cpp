@@ -73,4 +73,12 @@ int ChildProcess::wait() {
   return status_;
 }
 
+std::optional<int> ChildProcess::exit_status() {
+  if (status_ >= 0) return status_;
+  int st = 0;
+  if (::waitpid(pid_, &st, WNOHANG) != pid_) return std::nullopt;
+  status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return status_;
+}
+
 }  // namespace sotto::test

@@ -21,6 +21,8 @@ class ChildProcess {
   std::optional<std::string> read_line(std::chrono::milliseconds timeout);
   void kill9();
   int wait();  // exit status, or 128 + signal
+  // The exit status if the process has ended, without waiting.
+  std::optional<int> exit_status();
   pid_t pid() const { return pid_; }
 
  private:

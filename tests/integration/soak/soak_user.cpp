@@ -1,0 +1,344 @@
+// One device of the soak test, in a process of its own so the controller can kill -9 it at any
+// moment and start it again on the same profile.
+//
+//   soak_user DIR KEY_HEX RELAY_URL register HANDLE
+//       registers HANDLE, prints "ACCOUNT <account> <device_id>", exits.
+//   soak_user DIR KEY_HEX RELAY_URL link
+//       prints "INVITE <text>", waits until an existing device approves it, prints "ACCOUNT ...".
+//   soak_user DIR KEY_HEX RELAY_URL approve INVITE_TEXT
+//       approves a new device of this account, exits.
+//   soak_user DIR KEY_HEX RELAY_URL chat DEVICE SEED PEERS [creator]
+//       chats until killed: a text every 20-150 ms to a random conversation (one per handle in
+//       the comma-separated PEERS, and the group "soak", which `creator` creates). The text is
+//       "soak DEVICE TAG N": TAG names the conversation, N counts this device's messages in it
+//       and starts again after the highest N in history, so a restart never reuses one.
+//       Prints "READY" once its conversations exist, "ERROR <what>" when something fails.
+//   soak_user DIR KEY_HEX RELAY_URL dump DEVICE FLUSHED_FILE GO_FILE
+//       connects, creates FLUSHED_FILE once every message of DEVICE left the outbox, waits for
+//       GO_FILE, waits until nothing happened for 3 s, then prints "MSG <tag> <status>
+//       <outgoing> <text>" for every message of every conversation, oldest first, and "END".
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sotto/Client.h"
+
+using namespace sotto;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+void say(const std::string& line) {
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+}
+
+int die(const std::string& what) {
+  say("ERROR " + what);
+  return 1;
+}
+
+// Remembers the connection state and when anything last happened.
+class Watcher : public ClientListener {
+ public:
+  void on_message(const Message&) override { touch(); }
+  void on_message_status(ConversationId, const std::string&, MessageStatus) override { touch(); }
+  void on_receipt(ConversationId, const std::string&, const Receipt&) override { touch(); }
+  void on_message_changed(const Message&) override { touch(); }
+  void on_conversation_changed(ConversationId) override { touch(); }
+  void on_connection_state(ConnectionState s, const std::string& detail) override {
+    std::lock_guard lock(mu_);
+    state_ = s;
+    detail_ = detail;
+    last_ = Clock::now();
+  }
+  ConnectionState state() const {
+    std::lock_guard lock(mu_);
+    return state_;
+  }
+  std::string detail() const {
+    std::lock_guard lock(mu_);
+    return detail_;
+  }
+  Clock::duration quiet_for() const {
+    std::lock_guard lock(mu_);
+    return Clock::now() - last_;
+  }
+
+ private:
+  void touch() {
+    std::lock_guard lock(mu_);
+    last_ = Clock::now();
+  }
+  mutable std::mutex mu_;
+  ConnectionState state_ = ConnectionState::kOffline;
+  std::string detail_;
+  Clock::time_point last_ = Clock::now();
+};
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string part; std::getline(in, part, sep);)
+    if (!part.empty()) out.push_back(part);
+  return out;
+}
+
+// Every message of a conversation, oldest first.
+Result<std::vector<Message>> history(Client& client, ConversationId conversation) {
+  std::vector<Message> all;
+  std::string cursor;
+  for (;;) {
+    auto page = client.messages(conversation, cursor, 500);
+    if (!page.ok()) return page.error();
+    all.insert(all.end(), page->messages.begin(), page->messages.end());
+    if (page->next_cursor.empty()) break;
+    cursor = page->next_cursor;
+  }
+  return std::vector<Message>(all.rbegin(), all.rend());
+}
+
+// The conversation's tag, the same on every device: "alice-bob" for a 1:1, "group".
+std::string tag_of(const Conversation& c, const std::string& my_handle,
+                   const std::map<std::string, std::string>& handle_of) {
+  if (c.kind == ConversationKind::kGroup) return "group";
+  auto it = handle_of.find(c.peer);
+  std::string peer = it != handle_of.end() ? it->second : c.peer;
+  return my_handle < peer ? my_handle + "-" + peer : peer + "-" + my_handle;
+}
+
+struct Conversations {
+  std::map<std::string, ConversationId> by_tag;
+  std::map<std::string, std::string> handle_of;  // account -> handle
+};
+
+Result<Conversations> list_conversations(Client& client) {
+  Conversations out;
+  auto account = client.account();
+  if (!account.ok()) return account.error();
+  auto contacts = client.contacts();
+  if (!contacts.ok()) return contacts.error();
+  for (const auto& c : *contacts) out.handle_of[c.account] = c.handle;
+  auto convs = client.conversations();
+  if (!convs.ok()) return convs.error();
+  for (const auto& c : *convs) {
+    if (c.kind == ConversationKind::kGroup && c.title != "soak") continue;
+    out.by_tag[tag_of(c, account->handle, out.handle_of)] = c.id;
+  }
+  return out;
+}
+
+// Retries a call that needs the relay until it works or a minute passes (the controller
+// stops and restarts the relay while devices start).
+template <typename F>
+auto with_retries(F&& f) -> decltype(f()) {
+  auto deadline = Clock::now() + 60s;
+  for (;;) {
+    auto r = f();
+    if (r.ok() || Clock::now() > deadline) return r;
+    std::this_thread::sleep_for(200ms);
+  }
+}
+
+int chat(Client& client, const std::string& device, uint32_t seed,
+         const std::vector<std::string>& peers, bool creator) {
+  auto watcher = std::make_shared<Watcher>();
+  client.set_listener(watcher);
+  if (auto s = client.connect(); !s.ok()) return die("connect: " + s.error().message);
+  auto account = client.account();
+  if (!account.ok()) return die("account: " + account.error().message);
+
+  // Contacts and 1:1 conversations (already in the profile after the first start).
+  auto known = client.contacts();
+  if (!known.ok()) return die("contacts: " + known.error().message);
+  std::vector<std::string> peer_accounts;
+  for (const auto& handle : peers) {
+    std::string peer_account;
+    for (const auto& c : *known)
+      if (c.handle == handle) peer_account = c.account;
+    if (peer_account.empty()) {
+      auto c = with_retries([&] { return client.add_contact(handle); });
+      if (!c.ok()) return die("add_contact " + handle + ": " + c.error().message);
+      peer_account = c->account;
+    }
+    auto conv = client.direct_conversation(peer_account);
+    if (!conv.ok()) return die("direct_conversation: " + conv.error().message);
+    peer_accounts.push_back(peer_account);
+  }
+  auto convs = list_conversations(client);
+  if (!convs.ok()) return die("conversations: " + convs.error().message);
+  if (creator && !convs->by_tag.count("group")) {
+    auto g = with_retries([&] { return client.create_group("soak", peer_accounts); });
+    if (!g.ok()) return die("create_group: " + g.error().message);
+  }
+
+  // The next number for each conversation: one past the highest this device already wrote.
+  std::map<std::string, uint64_t> next;
+  const std::string mine = "soak " + device + " ";
+  auto scan = [&](const std::string& tag, ConversationId id) -> Status {
+    auto h = history(client, id);
+    if (!h.ok()) return h.error();
+    uint64_t n = 0;
+    for (const auto& m : *h) {
+      if (m.text.rfind(mine, 0) != 0) continue;
+      auto parts = split(m.text, ' ');
+      if (parts.size() == 4) n = std::max<uint64_t>(n, std::stoull(parts[3]) + 1);
+    }
+    next[tag] = n;
+    return {};
+  };
+  say("READY");
+
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> pause_ms(20, 150);
+  uint64_t sent = 0;
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng)));
+    // A member learns of the group from the creator's first message; look again until then.
+    if (!next.count("group") || next.size() < convs->by_tag.size()) {
+      auto now = list_conversations(client);
+      if (!now.ok()) return die("conversations: " + now.error().message);
+      convs = std::move(now);
+      for (const auto& [tag, id] : convs->by_tag)
+        if (!next.count(tag))
+          if (auto s = scan(tag, id); !s.ok()) return die("history: " + s.error().message);
+    }
+    auto pick = std::next(convs->by_tag.begin(),
+                          std::uniform_int_distribution<size_t>(0, convs->by_tag.size() - 1)(rng));
+    const auto& [tag, id] = *pick;
+    std::string text = mine + tag + " " + std::to_string(next[tag]);
+    auto r = client.send_text(id, text);
+    if (!r.ok()) return die("send_text: " + r.error().message);
+    ++next[tag];
+    // Now and then read everything, so read receipts flow too.
+    if (++sent % 10 == 0) {
+      auto page = client.messages(id, {}, 1);
+      if (page.ok() && !page->messages.empty() && !page->messages[0].outgoing)
+        if (auto s = client.mark_read(id, page->messages[0].id); !s.ok())
+          return die("mark_read: " + s.error().message);
+    }
+  }
+}
+
+int dump(Client& client, const std::string& device, const std::filesystem::path& flushed,
+         const std::filesystem::path& go) {
+  auto watcher = std::make_shared<Watcher>();
+  client.set_listener(watcher);
+  if (auto s = client.connect(); !s.ok()) return die("connect: " + s.error().message);
+  const std::string mine = "soak " + device + " ";
+  auto deadline = Clock::now() + 120s;
+  // 1. Everything this device wrote has left its outbox.
+  for (;;) {
+    auto convs = list_conversations(client);
+    if (!convs.ok()) return die("conversations: " + convs.error().message);
+    size_t pending = 0;
+    for (const auto& [tag, id] : convs->by_tag) {
+      auto h = history(client, id);
+      if (!h.ok()) return die("history: " + h.error().message);
+      for (const auto& m : *h)
+        if (m.outgoing && m.text.rfind(mine, 0) == 0 && m.status == MessageStatus::kPending)
+          ++pending;
+    }
+    if (pending == 0) break;
+    if (Clock::now() > deadline)
+      return die(std::to_string(pending) +
+                 " messages still pending; connection: " + watcher->detail());
+    std::this_thread::sleep_for(100ms);
+  }
+  {
+    std::FILE* f = std::fopen(flushed.c_str(), "w");
+    if (f) std::fclose(f);
+  }
+  // 2. Every device has flushed: what is left to arrive is queued at the relay.
+  while (!std::filesystem::exists(go)) {
+    if (Clock::now() > deadline) return die("the controller never said go");
+    std::this_thread::sleep_for(50ms);
+  }
+  // 3. Online, and nothing happened for 3 s.
+  while (watcher->state() != ConnectionState::kOnline || watcher->quiet_for() < 3s) {
+    if (Clock::now() > deadline) return die("never settled; connection: " + watcher->detail());
+    std::this_thread::sleep_for(100ms);
+  }
+  auto convs = list_conversations(client);
+  if (!convs.ok()) return die("conversations: " + convs.error().message);
+  for (const auto& [tag, id] : convs->by_tag) {
+    auto h = history(client, id);
+    if (!h.ok()) return die("history: " + h.error().message);
+    for (const auto& m : *h) {
+      if (m.kind == MessageKind::kNotice) {
+        say("NOTICE " + tag + " " + m.text);
+        continue;
+      }
+      say("MSG " + tag + " " + std::to_string(static_cast<int>(m.status)) + " " +
+          (m.outgoing ? "1" : "0") + " " + m.text);
+    }
+  }
+  say("END");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 5) return die("usage: soak_user DIR KEY_HEX RELAY_URL MODE ...");
+  std::vector<std::string> args(argv + 5, argv + argc);
+  Bytes key;
+  if (!from_hex(argv[2], key) || key.size() != 32) return die("KEY_HEX must be 64 hex digits");
+  ProfileOptions po;
+  po.initial_prekeys = 0;
+  auto profile = Profile::open_with_key(argv[1], SecureBytes(key.data(), key.size()), po);
+  if (!profile.ok()) return die("profile: " + profile.error().message);
+  ClientOptions o;
+  o.relay_url = argv[3];
+  o.receipt_delay = 20ms;
+  o.ping_interval = 1s;
+  o.idle_timeout = 6s;
+  o.backoff_initial = 100ms;
+  o.backoff_max = 1s;
+  o.request_timeout = 10s;
+  o.prekey_batch = 20;
+  if (std::getenv("SOTTO_TEST_VERBOSE"))
+    o.log = [dir = std::string(argv[1])](const std::string& line) {
+      std::fprintf(stderr, "%s: %s\n", dir.c_str(), line.c_str());
+    };
+  auto made = Client::create(std::move(*profile), o);
+  if (!made.ok()) return die("client: " + made.error().message);
+  Client& client = **made;
+  std::string mode = argv[4];
+
+  if (mode == "register" && args.size() == 1) {
+    auto info = client.register_account(args[0]);
+    if (!info.ok()) return die("register: " + info.error().message);
+    say("ACCOUNT " + info->account + " " + std::to_string(info->device_id));
+    return 0;
+  }
+  if (mode == "link" && args.empty()) {
+    auto invite = client.start_link();
+    if (!invite.ok()) return die("start_link: " + invite.error().message);
+    say("INVITE " + invite->text);
+    auto info = client.finish_link(60s);
+    if (!info.ok()) return die("finish_link: " + info.error().message);
+    say("ACCOUNT " + info->account + " " + std::to_string(info->device_id));
+    return 0;
+  }
+  if (mode == "approve" && args.size() == 1) {
+    if (auto s = client.connect(); !s.ok()) return die("connect: " + s.error().message);
+    if (!client.wait_online(30s)) return die("not online");
+    if (auto s = client.approve_link(args[0]); !s.ok())
+      return die("approve_link: " + s.error().message);
+    return 0;
+  }
+  if (mode == "chat" && (args.size() == 3 || args.size() == 4))
+    return chat(client, args[0], static_cast<uint32_t>(std::stoul(args[1])), split(args[2], ','),
+                args.size() == 4 && args[3] == "creator");
+  if (mode == "dump" && args.size() == 3) return dump(client, args[0], args[1], args[2]);
+  return die("unknown mode or wrong arguments: " + mode);
+}
