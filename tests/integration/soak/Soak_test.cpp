@@ -1,6 +1,7 @@
 // The soak test: four users (one of them with two linked devices) chat without pause through
 // a real relay, in 1:1 conversations and a group, while the controller kill -9s devices at
-// random and kills or stops the relay. At the end every device connects once more and dumps
+// random, kills or stops the relay, and cuts or stalls the network (a proxy between the
+// devices and the relay). At the end every device connects once more and dumps
 // its history, and the test checks what the product promises: every message a device wrote
 // is on every device of every member of its conversation exactly once, in the order its
 // author wrote it; nothing appears that nobody wrote; nothing is left pending; every message
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "ChildProcess.h"
+#include "FaultyProxy.h"
 #include "RelayProcess.h"
 #include "TestSupport.h"
 
@@ -104,7 +106,8 @@ class Soak {
 
  private:
   std::vector<std::string> base(const Device& d) const {
-    return {SOTTO_SOAK_USER, d.dir.string(), d.key_hex, relay_.ws_url()};
+    return {SOTTO_SOAK_USER, d.dir.string(), d.key_hex,
+            "ws://127.0.0.1:" + std::to_string(proxy_.port()) + "/v1/ws"};
   }
   std::vector<std::string> with(std::vector<std::string> v, std::vector<std::string> more) {
     v.insert(v.end(), more.begin(), more.end());
@@ -190,19 +193,19 @@ class Soak {
         if (d.restart_at && Clock::now() >= *d.restart_at) start(d);
       if (Clock::now() >= next_fault) {
         int roll = std::uniform_int_distribution<int>(0, 99)(rng_);
-        if (roll < 55) {
+        if (roll < 45) {
           Device& d = devices_[rng_() % devices_.size()];
           if (!d.restart_at) {
             d.process->kill9();
             d.restart_at = Clock::now() + random_ms(0, 3000);
             ++device_kills_;
           }
-        } else if (roll < 70) {
+        } else if (roll < 58) {
           relay_.kill9();
           std::this_thread::sleep_for(random_ms(0, 1000));
           relay_.restart();
           ++relay_kills_;
-        } else if (roll < 80) {
+        } else if (roll < 66) {
           int status = relay_.terminate();
           if (status != 0)
             errors_.push_back("the relay exited with status " + std::to_string(status) +
@@ -210,11 +213,20 @@ class Soak {
           std::this_thread::sleep_for(random_ms(0, 500));
           relay_.restart();
           ++relay_stops_;
+        } else if (roll < 80) {
+          proxy_.cut_all();
+          ++network_cuts_;
+        } else if (roll < 86) {
+          // Longer than the devices' idle timeout (6 s) at times: they must notice by
+          // themselves that the connection is dead.
+          proxy_.stall(random_ms(1000, 8000));
+          ++network_stalls_;
         }
         next_fault = Clock::now() + random_ms(500, 3000);
       }
       std::this_thread::sleep_for(50ms);
     }
+    proxy_.stall(0ms);
     drain();
     // The last fault: every device dies at once, in the middle of whatever it was doing.
     for (auto& d : devices_)
@@ -380,15 +392,18 @@ class Soak {
   void report() {
     std::printf(
         "soak: %llu s of faults, %zu devices, %llu messages written; %d device kills, %d relay "
-        "kills, %d relay stops; final dump after %.1f s\n",
+        "kills, %d relay stops, %d network cuts (%llu connections), %d network stalls; final "
+        "dump after %.1f s\n",
         static_cast<unsigned long long>(seconds_), devices_.size(),
         static_cast<unsigned long long>(total_), device_kills_, relay_kills_, relay_stops_,
+        network_cuts_, static_cast<unsigned long long>(proxy_.cut_count()), network_stalls_,
         settle_seconds_);
     std::string first;
     for (size_t i = 0; i < errors_.size() && i < 40; ++i) first += "  " + errors_[i] + "\n";
     EXPECT_TRUE(errors_.empty()) << errors_.size() << " problems (seed " << seed_ << "):\n"
                                  << first;
-    EXPECT_GT(device_kills_ + relay_kills_ + relay_stops_, 0) << "no fault was injected";
+    EXPECT_GT(device_kills_ + relay_kills_ + relay_stops_ + network_cuts_ + network_stalls_, 0)
+        << "no fault was injected";
   }
 
   Device& device(const std::string& name) {
@@ -402,17 +417,18 @@ class Soak {
   std::mt19937_64 rng_;
   TempDir root_;
   RelayProcess relay_;
+  FaultyProxy proxy_{relay_.port()};  // every device reaches the relay through it
   std::vector<std::string> users_;
   std::vector<Device> devices_;
   std::vector<std::string> errors_;
   std::vector<std::string> notices_;
   std::map<std::string, std::map<std::string, std::vector<Entry>>> history_;
   uint64_t total_ = 0;
-  int device_kills_ = 0, relay_kills_ = 0, relay_stops_ = 0;
+  int device_kills_ = 0, relay_kills_ = 0, relay_stops_ = 0, network_cuts_ = 0, network_stalls_ = 0;
   double settle_seconds_ = 0;
 };
 
-TEST(Soak, NothingLostDuplicatedOrReorderedWhileDevicesAndTheRelayAreKilled) {
+TEST(Soak, NothingLostDuplicatedOrReorderedThroughCrashesAndNetworkFaults) {
   Soak soak;
   soak.run();
 }
