@@ -79,6 +79,7 @@ class Soak {
         rng_(seed_) {
     std::printf("soak: seed %llu, %llu s of faults (SOTTO_SOAK_SEED, SOTTO_SOAK_SECONDS)\n",
                 static_cast<unsigned long long>(seed_), static_cast<unsigned long long>(seconds_));
+    std::fflush(stdout);  // the seed shows at once, even when the output goes to a file
     for (const auto& [user, count] : std::vector<std::pair<std::string, int>>{
              {"alice", 2}, {"bob", 1}, {"carol", 1}, {"dave", 1}}) {
       users_.push_back(user);
