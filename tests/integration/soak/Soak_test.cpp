@@ -384,10 +384,9 @@ class Soak {
         errors_.push_back("unexpected notice: " + n);
     // A run that sent little proves little.
     for (const auto& d : devices_)
-      for (const auto& tag : {std::string("group")})
-        if (wrote[tag][d.name] < 5)
-          errors_.push_back(d.name + " wrote only " + std::to_string(wrote[tag][d.name]) +
-                            " messages in the group");
+      if (wrote["group"][d.name] < 5)
+        errors_.push_back(d.name + " wrote only " + std::to_string(wrote["group"][d.name]) +
+                          " messages in the group");
   }
 
   void report() {
