@@ -198,6 +198,7 @@ void RelayConnection::on_close(uint64_t generation, const net::CloseInfo& info) 
   // No new connection follows: requests not sent yet fail now too (tick() stops with it).
   auto stop = [&](LinkEvent event) {
     stopped_ = true;
+    stop_reason_ = why;
     fail_all(ErrorCode::kUnavailable, why);
     set_state(std::move(event));
   };
@@ -292,7 +293,11 @@ void RelayConnection::request(wire::Request request, std::optional<std::string> 
   loop_.post([self = shared_from_this(), request = std::move(request), body = std::move(body),
               callback = std::move(callback), deadline]() mutable {
     if (self->stopped_) {
-      callback(make_error(ErrorCode::kUnavailable, "the connection to the relay is closed"));
+      // A connection that failed before this request was queued (a TLS handshake refused
+      // at once, say) tells it why, not only that it is closed.
+      callback(make_error(ErrorCode::kUnavailable, self->stop_reason_.empty()
+                                                       ? "the connection to the relay is closed"
+                                                       : self->stop_reason_));
       return;
     }
     self->waiting_.push_back(

@@ -143,6 +143,8 @@ class RelayConnection : public std::enable_shared_from_this<RelayConnection> {
   std::deque<Pending> waiting_;            // over max_in_flight, or before the socket opens
   uint64_t next_id_ = 1;
   bool stopped_ = false;
+  // Why the relay ended a connection that is not re-dialled: what later requests are told.
+  std::string stop_reason_;
   bool started_ = false;
   std::mt19937_64 rng_;
 
