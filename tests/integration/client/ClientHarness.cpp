@@ -76,21 +76,6 @@ std::vector<IdentityChange> Recorder::identity_changes() const {
   return identity_changes_;
 }
 
-ClientOptions fast_options(const std::string& relay_url) {
-  ClientOptions o;
-  o.relay_url = relay_url;
-  o.receipt_delay = 20ms;
-  o.ping_interval = 1s;
-  o.idle_timeout = 6s;
-  o.backoff_initial = 100ms;
-  o.backoff_max = 1s;
-  o.request_timeout = 15s;
-  o.prekey_batch = 20;
-  if (std::getenv("SOTTO_TEST_VERBOSE"))
-    o.log = [](const std::string& line) { std::fprintf(stderr, "client: %s\n", line.c_str()); };
-  return o;
-}
-
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "FastOptions.h"
 #include "RelayProcess.h"
 #include "TestSupport.h"
 #include "sotto/Client.h"
@@ -63,8 +64,6 @@ class Recorder : public ClientListener {
   std::vector<TypingEvent> typing_;
   std::vector<Presence> presence_;
 };
-
-ClientOptions fast_options(const std::string& relay_url);
 
 // Polls `pred` until it holds or `timeout` passes.
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 20s);

@@ -10,7 +10,6 @@
 
 #include <cerrno>
 #include <stdexcept>
-#include <string>
 #include <vector>
 
 namespace sotto::test {

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
@@ -28,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "FastOptions.h"
 #include "sotto/Client.h"
 
 using namespace sotto;
@@ -253,10 +255,7 @@ int dump(Client& client, const std::string& device, const std::filesystem::path&
                  " messages still pending; connection: " + watcher->detail());
     std::this_thread::sleep_for(100ms);
   }
-  {
-    std::FILE* f = std::fopen(flushed.c_str(), "w");
-    if (f) std::fclose(f);
-  }
+  std::ofstream(flushed) << "flushed\n";
   // 2. Every device has flushed: what is left to arrive is queued at the relay.
   while (!std::filesystem::exists(go)) {
     if (Clock::now() > deadline) return die("the controller never said go");
@@ -296,20 +295,7 @@ int main(int argc, char** argv) {
   po.initial_prekeys = 0;
   auto profile = Profile::open_with_key(argv[1], SecureBytes(key.data(), key.size()), po);
   if (!profile.ok()) return die("profile: " + profile.error().message);
-  ClientOptions o;
-  o.relay_url = argv[3];
-  o.receipt_delay = 20ms;
-  o.ping_interval = 1s;
-  o.idle_timeout = 6s;
-  o.backoff_initial = 100ms;
-  o.backoff_max = 1s;
-  o.request_timeout = 10s;
-  o.prekey_batch = 20;
-  if (std::getenv("SOTTO_TEST_VERBOSE"))
-    o.log = [dir = std::string(argv[1])](const std::string& line) {
-      std::fprintf(stderr, "%s: %s\n", dir.c_str(), line.c_str());
-    };
-  auto made = Client::create(std::move(*profile), o);
+  auto made = Client::create(std::move(*profile), test::fast_options(argv[3], argv[1]));
   if (!made.ok()) return die("client: " + made.error().message);
   Client& client = **made;
   std::string mode = argv[4];
