@@ -447,10 +447,20 @@ struct Traffic {
   // CPU time per committed envelope over the measured window: the relay's, and this load
   // generator's (which shares the cores).
   double relay_cpu_us = 0, generator_cpu_us = 0;
-  double disk_kib = 0;  // the relay's writes to storage (WAL and checkpoints) per envelope
+  double disk_kib = 0;         // the relay's writes to storage (WAL and checkpoints) per envelope
+  double jobs_per_commit = 0;  // the relay's storage jobs per transaction (its batch size)
   double p50_ms = 0, p99_ms = 0, max_ms = 0;
   size_t samples = 0;
 };
+
+std::string metric(uint16_t port, const std::string& name);
+
+// Storage jobs and transactions the relay has run so far.
+std::pair<double, double> store_counters(uint16_t port) {
+  auto number = [](const std::string& v) { return v == "?" ? 0.0 : std::stod(v); };
+  return {number(metric(port, "sotto_store_jobs_total")),
+          number(metric(port, "sotto_store_batches_total"))};
+}
 
 Traffic one_to_one(const Relay& relay, const std::vector<Device>& devices, double rate,
                    double seconds) {
@@ -465,6 +475,7 @@ Traffic one_to_one(const Relay& relay, const std::vector<Device>& devices, doubl
   std::vector<double> latencies;
   bool measuring = false, sending = true;
   double relay_cpu0 = 0, own_cpu0 = 0, disk0 = 0;
+  std::pair<double, double> store0;
   constexpr int kWindow = 24;
   std::string pad(200 - 8, 'c');
 
@@ -531,6 +542,7 @@ Traffic one_to_one(const Relay& relay, const std::vector<Device>& devices, doubl
       relay_cpu0 = relay.cpu_seconds();
       disk0 = relay.disk_write_bytes();
       own_cpu0 = process_cpu_seconds(0);
+      store0 = store_counters(port);
     }
     if (rate > 0) {
       auto now = Clock::now();
@@ -550,6 +562,7 @@ Traffic one_to_one(const Relay& relay, const std::vector<Device>& devices, doubl
   double relay_cpu = relay.cpu_seconds() - relay_cpu0;
   double own_cpu = process_cpu_seconds(0) - own_cpu0;
   double disk = relay.disk_write_bytes() - disk0;
+  auto store1 = store_counters(port);
   uint64_t counted = committed;
   sending = false;
   run_until(
@@ -567,6 +580,8 @@ Traffic one_to_one(const Relay& relay, const std::vector<Device>& devices, doubl
     t.generator_cpu_us = own_cpu * 1e6 / static_cast<double>(counted);
     t.disk_kib = disk / 1024 / static_cast<double>(counted);
   }
+  if (store1.second > store0.second)
+    t.jobs_per_commit = (store1.first - store0.first) / (store1.second - store0.second);
   std::sort(latencies.begin(), latencies.end());
   t.samples = latencies.size();
   if (!latencies.empty()) {
@@ -830,8 +845,13 @@ void traffic_phases(size_t pairs, size_t fan, double seconds, bool quick) {
   print_row("  envelopes/s the relay's CPU time allows on 2 cores",
             fmt(full.relay_cpu_us > 0 ? 2e6 / full.relay_cpu_us : 0, 0), "");
   print_row("  relay writes to storage per envelope (KiB)", fmt(full.disk_kib, 2), "");
+  print_row("  storage jobs per transaction", fmt(full.jobs_per_commit, 1), "");
   Traffic half = one_to_one(relay, talkers, full.envelopes_per_s / 2, seconds);
   print_row("  send-to-deliver at half load: envelopes/s", fmt(half.envelopes_per_s, 0), "");
+  print_row("  CPU per envelope at half load, relay / load generator (us)",
+            fmt(half.relay_cpu_us, 1) + " / " + fmt(half.generator_cpu_us, 1), "");
+  print_row("  relay writes to storage per envelope at half load (KiB)", fmt(half.disk_kib, 2), "");
+  print_row("  storage jobs per transaction at half load", fmt(half.jobs_per_commit, 1), "");
   print_row("  send-to-deliver p50 (ms)", fmt(half.p50_ms, 2), "");
   print_row("  send-to-deliver p99 (ms)", fmt(half.p99_ms, 2), "< 10");
   print_row("  relay commit latency p50 / p99 (ms)", commit_quantiles(relay.port), "");

@@ -2,6 +2,7 @@
 // A new backend adds a factory to StoreBackends and must pass every test here.
 #include <gtest/gtest.h>
 #include <sodium.h>
+#include <sqlcipher/sqlite3.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -499,6 +500,69 @@ TEST(SqliteStore, EncryptedAtRestAndWrongKeyRefused) {
   auto wrong = SqliteStore::open(dir / "relay.db", o);
   ASSERT_FALSE(wrong.ok());
   EXPECT_EQ(wrong.error().code, ErrorCode::kWrongKey);
+  std::filesystem::remove_all(dir);
+}
+
+// Runs `sql` on the database file at `path` with plain SQLite calls; returns the first column
+// of the last row, as text.
+std::string raw_sql(const std::filesystem::path& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  std::string last;
+  char* err = nullptr;
+  auto keep = [](void* out, int, char** values, char**) {
+    *static_cast<std::string*>(out) = values[0] ? values[0] : "";
+    return 0;
+  };
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), keep, &last, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+  return last;
+}
+
+// A data dir written by a relay of schema 1 opens, its idempotency records are kept and
+// re-keyed by message id first, and it is not migrated twice.
+TEST(SqliteStore, ASchemaOneDatabaseIsMigratedKeepingItsSendRecords) {
+  auto dir =
+      std::filesystem::temp_directory_path() / ("sotto-store-v1-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  auto db = dir / "relay.db";
+  SqliteStore::Options o;
+  ASSERT_TRUE(SqliteStore::open(db, o).ok());
+  // What schema 1 had: `sends` unique on sender first.
+  raw_sql(db,
+          "DROP TABLE sends;"
+          "CREATE TABLE sends(sender BLOB NOT NULL, sender_device INTEGER NOT NULL,"
+          "  message_id BLOB NOT NULL, batch INTEGER NOT NULL, ts INTEGER NOT NULL,"
+          "  expires_at INTEGER NOT NULL, UNIQUE(sender, sender_device, message_id, batch));"
+          "INSERT INTO sends VALUES(x'0101', 1, x'00aa', 0, 4242, 9000000000000);"
+          "INSERT INTO sends VALUES(x'0202', 2, x'00bb', 3, 4343, 9000000000000);"
+          "UPDATE meta SET value = 1 WHERE key = 'schema_version';");
+  for (int open = 0; open < 2; ++open) {
+    auto st = SqliteStore::open(db, o);
+    ASSERT_TRUE(st.ok()) << st.error().message;
+    auto found = (*st)->find_send(Bytes{1, 1}, 1, Bytes{0, 0xaa}, 0);
+    ASSERT_TRUE(found.ok() && *found);
+    EXPECT_EQ((*found)->server_timestamp_ms, 4242u);
+    found = (*st)->find_send(Bytes{2, 2}, 2, Bytes{0, 0xbb}, 3);
+    ASSERT_TRUE(found.ok() && *found);
+    EXPECT_EQ((*found)->server_timestamp_ms, 4343u);
+    EXPECT_FALSE(*(*st)->find_send(Bytes{2, 2}, 2, Bytes{0, 0xaa}, 0));
+  }
+  EXPECT_EQ(raw_sql(db, "SELECT value FROM meta WHERE key = 'schema_version'"), "2");
+  EXPECT_EQ(raw_sql(db, "SELECT count(*) FROM sends"), "2");
+  EXPECT_NE(raw_sql(db, "SELECT sql FROM sqlite_master WHERE name = 'sends'")
+                .find("UNIQUE(message_id, sender, sender_device, batch)"),
+            std::string::npos);
+  // A database from a later release is refused, untouched, with what to do.
+  raw_sql(db, "UPDATE meta SET value = 99 WHERE key = 'schema_version'");
+  auto newer = SqliteStore::open(db, o);
+  ASSERT_FALSE(newer.ok());
+  EXPECT_EQ(newer.error().code, ErrorCode::kIncompatibleVersion);
+  EXPECT_NE(newer.error().message.find("newer sotto-relay (schema 99"), std::string::npos)
+      << newer.error().message;
+  EXPECT_EQ(raw_sql(db, "SELECT value FROM meta WHERE key = 'schema_version'"), "99");
   std::filesystem::remove_all(dir);
 }
 
