@@ -854,6 +854,7 @@ void traffic_phases(size_t pairs, size_t fan, double seconds, bool quick) {
   print_row("  storage jobs per transaction at half load", fmt(half.jobs_per_commit, 1), "");
   print_row("  send-to-deliver p50 (ms)", fmt(half.p50_ms, 2), "");
   print_row("  send-to-deliver p99 (ms)", fmt(half.p99_ms, 2), "< 10");
+  print_row("  send-to-deliver worst (ms)", fmt(half.max_ms, 2), "");
   print_row("  relay commit latency p50 / p99 (ms)", commit_quantiles(relay.port), "");
   // The same latency at fixed, lighter loads: how much of it is queueing on the shared cores.
   for (double rate : {2'000.0, 10'000.0}) {
