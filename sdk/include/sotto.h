@@ -233,7 +233,8 @@ SOTTO_C_API int64_t sotto_direct_conversation(sotto_client* client, const char* 
 SOTTO_C_API sotto_conversation_list* sotto_conversations(sotto_client* client, sotto_error* error);
 SOTTO_C_API void sotto_conversation_list_free(sotto_conversation_list* list);
 
-/* Queues a text message; writes its id (33 bytes with the NUL) to `id_out` (may be NULL). */
+/* Queues a text message (UTF-8, at most 16 KiB); writes its id (33 bytes with the NUL) to
+ * `id_out` (may be NULL). */
 SOTTO_C_API bool sotto_send_text(sotto_client* client, int64_t conversation, const char* text,
                                  char* id_out, sotto_error* error);
 /* A page of history, newest first; `cursor` NULL or "" for the newest page. */

@@ -904,6 +904,10 @@ Status Client::remove_group_members(ConversationId conversation,
 Status Client::rename_group(ConversationId conversation, const std::string& name) {
   if (name.empty() || name.size() > 256)
     return make_error(ErrorCode::kInvalidArgument, "a group name is 1 to 256 bytes");
+  if (!is_valid_utf8(name))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "the group name is not valid UTF-8; the group was not renamed (convert it "
+                      "to UTF-8)");
   return impl_->change_group(
       conversation,
       [&](content::GroupUpdate& u) -> Status {

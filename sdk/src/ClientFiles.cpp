@@ -60,11 +60,15 @@ std::pair<uint32_t, uint32_t> image_size(const fs::path& p) {
 }
 
 // A file name that is safe to create inside our own folder.
-std::string safe_name(std::string name) {
+// A file name as it travels: UTF-8 (a file system may allow any bytes), no directories or
+// control characters, at most 120 bytes kept from the end (where the extension is), cut
+// between characters.
+std::string safe_name(const std::string& raw) {
+  std::string name = repair_utf8(raw);
   for (char& c : name)
     if (c == '/' || c == '\\' || c == '\0' || static_cast<unsigned char>(c) < 0x20) c = '_';
+  name = std::string(utf8_tail(name, 120));
   if (name.empty() || name == "." || name == "..") name = "file";
-  if (name.size() > 120) name = name.substr(name.size() - 120);
   return name;
 }
 
@@ -130,6 +134,13 @@ Result<std::string> Client::Impl::send_file(ConversationId conversation, const f
     return make_error(ErrorCode::kInvalidArgument, "a thumbnail is at most 8 KiB");
   if (file_options.caption.size() > kMaxText)
     return make_error(ErrorCode::kTooLarge, "a caption is at most 16 KiB");
+  for (auto [what, text] : {std::pair{"caption", &file_options.caption},
+                            std::pair{"content type", &file_options.content_type},
+                            std::pair{"file name", &file_options.file_name}})
+    if (!is_valid_utf8(*text))
+      return make_error(ErrorCode::kInvalidArgument,
+                        std::string("the ") + what +
+                            " is not valid UTF-8; nothing was sent (convert it to UTF-8)");
   // Refuse before anything is encrypted or sent.
   SOTTO_TRY_ASSIGN(uint64_t limit, attachment_limit());
   uint64_t blob_size = attachment_blob_size(size);

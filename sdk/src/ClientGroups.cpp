@@ -88,6 +88,10 @@ Result<ConversationId> Client::Impl::create_group(const std::string& name,
                                                   const std::vector<std::string>& accounts) {
   if (name.empty() || name.size() > kMaxGroupName)
     return make_error(ErrorCode::kInvalidArgument, "a group name is 1 to 256 bytes");
+  if (!is_valid_utf8(name))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "the group name is not valid UTF-8; no group was created (convert it to "
+                      "UTF-8)");
   if (accounts.size() + 1 > kMaxMembers)
     return make_error(ErrorCode::kTooLarge, "a group has at most 1,000 members");
   SOTTO_TRY_ASSIGN(auto me, registered_account());

@@ -26,6 +26,7 @@
 #include "RelayConnection.h"
 #include "SendMulti.h"
 #include "Transport.h"
+#include "Utf8.h"
 #include "sotto/Client.h"
 #include "sotto/ThreadName.h"
 #include "sotto/keys/Bundle.h"

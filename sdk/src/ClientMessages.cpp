@@ -124,6 +124,9 @@ Result<std::string> Client::Impl::queue_data(ConversationId conversation, Outgoi
 Result<std::string> Client::Impl::send_text(ConversationId conversation, const std::string& text) {
   if (text.empty())
     return make_error(ErrorCode::kInvalidArgument, "the message is empty; nothing was sent");
+  if (!is_valid_utf8(text))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "the text is not valid UTF-8; nothing was sent (convert it to UTF-8)");
   if (text.size() > kMaxText)
     return make_error(ErrorCode::kTooLarge,
                       "the text is " + std::to_string(text.size()) +
@@ -147,6 +150,10 @@ Status Client::Impl::edit_message(ConversationId conversation, const std::string
                       "the new text is empty; delete the message instead");
   if (text.size() > kMaxText)
     return make_error(ErrorCode::kTooLarge, "at most 16 KiB of text fit in a message");
+  if (!is_valid_utf8(text))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "the new text is not valid UTF-8; the message was not changed (convert it "
+                      "to UTF-8)");
   SOTTO_TRY_ASSIGN(auto me, registered_account());
   Effects fx;
   SOTTO_TRY(txn([&]() -> Status {

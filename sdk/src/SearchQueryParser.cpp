@@ -1,5 +1,7 @@
 #include "SearchQueryParser.h"
 
+#include "Utf8.h"
+
 namespace sotto::search {
 namespace {
 
@@ -10,18 +12,6 @@ Error invalid(std::string message) {
 bool is_space(char32_t c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0xA0 || c == 0x3000 ||
          (c >= 0x2000 && c <= 0x200A) || c == 0x202F || c == 0x205F;
-}
-
-bool valid_utf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    size_t len = 0;
-    char32_t c = decode_utf8(s.data() + i, s.size() - i, len);
-    bool encoded_replacement = len == 3 && s.compare(i, 3, "\xEF\xBF\xBD") == 0;
-    if (c == 0xFFFD && !encoded_replacement) return false;
-    if ((c >= 0xD800 && c <= 0xDFFF) || c > 0x10FFFF) return false;
-    i += len;
-  }
-  return true;
 }
 
 struct RawTerm {
@@ -149,7 +139,7 @@ Result<ParsedQuery> parse_query(std::string_view text) {
   if (text.size() > kMaxQueryBytes)
     return invalid("the search is too long: use at most " + std::to_string(kMaxQueryBytes) +
                    " bytes");
-  if (!valid_utf8(text)) return invalid("the search text is not valid UTF-8");
+  if (!is_valid_utf8(text)) return invalid("the search text is not valid UTF-8");
   SOTTO_TRY_ASSIGN(auto raw_terms, split_terms(clean(text)));
   if (raw_terms.size() > kMaxQueryTerms)
     return invalid("the search has " + std::to_string(raw_terms.size()) +

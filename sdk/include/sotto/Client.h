@@ -305,6 +305,7 @@ class SOTTO_API Client {
 
   // ---- messages ----
   // Queues a text message and returns its id. It is in history (kPending) when this returns.
+  // `text` is UTF-8 (kInvalidArgument otherwise, and nothing is stored), at most 16 KiB.
   Result<std::string> send_text(ConversationId conversation, const std::string& text);
   // A page of history, newest first. `cursor` empty for the newest page.
   Result<MessagePage> messages(ConversationId conversation, const std::string& cursor = {},

@@ -84,6 +84,45 @@ TEST(Files, TwentyMiBRoundTripWithAnInterruptedAndResumedDownload) {
   EXPECT_EQ(again.attachments[0].local_path, path->string());
 }
 
+// File names come from the file system, which allows any bytes: a Latin-1 name, and a long
+// Japanese one that must be shortened, arrive under names in well-formed UTF-8 instead of
+// being dropped by the receiver. A caption that is not UTF-8 is refused before the upload.
+TEST(Files, NamesThatAreNotUtf8OrTooLongArriveRepaired) {
+  RelayProcess relay;
+  TestClient alice(relay, "alice"), bob(relay, "bob");
+  alice.register_account();
+  bob.register_account();
+  ConversationId ab = alice.conversation_with(bob);
+  TempDir files;
+  std::string latin1 = "r\xE9sum\xE9.pdf";
+  std::string japanese;
+  for (int i = 0; i < 50; ++i) japanese += "\xE6\x97\xA5";  // 150 bytes of U+65E5
+  japanese += ".txt";
+  random_file(files / latin1, 100);
+  random_file(files / japanese, 100);
+  EXPECT_EQ(alice->send_file(ab, files / latin1, FileOptions{"\xFF", "", "", 0, 0, {}}).code(),
+            ErrorCode::kInvalidArgument);
+  ASSERT_TRUE(alice->send_file(ab, files / latin1, {}).ok());
+  ASSERT_TRUE(alice->send_file(ab, files / japanese, {}).ok());
+
+  auto names = [&] {
+    std::vector<std::string> out;
+    for (const auto& m : bob.events().messages())
+      if (!m.outgoing && !m.attachments.empty()) out.push_back(m.attachments[0].file_name);
+    return out;
+  };
+  ASSERT_TRUE(eventually([&] { return names().size() == 2; }));
+  EXPECT_EQ(names()[0], "r\xEF\xBF\xBDsum\xEF\xBF\xBD.pdf");
+  std::string kept;  // the end of the name, whole characters, at most 120 bytes
+  for (int i = 0; i < 38; ++i) kept += "\xE6\x97\xA5";
+  EXPECT_EQ(names()[1], kept + ".txt");
+  auto m = file_message(bob);
+  ASSERT_TRUE(m);
+  auto path = bob->download_attachment(m->conversation, m->id, 0);
+  ASSERT_TRUE(path.ok()) << path.error().message;
+  EXPECT_EQ(read_file(*path).size(), 100u);
+}
+
 TEST(Files, ABlobAlteredOnTheRelayIsRefusedWithAClearError) {
   RelayProcess relay;
   TestClient alice(relay, "alice"), bob(relay, "bob");

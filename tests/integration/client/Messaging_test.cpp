@@ -175,10 +175,22 @@ TEST(Messaging, BadInputIsAClearErrorAndNothingIsLost) {
   EXPECT_EQ(alice->direct_conversation(alice.info().account).code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(alice->mark_read(ab, "zz").code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(alice->messages(ab, "bad cursor").code(), ErrorCode::kInvalidArgument);
+  // Text that is not UTF-8 would be dropped by every receiver (protobuf refuses to parse it):
+  // refused here instead, before anything is stored.
+  auto latin1 = alice->send_text(ab, "caf\xE9");
+  EXPECT_EQ(latin1.code(), ErrorCode::kInvalidArgument);
+  if (!latin1.ok()) {
+    EXPECT_NE(latin1.error().message.find("UTF-8"), std::string::npos);
+  }
+  EXPECT_EQ(alice->send_text(ab, "cut short \xE2\x82").code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(alice->edit_message(ab, *ok, "caf\xE9").code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(alice->create_group("caf\xE9", {bob.info().account}).code(),
+            ErrorCode::kInvalidArgument);
 
   ASSERT_TRUE(eventually([&] { return bob.events().texts().size() == 1; }));
   EXPECT_EQ(bob.events().texts()[0], "kept");
   EXPECT_EQ(alice.history(ab).size(), 1u);
+  EXPECT_EQ(alice.history(ab)[0].text, "kept");
 }
 
 TEST(Messaging, HistoryAndOutboxSurviveARestart) {
