@@ -249,10 +249,12 @@ Result<std::vector<std::string>> Client::Impl::store_group_state(
   Bytes gid = bytes_of(u.group_id());
   if (is_member && !removed.empty()) {
     // Whoever left must not read what this device sends from now on: a new sender key, given
-    // only to the remaining members; and nothing the departed send is accepted any more.
+    // only to the remaining members. Nothing the departed send is accepted any more, because
+    // every group message and typing indicator is checked against the members. Their keys
+    // are kept: an update can arrive late, after the member was added back and sent its key
+    // again, and forgetting that key would leave its messages unreadable here.
     SOTTO_TRY(parts.crypto.group_rotate_sender_key(gid));
     SOTTO_TRY(history.clear_sender_key_holders(conv));
-    for (const auto& a : removed) SOTTO_TRY(history.forget_group_sender(gid, a));
   }
   if (!is_member) SOTTO_TRY(history.clear_sender_key_holders(conv));
   return removed;
@@ -352,6 +354,28 @@ Status Client::Impl::reply_groups(const Address& device, Effects& fx) {
   return flush(true);
 }
 
+Status Client::Impl::resend_group_states(const std::string& account) {
+  SOTTO_TRY_ASSIGN(auto groups, history.member_groups());
+  const std::string& me = parts.crypto.identity().account;
+  for (const auto& g : groups) {
+    content::Content c;
+    content::GroupUpdate& u = *c.mutable_group_update();
+    if (!u.ParseFromArray(g.snapshot.data(), static_cast<int>(g.snapshot.size()))) continue;
+    // Only the member who made a change may send it (apply_group_update); an older change by
+    // someone else reaches `account` from them.
+    if (to_hex(view_of(u.changed_by())) != me || !member_set(u).count(account)) continue;
+    OutboxItem item;
+    item.message_id = new_message_id(now());
+    item.kind = OutboxKind::kGroupUpdate;
+    item.group_conv = g.conversation;
+    item.accounts = {account};
+    item.content = serialize(c);
+    item.urgent = true;
+    SOTTO_TRY(history.enqueue(item, now()));
+  }
+  return {};
+}
+
 Status Client::Impl::apply_group_sync(const content::GroupUpdate& u, Effects& fx) {
   if (!well_formed(u)) return {};
   const std::string& me = parts.crypto.identity().account;
@@ -395,11 +419,10 @@ Status Client::Impl::apply_sender_key_distribution(const Address& from,
                                                    Effects& fx) {
   (void)fx;
   if (d.group_id().size() != 32 || d.distribution_message().empty()) return {};
-  SOTTO_TRY_ASSIGN(auto g, history.group_by_id(view_of(d.group_id())));
-  if (g) {
-    SOTTO_TRY_ASSIGN(bool member, history.is_group_member(g->conversation, from.account));
-    if (!member) return {};  // a departed member's key is not taken
-  }
+  // Taken from anyone with a pairwise session, member or not: membership is checked for
+  // every message that decrypts under the key (apply_data). A member added in a revision
+  // this device has not received yet sends its key before the update arrives, and refusing
+  // it would make its messages undecryptable here.
   auto key_id = parts.crypto.sender_key_distribution_id(view_of(d.distribution_message()));
   if (!key_id.ok()) return {};  // authentic but malformed: nothing to keep
   SOTTO_TRY(parts.crypto.group_process_sender_key(bytes_of(d.group_id()), from,

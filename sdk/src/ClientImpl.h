@@ -562,6 +562,10 @@ struct Client::Impl {
   // A linked device's SyncRequest GROUPS: every group this account is in, as snapshots, in
   // as many Sync messages as they need (the last one says `complete`). In a transaction.
   Status reply_groups(const Address& device, Effects& fx);
+  // Queues this account's latest change of each group `account` is in, to `account` alone: a
+  // group update skips a member whose safety number changed, so once the user accepts it,
+  // the member catches up. In a transaction.
+  Status resend_group_states(const std::string& account);
   // One snapshot from this account's own device (Sync.groups): a group this device did not
   // know is taken as it is; a known one moves to a higher revision. In a transaction.
   Status apply_group_sync(const content::GroupUpdate& u, Effects& fx);

@@ -545,7 +545,8 @@ Status Client::Impl::accept_identity(const std::string& account) {
   SOTTO_TRY(parse_account(account));
   SOTTO_TRY(txn([&]() -> Status {
     SOTTO_TRY(parts.crypto.forget_identity(account));
-    return history.hold_outbox(account, false);
+    SOTTO_TRY(history.hold_outbox(account, false));
+    return resend_group_states(account);
   }));
   post_task([this, account] {
     auto held = locked([&] { return history.held_envelopes(account); });

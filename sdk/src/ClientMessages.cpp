@@ -327,7 +327,17 @@ Status Client::Impl::apply_data(const Address& from, const wire::Envelope& env,
     }
     if (!g->member) return {};  // no longer in this group: drop it
     SOTTO_TRY_ASSIGN(bool sender_is_member, history.is_group_member(g->conversation, from.account));
-    if (!sender_is_member) return {};
+    if (!sender_is_member) {
+      // The sender knows a newer state of the group, in which it may have been added: the
+      // update that says so can come after its first messages (the admin sends it to each
+      // member in turn). Kept until this device has that revision (bounded), then applied
+      // again; a sender that is not a member at its own revision is not believed.
+      if (dm.group().revision() > g->revision) {
+        HeldGroupMessage held{from.account, from.device_id, sort_ms, serialize(dm)};
+        SOTTO_TRY(history.hold_group_message(view_of(dm.group().group_id()), held, now()));
+      }
+      return {};
+    }
     SOTTO_TRY_ASSIGN(uint32_t recipients, history.group_member_count(g->conversation, me));
     return apply_message(g->conversation, from, from_self, dm, sort_ms, recipients, fx);
   }
@@ -593,6 +603,8 @@ void Client::Impl::apply_typing(const Address& from, const content::Typing& t, E
     auto g = history.group_by_id(view_of(t.group_id()));
     if (!g.ok() || !*g || !(*g)->member) return;
     conv = (*g)->conversation;
+    auto member = history.is_group_member(conv, from.account);
+    if (!member.ok() || !*member) return;
   } else {
     auto c = history.find_direct_conversation(from.account);
     if (!c.ok() || !*c) return;

@@ -819,22 +819,6 @@ Result<std::optional<Bytes>> History::group_for_sender_key(const std::string& ac
   return std::optional<Bytes>(to_bytes(q.column_blob(0)));
 }
 
-Status History::forget_sender_key_ids(const std::string& account, ByteView group_id) {
-  SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM sender_key_ids WHERE account = ? AND group_id = "
-                                     "?"));
-  q.bind_text(1, account);
-  q.bind(2, group_id);
-  return q.run();
-}
-
-Status History::forget_group_sender(ByteView group_id, const std::string& account) {
-  SOTTO_TRY(forget_sender_key_ids(account, group_id));
-  SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM sender_keys WHERE group_id = ? AND name = ?"));
-  q.bind(1, group_id);
-  q.bind_text(2, account);
-  return q.run();
-}
-
 // ---- outbox ----
 
 // The outbox sends in lanes: the items to one account (target), those of one group

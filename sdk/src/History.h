@@ -209,10 +209,6 @@ class History {
                               ByteView group_id);
   Result<std::optional<Bytes>> group_for_sender_key(const std::string& account, uint32_t device,
                                                     uint32_t key_id);
-  Status forget_sender_key_ids(const std::string& account, ByteView group_id);
-  // Drops every sender key of `account` (all its devices) for a group: nothing it sends to
-  // the group after leaving decrypts here.
-  Status forget_group_sender(ByteView group_id, const std::string& account);
 
   // ---- outbox ----
   Result<int64_t> enqueue(const OutboxItem& item, uint64_t now_ms);

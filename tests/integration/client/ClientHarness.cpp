@@ -1,8 +1,12 @@
 #include "ClientHarness.h"
 
+#include <sqlcipher/sqlite3.h>
+
 #include <atomic>
 #include <stdexcept>
 #include <thread>
+
+#include "Database.h"
 
 namespace sotto::test {
 
@@ -158,6 +162,14 @@ std::optional<Message> TestClient::find(ConversationId conversation, const std::
   auto m = client_->message(conversation, id);
   if (!m.ok()) return std::nullopt;
   return *m;
+}
+
+void poke(TestClient& c, const std::string& sql) {
+  auto db = db::Database::open(c.dir() / "profile.db", c.key(), {false, db::Durability::kFull});
+  ASSERT_TRUE(db.ok()) << db.error().message;
+  auto s = (*db)->exec(sql);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  ASSERT_EQ(sqlite3_changes((*db)->handle()) > 0, true) << sql;
 }
 
 }  // namespace sotto::test

@@ -111,4 +111,8 @@ class TestClient {
   AccountInfo info_;
 };
 
+// Runs `sql` on a closed client's profile database, to break or fake stored state; at least
+// one row must change.
+void poke(TestClient& c, const std::string& sql);
+
 }  // namespace sotto::test

@@ -1,6 +1,7 @@
 // Sender Key groups between real clients through a real relay: fan-out, removal and the key
 // rotation it forces, late joiners, concurrent changes, and 1,000 members.
 #include <gtest/gtest.h>
+#include <sodium.h>
 
 #include <thread>
 
@@ -207,6 +208,51 @@ TEST(Groups, AMembersNewDeviceGetsTheNextGroupMessages) {
   auto m = alice.find(trio.conv, *second);
   ASSERT_TRUE(m);
   EXPECT_NE(m->status, MessageStatus::kFailed);
+}
+
+// carol is removed from the group and added back. bob learns of the re-adding only after
+// carol's first message (alice's update to bob is held back: she sees a changed safety
+// number for bob). bob keeps carol's sender key and that message until the update comes,
+// then shows it, before the ones that follow.
+TEST(Groups, AMemberAddedBackIsReadEvenBeforeTheUpdateReachesAReceiver) {
+  Trio trio;
+  ASSERT_NO_FATAL_FAILURE(trio.start());
+  auto& [alice, bob, carol, tablet] = trio.clients;
+  ConversationId on_bob = *group_on(bob), on_carol = *group_on(carol);
+  auto revision = [](TestClient& c, ConversationId conv) {
+    auto g = c->group(conv);
+    return g.ok() ? g->revision : 0u;
+  };
+  ASSERT_TRUE(alice->remove_group_members(trio.conv, {carol.info().account}).ok());
+  ASSERT_TRUE(eventually([&] { return revision(bob, on_bob) == 2; }));
+  ASSERT_TRUE(eventually([&] { return !carol->group(on_carol)->is_member; }));
+
+  // alice's stored identity for bob no longer matches: what she sends bob waits for her.
+  alice.close();
+  Bytes fake(33);
+  fake[0] = 0x05;
+  randombytes_buf(fake.data() + 1, 32);
+  poke(alice, "UPDATE identities SET key = x'" + to_hex(fake) + "' WHERE name = '" +
+                  bob.info().account + "'");
+  poke(alice, "DELETE FROM sessions WHERE name = '" + bob.info().account + "'");
+  alice.reopen();
+  ASSERT_TRUE(alice->add_group_members(trio.conv, {carol.info().account}).ok());
+  ASSERT_TRUE(eventually([&] { return carol->group(on_carol)->is_member; }));
+  ASSERT_TRUE(carol->send_text(on_carol, "carol is back").ok());
+  ASSERT_TRUE(eventually([&] { return has_text(alice, "carol is back"); }));
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(revision(bob, on_bob), 2u);
+  EXPECT_FALSE(has_text(bob, "carol is back"));
+
+  ASSERT_TRUE(alice->accept_identity(bob.info().account).ok());
+  ASSERT_TRUE(eventually([&] { return revision(bob, on_bob) == 3; }));
+  ASSERT_TRUE(eventually([&] { return has_text(bob, "carol is back"); }));
+  ASSERT_TRUE(carol->send_text(on_carol, "and again").ok());
+  ASSERT_TRUE(eventually([&] { return has_text(bob, "and again"); }));
+  std::vector<std::string> texts;
+  for (const auto& m : bob.history(on_bob))
+    if (m.kind == MessageKind::kText) texts.push_back(m.text);
+  EXPECT_EQ(texts, (std::vector<std::string>{"carol is back", "and again"}));
 }
 
 // The creator's other device learns of the group from the creation itself, and says so in

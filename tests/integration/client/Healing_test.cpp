@@ -9,15 +9,6 @@
 namespace sotto::test {
 namespace {
 
-// Runs `sql` on a closed client's profile database.
-void poke(TestClient& c, const std::string& sql) {
-  auto db = db::Database::open(c.dir() / "profile.db", c.key(), {false, db::Durability::kFull});
-  ASSERT_TRUE(db.ok()) << db.error().message;
-  auto s = (*db)->exec(sql);
-  ASSERT_TRUE(s.ok()) << s.error().message;
-  ASSERT_EQ(sqlite3_changes((*db)->handle()) > 0, true) << sql;
-}
-
 TEST(Healing, ACorruptSessionRecordHealsByItself) {
   RelayProcess relay;
   TestClient alice(relay, "alice"), bob(relay, "bob");
