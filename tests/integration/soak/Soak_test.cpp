@@ -1,12 +1,15 @@
 // The soak test: four users (one of them with two linked devices) chat without pause through
-// a real relay, in 1:1 conversations and a group, while the controller kill -9s devices at
+// a real relay, in 1:1 conversations and two groups, while the controller kill -9s devices at
 // random, kills or stops the relay, and cuts or stalls the network (a proxy between the
 // devices and the relay). At the end every device connects once more and dumps
 // its history, and the test checks what the product promises: every message a device wrote
 // is on every device of every member of its conversation exactly once, in the order its
 // author wrote it; nothing appears that nobody wrote; nothing is left pending; every message
 // reached at least one recipient ("delivered"); no conversation shows a notice of a message
-// that could not be decrypted or sent.
+// that could not be decrypted or sent. In the second group, "churn", alice keeps removing dave
+// and adding him back, and renames it: the others' messages there must meet the same rules
+// on the others' devices, dave's device must show what it got once and in order, and every
+// device must end with the same members and name.
 //
 // ctest runs it for SOTTO_SOAK_SECONDS (default 40) of chaos; `./run soak MINUTES` runs it
 // longer. SOTTO_SOAK_SEED replays a run's schedule of faults (each run prints its seed).
@@ -49,6 +52,9 @@ std::string random_key_hex(std::mt19937_64& rng) {
   for (int i = 0; i < 64; ++i) hex += digits[rng() % 16];
   return hex;
 }
+
+// The user whom alice keeps removing from the group "churn" and adding back.
+const std::string kChurned = "dave";
 
 struct Device {
   std::string name;  // "alice.1"
@@ -278,8 +284,14 @@ class Soak {
     }
     if (kind == "NOTICE") {
       std::string rest;
-      std::getline(in, rest);
-      notices_.push_back(device + " in " + tag + ":" + rest);
+      std::getline(in >> std::ws, rest);
+      notices_.push_back({device, tag, rest});
+      return;
+    }
+    if (kind == "GROUP") {
+      std::string rest;
+      std::getline(in >> std::ws, rest);
+      groups_[device] = rest;
       return;
     }
     if (kind != "MSG") return;
@@ -302,7 +314,8 @@ class Soak {
     std::vector<std::string> out;
     for (const auto& d : devices_) {
       bool member =
-          tag == "group" || tag.rfind(d.user + "-", 0) == 0 ||
+          tag == "group" || (tag == "churn" && d.user != kChurned) ||
+          tag.rfind(d.user + "-", 0) == 0 ||
           (tag.size() > d.user.size() &&
            tag.compare(tag.size() - d.user.size() - 1, std::string::npos, "-" + d.user) == 0);
       if (member) out.push_back(d.name);
@@ -321,7 +334,9 @@ class Soak {
           if (e.author != d.name) continue;
           mine.insert(e.n);
           if (!e.outgoing) errors_.push_back(d.name + " shows its own " + e.text + " as incoming");
-          if (e.status == 0 || e.status == 1 || e.status == 4)
+          // dave's messages in churn may reach nobody: he was removed before they left.
+          bool may_fail = tag == "churn" && d.user == kChurned;
+          if (!may_fail && (e.status == 0 || e.status == 1 || e.status == 4))
             errors_.push_back(d.name + "'s '" + e.text + "' ended with status " +
                               std::to_string(e.status) + " (expected delivered or read)");
         }
@@ -351,6 +366,10 @@ class Soak {
         }
         for (const auto& [author, count] : authors) {
           const auto& got = seen[author];
+          if (tag == "churn" && author.rfind(kChurned + ".", 0) == 0) {
+            check_in_order(device, tag, author, got, count);
+            continue;
+          }
           std::vector<uint64_t> want(count);
           for (uint64_t i = 0; i < count; ++i) want[i] = i;
           if (got == want) continue;
@@ -377,11 +396,53 @@ class Soak {
                               ", who wrote none there");
       }
     }
-    // The group's creation is the only event a conversation should show: a notice of a
-    // message that could not be decrypted or sent means the faults cost a message.
+    // dave's device shows what it got of the others' messages in churn: each author's once
+    // and in order, though not all of them.
+    for (const auto& d : devices_) {
+      if (d.user != kChurned) continue;
+      std::map<std::string, std::vector<uint64_t>> seen;
+      for (const auto& e : history_[d.name]["churn"])
+        if (e.author != d.name) seen[e.author].push_back(e.n);
+      for (const auto& [author, got] : seen)
+        check_in_order(d.name, "churn", author, got, wrote["churn"][author]);
+    }
+    // The groups' changes are the only events a conversation should show: a notice of a
+    // message that could not be decrypted or sent means the faults cost a message. dave's
+    // messages in churn that were queued when he was removed cannot be sent.
+    for (const auto& n : notices_) {
+      bool expected = n.tag == "churn"
+                          ? n.text.find("could not be decrypted") == std::string::npos &&
+                                n.text.find("safety number") == std::string::npos &&
+                                (n.text.find("could not be sent") == std::string::npos ||
+                                 (n.device.rfind(kChurned + ".", 0) == 0 &&
+                                  n.text.find("no longer") != std::string::npos))
+                          : n.text.find(" the group \"soak\"") != std::string::npos;
+      if (!expected)
+        errors_.push_back("unexpected notice: " + n.device + " in " + n.tag + ": " + n.text);
+    }
+    // A run that hardly changed the group proves little.
     for (const auto& n : notices_)
-      if (n.find(" the group \"soak\"") == std::string::npos)
-        errors_.push_back("unexpected notice: " + n);
+      if (n.device == "bob.1" && n.tag == "churn" &&
+          (n.text.find("removed @" + kChurned) != std::string::npos ||
+           n.text.find("added @" + kChurned) != std::string::npos))
+        ++churn_changes_;
+    if (churn_changes_ < 2)
+      errors_.push_back("bob.1 saw dave removed or added only " + std::to_string(churn_changes_) +
+                        " times");
+    // Every device ends with the group as alice.1 left it; dave's knows whether he is in it.
+    const std::string& final_state = groups_["alice.1"];
+    if (final_state.empty()) errors_.push_back("alice.1 did not show the churn group");
+    bool dave_in = final_state.find(kChurned + ",") != std::string::npos;
+    for (const auto& d : devices_) {
+      const std::string& state = groups_[d.name];
+      if (d.user == kChurned && !dave_in) {
+        if (state.rfind("0 ", 0) != 0)
+          errors_.push_back(d.name + " is not in churn but shows itself a member: " + state);
+      } else if (state != final_state) {
+        errors_.push_back(d.name + " ends with churn as '" + state + "', alice.1 with '" +
+                          final_state + "'");
+      }
+    }
     // A run that sent little proves little.
     for (const auto& d : devices_)
       if (wrote["group"][d.name] < 5)
@@ -389,15 +450,33 @@ class Soak {
                           " messages in the group");
   }
 
+  // `got`, the numbers of `author`'s messages that `device` shows, is a part of what the
+  // author wrote (`count` messages), in the author's order.
+  void check_in_order(const std::string& device, const std::string& tag, const std::string& author,
+                      const std::vector<uint64_t>& got, uint64_t count) {
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (got[i] >= count) {
+        errors_.push_back(device + " in " + tag + ": " + author + "'s message " +
+                          std::to_string(got[i]) + ", which " + author + " never wrote");
+        return;
+      }
+      if (i && got[i] <= got[i - 1]) {
+        errors_.push_back(device + " in " + tag + ": " + author + "'s messages out of order: " +
+                          std::to_string(got[i - 1]) + " before " + std::to_string(got[i]));
+        return;
+      }
+    }
+  }
+
   void report() {
     std::printf(
         "soak: %llu s of faults, %zu devices, %llu messages written; %d device kills, %d relay "
-        "kills, %d relay stops, %d network cuts (%llu connections), %d network stalls; final "
-        "dump after %.1f s\n",
+        "kills, %d relay stops, %d network cuts (%llu connections), %d network stalls; dave "
+        "removed or added %d times; final dump after %.1f s\n",
         static_cast<unsigned long long>(seconds_), devices_.size(),
         static_cast<unsigned long long>(total_), device_kills_, relay_kills_, relay_stops_,
         network_cuts_, static_cast<unsigned long long>(proxy_.cut_count()), network_stalls_,
-        settle_seconds_);
+        churn_changes_, settle_seconds_);
     std::string first;
     for (size_t i = 0; i < errors_.size() && i < 40; ++i) first += "  " + errors_[i] + "\n";
     EXPECT_TRUE(errors_.empty()) << errors_.size() << " problems (seed " << seed_ << "):\n"
@@ -421,9 +500,14 @@ class Soak {
   std::vector<std::string> users_;
   std::vector<Device> devices_;
   std::vector<std::string> errors_;
-  std::vector<std::string> notices_;
+  struct Notice {
+    std::string device, tag, text;
+  };
+  std::vector<Notice> notices_;
+  std::map<std::string, std::string> groups_;  // device -> its GROUP line for churn
   std::map<std::string, std::map<std::string, std::vector<Entry>>> history_;
   uint64_t total_ = 0;
+  int churn_changes_ = 0;  // dave removed or added, as bob.1 saw it
   int device_kills_ = 0, relay_kills_ = 0, relay_stops_ = 0, network_cuts_ = 0, network_stalls_ = 0;
   double settle_seconds_ = 0;
 };

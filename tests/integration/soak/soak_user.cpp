@@ -9,14 +9,18 @@
 //       approves a new device of this account, exits.
 //   soak_user DIR KEY_HEX RELAY_URL chat DEVICE SEED PEERS [creator]
 //       chats until killed: a text every 20-150 ms to a random conversation (one per handle in
-//       the comma-separated PEERS, and the group "soak", which `creator` creates). The text is
-//       "soak DEVICE TAG N": TAG names the conversation, N counts this device's messages in it
-//       and starts again after the highest N in history, so a restart never reuses one.
-//       Prints "READY" once its conversations exist, "ERROR <what>" when something fails.
+//       the comma-separated PEERS, the group "soak" and the group "churn", both of which
+//       `creator` creates). The text is "soak DEVICE TAG N": TAG names the conversation, N
+//       counts this device's messages in it and starts again after the highest N in history,
+//       so a restart never reuses one. Every 2-4 s `creator` removes dave from "churn" or adds
+//       him back, and renames it every third time. Prints "READY" once its conversations
+//       exist, "ERROR <what>" when something fails.
 //   soak_user DIR KEY_HEX RELAY_URL dump DEVICE FLUSHED_FILE GO_FILE
 //       connects, creates FLUSHED_FILE once every message of DEVICE left the outbox, waits for
 //       GO_FILE, waits until nothing happened for 3 s, then prints "MSG <tag> <status>
-//       <outgoing> <text>" for every message of every conversation, oldest first, and "END".
+//       <outgoing> <text>" for every message of every conversation, oldest first, "GROUP churn
+//       <member or not> <name>|<handles>" for the churn group, and "END".
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -108,10 +112,15 @@ Result<std::vector<Message>> history(Client& client, ConversationId conversation
   return std::vector<Message>(all.rbegin(), all.rend());
 }
 
-// The conversation's tag, the same on every device: "alice-bob" for a 1:1, "group".
+bool is_churn(const Conversation& c) {
+  return c.kind == ConversationKind::kGroup && c.title.rfind("churn", 0) == 0;
+}
+
+// The conversation's tag, the same on every device: "alice-bob" for a 1:1, "group" for the
+// group "soak", "churn" for the group whose members and name change.
 std::string tag_of(const Conversation& c, const std::string& my_handle,
                    const std::map<std::string, std::string>& handle_of) {
-  if (c.kind == ConversationKind::kGroup) return "group";
+  if (c.kind == ConversationKind::kGroup) return is_churn(c) ? "churn" : "group";
   auto it = handle_of.find(c.peer);
   std::string peer = it != handle_of.end() ? it->second : c.peer;
   return my_handle < peer ? my_handle + "-" + peer : peer + "-" + my_handle;
@@ -132,7 +141,7 @@ Result<Conversations> list_conversations(Client& client) {
   auto convs = client.conversations();
   if (!convs.ok()) return convs.error();
   for (const auto& c : *convs) {
-    if (c.kind == ConversationKind::kGroup && c.title != "soak") continue;
+    if (c.kind == ConversationKind::kGroup && c.title != "soak" && !is_churn(c)) continue;
     out.by_tag[tag_of(c, account->handle, out.handle_of)] = c.id;
   }
   return out;
@@ -177,9 +186,16 @@ int chat(Client& client, const std::string& device, uint32_t seed,
   }
   auto convs = list_conversations(client);
   if (!convs.ok()) return die("conversations: " + convs.error().message);
+  std::string dave;  // the member who leaves and comes back
+  for (size_t i = 0; i < peers.size(); ++i)
+    if (peers[i] == "dave") dave = peer_accounts[i];
   if (creator && !convs->by_tag.count("group")) {
     auto g = with_retries([&] { return client.create_group("soak", peer_accounts); });
     if (!g.ok()) return die("create_group: " + g.error().message);
+  }
+  if (creator && !convs->by_tag.count("churn")) {
+    auto g = with_retries([&] { return client.create_group("churn", peer_accounts); });
+    if (!g.ok()) return die("create_group churn: " + g.error().message);
   }
 
   // The next number for each conversation: one past the highest this device already wrote.
@@ -201,11 +217,27 @@ int chat(Client& client, const std::string& device, uint32_t seed,
 
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int> pause_ms(20, 150);
-  uint64_t sent = 0;
+  std::uniform_int_distribution<int> churn_ms(2000, 4000);
+  auto next_churn = Clock::now() + std::chrono::milliseconds(churn_ms(rng));
+  uint64_t sent = 0, churns = 0;
   for (;;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng)));
-    // A member learns of the group from the creator's first message; look again until then.
-    if (!next.count("group") || next.size() < convs->by_tag.size()) {
+    if (creator && !dave.empty() && convs->by_tag.count("churn") && Clock::now() >= next_churn) {
+      ConversationId churn = convs->by_tag["churn"];
+      auto g = client.group(churn);
+      if (!g.ok()) return die("group churn: " + g.error().message);
+      bool in = false;
+      for (const auto& m : g->members) in = in || m.account == dave;
+      Status s =
+          in ? client.remove_group_members(churn, {dave}) : client.add_group_members(churn, {dave});
+      if (!s.ok()) return die(std::string(in ? "remove" : "add") + " dave: " + s.error().message);
+      if (++churns % 3 == 0)
+        if (auto r = client.rename_group(churn, "churn " + std::to_string(churns)); !r.ok())
+          return die("rename churn: " + r.error().message);
+      next_churn = Clock::now() + std::chrono::milliseconds(churn_ms(rng));
+    }
+    // A member learns of a group from the creator's first message; look again until then.
+    if (!next.count("group") || !next.count("churn") || next.size() < convs->by_tag.size()) {
       auto now = list_conversations(client);
       if (!now.ok()) return die("conversations: " + now.error().message);
       convs = std::move(now);
@@ -218,6 +250,7 @@ int chat(Client& client, const std::string& device, uint32_t seed,
     const auto& [tag, id] = *pick;
     std::string text = mine + tag + " " + std::to_string(next[tag]);
     auto r = client.send_text(id, text);
+    if (!r.ok() && tag == "churn" && r.code() == ErrorCode::kForbidden) continue;  // removed
     if (!r.ok()) return die("send_text: " + r.error().message);
     ++next[tag];
     // Now and then read everything, so read receipts flow too.
@@ -278,6 +311,16 @@ int dump(Client& client, const std::string& device, const std::filesystem::path&
       }
       say("MSG " + tag + " " + std::to_string(static_cast<int>(m.status)) + " " +
           (m.outgoing ? "1" : "0") + " " + m.text);
+    }
+    if (tag == "churn") {
+      auto g = client.group(id);
+      if (!g.ok()) return die("group churn: " + g.error().message);
+      std::vector<std::string> handles;
+      for (const auto& m : g->members) handles.push_back(m.handle);
+      std::sort(handles.begin(), handles.end());
+      std::string line = "GROUP churn " + std::string(g->is_member ? "1 " : "0 ") + g->name + "|";
+      for (const auto& handle : handles) line += handle + ",";
+      say(line);
     }
   }
   say("END");
