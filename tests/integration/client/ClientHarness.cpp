@@ -1,5 +1,6 @@
 #include "ClientHarness.h"
 
+#include <sodium.h>
 #include <sqlcipher/sqlite3.h>
 
 #include <atomic>
@@ -170,6 +171,16 @@ void poke(TestClient& c, const std::string& sql) {
   auto s = (*db)->exec(sql);
   ASSERT_TRUE(s.ok()) << s.error().message;
   ASSERT_EQ(sqlite3_changes((*db)->handle()) > 0, true) << sql;
+}
+
+void fake_changed_identity(TestClient& c, const std::string& peer) {
+  c.close();
+  Bytes fake(33);
+  fake[0] = 0x05;
+  randombytes_buf(fake.data() + 1, 32);
+  poke(c, "UPDATE identities SET key = x'" + to_hex(fake) + "' WHERE name = '" + peer + "'");
+  poke(c, "DELETE FROM sessions WHERE name = '" + peer + "'");
+  c.reopen();
 }
 
 }  // namespace sotto::test

@@ -114,5 +114,9 @@ class TestClient {
 // Runs `sql` on a closed client's profile database, to break or fake stored state; at least
 // one row must change.
 void poke(TestClient& c, const std::string& sql);
+// As if the relay now served someone else's identity key for `peer`: closes `c`, gives it a
+// random stored key for `peer` and no sessions with it, and opens it again. What `c` sends
+// `peer` then waits until the user accepts the new safety number.
+void fake_changed_identity(TestClient& c, const std::string& peer);
 
 }  // namespace sotto::test

@@ -1,10 +1,7 @@
 // Sessions repair themselves, and a changed identity key waits for the user.
 #include <gtest/gtest.h>
-#include <sodium.h>
-#include <sqlcipher/sqlite3.h>
 
 #include "ClientHarness.h"
-#include "Database.h"
 
 namespace sotto::test {
 namespace {
@@ -88,14 +85,7 @@ TEST(Identity, AChangedKeyRaisesAnEventAndSendingWaitsForTheUser) {
   auto before = alice->safety_number(bob.info().account).value();
 
   // As if the relay now served someone else's key for bob: alice's stored key differs.
-  alice.close();
-  Bytes fake(33);
-  fake[0] = 0x05;
-  randombytes_buf(fake.data() + 1, 32);
-  poke(alice, "UPDATE identities SET key = x'" + to_hex(fake) + "' WHERE name = '" +
-                  bob.info().account + "'");
-  poke(alice, "DELETE FROM sessions WHERE name = '" + bob.info().account + "'");
-  alice.reopen();
+  fake_changed_identity(alice, bob.info().account);
 
   auto id = alice->send_text(ab, "held back").value();
   ASSERT_TRUE(eventually([&] { return !alice.events().identity_changes().empty(); }));
