@@ -59,10 +59,9 @@ std::pair<uint32_t, uint32_t> image_size(const fs::path& p) {
   return {0, 0};
 }
 
-// A file name that is safe to create inside our own folder.
-// A file name as it travels: UTF-8 (a file system may allow any bytes), no directories or
-// control characters, at most 120 bytes kept from the end (where the extension is), cut
-// between characters.
+// A file name that is safe to create inside our own folder and to send: UTF-8 (a file
+// system may allow any bytes), no directories or control characters, at most 120 bytes kept
+// from the end (where the extension is), cut between characters.
 std::string safe_name(const std::string& raw) {
   std::string name = repair_utf8(raw);
   for (char& c : name)
