@@ -355,10 +355,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     log_info("store_migration", {{"from_schema", version}, {"to_schema", 2}, {"table", "sends"}});
     s = self->exec(kMigrateSendsToV2);
   }
-  if (s.ok()) s = self->exec("INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 0)");
   if (s.ok()) {
-    SOTTO_TRY_ASSIGN(sqlite3_stmt * raw,
-                     self->prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'"));
+    SOTTO_TRY_ASSIGN(sqlite3_stmt * raw, self->prepare("INSERT OR REPLACE INTO meta(key, value) "
+                                                       "VALUES('schema_version', ?)"));
     Stmt q(self.get(), raw);
     s = q.bind(1, static_cast<int64_t>(kSchemaVersion)).run();
   }
