@@ -41,25 +41,6 @@ wire::Response expect_status(WireClient& client, wire::Request request, wire::St
   return std::move(*r);
 }
 
-wire::Request send_request(const Bytes& message_id, const std::vector<Copy>& copies, bool urgent,
-                           bool ephemeral, bool targeted) {
-  wire::Request r = make_request(wire::OP_SEND);
-  auto* s = r.mutable_send();
-  s->set_message_id(str(message_id));
-  s->set_urgent(urgent);
-  s->set_ephemeral(ephemeral);
-  s->set_targeted(targeted);
-  for (const auto& c : copies) {
-    auto* m = s->add_messages();
-    m->set_account_id(str(c.to->account_id));
-    m->set_device_id(c.to->device_id);
-    m->set_registration_id(c.registration_id ? c.registration_id : c.to->registration_id);
-    m->set_type(wire::Envelope::MESSAGE);
-    m->set_ciphertext(c.ciphertext);
-  }
-  return r;
-}
-
 std::vector<wire::Envelope> drain_backlog(WireClient& client, std::chrono::milliseconds timeout) {
   std::vector<wire::Envelope> out;
   auto deadline = std::chrono::steady_clock::now() + timeout;

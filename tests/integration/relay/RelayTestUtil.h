@@ -28,14 +28,6 @@ inline wire::Response expect_ok(WireClient& client, wire::Request request) {
   return expect_status(client, std::move(request), wire::OK);
 }
 
-// One copy of a send.
-struct Copy {
-  const TestDevice* to;
-  std::string ciphertext;
-  uint32_t registration_id = 0;  // 0: the device's own
-};
-wire::Request send_request(const Bytes& message_id, const std::vector<Copy>& copies,
-                           bool urgent = true, bool ephemeral = false, bool targeted = false);
 
 // Collects envelope pushes until QueueEmpty (which must come); returns them in order.
 std::vector<wire::Envelope> drain_backlog(WireClient& client,
