@@ -166,6 +166,8 @@ Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) 
           "max-queue-envelopes",
           po::value(&l.max_queue_envelopes)->default_value(l.max_queue_envelopes),
           "envelopes queued per device")(
+          "max-queue-bytes", po::value(&l.max_queue_bytes)->default_value(l.max_queue_bytes),
+          "ciphertext bytes queued per device")(
           "max-signed-payload-bytes",
           po::value(&l.max_signed_payload_bytes)->default_value(l.max_signed_payload_bytes),
           "registration / link payload")(
@@ -198,6 +200,9 @@ Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) 
           "push endpoint URL length")(
           "write-timeout-ms", po::value(&l.write_timeout_ms)->default_value(l.write_timeout_ms),
           "a connection whose outgoing data makes no progress this long is dropped (slow reader)")(
+          "socket-send-buffer-bytes",
+          po::value(&l.socket_send_buffer_bytes)->default_value(l.socket_send_buffer_bytes),
+          "kernel send buffer of a WebSocket (SO_SNDBUF); 0 = the kernel's autotuning")(
           "http-header-timeout-ms",
           po::value(&l.http_header_timeout_ms)->default_value(l.http_header_timeout_ms),
           "time for a client to send a whole HTTP request header (slowloris guard)");

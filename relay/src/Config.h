@@ -29,6 +29,7 @@ struct Limits {
   uint64_t max_outgoing_bytes = 1 << 20;
   uint64_t envelope_ttl_ms = 30ull * 86'400'000;
   uint64_t max_queue_envelopes = 100'000;
+  uint64_t max_queue_bytes = 256ull << 20;
   uint32_t max_signed_payload_bytes = 64 * 1024;
   uint64_t clock_skew_ms = 5 * 60'000;
   uint64_t nonce_window_ms = 10 * 60'000;
@@ -43,6 +44,9 @@ struct Limits {
   uint32_t max_push_url_bytes = 2048;
   uint64_t http_header_timeout_ms = 10'000;
   uint64_t write_timeout_ms = 30'000;  // no write progress this long: a slow reader, cut off
+  // SO_SNDBUF of a WebSocket: bounds what the kernel takes off the write queue, so a peer
+  // that stops reading shows as no write progress (0: the kernel's autotuning, up to MBs).
+  uint32_t socket_send_buffer_bytes = 128 * 1024;
   uint32_t max_encrypted_name_bytes = 256;
 };
 

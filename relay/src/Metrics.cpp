@@ -143,6 +143,9 @@ std::string Metrics::render() const {
          envelopes_expired);
   scalar(out, "sotto_envelopes_ephemeral_total", "counter",
          "Ephemeral envelopes forwarded to connected devices.", envelopes_ephemeral);
+  scalar(out, "sotto_envelopes_ephemeral_dropped_total", "counter",
+         "Ephemeral envelopes dropped because the recipient's connection had a backlog.",
+         envelopes_ephemeral_dropped);
   scalar(out, "sotto_queue_depth", "gauge", "Envelopes waiting in all device queues.", queue_depth);
 
   commit_latency.render(out, "sotto_store_commit_seconds",

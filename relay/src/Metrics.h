@@ -56,6 +56,7 @@ struct Metrics {
   std::atomic<uint64_t> envelopes_acked{0};
   std::atomic<uint64_t> envelopes_expired{0};
   std::atomic<uint64_t> envelopes_ephemeral{0};
+  std::atomic<uint64_t> envelopes_ephemeral_dropped{0};
   std::atomic<int64_t> queue_depth{0};
 
   // Storage.

@@ -99,10 +99,11 @@ void Relay::answer(const std::shared_ptr<Peer>& peer, wire::Response response, i
   if (!conn) return;
   wire::Frame f;
   *f.mutable_response() = std::move(response);
+  uint64_t id = f.response().id();
   auto bytes = std::make_shared<const std::string>(f.SerializeAsString());
-  conn->post([conn, bytes] {
+  conn->post([conn, bytes, id] {
     conn->write(bytes);
-    conn->request_done();
+    conn->request_done(id);
   });
 }
 
@@ -344,6 +345,10 @@ void Relay::on_request(const std::shared_ptr<Peer>& p, wire::Request r) {
   }
   if (!frame_allowed(*p)) {
     rate_limited(p, id, op, 1000, "frames");
+    return;
+  }
+  if (id == 0) {
+    refuse(p, id, op, bad_request("Request.id must be non-zero"));
     return;
   }
   if (op == wire::OP_UNSPECIFIED) {
@@ -1334,8 +1339,7 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
       env->set_urgent(urgent);
       if (auto conn = peer->conn.lock()) {
         auto frame = push_frame([&](wire::Push& push) { *push.mutable_envelope() = *env; });
-        metrics_.envelopes_ephemeral.fetch_add(1, std::memory_order_relaxed);
-        conn->post([conn, frame] { conn->write(frame); });
+        conn->post([this, conn, frame] { push_ephemeral(*conn, frame); });
       }
     }
     wire::Response resp;
@@ -1363,10 +1367,10 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
   };
   auto st = std::make_shared<State>();
   auto tg = std::make_shared<std::vector<Target>>(std::move(targets));
-  uint64_t max_queue = l.max_queue_envelopes;
+  const uint64_t max_queue = l.max_queue_envelopes, max_bytes = l.max_queue_bytes;
   submit(
       p, id, op,
-      [st, tg, send, p, urgent, targeted, max_queue](Store& s) -> Status {
+      [st, tg, send, p, urgent, targeted, max_queue, max_bytes](Store& s) -> Status {
         *st = State{};
         SOTTO_TRY_ASSIGN(auto prior, s.find_send(send->sender_account, send->sender_device,
                                                  send->message_id, send->batch));
@@ -1437,11 +1441,17 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
         }
         if (st->stale) return {};
         for (const auto& c : send->copies) {
+          uint64_t bytes =
+              (c.ciphertext.empty() ? send->shared_ciphertext.size() : c.ciphertext.size()) +
+              c.header.size();
           for (const auto& d : current[c.account_id]) {
             if (d.device_id != c.device_id) continue;
-            if (d.queue_length >= max_queue) {
-              st->refusal =
-                  status_refusal(wire::LIMIT_REACHED, "a recipient device's queue is full");
+            if (d.queue_length >= max_queue || d.queue_bytes + bytes > max_bytes) {
+              st->refusal = status_refusal(
+                  wire::LIMIT_REACHED,
+                  "the queue of recipient device " + to_hex(c.account_id) + "." +
+                      std::to_string(c.device_id) +
+                      " is full (envelopes or bytes); retry later, when it has been drained");
               return {};
             }
             if (!d.push_url.empty())
@@ -1519,6 +1529,18 @@ void Relay::deliver(const std::string& key, std::shared_ptr<const wire::Envelope
     peer->caught_up = false;
     pump(peer);
   });
+}
+
+void Relay::push_ephemeral(Connection& conn, std::shared_ptr<const std::string> frame) {
+  // A flood of ephemeral envelopes must never make a recipient look like a slow reader (1008)
+  // nor delay its stored envelopes: past the same backlog at which stored envelopes wait
+  // (hold_back), ephemeral ones are dropped, as their senders are told they may be.
+  if (conn.queued_bytes() + frame->size() > config_.limits.max_outgoing_bytes / 2) {
+    metrics_.envelopes_ephemeral_dropped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  metrics_.envelopes_ephemeral.fetch_add(1, std::memory_order_relaxed);
+  conn.write(std::move(frame));
 }
 
 void Relay::push_envelope(Peer& peer, Connection& conn, const wire::Envelope& env) {
@@ -1776,7 +1798,12 @@ void Relay::op_set_push_endpoint(const std::shared_ptr<Peer>& p, wire::Request& 
   const uint64_t id = r.id();
   const int op = r.op();
   std::string url = r.set_push_endpoint().url();
-  if (!url.empty()) {
+  const bool clear = r.set_push_endpoint().clear();
+  if (clear && !url.empty())
+    return refuse(p, id, op, bad_request("set either url or clear, not both"));
+  if (!clear && url.empty())
+    return refuse(p, id, op, bad_request("url is empty; set clear to remove the endpoint"));
+  if (!clear) {
     Refusal why;
     if (!parse_push_url(url, config_.push_allow_http, config_.push_allow_private,
                         config_.limits.max_push_url_bytes, why))

@@ -39,8 +39,8 @@ class Connection {
   virtual void write(std::shared_ptr<const std::string> frame) = 0;
   // NB: on the strand. Sends a close frame with `code` after what is queued, then ends.
   virtual void close(uint16_t code) = 0;
-  // NB: on the strand. One request has been answered (pipelining window).
-  virtual void request_done() = 0;
+  // NB: on the strand. Request `id` has been answered (pipelining window).
+  virtual void request_done(uint64_t id) = 0;
   // NB: on the strand. Moves the deadline of an unauthenticated socket (link channels).
   virtual void set_deadline(uint64_t at_ms) = 0;
   // NB: on the strand. Bytes queued for sending and not yet written.
@@ -183,6 +183,8 @@ class Relay {
   // Delivery.
   void deliver(const std::string& device_key, std::shared_ptr<const wire::Envelope> envelope);
   void push_envelope(Peer& peer, Connection& conn, const wire::Envelope& envelope);
+  // NB: on the strand. Forwards an ephemeral envelope, or drops it when the socket is backed up.
+  void push_ephemeral(Connection& conn, std::shared_ptr<const std::string> frame);
   void pump(const std::shared_ptr<Peer>& peer);
   // NB: on the strand. True when the write queue is too full for more envelopes: the peer
   // falls back to the stored queue and resumes when the socket drains.
@@ -207,6 +209,12 @@ class Relay {
   Pusher* pusher_ = nullptr;
   std::atomic<bool> shutting_down_{false};
 
+  // Lock order in the relay process, outermost first:
+  //   Relay::mu_ -> Asio's strand and scheduler locks (Connection::post under mu_ is allowed).
+  // Every other lock is a leaf, held for a few map operations and never while taking another:
+  // StoreExecutor::mu_, RateLimiter::mu_, ConcurrencyLimiter::mu_, the Server's tracked_mu_,
+  // uploads_mu_ and tls_mu_, the SqliteStore checkpointer's. Nothing waits on storage, the
+  // network or another strand while holding any of them.
   std::mutex mu_;                                                   // guards everything below
   std::unordered_map<std::string, std::shared_ptr<Peer>> devices_;  // device key -> peer
   std::unordered_map<std::string, Online> online_;                  // account -> devices

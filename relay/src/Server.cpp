@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "HttpFields.h"
 #include "Log.h"
 #include "PushClient.h"
 #include "WebSocketFrames.h"
@@ -100,58 +101,6 @@ asio::awaitable<Relay::Auth> authenticate(Relay& relay, const std::string& heade
   };
   return asio::async_initiate<decltype(asio::use_awaitable), void(Relay::Auth)>(
       std::move(init), asio::use_awaitable);
-}
-
-bool valid_attachment_id(std::string_view id) {
-  if (id.size() != 32) return false;
-  for (char c : id)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
-}
-
-// "bytes=a-b" | "bytes=a-" | "bytes=-n". false when the header is not one range we serve
-// (then the whole blob is sent); `unsatisfiable` when it names bytes past the end.
-bool parse_range(std::string_view h, uint64_t size, uint64_t& first, uint64_t& last,
-                 bool& unsatisfiable) {
-  unsatisfiable = false;
-  if (!h.starts_with("bytes=")) return false;
-  h.remove_prefix(6);
-  if (h.find(',') != std::string_view::npos) return false;
-  auto dash = h.find('-');
-  if (dash == std::string_view::npos) return false;
-  auto num = [](std::string_view s, uint64_t& v) {
-    if (s.empty() || s.size() > 19) return false;
-    v = 0;
-    for (char c : s) {
-      if (c < '0' || c > '9') return false;
-      v = v * 10 + static_cast<uint64_t>(c - '0');
-    }
-    return true;
-  };
-  std::string_view a = h.substr(0, dash), b = h.substr(dash + 1);
-  if (a.empty()) {
-    uint64_t n = 0;
-    if (!num(b, n)) return false;
-    if (n == 0 || size == 0) {
-      unsatisfiable = true;
-      return true;
-    }
-    first = n >= size ? 0 : size - n;
-    last = size - 1;
-    return true;
-  }
-  if (!num(a, first)) return false;
-  if (b.empty()) {
-    last = size ? size - 1 : 0;
-  } else if (!num(b, last) || last < first) {
-    return false;
-  }
-  if (first >= size) {
-    unsatisfiable = true;
-    return true;
-  }
-  last = std::min(last, size - 1);
-  return true;
 }
 
 // When the loaded certificate (the chain's first) expires, in Unix seconds; 0 if unknown.
@@ -258,6 +207,8 @@ char* read_scratch() {
   static thread_local std::unique_ptr<char[]> buf(new char[kReadChunk]);
   return buf.get();
 }
+// The request line and header fields of one HTTP request (protocol.md section 11).
+constexpr uint32_t kMaxHttpHeaderBytes = 16 * 1024;
 // At most this much goes into one gathered write.
 constexpr size_t kMaxBatchFrames = 64;
 constexpr uint64_t kMaxBatchBytes = 256 * 1024;
@@ -327,9 +278,11 @@ class Server::Impl::Conn final : public Tracked,
     enqueue(std::make_shared<const std::string>(ws::close_payload(code)), ws::Opcode::kClose);
     if (!writing_) do_write();
   }
-  void request_done() override {
-    if (unanswered_ > 0) --unanswered_;
-    if (paused_self_ && unanswered_ < server_.config_.limits.max_unanswered_requests) {
+  void request_done(uint64_t id) override {
+    auto it = std::find(unanswered_.begin(), unanswered_.end(), id);
+    if (it != unanswered_.end()) unanswered_.erase(it);
+    if (unanswered_.empty()) std::vector<uint64_t>().swap(unanswered_);  // idle: no heap block
+    if (paused_self_ && unanswered_.size() < server_.config_.limits.max_unanswered_requests) {
       asio::post(strand_, [self = std::move(paused_self_)] { self->resume(); });
     }
   }
@@ -445,7 +398,7 @@ class Server::Impl::Conn final : public Tracked,
   void parse(std::span<char>& rest) {
     const uint32_t window = server_.config_.limits.max_unanswered_requests;
     while (!dead_) {
-      if (unanswered_ >= window) {
+      if (unanswered_.size() >= window) {
         // request_done() resumes. Nothing else holds the connection while no read is pending.
         paused_self_ = this->shared_from_this();
         return;
@@ -490,7 +443,15 @@ class Server::Impl::Conn final : public Tracked,
       close(ws::kCloseProtocolError);
       return;
     }
-    ++unanswered_;
+    // An answer to a repeated id could not be told apart from the first one's (protocol.md 3.2).
+    uint64_t id = frame.request().id();
+    if (id != 0 && std::find(unanswered_.begin(), unanswered_.end(), id) != unanswered_.end()) {
+      server_.metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      log_info("websocket_refused", {{"why", "request id already in use"}, {"close_code", 1002}});
+      close(ws::kCloseProtocolError);
+      return;
+    }
+    unanswered_.push_back(id);
     server_.relay_.on_request(peer_, std::move(*frame.mutable_request()));
   }
   // The WebSocket session is over (the socket failed or was closed): once.
@@ -617,7 +578,7 @@ class Server::Impl::Conn final : public Tracked,
   uint64_t queued_bytes_ = 0;
   uint64_t drain_mark_ = 0;
   std::function<void()> on_drained_;
-  uint32_t unanswered_ = 0;
+  std::vector<uint64_t> unanswered_;  // ids of the requests not answered yet
   bool ws_open_ = false;
   bool session_over_ = false;
   bool reading_ = false;
@@ -644,12 +605,19 @@ asio::awaitable<void> Server::Impl::Conn<Stream>::run() {
   bool counted_http = true;
   for (;;) {
     http::request_parser<http::empty_body> parser;
-    parser.header_limit(16 * 1024);
+    parser.header_limit(kMaxHttpHeaderBytes);
     // Only the header is read here. Beast would refuse a Content-Length over 1 MiB already at
     // the header; the handlers judge bodies themselves (put_attachment: 413 past the limit).
     parser.body_limit(boost::none);
     hard_deadline = now_ms() + limits.http_header_timeout_ms;
     auto [ec, n] = co_await http::async_read_header(stream_, buf_, parser, use_nothrow);
+    if (ec == http::error::header_limit) {
+      co_await send_text(http::status::request_header_fields_too_large,
+                         "the request header is larger than " +
+                             std::to_string(kMaxHttpHeaderBytes / 1024) + " KiB",
+                         11, false);
+      break;
+    }
     if (ec) break;
     if (websocket::is_upgrade(parser.get())) {
       server_.metrics_.http_connections.fetch_sub(1, std::memory_order_relaxed);
@@ -913,15 +881,15 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::get_attachment(
   struct stat sb {};
   ::fstat(fd, &sb);
   uint64_t size = static_cast<uint64_t>(sb.st_size);
-  uint64_t first = 0, last = size ? size - 1 : 0;
-  bool unsatisfiable = false;
-  bool ranged = false;
-  if (auto range = req[http::field::range]; !range.empty())
-    ranged = parse_range(range, size, first, last, unsatisfiable);
-  if (ranged && unsatisfiable)
+  ByteRange range;
+  if (auto it = req.find(http::field::range); it != req.end()) range = parse_range(it->value(), size);
+  if (range.kind == ByteRange::kUnsatisfiable)
     co_return co_await send_text(http::status::range_not_satisfiable, "range not satisfiable", v,
                                  keep, "Content-Range", "bytes */" + std::to_string(size));
-  uint64_t length = size == 0 ? 0 : last - first + 1;
+  const bool ranged = range.kind == ByteRange::kPartial;
+  const uint64_t first = ranged ? range.first : 0;
+  const uint64_t last = ranged ? range.last : 0;
+  const uint64_t length = ranged ? last - first + 1 : size;
   http::response<http::empty_body> res{ranged ? http::status::partial_content : http::status::ok,
                                        v};
   res.set(http::field::server, "sotto-relay");
@@ -978,8 +946,11 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::serve_websocket(
     co_return false;
   }
   std::optional<Relay::Auth> auth;
-  if (auto h = req[http::field::authorization]; !h.empty()) {
-    const std::string authorization(h);
+  // A header that is present is judged, even when empty or repeated: it never falls back to an
+  // unauthenticated socket (protocol.md 3.1).
+  if (auto h = req.find(http::field::authorization); h != req.end()) {
+    const std::string authorization =
+        req.count(http::field::authorization) == 1 ? std::string(h->value()) : std::string();
     auth = co_await authenticate(relay, authorization);
     if (auth->kind == Relay::Auth::kUnavailable) {
       co_await send_text(http::status::service_unavailable, "storage unavailable", v, false,
@@ -1015,6 +986,12 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::serve_websocket(
   if (buf_.size()) pending_.assign(static_cast<const char*>(buf_.data().data()), buf_.size());
   // The HTTP read buffer is not needed any more: give its memory back.
   buf_ = beast::flat_buffer();
+  // Autotuning lets the kernel take megabytes off the write queue for a peer that reads
+  // nothing, so the write-progress rule would never see it stall (protocol.md 3.4, 1008).
+  if (uint32_t sndbuf = server_.config_.limits.socket_send_buffer_bytes) {
+    beast::error_code ec;
+    lowest(stream_).set_option(asio::socket_base::send_buffer_size(static_cast<int>(sndbuf)), ec);
+  }
   activity = now_ms();
   hard_deadline = 0;
   if (auth) {

@@ -17,7 +17,8 @@ namespace sotto::relay {
 namespace {
 
 // 2: `sends` is unique on (message_id, sender, sender_device, batch), message id first.
-constexpr int kSchemaVersion = 2;
+// 3: `devices.queue_bytes`, the bytes of each device's queue (bounded by max-queue-bytes).
+constexpr int kSchemaVersion = 3;
 
 // rowid tables with UNIQUE keys: envelopes are often larger than a quarter page and would
 // spill into overflow pages in a WITHOUT ROWID b-tree (see ARCHITECTURE.md, pitfalls).
@@ -35,7 +36,7 @@ CREATE TABLE IF NOT EXISTS devices(
   spk_timestamp_ms INTEGER NOT NULL,
   lr_public BLOB, push_url TEXT NOT NULL DEFAULT '',
   queue_len INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0,
-  pool INTEGER NOT NULL DEFAULT 0,
+  pool INTEGER NOT NULL DEFAULT 0, queue_bytes INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY(account, device));
 CREATE TABLE IF NOT EXISTS prekeys(
   account BLOB NOT NULL, device INTEGER NOT NULL, id INTEGER NOT NULL, public_key BLOB NOT NULL,
@@ -74,6 +75,18 @@ INSERT INTO sends_v2(rowid, sender, sender_device, message_id, batch, ts, expire
   ORDER BY rowid;
 DROP TABLE sends;
 ALTER TABLE sends_v2 RENAME TO sends;
+)sql";
+
+// The bytes one queued copy holds: its ciphertext (its own, or the shared one of a send_multi,
+// counted for every copy that refers to it) and its header.
+constexpr const char* kAddQueueBytes =
+    "ALTER TABLE devices ADD COLUMN queue_bytes INTEGER NOT NULL DEFAULT 0";
+constexpr const char* kMigrateQueueBytesToV3 = R"sql(
+UPDATE devices SET queue_bytes = (
+  SELECT coalesce(sum(coalesce(length(q.ciphertext), length(b.ciphertext), 0) +
+                      coalesce(length(q.header), 0)), 0)
+  FROM queue q LEFT JOIN blobs b ON b.id = q.blob_id
+  WHERE q.account = devices.account AND q.device = devices.device);
 )sql";
 
 std::string cache_key(ByteView account) { return std::string(as_chars(account)); }
@@ -355,6 +368,12 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     log_info("store_migration", {{"from_schema", version}, {"to_schema", 2}, {"table", "sends"}});
     s = self->exec(kMigrateSendsToV2);
   }
+  if (s.ok() && version < 3) {
+    log_info("store_migration", {{"from_schema", version}, {"to_schema", 3}, {"table", "devices"}});
+    SOTTO_TRY_ASSIGN(bool has_column, self->devices_have_column("queue_bytes"));
+    if (!has_column) s = self->exec(kAddQueueBytes);
+    if (s.ok()) s = self->exec(kMigrateQueueBytesToV3);
+  }
   if (s.ok()) {
     SOTTO_TRY_ASSIGN(sqlite3_stmt * raw, self->prepare("INSERT OR REPLACE INTO meta(key, value) "
                                                        "VALUES('schema_version', ?)"));
@@ -396,6 +415,16 @@ SqliteStore::~SqliteStore() {
   checkpointer_.reset();
   for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
   if (db_) sqlite3_close_v2(db_);
+}
+
+Result<bool> SqliteStore::devices_have_column(std::string_view column) {
+  SOTTO_TRY_ASSIGN(sqlite3_stmt * raw, prepare("PRAGMA table_info(devices)"));
+  Stmt q(this, raw);
+  for (;;) {
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (!row) return false;
+    if (q.text(1) == column) return true;
+  }
 }
 
 Status SqliteStore::exec(const char* sql) {
@@ -447,17 +476,18 @@ Status SqliteStore::forget_account(ByteView account) {
 Result<SqliteStore::Counters*> SqliteStore::counters(const std::string& key) {
   auto it = counters_.find(key);
   if (it != counters_.end()) return &it->second;
-  STMT(q, "SELECT last_seq, queue_len FROM devices WHERE account = ? AND device = ?");
+  STMT(q,
+       "SELECT last_seq, queue_len, queue_bytes FROM devices WHERE account = ? AND device = ?");
   auto [account, device] = split_key(key);
   q.bind(1, account).bind(2, device);
   SOTTO_TRY_ASSIGN(bool row, q.step());
   if (!row) return make_error(ErrorCode::kNotFound, "a recipient device does not exist");
-  int64_t last_seq = q.i64(0), queue_len = q.i64(1);
+  Counters fresh{q.i64(0), q.i64(1), q.i64(2)};
   if (counters_.size() > kMaxCached) {
     SOTTO_TRY(flush_counters());
     counters_.clear();
   }
-  return &counters_.emplace(key, Counters{last_seq, queue_len}).first->second;
+  return &counters_.emplace(key, fresh).first->second;
 }
 
 void SqliteStore::mark_dirty(const std::string& key, Counters& c) {
@@ -471,11 +501,14 @@ Status SqliteStore::flush_counters() {
     auto it = counters_.find(key);
     if (it == counters_.end() || !it->second.dirty) continue;
     auto [account, device] = split_key(key);
-    STMT(q, "UPDATE devices SET last_seq = ?, queue_len = ? WHERE account = ? AND device = ?");
+    STMT(q,
+         "UPDATE devices SET last_seq = ?, queue_len = ?, queue_bytes = ? "
+         "WHERE account = ? AND device = ?");
     SOTTO_TRY(q.bind(1, it->second.last_seq)
                   .bind(2, it->second.queue_len)
-                  .bind(3, account)
-                  .bind(4, device)
+                  .bind(3, it->second.queue_bytes)
+                  .bind(4, account)
+                  .bind(5, device)
                   .run());
     it->second.dirty = false;
   }
@@ -680,6 +713,7 @@ Result<DeviceRecord> SqliteStore::read_device(sqlite3_stmt* raw) {
   if (url) d.push_url = reinterpret_cast<const char*>(url);
   d.queue_length = static_cast<uint64_t>(i64(12));
   d.last_sequence = static_cast<uint64_t>(i64(13));
+  d.queue_bytes = static_cast<uint64_t>(i64(14));
   overlay_counters(d);  // the row's may be older than this transaction's
   return d;
 }
@@ -689,11 +723,12 @@ void SqliteStore::overlay_counters(DeviceRecord& d) const {
   if (c == counters_.end()) return;
   d.last_sequence = static_cast<uint64_t>(c->second.last_seq);
   d.queue_length = static_cast<uint64_t>(c->second.queue_len);
+  d.queue_bytes = static_cast<uint64_t>(c->second.queue_bytes);
 }
 
 #define DEVICE_COLUMNS                                                                         \
   "account, device, registration_id, auth_hash, encrypted_name, created_at_ms, last_seen_ms, " \
-  "spk_id, spk_public, spk_signature, spk_timestamp_ms, push_url, queue_len, last_seq"
+  "spk_id, spk_public, spk_signature, spk_timestamp_ms, push_url, queue_len, last_seq, queue_bytes"
 
 Result<std::vector<DeviceRecord>> SqliteStore::list_devices(ByteView account) {
   std::string k = cache_key(account);
@@ -707,7 +742,8 @@ Result<std::vector<DeviceRecord>> SqliteStore::list_devices(ByteView account) {
   for (const auto& d : out)
     counters_.try_emplace(
         cache_key(account, d.device_id),
-        Counters{static_cast<int64_t>(d.last_sequence), static_cast<int64_t>(d.queue_length)});
+        Counters{static_cast<int64_t>(d.last_sequence), static_cast<int64_t>(d.queue_length),
+                 static_cast<int64_t>(d.queue_bytes)});
   device_cache_.emplace(k, out);
   return out;
 }
@@ -919,6 +955,8 @@ Result<std::vector<uint64_t>> SqliteStore::enqueue(const NewSend& s) {
     // Written to the devices row by flush_counters(), once per commit.
     counter->last_seq = seq;
     counter->queue_len += 1;
+    counter->queue_bytes += static_cast<int64_t>(
+        (blob_id ? s.shared_ciphertext.size() : c.ciphertext.size()) + c.header.size());
     mark_dirty(key, *counter);
     STMT(q,
          "INSERT INTO queue(account, device, seq, type, sender, sender_device, message_id, ts, "
@@ -986,15 +1024,23 @@ Result<std::vector<wire::Envelope>> SqliteStore::load_queue(ByteView account, ui
 Result<uint64_t> SqliteStore::ack(ByteView account, uint32_t device,
                                   const std::vector<uint64_t>& sequences) {
   uint64_t deleted = 0;
+  int64_t bytes = 0;
   for (uint64_t seq : sequences) {
     int64_t blob_id = 0;
     {
       STMT(q,
-           "SELECT coalesce(blob_id, 0) FROM queue WHERE account = ? AND device = ? AND seq = ?");
+           "SELECT coalesce(blob_id, 0), coalesce(length(ciphertext), 0) + "
+           "coalesce(length(header), 0) FROM queue WHERE account = ? AND device = ? AND seq = ?");
       q.bind(1, account).bind(2, device).bind(3, static_cast<int64_t>(seq));
       SOTTO_TRY_ASSIGN(bool row, q.step());
       if (!row) continue;
       blob_id = q.i64(0);
+      bytes += q.i64(1);
+    }
+    if (blob_id) {
+      STMT(q, "SELECT length(ciphertext) FROM blobs WHERE id = ?");
+      SOTTO_TRY_ASSIGN(bool row, q.bind(1, blob_id).step());
+      if (row) bytes += q.i64(0);
     }
     {
       STMT(q, "DELETE FROM queue WHERE account = ? AND device = ? AND seq = ?");
@@ -1014,6 +1060,7 @@ Result<uint64_t> SqliteStore::ack(ByteView account, uint32_t device,
     std::string key = cache_key(account, device);
     SOTTO_TRY_ASSIGN(Counters * counter, counters(key));
     counter->queue_len -= static_cast<int64_t>(deleted);
+    counter->queue_bytes -= bytes;
     mark_dirty(key, *counter);
     SOTTO_TRY(flush_if_autocommit());
   }
@@ -1077,26 +1124,35 @@ Result<ExpiryResult> SqliteStore::expire(uint64_t now_ms) {
   // expire first: walk from the front and stop at the first live row instead of indexing
   // expires_at (one index less on the hot insert path).
   for (;;) {
-    std::vector<std::tuple<int64_t, Bytes, int64_t, int64_t>> doomed;  // rowid, acct, dev, blob
+    struct Doomed {
+      int64_t rowid;
+      Bytes account;
+      int64_t device, blob_id, bytes;
+    };
+    std::vector<Doomed> doomed;
     {
       STMT(q,
-           "SELECT rowid, account, device, coalesce(blob_id, 0), expires_at FROM queue "
-           "ORDER BY rowid LIMIT 1000");
+           "SELECT q.rowid, q.account, q.device, coalesce(q.blob_id, 0), q.expires_at, "
+           "coalesce(length(q.ciphertext), length(b.ciphertext), 0) + "
+           "coalesce(length(q.header), 0) "
+           "FROM queue q LEFT JOIN blobs b ON b.id = q.blob_id ORDER BY q.rowid LIMIT 1000");
       for (;;) {
         SOTTO_TRY_ASSIGN(bool row, q.step());
         if (!row || q.i64(4) > now) break;
-        doomed.emplace_back(q.i64(0), q.bytes(1), q.i64(2), q.i64(3));
+        doomed.push_back({q.i64(0), q.bytes(1), q.i64(2), q.i64(3), q.i64(5)});
       }
     }
     if (doomed.empty()) break;
-    for (auto& [rowid, account, device, blob_id] : doomed) {
+    for (auto& [rowid, account, device, blob_id, bytes] : doomed) {
       {
         STMT(q, "DELETE FROM queue WHERE rowid = ?");
         SOTTO_TRY(q.bind(1, rowid).run());
       }
       {
-        STMT(q, "UPDATE devices SET queue_len = queue_len - 1 WHERE account = ? AND device = ?");
-        SOTTO_TRY(q.bind(1, account).bind(2, device).run());
+        STMT(q,
+             "UPDATE devices SET queue_len = queue_len - 1, queue_bytes = queue_bytes - ? "
+             "WHERE account = ? AND device = ?");
+        SOTTO_TRY(q.bind(1, bytes).bind(2, account).bind(3, device).run());
       }
       if (blob_id) {
         STMT(q, "UPDATE blobs SET refs = refs - 1 WHERE id = ?");

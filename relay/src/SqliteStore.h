@@ -85,6 +85,8 @@ class SqliteStore final : public Store {
   SqliteStore();
   // The writer's WAL hook: after every commit, with the WAL's length in pages.
   static int on_wal_commit(void* self, sqlite3* db, const char* schema, int pages);
+  // For migrations: a column added by ALTER TABLE may already be there.
+  Result<bool> devices_have_column(std::string_view column);
   Status exec(const char* sql);
   Result<sqlite3_stmt*> prepare(const char* sql);
   Error error(int rc, std::string_view what) const;
@@ -105,6 +107,7 @@ class SqliteStore final : public Store {
   struct Counters {
     int64_t last_seq = 0;
     int64_t queue_len = 0;
+    int64_t queue_bytes = 0;
     bool dirty = false;
   };
   Result<Counters*> counters(const std::string& key);

@@ -52,6 +52,7 @@ struct DeviceRecord {
   wire::SignedPreKey signed_prekey;
   std::string push_url;
   uint64_t queue_length = 0;
+  uint64_t queue_bytes = 0;    // ciphertext and header bytes of the queued envelopes
   uint64_t last_sequence = 0;  // highest sequence ever assigned in its queue
 };
 

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <set>
@@ -123,6 +124,11 @@ std::optional<Credentials> parse_authorization(std::string_view h) {
   std::string_view b64 = h.substr(kBasic.size());
   while (!b64.empty() && b64.front() == ' ') b64.remove_prefix(1);
   char decoded[384];
+  struct Wipe {  // the decoded secret, on every way out
+    char* p;
+    size_t n;
+    ~Wipe() { sodium_memzero(p, n); }
+  } wipe{decoded, sizeof decoded};
   size_t len = 0;
   if (sodium_base642bin(reinterpret_cast<unsigned char*>(decoded), sizeof decoded, b64.data(),
                         b64.size(), nullptr, &len, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0)
@@ -137,8 +143,12 @@ std::optional<Credentials> parse_authorization(std::string_view h) {
   std::string_view device = text.substr(dot + 1, colon - dot - 1);
   std::string_view secret = text.substr(colon + 1);
   if (account.size() != 32 || secret.size() != 64) return std::nullopt;
-  for (char ch : account)
-    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) return std::nullopt;
+  // Lowercase hex only, for both (protocol.md 3.1): one spelling per credential.
+  auto lower_hex = [](std::string_view s) {
+    return std::all_of(s.begin(), s.end(),
+                       [](char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'); });
+  };
+  if (!lower_hex(account) || !lower_hex(secret)) return std::nullopt;
   if (!from_hex(account, c.account_id) || !from_hex(secret, c.secret)) return std::nullopt;
   if (device.empty() || device.size() > 10) return std::nullopt;
   uint64_t d = 0;
@@ -146,7 +156,6 @@ std::optional<Credentials> parse_authorization(std::string_view h) {
   if (r.ec != std::errc() || r.ptr != device.data() + device.size() || d < 1 || d > 0x7FFFFFFF)
     return std::nullopt;
   c.device_id = static_cast<uint32_t>(d);
-  sodium_memzero(decoded, sizeof decoded);
   return c;
 }
 
@@ -179,8 +188,8 @@ bool is_private_address(std::string_view literal) {
   if (inet_pton(AF_INET6, s.c_str(), &v6) == 1) {
     const uint8_t* b = v6.s6_addr;
     bool zero_prefix = true;
-    for (int i = 0; i < 15; ++i) zero_prefix = zero_prefix && b[i] == 0;
-    if (zero_prefix && (b[15] == 0 || b[15] == 1)) return true;  // :: and ::1
+    for (int i = 0; i < 12; ++i) zero_prefix = zero_prefix && b[i] == 0;
+    if (zero_prefix) return true;  // ::, ::1 and the deprecated IPv4-compatible ::a.b.c.d
     if ((b[0] & 0xFE) == 0xFC) return true;                      // fc00::/7
     if (b[0] == 0xFE && (b[1] & 0xC0) == 0x80) return true;      // fe80::/10
     if (b[0] == 0xFF) return true;                               // multicast
@@ -252,7 +261,23 @@ std::optional<PushUrl> parse_push_url(std::string_view url, bool allow_http, boo
   }
   out.host = std::string(host);
   for (auto& c : out.host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (!allow_private && (out.host == "localhost" || out.host.ends_with(".localhost") ||
+  // A name ending in a number is an IPv4 literal to the resolver, in forms inet_pton never
+  // sees ("127.1", "2130706433", "0x7f.1", "0177.0.0.1"): only the dotted-decimal form is
+  // accepted, so the address checked here is the one that will be dialled.
+  std::string_view name = out.host;
+  if (name.ends_with('.')) name.remove_suffix(1);
+  std::string_view last = name.substr(name.rfind('.') + 1);
+  bool ipv6 = name.find(':') != std::string_view::npos;  // a bracketed literal, parsed exactly
+  bool numeric = !ipv6 && !last.empty() &&
+                 (std::isdigit(static_cast<unsigned char>(last[0])) ||
+                  (last.size() > 1 && last[0] == '0' && last[1] == 'x'));
+  in_addr v4{};
+  if (numeric && (name.size() != out.host.size() ||
+                  inet_pton(AF_INET, std::string(name).c_str(), &v4) != 1)) {
+    why = bad_request("write an IPv4 push endpoint as four decimal numbers (a.b.c.d)");
+    return std::nullopt;
+  }
+  if (!allow_private && (name == "localhost" || name.ends_with(".localhost") ||
                          is_private_address(out.host))) {
     why = Refusal{wire::FORBIDDEN,
                   "this relay does not send wake-ups to loopback, private or link-local "

@@ -271,5 +271,102 @@ TEST(RelayHostile, ASlowReaderIsCutOffWithoutLosingItsQueue) {
   EXPECT_EQ(got, 200u) << relay.log();
 }
 
+
+// Anyone who knows an account id can send it ephemeral envelopes (typing). A flood of them while
+// the victim is not reading must cost the victim those envelopes, never its connection or a
+// stored message (protocol.md 3.5).
+TEST(RelayHostile, AnEphemeralFloodCannotCutItsRecipientOff) {
+  RelayProcess relay;
+  TestDevice mallory = must_register(relay, "mallory", 0);
+  TestDevice alice = must_register(relay, "alice", 0);
+  TestDevice bob = must_register(relay, "bob", 0);
+  auto m = must_connect(relay, mallory);
+  auto a = must_connect(relay, alice);
+  auto b = must_connect(relay, bob);
+  drain_backlog(*b);
+  // Bob reads nothing while 31 envelopes of 250 KB arrive for him.
+  for (int i = 0; i < 31; ++i)
+    expect_ok(*m, send_request(random_message_id(), {{&bob, std::string(250'000, 'f')}}, false,
+                               true));
+  expect_ok(*a, send_request(random_message_id(), {{&bob, "stored, after the flood"}}));
+  // Now bob reads: his connection is the same one, and the stored message is there.
+  std::optional<wire::Envelope> stored;
+  size_t ephemeral = 0;
+  while (auto e = next_envelope(*b, 10s)) {
+    if (e->ephemeral()) {
+      ++ephemeral;
+      continue;
+    }
+    stored = e;
+    break;
+  }
+  ASSERT_TRUE(stored) << "the stored message did not arrive\n" << relay.log();
+  EXPECT_EQ(stored->ciphertext(), "stored, after the flood");
+  EXPECT_TRUE(b->is_open());
+  EXPECT_LT(ephemeral, 31u) << "none of the flood was dropped";
+  expect_ok(*b, make_request(wire::OP_PING));
+  auto metrics = http_request(relay.port(), "GET", "/metrics");
+  EXPECT_NE(metrics.body.find("sotto_slow_reader_drops_total 0"), std::string::npos);
+  EXPECT_EQ(metrics.body.find("sotto_envelopes_ephemeral_dropped_total 0"), std::string::npos);
+}
+
+// A client that never reads is cut by the write-progress rule, not only by the idle rule: the
+// kernel may not take megabytes off the relay's queue for it (protocol.md 3.4, 1008).
+TEST(RelayHostile, AReaderThatNeverReadsIsCutByTheWriteProgressRule) {
+  RelayProcess::Options o;
+  o.extra_args = {"--write-timeout-ms", "1000", "--idle-timeout-ms", "600000"};
+  RelayProcess relay(o);
+  TestDevice alice = must_register(relay, "alice", 0);
+  TestDevice bob = must_register(relay, "bob", 0);
+  auto a = must_connect(relay, alice);
+  auto b = must_connect(relay, bob);
+  // 3 MB: less than what the loopback socket's autotuned buffers would take in.
+  for (int i = 0; i < 30; ++i)
+    expect_ok(*a, send_request(random_message_id(), {{&bob, std::string(100'000, 'z')}}));
+  HttpResult metrics;
+  for (auto until = std::chrono::steady_clock::now() + 15s;
+       std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(100ms)) {
+    metrics = http_request(relay.port(), "GET", "/metrics");
+    if (metrics.body.find("sotto_slow_reader_drops_total 1") != std::string::npos) break;
+  }
+  EXPECT_NE(metrics.body.find("sotto_slow_reader_drops_total 1"), std::string::npos)
+      << "a reader that never reads was not cut";
+  // Nothing is lost: on a new connection bob gets all 30.
+  b.reset();
+  auto b2 = must_connect(relay, bob);
+  size_t got = 0;
+  while (auto e = next_envelope(*b2, 3s)) {
+    ++got;
+    ack(*b2, {e->sequence()});
+  }
+  EXPECT_EQ(got, 30u);
+}
+
+// Two unanswered requests with one id: their answers could not be told apart.
+TEST(RelayHostile, ARepeatedRequestIdIsAProtocolError) {
+  RelayProcess relay;
+  HonestPair honest(relay);
+  TestDevice mallory = must_register(relay, "mallory", 0);
+  auto m = must_connect(relay, mallory);
+  wire::Request zero = make_request(wire::OP_PING);
+  zero.set_id(0);
+  wire::Frame f;
+  *f.mutable_request() = zero;
+  ASSERT_TRUE(m->send_raw(f.SerializeAsString()));
+  // Two storage requests back to back: the second arrives before the first is answered
+  // (a commit away). An answer that came first would free the id: then try again.
+  std::optional<uint16_t> code;
+  for (int attempt = 0; attempt < 10 && !code; ++attempt) {
+    wire::Request r = make_request(wire::OP_GET_PREKEY_COUNT);
+    r.set_id(1000 + attempt);
+    *f.mutable_request() = r;
+    std::string twice = f.SerializeAsString();
+    m->send_raw(twice);
+    m->send_raw(twice);
+    code = m->wait_closed(500ms);
+  }
+  EXPECT_EQ(code, std::optional<uint16_t>(1002));
+  honest.exchange();
+}
 }  // namespace
 }  // namespace sotto::test

@@ -63,6 +63,21 @@ TEST(RelayHttp, AttachmentUploadDownloadAndResume) {
   EXPECT_EQ(bad.headers["content-range"], "bytes */300000");
   h["Range"] = "bytes=0-1,5-6";
   EXPECT_EQ(http_request(relay.port(), "GET", path, h).status, 200);
+  // Invalid ranges are ignored (RFC 9110): the whole blob, never a length computed from them.
+  for (const char* invalid : {"bytes=5-2", "bytes=1-0", "bytes=x-", "items=0-9"}) {
+    h["Range"] = invalid;
+    auto r = http_request(relay.port(), "GET", path, h);
+    EXPECT_EQ(r.status, 200) << invalid;
+    EXPECT_EQ(r.headers["content-length"], std::to_string(blob.size())) << invalid;
+    EXPECT_EQ(r.body, blob) << invalid;
+  }
+  for (const char* past : {"bytes=18446744073709551615-", "bytes=99999999999999999999999-",
+                           "bytes=-0"}) {
+    h["Range"] = past;
+    auto r = http_request(relay.port(), "GET", path, h);
+    EXPECT_EQ(r.status, 416) << past;
+    EXPECT_EQ(r.headers["content-range"], "bytes */300000") << past;
+  }
 
   EXPECT_EQ(http_request(relay.port(), "GET", path).status, 401);
   EXPECT_EQ(
@@ -89,6 +104,43 @@ TEST(RelayHttp, AttachmentSizeLimits) {
   std::map<std::string, std::string> auth = {
       {"Authorization", alice.credentials().authorization()}};
   EXPECT_EQ(http_request(relay.port(), "PUT", path, auth, std::string(2000, 'x')).status, 413);
+}
+
+// An Authorization header that is present is judged even when it is empty: it never gives an
+// unauthenticated socket (protocol.md 3.1). Credentials have one spelling: lowercase hex.
+TEST(RelayHttp, AnEmptyOrUppercaseAuthorizationIsRefusedAtTheUpgrade) {
+  RelayProcess relay;
+  TestDevice alice = must_register(relay, "alice", 0);
+  std::map<std::string, std::string> upgrade = {{"Upgrade", "websocket"},
+                                                {"Connection", "Upgrade"},
+                                                {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
+                                                {"Sec-WebSocket-Version", "13"}};
+  EXPECT_EQ(http_request(relay.port(), "GET", "/v1/ws", upgrade).status, 101);
+  auto empty = upgrade;
+  empty["Authorization"] = "";
+  EXPECT_EQ(http_request(relay.port(), "GET", "/v1/ws", empty).status, 401);
+  auto upper = upgrade;
+  Credentials c = alice.credentials();
+  upper["Authorization"] = c.authorization();
+  EXPECT_EQ(http_request(relay.port(), "GET", "/v1/ws", upper).status, 101);
+  // The same credentials with the secret in capitals: one spelling per credential.
+  std::string user = to_hex(c.account_id) + "." + std::to_string(c.device_id) + ":";
+  for (char ch : to_hex(c.auth_secret))
+    user += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  std::string b64(sodium_base64_ENCODED_LEN(user.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(b64.data(), b64.size(), reinterpret_cast<const unsigned char*>(user.data()),
+                    user.size(), sodium_base64_VARIANT_ORIGINAL);
+  upper["Authorization"] = "Basic " + std::string(b64.c_str());
+  EXPECT_EQ(http_request(relay.port(), "GET", "/v1/ws", upper).status, 401);
+}
+
+TEST(RelayHttp, AnOversizedRequestHeaderIsAnswered431) {
+  RelayProcess relay;
+  auto r = http_request(relay.port(), "GET", "/healthz", {{"X-Filler", std::string(20'000, 'f')}});
+  EXPECT_EQ(r.status, 431);
+  EXPECT_EQ(http_request(relay.port(), "GET", "/healthz", {{"X-Filler", std::string(8'000, 'f')}})
+                .status,
+            200);
 }
 
 TEST(RelayHttp, UnknownPathsAndMethods) {
@@ -167,7 +219,11 @@ TEST(RelayHttp, PushEndpointPolicy) {
   set("ftp://push.example.com/x", wire::BAD_REQUEST);
   set("https://push.example.com/" + std::string(2100, 'a'), wire::BAD_REQUEST);
   set("https://push.example.com/up?token=abc", wire::OK);
-  set("", wire::OK);
+  set("https://127.1/x", wire::BAD_REQUEST);  // an IPv4 literal in a form inet_pton never sees
+  set("", wire::BAD_REQUEST);  // an empty body clears nothing
+  wire::Request clear = make_request(wire::OP_SET_PUSH_ENDPOINT);
+  clear.mutable_set_push_endpoint()->set_clear(true);
+  expect_status(*a, clear, wire::OK);
 }
 
 }  // namespace

@@ -365,6 +365,53 @@ TEST_P(StoreConformance, SharedCiphertextIsStoredOnceAndFreedAfterTheLastAck) {
   });
 }
 
+// A device's queue is bounded in bytes as well as envelopes (max-queue-bytes): the count
+// follows every enqueue, ack, expiry and rollback, shared ciphertexts counted per copy.
+TEST_P(StoreConformance, QueueBytesFollowEnqueueAckExpiryAndRollback) {
+  AccountRecord a = create("alice");
+  AccountRecord b = create("bob");
+  AccountRecord c = create("carol");
+  auto bytes = [&](const AccountRecord& who) -> uint64_t {
+    auto d = store_->find_device(who.id, 1);
+    EXPECT_TRUE(d.ok() && *d);
+    return d.ok() && *d ? (*d)->queue_bytes : ~uint64_t{0};
+  };
+  enqueue(send(a, {{&b, 1}}, std::string(100, 'x')));
+  enqueue(send(a, {{&b, 1}, {&c, 1}}, std::string(40, 'y')));
+  NewSend multi = send(a, {}, "");
+  multi.type = wire::Envelope::SENDER_KEY;
+  multi.copy_types.clear();
+  multi.shared_ciphertext = Bytes(1000, 0x33);
+  for (const AccountRecord* m : {&b, &c}) {
+    QueuedCopy copy;
+    copy.account_id = m->id;
+    copy.device_id = 1;
+    copy.header = Bytes(7, 1);
+    multi.copies.push_back(copy);
+  }
+  enqueue(multi);
+  EXPECT_EQ(bytes(b), 100u + 40 + 1007);
+  EXPECT_EQ(bytes(c), 40u + 1007);
+  ASSERT_TRUE(store_->begin().ok());
+  ASSERT_TRUE(store_->enqueue(send(a, {{&b, 1}}, std::string(500, 'u'))).ok());
+  EXPECT_EQ(*store_->ack(b.id, 1, {1}), 1u);
+  store_->rollback();
+  EXPECT_EQ(bytes(b), 1147u) << "a rolled-back transaction changes nothing";
+  tx([&](Store& st) { EXPECT_EQ(*st.ack(b.id, 1, {1, 3}), 2u); });
+  EXPECT_EQ(bytes(b), 40u);
+  reopen();
+  EXPECT_EQ(bytes(b), 40u);
+  EXPECT_EQ(bytes(c), 1047u);
+  enqueue(send(a, {{&c, 1}}, std::string(9, 'z'), 90'000));
+  tx([&](Store& st) {
+    auto r = st.expire(60'000);  // the first three sends are at 5000 with a 10 s TTL
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->envelopes, 3u);
+  });
+  EXPECT_EQ(bytes(b), 0u);
+  EXPECT_EQ(bytes(c), 9u);
+}
+
 TEST_P(StoreConformance, SendsAreRecordedForIdempotency) {
   AccountRecord a = create("alice");
   AccountRecord b = create("bob");
@@ -550,7 +597,7 @@ TEST(SqliteStore, ASchemaOneDatabaseIsMigratedKeepingItsSendRecords) {
     EXPECT_EQ((*found)->server_timestamp_ms, 4343u);
     EXPECT_FALSE(*(*st)->find_send(Bytes{2, 2}, 2, Bytes{0, 0xaa}, 0));
   }
-  EXPECT_EQ(raw_sql(db, "SELECT value FROM meta WHERE key = 'schema_version'"), "2");
+  EXPECT_EQ(raw_sql(db, "SELECT value FROM meta WHERE key = 'schema_version'"), "3");
   EXPECT_EQ(raw_sql(db, "SELECT count(*) FROM sends"), "2");
   EXPECT_NE(raw_sql(db, "SELECT sql FROM sqlite_master WHERE name = 'sends'")
                 .find("UNIQUE(message_id, sender, sender_device, batch)"),
@@ -563,6 +610,47 @@ TEST(SqliteStore, ASchemaOneDatabaseIsMigratedKeepingItsSendRecords) {
   EXPECT_NE(newer.error().message.find("newer sotto-relay (schema 99"), std::string::npos)
       << newer.error().message;
   EXPECT_EQ(raw_sql(db, "SELECT value FROM meta WHERE key = 'schema_version'"), "99");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SqliteStore, ASchemaTwoDatabaseGetsTheBytesOfItsQueuesCounted) {
+  auto dir =
+      std::filesystem::temp_directory_path() / ("sotto-store-v2-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  auto db = dir / "relay.db";
+  SqliteStore::Options o;
+  AccountRecord bob;
+  {
+    auto st = SqliteStore::open(db, o);
+    ASSERT_TRUE(st.ok()) << st.error().message;
+    ASSERT_NO_FATAL_FAILURE(add_account(**st, "bob", bob));
+    NewSend n;
+    n.sender_account = Bytes(16, 1);
+    n.sender_device = 1;
+    n.message_id = Bytes(16, 2);
+    n.type = wire::Envelope::SENDER_KEY;
+    n.shared_ciphertext = Bytes(300, 3);
+    n.copies.push_back(QueuedCopy{bob.id, 1, {}, Bytes(5, 4)});
+    n.expires_at_ms = 9'000'000'000'000;
+    ASSERT_TRUE((*st)->enqueue(n).ok());
+    n.message_id = Bytes(16, 5);
+    n.shared_ciphertext.clear();
+    n.copies[0].ciphertext = Bytes(20, 6);
+    n.copies[0].header.clear();
+    n.copy_types = {wire::Envelope::MESSAGE};
+    ASSERT_TRUE((*st)->enqueue(n).ok());
+  }
+  // Schema 2 kept no byte count.
+  raw_sql(db,
+          "UPDATE devices SET queue_bytes = 0;"
+          "UPDATE meta SET value = 2 WHERE key = 'schema_version';");
+  auto st = SqliteStore::open(db, o);
+  ASSERT_TRUE(st.ok()) << st.error().message;
+  auto d = (*st)->find_device(bob.id, 1);
+  ASSERT_TRUE(d.ok() && *d);
+  EXPECT_EQ((*d)->queue_bytes, 305u + 20);
+  EXPECT_EQ(raw_sql(db, "SELECT value FROM meta WHERE key = 'schema_version'"), "3");
   std::filesystem::remove_all(dir);
 }
 

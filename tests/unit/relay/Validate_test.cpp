@@ -42,6 +42,16 @@ TEST(Validate, AuthorizationHeaders) {
     EXPECT_FALSE(parse_authorization(bad)) << bad;
 }
 
+TEST(Validate, CredentialsAreLowercaseHexOnly) {
+  std::string account = "00112233445566778899aabbccddeeff";
+  std::string secret = std::string(62, 'a') + "0f";
+  EXPECT_TRUE(parse_authorization(basic(account + ".1:" + secret)));
+  std::string upper = std::string(62, 'A') + "0F";
+  EXPECT_FALSE(parse_authorization(basic(account + ".1:" + upper)));
+  EXPECT_FALSE(parse_authorization(basic(account + ".1:" + std::string(63, 'a') + "F")));
+  EXPECT_FALSE(parse_authorization(""));
+}
+
 TEST(Validate, AuthSecretsAreStoredAsKeyedHashes) {
   Bytes secret(32, 7);
   Bytes h = hash_auth_secret(secret);
@@ -79,6 +89,28 @@ TEST(Validate, PushUrlPolicy) {
   EXPECT_FALSE(parse_push_url("https://h/" + std::string(3000, 'a'), true, true, 2048, why));
   EXPECT_FALSE(is_private_address("8.8.8.8"));
   EXPECT_FALSE(is_private_address("2001:4860::1"));
+}
+
+// The resolver reads these as 127.0.0.1 (or another address), though inet_pton does not.
+TEST(Validate, PushUrlsRefuseIpv4LiteralsInAnyButDottedDecimalForm) {
+  Refusal why;
+  for (const char* odd :
+       {"https://127.1/", "https://2130706433/", "https://0x7f.1/", "https://0177.0.0.1/",
+        "https://0x7f000001/", "https://010.0.0.1/", "https://8.8.8.8./", "https://1.2.3.4.5/",
+        "https://host.0x10/", "https://[::127.0.0.1]/"}) {
+    for (bool allow_private : {false, true}) {
+      SCOPED_TRACE(std::string(odd) + (allow_private ? " private allowed" : ""));
+      bool v4 = std::string_view(odd).find('[') == std::string_view::npos;
+      if (!v4 && allow_private) continue;  // a bracketed IPv6 literal is parsed exactly
+      EXPECT_FALSE(parse_push_url(odd, false, allow_private, 2048, why));
+      EXPECT_EQ(why.status, v4 ? wire::BAD_REQUEST : wire::FORBIDDEN);
+    }
+  }
+  EXPECT_FALSE(parse_push_url("https://localhost./", false, false, 2048, why));
+  EXPECT_EQ(why.status, wire::FORBIDDEN);
+  EXPECT_TRUE(parse_push_url("https://8.8.8.8/", false, false, 2048, why));
+  EXPECT_TRUE(parse_push_url("https://push.example.com./", false, false, 2048, why));
+  EXPECT_TRUE(parse_push_url("https://1e100.net/", false, false, 2048, why));
 }
 
 TEST(Validate, LinkCodesAreCrockfordBase32) {
