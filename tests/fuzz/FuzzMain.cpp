@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <random>
@@ -24,12 +25,13 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::mt19937_64 rng(20261122);
-  constexpr int kInputs = 3000;
-  for (int i = 0; i < kInputs; ++i) {
+  int inputs = 3000;
+  if (const char* n = std::getenv("SOTTO_FUZZ_SMOKE_INPUTS")) inputs = std::atoi(n);
+  for (int i = 0; i < inputs; ++i) {
     std::vector<uint8_t> bytes(rng() % 600);
     for (auto& b : bytes) b = static_cast<uint8_t>(rng());
     LLVMFuzzerTestOneInput(bytes.data(), bytes.size());
   }
-  std::printf("ran %d pseudo-random inputs\n", kInputs);
+  std::printf("ran %d pseudo-random inputs\n", inputs);
   return 0;
 }
