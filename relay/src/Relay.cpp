@@ -1458,7 +1458,7 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
               st->push_urls[device_key(c.account_id, c.device_id)] = d.push_url;
           }
         }
-        SOTTO_TRY_ASSIGN(st->sequences, s.enqueue(*send));
+        SOTTO_TRY(s.enqueue(*send, &st->sequences));
         st->timestamp = send->server_timestamp_ms;
         return {};
       },

@@ -938,7 +938,7 @@ Result<std::optional<SendRecord>> SqliteStore::find_send(ByteView sender, uint32
   return std::optional<SendRecord>(SendRecord{static_cast<uint64_t>(q.i64(0))});
 }
 
-Result<std::vector<uint64_t>> SqliteStore::enqueue(const NewSend& s) {
+Status SqliteStore::enqueue(const NewSend& s, std::vector<uint64_t>* sequences) {
   int64_t blob_id = 0;
   if (!s.shared_ciphertext.empty()) {
     STMT(q, "INSERT INTO blobs(ciphertext, refs) VALUES(?, ?)");
@@ -987,7 +987,8 @@ Result<std::vector<uint64_t>> SqliteStore::enqueue(const NewSend& s) {
   q.bind(6, static_cast<int64_t>(s.expires_at_ms));
   SOTTO_TRY(q.run());
   SOTTO_TRY(flush_if_autocommit());
-  return seqs;
+  *sequences = std::move(seqs);
+  return {};
 }
 
 Result<std::vector<wire::Envelope>> SqliteStore::load_queue(ByteView account, uint32_t device,

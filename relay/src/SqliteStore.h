@@ -65,7 +65,7 @@ class SqliteStore final : public Store {
 
   Result<std::optional<SendRecord>> find_send(ByteView sender_account, uint32_t sender_device,
                                               ByteView message_id, uint32_t batch) override;
-  Result<std::vector<uint64_t>> enqueue(const NewSend& send) override;
+  Status enqueue(const NewSend& send, std::vector<uint64_t>* sequences) override;
   Result<std::vector<wire::Envelope>> load_queue(ByteView account, uint32_t device,
                                                  uint64_t after_sequence, uint32_t limit) override;
   Result<uint64_t> ack(ByteView account, uint32_t device,

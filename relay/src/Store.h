@@ -1,5 +1,5 @@
-// The relay's storage interface. Every backend (the embedded SQLCipher one today, a clustered
-// one later) passes tests/unit/relay/StoreConformance_test.cpp.
+// The relay's storage interface. Every backend (the embedded SQLCipher one, PostgreSQL for a
+// cluster of relay nodes) passes tests/unit/relay/StoreConformance_test.cpp.
 //
 // Threading: a Store is used by one thread at a time (the StoreExecutor's writer thread).
 // Every call between begin() and commit() belongs to one transaction; the executor puts many
@@ -158,8 +158,11 @@ class Store {
   virtual Result<std::optional<SendRecord>> find_send(ByteView sender_account,
                                                       uint32_t sender_device, ByteView message_id,
                                                       uint32_t batch) = 0;
-  // Appends every copy to its queue and records the send; returns each copy's sequence.
-  virtual Result<std::vector<uint64_t>> enqueue(const NewSend& send) = 0;
+  // Appends every copy to its queue and records the send. `sequences` gets each copy's
+  // sequence by the time commit() succeeds: a backend may assign them only at commit (one
+  // shared by several writers does, to lock queues in an order that cannot deadlock).
+  // NB: `sequences` must stay valid until then.
+  virtual Status enqueue(const NewSend& send, std::vector<uint64_t>* sequences) = 0;
   // Envelopes with sequence > after_sequence, in order, at most `limit`.
   virtual Result<std::vector<wire::Envelope>> load_queue(ByteView account, uint32_t device,
                                                          uint64_t after_sequence,
