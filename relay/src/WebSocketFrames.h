@@ -3,7 +3,7 @@
 // Beast does the HTTP upgrade; the frames after it are read and written here. A Beast stream
 // keeps a 2.5 KiB block per connection and needs a pending read into a buffer to notice
 // incoming bytes; without it an idle connection is a socket waiting for readability and a
-// few hundred bytes of state (DESIGN.md, "memory per idle connection").
+// few hundred bytes of state (docs/benchmarks.md, "memory per idle connection").
 #pragma once
 
 #include <cstddef>
