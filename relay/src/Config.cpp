@@ -6,7 +6,9 @@
 #include <boost/program_options.hpp>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 namespace po = boost::program_options;
 
@@ -31,6 +33,12 @@ constexpr const char* kUsage =
     "\n"
     "Usage: sotto-relay --data-dir DIR [options]\n"
     "       sotto-relay --config /etc/sotto/relay.conf\n"
+    "       sotto-relay backup DEST --data-dir DIR [--db-key-file FILE]\n"
+    "       sotto-relay restore SRC --data-dir NEW_DIR [--db-key-file FILE]\n"
+    "\n"
+    "backup writes a consistent copy of the data dir (database and attachments) into the new\n"
+    "directory DEST, also while a relay serves it; restore makes a new data dir from one, and\n"
+    "drops the one-time prekeys left in it unless --keep-one-time-prekeys.\n"
     "\n"
     "Every option can also be given in the config file as `name = value` (one per line, '#'\n"
     "starts a comment); flags on the command line win. Durations end in -ms (milliseconds).\n"
@@ -55,6 +63,24 @@ RateLimits::RateLimits()
 
 Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) {
   ParsedCommandLine out;
+  // A command and its path come first; the options after them are the server's.
+  std::vector<const char*> args(argv, argv + argc);
+  if (args.size() > 1 &&
+      (std::string_view(args[1]) == "backup" || std::string_view(args[1]) == "restore")) {
+    const bool backup = std::string_view(args[1]) == "backup";
+    out.command =
+        backup ? ParsedCommandLine::Command::kBackup : ParsedCommandLine::Command::kRestore;
+    if (args.size() < 3 || args[2][0] == '-' || args[2][0] == '\0')
+      return make_error(ErrorCode::kInvalidArgument,
+                        backup ? "backup needs the directory to write: sotto-relay backup DEST "
+                                 "--data-dir DIR"
+                               : "restore needs the backup to read: sotto-relay restore SRC "
+                                 "--data-dir NEW_DIR");
+    out.command_path = args[2];
+    args.erase(args.begin() + 1, args.begin() + 3);
+  }
+  argc = static_cast<int>(args.size());
+  argv = args.data();
   Config& c = out.config;
   Limits& l = c.limits;
   RateLimits& r = c.rates;
@@ -83,6 +109,9 @@ Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) 
           "tls-key", po::value(&tls_key), "PEM private key for --tls-cert")(
           "db-key-file", po::value(&db_key_file),
           "file holding 64 hex digits: the database is encrypted at rest with this key")(
+          "keep-one-time-prekeys", po::bool_switch(&out.keep_one_time_prekeys),
+          "restore only: keep the backup's one-time prekeys (some may have been handed out "
+          "after the backup; see docs/operating-the-relay.md)")(
           "db-sync", po::value(&db_sync)->default_value(db_sync),
           "full: every acknowledged send survives power loss; normal: survives a crash only")(
           "store-batch-max", po::value(&c.store_batch_max)->default_value(c.store_batch_max),
@@ -287,7 +316,12 @@ Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) 
   }
   if (data_dir.empty())
     return make_error(ErrorCode::kInvalidArgument,
-                      "--data-dir is required: where the relay keeps its database");
+                      out.command == ParsedCommandLine::Command::kRestore
+                          ? "--data-dir is required: the new data dir to restore into"
+                          : "--data-dir is required: where the relay keeps its database");
+  if (out.keep_one_time_prekeys && out.command != ParsedCommandLine::Command::kRestore)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--keep-one-time-prekeys only goes with restore");
   c.data_dir = data_dir;
   c.port_file = port_file;
   c.tls_cert = tls_cert;

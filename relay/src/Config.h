@@ -109,13 +109,21 @@ struct Config {
 
 // What the command line asked for.
 struct ParsedCommandLine {
+  enum class Command {
+    kServe,    // sotto-relay [options]
+    kBackup,   // sotto-relay backup DEST [options]: a backup of --data-dir into DEST
+    kRestore,  // sotto-relay restore SRC [options]: a new --data-dir from the backup SRC
+  };
+  Command command = Command::kServe;
+  std::filesystem::path command_path;  // DEST or SRC
+  bool keep_one_time_prekeys = false;  // restore: keep the backup's one-time prekeys
   Config config;
   bool exit_now = false;  // --help or --version: print `output` and exit 0
   std::string output;
 };
 
-// Parses flags, then the config file named by --config (if any). kInvalidArgument with a
-// message naming the bad option.
+// Parses an optional command (backup DEST, restore SRC), flags, then the config file named by
+// --config (if any). kInvalidArgument with a message naming the bad option.
 Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv);
 
 }  // namespace sotto::relay

@@ -124,6 +124,93 @@ int key_connection(sqlite3* db, const SecureBytes& key) {
   return sqlite3_exec(db, "PRAGMA cipher_page_size = 4096", nullptr, nullptr, nullptr);
 }
 
+// PRAGMA cipher_version: empty when the SQLite in the process is not SQLCipher.
+std::string cipher_version_of(sqlite3* db) {
+  sqlite3_stmt* q = nullptr;
+  std::string version;
+  if (sqlite3_prepare_v2(db, "PRAGMA cipher_version", -1, &q, nullptr) == SQLITE_OK &&
+      sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0))
+    version = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+  sqlite3_finalize(q);
+  return version;
+}
+
+Error not_sqlcipher() {
+  return make_error(ErrorCode::kEncryptionUnavailable,
+                    "the SQLite library in this process is not SQLCipher; rebuild sotto-relay "
+                    "linked against SQLCipher only (never libsqlite3)");
+}
+
+// Pages copied per backup step (4 MiB): each step takes a bounded time, and a step the source
+// answers BUSY is retried alone.
+constexpr int kBackupStepPages = 1024;
+
+// A typed error for an SQLite result code on the database at `path`.
+Error storage_error(sqlite3* db, int rc, const std::filesystem::path& path, std::string_view what) {
+  std::string detail = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  std::string w = std::string(what) + " failed (" + path.string() + "): ";
+  switch (rc & 0xff) {
+    case SQLITE_NOTADB:
+      return make_error(ErrorCode::kWrongKey,
+                        w + "the key does not open this database; check --db-key-file");
+    case SQLITE_CORRUPT:
+      return make_error(ErrorCode::kStorageCorrupt, w + "the database is damaged: " + detail);
+    case SQLITE_FULL:
+      return make_error(ErrorCode::kStorageFull, w + "the disk is full");
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return make_error(ErrorCode::kBusy, w + "the database is locked: " + detail);
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+      return make_error(ErrorCode::kStorageIo, w + detail);
+    default:
+      return make_error(ErrorCode::kInternal, w + detail);
+  }
+}
+
+// A connection of its own, outside a store (backups, checks), closed with it.
+class Connection {
+ public:
+  Connection() = default;
+  ~Connection() { close(); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Opens `path` (creating it when `create`), refuses a SQLite that is not SQLCipher, keys the
+  // connection and reads once, so that a wrong key shows here.
+  Status open(const std::filesystem::path& path, const SecureBytes& key, bool create) {
+    path_ = path;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+    if (rc != SQLITE_OK) return error(rc, "opening the database");
+    sqlite3_extended_result_codes(db_, 1);
+    sqlite3_busy_timeout(db_, 10'000);
+    if (cipher_version_of(db_).empty()) return not_sqlcipher();
+    rc = key_connection(db_, key);
+    if (rc != SQLITE_OK) return error(rc, "keying the database");
+    rc = sqlite3_exec(db_, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) return error(rc, "opening the database");
+    return {};
+  }
+  Status exec(const char* sql, std::string_view what) {
+    int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) return error(rc, what);
+    return {};
+  }
+  Error error(int rc, std::string_view what) const { return storage_error(db_, rc, path_, what); }
+  sqlite3* get() const { return db_; }
+  void close() {
+    if (db_) sqlite3_close_v2(db_);
+    db_ = nullptr;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::filesystem::path path_;
+};
+
 }  // namespace
 
 // A cached prepared statement, reset when it goes out of scope.
@@ -198,27 +285,7 @@ class SqliteStore::Stmt {
   Stmt var(this, var##_raw)
 
 Error SqliteStore::error(int rc, std::string_view what) const {
-  std::string detail = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
-  std::string w = std::string(what) + " failed (" + path_.string() + "): ";
-  switch (rc & 0xff) {
-    case SQLITE_NOTADB:
-      return make_error(ErrorCode::kWrongKey,
-                        w + "the key does not open this database; check --db-key-file");
-    case SQLITE_CORRUPT:
-      return make_error(ErrorCode::kStorageCorrupt, w + "the database is damaged: " + detail);
-    case SQLITE_FULL:
-      return make_error(ErrorCode::kStorageFull, w + "the disk is full");
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-      return make_error(ErrorCode::kBusy, w + "the database is locked: " + detail);
-    case SQLITE_IOERR:
-    case SQLITE_CANTOPEN:
-    case SQLITE_READONLY:
-    case SQLITE_PERM:
-      return make_error(ErrorCode::kStorageIo, w + detail);
-    default:
-      return make_error(ErrorCode::kInternal, w + detail);
-  }
+  return storage_error(db_, rc, path_, what);
 }
 
 // WAL checkpoints off the send path. SQLite's automatic checkpoint runs inside the commit that
@@ -320,16 +387,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
 
   // WARNING: a plain libsqlite3 ignores PRAGMA key and writes plaintext. Refuse to run unless
   // SQLCipher answers.
-  {
-    SOTTO_TRY_ASSIGN(sqlite3_stmt * raw, self->prepare("PRAGMA cipher_version"));
-    Stmt q(self.get(), raw);
-    SOTTO_TRY_ASSIGN(bool row, q.step());
-    if (row) self->cipher_version_ = q.text(0);
-    if (self->cipher_version_.empty())
-      return make_error(ErrorCode::kEncryptionUnavailable,
-                        "the SQLite library in this process is not SQLCipher; rebuild "
-                        "sotto-relay linked against SQLCipher only (never libsqlite3)");
-  }
+  self->cipher_version_ = cipher_version_of(self->db_);
+  if (self->cipher_version_.empty()) return not_sqlcipher();
   if (!options.key.empty()) {
     if (options.key.size() != 32)
       return make_error(ErrorCode::kInvalidArgument, "the database key must be 32 bytes");
@@ -425,6 +484,136 @@ Result<bool> SqliteStore::devices_have_column(std::string_view column) {
     if (!row) return false;
     if (q.text(1) == column) return true;
   }
+}
+
+Result<SqliteStore::Settings> SqliteStore::settings() {
+  Settings out;
+  {
+    STMT(q, "PRAGMA journal_mode");
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (row) out.journal_mode = q.text(0);
+  }
+  STMT(q, "PRAGMA synchronous");
+  SOTTO_TRY_ASSIGN(bool row, q.step());
+  if (row) out.synchronous = static_cast<int>(q.i64(0));
+  return out;
+}
+
+Result<uint64_t> SqliteStore::drop_one_time_prekeys() {
+  SOTTO_TRY(begin());
+  uint64_t dropped = 0;
+  Status s = [&]() -> Status {
+    {
+      STMT(q, "SELECT count(*) FROM prekeys");
+      SOTTO_TRY_ASSIGN(bool row, q.step());
+      if (row) dropped = static_cast<uint64_t>(q.i64(0));
+    }
+    {
+      STMT(q, "DELETE FROM prekeys");
+      SOTTO_TRY(q.run());
+    }
+    STMT(q, "UPDATE devices SET pool = 0");
+    return q.run();
+  }();
+  if (!s.ok()) {
+    rollback();
+    return std::move(s).error();
+  }
+  SOTTO_TRY(commit());
+  return dropped;
+}
+
+Result<SqliteStore::BackupResult> SqliteStore::backup(
+    const std::filesystem::path& path, const SecureBytes& key, const std::filesystem::path& dest,
+    const std::function<Result<bool>(const std::string&)>& copy_blob) {
+  if (!key.empty() && key.size() != 32)
+    return make_error(ErrorCode::kInvalidArgument, "the database key must be 32 bytes");
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    return make_error(ErrorCode::kNotFound,
+                      "no relay database at " + path.string() + "; check --data-dir");
+  if (std::filesystem::exists(dest, ec))
+    return make_error(ErrorCode::kAlreadyExists,
+                      dest.string() + " already exists; a backup is written to a new file");
+
+  Connection src;
+  SOTTO_TRY(src.open(path, key, false));
+  // The snapshot: one read transaction, held until the last page is copied. The relay's
+  // commits meanwhile go to the WAL beyond it.
+  SOTTO_TRY(src.exec("BEGIN", "starting the backup's snapshot"));
+  std::vector<std::string> uploaded;
+  {
+    sqlite3_stmt* q = nullptr;
+    int rc = sqlite3_prepare_v2(src.get(), "SELECT id FROM attachments WHERE uploaded_at > 0", -1,
+                                &q, nullptr);
+    if (rc == SQLITE_OK) {
+      while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        uploaded.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)));
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) return src.error(rc, "reading the snapshot's attachments");
+  }
+
+  Connection out;
+  SOTTO_TRY(out.open(dest, key, true));
+  SOTTO_TRY(out.exec("PRAGMA synchronous = FULL", "setting up the copy"));
+  sqlite3_backup* b = sqlite3_backup_init(out.get(), "main", src.get(), "main");
+  if (!b) return out.error(sqlite3_extended_errcode(out.get()), "starting the backup");
+  int rc = SQLITE_OK;
+  for (int busy = 0; rc != SQLITE_DONE;) {
+    rc = sqlite3_backup_step(b, kBackupStepPages);
+    if ((rc == SQLITE_BUSY || rc == SQLITE_LOCKED) && ++busy < 1000) {
+      sqlite3_sleep(10);
+      continue;
+    }
+    if (rc != SQLITE_OK && rc != SQLITE_DONE) break;
+  }
+  BackupResult result;
+  result.pages = static_cast<uint64_t>(sqlite3_backup_pagecount(b));
+  int finished = sqlite3_backup_finish(b);
+  if (rc != SQLITE_DONE) return storage_error(nullptr, rc, dest, "copying the database");
+  if (finished != SQLITE_OK) return out.error(finished, "finishing the copy");
+  SOTTO_TRY(src.exec("COMMIT", "ending the backup's snapshot"));
+  src.close();
+  // The header copied from the relay's database says WAL; the copy is better as one file.
+  SOTTO_TRY(out.exec("PRAGMA journal_mode = DELETE", "setting up the copy"));
+
+  for (const auto& id : uploaded) {
+    SOTTO_TRY_ASSIGN(bool copied, copy_blob(id));
+    if (copied) {
+      ++result.attachments;
+      continue;
+    }
+    ++result.attachments_gone;
+    sqlite3_stmt* q = nullptr;
+    rc = sqlite3_prepare_v2(out.get(), "DELETE FROM attachments WHERE id = ?", -1, &q, nullptr);
+    if (rc == SQLITE_OK) {
+      sqlite3_bind_text(q, 1, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
+      rc = sqlite3_step(q);
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) return out.error(rc, "forgetting an expired attachment in the copy");
+  }
+  out.close();
+  SOTTO_TRY(check(dest, key));
+  return result;
+}
+
+Status SqliteStore::check(const std::filesystem::path& path, const SecureBytes& key) {
+  Connection c;
+  SOTTO_TRY(c.open(path, key, false));
+  sqlite3_stmt* q = nullptr;
+  int rc = sqlite3_prepare_v2(c.get(), "PRAGMA integrity_check", -1, &q, nullptr);
+  std::string first;
+  if (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW && sqlite3_column_text(q, 0))
+    first = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+  sqlite3_finalize(q);
+  if (rc != SQLITE_ROW) return c.error(rc, "checking the database");
+  if (first != "ok")
+    return make_error(ErrorCode::kStorageCorrupt, "the database at " + path.string() +
+                                                      " fails its integrity check (" + first +
+                                                      "); use another copy");
+  return {};
 }
 
 Status SqliteStore::exec(const char* sql) {

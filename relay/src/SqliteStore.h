@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -33,6 +34,38 @@ class SqliteStore final : public Store {
   ~SqliteStore() override;
   // The SQLCipher version string (PRAGMA cipher_version).
   const std::string& cipher_version() const { return cipher_version_; }
+
+  // How the connection writes: WAL, and synchronous FULL (2) or NORMAL (1) from Options.
+  struct Settings {
+    std::string journal_mode;
+    int synchronous = 0;
+  };
+  Result<Settings> settings();
+
+  // Deletes every one-time prekey not handed out yet and returns how many. A restored backup's
+  // pools still hold the keys handed out after it was taken; without them each device is told
+  // its pool is low when it connects and uploads fresh keys (peers get the last-resort key
+  // until then).
+  Result<uint64_t> drop_one_time_prekeys();
+
+  // An online backup of the database at `path`, which a running relay may be writing, into
+  // the new file `dest`, encrypted with the same key. SQLite's backup API copies every page of
+  // one read snapshot, a few MiB per step; a WAL reader never blocks the relay's writer, and
+  // holding the snapshot keeps the backup from starting over at each of its commits. Then
+  // `copy_blob` copies the file of each attachment the snapshot has as uploaded; when it
+  // returns false (the blob expired since), the copy forgets that attachment. The copy is
+  // checked (PRAGMA integrity_check) before this returns.
+  struct BackupResult {
+    uint64_t pages = 0;
+    uint64_t attachments = 0;       // blobs copied
+    uint64_t attachments_gone = 0;  // expired between the snapshot and their copy
+  };
+  static Result<BackupResult> backup(
+      const std::filesystem::path& path, const SecureBytes& key, const std::filesystem::path& dest,
+      const std::function<Result<bool>(const std::string&)>& copy_blob);
+  // Opens the database at `path` with `key` and runs PRAGMA integrity_check: kWrongKey,
+  // kStorageCorrupt with SQLite's first complaint, or ok.
+  static Status check(const std::filesystem::path& path, const SecureBytes& key);
 
   Status begin() override;
   Status commit() override;

@@ -1,5 +1,6 @@
 // sotto-relay: parse the configuration, open the store, serve until SIGINT/SIGTERM, exit 0;
-// SIGHUP reloads the TLS certificate and key.
+// SIGHUP reloads the TLS certificate and key. `sotto-relay backup DEST` and `sotto-relay
+// restore SRC` copy a data dir out and make a new one from such a copy (Backup.h).
 #include <google/protobuf/stubs/logging.h>
 #include <sys/stat.h>
 
@@ -8,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "Backup.h"
 #include "Config.h"
 #include "Log.h"
 #include "Metrics.h"
@@ -57,6 +59,38 @@ void protobuf_log(google::protobuf::LogLevel level, const char* file, int line,
     log(LogLevel::kDebug, "protobuf", fields);
 }
 
+Result<SecureBytes> read_key(const Config& config) {
+  if (config.db_key_file.empty()) return SecureBytes();
+  return read_key_file(config.db_key_file);
+}
+
+int backup(const Config& config, const std::filesystem::path& dest) {
+  auto key = read_key(config);
+  if (!key.ok()) return fail("db_key_unusable", key.error());
+  log_info("backup_started", {{"data_dir", config.data_dir.string()}, {"dest", dest.string()}});
+  auto done = backup_data_dir(config.data_dir, *key, dest);
+  if (!done.ok()) return fail("backup_failed", done.error());
+  log_info("backup_done", {{"dest", dest.string()},
+                           {"pages", done->pages},
+                           {"attachments", done->attachments},
+                           {"attachments_expired", done->attachments_gone},
+                           {"encrypted", key->empty() ? "no" : "yes"}});
+  return 0;
+}
+
+int restore(const Config& config, const std::filesystem::path& source, bool keep_prekeys) {
+  auto key = read_key(config);
+  if (!key.ok()) return fail("db_key_unusable", key.error());
+  log_info("restore_started",
+           {{"backup", source.string()}, {"data_dir", config.data_dir.string()}});
+  auto done = restore_data_dir(source, *key, config.data_dir, keep_prekeys);
+  if (!done.ok()) return fail("restore_failed", done.error());
+  log_info("restore_done", {{"data_dir", config.data_dir.string()},
+                            {"attachments", done->attachments},
+                            {"one_time_prekeys_dropped", done->one_time_prekeys_dropped}});
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -76,6 +110,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   set_log_level(level);
+  if (parsed->command == ParsedCommandLine::Command::kBackup)
+    return backup(config, parsed->command_path);
+  if (parsed->command == ParsedCommandLine::Command::kRestore)
+    return restore(config, parsed->command_path, parsed->keep_one_time_prekeys);
   google::protobuf::SetLogHandler(&protobuf_log);
   // SIGHUP reloads the TLS files once the server runs (Server::run); until then, a reload
   // sent as soon as the port file appears must not end the process (SIGHUP's default).
@@ -92,15 +130,19 @@ int main(int argc, char** argv) {
 
   SqliteStore::Options store_options;
   store_options.sync_full = config.db_sync_full;
-  if (!config.db_key_file.empty()) {
-    auto key = read_key_file(config.db_key_file);
+  {
+    auto key = read_key(config);
     if (!key.ok()) return fail("db_key_unusable", key.error());
     store_options.key = std::move(*key);
   }
   auto store = SqliteStore::open(config.data_dir / "relay.db", store_options);
   if (!store.ok()) return fail("store_open_failed", store.error());
+  auto settings = (*store)->settings();
+  if (!settings.ok()) return fail("store_open_failed", settings.error());
   log_info("store_opened", {{"cipher_version", (*store)->cipher_version()},
-                            {"encrypted", store_options.key.empty() ? "no" : "yes"}});
+                            {"encrypted", store_options.key.empty() ? "no" : "yes"},
+                            {"journal_mode", settings->journal_mode},
+                            {"synchronous", settings->synchronous == 2 ? "full" : "normal"}});
   store_options.key.wipe();
 
   auto ctx = keys::Context::create();

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #ifndef SOTTO_RELAY_BINARY
@@ -59,7 +60,8 @@ const std::vector<std::string>& permissive_args() {
 
 }  // namespace
 
-RelayProcess::RelayProcess(Options options) : options_(std::move(options)) {
+RelayProcess::RelayProcess(Options options, std::vector<std::string> env)
+    : options_(std::move(options)), env_(std::move(env)) {
   std::string tmpl = (std::filesystem::temp_directory_path() / "sotto-relay-XXXXXX").string();
   if (!::mkdtemp(tmpl.data())) {
     ADD_FAILURE() << "cannot create a temp dir for the relay";
@@ -135,6 +137,22 @@ void RelayProcess::start(uint16_t port) {
     for (std::string w; words >> w;) command.push_back(w);
   }
   command.insert(command.end(), args_.begin(), args_.end());
+  // The environment is built here: after fork() only async-signal-safe calls are allowed.
+  // The constructor's `env` wins over a variable of the same name.
+  std::vector<std::string> env_strings = env_;
+  for (char** e = environ; *e; ++e) {
+    std::string_view var(*e);
+    bool replaced = std::any_of(env_.begin(), env_.end(), [&](const auto& o) {
+      return o.substr(0, o.find('=') + 1) == var.substr(0, var.find('=') + 1);
+    });
+    if (!replaced) env_strings.emplace_back(var);
+  }
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::vector<char*> argv;
+  for (auto& a : command) argv.push_back(a.data());
+  argv.push_back(nullptr);
   int log_fd = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
@@ -147,10 +165,7 @@ void RelayProcess::start(uint16_t port) {
       ::dup2(log_fd, STDERR_FILENO);
     }
     ::close_range(3, ~0U, 0);
-    std::vector<char*> argv;
-    for (auto& a : command) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execvp(argv[0], argv.data());
+    ::execvpe(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
   if (log_fd >= 0) ::close(log_fd);

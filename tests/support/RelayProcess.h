@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sotto::test {
@@ -29,7 +30,9 @@ class RelayProcess {
   // output. (Two constructors rather than `Options options = {}`: a nested struct with default
   // member initializers cannot be a default argument inside its own class.)
   RelayProcess() : RelayProcess(Options{}) {}
-  explicit RelayProcess(Options options);
+  explicit RelayProcess(Options options) : RelayProcess(std::move(options), {}) {}
+  // `env`: NAME=value pairs added to the relay's environment (e.g. an LD_PRELOAD).
+  RelayProcess(Options options, std::vector<std::string> env);
   // SIGTERM, wait (SIGKILL after 15 s); removes the data dir.
   ~RelayProcess();
   RelayProcess(const RelayProcess&) = delete;
@@ -60,6 +63,7 @@ class RelayProcess {
   int wait_exit(int timeout_ms);
 
   Options options_;
+  std::vector<std::string> env_;
   std::filesystem::path dir_;
   std::filesystem::path data_dir_;
   std::filesystem::path port_file_;

@@ -6,7 +6,7 @@
 
 #include "ChildProcess.h"
 #include "ClientHarness.h"
-#include "SmallTmpfs.h"
+#include "CrashVfs.h"
 
 #ifndef SOTTO_CLIENT_DRIVER
 #error "SOTTO_CLIENT_DRIVER must name the client_driver executable"
@@ -137,7 +137,10 @@ TEST(Crash, ReceiverKilledWhileDrainingAThousandMessagesLosesNothing) {
 
 // The profile's file system fills up. A send is refused with kStorageFull before anything
 // goes out; received messages wait unacknowledged (the relay keeps them) and are stored, in
-// order and once each, as soon as there is room again, without a reconnect.
+// order and once each, as soon as there is room again, without a reconnect. The disk is the
+// crash-test VFS in this process: once filled it gives the profile's database no more room, as
+// a full file system would, and needs no privilege (receiving and sending text writes nothing
+// but the database).
 TEST(FullDisk, AClientWhoseDiskFillsUpLosesNothingAndCatchesUpByItself) {
   RelayProcess relay;
   TestClient alice(relay, "alice"), bob(relay, "bob");
@@ -148,18 +151,14 @@ TEST(FullDisk, AClientWhoseDiskFillsUpLosesNothingAndCatchesUpByItself) {
   ASSERT_TRUE(eventually([&] { return bob.events().texts().size() == 1; }));
   ConversationId ba = bob->conversations().value().at(0).id;
 
-  // Move alice's profile onto a 32 MiB tmpfs mounted over its directory.
+  // alice's profile goes through the crash-test VFS from its next opening on.
   alice.close();
-  TempDir aside;
-  std::filesystem::copy(alice.dir(), aside.path(), std::filesystem::copy_options::recursive);
-  std::string why;
-  auto fs = SmallTmpfs::mount(alice.dir(), "32m", why);
-  if (!fs) GTEST_SKIP() << why;
-  std::filesystem::copy(aside.path(), alice.dir(), std::filesystem::copy_options::recursive);
+  CrashVfs& disk = CrashVfs::install();
+  disk.watch(alice.dir());
   alice.reopen();
   ASSERT_TRUE(eventually([&] { return alice->connection_state() == ConnectionState::kOnline; }));
 
-  fs->fill();
+  fill(disk.budget());
   auto refused = alice->send_text(ab, "while the disk is full");
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, ErrorCode::kStorageFull) << refused.error().message;
@@ -170,7 +169,7 @@ TEST(FullDisk, AClientWhoseDiskFillsUpLosesNothingAndCatchesUpByItself) {
   std::this_thread::sleep_for(1s);
   EXPECT_TRUE(alice.events().texts().empty()) << "stored on a full disk?";
 
-  fs->make_room();
+  make_room(disk.budget());
   ASSERT_TRUE(eventually([&] { return alice.events().texts().size() == kCount; }, 30s))
       << alice.events().texts().size() << " of " << kCount;
   std::this_thread::sleep_for(300ms);
@@ -187,6 +186,7 @@ TEST(FullDisk, AClientWhoseDiskFillsUpLosesNothingAndCatchesUpByItself) {
   ASSERT_TRUE(eventually([&] { return bob.events().texts().size() == 2; }));
   EXPECT_EQ(bob.events().texts()[1], "room again");
   alice.close();
+  disk.forget(alice.dir());
 }
 
 }  // namespace

@@ -4,8 +4,12 @@
 
 #include <set>
 
+#include "CrashVfs.h"
 #include "RelayTestUtil.h"
-#include "SmallTmpfs.h"
+
+#ifndef SOTTO_TEST_VFS_PRELOAD
+#error "SOTTO_TEST_VFS_PRELOAD must name libsotto_test_vfs_preload.so"
+#endif
 
 namespace sotto::test {
 namespace {
@@ -21,6 +25,18 @@ std::string run_binary(const std::vector<std::string>& args, int& status) {
   status = ::pclose(f);
   status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return out;
+}
+
+// The environment that loads the crash-test VFS into the relay, watching `data_dir`, with its
+// disk budget in the file `budget`.
+std::vector<std::string> crash_vfs_env(const std::filesystem::path& data_dir,
+                                       const std::filesystem::path& budget) {
+  // A sanitizer runtime wants to come first; the preload does not use it.
+  std::string asan = "verify_asan_link_order=0";
+  if (const char* a = std::getenv("ASAN_OPTIONS")) asan = std::string(a) + ":" + asan;
+  return {std::string("LD_PRELOAD=") + SOTTO_TEST_VFS_PRELOAD,
+          std::string(CrashVfs::kWatchEnv) + "=" + data_dir.string(),
+          std::string(CrashVfs::kBudgetEnv) + "=" + budget.string(), "ASAN_OPTIONS=" + asan};
 }
 
 TEST(RelayProcess, StartsOnAnEphemeralPortAndAnswersHealthAndMetrics) {
@@ -130,24 +146,24 @@ TEST(RelayDurability, KillNineAfterAcknowledgedSendsLosesNothing) {
 
 // The data dir's file system fills up: sends are refused with a status that says so, the
 // relay keeps running, and once there is room again it accepts sends and delivers every one
-// it acknowledged, in order, and none it refused.
+// it acknowledged, in order, and none it refused. The disk is the crash-test VFS, preloaded
+// into the real relay: it refuses the database's files more room once the test fills it, as a
+// full file system would, and needs no privilege (a send writes nothing but SQLite's files).
 TEST(RelayDurability, AFullDiskRefusesSendsAndLosesNothingAccepted) {
   std::string tmpl = (std::filesystem::temp_directory_path() / "sotto-full-XXXXXX").string();
   ASSERT_TRUE(::mkdtemp(tmpl.data()));
-  const std::filesystem::path mnt = tmpl;
-  struct Remove {  // declared first: goes last, after the relay and the unmount
+  const std::filesystem::path dir = tmpl;
+  struct Remove {  // declared first: goes last, after the relay
     std::filesystem::path at;
     ~Remove() {
       std::error_code ec;
       std::filesystem::remove_all(at, ec);
     }
-  } remove{mnt};
-  std::string why;
-  auto fs = SmallTmpfs::mount(mnt, "16m", why);
-  if (!fs) GTEST_SKIP() << why;
+  } remove{dir};
+  SharedDiskBudget disk(dir / "disk-budget");
   RelayProcess::Options o;
-  o.data_dir = mnt / "data";
-  RelayProcess relay(o);
+  o.data_dir = dir / "data";
+  RelayProcess relay(o, crash_vfs_env(o.data_dir, disk.file()));
   TestDevice alice = must_register(relay, "alice", 0);
   TestDevice bob = must_register(relay, "bob", 0);
   auto a = must_connect(relay, alice);
@@ -163,7 +179,7 @@ TEST(RelayDurability, AFullDiskRefusesSendsAndLosesNothingAccepted) {
   for (int i = 0; i < 20; ++i) ASSERT_EQ(send("before-" + std::to_string(i)).status(), wire::OK);
 
   // Fill the file system but for 1 MiB, so that the disk fills up between two sends.
-  fs->fill(1 << 20);
+  fill(disk.get(), 1 << 20);
   const size_t before_full = accepted.size();
   const std::string pad(60 * 1024, 'x');
   wire::Response refused;
@@ -178,7 +194,7 @@ TEST(RelayDurability, AFullDiskRefusesSendsAndLosesNothingAccepted) {
   EXPECT_NE(relay.log().find("storage_full"), std::string::npos) << relay.log();
 
   // Room again: the relay takes sends without a restart.
-  fs->make_room();
+  make_room(disk.get());
   bool ok_again = false;
   for (int i = 0; i < 50 && !ok_again; ++i) {
     ok_again = send("after-" + std::to_string(i)).status() == wire::OK;

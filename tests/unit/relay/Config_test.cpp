@@ -82,5 +82,35 @@ TEST(Config, HelpPrintsEveryOption) {
     EXPECT_NE(r->output.find(o), std::string::npos) << o;
 }
 
+TEST(Config, BackupAndRestoreTakeTheirPathFirstAndTheServersOptions) {
+  using Command = ParsedCommandLine::Command;
+  auto serve = parse({"--data-dir", "/d"});
+  ASSERT_TRUE(serve.ok());
+  EXPECT_EQ(serve->command, Command::kServe);
+
+  auto backup = parse({"backup", "/b/new", "--data-dir", "/d", "--db-key-file", "/k"});
+  ASSERT_TRUE(backup.ok()) << backup.error().message;
+  EXPECT_EQ(backup->command, Command::kBackup);
+  EXPECT_EQ(backup->command_path, "/b/new");
+  EXPECT_EQ(backup->config.data_dir, "/d");
+  EXPECT_EQ(backup->config.db_key_file, "/k");
+  EXPECT_FALSE(backup->keep_one_time_prekeys);
+
+  auto restore = parse({"restore", "/b/old", "--data-dir", "/n", "--keep-one-time-prekeys"});
+  ASSERT_TRUE(restore.ok()) << restore.error().message;
+  EXPECT_EQ(restore->command, Command::kRestore);
+  EXPECT_EQ(restore->command_path, "/b/old");
+  EXPECT_TRUE(restore->keep_one_time_prekeys);
+
+  auto no_path = parse({"backup", "--data-dir", "/d"});
+  ASSERT_FALSE(no_path.ok());
+  EXPECT_NE(no_path.error().message.find("backup DEST"), std::string::npos);
+  auto no_dir = parse({"restore", "/b/old"});
+  ASSERT_FALSE(no_dir.ok());
+  EXPECT_NE(no_dir.error().message.find("restore into"), std::string::npos);
+  EXPECT_FALSE(parse({"--data-dir", "/d", "--keep-one-time-prekeys"}).ok())
+      << "keeping prekeys means something to restore only";
+}
+
 }  // namespace
 }  // namespace sotto::relay
