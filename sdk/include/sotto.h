@@ -195,8 +195,13 @@ typedef struct sotto_callbacks {
 } sotto_callbacks;
 
 typedef struct sotto_options {
-  const char* relay_url;   /* ws://127.0.0.1:8080/v1/ws, wss://relay.example.org/v1/ws */
+  /* wss://relay.example.org/v1/ws; plain ws:// only to localhost, 127.0.0.0/8 or [::1]. */
+  const char* relay_url;
   const char* device_name; /* may be NULL */
+  /* DEVELOPMENT ONLY: true lets relay_url be plain ws:// to another machine, so this device's
+   * relay password and all traffic cross the network without TLS (content stays end-to-end
+   * encrypted). See ClientOptions::dangerously_allow_plaintext_relay. */
+  bool dangerously_allow_plaintext_relay;
 } sotto_options;
 
 /* Opens (creating if needed) the profile in `directory` and a client on it. Give either a

@@ -248,6 +248,7 @@ sotto_client* sotto_client_open(const char* directory, const char* passphrase, c
   sotto::ClientOptions o;
   if (options && options->relay_url) o.relay_url = options->relay_url;
   if (options && options->device_name) o.device_name = options->device_name;
+  if (options) o.dangerously_allow_plaintext_relay = options->dangerously_allow_plaintext_relay;
   auto client = sotto::Client::create(std::move(*profile), std::move(o));
   if (fail_if(client, error)) return nullptr;
   auto* out = new (std::nothrow) sotto_client;

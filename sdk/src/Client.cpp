@@ -692,7 +692,11 @@ Result<std::unique_ptr<Client>> Client::create(std::unique_ptr<Profile> profile,
   if (!profile) return make_error(ErrorCode::kInvalidArgument, "no profile given");
   if (sodium_init() < 0)
     return make_error(ErrorCode::kCryptoFailure, "libsodium could not be initialised");
-  if (!options.relay_url.empty()) SOTTO_TRY(net::parse_url(options.relay_url));
+  if (!options.relay_url.empty()) {
+    SOTTO_TRY_ASSIGN(auto url, net::parse_url(options.relay_url));
+    SOTTO_TRY(net::check_transport(url, options.relay_url,
+                                   options.dangerously_allow_plaintext_relay));
+  }
   auto impl = std::make_unique<Impl>(std::move(profile), std::move(options));
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }

@@ -232,7 +232,14 @@ class ClientListener {
 };
 
 struct ClientOptions {
-  std::string relay_url;  // e.g. wss://relay.example.org/v1/ws (ws:// only for loopback)
+  // e.g. wss://relay.example.org/v1/ws. Plain ws:// (or http://) only to this machine:
+  // localhost, 127.0.0.0/8 or [::1]; Client::create() refuses it for any other host.
+  std::string relay_url;
+  // DEVELOPMENT ONLY: lets relay_url be plain ws:// to another machine. Everything the client
+  // and the relay exchange then crosses the network without TLS: this device's relay password
+  // (whoever sees it can act as this device at the relay), who talks to whom and when, and
+  // every blob and ciphertext. Content stays end-to-end encrypted. Never set it in a release.
+  bool dangerously_allow_plaintext_relay = false;
   // Where listener calls run. Empty: a thread of the Client's own. A Qt app passes a function
   // that posts to its GUI thread (e.g. QMetaObject::invokeMethod with Qt::QueuedConnection).
   std::function<void(std::function<void()>)> executor;

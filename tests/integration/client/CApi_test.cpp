@@ -41,7 +41,7 @@ void on_conversation(void* user, int64_t conversation) {
 
 struct CClient {
   CClient(const RelayProcess& relay, const TempDir& dir, const std::string& name) {
-    sotto_options o{nullptr, name.c_str()};
+    sotto_options o{nullptr, name.c_str(), false};
     std::string url = relay.ws_url();
     o.relay_url = url.c_str();
     Bytes key(32, static_cast<uint8_t>(name[0]));
@@ -152,6 +152,28 @@ TEST(CApi, GroupsFilesEditsAndSearch) {
   }));
   EXPECT_FALSE(sotto_send_text(carol.c, carol.seen.group, "still here?", id, &err));
   EXPECT_EQ(err, SOTTO_ERR_FORBIDDEN);
+}
+
+// Plain ws:// to another machine is refused when the client is opened, unless the app asked
+// for it as a development option. Nothing connects here: the address is never dialed.
+TEST(CApi, PlainWebSocketToAnotherMachineNeedsTheDevelopmentOption) {
+  TempDir dir;
+  Bytes key(32, 7);
+  sotto_options o{"ws://192.0.2.10:8080/v1/ws", "c", false};
+  sotto_error err = SOTTO_OK;
+  sotto_client* c = sotto_client_open((dir.path() / "a").c_str(), nullptr, key.data(), &o, &err);
+  EXPECT_EQ(c, nullptr);
+  EXPECT_EQ(err, SOTTO_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(sotto_error_string()).find("dangerously_allow_plaintext_relay"),
+            std::string::npos)
+      << sotto_error_string();
+  sotto_client_close(c);
+
+  o.dangerously_allow_plaintext_relay = true;
+  c = sotto_client_open((dir.path() / "a").c_str(), nullptr, key.data(), &o, &err);
+  EXPECT_NE(c, nullptr) << sotto_error_string();
+  EXPECT_EQ(err, SOTTO_OK);
+  sotto_client_close(c);
 }
 
 }  // namespace
