@@ -694,8 +694,8 @@ Result<std::unique_ptr<Client>> Client::create(std::unique_ptr<Profile> profile,
     return make_error(ErrorCode::kCryptoFailure, "libsodium could not be initialised");
   if (!options.relay_url.empty()) {
     SOTTO_TRY_ASSIGN(auto url, net::parse_url(options.relay_url));
-    SOTTO_TRY(net::check_transport(url, options.relay_url,
-                                   options.dangerously_allow_plaintext_relay));
+    SOTTO_TRY(
+        net::check_transport(url, options.relay_url, options.dangerously_allow_plaintext_relay));
   }
   auto impl = std::make_unique<Impl>(std::move(profile), std::move(options));
   return std::unique_ptr<Client>(new Client(std::move(impl)));

@@ -60,8 +60,8 @@ TEST(RelayAddress, TheDevelopmentOptionAllowsPlainWebSocketAnywhere) {
 TEST(RelayAddress, OnlyLiteralNamesOfThisMachineCountAsLoopback) {
   for (const char* host : {"localhost", "LOCALHOST", "127.0.0.1", "127.1.2.3", "::1"})
     EXPECT_TRUE(net::is_loopback_host(host)) << host;
-  for (const char* host : {"", "localhost.", "127.1", "0x7f.0.0.1", "::ffff:127.0.0.1", "::",
-                           "126.255.255.255", "example.org", "2001:db8::1"})
+  for (const char* host : {"", "localhost.", "127.1", "0x7f.0.0.1", "::ffff:127.0.0.1",
+                           "::", "126.255.255.255", "example.org", "2001:db8::1"})
     EXPECT_FALSE(net::is_loopback_host(host)) << host;
 }
 
