@@ -111,11 +111,27 @@ TEST(CApi, GroupsFilesEditsAndSearch) {
     return !carol.seen.files.empty();
   }));
   std::string file_id = carol.seen.files[0].first;
-  char* got = sotto_download_attachment(carol.c, carol.seen.group, file_id.c_str(), 0, nullptr,
-                                        nullptr, &err);
-  ASSERT_NE(got, nullptr) << sotto_error_string();
-  EXPECT_EQ(read_file(got), content);
-  sotto_string_free(got);
+  auto saved = dir.path() / "saved.bin";
+  EXPECT_FALSE(sotto_save_attachment(carol.c, carol.seen.group, file_id.c_str(), 0, saved.c_str(),
+                                     nullptr, nullptr, &err));
+  EXPECT_EQ(err, SOTTO_ERR_INVALID_STATE) << "saved before it was downloaded";
+  ASSERT_TRUE(sotto_download_attachment(carol.c, carol.seen.group, file_id.c_str(), 0, nullptr,
+                                        nullptr, &err))
+      << sotto_error_string();
+  ASSERT_TRUE(sotto_save_attachment(carol.c, carol.seen.group, file_id.c_str(), 0, saved.c_str(),
+                                    nullptr, nullptr, &err))
+      << sotto_error_string();
+  EXPECT_EQ(read_file(saved), content);
+  size_t size = 0;
+  uint8_t* bytes = sotto_read_attachment(carol.c, carol.seen.group, file_id.c_str(), 0,
+                                         content.size(), &size, &err);
+  ASSERT_NE(bytes, nullptr) << sotto_error_string();
+  EXPECT_EQ(Bytes(bytes, bytes + size), content);
+  sotto_bytes_free(bytes);
+  EXPECT_EQ(sotto_read_attachment(carol.c, carol.seen.group, file_id.c_str(), 0, content.size() - 1,
+                                  &size, &err),
+            nullptr);
+  EXPECT_EQ(err, SOTTO_ERR_TOO_LARGE);
 
   // An edit reaches the others; search finds the new words only.
   ASSERT_TRUE(sotto_send_text(alice.c, group, "the meeting is on tuesday", id, &err));
