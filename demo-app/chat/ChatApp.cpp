@@ -259,7 +259,7 @@ std::string ChatApp::render(const Message& m, bool tag_conversation) {
     if (!m.text.empty() || i > 0) out += "  ";
     out += screen_.paint("34", "[file " + (a.file_name.empty() ? "unnamed" : a.file_name) + ", " +
                                    app::format_size(a.size) + "]");
-    if (a.local_path.empty() && !m.outgoing)
+    if (!a.stored && !m.outgoing)
       out += screen_.paint("2", " /get " + std::to_string(ref_of(m.conversation, m.id)) +
                                     (m.attachments.size() > 1 ? " " + std::to_string(i + 1) : ""));
   }
@@ -543,7 +543,7 @@ const std::vector<ChatApp::Command>& ChatApp::commands() {
       {"search", "WORDS", "search every conversation (\"a phrase\", prefix*, -word)",
        &ChatApp::cmd_search},
       {"send", "FILE [CAPTION]", "send a file here, with a progress bar", &ChatApp::cmd_send},
-      {"get", "#N [I] [DIR]", "download a message's file (attachment I, into DIR)",
+      {"get", "#N [I] [DIR]", "download a message's file and save it into DIR (default: here)",
        &ChatApp::cmd_get},
       {"cancel", "", "stop the transfer under way", &ChatApp::cmd_cancel},
       {"group",
@@ -998,7 +998,7 @@ void ChatApp::cmd_get(const std::string& a) {
   std::string id;
   if (!resolve_ref(w[0], c, id)) return;
   uint32_t index = 0;
-  std::string dir;
+  std::string dir = ".";
   if (w.size() >= 2) {
     char* end = nullptr;
     long i = std::strtol(w[1].c_str(), &end, 10);
@@ -1017,43 +1017,35 @@ void ChatApp::cmd_get(const std::string& a) {
   std::string name = m->attachments[index].file_name;
   background([this, c, id, index, dir, tid, name]() -> std::function<void()> {
     auto last = std::make_shared<uint64_t>(0);
-    auto path = client_->download_attachment(
-        c, id, index,
-        [this, tid, last](uint64_t done, uint64_t total) {
-          uint64_t now = now_ms();
-          if (done != total && now - *last < 100) return;
-          *last = now;
-          loop_.post([this, tid, done, total] {
-            auto it = transfers_.find(tid);
-            if (it == transfers_.end()) return;
-            it->second.done = done;
-            it->second.total = total;
-            update_footer();
-          });
-        },
-        &cancel_);
-    std::string copied, copy_error;
-    if (path.ok() && !dir.empty()) {
+    auto progress = [this, tid, last](uint64_t done, uint64_t total) {
+      uint64_t now = now_ms();
+      if (done != total && now - *last < 100) return;
+      *last = now;
+      loop_.post([this, tid, done, total] {
+        auto it = transfers_.find(tid);
+        if (it == transfers_.end()) return;
+        it->second.done = done;
+        it->second.total = total;
+        update_footer();
+      });
+    };
+    // The profile keeps the file encrypted; the user's copy goes where they asked, under the
+    // sender's name (numbered when that name is taken).
+    Status done = client_->download_attachment(c, id, index, progress, &cancel_);
+    std::filesystem::path target;
+    if (done.ok()) {
       std::error_code ec;
       std::filesystem::create_directories(dir, ec);
-      // The profile keeps its copy under a unique name; the user gets the sender's name.
-      auto base = std::filesystem::path(name).filename();
-      auto target = std::filesystem::path(dir) / (base.empty() ? path->filename() : base);
-      std::filesystem::copy_file(*path, target, std::filesystem::copy_options::overwrite_existing,
-                                 ec);
-      if (ec)
-        copy_error = "could not copy it to " + target.string() + ": " + ec.message();
-      else
-        copied = target.string();
+      target = app::unused_path(dir, name);
+      done = client_->save_attachment(c, id, index, target, progress, &cancel_);
     }
-    return [this, path, tid, copied, copy_error] {
+    return [this, done, tid, target] {
       finish_transfer(tid);
-      if (!path.ok()) {
-        if (path.code() == ErrorCode::kCancelled) return info("download cancelled");
-        return error(path.error());
+      if (!done.ok()) {
+        if (done.code() == ErrorCode::kCancelled) return info("download cancelled");
+        return error(done.error());
       }
-      info("saved " + (copied.empty() ? path->string() : copied));
-      if (!copy_error.empty()) error(copy_error);
+      info("saved " + target.string());
     };
   });
 }

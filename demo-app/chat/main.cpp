@@ -29,6 +29,9 @@ constexpr const char* kUsage =
     "  -k, --key-file FILE     open the profile with the 32-byte key in FILE (64 hex digits)\n"
     "                          instead of asking for a passphrase (for scripts)\n"
     "  -n, --device-name NAME  this device's name in the account's device list\n"
+    "      --dangerously-allow-plaintext-relay\n"
+    "                          for development: accept a plain ws:// relay on another\n"
+    "                          machine (only localhost is accepted without TLS otherwise)\n"
     "      --no-color          plain text, no colours (also when NO_COLOR is set)\n"
     "  -h, --help              this text\n"
     "\n"
@@ -42,6 +45,7 @@ struct Args {
   std::filesystem::path key_file;
   std::string device_name;
   bool color = true;
+  bool allow_plaintext_relay = false;
 };
 
 int usage_error(const std::string& what) {
@@ -125,6 +129,8 @@ int main(int argc, char** argv) {
       args.device_name = v;
     } else if (a == "--no-color") {
       args.color = false;
+    } else if (a == "--dangerously-allow-plaintext-relay") {
+      args.allow_plaintext_relay = true;
     } else {
       return usage_error("unknown option '" + a + "'");
     }
@@ -203,6 +209,7 @@ int main(int argc, char** argv) {
   sotto::ClientOptions options;
   options.relay_url = args.relay;
   options.device_name = args.device_name;
+  options.dangerously_allow_plaintext_relay = args.allow_plaintext_relay;
   options.executor = [&loop](std::function<void()> fn) { loop.post(std::move(fn)); };
   auto client = sotto::Client::create(std::move(profile), options);
   if (!client.ok()) {

@@ -60,6 +60,17 @@ bool is_new_profile(const std::filesystem::path& dir) {
   return std::filesystem::is_empty(dir, ec);
 }
 
+std::filesystem::path unused_path(const std::filesystem::path& dir, const std::string& file_name) {
+  std::string name = std::filesystem::path(file_name).filename().string();
+  if (name.empty() || name == "." || name == "..") name = "file";
+  std::filesystem::path p = dir / name;
+  std::error_code ec;
+  std::string stem = p.stem().string(), ext = p.extension().string();
+  for (int n = 2; std::filesystem::exists(p, ec) && n < 10000; ++n)
+    p = dir / (stem + " (" + std::to_string(n) + ")" + ext);
+  return p;
+}
+
 Result<SecureBytes> read_key_file(const std::filesystem::path& path) {
   FILE* f = std::fopen(path.c_str(), "rb");
   if (!f)

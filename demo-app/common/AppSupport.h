@@ -24,6 +24,11 @@ std::filesystem::path default_data_dir();
 // passphrase twice instead of once.
 bool is_new_profile(const std::filesystem::path& dir);
 
+// Where to save a received file called `file_name` in `dir`: its last path component only (a
+// sender chooses the name), "file" when that is empty, ".." or ".", and "name (2).ext",
+// "name (3).ext"... when the name is taken.
+std::filesystem::path unused_path(const std::filesystem::path& dir, const std::string& file_name);
+
 // A 32-byte profile key from a file holding 64 hex digits (surrounding whitespace ignored) or
 // exactly 32 raw bytes. The message of an error says how to make one.
 Result<SecureBytes> read_key_file(const std::filesystem::path& path);

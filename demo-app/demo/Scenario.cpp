@@ -829,17 +829,22 @@ void Scenario::Impl::step_file() {
       m.attachments[0].size != content.size())
     fail("expected bob's message to carry " + std::string(kFileName) + " of " +
          std::to_string(content.size()) + " bytes");
-  auto path = must(bob->download_attachment(ba, id, 0, progress_printer("bob", "downloading")),
-                   "bob downloading the file");
-  std::string got = read_file(path);
+  must(bob->download_attachment(ba, id, 0, progress_printer("bob", "downloading")),
+       "bob downloading the file");
+  out().event("bob",
+              "keeps it in his profile, still encrypted (the SDK checked the blob's "
+              "digest and every chunk first)");
+  // Where bob chose to save it: the one place its plaintext is written.
+  fs::path saved = files_dir / "bob" / kFileName;
+  fs::create_directories(saved.parent_path());
+  must(bob->save_attachment(ba, id, 0, saved), "bob saving the file");
+  std::string got = read_file(saved);
   std::string got_sha = sha256_hex(got);
-  out().event("bob", "saved it in his profile's attachments: " + thousands(got.size()) +
-                         " bytes, sha256 " + got_sha.substr(0, 16) + "…");
+  out().event("bob", "saves it where he chose: " + thousands(got.size()) + " bytes, sha256 " +
+                         got_sha.substr(0, 16) + "…");
   if (got_sha != file_sha || got != content)
-    fail("expected bob's download to equal alice's file byte for byte");
-  out().event("bob", out().ok("the SDK checked the blob's digest before decrypting; sha256 and "
-                              "all " +
-                              thousands(got.size()) + " bytes equal"));
+    fail("expected bob's saved file to equal alice's file byte for byte");
+  out().event("bob", out().ok("sha256 and all " + thousands(got.size()) + " bytes equal"));
   expect("alice's file message to be delivered", [&] {
     auto mm = message(alice, ab, id);
     return mm && mm->status >= MessageStatus::kDelivered;
@@ -1028,21 +1033,25 @@ void Scenario::Impl::step_relay_view() {
           thousands(fs::exists(files_dir / kFileName) ? fs::file_size(files_dir / kFileName) : 0) +
           "-byte file");
 
-  // Every string the demo wrote, searched for in every byte the relay wrote.
+  // Every string the demo wrote, searched for in every byte the relay wrote and in the users'
+  // profiles.
   for (const auto& u : users) needles.push_back(u->name + "'s laptop");
   std::sort(needles.begin(), needles.end());
   needles.erase(std::unique(needles.begin(), needles.end()), needles.end());
-  auto scan = scan_for(paths, needles);
+  std::vector<fs::path> everything = paths;
+  for (const auto& f : list_files(profiles_dir)) everything.push_back(f.path);
+  auto scan = scan_for(everything, needles);
   out().event("demo", "searching " + std::to_string(scan.files) + " files / " +
-                          app::format_size(scan.bytes) + " (the relay's data dir and log) for " +
+                          app::format_size(scan.bytes) +
+                          " (the relay's data dir and log, and the users' profiles) for " +
                           std::to_string(needles.size()) +
                           " strings of the demo: texts, caption, group and file names, device "
                           "names, lines of the file");
   if (!scan.found.empty()) {
     std::string what;
     for (const auto& f : scan.found)
-      what += "\n    \"" + f.needle + "\" in " + fs::relative(f.file, relay_dir).string();
-    fail("plaintext found in the relay's files:" + what);
+      what += "\n    \"" + f.needle + "\" in " + fs::relative(f.file, opt.work_dir).string();
+    fail("plaintext found in the relay's files or a profile:" + what);
   }
   out().event("demo", out().ok("no plaintext found in " + std::to_string(scan.files) + " files / " +
                                app::format_size(scan.bytes)));

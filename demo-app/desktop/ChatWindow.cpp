@@ -22,6 +22,7 @@
 #include <QPushButton>
 #include <QScrollBar>
 #include <QStackedWidget>
+#include <QStandardPaths>
 #include <QToolButton>
 #include <QUrl>
 #include <QVBoxLayout>
@@ -125,6 +126,16 @@ ChatWindow::ChatWindow(Backend* backend, QSettings* settings, QWidget* parent)
   search_timer_.setSingleShot(true);
   search_timer_.setInterval(250);
   connect(&search_timer_, &QTimer::timeout, this, [this] { run_search(search_field_->text()); });
+
+  // Pictures load whenever rows appear or change (a download finished, say).
+  connect(&messages_, &QAbstractItemModel::rowsInserted, this,
+          [this](const QModelIndex&, int first, int last) { load_images(first, last); });
+  connect(&messages_, &QAbstractItemModel::dataChanged, this,
+          [this](const QModelIndex& from, const QModelIndex& to) {
+            load_images(from.row(), to.row());
+          });
+  connect(&messages_, &QAbstractItemModel::modelReset, this,
+          [this] { load_images(0, messages_.rowCount() - 1); });
 
   // Events.
   connect(backend_, &Backend::message_received, this, [this](const Message& m) {
@@ -825,8 +836,21 @@ void ChatWindow::download(int row, int index) {
   MessageRow* r = messages_.mutable_at(row);
   if (!r || r->transferring || index >= static_cast<int>(r->message.attachments.size())) return;
   const Attachment& a = r->message.attachments[static_cast<size_t>(index)];
-  if (!a.local_path.empty()) {
-    QDesktopServices::openUrl(QUrl::fromLocalFile(QString::fromStdString(a.local_path)));
+  if (a.stored) {
+    // The plaintext goes only where the user says.
+    QString folder = QStandardPaths::writableLocation(QStandardPaths::DownloadLocation);
+    QString suggested =
+        QString::fromStdString(app::unused_path(folder.toStdString(), a.file_name).string());
+    QString id = QString::fromStdString(r->message.id);
+    auto* dialog = new QFileDialog(this, tr("Save file"), suggested);
+    dialog->setAttribute(Qt::WA_DeleteOnClose);
+    dialog->setAcceptMode(QFileDialog::AcceptSave);
+    dialog->selectFile(suggested);
+    connect(dialog, &QFileDialog::fileSelected, this, [this, id, index](const QString& path) {
+      int rr = messages_.row_of(id);
+      if (rr >= 0) save_attachment(rr, index, path, /*open_after=*/true);
+    });
+    dialog->open();
     return;
   }
   r->transferring = true;
@@ -855,9 +879,9 @@ void ChatWindow::download(int row, int index) {
   backend_->remote(
       this,
       [conv, mid = id.toStdString(), index, progress, stopping](Client& c) -> Result<Message> {
-        auto path =
+        auto done =
             c.download_attachment(conv, mid, static_cast<uint32_t>(index), progress, stopping);
-        if (!path.ok()) return path.error();
+        if (!done.ok()) return done.error();
         return c.message(conv, mid);
       },
       [this, id](Result<Message> m) {
@@ -869,6 +893,64 @@ void ChatWindow::download(int row, int index) {
         }
         if (m.ok()) messages_.upsert(*m);
       });
+}
+
+void ChatWindow::save_attachment(int row, int index, const QString& destination, bool open_after) {
+  MessageRow* r = messages_.mutable_at(row);
+  if (!r || r->transferring || index >= static_cast<int>(r->message.attachments.size())) return;
+  r->transferring = true;
+  r->done = 0;
+  r->total = r->message.attachments[static_cast<size_t>(index)].size;
+  r->error.clear();
+  messages_.row_changed(row);
+  QString id = QString::fromStdString(r->message.id);
+  ConversationId conv = current();
+  const std::atomic<bool>* stopping = backend_->stopping();
+  backend_->local(
+      this,
+      [conv, mid = id.toStdString(), index, to = destination.toStdString(), stopping](Client& c) {
+        return c.save_attachment(conv, mid, static_cast<uint32_t>(index), to, {}, stopping);
+      },
+      [this, id, destination, open_after](Status s) {
+        int rr = messages_.row_of(id);
+        if (auto* r2 = messages_.mutable_at(rr)) {
+          r2->transferring = false;
+          if (!s.ok()) r2->error = QString::fromStdString(s.error().message);
+          messages_.row_changed(rr);
+        }
+        if (s.ok() && open_after) QDesktopServices::openUrl(QUrl::fromLocalFile(destination));
+      });
+}
+
+void ChatWindow::load_images(int first, int last) {
+  // Larger pictures show their thumbnail; saving them still works.
+  constexpr uint64_t kMaxImageBytes = 20 << 20;
+  for (int rr = std::max(first, 0); rr <= last; ++rr) {
+    MessageRow* r = messages_.mutable_at(rr);
+    if (!r || r->uploading || r->message.deleted) continue;
+    for (size_t i = 0; i < r->message.attachments.size(); ++i) {
+      const Attachment& a = r->message.attachments[i];
+      int index = static_cast<int>(i);
+      if (!a.stored || !is_image(a) || a.size > kMaxImageBytes || r->images.contains(index))
+        continue;
+      r->images.insert(index, QImage());  // asked for: not again while it loads
+      QString id = QString::fromStdString(r->message.id);
+      backend_->local(
+          this,
+          [conv = r->message.conversation, mid = r->message.id, index](Client& c) {
+            auto bytes = c.read_attachment(conv, mid, static_cast<uint32_t>(index), kMaxImageBytes);
+            if (!bytes.ok()) return QImage();
+            return QImage::fromData(bytes->data(), static_cast<int>(bytes->size()));
+          },
+          [this, id, index](QImage image) {
+            int row = messages_.row_of(id);
+            MessageRow* target = messages_.mutable_at(row);
+            if (!target || image.isNull()) return;
+            target->images[index] = std::move(image);
+            messages_.row_changed(row);
+          });
+    }
+  }
 }
 
 bool ChatWindow::eventFilter(QObject* watched, QEvent* event) {

@@ -50,9 +50,13 @@ class ChatWindow : public QWidget {
   void run_search(const QString& text);
   // Sends a file to the open conversation (what the attach button's file dialog calls).
   void send_file(const QString& path);
-  // Downloads attachment `attachment` of message row `row`, or opens it when it is here (what a
-  // click on the attachment does).
+  // What a click on an attachment does: downloads attachment `attachment` of message row
+  // `row` (the profile keeps it encrypted), or, once it is here, asks where to save it, saves
+  // it there and opens the saved file.
   void download(int row, int attachment);
+  // Decrypts a downloaded attachment into `destination`, the file the user chose; opens it
+  // afterwards when `open_after`.
+  void save_attachment(int row, int attachment, const QString& destination, bool open_after);
 
  protected:
   bool eventFilter(QObject* watched, QEvent* event) override;  // clicks on attachments
@@ -73,6 +77,8 @@ class ChatWindow : public QWidget {
   void scroll_to_bottom();
   bool near_bottom() const;
   void message_menu(const QPoint& pos);
+  // Pictures among the attachments of rows first..last, decrypted into memory for display.
+  void load_images(int first, int last);
   void typing_changed(ConversationId c, const QString& account, bool typing);
   void composer_edited();
 

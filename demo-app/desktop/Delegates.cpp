@@ -39,27 +39,19 @@ QString day_label(uint64_t ms) {
   return QLocale().toString(d, "dddd, d MMMM yyyy");
 }
 
-bool is_image(const Attachment& a) {
-  return QString::fromStdString(a.content_type).startsWith("image/") ||
-         QString::fromStdString(a.file_name)
-             .contains(QRegularExpression("\\.(png|jpe?g|gif|bmp|webp)$",
-                                          QRegularExpression::CaseInsensitiveOption));
-}
-
-// The picture to show for an image attachment: the file once it is here, else the thumbnail.
-QPixmap image_of(const Attachment& a) {
-  QString key;
-  if (!a.local_path.empty()) {
-    key = "file:" + QString::fromStdString(a.local_path);
+// The picture to show for image attachment `index` of a row: the image once the ChatWindow
+// decrypted it into memory, else the thumbnail.
+QPixmap image_of(const MessageRow& row, int index) {
+  const Attachment& a = row.message.attachments[static_cast<size_t>(index)];
+  auto full = row.images.find(index);
+  if (full != row.images.end() && !full->isNull()) {
+    QString key = "image:" + QString::fromStdString(row.message.id) + ":" + QString::number(index);
     QPixmap pm;
     if (QPixmapCache::find(key, &pm)) return pm;
-    QImage img(QString::fromStdString(a.local_path));
-    if (!img.isNull()) {
-      pm = QPixmap::fromImage(img.scaled(kImageMaxW * 2, kImageMaxH * 2, Qt::KeepAspectRatio,
+    pm = QPixmap::fromImage(full->scaled(kImageMaxW * 2, kImageMaxH * 2, Qt::KeepAspectRatio,
                                          Qt::SmoothTransformation));
-      QPixmapCache::insert(key, pm);
-      return pm;
-    }
+    QPixmapCache::insert(key, pm);
+    return pm;
   }
   if (!a.thumbnail.empty()) {
     QImage img;
@@ -78,6 +70,13 @@ QSize image_size(const Attachment& a, const QPixmap& pm) {
 }
 
 }  // namespace
+
+bool is_image(const Attachment& a) {
+  return QString::fromStdString(a.content_type).startsWith("image/") ||
+         QString::fromStdString(a.file_name)
+             .contains(QRegularExpression("\\.(png|jpe?g|gif|bmp|webp)$",
+                                          QRegularExpression::CaseInsensitiveOption));
+}
 
 // ---- conversations -------------------------------------------------------------------------
 
@@ -236,10 +235,11 @@ MessageDelegate::Layout MessageDelegate::layout(const QModelIndex& index, int wi
     cy += bfm.height() + 2;
   }
   if (!m.deleted) {
-    for (const auto& a : m.attachments) {
+    for (size_t i = 0; i < m.attachments.size(); ++i) {
+      const Attachment& a = m.attachments[i];
       QSize s(kFileW, kFileH);
       if (is_image(a)) {
-        QPixmap pm = image_of(a);
+        QPixmap pm = image_of(*row, static_cast<int>(i));
         if (!pm.isNull() || a.width) s = image_size(a, pm);
       }
       s.setWidth(std::min(s.width(), max_w));
@@ -359,7 +359,7 @@ void MessageDelegate::paint(QPainter* p, const QStyleOptionViewItem& option,
   for (size_t i = 0; i < l.attachments.size() && i < m.attachments.size(); ++i) {
     const Attachment& a = m.attachments[i];
     QRect r = l.attachments[i];
-    QPixmap pm = is_image(a) ? image_of(a) : QPixmap();
+    QPixmap pm = is_image(a) ? image_of(*row, static_cast<int>(i)) : QPixmap();
     if (!pm.isNull()) {
       QPainterPath clip;
       clip.addRoundedRect(QRectF(r), 8, 8);
@@ -374,7 +374,7 @@ void MessageDelegate::paint(QPainter* p, const QStyleOptionViewItem& option,
       QRectF circle(r.left() + 8, r.top() + 8, 36, 36);
       p->setBrush(theme::kAccent);
       p->drawEllipse(circle);
-      bool here = !a.local_path.empty() || m.outgoing;
+      bool here = a.stored || row->uploading;
       theme::icon(here ? theme::Icon::kFile : theme::Icon::kDownload, Qt::white, 20)
           .paint(p, circle.adjusted(8, 8, -8, -8).toRect());
       QFont nf = base;
@@ -393,8 +393,10 @@ void MessageDelegate::paint(QPainter* p, const QStyleOptionViewItem& option,
       else if (row->transferring && row->total)
         sub = QString::fromStdString(app::format_size(row->done) + " of " +
                                      app::format_size(row->total));
-      else if (a.local_path.empty() && !m.outgoing)
+      else if (!a.stored)
         sub += tr(" · click to download");
+      else
+        sub += tr(" · click to save");
       p->drawText(QRect(tx, r.top() + 28, tw, sfm.height()), Qt::AlignLeft, sub);
     }
     if (row->transferring) {

@@ -11,6 +11,9 @@ class QListView;
 
 namespace sotto::desktop {
 
+// An attachment the chat shows as a picture (by its type or its name).
+bool is_image(const Attachment& a);
+
 class ConversationDelegate : public QStyledItemDelegate {
   Q_OBJECT
 

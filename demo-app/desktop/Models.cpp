@@ -78,7 +78,7 @@ void MessageModel::reset(ConversationId conversation, bool group,
   group_ = group;
   rows_.clear();
   for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it)
-    rows_.push_back(MessageRow{*it, false, false, 0, 0, {}});
+    rows_.push_back(MessageRow{*it, false, false, 0, 0, {}, {}});
   cursor_ = cursor;
   highlight_.clear();
   endResetModel();
@@ -91,7 +91,7 @@ void MessageModel::prepend_older(const std::vector<Message>& newest_first,
   beginInsertRows({}, 0, static_cast<int>(newest_first.size()) - 1);
   std::vector<MessageRow> older;
   for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it)
-    older.push_back(MessageRow{*it, false, false, 0, 0, {}});
+    older.push_back(MessageRow{*it, false, false, 0, 0, {}, {}});
   rows_.insert(rows_.begin(), older.begin(), older.end());
   endInsertRows();
 }
@@ -119,7 +119,7 @@ void MessageModel::upsert(const Message& m) {
     --pos;
   beginInsertRows({}, static_cast<int>(pos), static_cast<int>(pos));
   rows_.insert(rows_.begin() + static_cast<std::ptrdiff_t>(pos),
-               MessageRow{m, false, false, 0, 0, {}});
+               MessageRow{m, false, false, 0, 0, {}, {}});
   endInsertRows();
 }
 

@@ -5,6 +5,7 @@
 
 #include <QAbstractListModel>
 #include <QHash>
+#include <QImage>
 #include <QSet>
 #include <QString>
 #include <vector>
@@ -53,6 +54,9 @@ struct MessageRow {
   bool transferring = false;    // an upload or a download under way
   quint64 done = 0, total = 0;  // its progress
   QString error;                // a transfer that failed
+  // Attachments shown as pictures, by index: decrypted from the profile into memory only
+  // (Client::read_attachment), never to a file.
+  QHash<int, QImage> images;
 };
 
 class MessageModel : public QAbstractListModel {

@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
   snprintf(alice_handle, sizeof alice_handle, "alice_%u", n);
   snprintf(bob_handle, sizeof bob_handle, "bob_%u", n);
 
-  sotto_options options = {argv[1], "hello.c"};
+  sotto_options options = {argv[1], "hello.c", false};
   sotto_error err;
   sotto_client* alice = sotto_client_open(dir_a, "alice's passphrase", NULL, &options, &err);
   if (!alice) return fail("opening Alice's profile", err);

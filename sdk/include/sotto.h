@@ -111,7 +111,9 @@ typedef struct sotto_attachment {
   uint32_t height;
   const uint8_t* thumbnail; /* may be NULL */
   size_t thumbnail_size;
-  const char* local_path; /* "" until downloaded */
+  /* This device has the file, kept encrypted in the profile (sent from here, or downloaded):
+   * sotto_save_attachment() and sotto_read_attachment() work without the relay. */
+  bool stored;
 } sotto_attachment;
 
 typedef struct sotto_message {
@@ -195,8 +197,13 @@ typedef struct sotto_callbacks {
 } sotto_callbacks;
 
 typedef struct sotto_options {
-  const char* relay_url;   /* ws://127.0.0.1:8080/v1/ws, wss://relay.example.org/v1/ws */
+  /* wss://relay.example.org/v1/ws; plain ws:// only to localhost, 127.0.0.0/8 or [::1]. */
+  const char* relay_url;
   const char* device_name; /* may be NULL */
+  /* DEVELOPMENT ONLY: true lets relay_url be plain ws:// to another machine, so this device's
+   * relay password and all traffic cross the network without TLS (content stays end-to-end
+   * encrypted). See ClientOptions::dangerously_allow_plaintext_relay. */
+  bool dangerously_allow_plaintext_relay;
 } sotto_options;
 
 /* Opens (creating if needed) the profile in `directory` and a client on it. Give either a
@@ -273,12 +280,25 @@ typedef struct sotto_file_options {
 SOTTO_C_API bool sotto_send_file(sotto_client* client, int64_t conversation, const char* path,
                                  const sotto_file_options* options, sotto_progress_fn progress,
                                  void* user_data, char* id_out, sotto_error* error);
-/* Downloads (resuming), verifies and decrypts attachment `index` of a message; returns the
- * file's path, to free with sotto_string_free(), or NULL. */
-SOTTO_C_API char* sotto_download_attachment(sotto_client* client, int64_t conversation,
-                                            const char* message_id, uint32_t index,
-                                            sotto_progress_fn progress, void* user_data,
-                                            sotto_error* error);
+/* Downloads (resuming) and verifies attachment `index` of a message and keeps it, encrypted,
+ * in the profile (its `stored` turns true). Nothing to do when it is stored already. */
+SOTTO_C_API bool sotto_download_attachment(sotto_client* client, int64_t conversation,
+                                           const char* message_id, uint32_t index,
+                                           sotto_progress_fn progress, void* user_data,
+                                           sotto_error* error);
+/* Decrypts a stored attachment into the file `destination`, which the app chose outside the
+ * profile directory (complete or untouched; an existing file is replaced). */
+SOTTO_C_API bool sotto_save_attachment(sotto_client* client, int64_t conversation,
+                                       const char* message_id, uint32_t index,
+                                       const char* destination, sotto_progress_fn progress,
+                                       void* user_data, sotto_error* error);
+/* The plaintext of a stored attachment of at most `max_bytes` bytes, in memory: its length in
+ * `*size_out`, to free with sotto_bytes_free(); NULL on error. */
+SOTTO_C_API uint8_t* sotto_read_attachment(sotto_client* client, int64_t conversation,
+                                           const char* message_id, uint32_t index,
+                                           uint64_t max_bytes, size_t* size_out,
+                                           sotto_error* error);
+SOTTO_C_API void sotto_bytes_free(uint8_t* bytes);
 SOTTO_C_API void sotto_string_free(char* s);
 
 /* ---- groups ---- */

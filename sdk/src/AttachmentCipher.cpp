@@ -178,9 +178,9 @@ Result<AttachmentSecrets> encrypt_attachment(const fs::path& plain, const fs::pa
   return secrets;
 }
 
-Status decrypt_attachment(const fs::path& blob, const fs::path& plain, const SecureBytes& key,
-                          ByteView digest, uint64_t expected_size, const Progress& progress,
-                          const std::atomic<bool>* cancel) {
+Status decrypt_attachment_to(const fs::path& blob, const PlainSink& sink, const SecureBytes& key,
+                             ByteView digest, uint64_t expected_size, const Progress& progress,
+                             const std::atomic<bool>* cancel) {
   if (sodium_init() < 0)
     return make_error(ErrorCode::kCryptoFailure, "libsodium could not be initialised");
   if (key.size() != crypto_secretstream_xchacha20poly1305_KEYBYTES ||
@@ -207,8 +207,6 @@ Status decrypt_attachment(const fs::path& blob, const fs::path& plain, const Sec
     return damaged("does not match its digest");
 
   SOTTO_TRY_ASSIGN(File in, open_file(blob, "rb"));
-  AtomicOutput out(plain);
-  SOTTO_TRY(out.open());
   uint8_t header[kHeader];
   SOTTO_TRY_ASSIGN(size_t got, read_some(in.get(), header, kHeader, blob));
   crypto_secretstream_xchacha20poly1305_state st;
@@ -231,7 +229,7 @@ Status decrypt_attachment(const fs::path& blob, const fs::path& plain, const Sec
       return damaged("does not decrypt with its key");
     final_seen = tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL;
     if (!final_seen && n != sealed.size()) return damaged("ends before its final chunk");
-    SOTTO_TRY(write_all(out.get(), chunk.data(), len, out.path()));
+    SOTTO_TRY(sink(ByteView(chunk.data(), static_cast<size_t>(len))));
     written += len;
     done += n;
     if (progress) progress(blob_size / 2 + done / 2, blob_size);
@@ -244,6 +242,18 @@ Status decrypt_attachment(const fs::path& blob, const fs::path& plain, const Sec
   if (written != expected_size)
     return damaged("decrypts to " + std::to_string(written) + " bytes, not " +
                    std::to_string(expected_size));
+  return {};
+}
+
+Status decrypt_attachment(const fs::path& blob, const fs::path& plain, const SecureBytes& key,
+                          ByteView digest, uint64_t expected_size, const Progress& progress,
+                          const std::atomic<bool>* cancel) {
+  AtomicOutput out(plain);
+  SOTTO_TRY(out.open());
+  SOTTO_TRY(decrypt_attachment_to(
+      blob,
+      [&](ByteView chunk) { return write_all(out.get(), chunk.data(), chunk.size(), out.path()); },
+      key, digest, expected_size, progress, cancel));
   return out.commit();
 }
 

@@ -39,9 +39,21 @@ Result<AttachmentSecrets> encrypt_attachment(const std::filesystem::path& plain,
                                              const Progress& progress = {},
                                              const std::atomic<bool>* cancel = nullptr);
 
+// Receives the decrypted bytes in order, a chunk at a time (the buffer is wiped after the call);
+// an error stops the decryption and is returned as it is.
+using PlainSink = std::function<Status(ByteView chunk)>;
+
 // Checks `blob` against `digest` first (kInvalidMessage when it differs: altered or damaged),
-// then decrypts it into `plain` the same way. kInvalidMessage also for a blob that is cut short,
-// has bytes after its final chunk, or does not decrypt under `key`.
+// then decrypts it into `sink`. kInvalidMessage also for a blob that is cut short, has bytes
+// after its final chunk, does not decrypt under `key` or is not `expected_size` bytes of
+// plaintext; the sink may have had part of it by then.
+Status decrypt_attachment_to(const std::filesystem::path& blob, const PlainSink& sink,
+                             const SecureBytes& key, ByteView digest, uint64_t expected_size,
+                             const Progress& progress = {},
+                             const std::atomic<bool>* cancel = nullptr);
+
+// decrypt_attachment_to() into the file `plain`, written beside it and renamed into place only
+// when the whole blob decrypted: `plain` is complete or untouched.
 Status decrypt_attachment(const std::filesystem::path& blob, const std::filesystem::path& plain,
                           const SecureBytes& key, ByteView digest, uint64_t expected_size,
                           const Progress& progress = {}, const std::atomic<bool>* cancel = nullptr);

@@ -86,7 +86,7 @@ void fill(sotto_message& out, const sotto::Message& m) {
         if (t) std::memcpy(t, src.thumbnail.data(), src.thumbnail.size());
         a[i].thumbnail = t;
       }
-      a[i].local_path = dup(src.local_path);
+      a[i].stored = src.stored;
     }
     out.attachments = a;
     if (!a) out.attachment_count = 0;
@@ -102,7 +102,6 @@ void free_message(sotto_message& m) {
     std::free(const_cast<char*>(a.file_name));
     std::free(const_cast<char*>(a.content_type));
     std::free(const_cast<uint8_t*>(a.thumbnail));
-    std::free(const_cast<char*>(a.local_path));
   }
   std::free(const_cast<sotto_attachment*>(m.attachments));
 }
@@ -248,6 +247,7 @@ sotto_client* sotto_client_open(const char* directory, const char* passphrase, c
   sotto::ClientOptions o;
   if (options && options->relay_url) o.relay_url = options->relay_url;
   if (options && options->device_name) o.device_name = options->device_name;
+  if (options) o.dangerously_allow_plaintext_relay = options->dangerously_allow_plaintext_relay;
   auto client = sotto::Client::create(std::move(*profile), std::move(o));
   if (fail_if(client, error)) return nullptr;
   auto* out = new (std::nothrow) sotto_client;
@@ -497,18 +497,51 @@ bool sotto_send_file(sotto_client* client, int64_t conversation, const char* pat
   return true;
 }
 
-char* sotto_download_attachment(sotto_client* client, int64_t conversation, const char* message_id,
-                                uint32_t index, sotto_progress_fn progress, void* user_data,
-                                sotto_error* error) {
-  SOTTO_CHECK_CLIENT(nullptr);
-  if (!message_id) return null_arg(error, "message_id"), nullptr;
+bool sotto_download_attachment(sotto_client* client, int64_t conversation, const char* message_id,
+                               uint32_t index, sotto_progress_fn progress, void* user_data,
+                               sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  if (!message_id) return null_arg(error, "message_id");
   Transfer t{progress, user_data};
   auto r =
       client->client->download_attachment(conversation, message_id, index, t.progress(), &t.cancel);
-  if (fail_if(r, error)) return nullptr;
+  if (fail_if(r, error)) return false;
   ok(error);
-  return dup(r->string());
+  return true;
 }
+
+bool sotto_save_attachment(sotto_client* client, int64_t conversation, const char* message_id,
+                           uint32_t index, const char* destination, sotto_progress_fn progress,
+                           void* user_data, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  if (!message_id || !destination)
+    return null_arg(error, !message_id ? "message_id" : "destination");
+  Transfer t{progress, user_data};
+  auto r = client->client->save_attachment(conversation, message_id, index, destination,
+                                           t.progress(), &t.cancel);
+  if (fail_if(r, error)) return false;
+  ok(error);
+  return true;
+}
+
+uint8_t* sotto_read_attachment(sotto_client* client, int64_t conversation, const char* message_id,
+                               uint32_t index, uint64_t max_bytes, size_t* size_out,
+                               sotto_error* error) {
+  SOTTO_CHECK_CLIENT(nullptr);
+  if (!message_id || !size_out)
+    return null_arg(error, !message_id ? "message_id" : "size_out"), nullptr;
+  auto r = client->client->read_attachment(conversation, message_id, index, max_bytes);
+  if (fail_if(r, error)) return nullptr;
+  // malloc(0) may return NULL, which would read as a failure.
+  auto* out = static_cast<uint8_t*>(std::malloc(r->empty() ? 1 : r->size()));
+  if (!out) return set_error(error, sotto::ErrorCode::kInternal, "out of memory"), nullptr;
+  if (!r->empty()) std::memcpy(out, r->data(), r->size());
+  *size_out = r->size();
+  ok(error);
+  return out;
+}
+
+void sotto_bytes_free(uint8_t* bytes) { std::free(bytes); }
 
 void sotto_string_free(char* s) { std::free(s); }
 

@@ -11,6 +11,7 @@ Client::Impl::Impl(std::unique_ptr<Profile> p, ClientOptions o)
       clock(parts.options.clock ? parts.options.clock : Clock(system_clock_ms)),
       history(parts.db) {
   if (!options.executor) event_thread = std::make_unique<EventThread>();
+  sweep_attachment_files();
   worker = std::thread([this] {
     name_this_thread("sotto-client");
     worker_main();
@@ -692,7 +693,11 @@ Result<std::unique_ptr<Client>> Client::create(std::unique_ptr<Profile> profile,
   if (!profile) return make_error(ErrorCode::kInvalidArgument, "no profile given");
   if (sodium_init() < 0)
     return make_error(ErrorCode::kCryptoFailure, "libsodium could not be initialised");
-  if (!options.relay_url.empty()) SOTTO_TRY(net::parse_url(options.relay_url));
+  if (!options.relay_url.empty()) {
+    SOTTO_TRY_ASSIGN(auto url, net::parse_url(options.relay_url));
+    SOTTO_TRY(
+        net::check_transport(url, options.relay_url, options.dangerously_allow_plaintext_relay));
+  }
   auto impl = std::make_unique<Impl>(std::move(profile), std::move(options));
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }
@@ -826,12 +831,21 @@ Result<std::string> Client::send_file(ConversationId conversation,
   return impl_->send_file(conversation, file, options, progress, cancel);
 }
 
-Result<std::filesystem::path> Client::download_attachment(ConversationId conversation,
-                                                          const std::string& message_id,
-                                                          uint32_t index,
-                                                          const TransferProgress& progress,
-                                                          const std::atomic<bool>* cancel) {
+Status Client::download_attachment(ConversationId conversation, const std::string& message_id,
+                                   uint32_t index, const TransferProgress& progress,
+                                   const std::atomic<bool>* cancel) {
   return impl_->download_attachment(conversation, message_id, index, progress, cancel);
+}
+
+Status Client::save_attachment(ConversationId conversation, const std::string& message_id,
+                               uint32_t index, const std::filesystem::path& destination,
+                               const TransferProgress& progress, const std::atomic<bool>* cancel) {
+  return impl_->save_attachment(conversation, message_id, index, destination, progress, cancel);
+}
+
+Result<Bytes> Client::read_attachment(ConversationId conversation, const std::string& message_id,
+                                      uint32_t index, uint64_t max_bytes) {
+  return impl_->read_attachment(conversation, message_id, index, max_bytes);
 }
 
 Result<ConversationId> Client::create_group(const std::string& name,

@@ -2,6 +2,15 @@
 // key, uploaded as an opaque blob, and referenced from an end-to-end encrypted message that
 // carries the key and the blob's digest. Downloads resume, and nothing is decrypted before
 // the whole blob matches its digest.
+//
+// In the profile a file only ever exists encrypted: the sender keeps the blob it uploaded and
+// a receiver the blob it downloaded, under random names in attachments/blobs/ (their keys are
+// in the encrypted database). save_attachment() and read_attachment() decrypt one to where the
+// app asks, never into the profile. Plain copies an earlier version kept are encrypted the
+// same way, one at a time while the client is idle, and then overwritten and removed.
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 
@@ -94,9 +103,206 @@ Error http_status_error(const net::HttpResult& r, const std::string& what) {
   }
 }
 
+// A name for a file in the profile that says nothing about what it holds.
+std::string random_name() {
+  Bytes b(16);
+  randombytes_buf(b.data(), b.size());
+  return to_hex(b);
+}
+
+// `inner` is `outer` or somewhere below it (both made absolute, symlinks resolved as far as
+// they exist).
+bool is_within(const fs::path& inner, const fs::path& outer) {
+  std::error_code ec;
+  fs::path a = fs::weakly_canonical(fs::absolute(inner, ec), ec);
+  fs::path b = fs::weakly_canonical(fs::absolute(outer, ec), ec);
+  auto [at, _] = std::mismatch(b.begin(), b.end(), a.begin(), a.end());
+  return at == b.end();
+}
+
+bool all_digits(const std::string& s) {
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+// Overwrites a plain file with zeros before removing it, so its bytes do not stay in the free
+// space of a file system that rewrites blocks in place (on copy-on-write file systems and SSDs
+// this is a best effort; threat-model.md says so). false when it is still there.
+bool scrub(const fs::path& p) {
+  std::error_code ec;
+  uint64_t size = fs::file_size(p, ec);
+  if (!ec) {
+    if (std::FILE* f = std::fopen(p.c_str(), "r+b")) {
+      std::vector<char> zeros(64 * 1024, 0);
+      for (uint64_t done = 0; done < size;) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), size - done));
+        if (std::fwrite(zeros.data(), 1, n, f) != n) break;
+        done += n;
+      }
+      std::fflush(f);
+      ::fsync(::fileno(f));
+      std::fclose(f);
+    }
+  }
+  fs::remove(p, ec);
+  return !fs::exists(p, ec);
+}
+
+// A folder of the profile's own, made when missing.
+Status make_folder(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (!ec) return {};
+  return make_error(
+      ec == std::errc::no_space_on_device ? ErrorCode::kStorageFull : ErrorCode::kStorageIo,
+      "cannot create " + dir.string() + ": " + ec.message());
+}
+
+Error nothing_stored(uint32_t index, const std::string& message_id) {
+  return make_error(ErrorCode::kInvalidState,
+                    "attachment " + std::to_string(index) + " of message " + message_id +
+                        " is not on this device yet: call download_attachment() first");
+}
+
 }  // namespace
 
 fs::path Client::Impl::attachments_dir() const { return profile->directory() / "attachments"; }
+fs::path Client::Impl::blobs_dir() const { return attachments_dir() / "blobs"; }
+
+// An earlier version kept plain copies as attachments/<conversation>/<name> and stored their
+// absolute paths: found where the profile is now, even if it moved. Empty for anything else.
+fs::path Client::Impl::plain_copy_path(const std::string& stored) const {
+  fs::path p(stored);
+  std::string dir = p.parent_path().filename().string();
+  std::string name = p.filename().string();
+  if (!all_digits(dir) || name.empty() || name == "." || name == "..") return {};
+  return attachments_dir() / dir / name;
+}
+
+void Client::Impl::remove_files(const std::vector<StoredAttachment>& files) {
+  std::error_code ec;
+  for (const auto& f : files) {
+    if (f.blob) fs::remove(blobs_dir() / f.blob->name, ec);
+    if (!f.local_path.empty()) {
+      fs::path plain = plain_copy_path(f.local_path);
+      if (!plain.empty()) scrub(plain);
+    }
+  }
+}
+
+void Client::Impl::sweep_attachment_files() {
+  std::error_code ec;
+  // Uploads that never finished, and their encrypted staging files.
+  fs::remove_all(attachments_dir() / "tmp", ec);
+  // Encrypted files no row names: a send or download stopped between moving its file into
+  // place and the commit that records it.
+  auto names = locked([&] { return history.blob_names(); });
+  if (!names.ok()) return;
+  std::set<std::string> known(names->begin(), names->end());
+  std::vector<fs::path> orphans;
+  for (auto it = fs::directory_iterator(blobs_dir(), ec); !ec && it != fs::directory_iterator();
+       it.increment(ec))
+    if (!known.count(it->path().filename().string())) orphans.push_back(it->path());
+  for (const auto& p : orphans) fs::remove(p, ec);
+}
+
+Result<StoredAttachment> Client::Impl::find_attachment(ConversationId conversation,
+                                                       const std::string& message_id,
+                                                       uint32_t index) {
+  SOTTO_TRY_ASSIGN(Bytes id, parse_message_id(message_id));
+  return locked([&]() -> Result<StoredAttachment> {
+    SOTTO_TRY_ASSIGN(auto m, history.find_in_conversation(conversation, id));
+    if (!m) return make_error(ErrorCode::kNotFound, "no message " + message_id + " there");
+    SOTTO_TRY_ASSIGN(auto files, history.attachments(m->row));
+    for (auto& f : files)
+      if (f.index == index) return std::move(f);
+    return make_error(ErrorCode::kNotFound, "that message has no attachment " +
+                                                std::to_string(index) +
+                                                (m->message.deleted ? " (it was deleted)" : ""));
+  });
+}
+
+Status Client::Impl::encrypt_plain_copy(int64_t row, uint32_t index) {
+  std::lock_guard guard(plain_copy_mu);
+  auto current = [&]() -> Result<std::optional<StoredAttachment>> {
+    SOTTO_TRY_ASSIGN(auto files, history.attachments(row));
+    for (auto& f : files)
+      if (f.index == index) return std::optional<StoredAttachment>(std::move(f));
+    return std::optional<StoredAttachment>();
+  };
+  SOTTO_TRY_ASSIGN(auto a, locked(current));
+  if (!a || a->local_path.empty()) return {};  // done meanwhile, or deleted
+  fs::path plain = plain_copy_path(a->local_path);
+  std::error_code ec;
+  bool have_plain = !plain.empty() && fs::is_regular_file(plain, ec);
+  bool lost = false;  // no plain copy to encrypt (removed by hand): nothing is stored now
+  if (!a->blob && have_plain) {
+    SOTTO_TRY(make_folder(blobs_dir()));
+    std::string name = random_name();
+    fs::path blob = blobs_dir() / name;
+    SOTTO_TRY_ASSIGN(auto secrets, encrypt_attachment(plain, blob));
+    StoredBlob b{name, Bytes(secrets.key.span().begin(), secrets.key.span().end()), secrets.digest,
+                 secrets.size};
+    bool kept = false;
+    Status s = txn([&]() -> Status {
+      SOTTO_TRY_ASSIGN(auto now, current());
+      if (!now || now->local_path.empty() || now->blob) return {};  // deleted meanwhile
+      SOTTO_TRY_ASSIGN(kept, history.add_attachment_blob(row, index, b));
+      return {};
+    });
+    if (!s.ok() || !kept) fs::remove(blob, ec);
+    SOTTO_TRY(s);
+    if (!kept) return {};
+  } else if (!a->blob) {
+    lost = true;
+  }
+  // The encrypted copy is committed: only now does the plain one go.
+  if (have_plain && !scrub(plain))
+    return make_error(ErrorCode::kStorageIo,
+                      "cannot remove the plain copy " + plain.string() + " of a file");
+  fs::remove(plain.parent_path(), ec);  // only when empty
+  Effects fx;
+  SOTTO_TRY(txn([&]() -> Status {
+    SOTTO_TRY(history.clear_attachment_path(row, index));
+    if (lost) emit_changed(row, fx);
+    return {};
+  }));
+  emit(std::move(fx.events));
+  return {};
+}
+
+bool Client::Impl::continue_plain_copies() {
+  auto next = locked([&] { return history.plain_attachments(plain_copy_failed.size() + 1); });
+  if (!next.ok()) return false;
+  for (const auto& a : *next) {
+    if (plain_copy_failed.count({a.row, a.index})) continue;
+    Status s = encrypt_plain_copy(a.row, a.index);
+    if (!s.ok()) {
+      // Tried again when the client starts next; the plain copy stays meanwhile.
+      diagnose("a file kept in plain form by an earlier version could not be encrypted: " +
+               s.error().message);
+      plain_copy_failed.insert({a.row, a.index});
+    }
+    return true;
+  }
+  if (!plain_copy_failed.empty()) return false;
+  // Every plain copy a row named is encrypted. What is left in the earlier version's folders
+  // belongs to no message (a copy whose send or download never committed): it goes too.
+  std::error_code ec;
+  std::vector<fs::path> dirs;
+  for (auto it = fs::directory_iterator(attachments_dir(), ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec))
+    if (it->is_directory(ec) && all_digits(it->path().filename().string()))
+      dirs.push_back(it->path());
+  for (const auto& d : dirs) {
+    std::vector<fs::path> files;
+    for (auto it = fs::directory_iterator(d, ec); !ec && it != fs::directory_iterator();
+         it.increment(ec))
+      if (it->is_regular_file(ec)) files.push_back(it->path());
+    for (const auto& f : files) scrub(f);
+    fs::remove(d, ec);
+  }
+  return false;
+}
 
 net::Headers Client::Impl::auth_headers() {
   auto a = locked([&] { return history.account(); });
@@ -149,7 +355,7 @@ Result<std::string> Client::Impl::send_file(ConversationId conversation, const f
                           " MiB; this relay accepts files up to " + std::to_string(limit >> 20) +
                           " MiB. Nothing was sent");
 
-  fs::create_directories(attachments_dir() / "tmp", ec);
+  SOTTO_TRY(make_folder(attachments_dir() / "tmp"));
   Bytes tmp_name(16);
   randombytes_buf(tmp_name.data(), tmp_name.size());
   fs::path blob = attachments_dir() / "tmp" / (to_hex(tmp_name) + ".blob");
@@ -157,7 +363,7 @@ Result<std::string> Client::Impl::send_file(ConversationId conversation, const f
     fs::path p;
     ~Remove() {
       std::error_code e;
-      fs::remove(p, e);
+      if (!p.empty()) fs::remove(p, e);
     }
   } remove_blob{blob};
   SOTTO_TRY_ASSIGN(auto secrets, encrypt_attachment(file, blob, {}, cancel));
@@ -193,54 +399,52 @@ Result<std::string> Client::Impl::send_file(ConversationId conversation, const f
   ptr.set_thumbnail(str_of(file_options.thumbnail));
   ptr.set_uploaded_at_ms(t);
 
-  // This device shows the file from a copy of its own.
-  fs::path dir = attachments_dir() / std::to_string(conversation);
-  fs::create_directories(dir, ec);
-  fs::path local = dir / (to_hex(id).substr(0, 12) + "-" + ptr.file_name());
-  fs::copy_file(file, local, fs::copy_options::overwrite_existing, ec);
-  if (ec) local.clear();
+  // This device keeps the blob it uploaded, still encrypted, under a name that says nothing.
+  // Without it (it could not be moved) the sender downloads the file like anyone else.
+  std::optional<StoredBlob> kept;
+  std::string kept_name = random_name();
+  fs::create_directories(blobs_dir(), ec);
+  fs::rename(blob, blobs_dir() / kept_name, ec);
+  if (!ec) {
+    remove_blob.p = blobs_dir() / kept_name;
+    kept = StoredBlob{kept_name, Bytes(secrets.key.span().begin(), secrets.key.span().end()),
+                      secrets.digest, secrets.size};
+  }
 
   Outgoing out;
   out.dm.set_message_id(str_of(id));
   out.dm.set_timestamp_ms(t);
   out.dm.set_text(file_options.caption);
   *out.dm.add_attachments() = ptr;
-  out.files.emplace_back(ptr, local.string());
-  return queue_data(conversation, std::move(out));
+  out.files.emplace_back(ptr, std::move(kept));
+  auto queued = queue_data(conversation, std::move(out));
+  if (queued.ok()) remove_blob.p.clear();  // the profile names it now
+  return queued;
 }
 
-Result<fs::path> Client::Impl::download_attachment(ConversationId conversation,
-                                                   const std::string& message_id, uint32_t index,
-                                                   const TransferProgress& progress,
-                                                   const std::atomic<bool>* cancel) {
-  SOTTO_TRY_ASSIGN(Bytes id, parse_message_id(message_id));
+Status Client::Impl::download_attachment(ConversationId conversation, const std::string& message_id,
+                                         uint32_t index, const TransferProgress& progress,
+                                         const std::atomic<bool>* cancel) {
   SOTTO_TRY(registered_account());
-  int64_t row = 0;
-  content::AttachmentPointer ptr;
-  std::string local;
-  SOTTO_TRY(locked([&]() -> Status {
-    SOTTO_TRY_ASSIGN(auto m, history.find_in_conversation(conversation, id));
-    if (!m) return make_error(ErrorCode::kNotFound, "no message " + message_id + " there");
-    row = m->row;
-    SOTTO_TRY_ASSIGN(auto files, history.attachments(row));
-    for (const auto& f : files) {
-      if (f.index != index) continue;
-      if (!ptr.ParseFromArray(f.pointer.data(), static_cast<int>(f.pointer.size())))
-        return make_error(ErrorCode::kStorageCorrupt, "the stored attachment does not parse");
-      local = f.local_path;
-      return {};
-    }
-    return make_error(ErrorCode::kNotFound, "that message has no attachment " +
-                                                std::to_string(index) +
-                                                (m->message.deleted ? " (it was deleted)" : ""));
-  }));
+  SOTTO_TRY_ASSIGN(StoredAttachment a, find_attachment(conversation, message_id, index));
   std::error_code ec;
-  if (!local.empty() && fs::exists(local, ec)) return fs::path(local);
+  if (a.blob) {
+    if (fs::exists(blobs_dir() / a.blob->name, ec)) return {};
+    // Its file is gone (removed by hand): fetch it again.
+    SOTTO_TRY(txn([&] { return history.remove_attachment_blob(a.row, a.index); }));
+  }
+  if (!a.local_path.empty()) {
+    fs::path plain = plain_copy_path(a.local_path);
+    if (!plain.empty() && fs::exists(plain, ec)) return {};  // encrypted in the background
+  }
+  content::AttachmentPointer ptr;
+  if (!ptr.ParseFromArray(a.pointer.data(), static_cast<int>(a.pointer.size())))
+    return make_error(ErrorCode::kStorageCorrupt, "the stored attachment does not parse");
   if (ptr.key().size() != 32 || ptr.digest().size() != 32 || ptr.id().empty() ||
       ptr.id().find_first_not_of("0123456789abcdef") != std::string::npos)
     return make_error(ErrorCode::kInvalidMessage, "the attachment's description is damaged");
 
-  fs::create_directories(attachments_dir() / "partial", ec);
+  SOTTO_TRY(make_folder(attachments_dir() / "partial"));
   fs::path partial = attachments_dir() / "partial" / (ptr.id() + ".blob");
   uint64_t blob_size = attachment_blob_size(ptr.size());
   uint64_t have = fs::exists(partial, ec) ? fs::file_size(partial, ec) : 0;
@@ -262,26 +466,147 @@ Result<fs::path> Client::Impl::download_attachment(ConversationId conversation,
                         "the download stopped after " + std::to_string(have) + " of " +
                             std::to_string(blob_size) + " bytes; try again to resume");
   }
-  fs::path dir = attachments_dir() / std::to_string(conversation);
-  fs::create_directories(dir, ec);
-  fs::path dest = dir / (message_id.substr(0, 12) + "-" + safe_name(ptr.file_name()));
+  // The whole blob must match its digest and decrypt, chunk by chunk, to the announced size
+  // before it is kept. The plaintext goes nowhere.
   SecureBytes key(reinterpret_cast<const uint8_t*>(ptr.key().data()), ptr.key().size());
-  Status opened =
-      decrypt_attachment(partial, dest, key, view_of(ptr.digest()), ptr.size(), {}, cancel);
-  if (!opened.ok()) {
+  Status checked = decrypt_attachment_to(
+      partial, [](ByteView) -> Status { return {}; }, key, view_of(ptr.digest()), ptr.size(), {},
+      cancel);
+  if (!checked.ok()) {
     // A blob that fails its digest will never pass: start from nothing next time.
-    if (opened.code() == ErrorCode::kInvalidMessage) fs::remove(partial, ec);
-    return std::move(opened).error();
+    if (checked.code() == ErrorCode::kInvalidMessage) fs::remove(partial, ec);
+    return std::move(checked).error();
   }
-  fs::remove(partial, ec);
+  std::string name = random_name();
+  fs::path kept = blobs_dir() / name;
+  SOTTO_TRY(make_folder(blobs_dir()));
+  fs::rename(partial, kept, ec);
+  if (ec)
+    return make_error(ErrorCode::kStorageIo, "cannot move the downloaded file into " +
+                                                 blobs_dir().string() + ": " + ec.message());
+  StoredBlob b{name, bytes_of(ptr.key()), bytes_of(ptr.digest()), ptr.size()};
+  bool recorded = false;
   Effects fx;
-  SOTTO_TRY(txn([&]() -> Status {
-    SOTTO_TRY(history.set_attachment_path(row, index, dest.string()));
-    emit_changed(row, fx);
+  Status s = txn([&]() -> Status {
+    SOTTO_TRY_ASSIGN(auto now, history.attachments(a.row));
+    if (std::none_of(now.begin(), now.end(), [&](const auto& f) { return f.index == a.index; }))
+      return {};  // the message was deleted meanwhile
+    SOTTO_TRY_ASSIGN(recorded, history.add_attachment_blob(a.row, a.index, b));
+    if (recorded) emit_changed(a.row, fx);
     return {};
-  }));
+  });
+  if (!s.ok()) {
+    // Not recorded (a full disk, say): back where a retry finds it, with nothing to fetch.
+    fs::rename(kept, partial, ec);
+    return s;
+  }
+  // Another download of the same file committed first (or the message was deleted
+  // meanwhile): that copy stays, this one goes.
+  if (!recorded) fs::remove(kept, ec);
   emit(std::move(fx.events));
-  return dest;
+  return {};
+}
+
+// The stored, encrypted copy of an attachment, ready to decrypt: a plain copy from an earlier
+// version is encrypted first.
+Result<StoredBlob> Client::Impl::stored_blob(ConversationId conversation,
+                                             const std::string& message_id, uint32_t index) {
+  SOTTO_TRY_ASSIGN(StoredAttachment a, find_attachment(conversation, message_id, index));
+  if (!a.blob && !a.local_path.empty()) {
+    SOTTO_TRY(encrypt_plain_copy(a.row, a.index));
+    SOTTO_TRY_ASSIGN(a, find_attachment(conversation, message_id, index));
+  }
+  if (!a.blob) return nothing_stored(index, message_id);
+  std::error_code ec;
+  if (!fs::exists(blobs_dir() / a.blob->name, ec)) {
+    Effects fx;
+    SOTTO_TRY(txn([&]() -> Status {
+      SOTTO_TRY(history.remove_attachment_blob(a.row, a.index));
+      emit_changed(a.row, fx);
+      return {};
+    }));
+    emit(std::move(fx.events));
+    return make_error(ErrorCode::kNotFound,
+                      "the encrypted copy of this file is missing from the profile; download it "
+                      "again with download_attachment()");
+  }
+  a.blob->name = (blobs_dir() / a.blob->name).string();
+  return std::move(*a.blob);
+}
+
+// A stored copy that fails its check was altered or damaged on this disk: forgotten, so that
+// download_attachment() fetches it again.
+Status Client::Impl::forget_damaged(ConversationId conversation, const std::string& message_id,
+                                    uint32_t index, Error error) {
+  auto a = find_attachment(conversation, message_id, index);
+  if (a.ok() && a->blob) {
+    Effects fx;
+    Status s = txn([&]() -> Status {
+      SOTTO_TRY(history.remove_attachment_blob(a->row, a->index));
+      emit_changed(a->row, fx);
+      return {};
+    });
+    if (s.ok()) {
+      remove_files({StoredAttachment{a->row, a->index, {}, {}, a->blob}});
+      emit(std::move(fx.events));
+    }
+  }
+  error.message = "the copy of this file in the profile is damaged (" + error.message +
+                  "); download it again with download_attachment()";
+  return error;
+}
+
+Status Client::Impl::save_attachment(ConversationId conversation, const std::string& message_id,
+                                     uint32_t index, const fs::path& destination,
+                                     const TransferProgress& progress,
+                                     const std::atomic<bool>* cancel) {
+  if (destination.empty() || !destination.has_filename())
+    return make_error(ErrorCode::kInvalidArgument,
+                      "no file to save to: give a path that ends in a file name");
+  if (is_within(destination, profile->directory()))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "cannot save " + destination.string() +
+                          " inside the profile directory, which keeps files only encrypted; "
+                          "choose a place outside it");
+  std::error_code ec;
+  fs::path folder = fs::absolute(destination, ec).parent_path();
+  if (!fs::is_directory(folder, ec))
+    return make_error(ErrorCode::kNotFound, "the folder " + folder.string() +
+                                                " does not exist; create it or choose another");
+  if (fs::is_directory(destination, ec))
+    return make_error(ErrorCode::kInvalidArgument,
+                      destination.string() + " is a folder; give the path of a file in it");
+  SOTTO_TRY_ASSIGN(StoredBlob b, stored_blob(conversation, message_id, index));
+  SecureBytes key(b.key.data(), b.key.size());
+  Status s = decrypt_attachment(b.name, destination, key, b.digest, b.size, progress, cancel);
+  if (s.code() == ErrorCode::kInvalidMessage)
+    return forget_damaged(conversation, message_id, index, std::move(s).error());
+  return s;
+}
+
+Result<Bytes> Client::Impl::read_attachment(ConversationId conversation,
+                                            const std::string& message_id, uint32_t index,
+                                            uint64_t max_bytes) {
+  SOTTO_TRY_ASSIGN(StoredBlob b, stored_blob(conversation, message_id, index));
+  if (b.size > max_bytes)
+    return make_error(ErrorCode::kTooLarge,
+                      "the file is " + std::to_string(b.size) + " bytes, more than the " +
+                          std::to_string(max_bytes) +
+                          " asked for; use save_attachment() for files this large");
+  Bytes out;
+  out.reserve(static_cast<size_t>(b.size));
+  SecureBytes key(b.key.data(), b.key.size());
+  Status s = decrypt_attachment_to(
+      b.name,
+      [&](ByteView chunk) -> Status {
+        out.insert(out.end(), chunk.begin(), chunk.end());
+        return {};
+      },
+      key, b.digest, b.size);
+  if (s.code() == ErrorCode::kInvalidMessage)
+    return forget_damaged(conversation, message_id, index, std::move(s).error()).error();
+  SOTTO_TRY(s);
+  return out;
 }
 
 }  // namespace sotto

@@ -146,6 +146,8 @@ struct Effects {
   bool kick_outbox = false;
   bool receipts_owed = false;
   bool purge = false;  // deleted or edited text: erase it from the search index soon
+  // Attachments of messages deleted or gone: their files go once the transaction committed.
+  std::vector<StoredAttachment> removed_files;
   // Group messages whose delivered/read counts moved: one on_message_changed each, with the
   // counts after the whole batch (see Impl::changed_counts).
   std::set<int64_t> counts_moved;
@@ -365,7 +367,8 @@ struct Client::Impl {
   struct Outgoing {
     content::DataMessage dm;  // message_id and timestamp are filled in when empty
     bool history = true;      // record it as a message (edits, deletes and timers are not)
-    std::vector<std::pair<content::AttachmentPointer, std::string>> files;  // + local path
+    // Each file's pointer, and the encrypted copy this device keeps of it, if any.
+    std::vector<std::pair<content::AttachmentPointer, std::optional<StoredBlob>>> files;
   };
   // Records `out` in history and the outbox in one transaction; the id of the message.
   Result<std::string> queue_data(ConversationId conversation, Outgoing out);
@@ -448,13 +451,39 @@ struct Client::Impl {
   Result<std::string> send_file(ConversationId conversation, const std::filesystem::path& file,
                                 const FileOptions& file_options, const TransferProgress& progress,
                                 const std::atomic<bool>* cancel);
-  Result<std::filesystem::path> download_attachment(ConversationId conversation,
-                                                    const std::string& message_id, uint32_t index,
-                                                    const TransferProgress& progress,
-                                                    const std::atomic<bool>* cancel);
+  Status download_attachment(ConversationId conversation, const std::string& message_id,
+                             uint32_t index, const TransferProgress& progress,
+                             const std::atomic<bool>* cancel);
+  Status save_attachment(ConversationId conversation, const std::string& message_id, uint32_t index,
+                         const std::filesystem::path& destination, const TransferProgress& progress,
+                         const std::atomic<bool>* cancel);
+  Result<Bytes> read_attachment(ConversationId conversation, const std::string& message_id,
+                                uint32_t index, uint64_t max_bytes);
   Result<uint64_t> attachment_limit();  // from the relay's ServerInfo
   net::Headers auth_headers();
   std::filesystem::path attachments_dir() const;
+  std::filesystem::path blobs_dir() const;  // the encrypted files this device keeps
+  std::filesystem::path plain_copy_path(const std::string& stored) const;
+  Result<StoredAttachment> find_attachment(ConversationId conversation,
+                                           const std::string& message_id, uint32_t index);
+  // The encrypted copy of an attachment (its `name` a full path), once it is stored.
+  Result<StoredBlob> stored_blob(ConversationId conversation, const std::string& message_id,
+                                 uint32_t index);
+  Status forget_damaged(ConversationId conversation, const std::string& message_id, uint32_t index,
+                        Error error);
+  // Removes the files of attachments whose rows are gone; after the commit that removed them.
+  void remove_files(const std::vector<StoredAttachment>& files);
+  // Before the worker starts, so nothing is in flight: removes unfinished uploads and the
+  // encrypted files no row names.
+  void sweep_attachment_files();
+  // Encrypts the plain copy an earlier version kept of one attachment, records it, then
+  // overwrites and removes the plain copy. Any thread; one at a time (plain_copy_mu).
+  Status encrypt_plain_copy(int64_t row, uint32_t index);
+  // Worker, while idle: one plain copy per call. true when more may wait.
+  bool continue_plain_copies();
+  std::mutex plain_copy_mu;
+  std::set<std::pair<int64_t, uint32_t>> plain_copy_failed;  // worker only; retried next start
+  uint64_t plain_copies_due_ms = 0;                          // under `mu`; 0: none
 
   // ---------------------------------------------------------------------------------------
   // Worker

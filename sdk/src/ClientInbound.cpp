@@ -10,7 +10,8 @@ using namespace std::chrono_literals;
 
 void Client::Impl::worker_main() {
   std::unique_lock lock(mu);
-  rebuild_due_ms = now();  // whether one was left unfinished: asked once at start
+  rebuild_due_ms = now();       // whether one was left unfinished: asked once at start
+  plain_copies_due_ms = now();  // likewise whether an earlier version left plain files
   while (!stopping) {
     auto due = std::chrono::steady_clock::now() + 1s;
     uint64_t t = now();
@@ -21,6 +22,7 @@ void Client::Impl::worker_main() {
     if (outbox_due_ms) due = std::min(due, at(outbox_due_ms));
     if (purge_due_ms) due = std::min(due, at(purge_due_ms));
     if (rebuild_due_ms) due = std::min(due, at(rebuild_due_ms));
+    if (plain_copies_due_ms) due = std::min(due, at(plain_copies_due_ms));
     if (inbound_retry_ms) due = std::min(due, at(inbound_retry_ms));
     auto inbound_ready = [&] {
       return !inbound.empty() && (!inbound_retry_ms || inbound_retry_ms <= now());
@@ -44,6 +46,9 @@ void Client::Impl::worker_main() {
     if (purge) purge_due_ms = 0;
     bool rebuild = rebuild_due_ms && rebuild_due_ms <= t && inbound.empty() && tasks.empty();
     if (rebuild) rebuild_due_ms = 0;
+    bool plain_copies =
+        plain_copies_due_ms && plain_copies_due_ms <= t && inbound.empty() && tasks.empty();
+    if (plain_copies) plain_copies_due_ms = 0;
     lock.unlock();
 
     for (auto& task : work) task();
@@ -63,8 +68,10 @@ void Client::Impl::worker_main() {
     expire_typing();
     if (purge) (void)profile->purge_search_index();
     if (rebuild) continue_rebuild();
+    bool more_plain = plain_copies && continue_plain_copies();
 
     lock.lock();
+    if (more_plain && !plain_copies_due_ms) plain_copies_due_ms = now();
   }
 }
 
@@ -137,9 +144,12 @@ void Client::Impl::process_inbound(std::vector<wire::Envelope>& envs) {
       effects.kick_outbox |= one.kick_outbox;
       effects.receipts_owed |= one.receipts_owed;
       effects.purge |= one.purge;
+      std::move(one.removed_files.begin(), one.removed_files.end(),
+                std::back_inserter(effects.removed_files));
     }
   }
   send_acks(acks);
+  remove_files(effects.removed_files);
   emit(std::move(effects.events));
   if (effects.receipts_owed) owe_receipts();
   if (effects.kick_outbox) kick_outbox();
@@ -569,6 +579,7 @@ Status Client::Impl::accept_identity(const std::string& account) {
       }
       for (auto& e : one.events) fx.events.push_back(std::move(e));
       fx.receipts_owed |= one.receipts_owed;
+      if (s.ok()) remove_files(one.removed_files);
     }
     emit(std::move(fx.events));
     if (fx.receipts_owed) owe_receipts();

@@ -78,9 +78,11 @@ Status Client::Impl::queue_data_locked(ConversationId conversation, Outgoing& ou
     if (dm.expire_timer_s()) m.expires_ms = t + uint64_t{dm.expire_timer_s()} * 1000;
     SOTTO_TRY_ASSIGN(row, history.insert_message(m));
     if (!row) return make_error(ErrorCode::kInternal, "a fresh message id collided");
-    for (size_t i = 0; i < out.files.size(); ++i)
-      SOTTO_TRY(history.add_attachment(*row, static_cast<uint32_t>(i),
-                                       serialize(out.files[i].first), out.files[i].second));
+    for (size_t i = 0; i < out.files.size(); ++i) {
+      const auto& [pointer, blob] = out.files[i];
+      SOTTO_TRY(history.add_attachment(*row, static_cast<uint32_t>(i), serialize(pointer)));
+      if (blob) SOTTO_TRY(history.add_attachment_blob(*row, static_cast<uint32_t>(i), *blob));
+    }
     if (row_out) *row_out = *row;
   }
 
@@ -195,7 +197,7 @@ Status Client::Impl::delete_for_everyone(ConversationId conversation,
   uint64_t window = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(options.delete_window).count());
   Effects fx;
-  std::vector<std::string> files;
+  std::vector<StoredAttachment> files;
   SOTTO_TRY(txn([&]() -> Status {
     SOTTO_TRY_ASSIGN(auto m, history.find_message(me.account, id));
     if (!m || m->message.conversation != conversation || m->message.kind != MessageKind::kText)
@@ -214,8 +216,7 @@ Status Client::Impl::delete_for_everyone(ConversationId conversation,
     emit_changed(m->row, fx);
     return {};
   }));
-  std::error_code ec;
-  for (const auto& f : files) std::filesystem::remove(f, ec);
+  remove_files(files);
   emit(std::move(fx.events));
   schedule_purge();
   kick_outbox();
@@ -400,8 +401,7 @@ Status Client::Impl::apply_message(ConversationId conv, const Address& author, b
   }
   if (!row) return {};
   for (int i = 0; i < dm.attachments_size(); ++i)
-    SOTTO_TRY(
-        history.add_attachment(*row, static_cast<uint32_t>(i), serialize(dm.attachments(i)), ""));
+    SOTTO_TRY(history.add_attachment(*row, static_cast<uint32_t>(i), serialize(dm.attachments(i))));
   SOTTO_TRY_ASSIGN(auto stored, history.message(*row));
   if (stored) {
     Message msg = stored->message;
@@ -440,8 +440,7 @@ Status Client::Impl::apply_delete(ConversationId conv, const Address& author,
   SOTTO_TRY_ASSIGN(auto m, history.find_message(author.account, view_of(dm.delete_of())));
   if (!m || m->message.conversation != conv || m->message.deleted) return {};
   SOTTO_TRY_ASSIGN(auto files, history.delete_message_content(m->row));
-  std::error_code ec;
-  for (const auto& f : files) std::filesystem::remove(f, ec);
+  fx.removed_files.insert(fx.removed_files.end(), files.begin(), files.end());
   emit_changed(m->row, fx);
   fx.purge = true;
   return {};
@@ -484,19 +483,18 @@ void Client::Impl::sweep_expired() {
   auto due = locked([&] { return history.next_expiry(); });
   if (!due.ok() || !*due || **due > now()) return;
   std::vector<std::pair<ConversationId, std::string>> removed;
-  std::vector<std::string> files;
+  std::vector<StoredAttachment> files;
   Status s = txn([&]() -> Status {
     SOTTO_TRY_ASSIGN(auto list, history.expired(now(), 500));
     for (const auto& m : list) {
-      SOTTO_TRY_ASSIGN(auto paths, history.remove_message(m.row));
-      files.insert(files.end(), paths.begin(), paths.end());
+      SOTTO_TRY_ASSIGN(auto gone, history.remove_message(m.row));
+      files.insert(files.end(), gone.begin(), gone.end());
       removed.emplace_back(m.message.conversation, m.message.id);
     }
     return {};
   });
   if (!s.ok()) return;
-  std::error_code ec;
-  for (const auto& f : files) std::filesystem::remove(f, ec);
+  remove_files(files);
   std::vector<Event> events;
   for (const auto& [conv, id] : removed)
     events.push_back([conv = conv, id = id](ClientListener& l) { l.on_message_removed(conv, id); });

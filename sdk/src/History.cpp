@@ -297,7 +297,7 @@ Result<Message> History::read_message(db::Query& q, int c, StoredMessage* stored
     a.width = p.width();
     a.height = p.height();
     a.thumbnail.assign(p.thumbnail().begin(), p.thumbnail().end());
-    a.local_path = f.local_path;
+    a.stored = f.blob.has_value() || !f.local_path.empty();
     m.attachments.push_back(std::move(a));
   }
   return m;
@@ -496,13 +496,11 @@ Status History::edit_message(int64_t row, const std::string& text, uint64_t edit
   return q.run();
 }
 
-Result<std::vector<std::string>> History::delete_message_content(int64_t row) {
+Result<std::vector<StoredAttachment>> History::delete_message_content(int64_t row) {
   SOTTO_TRY_ASSIGN(auto files, attachments(row));
-  std::vector<std::string> paths;
-  for (const auto& f : files)
-    if (!f.local_path.empty()) paths.push_back(f.local_path);
-  {
-    SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM attachments WHERE message = ?"));
+  for (const char* sql : {"DELETE FROM attachments WHERE message = ?",
+                          "DELETE FROM attachment_blobs WHERE message = ?"}) {
+    SOTTO_TRY_ASSIGN(auto q, db_.query(sql));
     q.bind(1, row);
     SOTTO_TRY(q.run());
   }
@@ -511,13 +509,13 @@ Result<std::vector<std::string>> History::delete_message_content(int64_t row) {
                                      "1, expires_ms = NULL WHERE id = ?"));
   q.bind(1, row);
   SOTTO_TRY(q.run());
-  return paths;
+  return files;
 }
 
-Result<std::vector<std::string>> History::remove_message(int64_t row) {
+Result<std::vector<StoredAttachment>> History::remove_message(int64_t row) {
   SOTTO_TRY_ASSIGN(auto m, message(row));
-  if (!m) return std::vector<std::string>();
-  SOTTO_TRY_ASSIGN(auto paths, delete_message_content(row));
+  if (!m) return std::vector<StoredAttachment>();
+  SOTTO_TRY_ASSIGN(auto files, delete_message_content(row));
   for (const char* sql :
        {"DELETE FROM message_receipts WHERE message = ?", "DELETE FROM messages WHERE id = ?"}) {
     SOTTO_TRY_ASSIGN(auto q, db_.query(sql));
@@ -531,7 +529,7 @@ Result<std::vector<std::string>> History::remove_message(int64_t row) {
   c.bind(1, m->message.conversation);
   SOTTO_TRY(c.run());
   SOTTO_TRY(touch_conversation(m->message.conversation, 0, 0));
-  return paths;
+  return files;
 }
 
 Status History::set_expiry(int64_t row, uint64_t expires_ms) {
@@ -577,42 +575,104 @@ Status History::set_expire_timer(ConversationId conversation, uint32_t seconds) 
 
 // ---- attachments ----
 
-Status History::add_attachment(int64_t row, uint32_t index, ByteView pointer,
-                               const std::string& local_path) {
-  SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR REPLACE INTO attachments (message, idx, pointer, "
-                                     "local_path) VALUES (?, ?, ?, ?)"));
+Status History::add_attachment(int64_t row, uint32_t index, ByteView pointer) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR REPLACE INTO attachments (message, idx, pointer) "
+                                     "VALUES (?, ?, ?)"));
   q.bind(1, row);
   q.bind(2, int64_t{index});
   q.bind(3, pointer);
-  if (local_path.empty())
-    q.bind_null(4);
-  else
-    q.bind_text(4, local_path);
   return q.run();
 }
 
+#define SOTTO_ATTACHMENT_COLUMNS                                                              \
+  "a.message, a.idx, a.pointer, coalesce(a.local_path, ''), b.name, b.key, b.digest, b.size " \
+  "FROM attachments a LEFT JOIN attachment_blobs b ON b.message = a.message AND b.idx = a.idx"
+
+namespace {
+
+StoredAttachment read_attachment_row(db::Query& q) {
+  StoredAttachment a;
+  a.row = q.column_int(0);
+  a.index = static_cast<uint32_t>(q.column_int(1));
+  a.pointer = to_bytes(q.column_blob(2));
+  a.local_path = std::string(q.column_text(3));
+  if (!q.column_is_null(4)) {
+    StoredBlob b;
+    b.name = std::string(q.column_text(4));
+    b.key = to_bytes(q.column_blob(5));
+    b.digest = to_bytes(q.column_blob(6));
+    b.size = static_cast<uint64_t>(q.column_int(7));
+    a.blob = std::move(b);
+  }
+  return a;
+}
+
+}  // namespace
+
 Result<std::vector<StoredAttachment>> History::attachments(int64_t row) {
-  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT idx, pointer, coalesce(local_path, '') FROM "
-                                     "attachments WHERE message = ? ORDER BY idx"));
+  SOTTO_TRY_ASSIGN(
+      auto q, db_.query("SELECT " SOTTO_ATTACHMENT_COLUMNS " WHERE a.message = ? ORDER BY a.idx"));
   q.bind(1, row);
   std::vector<StoredAttachment> out;
   for (;;) {
     SOTTO_TRY_ASSIGN(bool found, q.step());
     if (!found) break;
-    out.push_back(StoredAttachment{static_cast<uint32_t>(q.column_int(0)),
-                                   to_bytes(q.column_blob(1)), std::string(q.column_text(2))});
+    out.push_back(read_attachment_row(q));
   }
   return out;
 }
 
-Status History::set_attachment_path(int64_t row, uint32_t index, const std::string& path) {
-  SOTTO_TRY_ASSIGN(auto q,
-                   db_.query("UPDATE OR FAIL attachments SET local_path = ? WHERE message = ? AND "
-                             "idx = ?"));
-  q.bind_text(1, path);
-  q.bind(2, row);
-  q.bind(3, int64_t{index});
+Result<bool> History::add_attachment_blob(int64_t row, uint32_t index, const StoredBlob& blob) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR IGNORE INTO attachment_blobs (message, idx, name, "
+                                     "key, digest, size) VALUES (?, ?, ?, ?, ?, ?)"));
+  q.bind(1, row);
+  q.bind(2, int64_t{index});
+  q.bind_text(3, blob.name);
+  q.bind(4, blob.key);
+  q.bind(5, blob.digest);
+  q.bind(6, static_cast<int64_t>(blob.size));
+  SOTTO_TRY(q.run());
+  return sqlite3_changes(db_.handle()) > 0;
+}
+
+Status History::remove_attachment_blob(int64_t row, uint32_t index) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM attachment_blobs WHERE message = ? AND idx = ?"));
+  q.bind(1, row);
+  q.bind(2, int64_t{index});
   return q.run();
+}
+
+Status History::clear_attachment_path(int64_t row, uint32_t index) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE attachments SET local_path = NULL WHERE message = ? "
+                                     "AND idx = ?"));
+  q.bind(1, row);
+  q.bind(2, int64_t{index});
+  return q.run();
+}
+
+Result<std::vector<StoredAttachment>> History::plain_attachments(size_t limit) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT " SOTTO_ATTACHMENT_COLUMNS
+                                     " WHERE a.local_path IS NOT NULL ORDER BY a.message, a.idx "
+                                     "LIMIT ?"));
+  q.bind(1, static_cast<int64_t>(limit));
+  std::vector<StoredAttachment> out;
+  for (;;) {
+    SOTTO_TRY_ASSIGN(bool found, q.step());
+    if (!found) break;
+    out.push_back(read_attachment_row(q));
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> History::blob_names() {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT name FROM attachment_blobs"));
+  std::vector<std::string> out;
+  for (;;) {
+    SOTTO_TRY_ASSIGN(bool found, q.step());
+    if (!found) break;
+    out.emplace_back(q.column_text(0));
+  }
+  return out;
 }
 
 // ---- groups ----

@@ -85,10 +85,21 @@ struct GroupRow {
   bool member = true;
 };
 
+// A file kept encrypted in the profile (table attachment_blobs).
+struct StoredBlob {
+  std::string name;   // under attachments/blobs/
+  Bytes key;          // 32 bytes
+  Bytes digest;       // SHA-256 of the encrypted file
+  uint64_t size = 0;  // plaintext bytes
+};
+
 struct StoredAttachment {
+  int64_t row = 0;  // messages.id
   uint32_t index = 0;
   Bytes pointer;  // serialized content.AttachmentPointer
+  // A plain copy an earlier version kept; the Client encrypts it into `blob` and removes it.
   std::string local_path;
+  std::optional<StoredBlob> blob;
 };
 
 struct StoredMessage {
@@ -167,10 +178,10 @@ class History {
   // Replaces a message's text (an edit); `extra` the new DataMessage for resends.
   Status edit_message(int64_t row, const std::string& text, uint64_t edited_ms, ByteView extra);
   // Deletes a message for everyone: text, attachments and resend copy gone, a tombstone
-  // stays. Returns the local files of its attachments (for the caller to remove).
-  Result<std::vector<std::string>> delete_message_content(int64_t row);
-  // Removes a message completely (it expired). Returns its attachments' local files.
-  Result<std::vector<std::string>> remove_message(int64_t row);
+  // stays. Returns its attachments (the caller removes their files after the commit).
+  Result<std::vector<StoredAttachment>> delete_message_content(int64_t row);
+  // Removes a message completely (it expired). Returns its attachments, as above.
+  Result<std::vector<StoredAttachment>> remove_message(int64_t row);
   Status set_expiry(int64_t row, uint64_t expires_ms);
   // Messages whose time ran out (expires_ms <= now), oldest first.
   Result<std::vector<StoredMessage>> expired(uint64_t now_ms, size_t limit);
@@ -178,10 +189,17 @@ class History {
   Status set_expire_timer(ConversationId conversation, uint32_t seconds);
 
   // ---- attachments ----
-  Status add_attachment(int64_t row, uint32_t index, ByteView pointer,
-                        const std::string& local_path);
+  Status add_attachment(int64_t row, uint32_t index, ByteView pointer);
   Result<std::vector<StoredAttachment>> attachments(int64_t row);
-  Status set_attachment_path(int64_t row, uint32_t index, const std::string& path);
+  // Records the encrypted file of an attachment; false (and nothing changes) when it has one.
+  Result<bool> add_attachment_blob(int64_t row, uint32_t index, const StoredBlob& blob);
+  Status remove_attachment_blob(int64_t row, uint32_t index);
+  // Forgets the plain copy an earlier version kept.
+  Status clear_attachment_path(int64_t row, uint32_t index);
+  // Attachments that still have a plain copy from an earlier version, oldest first.
+  Result<std::vector<StoredAttachment>> plain_attachments(size_t limit);
+  // Every name in attachment_blobs.
+  Result<std::vector<std::string>> blob_names();
 
   // ---- groups ----
   Result<ConversationId> group_conversation(ByteView group_id, uint64_t now_ms);

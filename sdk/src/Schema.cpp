@@ -360,6 +360,24 @@ CREATE INDEX IF NOT EXISTS held_group_messages_by_group ON held_group_messages (
     R"sql(
 CREATE INDEX IF NOT EXISTS outbox_by_lane ON outbox (target, group_conv, id);
 )sql",
+    // 8 -> 9: files stay encrypted in the profile.
+    R"sql(
+-- The file of each attachment this device keeps (sent from here, or downloaded), encrypted, as
+-- attachments/blobs/<name>: a random name that says nothing about the file. A file sent or
+-- downloaded is kept as the blob the relay holds, under the pointer's key; one an earlier
+-- version kept in plain form (attachments.local_path) is encrypted under a key of its own and
+-- its plain copy removed (ClientFiles.cpp). Only save_attachment() and read_attachment()
+-- decrypt it, to where the app asks.
+CREATE TABLE IF NOT EXISTS attachment_blobs (
+  message INTEGER NOT NULL,                     -- attachments.message
+  idx     INTEGER NOT NULL,                     -- attachments.idx
+  name    TEXT    NOT NULL UNIQUE,              -- 32 random hex digits
+  key     BLOB    NOT NULL,                     -- 32 bytes (secretstream)
+  digest  BLOB    NOT NULL,                     -- SHA-256 of the whole encrypted file
+  size    INTEGER NOT NULL,                     -- plaintext bytes
+  PRIMARY KEY (message, idx)
+) WITHOUT ROWID;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

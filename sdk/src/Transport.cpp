@@ -1,5 +1,9 @@
 #include "Transport.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -89,6 +93,29 @@ Result<Url> parse_url(std::string_view text) {
   if (ec != std::errc() || p != u.port.data() + u.port.size() || port == 0 || port > 65535)
     return bad("has an invalid port");
   return u;
+}
+
+bool is_loopback_host(std::string_view host) {
+  std::string h(host);
+  std::transform(h.begin(), h.end(), h.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (h == "localhost") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, h.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6) != 0;
+  return false;
+}
+
+Status check_transport(const Url& url, std::string_view text, bool allow_plaintext) {
+  if (url.tls || allow_plaintext || is_loopback_host(url.host)) return {};
+  return make_error(ErrorCode::kInvalidArgument,
+                    "the relay address '" + std::string(text) +
+                        "' has no TLS (ws:// or http://), which is only allowed to this machine "
+                        "(localhost, 127.0.0.0/8, [::1]): on a network anyone on the way could "
+                        "read this device's relay password and the traffic. Use wss:// (the "
+                        "relay's --tls-cert and --tls-key); for development only, set "
+                        "ClientOptions::dangerously_allow_plaintext_relay");
 }
 
 // ---- event loop ----

@@ -54,6 +54,13 @@ struct Url {
 };
 Result<Url> parse_url(std::string_view text);
 
+// True for the names of this machine: "localhost", 127.0.0.0/8 and ::1, written as literals
+// (nothing is resolved).
+bool is_loopback_host(std::string_view host);
+// Plain ws:// and http:// only to this machine: kInvalidArgument, naming `text` and the fix,
+// for a url without TLS to any other host, unless `allow_plaintext` (a development option).
+Status check_transport(const Url& url, std::string_view text, bool allow_plaintext);
+
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
 // Why a WebSocket ended (or never opened).

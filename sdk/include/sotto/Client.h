@@ -64,8 +64,10 @@ struct Attachment {
   uint64_t size = 0;         // plaintext bytes
   uint32_t width = 0;        // pixels, for images; 0 when unknown
   uint32_t height = 0;
-  Bytes thumbnail;         // a small preview image (JPEG/PNG), at most 8 KiB; may be empty
-  std::string local_path;  // the decrypted file once downloaded (or sent from here)
+  Bytes thumbnail;  // a small preview image (JPEG/PNG), at most 8 KiB; may be empty
+  // This device has the file (sent from here, or downloaded), kept encrypted in the profile:
+  // save_attachment() and read_attachment() work without the relay.
+  bool stored = false;
 };
 
 struct Message {
@@ -232,7 +234,14 @@ class ClientListener {
 };
 
 struct ClientOptions {
-  std::string relay_url;  // e.g. wss://relay.example.org/v1/ws (ws:// only for loopback)
+  // e.g. wss://relay.example.org/v1/ws. Plain ws:// (or http://) only to this machine:
+  // localhost, 127.0.0.0/8 or [::1]; Client::create() refuses it for any other host.
+  std::string relay_url;
+  // DEVELOPMENT ONLY: lets relay_url be plain ws:// to another machine. Everything the client
+  // and the relay exchange then crosses the network without TLS: this device's relay password
+  // (whoever sees it can act as this device at the relay), who talks to whom and when, and
+  // every blob and ciphertext. Content stays end-to-end encrypted. Never set it in a release.
+  bool dangerously_allow_plaintext_relay = false;
   // Where listener calls run. Empty: a thread of the Client's own. A Qt app passes a function
   // that posts to its GUI thread (e.g. QMetaObject::invokeMethod with Qt::QueuedConnection).
   std::function<void(std::function<void()>)> executor;
@@ -339,14 +348,28 @@ class SOTTO_API Client {
                                 const FileOptions& options = {},
                                 const TransferProgress& progress = {},
                                 const std::atomic<bool>* cancel = nullptr);
-  // Downloads attachment `index` of a message (resuming a download that was interrupted),
-  // checks it against its digest before anything is decrypted, and decrypts it into the
-  // profile's attachment folder. Returns the file's path. kInvalidMessage when the blob was
-  // altered (nothing is kept). Blocks; call it off the GUI thread.
-  Result<std::filesystem::path> download_attachment(ConversationId conversation,
-                                                    const std::string& message_id, uint32_t index,
-                                                    const TransferProgress& progress = {},
-                                                    const std::atomic<bool>* cancel = nullptr);
+  // Downloads attachment `index` of a message (resuming a download that was interrupted) and
+  // keeps it, still encrypted, in the profile once the whole blob matched its digest and
+  // decrypted: Attachment::stored turns true (on_message_changed). Nothing to do when it is
+  // stored already. kInvalidMessage when the blob was altered (nothing is kept). Blocks; call
+  // it off the GUI thread.
+  Status download_attachment(ConversationId conversation, const std::string& message_id,
+                             uint32_t index, const TransferProgress& progress = {},
+                             const std::atomic<bool>* cancel = nullptr);
+  // Decrypts a stored attachment into `destination`, a file the app chose (where the user
+  // saves it, or a temporary file the app removes after use): the only way a file's plaintext
+  // reaches a disk. Written beside it and renamed into place, so `destination` ends up whole
+  // or untouched; an existing file there is replaced. kInvalidState when the attachment is
+  // not stored yet (download_attachment() first), kInvalidArgument for a destination inside
+  // the profile directory, kNotFound when its folder does not exist.
+  Status save_attachment(ConversationId conversation, const std::string& message_id, uint32_t index,
+                         const std::filesystem::path& destination,
+                         const TransferProgress& progress = {},
+                         const std::atomic<bool>* cancel = nullptr);
+  // The plaintext of a stored attachment in memory (an image to show, say), for a file of at
+  // most `max_bytes` (kTooLarge otherwise: save it instead).
+  Result<Bytes> read_attachment(ConversationId conversation, const std::string& message_id,
+                                uint32_t index, uint64_t max_bytes = 64ull << 20);
 
   // ---- groups ----
   // A new group with this account as its admin and `member_accounts` (found with

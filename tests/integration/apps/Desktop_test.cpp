@@ -163,8 +163,15 @@ class DesktopTest : public QObject {
     QCOMPARE(bm->at(row)->message.attachments[0].width, 640u);
     QVERIFY(!bm->at(row)->message.attachments[0].thumbnail.empty());
     bob_->chat()->download(row, 0);
-    QTRY_VERIFY_WITH_TIMEOUT(!bm->at(row)->message.attachments[0].local_path.empty(), 30000);
-    QFile got(QString::fromStdString(bm->at(row)->message.attachments[0].local_path));
+    QTRY_VERIFY_WITH_TIMEOUT(bm->at(row)->message.attachments[0].stored, 30000);
+    // Shown from the profile's encrypted copy, decrypted into memory only.
+    QTRY_VERIFY_WITH_TIMEOUT(!bm->at(row)->images.value(0).isNull(), 30000);
+    QCOMPARE(bm->at(row)->images.value(0).size(), QSize(640, 480));
+    // Saved where the user chose.
+    QString saved = bob_dir_.filePath("saved-photo.png");
+    bob_->chat()->save_attachment(row, 0, saved, /*open_after=*/false);
+    QTRY_VERIFY_WITH_TIMEOUT(!bm->at(row)->transferring && QFile::exists(saved), 30000);
+    QFile got(saved);
     QVERIFY(got.open(QIODevice::ReadOnly));
     QCOMPARE(got.readAll(), original);
     QVERIFY(bm->at(row)->error.isEmpty());

@@ -41,7 +41,7 @@ void on_conversation(void* user, int64_t conversation) {
 
 struct CClient {
   CClient(const RelayProcess& relay, const TempDir& dir, const std::string& name) {
-    sotto_options o{nullptr, name.c_str()};
+    sotto_options o{nullptr, name.c_str(), false};
     std::string url = relay.ws_url();
     o.relay_url = url.c_str();
     Bytes key(32, static_cast<uint8_t>(name[0]));
@@ -111,11 +111,27 @@ TEST(CApi, GroupsFilesEditsAndSearch) {
     return !carol.seen.files.empty();
   }));
   std::string file_id = carol.seen.files[0].first;
-  char* got = sotto_download_attachment(carol.c, carol.seen.group, file_id.c_str(), 0, nullptr,
-                                        nullptr, &err);
-  ASSERT_NE(got, nullptr) << sotto_error_string();
-  EXPECT_EQ(read_file(got), content);
-  sotto_string_free(got);
+  auto saved = dir.path() / "saved.bin";
+  EXPECT_FALSE(sotto_save_attachment(carol.c, carol.seen.group, file_id.c_str(), 0, saved.c_str(),
+                                     nullptr, nullptr, &err));
+  EXPECT_EQ(err, SOTTO_ERR_INVALID_STATE) << "saved before it was downloaded";
+  ASSERT_TRUE(sotto_download_attachment(carol.c, carol.seen.group, file_id.c_str(), 0, nullptr,
+                                        nullptr, &err))
+      << sotto_error_string();
+  ASSERT_TRUE(sotto_save_attachment(carol.c, carol.seen.group, file_id.c_str(), 0, saved.c_str(),
+                                    nullptr, nullptr, &err))
+      << sotto_error_string();
+  EXPECT_EQ(read_file(saved), content);
+  size_t size = 0;
+  uint8_t* bytes = sotto_read_attachment(carol.c, carol.seen.group, file_id.c_str(), 0,
+                                         content.size(), &size, &err);
+  ASSERT_NE(bytes, nullptr) << sotto_error_string();
+  EXPECT_EQ(Bytes(bytes, bytes + size), content);
+  sotto_bytes_free(bytes);
+  EXPECT_EQ(sotto_read_attachment(carol.c, carol.seen.group, file_id.c_str(), 0, content.size() - 1,
+                                  &size, &err),
+            nullptr);
+  EXPECT_EQ(err, SOTTO_ERR_TOO_LARGE);
 
   // An edit reaches the others; search finds the new words only.
   ASSERT_TRUE(sotto_send_text(alice.c, group, "the meeting is on tuesday", id, &err));
@@ -152,6 +168,28 @@ TEST(CApi, GroupsFilesEditsAndSearch) {
   }));
   EXPECT_FALSE(sotto_send_text(carol.c, carol.seen.group, "still here?", id, &err));
   EXPECT_EQ(err, SOTTO_ERR_FORBIDDEN);
+}
+
+// Plain ws:// to another machine is refused when the client is opened, unless the app asked
+// for it as a development option. Nothing connects here: the address is never dialed.
+TEST(CApi, PlainWebSocketToAnotherMachineNeedsTheDevelopmentOption) {
+  TempDir dir;
+  Bytes key(32, 7);
+  sotto_options o{"ws://192.0.2.10:8080/v1/ws", "c", false};
+  sotto_error err = SOTTO_OK;
+  sotto_client* c = sotto_client_open((dir.path() / "a").c_str(), nullptr, key.data(), &o, &err);
+  EXPECT_EQ(c, nullptr);
+  EXPECT_EQ(err, SOTTO_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(sotto_error_string()).find("dangerously_allow_plaintext_relay"),
+            std::string::npos)
+      << sotto_error_string();
+  sotto_client_close(c);
+
+  o.dangerously_allow_plaintext_relay = true;
+  c = sotto_client_open((dir.path() / "a").c_str(), nullptr, key.data(), &o, &err);
+  EXPECT_NE(c, nullptr) << sotto_error_string();
+  EXPECT_EQ(err, SOTTO_OK);
+  sotto_client_close(c);
 }
 
 }  // namespace

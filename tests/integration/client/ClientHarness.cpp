@@ -95,6 +95,14 @@ TestClient::TestClient(const RelayProcess& relay, std::string name, bool durable
   open();
 }
 
+TestClient::TestClient(std::string relay_url, std::string name, std::string device_name)
+    : name_(std::move(name)),
+      url_(std::move(relay_url)),
+      device_name_(std::move(device_name)),
+      key_(test_key(name_)) {
+  open();
+}
+
 TestClient::~TestClient() { client_.reset(); }
 
 void TestClient::open() {
@@ -106,7 +114,9 @@ void TestClient::open() {
   auto profile = Profile::open_with_key(dir_.path(), key_, po);
   if (!profile.ok())
     throw std::runtime_error(name_ + ": the profile did not open: " + profile.error().message);
-  auto client = Client::create(std::move(*profile), fast_options(url_));
+  ClientOptions options = fast_options(url_);
+  options.device_name = device_name_;
+  auto client = Client::create(std::move(*profile), std::move(options));
   if (!client.ok())
     throw std::runtime_error(name_ + ": no client on the profile: " + client.error().message);
   client_ = std::move(*client);

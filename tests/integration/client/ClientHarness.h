@@ -73,6 +73,9 @@ class TestClient {
   // A fresh profile in its own temp dir. `durable` false: commits are not synced to disk
   // (for tests with hundreds of clients that never lose power).
   TestClient(const RelayProcess& relay, std::string name, bool durable = true);
+  // A client of the relay at `relay_url` (through a proxy, say) whose device is called
+  // `device_name` in its account's device list.
+  TestClient(std::string relay_url, std::string name, std::string device_name);
   ~TestClient();
   TestClient(const TestClient&) = delete;
   TestClient& operator=(const TestClient&) = delete;
@@ -103,6 +106,7 @@ class TestClient {
 
   std::string name_;
   std::string url_;
+  std::string device_name_;
   bool durable_ = true;
   TempDir dir_;
   SecureBytes key_;

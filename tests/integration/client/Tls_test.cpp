@@ -115,9 +115,11 @@ TEST(Tls, MessagesAndAFileOverWssAndHttps) {
       if (!m.outgoing && !m.attachments.empty()) got = m;
     return got.has_value();
   }));
-  auto path = bob->download_attachment(got->conversation, got->id, 0, nullptr);
-  ASSERT_TRUE(path.ok()) << path.error().message;
-  EXPECT_EQ(read_file(*path), content);
+  auto downloaded = bob->download_attachment(got->conversation, got->id, 0, nullptr);
+  ASSERT_TRUE(downloaded.ok()) << downloaded.error().message;
+  auto read = bob->read_attachment(got->conversation, got->id, 0);
+  ASSERT_TRUE(read.ok()) << read.error().message;
+  EXPECT_EQ(*read, content);
 }
 
 TEST(Tls, AnUntrustedCertificateFailsRegistrationWithAClearError) {

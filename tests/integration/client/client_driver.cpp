@@ -6,6 +6,9 @@
 //   client_driver DIR KEY_HEX RELAY_URL receive [RECEIPT_DELAY_MS]
 //       connects and prints "GOT <text>" for every message it stores, until killed. Delivered
 //       receipts wait RECEIPT_DELAY_MS (20) before they go out.
+//   client_driver DIR KEY_HEX RELAY_URL download CONVERSATION MESSAGE_ID
+//       connects and downloads attachment 0 of the message, printing "AT <bytes>" as the
+//       download moves on and "DOWNLOADED" when it is stored, then waits to be killed.
 #include <unistd.h>
 
 #include <chrono>
@@ -36,7 +39,7 @@ int die(const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 5) return die("usage: client_driver DIR KEY_HEX RELAY_URL send|receive ...");
+  if (argc < 5) return die("usage: client_driver DIR KEY_HEX RELAY_URL send|receive|download ...");
   Bytes key;
   if (!from_hex(argv[2], key) || key.size() != 32) return die("bad key");
   auto profile = Profile::open_with_key(argv[1], SecureBytes(key.data(), key.size()));
@@ -68,6 +71,22 @@ int main(int argc, char** argv) {
       std::printf("QUEUED %s\n", id->c_str());
       std::fflush(stdout);
     }
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  if (mode == "download" && argc == 7) {
+    if (auto s = (*client)->connect(); !s.ok()) return die(s.error().message);
+    if (!(*client)->wait_online(std::chrono::seconds(20))) return die("not online");
+    uint64_t reported = 0;
+    auto s = (*client)->download_attachment(
+        std::stoll(argv[5]), argv[6], 0, [&](uint64_t done, uint64_t) {
+          if (done < reported + (256 << 10)) return;  // every 256 KiB
+          reported = done;
+          std::printf("AT %llu\n", static_cast<unsigned long long>(done));
+          std::fflush(stdout);
+        });
+    if (!s.ok()) return die(s.error().message);
+    std::printf("DOWNLOADED\n");
+    std::fflush(stdout);
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
   }
   return die("unknown command " + mode);

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 namespace sotto::test {
@@ -40,6 +41,7 @@ struct Pipe {
 };
 
 struct Pair {
+  uint64_t id = 0;
   int client = -1;
   int upstream = -1;
   Pipe up;    // client -> upstream
@@ -80,7 +82,8 @@ bool push(int to, Pipe& p) {
 
 }  // namespace
 
-FaultyProxy::FaultyProxy(uint16_t upstream_port) : upstream_(upstream_port) {
+FaultyProxy::FaultyProxy(uint16_t upstream_port, Tap tap)
+    : upstream_(upstream_port), tap_(std::move(tap)) {
   listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
   ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -122,6 +125,13 @@ void FaultyProxy::stall(std::chrono::milliseconds duration) {
 
 void FaultyProxy::run() {
   std::vector<Pair> pairs;
+  uint64_t accepted = 0;
+  auto pull_tapped = [&](const Pair& p, bool to_upstream, Pipe& pipe) {
+    bool ok = pull(to_upstream ? p.client : p.upstream, pipe);
+    if (ok && tap_ && !pipe.buffer.empty())
+      tap_(p.id, to_upstream, pipe.buffer.data(), pipe.buffer.size());
+    return ok;
+  };
   while (!stop_) {
     if (cut_requested_.exchange(false)) {
       for (auto& p : pairs) {
@@ -173,6 +183,7 @@ void FaultyProxy::run() {
         ::setsockopt(u, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         Pair p;
+        p.id = ++accepted;
         p.client = c;
         p.upstream = u;
         pairs.push_back(std::move(p));
@@ -189,9 +200,9 @@ void FaultyProxy::run() {
       if ((c.revents & POLLHUP) && p.up.eof) ok = false;
       if ((u.revents & POLLHUP) && p.down.eof) ok = false;
       if (ok && (c.revents & (POLLIN | POLLHUP)) && !p.up.pending() && !p.up.eof)
-        ok = pull(p.client, p.up) && push(p.upstream, p.up);
+        ok = pull_tapped(p, true, p.up) && push(p.upstream, p.up);
       if (ok && (u.revents & (POLLIN | POLLHUP)) && !p.down.pending() && !p.down.eof)
-        ok = pull(p.upstream, p.down) && push(p.client, p.down);
+        ok = pull_tapped(p, false, p.down) && push(p.client, p.down);
       if (ok && (u.revents & POLLOUT)) ok = push(p.upstream, p.up);
       if (ok && (c.revents & POLLOUT)) ok = push(p.client, p.down);
       // Both directions finished: the connection closed normally.

@@ -4,19 +4,26 @@
 //
 // One thread forwards with poll(); each direction keeps at most one buffer and reads no more
 // from its source until the destination took it, so a slow side slows only its own pair.
+// A tap, when given, sees every byte that passes, for tests that look at what is on the wire.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <thread>
 
 namespace sotto::test {
 
 class FaultyProxy {
  public:
+  // The bytes read from one side of connection `connection` (numbered from 1 as accepted),
+  // before they go on: `to_upstream` for client -> upstream. Called on the proxy's thread.
+  using Tap =
+      std::function<void(uint64_t connection, bool to_upstream, const char* data, size_t size)>;
+
   // Listens on 127.0.0.1, an ephemeral port; connects each accepted socket to `upstream_port`.
-  explicit FaultyProxy(uint16_t upstream_port);
+  explicit FaultyProxy(uint16_t upstream_port, Tap tap = {});
   ~FaultyProxy();
   FaultyProxy(const FaultyProxy&) = delete;
   FaultyProxy& operator=(const FaultyProxy&) = delete;
@@ -36,6 +43,7 @@ class FaultyProxy {
   int wake_[2] = {-1, -1};
   uint16_t port_ = 0;
   uint16_t upstream_ = 0;
+  Tap tap_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> cut_requested_{false};
   std::atomic<int64_t> stalled_until_ns_{0};

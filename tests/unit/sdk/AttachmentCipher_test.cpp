@@ -58,6 +58,35 @@ TEST_F(AttachmentCipher, RoundTripsEverySizeAroundChunkEdges) {
   }
 }
 
+// Into memory, a chunk at a time and in order; a sink that fails stops it with its error.
+TEST_F(AttachmentCipher, DecryptsIntoASinkThatCanStopIt) {
+  Bytes content = random_bytes(3 * kAttachmentChunk + 7);
+  auto s = encrypt(content);
+  Bytes got;
+  size_t calls = 0;
+  auto st = decrypt_attachment_to(
+      dir / "blob",
+      [&](ByteView chunk) -> Status {
+        ++calls;
+        got.insert(got.end(), chunk.begin(), chunk.end());
+        return {};
+      },
+      s.key, s.digest, s.size);
+  ASSERT_TRUE(st.ok()) << st.error().message;
+  EXPECT_EQ(got, content);
+  EXPECT_EQ(calls, 4u);
+  calls = 0;
+  st = decrypt_attachment_to(
+      dir / "blob",
+      [&](ByteView) -> Status {
+        ++calls;
+        return make_error(ErrorCode::kStorageFull, "no room");
+      },
+      s.key, s.digest, s.size);
+  EXPECT_EQ(st.code(), ErrorCode::kStorageFull);
+  EXPECT_EQ(calls, 1u);
+}
+
 TEST_F(AttachmentCipher, BlobHidesContentAndKeysDiffer) {
   Bytes content(5000, 'A');
   auto a = encrypt(content);
