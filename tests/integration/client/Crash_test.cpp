@@ -2,6 +2,7 @@
 // twice, order kept.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "ChildProcess.h"
@@ -14,6 +15,11 @@
 
 namespace sotto::test {
 namespace {
+
+bool has_text(TestClient& c, const std::string& text) {
+  auto t = c.events().texts();
+  return std::count(t.begin(), t.end(), text) == 1;
+}
 
 std::vector<std::string> driver_args(TestClient& c, std::vector<std::string> rest) {
   std::vector<std::string> args = {SOTTO_CLIENT_DRIVER, c.dir().string(), to_hex(c.key().span()),
@@ -48,7 +54,11 @@ TEST(Crash, AReceiptOwedAtACrashGoesOutAfterTheRestart) {
   bob.reopen();
   ASSERT_TRUE(eventually([&] { return status() == MessageStatus::kDelivered; }, 20s))
       << "alice's message stayed " << static_cast<int>(status());
-  EXPECT_TRUE(bob.events().texts().empty()) << "bob was shown the message a second time";
+  // A text after it: a second copy of the first would reach bob before this one.
+  ASSERT_TRUE(alice->send_text(ab, "after the restart").ok());
+  ASSERT_TRUE(eventually([&] { return !bob.events().texts().empty(); }));
+  EXPECT_EQ(bob.events().texts(), std::vector<std::string>{"after the restart"})
+      << "bob was shown the message a second time";
 }
 
 TEST(Crash, SenderKilledRightAfterSendIsDeliveredExactlyOnce) {
@@ -75,13 +85,17 @@ TEST(Crash, SenderKilledRightAfterSendIsDeliveredExactlyOnce) {
     ASSERT_TRUE(m) << "a message send() had accepted is gone from history";
   }
   ASSERT_TRUE(eventually([&] { return bob.events().texts().size() >= 5; }, 30s));
-  std::this_thread::sleep_for(1s);  // a duplicate would show up now
+  // A text after them, which alice's client sends only after the five: a second copy of any
+  // of them would reach bob before it.
+  ASSERT_TRUE(alice->send_text(ab, "after the crash").ok());
+  ASSERT_TRUE(eventually([&] { return has_text(bob, "after the crash"); }, 30s));
   auto texts = bob.events().texts();
-  ASSERT_EQ(texts.size(), 5u);
+  ASSERT_EQ(texts.size(), 6u);
   for (int i = 0; i < 5; ++i)
     EXPECT_EQ(texts[static_cast<size_t>(i)], "crash-" + std::to_string(i));
+  EXPECT_EQ(texts[5], "after the crash");
   ConversationId ba = bob->conversations().value().at(0).id;
-  EXPECT_EQ(bob.history(ba).size(), 5u);
+  EXPECT_EQ(bob.history(ba).size(), 6u);
 }
 
 TEST(Crash, ReceiverKilledWhileDrainingAThousandMessagesLosesNothing) {
@@ -166,20 +180,28 @@ TEST(FullDisk, AClientWhoseDiskFillsUpLosesNothingAndCatchesUpByItself) {
   constexpr int kCount = 5;
   for (int i = 0; i < kCount; ++i)
     ASSERT_TRUE(bob->send_text(ba, "full " + std::to_string(i)).ok());
-  std::this_thread::sleep_for(1s);
+  // The client tried to store the first and could not: it says so (syncing, without a
+  // reconnect) until it can.
+  ASSERT_TRUE(
+      eventually([&] { return alice->connection_state() == ConnectionState::kSyncing; }, 30s))
+      << "alice's client never tried to store what bob sent";
   EXPECT_TRUE(alice.events().texts().empty()) << "stored on a full disk?";
 
   make_room(disk.budget());
   ASSERT_TRUE(eventually([&] { return alice.events().texts().size() == kCount; }, 30s))
       << alice.events().texts().size() << " of " << kCount;
-  std::this_thread::sleep_for(300ms);
+  // A text after them: a second copy of any would reach alice before it.
+  ASSERT_TRUE(bob->send_text(ba, "after the room").ok());
+  ASSERT_TRUE(eventually([&] { return alice.events().texts().size() > kCount; }, 30s));
   auto texts = alice.events().texts();
-  ASSERT_EQ(texts.size(), static_cast<size_t>(kCount)) << "shown twice";
+  ASSERT_EQ(texts.size(), static_cast<size_t>(kCount + 1)) << "shown twice";
   for (int i = 0; i < kCount; ++i)
     EXPECT_EQ(texts[static_cast<size_t>(i)], "full " + std::to_string(i));
+  EXPECT_EQ(texts[kCount], "after the room");
   auto page = alice->messages(ab);
   ASSERT_TRUE(page.ok());
-  EXPECT_EQ(page->messages.size(), static_cast<size_t>(1 + kCount)) << "hello and the five";
+  EXPECT_EQ(page->messages.size(), static_cast<size_t>(2 + kCount))
+      << "hello, the five and the one after";
   EXPECT_EQ(alice->connection_state(), ConnectionState::kOnline);
 
   ASSERT_TRUE(alice->send_text(ab, "room again").ok());

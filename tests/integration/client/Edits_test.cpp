@@ -97,7 +97,16 @@ TEST(Edits, EditDeleteAndTimersReachEveryDeviceAndLeaveNoTrace) {
     auto removed = bob.events().removed();
     return std::count(removed.begin(), removed.end(), fleeting) == 1;
   })) << "on_message_removed did not arrive exactly once";
-  std::this_thread::sleep_for(200ms);
+  // Two texts, the second sent once bob was shown the first: bob's client shows the second
+  // only after it looked for expired messages once more since the removal, so a second event
+  // for it would have come by then.
+  for (const std::string marker : {"one more", "and another"}) {
+    ASSERT_TRUE(alice->send_text(ab, marker).ok());
+    ASSERT_TRUE(eventually([&] {
+      auto texts = bob.events().texts();
+      return std::count(texts.begin(), texts.end(), marker) == 1;
+    }));
+  }
   auto removed = bob.events().removed();
   EXPECT_EQ(std::count(removed.begin(), removed.end(), fleeting), 1);
 

@@ -42,14 +42,20 @@ TEST(Live, TypingReachesOnlineMembersAndIsNeverQueued) {
   // Bob offline: typing goes nowhere and is not waiting for him when he is back.
   bob->disconnect();
   ASSERT_TRUE(alice->set_typing(ab, true).ok());
-  std::this_thread::sleep_for(300ms);
   ASSERT_TRUE(alice->set_typing(ab, false).ok());
-  std::this_thread::sleep_for(300ms);
+  // Then a text, which the relay keeps for bob: alice's client sends it after the typing, so
+  // typing kept for bob would reach him before it.
+  auto after = alice->send_text(ab, "after the typing");
+  ASSERT_TRUE(after.ok()) << after.error().message;
+  ASSERT_TRUE(eventually([&] {
+    auto m = alice.find(ab, *after);
+    return m && m->status == MessageStatus::kSent;
+  }));
   ASSERT_TRUE(bob->connect().ok());
   ASSERT_TRUE(bob->wait_online(20s));
-  std::this_thread::sleep_for(500ms);
+  ASSERT_TRUE(eventually([&] { return bob.events().texts().size() == 2; }));
   EXPECT_EQ(typing_events(bob, alice.info().account, true), 1u);
-  EXPECT_EQ(bob.events().count(), 1u);  // only the text from the start
+  EXPECT_EQ(bob.events().count(), 2u);  // only the text from the start and the one after typing
 
   // A group: members online see it.
   ASSERT_TRUE(alice->add_contact(carol.handle()).ok());
@@ -95,9 +101,13 @@ TEST(Live, PresenceReachesWatchersOnlyAndCanBeHidden) {
     auto p = last_presence(bob, alice.info().account);
     return p && !p->online && p->last_seen_ms == 0;
   }));
-  // And it stays hidden across a reconnect.
+  // And it stays hidden across a reconnect: once alice is online again, a text from her
+  // reaches bob after anything the relay told him about her coming back.
   alice.reopen();
-  std::this_thread::sleep_for(500ms);
+  ASSERT_TRUE(alice->wait_online(20s));
+  ConversationId ab = alice.conversation_with(bob);
+  ASSERT_TRUE(alice->send_text(ab, "back, and hidden").ok());
+  ASSERT_TRUE(eventually([&] { return bob.events().texts().size() == 1; }));
   auto p = last_presence(bob, alice.info().account);
   ASSERT_TRUE(p);
   EXPECT_FALSE(p->online);

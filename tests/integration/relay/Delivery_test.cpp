@@ -1,6 +1,7 @@
 // Sends, queues, acks, idempotency, STALE_DEVICES, send_multi fan-out, expiry, ephemeral.
 #include <set>
 
+#include "RelayMetrics.h"
 #include "RelayTestUtil.h"
 
 namespace sotto::test {
@@ -110,7 +111,8 @@ TEST(RelayDelivery, AResendOfTheSameMessageIdIsANoOp) {
   auto a = must_connect(relay, alice);
   Bytes mid = random_message_id();
   auto first = expect_ok(*a, send_request(mid, {{&bob, "v1"}}));
-  std::this_thread::sleep_for(10ms);
+  // A new send now would get a later timestamp.
+  while (unix_ms() <= first.send().server_timestamp_ms()) std::this_thread::sleep_for(1ms);
   auto second = expect_ok(*a, send_request(mid, {{&bob, "v2 (re-encrypted)"}}));
   EXPECT_EQ(first.send().server_timestamp_ms(), second.send().server_timestamp_ms());
   auto b = must_connect(relay, bob);
@@ -265,7 +267,9 @@ TEST(RelayDelivery, EnvelopesExpireAfterTheirTimeToLive) {
   TestDevice bob = must_register(relay, "bob", 0);
   auto a = must_connect(relay, alice);
   expect_ok(*a, send_request(random_message_id(), {{&bob, "soon gone"}}));
-  std::this_thread::sleep_for(2500ms);
+  ASSERT_TRUE(wait_for_metric(relay.port(), "sotto_envelopes_expired_total", [](double v) {
+    return v >= 1;
+  })) << "the relay never expired the envelope";
   auto b = must_connect(relay, bob);
   EXPECT_TRUE(drain_backlog(*b).empty());
   auto metrics = http_request(relay.port(), "GET", "/metrics");

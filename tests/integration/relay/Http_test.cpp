@@ -1,6 +1,7 @@
 // HTTP on the relay's port: attachments with Range, health, metrics, wake-up webhooks.
 #include <sodium.h>
 
+#include "RelayMetrics.h"
 #include "RelayTestUtil.h"
 
 namespace sotto::test {
@@ -162,6 +163,30 @@ TEST(RelayHttp, MetricsCanRequireAToken) {
   EXPECT_EQ(ok.body.find("account"), std::string::npos) << "no user identifiers in metrics";
 }
 
+// Waits until the relay counts `n` authenticated connections: it has seen every other close.
+void wait_authenticated(const RelayProcess& relay, int n) {
+  ASSERT_TRUE(wait_for_metric(relay.port(), "sotto_connections{kind=\"ws_authenticated\"}",
+                              [n](double v) { return v == n; }))
+      << "the relay never counted " << n << " authenticated connections";
+}
+
+double wakeups(const RelayMetrics& m) {
+  return metric(m, "sotto_wakeups_sent_total") + metric(m, "sotto_wakeups_failed_total") +
+         metric(m, "sotto_wakeups_coalesced_total");
+}
+
+// The relay's metrics once it has decided on at least `n` wake-ups: sent (the POST answered),
+// given up, or coalesced with an earlier one.
+RelayMetrics after_wakeups(const RelayProcess& relay, int n) {
+  RelayMetrics seen;
+  bool decided = wait_for_metrics(relay.port(), [&](const RelayMetrics& m) {
+    seen = m;
+    return wakeups(m) >= n;
+  });
+  EXPECT_TRUE(decided) << "the relay decided on " << wakeups(seen) << " wake-ups, not " << n;
+  return seen;
+}
+
 // An urgent envelope for an offline device with an endpoint: one content-free POST,
 // coalesced; receipts (not urgent) never wake.
 TEST(RelayHttp, WakeUpWebhookIsCoalescedAndContentFree) {
@@ -177,27 +202,36 @@ TEST(RelayHttp, WakeUpWebhookIsCoalescedAndContentFree) {
     expect_ok(*c, r);
     c->close();
   }
-  std::this_thread::sleep_for(200ms);  // the relay has seen both go offline
+  ASSERT_NO_FATAL_FAILURE(wait_authenticated(relay, 0));  // both offline
   auto a = must_connect(relay, alice);
   for (int i = 0; i < 3; ++i) expect_ok(*a, send_request(random_message_id(), {{&bob, "urgent"}}));
   ASSERT_EQ(hook.wait_for(1, 5s), 1u);
-  std::this_thread::sleep_for(500ms);
-  // A receipt for carol, who is offline too: no wake-up.
+  auto m = after_wakeups(relay, 3);
+  EXPECT_EQ(wakeups(m), 3);
+  EXPECT_EQ(metric(m, "sotto_wakeups_coalesced_total"), 2);
+  // A receipt for carol, who is offline too: no wake-up. An urgent envelope right after it
+  // wakes her, which it would not if the receipt had: it would be coalesced.
   expect_ok(*a, send_request(random_message_id(), {{&carol, "receipt"}}, false));
-  std::this_thread::sleep_for(500ms);
+  expect_ok(*a, send_request(random_message_id(), {{&carol, "urgent"}}));
+  ASSERT_EQ(hook.wait_for(2, 5s), 2u);
+  m = after_wakeups(relay, 4);
+  EXPECT_EQ(wakeups(m), 4);
+  EXPECT_EQ(metric(m, "sotto_wakeups_coalesced_total"), 2) << "the receipt woke carol";
   auto reqs = hook.requests();
-  ASSERT_EQ(reqs.size(), 1u);
-  EXPECT_EQ(reqs[0].method, "POST");
-  EXPECT_EQ(reqs[0].target, "/wake/abc");
-  EXPECT_EQ(reqs[0].body, R"({"sotto":"wake"})");
-  EXPECT_EQ(reqs[0].headers["content-type"], "application/json");
-  EXPECT_EQ(reqs[0].headers["ttl"], "86400");
-  EXPECT_EQ(reqs[0].headers["urgency"], "high");
+  ASSERT_EQ(reqs.size(), 2u);
+  for (auto& r : reqs) {
+    EXPECT_EQ(r.method, "POST");
+    EXPECT_EQ(r.target, "/wake/abc");
+    EXPECT_EQ(r.body, R"({"sotto":"wake"})");
+    EXPECT_EQ(r.headers["content-type"], "application/json");
+    EXPECT_EQ(r.headers["ttl"], "86400");
+    EXPECT_EQ(r.headers["urgency"], "high");
+  }
   // Once the device has connected, the next urgent envelope wakes it again.
   { auto b = must_connect(relay, bob); }
-  std::this_thread::sleep_for(200ms);
+  ASSERT_NO_FATAL_FAILURE(wait_authenticated(relay, 1));  // bob offline again, alice online
   expect_ok(*a, send_request(random_message_id(), {{&bob, "urgent again"}}));
-  EXPECT_EQ(hook.wait_for(2, 5s), 2u);
+  EXPECT_EQ(hook.wait_for(3, 5s), 3u);
 }
 
 TEST(RelayHttp, PushEndpointPolicy) {

@@ -7,22 +7,37 @@
 //       prints "INVITE <text>", waits until an existing device approves it, prints "ACCOUNT ...".
 //   soak_user DIR KEY_HEX RELAY_URL approve INVITE_TEXT
 //       approves a new device of this account, exits.
-//   soak_user DIR KEY_HEX RELAY_URL chat DEVICE SEED PEERS [creator]
+//   soak_user DIR KEY_HEX RELAY_URL chat DEVICE SEED PEERS NEXT [creator]
 //       chats until killed: a text every 20-150 ms to a random conversation (one per handle in
 //       the comma-separated PEERS, the group "soak" and the group "churn", both of which
 //       `creator` creates). The text is "soak DEVICE TAG N": TAG names the conversation, N
-//       counts this device's messages in it and starts again after the highest N in history,
-//       so a restart never reuses one. Every 2-4 s `creator` removes dave from "churn" or adds
-//       him back, and renames it every third time. Prints "READY" once its conversations
-//       exist, "ERROR <what>" when something fails.
+//       counts this device's messages in it and starts at the number NEXT gives for TAG
+//       ("TAG:N,TAG:N...", or "-" for none: 0 everywhere). NEXT comes from the controller's
+//       record of what this device announced, not from history, so a message that vanished
+//       from history never has its number used again. Every 2-4 s `creator` removes dave from
+//       "churn" or adds him back, and renames it every third time.
+//       Prints, each line with one write(2) so that it is in the pipe before the next step
+//       (a kill -9 right after cannot take back a line printed):
+//         "READY" once its conversations exist;
+//         "SENDING <tag> <n>" just before each send_text();
+//         "SENT <tag> <n> <message id> <revision>" as soon as send_text() returned the id
+//             (revision: churn's revision on this device just before the send, else 0);
+//         "AFTER <tag> <n> <revision>" for churn, its revision just after the send: equal to
+//             the one before, the message was sent at that revision;
+//         "CHURN <revision> <1 or 0>" (creator) whether dave is in churn at that revision, at
+//             the start and after each change;
+//         "ERROR <what>" when something fails.
 //   soak_user DIR KEY_HEX RELAY_URL dump DEVICE FLUSHED_FILE GO_FILE
 //       connects, creates FLUSHED_FILE once every message of DEVICE left the outbox, waits for
 //       GO_FILE, waits until nothing happened for 3 s, then prints "MSG <tag> <status>
-//       <outgoing> <text>" for every message of every conversation, oldest first, "GROUP churn
-//       <member or not> <name>|<handles>" for the churn group, and "END".
+//       <outgoing> <message id> <text>" for every message of every conversation, oldest
+//       first, "GROUP churn <member or not> <name>|<handles>" for the churn group, and "END".
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
-#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -42,9 +57,17 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// One line to the controller with one write(2) (a line is shorter than PIPE_BUF, so it is
+// never split): once this returns the line is in the pipe, where a kill -9 of this process
+// cannot reach it. A stdio buffer could hold it back.
 void say(const std::string& line) {
-  std::printf("%s\n", line.c_str());
-  std::fflush(stdout);
+  std::string out = line + "\n";
+  for (size_t done = 0; done < out.size();) {
+    ssize_t n = ::write(STDOUT_FILENO, out.data() + done, out.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) std::_Exit(3);  // the controller is gone: nothing more may be sent unrecorded
+    done += static_cast<size_t>(n);
+  }
 }
 
 int die(const std::string& what) {
@@ -159,8 +182,25 @@ auto with_retries(F&& f) -> decltype(f()) {
   }
 }
 
+// "TAG:N,TAG:N" (or "-") as a map.
+std::map<std::string, uint64_t> parse_next(const std::string& spec) {
+  std::map<std::string, uint64_t> out;
+  if (spec == "-") return out;
+  for (const auto& item : split(spec, ',')) {
+    auto colon = item.rfind(':');
+    if (colon == std::string::npos) continue;
+    out[item.substr(0, colon)] = std::stoull(item.substr(colon + 1));
+  }
+  return out;
+}
+
+uint32_t revision_of(Client& client, ConversationId group) {
+  auto g = client.group(group);
+  return g.ok() ? g->revision : 0;
+}
+
 int chat(Client& client, const std::string& device, uint32_t seed,
-         const std::vector<std::string>& peers, bool creator) {
+         const std::vector<std::string>& peers, const std::string& next_spec, bool creator) {
   auto watcher = std::make_shared<Watcher>();
   client.set_listener(watcher);
   if (auto s = client.connect(); !s.ok()) return die("connect: " + s.error().message);
@@ -197,22 +237,19 @@ int chat(Client& client, const std::string& device, uint32_t seed,
     auto g = with_retries([&] { return client.create_group("churn", peer_accounts); });
     if (!g.ok()) return die("create_group churn: " + g.error().message);
   }
-
-  // The next number for each conversation: one past the highest this device already wrote.
-  std::map<std::string, uint64_t> next;
-  const std::string mine = "soak " + device + " ";
-  auto scan = [&](const std::string& tag, ConversationId id) -> Status {
-    auto h = history(client, id);
-    if (!h.ok()) return h.error();
-    uint64_t n = 0;
-    for (const auto& m : *h) {
-      if (m.text.rfind(mine, 0) != 0) continue;
-      auto parts = split(m.text, ' ');
-      if (parts.size() == 4) n = std::max<uint64_t>(n, std::stoull(parts[3]) + 1);
-    }
-    next[tag] = n;
+  // Whether dave is in churn now, at its current revision.
+  auto report_churn = [&](ConversationId churn) -> Status {
+    auto g = client.group(churn);
+    if (!g.ok()) return g.error();
+    bool in = false;
+    for (const auto& m : g->members) in = in || m.account == dave;
+    say("CHURN " + std::to_string(g->revision) + " " + (in ? "1" : "0"));
     return {};
   };
+  bool churn_reported = false;
+
+  std::map<std::string, uint64_t> next = parse_next(next_spec);
+  const std::string mine = "soak " + device + " ";
   say("READY");
 
   std::mt19937 rng(seed);
@@ -222,7 +259,18 @@ int chat(Client& client, const std::string& device, uint32_t seed,
   uint64_t sent = 0, churns = 0;
   for (;;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng)));
-    if (creator && !dave.empty() && convs->by_tag.count("churn") && Clock::now() >= next_churn) {
+    // A member learns of a group from the creator's first message; look again until then.
+    if (!convs->by_tag.count("group") || !convs->by_tag.count("churn")) {
+      auto now = list_conversations(client);
+      if (!now.ok()) return die("conversations: " + now.error().message);
+      convs = std::move(now);
+    }
+    if (creator && !churn_reported && convs->by_tag.count("churn")) {
+      if (auto s = report_churn(convs->by_tag["churn"]); !s.ok())
+        return die("group churn: " + s.error().message);
+      churn_reported = true;
+    }
+    if (creator && !dave.empty() && churn_reported && Clock::now() >= next_churn) {
       ConversationId churn = convs->by_tag["churn"];
       auto g = client.group(churn);
       if (!g.ok()) return die("group churn: " + g.error().message);
@@ -231,27 +279,26 @@ int chat(Client& client, const std::string& device, uint32_t seed,
       Status s =
           in ? client.remove_group_members(churn, {dave}) : client.add_group_members(churn, {dave});
       if (!s.ok()) return die(std::string(in ? "remove" : "add") + " dave: " + s.error().message);
-      if (++churns % 3 == 0)
+      if (auto r = report_churn(churn); !r.ok()) return die("group churn: " + r.error().message);
+      if (++churns % 3 == 0) {
         if (auto r = client.rename_group(churn, "churn " + std::to_string(churns)); !r.ok())
           return die("rename churn: " + r.error().message);
+        if (auto r = report_churn(churn); !r.ok()) return die("group churn: " + r.error().message);
+      }
       next_churn = Clock::now() + std::chrono::milliseconds(churn_ms(rng));
-    }
-    // A member learns of a group from the creator's first message; look again until then.
-    if (!next.count("group") || !next.count("churn") || next.size() < convs->by_tag.size()) {
-      auto now = list_conversations(client);
-      if (!now.ok()) return die("conversations: " + now.error().message);
-      convs = std::move(now);
-      for (const auto& [tag, id] : convs->by_tag)
-        if (!next.count(tag))
-          if (auto s = scan(tag, id); !s.ok()) return die("history: " + s.error().message);
     }
     auto pick = std::next(convs->by_tag.begin(),
                           std::uniform_int_distribution<size_t>(0, convs->by_tag.size() - 1)(rng));
     const auto& [tag, id] = *pick;
-    std::string text = mine + tag + " " + std::to_string(next[tag]);
-    auto r = client.send_text(id, text);
+    const std::string n = std::to_string(next[tag]);
+    uint32_t before = tag == "churn" ? revision_of(client, id) : 0;
+    say("SENDING " + tag + " " + n);
+    auto r = client.send_text(id, mine + tag + " " + n);
     if (!r.ok() && tag == "churn" && r.code() == ErrorCode::kForbidden) continue;  // removed
     if (!r.ok()) return die("send_text: " + r.error().message);
+    say("SENT " + tag + " " + n + " " + *r + " " + std::to_string(before));
+    if (tag == "churn")
+      say("AFTER " + tag + " " + n + " " + std::to_string(revision_of(client, id)));
     ++next[tag];
     // Now and then read everything, so read receipts flow too.
     if (++sent % 10 == 0) {
@@ -310,7 +357,7 @@ int dump(Client& client, const std::string& device, const std::filesystem::path&
         continue;
       }
       say("MSG " + tag + " " + std::to_string(static_cast<int>(m.status)) + " " +
-          (m.outgoing ? "1" : "0") + " " + m.text);
+          (m.outgoing ? "1" : "0") + " " + m.id + " " + m.text);
     }
     if (tag == "churn") {
       auto g = client.group(id);
@@ -365,9 +412,9 @@ int main(int argc, char** argv) {
       return die("approve_link: " + s.error().message);
     return 0;
   }
-  if (mode == "chat" && (args.size() == 3 || args.size() == 4))
+  if (mode == "chat" && (args.size() == 4 || args.size() == 5))
     return chat(client, args[0], static_cast<uint32_t>(std::stoul(args[1])), split(args[2], ','),
-                args.size() == 4 && args[3] == "creator");
+                args[3], args.size() == 5 && args[4] == "creator");
   if (mode == "dump" && args.size() == 3) return dump(client, args[0], args[1], args[2]);
   return die("unknown mode or wrong arguments: " + mode);
 }
