@@ -95,7 +95,17 @@ Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) 
       ("version", "print the version and exit")  //
       ("config,c", po::value(&config_file), "read options from this file (name = value lines)")(
           "data-dir,d", po::value(&data_dir),
-          "directory of the database and attachments (required)")(
+          "directory of the database and attachments (required; in cluster mode shared by "
+          "every node, and only attachments)")(
+          "store", po::value(&c.store),
+          "cluster mode: postgresql://user@host:port/db (libpq); empty: the embedded store in "
+          "--data-dir")(
+          "bus", po::value(&c.bus),
+          "cluster mode: redis://host:port or unix:/path/to/redis.sock, the bus between nodes")(
+          "node-id", po::value(&c.node_id), "cluster mode: this node's name, unique in the cluster")(
+          "cluster-claim-ttl-ms",
+          po::value(&c.cluster_claim_ttl_ms)->default_value(c.cluster_claim_ttl_ms),
+          "cluster mode: a node's claims on its devices expire this long after it dies")(
           "listen,l", po::value(&listen)->default_value(listen),
           "address:port to listen on; port 0 picks a free port (see --port-file)")(
           "port-file", po::value(&port_file),
@@ -323,6 +333,30 @@ Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) 
     return make_error(ErrorCode::kInvalidArgument,
                       "--keep-one-time-prekeys only goes with restore");
   c.data_dir = data_dir;
+  if (!c.store.empty() && !c.store.starts_with("postgresql://") &&
+      !c.store.starts_with("postgres://"))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--store is a PostgreSQL URL (postgresql://user@host:port/db), got '" +
+                          c.store + "'; leave it out for the embedded store");
+  if (!c.bus.empty() && c.store.empty())
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--bus needs --store: the nodes of a cluster share a PostgreSQL store");
+  if (!c.bus.empty()) {
+    bool ok = !c.node_id.empty() && c.node_id.size() <= 64;
+    for (char ch : c.node_id)
+      ok = ok && ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
+                  ch == '.');
+    if (!ok)
+      return make_error(ErrorCode::kInvalidArgument,
+                        "--node-id is required with --bus: 1 to 64 of a-z 0-9 - _ . , unique in "
+                        "the cluster and the same across restarts of this node");
+  }
+  if (c.cluster_claim_ttl_ms < 3000)
+    return make_error(ErrorCode::kInvalidArgument, "--cluster-claim-ttl-ms is at least 3000");
+  if (out.command != ParsedCommandLine::Command::kServe && !c.store.empty())
+    return make_error(ErrorCode::kInvalidArgument,
+                      "backup and restore are for the embedded store; back a PostgreSQL store up "
+                      "with pg_dump (docs/operating-the-relay.md)");
   c.port_file = port_file;
   c.tls_cert = tls_cert;
   c.tls_key = tls_key;

@@ -79,6 +79,13 @@ struct Config {
   std::filesystem::path tls_key;
 
   std::filesystem::path data_dir;
+  // Cluster mode (docs/operating-the-relay.md): the store in PostgreSQL ("" = the embedded
+  // SQLCipher store in data_dir), the bus between nodes ("" = a single relay) and this node's
+  // name on it. Nodes of a cluster share data_dir, which then holds only attachments.
+  std::string store;
+  std::string bus;
+  std::string node_id;
+  uint64_t cluster_claim_ttl_ms = 30'000;  // a dead node's devices show offline after this
   std::filesystem::path db_key_file;  // 64 hex digits: the database is encrypted at rest
   bool db_sync_full = true;           // synchronous=FULL: an OK survives power loss
   uint32_t store_batch_max = 1024;    // jobs per storage transaction

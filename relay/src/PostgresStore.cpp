@@ -212,7 +212,9 @@ Status PostgresStore::connect() {
   }
   int v = PQserverVersion(conn_);
   server_version_ = std::to_string(v / 10000) + "." + std::to_string(v % 10000);
-  return run_plain("SET client_min_messages = warning");
+  SOTTO_TRY(run_plain("SET client_min_messages = warning"));
+  return run_plain(options_.sync_full ? "SET synchronous_commit = on"
+                                      : "SET synchronous_commit = off");
 }
 
 Status PostgresStore::migrate() {

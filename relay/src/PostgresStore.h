@@ -37,6 +37,9 @@ class PostgresStore final : public Store {
   struct Options {
     // A libpq connection string: "postgresql://user@host:port/db" or "host=... dbname=...".
     std::string conninfo;
+    // synchronous_commit for this relay's sessions, whatever the server's default: on, an OK
+    // means the commit is on disk (--db-sync full); off, it may be lost with the server.
+    bool sync_full = true;
   };
   // Connects, creates or migrates the schema (under an advisory lock, so nodes starting
   // together do not race) and checks its version. kStorageIo with libpq's reason when the

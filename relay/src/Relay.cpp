@@ -7,11 +7,13 @@
 
 #include "Log.h"
 #include "sotto/keys/KeyGen.h"
+#include "sotto/proto/cluster.pb.h"
 
 namespace sotto::relay {
 namespace {
 
 constexpr uint64_t kMinuteMs = 60'000;
+constexpr uint64_t kBusDownPollMs = 2'000;
 constexpr uint64_t kDayMs = 86'400'000;
 
 uint64_t system_now_ms() {
@@ -89,6 +91,11 @@ Relay::~Relay() = default;
 
 std::filesystem::path Relay::attachment_path(const std::string& id) const {
   return config_.data_dir / "attachments" / id;
+}
+
+std::filesystem::path Relay::upload_tmp_dir() const {
+  auto tmp = config_.data_dir / "attachments" / "tmp";
+  return config_.node_id.empty() ? tmp : tmp / config_.node_id;
 }
 
 // ---- answers ----
@@ -260,7 +267,25 @@ std::shared_ptr<Peer> Relay::open(std::shared_ptr<Connection> conn, std::string 
   if (replaced) {
     if (auto old = replaced->conn.lock()) old->post([old] { old->close(4002); });
   }
-  if (came_online && !hidden) {
+  if (bus_) {
+    // One connection per device in the whole cluster, and the account's presence changes once
+    // in the cluster: the bus knows both.
+    bus_->claim(peer->key, [this, peer, hidden](std::optional<Bus::Claim> c) {
+      if (!c) return;  // the bus is down: its claims are made again when it is back
+      if (!c->before.empty() && c->before != bus_->node()) {
+        cluster::NodeMessage m;
+        m.set_device_key(peer->key);
+        m.set_close_code(4002);
+        bus_->send(c->before, m.SerializeAsString());
+      }
+      if (c->account_online && !hidden) {
+        wire::PresenceUpdate u;
+        u.set_account_id(bytes_str(peer->account));
+        u.set_online(true);
+        presence_changed(peer->account, std::move(u));
+      }
+    });
+  } else if (came_online && !hidden) {
     wire::PresenceUpdate u;
     u.set_account_id(bytes_str(peer->account));
     u.set_online(true);
@@ -284,7 +309,7 @@ std::shared_ptr<Peer> Relay::open(std::shared_ptr<Connection> conn, std::string 
 void Relay::on_closed(const std::shared_ptr<Peer>& peer) {
   if (peer->closed.exchange(true)) return;
   std::vector<std::string> subs;
-  bool went_offline = false, hidden = false;
+  bool went_offline = false, hidden = false, still_here = false;
   {
     std::lock_guard lock(mu_);
     for (const auto& a : peer->subscriptions) {
@@ -292,23 +317,29 @@ void Relay::on_closed(const std::shared_ptr<Peer>& peer) {
       if (it == subscribers_.end()) continue;
       it->second.erase(peer);
       if (it->second.empty()) subscribers_.erase(it);
+      if (bus_) bus_->listen_presence(account_key(a), false);
     }
     if (!peer->authenticated) {
       unauthenticated_.erase(peer);
-      if (!peer->link_code.empty()) links_.erase(peer->link_code);
+      if (!peer->link_code.empty()) {
+        links_.erase(peer->link_code);
+        if (bus_) bus_->link_close(peer->link_code);
+      }
     } else {
       auto it = devices_.find(peer->key);
       if (it != devices_.end() && it->second == peer) {
         devices_.erase(it);
         auto on = online_.find(account_key(peer->account));
         if (on != online_.end()) {
+          hidden = on->second.hidden;
           on->second.devices.erase(peer->device);
           if (on->second.devices.empty()) {
             went_offline = true;
-            hidden = on->second.hidden;
             online_.erase(on);
           }
         }
+      } else {
+        still_here = it != devices_.end();  // replaced by a newer connection on this node
       }
     }
   }
@@ -320,12 +351,22 @@ void Relay::on_closed(const std::shared_ptr<Peer>& peer) {
   uint64_t now = clock_();
   uint64_t minute = now / kMinuteMs * kMinuteMs;
   uint64_t today = now / kDayMs * kDayMs;
-  if (went_offline && !hidden) {
+  auto announce_offline = [this, account = peer->account, minute] {
     wire::PresenceUpdate u;
-    u.set_account_id(bytes_str(peer->account));
+    u.set_account_id(bytes_str(account));
     u.set_online(false);
     u.set_last_seen_ms(minute);
-    presence_changed(peer->account, std::move(u));
+    presence_changed(account, std::move(u));
+  };
+  if (bus_) {
+    // Unless a newer connection of the device took over here (another node's is told by the
+    // bus: its claim is no longer ours, and release leaves it alone).
+    if (!still_here)
+      bus_->release(peer->key, [hidden, announce_offline](std::optional<bool> offline) {
+        if (offline && *offline && !hidden) announce_offline();
+      });
+  } else if (went_offline && !hidden) {
+    announce_offline();
   }
   store_.submit(
       [peer, minute, today, went_offline](Store& s) -> Status {
@@ -584,27 +625,49 @@ void Relay::op_provision_open(const std::shared_ptr<Peer>& p, wire::Request& r) 
     rate_limited(p, id, op, wait, "provision");
     return;
   }
-  uint64_t expires = clock_() + config_.limits.link_lifetime_ms;
-  std::string code;
-  {
+  const std::string key = r.provision_open().ephemeral_public_key();
+  const uint64_t expires = clock_() + config_.limits.link_lifetime_ms;
+  // Opens the channel under `code` here (a code unique on this node, and in the cluster when
+  // the bus said so) and answers.
+  auto opened = [this, p, id, op, key, expires](const std::string& code) {
+    {
+      std::lock_guard lock(mu_);
+      LinkChannel ch;
+      ch.peer = p;
+      ch.ephemeral_key = Bytes(key.begin(), key.end());
+      ch.expires_at_ms = expires;
+      links_.emplace(code, std::move(ch));
+    }
+    if (auto conn = p->conn.lock())
+      conn->post([p, conn, code, expires] {
+        p->link_code = code;
+        conn->set_deadline(expires);
+      });
+    wire::Response resp;
+    resp.set_id(id);
+    resp.set_status(wire::OK);
+    resp.mutable_provision_open()->set_link_code(code);
+    resp.mutable_provision_open()->set_expires_at_ms(expires);
+    answer(p, std::move(resp), op);
+  };
+  auto fresh_code = [this] {
     std::lock_guard lock(mu_);
+    std::string code;
     do code = make_link_code();
     while (links_.count(code));
-    LinkChannel ch;
-    ch.peer = p;
-    const auto& k = r.provision_open().ephemeral_public_key();
-    ch.ephemeral_key = Bytes(k.begin(), k.end());
-    ch.expires_at_ms = expires;
-    links_.emplace(code, std::move(ch));
-  }
-  p->link_code = code;
-  if (auto conn = p->conn.lock()) conn->set_deadline(expires);
-  wire::Response resp;
-  resp.set_id(id);
-  resp.set_status(wire::OK);
-  resp.mutable_provision_open()->set_link_code(code);
-  resp.mutable_provision_open()->set_expires_at_ms(expires);
-  answer(p, std::move(resp), op);
+    return code;
+  };
+  std::string code = fresh_code();
+  if (!bus_) return opened(code);
+  // In a cluster the code must be unique among every node's channels: the bus reserves it.
+  // A clash (one in 32^8 per live channel) is answered like an unavailable bus: retry.
+  bus_->link_open(code, key, expires, [this, p, id, op, code, opened](std::optional<bool> created) {
+    if (created && *created) return opened(code);
+    refuse(p, id, op,
+           status_refusal(wire::UNAVAILABLE,
+                          created ? "the link code was taken meanwhile; retry"
+                                  : "the cluster's bus is unavailable; retry with backoff"));
+  });
 }
 
 void Relay::op_provision_lookup(const std::shared_ptr<Peer>& p, wire::Request& r) {
@@ -615,25 +678,44 @@ void Relay::op_provision_lookup(const std::shared_ptr<Peer>& p, wire::Request& r
     return;
   }
   std::string code = normalize_link_code(r.provision_lookup().link_code());
-  wire::Response resp;
-  resp.set_id(id);
-  {
-    std::lock_guard lock(mu_);
-    auto it = code.empty() ? links_.end() : links_.find(code);
-    if (it == links_.end() || it->second.expires_at_ms < clock_()) {
+  auto respond = [this, p, id, op](bool found, bool approved, const Bytes& key,
+                                   uint64_t expires) {
+    wire::Response resp;
+    resp.set_id(id);
+    if (!found || expires < clock_()) {
       resp.set_status(wire::NOT_FOUND);
       resp.set_message("no live link channel has this code");
-    } else if (it->second.approved) {
+    } else if (approved) {
       resp.set_status(wire::CONFLICT);
       resp.set_message("this link channel was already approved");
     } else {
       resp.set_status(wire::OK);
-      resp.mutable_provision_lookup()->set_ephemeral_public_key(
-          bytes_str(it->second.ephemeral_key));
-      resp.mutable_provision_lookup()->set_expires_at_ms(it->second.expires_at_ms);
+      resp.mutable_provision_lookup()->set_ephemeral_public_key(bytes_str(key));
+      resp.mutable_provision_lookup()->set_expires_at_ms(expires);
+    }
+    answer(p, std::move(resp), op);
+  };
+  {
+    std::lock_guard lock(mu_);
+    auto it = code.empty() ? links_.end() : links_.find(code);
+    if (it != links_.end() || !bus_ || code.empty()) {
+      bool found = it != links_.end();
+      Bytes key = found ? it->second.ephemeral_key : Bytes();
+      uint64_t expires = found ? it->second.expires_at_ms : 0;
+      bool approved = found && it->second.approved;
+      // NB: answer() only posts; calling it under mu_ is the documented order.
+      return respond(found, approved, key, expires);
     }
   }
-  answer(p, std::move(resp), op);
+  // A channel opened on another node of the cluster.
+  bus_->link_find(code, [this, p, id, op, respond](std::optional<Bus::LinkInfo> info) {
+    if (!info)
+      return refuse(p, id, op,
+                    status_refusal(wire::UNAVAILABLE,
+                                   "the cluster's bus is unavailable; retry with backoff"));
+    respond(!info->node.empty(), info->approved,
+            Bytes(info->ephemeral_key.begin(), info->ephemeral_key.end()), info->expires_at_ms);
+  });
 }
 
 void Relay::op_provision_approve(const std::shared_ptr<Peer>& p, wire::Request& r) {
@@ -666,7 +748,7 @@ void Relay::op_provision_approve(const std::shared_ptr<Peer>& p, wire::Request& 
       return status_refusal(wire::CONFLICT, "this link channel was already approved");
     return std::nullopt;
   };
-  {
+  if (!bus_) {  // in a cluster the channel may be another node's: the bus decides
     std::lock_guard lock(mu_);
     if (auto bad = check()) return refuse(p, id, op, *bad);
   }
@@ -684,30 +766,68 @@ void Relay::op_provision_approve(const std::shared_ptr<Peer>& p, wire::Request& 
           return refuse(p, id, op,
                         status_refusal(wire::LIMIT_REACHED,
                                        "the account already has the maximum number of devices"));
-        std::shared_ptr<Peer> target;
-        {
-          std::lock_guard lock(mu_);
-          if (auto bad = check()) return refuse(p, id, op, *bad);
-          auto& ch = links_[code];
-          ch.approved = true;
-          ch.approved_by = p->account;
-          target = ch.peer.lock();
-        }
-        if (target) {
-          if (auto conn = target->conn.lock()) {
-            auto frame = push_frame([&](wire::Push& push) {
-              auto* pp = push.mutable_provision();
-              pp->set_link_code(code);
-              pp->set_account_id(bytes_str(p->account));
-              *pp->mutable_envelope() = *envelope;
-            });
-            conn->post([conn, frame] { conn->write(frame); });
+        auto frame = push_frame([&](wire::Push& push) {
+          auto* pp = push.mutable_provision();
+          pp->set_link_code(code);
+          pp->set_account_id(bytes_str(p->account));
+          *pp->mutable_envelope() = *envelope;
+        });
+        auto ok = [this, p, id, op] {
+          wire::Response resp;
+          resp.set_id(id);
+          resp.set_status(wire::OK);
+          answer(p, std::move(resp), op);
+        };
+        // Approves the channel held here and gives the new device its ProvisionMessage.
+        auto approve_here = [this, p, code, frame] {
+          std::shared_ptr<Peer> target;
+          {
+            std::lock_guard lock(mu_);
+            auto it = links_.find(code);
+            if (it == links_.end()) return;
+            it->second.approved = true;
+            it->second.approved_by = p->account;
+            target = it->second.peer.lock();
           }
+          if (target)
+            if (auto conn = target->conn.lock()) conn->post([conn, frame] { conn->write(frame); });
+        };
+        if (!bus_) {
+          {
+            std::lock_guard lock(mu_);
+            if (auto bad = check()) return refuse(p, id, op, *bad);
+          }
+          approve_here();
+          return ok();
         }
-        wire::Response resp;
-        resp.set_id(id);
-        resp.set_status(wire::OK);
-        answer(p, std::move(resp), op);
+        bus_->link_approve(
+            code, clock_(),
+            [this, p, id, op, code, frame, ok, approve_here](
+                std::optional<std::pair<Bus::Approval, std::string>> outcome) {
+              if (!outcome)
+                return refuse(p, id, op,
+                              status_refusal(wire::UNAVAILABLE,
+                                             "the cluster's bus is unavailable; retry with "
+                                             "backoff"));
+              if (outcome->first == Bus::Approval::kNotFound)
+                return refuse(p, id, op,
+                              status_refusal(wire::NOT_FOUND, "no live link channel has this code"));
+              if (outcome->first == Bus::Approval::kAlreadyApproved)
+                return refuse(p, id, op,
+                              status_refusal(wire::CONFLICT,
+                                             "this link channel was already approved"));
+              if (outcome->second == bus_->node()) {
+                approve_here();
+              } else {
+                cluster::NodeMessage m;
+                auto* a = m.mutable_link_approved();
+                a->set_link_code(code);
+                a->set_approved_by(bytes_str(p->account));
+                a->set_frame(*frame);
+                bus_->send(outcome->second, m.SerializeAsString());
+              }
+              ok();
+            });
       });
 }
 
@@ -834,6 +954,7 @@ void Relay::op_link_device(const std::shared_ptr<Peer>& p, wire::Request& r) {
         {
           std::lock_guard lock(mu_);
           links_.erase(p->link_code);
+          if (bus_) bus_->link_close(p->link_code);
         }
         if (conn) {
           conn->post([p, conn] {
@@ -856,15 +977,24 @@ void Relay::op_list_devices(const std::shared_ptr<Peer>& p, wire::Request& r) {
         return {};
       },
       [this, p, id, op, list] {
-        wire::Response resp;
-        resp.set_id(id);
-        resp.set_status(wire::OK);
-        auto* out = resp.mutable_list_devices();
-        std::lock_guard lock(mu_);
-        for (const auto& d : *list)
-          fill_device_info(*out->add_devices(), d,
-                           devices_.count(device_key(p->account, d.device_id)));
-        answer(p, std::move(resp), op);
+        auto respond = [this, p, id, op, list](std::optional<std::vector<std::string>> nodes) {
+          wire::Response resp;
+          resp.set_id(id);
+          resp.set_status(wire::OK);
+          auto* out = resp.mutable_list_devices();
+          std::lock_guard lock(mu_);
+          for (size_t i = 0; i < list->size(); ++i) {
+            const DeviceRecord& d = (*list)[i];
+            bool connected = devices_.count(device_key(p->account, d.device_id)) ||
+                             (nodes && !(*nodes)[i].empty());
+            fill_device_info(*out->add_devices(), d, connected);
+          }
+          answer(p, std::move(resp), op);
+        };
+        if (!bus_) return respond(std::nullopt);
+        std::vector<std::string> keys;
+        for (const auto& d : *list) keys.push_back(device_key(p->account, d.device_id));
+        bus_->locate(std::move(keys), respond);
       });
 }
 
@@ -877,17 +1007,37 @@ void Relay::devices_changed(const Bytes& account) {
       },
       [this, account, list](const Status& st) {
         if (!st.ok()) return;
-        std::shared_ptr<const std::string> frame;
-        {
-          std::lock_guard lock(mu_);
-          frame = push_frame([&](wire::Push& push) {
-            auto* dc = push.mutable_devices_changed();
-            for (const auto& d : *list)
-              fill_device_info(*dc->add_devices(), d,
-                               devices_.count(device_key(account, d.device_id)));
-          });
-        }
-        push_to_account(account, frame);
+        auto send_list = [this, account, list](std::optional<std::vector<std::string>> nodes) {
+          std::shared_ptr<const std::string> frame;
+          {
+            std::lock_guard lock(mu_);
+            frame = push_frame([&](wire::Push& push) {
+              auto* dc = push.mutable_devices_changed();
+              for (size_t i = 0; i < list->size(); ++i) {
+                const DeviceRecord& d = (*list)[i];
+                bool connected = devices_.count(device_key(account, d.device_id)) ||
+                                 (nodes && !(*nodes)[i].empty());
+                fill_device_info(*dc->add_devices(), d, connected);
+              }
+            });
+          }
+          push_to_account(account, frame);
+          if (!nodes) return;
+          // The account's devices on other nodes.
+          for (size_t i = 0; i < list->size(); ++i) {
+            const std::string& node = (*nodes)[i];
+            std::string key = device_key(account, (*list)[i].device_id);
+            if (node.empty() || node == bus_->node() || find_peer(key)) continue;
+            cluster::NodeMessage m;
+            m.set_device_key(key);
+            m.set_frame(*frame);
+            bus_->send(node, m.SerializeAsString());
+          }
+        };
+        if (!bus_) return send_list(std::nullopt);
+        std::vector<std::string> keys;
+        for (const auto& d : *list) keys.push_back(device_key(account, d.device_id));
+        bus_->locate(std::move(keys), send_list);
       });
 }
 
@@ -915,8 +1065,180 @@ std::shared_ptr<Peer> Relay::find_peer(const std::string& key) {
 }
 
 void Relay::close_device(const std::string& key, uint16_t code) {
-  if (auto peer = find_peer(key))
+  if (auto peer = find_peer(key)) {
     if (auto conn = peer->conn.lock()) conn->post([conn, code] { conn->close(code); });
+    return;
+  }
+  if (!bus_) return;
+  cluster::NodeMessage m;
+  m.set_device_key(key);
+  m.set_close_code(code);
+  route(key, m.SerializeAsString());
+}
+
+// ---- cluster mode ----
+
+void Relay::send_to_nodes(std::vector<std::string> keys,
+                          std::vector<std::shared_ptr<const wire::Envelope>> envelopes,
+                          std::function<void(const std::string& key)> offline) {
+  auto k = std::make_shared<std::vector<std::string>>(std::move(keys));
+  bus_->locate(*k, [this, k, envelopes = std::move(envelopes),
+                    offline = std::move(offline)](std::optional<std::vector<std::string>> nodes) {
+    for (size_t i = 0; i < k->size(); ++i) {
+      const std::string& key = (*k)[i];
+      // A stale claim naming this node means nowhere; an unknown one (the bus is down) may be
+      // anywhere: its node polls, and a wake-up is worth the doubt.
+      bool elsewhere = nodes && !(*nodes)[i].empty() && (*nodes)[i] != bus_->node();
+      if (!elsewhere) {
+        if (offline) offline(key);
+        continue;
+      }
+      cluster::NodeMessage m;
+      m.set_device_key(key);
+      *m.mutable_envelope() = *envelopes[i];
+      bus_->send((*nodes)[i], m.SerializeAsString());
+    }
+  });
+}
+
+void Relay::route(const std::string& key, std::string message,
+                  std::function<void(bool known)> absent) {
+  bus_->locate({key}, [this, message = std::move(message),
+                       absent = std::move(absent)](std::optional<std::vector<std::string>> nodes) {
+    if (!nodes) {
+      if (absent) absent(false);
+      return;
+    }
+    const std::string& node = nodes->front();
+    // Its claim naming this node is stale (the device is not here): it is nowhere.
+    if (node.empty() || node == bus_->node()) {
+      if (absent) absent(true);
+      return;
+    }
+    bus_->send(node, message);
+  });
+}
+
+Bus::Handlers Relay::bus_handlers() {
+  Bus::Handlers h;
+  h.message = [this](const std::string& m) { on_bus_message(m); };
+  h.presence = [this](const std::string& account, const std::string& update) {
+    wire::PresenceUpdate u;
+    if (!u.ParseFromString(update)) return;
+    presence_to_subscribers(account,
+                            push_frame([&](wire::Push& push) { *push.mutable_presence() = u; }));
+  };
+  h.state = [this](bool up) { on_bus_state(up); };
+  h.expired = [this](const std::string& key) { on_claim_expired(key); };
+  return h;
+}
+
+void Relay::on_bus_message(const std::string& bytes) {
+  cluster::NodeMessage m;
+  if (!m.ParseFromString(bytes)) {
+    log_warn("bus_message_unreadable", {{"bytes", bytes.size()}});
+    return;
+  }
+  const std::string& key = m.device_key();
+  switch (m.kind_case()) {
+    case cluster::NodeMessage::kEnvelope: {
+      auto env = std::make_shared<wire::Envelope>(std::move(*m.mutable_envelope()));
+      if (!env->ephemeral()) return deliver(key, std::move(env));
+      if (auto peer = find_peer(key))
+        if (auto conn = peer->conn.lock()) {
+          auto frame = push_frame([&](wire::Push& push) { *push.mutable_envelope() = *env; });
+          conn->post([this, conn, frame] { push_ephemeral(*conn, frame); });
+        }
+      return;
+    }
+    case cluster::NodeMessage::kWake:
+      if (auto peer = find_peer(key))
+        if (auto conn = peer->conn.lock())
+          conn->post([this, peer] {
+            peer->caught_up = false;
+            pump(peer);
+          });
+      return;
+    case cluster::NodeMessage::kCloseCode:
+      if (auto peer = find_peer(key))
+        if (auto conn = peer->conn.lock())
+          conn->post([conn, code = static_cast<uint16_t>(m.close_code())] { conn->close(code); });
+      return;
+    case cluster::NodeMessage::kFrame:
+      if (auto peer = find_peer(key))
+        if (auto conn = peer->conn.lock()) {
+          auto frame = std::make_shared<const std::string>(std::move(*m.mutable_frame()));
+          conn->post([conn, frame] { conn->write(frame); });
+        }
+      return;
+    case cluster::NodeMessage::kLinkApproved: {
+      const auto& a = m.link_approved();
+      std::shared_ptr<Peer> target;
+      {
+        std::lock_guard lock(mu_);
+        auto it = links_.find(a.link_code());
+        if (it == links_.end()) return;
+        it->second.approved = true;
+        it->second.approved_by = Bytes(a.approved_by().begin(), a.approved_by().end());
+        target = it->second.peer.lock();
+      }
+      if (target)
+        if (auto conn = target->conn.lock()) {
+          auto frame = std::make_shared<const std::string>(a.frame());
+          conn->post([conn, frame] { conn->write(frame); });
+        }
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+void Relay::on_bus_state(bool up) {
+  // Down: what other nodes commit for devices here is not announced; poll (tick()). Back: one
+  // more read of every queue, for what was committed while it was down.
+  last_poll_ms_ = clock_();
+  pump_all_local();
+  if (up) log_info("bus_back", {{"action", "read every local device's queue once"}});
+}
+
+void Relay::pump_all_local() {
+  std::vector<std::shared_ptr<Peer>> peers;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [k, p] : devices_) peers.push_back(p);
+  }
+  for (auto& peer : peers)
+    if (auto conn = peer->conn.lock())
+      conn->post([this, peer] {
+        peer->caught_up = false;
+        pump(peer);
+      });
+}
+
+void Relay::on_claim_expired(const std::string& key) {
+  // The node that held the device died without releasing it. Every node hears this; the bus
+  // lets exactly one find the account offline, and that one announces it.
+  bus_->forget(key, [this, key](std::optional<bool> offline) {
+    if (!offline || !*offline) return;
+    Bytes account(key.begin(), key.begin() + 16);
+    auto found = std::make_shared<std::optional<AccountRecord>>();
+    uint64_t minute = clock_() / kMinuteMs * kMinuteMs;
+    store_.submit(
+        [account, found, minute](Store& s) -> Status {
+          SOTTO_TRY_ASSIGN(*found, s.find_account(account));
+          if (!*found) return {};
+          return s.set_last_seen(account, minute, 0, 0);
+        },
+        [this, account, found, minute](const Status& st) {
+          if (!st.ok() || !*found || (*found)->presence_hidden) return;
+          wire::PresenceUpdate u;
+          u.set_account_id(bytes_str(account));
+          u.set_online(false);
+          u.set_last_seen_ms(minute);
+          presence_changed(account, std::move(u));
+        });
+  });
 }
 
 void Relay::op_remove_device(const std::shared_ptr<Peer>& p, wire::Request& r) {
@@ -1322,9 +1644,11 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
 
   if (ephemeral) {
     // Forward to whichever named devices are connected; nothing is stored or checked.
+    std::vector<std::string> remote_keys;
+    std::vector<std::shared_ptr<const wire::Envelope>> remote;
     for (size_t i = 0; i < targets.size(); ++i) {
       auto peer = find_peer(device_key(targets[i].account, targets[i].device));
-      if (!peer) continue;
+      if (!peer && !bus_) continue;
       auto env = std::make_shared<wire::Envelope>();
       env->set_type(targets[i].type);
       env->set_sender_account_id(bytes_str(p->account));
@@ -1337,11 +1661,17 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
       if (!send->copies[i].header.empty()) env->set_header(bytes_str(send->copies[i].header));
       env->set_ephemeral(true);
       env->set_urgent(urgent);
+      if (!peer) {  // perhaps on another node
+        remote_keys.push_back(device_key(targets[i].account, targets[i].device));
+        remote.push_back(std::move(env));
+        continue;
+      }
       if (auto conn = peer->conn.lock()) {
         auto frame = push_frame([&](wire::Push& push) { *push.mutable_envelope() = *env; });
         conn->post([this, conn, frame] { push_ephemeral(*conn, frame); });
       }
     }
+    if (!remote.empty()) send_to_nodes(std::move(remote_keys), std::move(remote), nullptr);
     wire::Response resp;
     resp.set_id(id);
     resp.set_status(wire::OK);
@@ -1485,6 +1815,8 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
         std::string sender = bytes_str(send->sender_account);
         std::string mid = bytes_str(send->message_id);
         std::string shared = bytes_str(send->shared_ciphertext);
+        std::vector<std::string> remote_keys;
+        std::vector<std::shared_ptr<const wire::Envelope>> remote;
         for (size_t i = 0; i < n; ++i) {
           const QueuedCopy& c = send->copies[i];
           auto env = std::make_shared<wire::Envelope>();
@@ -1499,14 +1831,28 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
           if (!c.header.empty()) env->set_header(bytes_str(c.header));
           env->set_urgent(send->urgent);
           std::string key = device_key(c.account_id, c.device_id);
-          if (!find_peer(key)) {
-            auto url = st->push_urls.find(key);
-            if (send->urgent && url != st->push_urls.end())
-              wake(c.account_id, c.device_id, url->second);
+          if (find_peer(key)) {
+            deliver(key, std::move(env));
             continue;
           }
-          deliver(key, std::move(env));
+          remote_keys.push_back(std::move(key));
+          remote.push_back(std::move(env));
         }
+        // Devices not connected here: on another node, or offline (a wake-up, if urgent).
+        auto offline = [this, send, st](const std::string& key) {
+          auto url = st->push_urls.find(key);
+          if (!send->urgent || url == st->push_urls.end()) return;
+          Bytes account(key.begin(), key.begin() + 16);
+          uint32_t device = 0;
+          for (int b = 0; b < 4; ++b)
+            device |= static_cast<uint32_t>(static_cast<uint8_t>(key[16 + b])) << (8 * b);
+          wake(account, device, url->second);
+        };
+        if (!bus_) {
+          for (const auto& key : remote_keys) offline(key);
+          return;
+        }
+        send_to_nodes(std::move(remote_keys), std::move(remote), offline);
       });
 }
 
@@ -1521,8 +1867,10 @@ void Relay::deliver(const std::string& key, std::shared_ptr<const wire::Envelope
       peer->missed_live = true;
       return;
     }
-    if (peer->caught_up && peer->unacked.size() < config_.limits.max_unacked_envelopes &&
-        !hold_back(peer, *conn)) {
+    // Pushed at once only when it is the next of the queue: committed on another node, an
+    // envelope may arrive here before one committed earlier, which the store then gives first.
+    if (peer->caught_up && env->sequence() == peer->last_pushed + 1 &&
+        peer->unacked.size() < config_.limits.max_unacked_envelopes && !hold_back(peer, *conn)) {
       push_envelope(*peer, *conn, *env);
       return;
     }
@@ -1668,15 +2016,25 @@ void Relay::op_ack(const std::shared_ptr<Peer>& p, wire::Request& r) {
 // ---- presence ----
 
 void Relay::presence_changed(const Bytes& account, wire::PresenceUpdate update) {
+  if (bus_) {
+    // Subscribers on every node, this one included, hear it from the bus.
+    bus_->publish_presence(account_key(account), update.SerializeAsString());
+    return;
+  }
+  presence_to_subscribers(account_key(account),
+                          push_frame([&](wire::Push& push) { *push.mutable_presence() = update; }));
+}
+
+void Relay::presence_to_subscribers(const std::string& account,
+                                    std::shared_ptr<const std::string> frame) {
   std::vector<std::shared_ptr<Peer>> subs;
   {
     std::lock_guard lock(mu_);
-    auto it = subscribers_.find(account_key(account));
+    auto it = subscribers_.find(account);
     if (it == subscribers_.end()) return;
     subs.reserve(it->second.size());
     for (const auto& sub : it->second) subs.push_back(sub);
   }
-  auto frame = push_frame([&](wire::Push& push) { *push.mutable_presence() = update; });
   for (const auto& sub : subs) {
     std::shared_ptr<Connection> conn = sub->conn.lock();
     if (!conn) continue;
@@ -1714,10 +2072,12 @@ void Relay::op_presence_subscribe(const std::shared_ptr<Peer>& p, wire::Request&
       if (it == subscribers_.end()) continue;
       it->second.erase(p);
       if (it->second.empty()) subscribers_.erase(it);
+      if (bus_) bus_->listen_presence(account_key(a), false);
     }
     p->subscriptions = wanted;
     for (const auto& a : wanted) {
       subscribers_[account_key(a)].insert(p);
+      if (bus_) bus_->listen_presence(account_key(a), true);
       Entry e;
       e.account = a;
       auto on = online_.find(account_key(a));
@@ -1729,18 +2089,24 @@ void Relay::op_presence_subscribe(const std::shared_ptr<Peer>& p, wire::Request&
     }
   }
   auto seen = std::make_shared<std::vector<uint64_t>>();
-  submit(
-      p, id, op,
-      [entries, seen](Store& s) -> Status {
-        seen->assign(entries->size(), 0);
-        for (size_t i = 0; i < entries->size(); ++i) {
-          if ((*entries)[i].known) continue;
-          SOTTO_TRY_ASSIGN(auto a, s.find_account((*entries)[i].account));
-          if (a && !a->presence_hidden) (*seen)[i] = a->last_seen_ms;
-        }
-        return {};
-      },
-      [this, p, id, op, entries, seen] {
+  auto respond = [this, p, id, op, entries, seen] {
+    submit(
+        p, id, op,
+        [entries, seen](Store& s) -> Status {
+          seen->assign(entries->size(), 0);
+          for (size_t i = 0; i < entries->size(); ++i) {
+            Entry& e = (*entries)[i];
+            if (e.known && !e.online) continue;  // online elsewhere, but hidden here
+            SOTTO_TRY_ASSIGN(auto a, s.find_account(e.account));
+            if (a && a->presence_hidden) {  // the cluster's answer, checked against the store
+              e.known = true;
+              e.online = false;
+            }
+            if (!e.known && a && !a->presence_hidden) (*seen)[i] = a->last_seen_ms;
+          }
+          return {};
+        },
+        [this, p, id, op, entries, seen] {
         wire::Response resp;
         resp.set_id(id);
         resp.set_status(wire::OK);
@@ -1752,7 +2118,21 @@ void Relay::op_presence_subscribe(const std::shared_ptr<Peer>& p, wire::Request&
           if (!(*entries)[i].known) u->set_last_seen_ms((*seen)[i]);
         }
         answer(p, std::move(resp), op);
-      });
+        });
+  };
+  if (!bus_) return respond();
+  // Which accounts have a device connected anywhere in the cluster.
+  std::vector<std::string> accounts;
+  for (const auto& e : *entries) accounts.push_back(account_key(e.account));
+  bus_->online(std::move(accounts),
+               [entries, respond](std::optional<std::vector<bool>> online) {
+                 if (online)  // else (the bus is down): what this node knows
+                   for (size_t i = 0; i < entries->size(); ++i) {
+                     (*entries)[i].known = (*online)[i];
+                     (*entries)[i].online = (*online)[i];
+                   }
+                 respond();
+               });
 }
 
 void Relay::op_presence_visibility(const std::shared_ptr<Peer>& p, wire::Request& r) {
@@ -1905,6 +2285,7 @@ void Relay::end_link(const std::string& code, uint16_t close_code) {
     peer = it->second.peer.lock();
     links_.erase(it);
   }
+  if (bus_) bus_->link_close(code);
   if (peer)
     if (auto conn = peer->conn.lock())
       conn->post([peer, conn, close_code] {
@@ -1915,6 +2296,12 @@ void Relay::end_link(const std::string& code, uint16_t close_code) {
 
 void Relay::tick() {
   uint64_t now = clock_();
+  // Cluster mode without its bus: nothing announces what other nodes commit for devices here,
+  // so each reads its queue every poll interval (a bounded delay instead of none).
+  if (bus_ && !bus_->up() && now >= last_poll_ms_ + kBusDownPollMs) {
+    last_poll_ms_ = now;
+    pump_all_local();
+  }
   std::vector<std::string> expired;
   bool run_expiry = false;
   {

@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "Bus.h"
 #include "Config.h"
 #include "Metrics.h"
 #include "RateLimiter.h"
@@ -99,6 +100,11 @@ class Relay {
   ~Relay();
 
   void set_pusher(Pusher* pusher) { pusher_ = pusher; }
+  // Cluster mode: the bus between relay nodes (nullptr: a single relay). NB: set before serving;
+  // the bus must outlive every call into this relay.
+  void set_bus(Bus* bus) { bus_ = bus; }
+  // What this relay does with what the bus brings: pass to Bus::start.
+  Bus::Handlers bus_handlers();
   StoreExecutor& store() { return store_; }
   const Config& config() const { return config_; }
   uint64_t now_ms() const { return clock_(); }
@@ -135,6 +141,9 @@ class Relay {
   // Closes every registered connection with `code` (shutdown: 1001).
   void close_all(uint16_t code);
   std::filesystem::path attachment_path(const std::string& id) const;
+  // Where uploads are written until complete: beside the blobs (a rename moves them in), and
+  // in a cluster one folder per node, since a node clears its own at start.
+  std::filesystem::path upload_tmp_dir() const;
 
  private:
   struct Reply;
@@ -197,6 +206,24 @@ class Relay {
   void push_to_account(const Bytes& account, std::shared_ptr<const std::string> frame,
                        uint32_t except_device = 0);
   void close_device(const std::string& device_key, uint16_t code);
+
+  // Cluster mode. route() sends a NodeMessage to the node that holds `device_key`; `absent` runs
+  // instead when no node does (true) or the bus cannot tell (false).
+  void route(const std::string& device_key, std::string message,
+             std::function<void(bool known)> absent = nullptr);
+  // The envelopes (one per key) to the nodes that hold their devices; `offline` gets the keys
+  // no node holds, or all when the bus cannot tell.
+  void send_to_nodes(std::vector<std::string> keys,
+                     std::vector<std::shared_ptr<const wire::Envelope>> envelopes,
+                     std::function<void(const std::string& key)> offline);
+  void on_bus_message(const std::string& message);
+  void on_bus_state(bool up);
+  void on_claim_expired(const std::string& device_key);
+  // A presence update to this node's subscribers of `account`.
+  void presence_to_subscribers(const std::string& account,
+                               std::shared_ptr<const std::string> frame);
+  // Every local device reads its queue from the store (the bus was lost, or is back).
+  void pump_all_local();
   void devices_changed(const Bytes& account);
   std::shared_ptr<Peer> find_peer(const std::string& device_key);
   void end_link(const std::string& code, uint16_t close_code);
@@ -207,7 +234,9 @@ class Relay {
   std::shared_ptr<keys::Context> ctx_;
   Clock clock_;
   Pusher* pusher_ = nullptr;
+  Bus* bus_ = nullptr;
   std::atomic<bool> shutting_down_{false};
+  std::atomic<uint64_t> last_poll_ms_{0};  // while the bus is down: the last poll of all queues
 
   // Lock order in the relay process, outermost first:
   //   Relay::mu_ -> Asio's strand and scheduler locks (Connection::post under mu_ is allowed).

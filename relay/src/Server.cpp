@@ -785,7 +785,7 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::put_attachment(
   } release{server_, id};
 
   auto final_path = relay.attachment_path(id);
-  auto tmp_path = final_path.parent_path() / "tmp" / (id + "." + random_hex(4));
+  auto tmp_path = relay.upload_tmp_dir() / (id + "." + random_hex(4));
   http::request_parser<http::file_body> body(std::move(parser));
   body.body_limit(length);
   beast::error_code ec;

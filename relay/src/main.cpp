@@ -11,8 +11,10 @@
 
 #include "Backup.h"
 #include "Config.h"
+#include "Bus.h"
 #include "Log.h"
 #include "Metrics.h"
+#include "PostgresStore.h"
 #include "Relay.h"
 #include "Server.h"
 #include "SqliteStore.h"
@@ -118,43 +120,75 @@ int main(int argc, char** argv) {
   // SIGHUP reloads the TLS files once the server runs (Server::run); until then, a reload
   // sent as soon as the port file appears must not end the process (SIGHUP's default).
   std::signal(SIGHUP, SIG_IGN);
+  // A write to a peer that is gone (the bus's socket to a Redis that died) must be an error
+  // for the writer, not the end of the process. Asio's own writes never raise it.
+  std::signal(SIGPIPE, SIG_IGN);
 
   std::error_code ec;
-  std::filesystem::create_directories(config.data_dir / "attachments" / "tmp", ec);
-  if (ec) return fail("data_dir_unusable", make_error(ErrorCode::kStorageIo, ec.message()));
+  // Uploads in progress: a folder of this node's own in a cluster, whose nodes share the data
+  // dir (Relay::upload_tmp_dir).
+  const auto tmp_dir = config.node_id.empty()
+                           ? config.data_dir / "attachments" / "tmp"
+                           : config.data_dir / "attachments" / "tmp" / config.node_id;
+  std::filesystem::create_directories(tmp_dir, ec);
+  if (ec)
+    return fail("data_dir_unusable",
+                make_error(ErrorCode::kStorageIo, tmp_dir.string() + ": " + ec.message()));
   ::chmod(config.data_dir.c_str(), 0700);
-  // Partial uploads from a previous run are never completed: drop them.
-  for (const auto& e :
-       std::filesystem::directory_iterator(config.data_dir / "attachments" / "tmp", ec))
-    std::filesystem::remove(e.path(), ec);
+  // Partial uploads from a previous run of this node are never completed: drop them.
+  for (const auto& e : std::filesystem::directory_iterator(tmp_dir, ec))
+    if (e.is_regular_file()) std::filesystem::remove(e.path(), ec);
 
-  SqliteStore::Options store_options;
-  store_options.sync_full = config.db_sync_full;
-  {
-    auto key = read_key(config);
-    if (!key.ok()) return fail("db_key_unusable", key.error());
-    store_options.key = std::move(*key);
+  std::unique_ptr<Store> store;
+  if (config.store.empty()) {
+    SqliteStore::Options store_options;
+    store_options.sync_full = config.db_sync_full;
+    {
+      auto key = read_key(config);
+      if (!key.ok()) return fail("db_key_unusable", key.error());
+      store_options.key = std::move(*key);
+    }
+    auto sqlite = SqliteStore::open(config.data_dir / "relay.db", store_options);
+    if (!sqlite.ok()) return fail("store_open_failed", sqlite.error());
+    auto settings = (*sqlite)->settings();
+    if (!settings.ok()) return fail("store_open_failed", settings.error());
+    log_info("store_opened", {{"cipher_version", (*sqlite)->cipher_version()},
+                              {"encrypted", store_options.key.empty() ? "no" : "yes"},
+                              {"journal_mode", settings->journal_mode},
+                              {"synchronous", settings->synchronous == 2 ? "full" : "normal"}});
+    store_options.key.wipe();
+    store = std::move(*sqlite);
+  } else {
+    auto pg = PostgresStore::open({config.store, config.db_sync_full});
+    if (!pg.ok()) return fail("store_open_failed", pg.error());
+    log_info("store_opened", {{"backend", "postgresql"}, {"server_version", (*pg)->server_version()}});
+    store = std::move(*pg);
   }
-  auto store = SqliteStore::open(config.data_dir / "relay.db", store_options);
-  if (!store.ok()) return fail("store_open_failed", store.error());
-  auto settings = (*store)->settings();
-  if (!settings.ok()) return fail("store_open_failed", settings.error());
-  log_info("store_opened", {{"cipher_version", (*store)->cipher_version()},
-                            {"encrypted", store_options.key.empty() ? "no" : "yes"},
-                            {"journal_mode", settings->journal_mode},
-                            {"synchronous", settings->synchronous == 2 ? "full" : "normal"}});
-  store_options.key.wipe();
 
   auto ctx = keys::Context::create();
   if (!ctx.ok()) return fail("crypto_init_failed", ctx.error());
 
+  std::unique_ptr<Bus> bus;
+  if (!config.bus.empty()) {
+    auto made = make_redis_bus(config.bus, config.node_id, config);
+    if (!made.ok()) return fail("bus_unusable", made.error());
+    bus = std::move(*made);
+  }
+
   Metrics metrics;
-  StoreExecutor executor(std::move(*store), metrics, config.store_batch_max);
+  StoreExecutor executor(std::move(store), metrics, config.store_batch_max);
   {
     Relay relay(config, executor, metrics, *ctx);
+    if (bus) {
+      relay.set_bus(bus.get());
+      bus->start(relay.bus_handlers());
+      log_info("cluster_node", {{"node", config.node_id}, {"bus", config.bus}});
+    }
     Server server(config, relay, metrics);
     if (auto s = server.start(); !s.ok()) return fail("listen_failed", s.error());
     server.run();
+    // The bus first: its handlers post to connections, which go with the server.
+    if (bus) bus->stop();
     // Commit whatever is still queued before the io_context and its handlers go away.
     executor.stop();
   }

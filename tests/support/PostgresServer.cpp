@@ -72,8 +72,8 @@ Status PostgresServer::restart() {
   std::string d = dir_.string();
   SOTTO_TRY(run_as_owner((kBin / "pg_ctl").string() + " -D " + d + "/data -l " + d +
                          "/server.log -w -t 60 -o \"-k " + d +
-                         " -c listen_addresses= -p 5432 -c fsync=off -c synchronous_commit=off"
-                         " -c full_page_writes=off -c max_connections=300\" start > /dev/null"));
+                         " -c listen_addresses= -p 5432 -c fsync=off -c full_page_writes=off"
+                         " -c max_connections=300\" start > /dev/null"));
   running_ = true;
   return {};
 }
@@ -87,6 +87,10 @@ Status PostgresServer::stop() {
 
 std::string PostgresServer::conninfo(const std::string& dbname) const {
   return "host=" + dir_.string() + " port=5432 user=sotto dbname=" + dbname;
+}
+
+std::string PostgresServer::url(const std::string& dbname) const {
+  return "postgresql:///" + dbname + "?host=" + dir_.string() + "&port=5432&user=sotto";
 }
 
 Status PostgresServer::exec(const std::string& sql, const std::string& dbname) const {

@@ -3,9 +3,9 @@
 // test depends on a server the machine already runs.
 //
 // PostgreSQL refuses to run as root: as root the server runs as the `postgres` user that the
-// Debian package creates (through runuser), otherwise as the current user. Durability is off
-// (fsync, synchronous_commit): tests do not pull the plug on it, and it starts in about a
-// second.
+// Debian package creates (through runuser), otherwise as the current user. fsync is off: tests
+// kill the server (stop() is a crash for it) but never pull the machine's plug, and what a
+// commit wrote is then still in the page cache. It starts in about a second.
 #pragma once
 
 #include <filesystem>
@@ -26,6 +26,8 @@ class PostgresServer {
 
   // A libpq connection string for database `dbname` (created with create_database).
   std::string conninfo(const std::string& dbname = "postgres") const;
+  // The same as a postgresql:// URL (the relay's --store).
+  std::string url(const std::string& dbname) const;
   // Creates a fresh database and returns its name.
   Result<std::string> create_database(const std::string& prefix = "t");
   // Runs SQL as the superuser in `dbname`.

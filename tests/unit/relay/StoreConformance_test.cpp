@@ -82,7 +82,7 @@ class PostgresFactory : public StoreFactory {
   }
   std::unique_ptr<Store> open() override {
     if (conninfo_.empty()) return nullptr;
-    auto st = PostgresStore::open({conninfo_});
+    auto st = PostgresStore::open({conninfo_, true});
     EXPECT_TRUE(st.ok()) << st.error().message;
     return st.ok() ? std::move(*st) : nullptr;
   }
