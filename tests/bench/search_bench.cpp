@@ -1,17 +1,27 @@
 // search_bench: what client-side search costs on a large history.
-//   A deterministic corpus of chat messages (several languages including Chinese, Japanese and
-//   Korean, Zipf-distributed vocabularies, log-normal lengths, attachments, a few late-arriving
-//   ones) is written the way the Client writes history, and then searched.
+//   A deterministic corpus of chat messages (BenchCorpus.h: several languages including
+//   Chinese, Japanese and Korean, Zipf-distributed vocabularies, log-normal lengths,
+//   attachments, a few late-arriving ones) is written the way the Client writes history, and
+//   then searched.
 //   Prints: indexing rate (live, through the triggers, against the same writes without search;
 //   and a rebuild of existing history), database and index size, query latency p50/p95/p99
-//   per query kind and order, and maintenance costs (purge, integrity check) - once on an
-//   encrypted (SQLCipher) database and once on an unkeyed one, to show what encryption costs.
+//   per query kind and order, warm and cold, and maintenance costs (purge, integrity check) -
+//   once on an encrypted (SQLCipher) database and once on an unkeyed one, to show what
+//   encryption costs.
+//   Queries never run on the connection that wrote the history. No query is asked twice in a
+//   run, and the newest-first and relevance runs ask different ones. Cold: each run on the
+//   database reopened after its files were dropped from the OS page cache. Warm: one
+//   connection for every run, the file in the OS page cache.
 //
 // usage: search_bench [--messages N] [--queries N] [--batch N] [--quick] [--cache-mib N]
 //                     [--keep DIR] [--reuse DIR]
+//   --queries N: up to N queries per kind and order (fewer when the corpus has fewer).
 //   --cache-mib N: the page cache of both databases (default: a profile's, 64 MiB).
 //   --keep DIR: write the databases there and leave them; --reuse DIR: only run the queries
 //   again on databases a --keep run left.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,9 +30,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -159,11 +171,22 @@ uint64_t file_bytes(const fs::path& p) {
 
 struct Kind {
   std::string name;
-  std::vector<SearchQuery> queries;
+  // Distinct queries, none in both lists: no query of a run was answered before on the same
+  // connection, so its own pages are never in SQLite's cache from an earlier run.
+  std::vector<SearchQuery> newest, relevance;
+  const std::vector<SearchQuery>& queries(SearchOrder order) const {
+    return order == SearchOrder::kNewest ? newest : relevance;
+  }
+};
+
+struct Queries {
+  std::vector<Kind> kinds;
+  // Rare words that no measured run uses: they fill the warm connection's cache first.
+  std::vector<SearchQuery> warmup;
 };
 
 // This thread's CPU time: unlike the wall clock, it does not count time the machine spent on
-// other work (the reference machine is shared).
+// other work (the reference machine is shared), nor waiting for the disk.
 double cpu_ms() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -172,12 +195,27 @@ double cpu_ms() {
 
 struct Latency {
   double p50 = 0, p95 = 0, p99 = 0, hits = 0, cpu_p95 = 0;
+  size_t n = 0;  // queries run
+  // Pages of two or more hits whose hits are in score order, and in time order (newest
+  // first): a relevance page is in score order, and in time order only by chance.
+  size_t ordered_pages = 0, by_score = 0, by_time = 0;
 };
+
+// A query's text and filters: two queries with the same key read the same pages.
+std::string query_key(const SearchQuery& q) {
+  std::string key = q.text + "|" + std::to_string(q.since_ms) + "|" + std::to_string(q.until_ms);
+  for (int64_t c : q.conversations) key += "|c" + std::to_string(c);
+  return key;
+}
 
 Latency measure(Store& s, const std::vector<SearchQuery>& queries, SearchOrder order) {
   std::vector<double> ms, cpu;
+  Latency l;
   double hits = 0;
+  std::set<std::string> asked;
   for (SearchQuery q : queries) {
+    // A repeated query would find its pages in the cache and make the run look warmer.
+    if (!asked.insert(query_key(q)).second) die("query \"" + q.text + "\" twice in one run");
     q.order = order;
     auto t0 = Steady::now();
     double c0 = cpu_ms();
@@ -185,44 +223,162 @@ Latency measure(Store& s, const std::vector<SearchQuery>& queries, SearchOrder o
     cpu.push_back(cpu_ms() - c0);
     ms.push_back(1000 * seconds_since(t0));
     hits += static_cast<double>(page.hits.size());
+    if (page.hits.size() < 2) continue;
+    bool by_score = true, by_time = true;
+    for (size_t i = 1; i < page.hits.size(); ++i) {
+      by_score = by_score && page.hits[i - 1].score >= page.hits[i].score;
+      by_time = by_time && page.hits[i - 1].sort_ms >= page.hits[i].sort_ms;
+    }
+    ++l.ordered_pages;
+    l.by_score += by_score;
+    l.by_time += by_time;
   }
   std::sort(ms.begin(), ms.end());
   std::sort(cpu.begin(), cpu.end());
   auto at = [](const std::vector<double>& v, double p) {
     return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
   };
-  return {at(ms, 0.50), at(ms, 0.95), at(ms, 0.99), hits / static_cast<double>(queries.size()),
-          at(cpu, 0.95)};
+  l.p50 = at(ms, 0.50);
+  l.p95 = at(ms, 0.95);
+  l.p99 = at(ms, 0.99);
+  l.hits = hits / static_cast<double>(queries.size());
+  l.cpu_p95 = at(cpu, 0.95);
+  l.n = queries.size();
+  return l;
 }
+
+// ---- the OS page cache, for the cold runs ----
+
+// The share of a file's pages in the OS page cache (mincore on a mapping of it); -1 when it
+// cannot be read, 0 for a missing or empty file.
+double resident_share(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? 0 : -1;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_size <= 0) {
+    ::close(fd);
+    return st.st_size == 0 ? 0 : -1;
+  }
+  size_t len = static_cast<size_t>(st.st_size);
+  void* map = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) return -1;
+  size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> in((len + page - 1) / page);
+  int rc = ::mincore(map, len, in.data());
+  ::munmap(map, len);
+  if (rc != 0) return -1;
+  size_t resident = 0;
+  for (unsigned char c : in) resident += c & 1;
+  return static_cast<double>(resident) / static_cast<double>(in.size());
+}
+
+// What the cold runs could do to the OS page cache.
+struct CacheDrops {
+  int runs = 0;
+  int global_drops = 0;       // runs that needed drop_caches
+  double worst_resident = 0;  // the largest share of the database still cached at a cold start
+  std::string problem;        // why the cache could not be dropped; empty when it could
+};
+
+// Evicts the database's files from the OS page cache: each file is synced, then dropped with
+// POSIX_FADV_DONTNEED, which needs no privileges and leaves the rest of the machine's cache
+// alone. If pages stay cached, and only then, drops the whole page cache (root only:
+// sync, then 1 into /proc/sys/vm/drop_caches). mincore() says what is left.
+void drop_from_os_cache(const fs::path& db, CacheDrops& drops) {
+  const std::vector<fs::path> files = {db, db.string() + "-wal", db.string() + "-shm"};
+  for (const fs::path& p : files) {
+    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    if (::fdatasync(fd) != 0 || ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0)
+      drops.problem = "posix_fadvise(DONTNEED) failed on " + p.filename().string();
+    ::close(fd);
+  }
+  double resident = resident_share(db);
+  if (resident > 0.01) {
+    ::sync();
+    int fd = ::open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0 && ::write(fd, "1", 1) == 1) {
+      ++drops.global_drops;
+    } else {
+      drops.problem = std::string("the database stayed in the OS page cache and drop_caches ") +
+                      "could not be written (" + std::strerror(errno) + "; needs root)";
+    }
+    if (fd >= 0) ::close(fd);
+    resident = resident_share(db);
+  }
+  if (resident < 0) drops.problem = "mincore() could not tell what stayed cached";
+  ++drops.runs;
+  drops.worst_resident = std::max(drops.worst_resident, resident);
+}
+
+// Reads a whole file, so that it is in the OS page cache; the share cached afterwards.
+double load_into_os_cache(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  std::vector<char> buf(1 << 20);
+  while (::read(fd, buf.data(), buf.size()) > 0) {
+  }
+  ::close(fd);
+  return resident_share(path);
+}
+
+// Warm and cold figures of one kind, for each order (index: SearchOrder).
+struct KindFigures {
+  Latency warm[2], cold[2];
+};
 
 struct Figures {
   Timing base, live, rebuild;
   Purges purges;
   uint64_t db_bytes = 0, free_bytes = 0, base_db_bytes = 0, index_bytes = 0;
-  std::map<std::string, std::pair<Latency, Latency>> latency;  // newest, relevance
+  std::map<std::string, KindFigures> latency;
+  CacheDrops drops;
+  double warm_resident = 0;  // share of the database in the OS page cache for the warm runs
   double purge_recent_ms = 0, purge_archive_ms = 0, check_s = 0;
 };
 
 void progress(const std::string& what) { std::fprintf(stderr, "search_bench: %s\n", what.c_str()); }
 
-void report(const std::string& tag, const std::string& kind, const std::pair<Latency, Latency>& l) {
-  std::fprintf(
-      stderr, "search_bench: %s %s: p95 %.2f / %.2f ms (newest / relevance), CPU %.2f / %.2f\n",
-      tag.c_str(), kind.c_str(), l.first.p95, l.second.p95, l.first.cpu_p95, l.second.cpu_p95);
+void report(const std::string& tag, const std::string& kind, const KindFigures& l) {
+  std::fprintf(stderr,
+               "search_bench: %s %s: p95 warm %.2f / %.2f ms, cold %.2f / %.2f ms (newest / "
+               "relevance)\n",
+               tag.c_str(), kind.c_str(), l.warm[0].p95, l.warm[1].p95, l.cold[0].p95,
+               l.cold[1].p95);
+}
+
+constexpr SearchOrder kOrders[2] = {SearchOrder::kNewest, SearchOrder::kRelevance};
+
+// Cold, then warm, query runs on the database at `path`; returns the warm connection.
+Store measure_queries(const fs::path& path, bool encrypted, const Queries& queries, Figures& f) {
+  // Cold: each run on a database closed and reopened, out of the OS page cache.
+  for (const Kind& k : queries.kinds)
+    for (int o = 0; o < 2; ++o) {
+      drop_from_os_cache(path, f.drops);
+      Store s = open_store(path, encrypted);
+      f.latency[k.name].cold[o] = measure(s, k.queries(kOrders[o]), kOrders[o]);
+    }
+  // Warm: the file in the OS page cache and one connection for every run, its cache filled
+  // by the warm-up queries and then by the runs before.
+  f.warm_resident = load_into_os_cache(path);
+  Store s = open_store(path, encrypted);
+  if (!queries.warmup.empty()) measure(s, queries.warmup, SearchOrder::kNewest);
+  for (const Kind& k : queries.kinds)
+    for (int o = 0; o < 2; ++o)
+      f.latency[k.name].warm[o] = measure(s, k.queries(kOrders[o]), kOrders[o]);
+  return s;
 }
 
 Figures run(const fs::path& root, bool encrypted, size_t messages, size_t batch,
-            const std::vector<Kind>& kinds, bool reuse) {
+            const Queries& queries, bool reuse) {
   Figures f;
   std::string tag = encrypted ? "encrypted" : "unkeyed";
   fs::path live_path = root / (tag + "-live.db"), base_path = root / (tag + "-base.db");
   if (reuse) {
-    Store s = open_store(live_path, encrypted);
-    for (const Kind& k : kinds) {
-      f.latency[k.name] = {measure(s, k.queries, SearchOrder::kNewest),
-                           measure(s, k.queries, SearchOrder::kRelevance)};
-      report(tag, k.name, f.latency[k.name]);
-    }
+    progress(tag + ": queries, cold and warm");
+    measure_queries(live_path, encrypted, queries, f);
+    for (const Kind& k : queries.kinds) report(tag, k.name, f.latency[k.name]);
     return f;
   }
   {
@@ -242,23 +398,21 @@ Figures run(const fs::path& root, bool encrypted, size_t messages, size_t batch,
     check(base.index->rebuild({}), "rebuild");
     f.rebuild = watch.elapsed();
   }
-  Store s = open_store(live_path, encrypted);
-  progress(tag + ": writing history with search");
-  f.live = write_history(s, messages, batch, &f.purges);
-  check(s.index->purge(), "purge");
-  f.db_bytes = file_bytes(live_path) + file_bytes(live_path.string() + "-wal");
   {
+    Store s = open_store(live_path, encrypted);
+    progress(tag + ": writing history with search");
+    f.live = write_history(s, messages, batch, &f.purges);
+    check(s.index->purge(), "purge");
+    f.db_bytes = file_bytes(live_path) + file_bytes(live_path.string() + "-wal");
     auto q = check(s.db->query("PRAGMA freelist_count"), "freelist");
     check(q.step(), "freelist");
     f.free_bytes = static_cast<uint64_t>(q.column_int(0)) * 4096;
-  }
-  f.index_bytes = check(s.index->status(), "status").index_bytes;
+    f.index_bytes = check(s.index->status(), "status").index_bytes;
+  }  // closed: no query runs on the connection whose cache the writes filled
 
-  for (const Kind& k : kinds) {
-    f.latency[k.name] = {measure(s, k.queries, SearchOrder::kNewest),
-                         measure(s, k.queries, SearchOrder::kRelevance)};
-    report(tag, k.name, f.latency[k.name]);
-  }
+  progress(tag + ": queries, cold and warm");
+  Store s = measure_queries(live_path, encrypted, queries, f);
+  for (const Kind& k : queries.kinds) report(tag, k.name, f.latency[k.name]);
 
   // Maintenance: the Client edits and deletes recent messages, then an old one.
   auto max_id = [&] {
@@ -289,19 +443,29 @@ Figures run(const fs::path& root, bool encrypted, size_t messages, size_t batch,
   return f;
 }
 
-std::vector<Kind> make_kinds(size_t messages, size_t per_kind) {
+Queries make_kinds(size_t messages, size_t per_kind) {
   Corpus corpus(messages);
   for (size_t i = 0; i < messages; ++i) corpus.next(i);
   double n = static_cast<double>(messages);
   Rng rng(99);
-  auto sample = [&](const std::vector<std::string>& pool, const std::string& what) {
-    if (pool.empty()) {
-      std::fprintf(stderr, "search_bench: no %s in a corpus this small\n", what.c_str());
+  // Drawn without replacement from a pool without duplicates: up to `per_kind` queries for
+  // each order, none repeated, and none in both. A pool smaller than twice that is shared
+  // out evenly, and the tables print how many queries a run had.
+  auto shuffled = [&](std::vector<std::string> pool, const std::string& what) {
+    std::sort(pool.begin(), pool.end());
+    pool.erase(std::unique(pool.begin(), pool.end()), pool.end());
+    if (pool.size() < 2) {
+      std::fprintf(stderr, "search_bench: fewer than two %s in a corpus this small\n",
+                   what.c_str());
       std::exit(1);
     }
-    std::vector<std::string> out;
-    for (size_t i = 0; i < per_kind; ++i) out.push_back(pool[rng.below(pool.size())]);
-    return out;
+    for (size_t i = pool.size() - 1; i > 0; --i) std::swap(pool[i], pool[rng.below(i + 1)]);
+    return pool;
+  };
+  auto take = [&](const std::vector<std::string>& pool, int part) {
+    size_t each = std::min(per_kind, pool.size() / 2);
+    return std::vector<std::string>(pool.begin() + static_cast<long>(part * each),
+                                    pool.begin() + static_cast<long>((part + 1) * each));
   };
   auto queries = [](const std::vector<std::string>& texts) {
     std::vector<SearchQuery> out;
@@ -312,14 +476,28 @@ std::vector<Kind> make_kinds(size_t messages, size_t per_kind) {
     }
     return out;
   };
-  std::vector<Kind> kinds;
-  auto rare = sample(corpus.words_with_df(3, std::max(30.0, n / 20000), false, 3), "rare words");
-  auto common = sample(corpus.words_with_df(n * 0.01, n * 0.05, false), "common words");
-  auto stopwords = sample(corpus.words_with_df(n * 0.10, n, false), "very common words");
+  auto kind = [&](const std::string& name, const std::vector<std::string>& pool) {
+    return Kind{name, queries(take(pool, 0)), queries(take(pool, 1))};
+  };
+  // The relevance run must not find the pages of the newest-first run's queries cached.
+  auto check_disjoint = [](const Kind& k) {
+    std::set<std::string> newest;
+    for (const auto& q : k.newest) newest.insert(query_key(q));
+    for (const auto& q : k.relevance)
+      if (newest.count(query_key(q)))
+        die(k.name + ": query \"" + q.text + "\" in both the newest-first and relevance runs");
+  };
+  Queries out;
+  std::vector<Kind>& kinds = out.kinds;
+  auto rare = shuffled(corpus.words_with_df(3, std::max(30.0, n / 20000), false, 3), "rare words");
+  auto common_words = corpus.words_with_df(n * 0.01, n * 0.05, false);
+  auto common = shuffled(common_words, "common words");
+  auto stopwords = shuffled(corpus.words_with_df(n * 0.10, n, false), "very common words");
   std::vector<std::string> phrases;
-  for (const auto& p : sample(corpus.phrases(), "phrases")) phrases.push_back("\"" + p + "\"");
+  for (const auto& p : corpus.phrases()) phrases.push_back("\"" + p + "\"");
+  phrases = shuffled(phrases, "phrases");
   std::vector<std::string> prefixes;
-  for (const auto& w : sample(corpus.words_with_df(n * 0.001, n * 0.05, false, 5), "prefixes")) {
+  for (const auto& w : corpus.words_with_df(n * 0.001, n * 0.05, false, 5)) {
     // Three or four letters, cut at a character boundary.
     size_t len = 0, chars = 0, want = 3 + rng.below(2);
     while (len < w.size() && chars < want) {
@@ -329,28 +507,41 @@ std::vector<Kind> make_kinds(size_t messages, size_t per_kind) {
     }
     prefixes.push_back(w.substr(0, len) + "*");
   }
-  auto cjk = sample(corpus.words_with_df(n * 0.0005, n * 0.02, true), "CJK words");
-  kinds.push_back({"rare word", queries(rare)});
-  kinds.push_back({"common word (1-5% of messages)", queries(common)});
-  kinds.push_back({"phrase", queries(phrases)});
-  kinds.push_back({"prefix (3-4 letters*)", queries(prefixes)});
-  std::vector<SearchQuery> filtered = queries(common);
-  for (auto& q : filtered) q.conversations = {1 + static_cast<int64_t>(rng.below(20))};
-  kinds.push_back({"filtered (common word, 1 chat)", filtered});
-  std::vector<SearchQuery> timed = queries(common);
-  const uint64_t span_ms = static_cast<uint64_t>(messages) * 90'000;
-  for (auto& q : timed) {
-    q.since_ms = kStartMs + rng.below(std::max<uint64_t>(span_ms, 1));
-    q.until_ms = q.since_ms + 30 * 86'400'000ull;
-  }
-  kinds.push_back({"filtered (common word, 1 month)", timed});
-  kinds.push_back({"CJK word (2 characters)", queries(cjk)});
+  prefixes = shuffled(prefixes, "prefixes");
+  auto cjk_words = corpus.words_with_df(n * 0.0005, n * 0.02, true);
   // One character: every indexed pair that starts with it (3 bytes of UTF-8).
   std::vector<std::string> cjk_chars;
-  for (const auto& w : cjk) cjk_chars.push_back(w.substr(0, 3));
-  kinds.push_back({"CJK character (1 of a word)", queries(cjk_chars)});
-  kinds.push_back({"very common word (>10%)", queries(stopwords)});
-  return kinds;
+  for (const auto& w : cjk_words) cjk_chars.push_back(w.substr(0, 3));
+  auto cjk = shuffled(cjk_words, "CJK words");
+  cjk_chars = shuffled(cjk_chars, "CJK characters");
+
+  kinds.push_back(kind("rare word", rare));
+  kinds.push_back(kind("common word (1-5% of messages)", common));
+  kinds.push_back(kind("phrase", phrases));
+  kinds.push_back(kind("prefix (3-4 letters*)", prefixes));
+  // The filtered kinds draw the common words again, in an order of their own.
+  Kind filtered = kind("filtered (common word, 1 chat)", shuffled(common_words, "common words"));
+  for (auto* list : {&filtered.newest, &filtered.relevance})
+    for (auto& q : *list) q.conversations = {1 + static_cast<int64_t>(rng.below(20))};
+  kinds.push_back(filtered);
+  Kind timed = kind("filtered (common word, 1 month)", shuffled(common_words, "common words"));
+  const uint64_t span_ms = static_cast<uint64_t>(messages) * 90'000;
+  for (auto* list : {&timed.newest, &timed.relevance})
+    for (auto& q : *list) {
+      q.since_ms = kStartMs + rng.below(std::max<uint64_t>(span_ms, 1));
+      q.until_ms = q.since_ms + 30 * 86'400'000ull;
+    }
+  kinds.push_back(timed);
+  kinds.push_back(kind("CJK word (2 characters)", cjk));
+  kinds.push_back(kind("CJK character (1 of a word)", cjk_chars));
+  kinds.push_back(kind("very common word (>10%)", stopwords));
+  for (const Kind& k : kinds) check_disjoint(k);
+  // The warm-up: rare words past those the runs took.
+  size_t used = 2 * std::min(per_kind, rare.size() / 2);
+  std::vector<std::string> rest(rare.begin() + static_cast<long>(used),
+                                rare.begin() + static_cast<long>(std::min(rare.size(), used + 50)));
+  out.warmup = queries(rest);
+  return out;
 }
 
 }  // namespace
@@ -404,60 +595,100 @@ int main(int argc, char** argv) {
       "%u MiB\n\n",
       messages, per_kind, batch,
       g_cache_mib ? g_cache_mib : db::Database::Options{}.cache_kib / 1024);
-  std::vector<Kind> kinds = make_kinds(messages, per_kind);
-  Figures enc = run(root, true, messages, batch, kinds, reuse);
+  Queries queries = make_kinds(messages, per_kind);
+  Figures enc = run(root, true, messages, batch, queries, reuse);
   Figures plain =
-      run(root, false, messages, batch, kinds, reuse && fs::exists(root / "unkeyed-live.db"));
-  if (reuse) return 0;
+      run(root, false, messages, batch, queries, reuse && fs::exists(root / "unkeyed-live.db"));
 
   const double n = static_cast<double>(messages);
-  // Search's own share of the writes: the time they took with search minus without.
-  auto share = [&](double with, double without) {
-    return with > without ? n / (with - without) : 0;
-  };
-  std::printf("%-50s %13s %13s %8s\n", "indexing (wall clock | per CPU-second)", "encrypted",
-              "unkeyed", "enc/unk");
   // `decimals`: digits after the point for both columns; the ratio is encrypted / unkeyed.
   auto row = [](const char* label, double e, double p, int decimals) {
     std::printf("%-50s %13.*f %13.*f %7.2fx\n", label, decimals, e, decimals, p,
                 p > 0 ? e / p : 0.0);
   };
-  row("history writes without search, messages/s", n / enc.base.wall_s, n / plain.base.wall_s, 0);
-  row("  per CPU-second", n / enc.base.cpu_s, n / plain.base.cpu_s, 0);
-  row("history writes with search, messages/s", n / enc.live.wall_s, n / plain.live.wall_s, 0);
-  row("  per CPU-second", n / enc.live.cpu_s, n / plain.live.cpu_s, 0);
-  row("search's share: messages indexed/s", share(enc.live.wall_s, enc.base.wall_s),
-      share(plain.live.wall_s, plain.base.wall_s), 0);
-  row("  per CPU-second", share(enc.live.cpu_s, enc.base.cpu_s),
-      share(plain.live.cpu_s, plain.base.cpu_s), 0);
-  row("rebuild of existing history, messages/s", n / enc.rebuild.wall_s, n / plain.rebuild.wall_s,
-      0);
-  row("  per CPU-second", n / enc.rebuild.cpu_s, n / plain.rebuild.cpu_s, 0);
-  row("purge every 20,000 writes (moves to archive), ms",
-      enc.purges.count ? 1000 * enc.purges.wall_s / enc.purges.count : 0,
-      plain.purges.count ? 1000 * plain.purges.wall_s / plain.purges.count : 0, 1);
-  std::printf("\n%-50s %13s %13s %8s\n", "size", "encrypted", "unkeyed", "enc/unk");
-  row("database without search, MB", enc.base_db_bytes / 1e6, plain.base_db_bytes / 1e6, 1);
-  row("database with search, MB", enc.db_bytes / 1e6, plain.db_bytes / 1e6, 1);
-  row("  of which free pages (reused by later writes), MB", enc.free_bytes / 1e6,
-      plain.free_bytes / 1e6, 1);
-  row("  index data (postings, document sizes), MB", enc.index_bytes / 1e6, plain.index_bytes / 1e6,
-      1);
+  if (!reuse) {
+    // Search's own share of the writes: the time they took with search minus without.
+    auto share = [&](double with, double without) {
+      return with > without ? n / (with - without) : 0;
+    };
+    std::printf("%-50s %13s %13s %8s\n", "indexing (wall clock | per CPU-second)", "encrypted",
+                "unkeyed", "enc/unk");
+    row("history writes without search, messages/s", n / enc.base.wall_s, n / plain.base.wall_s, 0);
+    row("  per CPU-second", n / enc.base.cpu_s, n / plain.base.cpu_s, 0);
+    row("history writes with search, messages/s", n / enc.live.wall_s, n / plain.live.wall_s, 0);
+    row("  per CPU-second", n / enc.live.cpu_s, n / plain.live.cpu_s, 0);
+    row("search's share: messages indexed/s", share(enc.live.wall_s, enc.base.wall_s),
+        share(plain.live.wall_s, plain.base.wall_s), 0);
+    row("  per CPU-second", share(enc.live.cpu_s, enc.base.cpu_s),
+        share(plain.live.cpu_s, plain.base.cpu_s), 0);
+    row("rebuild of existing history, messages/s", n / enc.rebuild.wall_s, n / plain.rebuild.wall_s,
+        0);
+    row("  per CPU-second", n / enc.rebuild.cpu_s, n / plain.rebuild.cpu_s, 0);
+    row("purge every 20,000 writes (moves to archive), ms",
+        enc.purges.count ? 1000 * enc.purges.wall_s / enc.purges.count : 0,
+        plain.purges.count ? 1000 * plain.purges.wall_s / plain.purges.count : 0, 1);
+    std::printf("\n%-50s %13s %13s %8s\n", "size", "encrypted", "unkeyed", "enc/unk");
+    row("database without search, MB", enc.base_db_bytes / 1e6, plain.base_db_bytes / 1e6, 1);
+    row("database with search, MB", enc.db_bytes / 1e6, plain.db_bytes / 1e6, 1);
+    row("  of which free pages (reused by later writes), MB", enc.free_bytes / 1e6,
+        plain.free_bytes / 1e6, 1);
+    row("  index data (postings, document sizes), MB", enc.index_bytes / 1e6,
+        plain.index_bytes / 1e6, 1);
+    std::printf("\n");
+  }
 
+  std::printf("query runs: no query twice in a run, and none in both orders\n");
+  std::printf(
+      "  warm: one connection for every run, after %zu warm-up queries; the database file in "
+      "the OS page cache (%.0f%% / %.0f%%, encrypted / unkeyed)\n",
+      queries.warmup.size(), 100 * enc.warm_resident, 100 * plain.warm_resident);
+  for (const Figures* f : {&enc, &plain}) {
+    const char* tag = f == &enc ? "encrypted" : "unkeyed";
+    if (f->drops.problem.empty())
+      std::printf(
+          "  cold (%s): each run on the database reopened and out of the OS page cache: at "
+          "most %.1f%% of it still cached; drop_caches needed in %d of %d runs\n",
+          tag, 100 * f->drops.worst_resident, f->drops.global_drops, f->drops.runs);
+    else
+      std::printf(
+          "  cold (%s): each run on the database reopened; the OS page cache could NOT be "
+          "dropped: %s (up to %.0f%% of the database still cached)\n",
+          tag, f->drops.problem.c_str(), 100 * f->drops.worst_resident);
+  }
+  auto pct = [](size_t part, size_t whole) {
+    return whole ? 100.0 * static_cast<double>(part) / static_cast<double>(whole) : 0.0;
+  };
   for (int order = 0; order < 2; ++order) {
     std::printf("\nquery latency, first page of 20, %s (ms)\n",
                 order == 0 ? "newest first" : "by relevance");
-    std::printf("%-32s %6s %6s %6s %7s %5s | %6s %6s %7s | %7s\n", "", "p50", "p95", "p99",
-                "CPU p95", "hits", "p50", "p95", "CPU p95", "p95 e/u");
-    std::printf("%-32s %34s | %22s |\n", "", "encrypted", "unkeyed");
-    for (const Kind& k : kinds) {
-      const Latency& e = order == 0 ? enc.latency[k.name].first : enc.latency[k.name].second;
-      const Latency& p = order == 0 ? plain.latency[k.name].first : plain.latency[k.name].second;
-      std::printf("%-32s %6.2f %6.2f %6.2f %7.2f %5.1f | %6.2f %6.2f %7.2f | %6.2fx\n",
-                  k.name.c_str(), e.p50, e.p95, e.p99, e.cpu_p95, e.hits, p.p50, p.p95, p.cpu_p95,
-                  p.p95 > 0 ? e.p95 / p.p95 : 0);
+    std::printf("%-32s %4s %5s | %-27s | %-27s | %-13s | %-13s | %s\n", "", "", "",
+                "encrypted, warm", "encrypted, cold", "unkeyed, warm", "unkeyed, cold",
+                "p95 enc/unk");
+    std::printf("%-32s %4s %5s | %6s %6s %6s %6s | %6s %6s %6s %6s | %6s %6s | %6s %6s | %6s %6s\n",
+                "", "n", "hits", "p50", "p95", "p99", "CPU95", "p50", "p95", "p99", "CPU95", "p50",
+                "p95", "p50", "p95", "warm", "cold");
+    size_t pages = 0, by_score = 0, by_time = 0;
+    for (const Kind& k : queries.kinds) {
+      const KindFigures& e = enc.latency[k.name];
+      const KindFigures& p = plain.latency[k.name];
+      const Latency &ew = e.warm[order], &ec = e.cold[order], &pw = p.warm[order],
+                    &pc = p.cold[order];
+      std::printf(
+          "%-32s %4zu %5.1f | %6.2f %6.2f %6.2f %6.2f | %6.2f %6.2f %6.2f %6.2f | %6.2f %6.2f | "
+          "%6.2f %6.2f | %5.2fx %5.2fx\n",
+          k.name.c_str(), ew.n, ew.hits, ew.p50, ew.p95, ew.p99, ew.cpu_p95, ec.p50, ec.p95, ec.p99,
+          ec.cpu_p95, pw.p50, pw.p95, pc.p50, pc.p95, pw.p95 > 0 ? ew.p95 / pw.p95 : 0,
+          pc.p95 > 0 ? ec.p95 / pc.p95 : 0);
+      for (const Latency* l : {&ew, &ec, &pw, &pc}) {
+        pages += l->ordered_pages;
+        by_score += l->by_score;
+        by_time += l->by_time;
+      }
     }
+    std::printf("%-32s pages of 2+ hits in score order: %.0f%%, in time order: %.0f%%\n", "",
+                pct(by_score, pages), pct(by_time, pages));
   }
+  if (reuse) return 0;
   std::printf("\n%-46s %14s %14s %8s\n", "maintenance", "encrypted", "unkeyed", "enc/unk");
   row("purge after 100 edits of recent messages, ms", enc.purge_recent_ms, plain.purge_recent_ms,
       1);
