@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "BenchCorpus.h"
+#include "BenchReference.h"
 #include "BenchSupport.h"
 #include "MemoryProtocolStore.h"
 #include "SessionCrypto.h"
@@ -148,6 +149,7 @@ int main(int argc, char** argv) {
                 samples, relay.url().c_str());
     std::printf("texts: the chat corpus of search_bench (BenchCorpus.h), mean %.0f bytes\n",
                 mean_bytes);
+    print_machine("start", measure_machine(dir));
 
     // ---- sender: send_text() calls, and the outbox drain, each timed on its own ----
     Peer alice = make_peer(dir / "alice", relay.url(), "alice");
@@ -223,6 +225,8 @@ int main(int argc, char** argv) {
                 percentile(stored_ms, 0.5), percentile(stored_ms, 0.99));
     std::printf("%-58s %8.2f %8.2f\n", "send_text() -> sender sees it delivered",
                 percentile(delivered_ms, 0.5), percentile(delivered_ms, 0.99));
+    std::printf("\n");
+    print_machine("end", measure_machine(dir));
   }
   fs::remove_all(dir);
   return 0;

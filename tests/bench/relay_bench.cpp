@@ -50,6 +50,7 @@
 #include <thread>
 #include <vector>
 
+#include "BenchReference.h"
 #include "sotto/Bytes.h"
 #include "sotto/keys/KeyGen.h"
 #include "sotto/keys/Signal.h"
@@ -1054,9 +1055,11 @@ int main(int argc, char** argv) {
   }
   if (sodium_init() < 0) die("sodium_init");
   std::signal(SIGPIPE, SIG_IGN);
-  std::printf("sotto relay_bench: relay %s, %u cores\n\n", g_relay_binary.c_str(),
+  std::printf("sotto relay_bench: relay %s, %u cores\n", g_relay_binary.c_str(),
               std::thread::hardware_concurrency());
-  std::printf("%-58s %14s   %s\n", "figure", "value", "target");
+  const auto scratch = std::filesystem::temp_directory_path();
+  sotto::bench::print_machine("start", sotto::bench::measure_machine(scratch));
+  std::printf("\n%-58s %14s   %s\n", "figure", "value", "target");
 
   if (!memory_only) traffic_phases(pairs, fan, seconds, quick);
   int rc = memory_phase(idle_total, idle_first, spare, extra);
@@ -1075,6 +1078,8 @@ int main(int argc, char** argv) {
       rc = 1;
     }
   }
+  std::printf("\n");
+  sotto::bench::print_machine("end", sotto::bench::measure_machine(scratch));
   return rc;
 }
 

@@ -40,6 +40,7 @@
 
 #include "BenchCommon.h"
 #include "BenchCorpus.h"
+#include "BenchReference.h"
 #include "Database.h"
 #include "Schema.h"
 #include "SearchIndex.h"
@@ -592,9 +593,11 @@ int main(int argc, char** argv) {
 
   std::printf(
       "sotto search_bench: %zu messages, %zu queries per kind, transactions of %zu, page cache "
-      "%u MiB\n\n",
+      "%u MiB\n",
       messages, per_kind, batch,
       g_cache_mib ? g_cache_mib : db::Database::Options{}.cache_kib / 1024);
+  bench::print_machine("start", bench::measure_machine(root));
+  std::printf("\n");
   Queries queries = make_kinds(messages, per_kind);
   Figures enc = run(root, true, messages, batch, queries, reuse);
   Figures plain =
@@ -688,12 +691,18 @@ int main(int argc, char** argv) {
     std::printf("%-32s pages of 2+ hits in score order: %.0f%%, in time order: %.0f%%\n", "",
                 pct(by_score, pages), pct(by_time, pages));
   }
-  if (reuse) return 0;
+  if (reuse) {
+    std::printf("\n");
+    bench::print_machine("end", bench::measure_machine(root));
+    return 0;
+  }
   std::printf("\n%-46s %14s %14s %8s\n", "maintenance", "encrypted", "unkeyed", "enc/unk");
   row("purge after 100 edits of recent messages, ms", enc.purge_recent_ms, plain.purge_recent_ms,
       1);
   row("purge after deleting one old message, ms", enc.purge_archive_ms, plain.purge_archive_ms, 1);
   row("integrity check (whole index), s", enc.check_s, plain.check_s, 2);
+  std::printf("\n");
+  bench::print_machine("end", bench::measure_machine(root));
   if (keep.empty()) {
     std::error_code ec;
     fs::remove_all(root, ec);
