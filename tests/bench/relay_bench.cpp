@@ -410,6 +410,7 @@ std::vector<std::shared_ptr<Conn>> connect_all(asio::io_context& ioc, uint16_t p
                                                size_t* leftovers = nullptr) {
   std::vector<std::shared_ptr<Conn>> conns(devices.size());
   size_t next = 0, ready = 0, failed = 0;
+  uint64_t leftover_ack_id = 2'000'000'000;
   std::function<void()> start_one = [&] {
     if (next >= devices.size()) return;
     size_t i = next++;
@@ -426,7 +427,8 @@ std::vector<std::shared_ptr<Conn>> connect_all(asio::io_context& ioc, uint16_t p
         // Leftovers of an earlier phase: ack them so they do not hold the window.
         if (leftovers) ++*leftovers;
         sotto::wire::Request a;
-        a.set_id(3);
+        // Unique among the connection's unanswered requests (protocol.md 3.2).
+        a.set_id(leftover_ack_id++);
         a.set_op(sotto::wire::OP_ACK);
         a.mutable_ack()->add_sequences(f.push().envelope().sequence());
         c->send(a);
@@ -769,6 +771,7 @@ std::vector<double> fan_out(uint16_t port, const Device& sender, const std::vect
   std::vector<std::string> round_ids;      // message id of each round
   std::vector<std::vector<uint16_t>> got;  // per round, per member: copies delivered
   size_t received = 0, acks_unanswered = 0;
+  uint64_t ack_id = 3'000'000'000;
   bool answered = false;
   for (size_t i = 0; i < conns.size(); ++i) {
     conns[i]->on_frame = [&, i](sotto::wire::Frame& f) {
@@ -780,7 +783,7 @@ std::vector<double> fan_out(uint16_t port, const Device& sender, const std::vect
       if (!f.has_push() || !f.push().has_envelope()) return;
       const auto& e = f.push().envelope();
       sotto::wire::Request a;
-      a.set_id(7);
+      a.set_id(ack_id++);  // unique among the connection's unanswered requests
       a.set_op(sotto::wire::OP_ACK);
       a.mutable_ack()->add_sequences(e.sequence());
       ++acks_unanswered;
