@@ -524,7 +524,9 @@ void ChatApp::edited() {
 const std::vector<ChatApp::Command>& ChatApp::commands() {
   static const std::vector<Command> list = {
       {"help", "", "this list", &ChatApp::cmd_help},
-      {"register", "HANDLE", "create an account named @HANDLE on the relay",
+      {"register", "HANDLE [INVITE]",
+       "create an account named @HANDLE on the relay (INVITE: from its operator, when "
+       "registration is closed)",
        &ChatApp::cmd_register},
       {"link", "", "join an account you already have (approve on another device)",
        &ChatApp::cmd_link},
@@ -618,14 +620,19 @@ void ChatApp::cmd_help(const std::string&) {
 
 void ChatApp::cmd_register(const std::string& a) {
   if (!me_.empty()) return error("this profile already has the account " + at_handle(my_handle_));
-  if (a.empty()) return error("usage: /register HANDLE (3 to 32 of a-z, 0-9, _ and .)");
-  info("registering " + at_handle(a) + "\u2026");
-  background([this, a]() -> std::function<void()> {
-    auto r = client_->register_account(a);
-    return [this, r, a] {
+  if (a.empty()) return error("usage: /register HANDLE [INVITE] (3 to 32 of a-z, 0-9, _ and .)");
+  auto space = a.find(' ');
+  std::string handle = a.substr(0, space);
+  std::string invite = space == std::string::npos ? "" : a.substr(space + 1);
+  info("registering " + at_handle(handle) + "\u2026");
+  background([this, handle, invite]() -> std::function<void()> {
+    auto r = client_->register_account(handle, invite);
+    return [this, r, a = handle, invite] {
       if (!r.ok()) {
         if (r.code() == ErrorCode::kConflict)
           return error(at_handle(a) + " is taken; try another handle");
+        if (r.code() == ErrorCode::kForbidden && invite.empty())
+          return error(r.error().message + " (then /register " + a + " INVITE)");
         return error(r.error());
       }
       me_ = r->account;

@@ -5,6 +5,7 @@
 
 #include <boost/program_options.hpp>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string_view>
 #include <thread>
@@ -35,6 +36,8 @@ constexpr const char* kUsage =
     "       sotto-relay --config /etc/sotto/relay.conf\n"
     "       sotto-relay backup DEST --data-dir DIR [--db-key-file FILE]\n"
     "       sotto-relay restore SRC --data-dir NEW_DIR [--db-key-file FILE]\n"
+    "       sotto-relay admin help      (accounts, suspend, delete, invites, totals)\n"
+    "       sotto-relay --check-config --config /etc/sotto/relay.conf\n"
     "\n"
     "backup writes a consistent copy of the data dir (database and attachments) into the new\n"
     "directory DEST, also while a relay serves it; restore makes a new data dir from one, and\n"
@@ -78,6 +81,30 @@ Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) 
                                  "--data-dir NEW_DIR");
     out.command_path = args[2];
     args.erase(args.begin() + 1, args.begin() + 3);
+  } else if (args.size() > 1 && std::string_view(args[1]) == "admin") {
+    // The admin command's own words and flags go to it (Admin.cpp); the server's options
+    // that say where the store is (--config, --data-dir, --store, ...) stay here.
+    out.command = ParsedCommandLine::Command::kAdmin;
+    static const std::set<std::string_view> admin_flags_with_value = {"--reason", "--uses",
+                                                                      "--valid-days", "--note",
+                                                                      "--limit"};
+    static const std::set<std::string_view> switches = {"--help", "-h", "--version",
+                                                        "--check-config", "--yes"};
+    std::vector<const char*> rest = {args[0]};
+    for (size_t i = 2; i < args.size(); ++i) {
+      std::string_view a = args[i];
+      std::string_view name = a.substr(0, a.find('='));
+      if (admin_flags_with_value.count(name)) {
+        out.admin_args.emplace_back(a);
+        if (name == a && i + 1 < args.size()) out.admin_args.emplace_back(args[++i]);
+      } else if (a == "--yes" || a.empty() || a[0] != '-') {
+        out.admin_args.emplace_back(a);
+      } else {
+        rest.push_back(args[i]);
+        if (!switches.count(name) && name == a && i + 1 < args.size()) rest.push_back(args[++i]);
+      }
+    }
+    args = std::move(rest);
   }
   argc = static_cast<int>(args.size());
   argv = args.data();
@@ -93,6 +120,8 @@ Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) 
   general.add_options()                          //
       ("help,h", "print this help and exit")     //
       ("version", "print the version and exit")  //
+      ("check-config", po::bool_switch(&out.check_config),
+       "check the options and config file, and the files they name, then exit (0: valid)")
       ("config,c", po::value(&config_file), "read options from this file (name = value lines)")(
           "data-dir,d", po::value(&data_dir),
           "directory of the database and attachments (required; in cluster mode shared by "
@@ -353,7 +382,9 @@ Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) 
   }
   if (c.cluster_claim_ttl_ms < 3000)
     return make_error(ErrorCode::kInvalidArgument, "--cluster-claim-ttl-ms is at least 3000");
-  if (out.command != ParsedCommandLine::Command::kServe && !c.store.empty())
+  if ((out.command == ParsedCommandLine::Command::kBackup ||
+       out.command == ParsedCommandLine::Command::kRestore) &&
+      !c.store.empty())
     return make_error(ErrorCode::kInvalidArgument,
                       "backup and restore are for the embedded store; back a PostgreSQL store up "
                       "with pg_dump (docs/operating-the-relay.md)");

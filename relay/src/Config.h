@@ -120,16 +120,19 @@ struct ParsedCommandLine {
     kServe,    // sotto-relay [options]
     kBackup,   // sotto-relay backup DEST [options]: a backup of --data-dir into DEST
     kRestore,  // sotto-relay restore SRC [options]: a new --data-dir from the backup SRC
+    kAdmin,    // sotto-relay admin WHAT [ARGS] [options]: an operator's command (Admin.h)
   };
   Command command = Command::kServe;
   std::filesystem::path command_path;  // DEST or SRC
   bool keep_one_time_prekeys = false;  // restore: keep the backup's one-time prekeys
+  std::vector<std::string> admin_args;  // admin: the words and admin flags after "admin"
+  bool check_config = false;            // --check-config: validate, print a summary, exit
   Config config;
   bool exit_now = false;  // --help or --version: print `output` and exit 0
   std::string output;
 };
 
-// Parses an optional command (backup DEST, restore SRC), flags, then the config file named by
+// Parses an optional command (backup DEST, restore SRC, admin ...), flags, then the config file named by
 // --config (if any). kInvalidArgument with a message naming the bad option.
 Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv);
 

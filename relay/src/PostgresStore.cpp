@@ -11,7 +11,9 @@
 namespace sotto::relay {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 2: suspended accounts (accounts.suspended_at, suspended_reason), invites and
+// operator_actions.
+constexpr int kSchemaVersion = 2;
 // pg_advisory_xact_lock key of schema changes: nodes that start together take turns.
 constexpr const char* kSchemaLock = "SELECT pg_advisory_xact_lock(7318402221)";
 
@@ -24,6 +26,14 @@ CREATE TABLE IF NOT EXISTS accounts(
   id BYTEA PRIMARY KEY, handle TEXT NOT NULL UNIQUE, identity_key BYTEA NOT NULL,
   hidden BOOLEAN NOT NULL DEFAULT false, last_seen_ms BIGINT NOT NULL DEFAULT 0,
   created_at_ms BIGINT NOT NULL, max_device_id INTEGER NOT NULL);
+ALTER TABLE accounts ADD COLUMN IF NOT EXISTS suspended_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN IF NOT EXISTS suspended_reason TEXT NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS accounts_suspended ON accounts(suspended_at) WHERE suspended_at > 0;
+CREATE TABLE IF NOT EXISTS invites(
+  token_hash BYTEA PRIMARY KEY, uses_left INTEGER NOT NULL, expires_at BIGINT NOT NULL,
+  created_at BIGINT NOT NULL, note TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS operator_actions(
+  seq BIGSERIAL PRIMARY KEY, account BYTEA NOT NULL, kind INTEGER NOT NULL, at BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS devices(
   account BYTEA NOT NULL, device INTEGER NOT NULL, registration_id INTEGER NOT NULL,
   auth_hash BYTEA NOT NULL, encrypted_name BYTEA NOT NULL, created_at_ms BIGINT NOT NULL,
@@ -521,14 +531,16 @@ Result<bool> PostgresStore::create_account(const AccountRecord& a, const NewDevi
   });
 }
 
-static AccountRecord read_account(const PostgresStore::Query& q) {
+static AccountRecord read_account(const PostgresStore::Query& q, int row = 0) {
   AccountRecord a;
-  a.id = q.bytes(0, 0);
-  a.handle = q.text(0, 1);
-  a.identity_key = q.bytes(0, 2);
-  a.presence_hidden = q.i64(0, 3) != 0;
-  a.last_seen_ms = static_cast<uint64_t>(q.i64(0, 4));
-  a.created_at_ms = static_cast<uint64_t>(q.i64(0, 5));
+  a.id = q.bytes(row, 0);
+  a.handle = q.text(row, 1);
+  a.identity_key = q.bytes(row, 2);
+  a.presence_hidden = q.i64(row, 3) != 0;
+  a.last_seen_ms = static_cast<uint64_t>(q.i64(row, 4));
+  a.created_at_ms = static_cast<uint64_t>(q.i64(row, 5));
+  a.suspended = q.i64(row, 6) > 0;
+  a.suspended_reason = q.text(row, 7);
   return a;
 }
 
@@ -536,7 +548,8 @@ Result<std::optional<AccountRecord>> PostgresStore::find_account(ByteView id) {
   Query q;
   q.param(id);
   SOTTO_TRY_ASSIGN(Query r, run("SELECT id, handle, identity_key, hidden, last_seen_ms, "
-                                "created_at_ms FROM accounts WHERE id = $1",
+                                "created_at_ms, suspended_at, suspended_reason FROM accounts "
+                                "WHERE id = $1",
                                 q));
   if (!r.rows()) return std::optional<AccountRecord>();
   return std::optional<AccountRecord>(read_account(r));
@@ -546,7 +559,8 @@ Result<std::optional<AccountRecord>> PostgresStore::find_account_by_handle(std::
   Query q;
   q.text(h);
   SOTTO_TRY_ASSIGN(Query r, run("SELECT id, handle, identity_key, hidden, last_seen_ms, "
-                                "created_at_ms FROM accounts WHERE handle = $1",
+                                "created_at_ms, suspended_at, suspended_reason FROM accounts "
+                                "WHERE handle = $1",
                                 q));
   if (!r.rows()) return std::optional<AccountRecord>();
   return std::optional<AccountRecord>(read_account(r));
@@ -1033,7 +1047,8 @@ Result<ExpiryResult> PostgresStore::expire(uint64_t now_ms) {
                     q));
     }
     for (const char* sql : {"DELETE FROM sends WHERE expires_at <= $1",
-                            "DELETE FROM nonces WHERE expires_at < $1"}) {
+                            "DELETE FROM nonces WHERE expires_at < $1",
+                            "DELETE FROM operator_actions WHERE at < $1 - 604800000"}) {
       Query q;
       q.param(now);
       SOTTO_TRY(run(sql, q));
@@ -1047,6 +1062,155 @@ Result<ExpiryResult> PostgresStore::expire(uint64_t now_ms) {
     for (int i = 0; i < r.rows(); ++i) out.attachments.push_back(r.text(i, 0));
     return out;
   });
+}
+
+// ---- operators ----
+
+Result<std::vector<AccountSummary>> PostgresStore::list_accounts(std::string_view prefix,
+                                                                 uint32_t limit) {
+  SOTTO_TRY(flush(false));
+  Query q;
+  // Handles are [a-z0-9_.]: '~' sorts after every one of them (in the C collation).
+  q.text(prefix).text(std::string(prefix) + "~").param(limit);
+  SOTTO_TRY_ASSIGN(Query r,
+                   run("SELECT a.id, a.handle, a.identity_key, a.hidden, a.last_seen_ms, "
+                       "a.created_at_ms, a.suspended_at, a.suspended_reason, count(d.device), "
+                       "coalesce(sum(d.queue_len), 0)::bigint, "
+                       "coalesce(sum(d.queue_bytes), 0)::bigint, "
+                       "coalesce(max(d.last_seen_ms), 0)::bigint "
+                       "FROM accounts a LEFT JOIN devices d ON d.account = a.id "
+                       "WHERE a.handle COLLATE \"C\" >= $1 AND a.handle COLLATE \"C\" < $2 "
+                       "GROUP BY a.id ORDER BY a.handle COLLATE \"C\" LIMIT $3",
+                       q));
+  std::vector<AccountSummary> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    AccountSummary a;
+    a.account = read_account(r, i);
+    a.devices = static_cast<uint32_t>(r.i64(i, 8));
+    a.queued_envelopes = static_cast<uint64_t>(r.i64(i, 9));
+    a.queued_bytes = static_cast<uint64_t>(r.i64(i, 10));
+    a.device_last_seen_ms = static_cast<uint64_t>(r.i64(i, 11));
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+Result<StoreTotals> PostgresStore::totals(uint64_t now_ms) {
+  SOTTO_TRY(flush(false));
+  Query q;
+  q.param(static_cast<int64_t>(now_ms));
+  SOTTO_TRY_ASSIGN(
+      Query r,
+      run("SELECT (SELECT count(*) FROM accounts), "
+          "(SELECT count(*) FROM accounts WHERE suspended_at > 0), "
+          "(SELECT count(*) FROM devices), "
+          "(SELECT coalesce(sum(queue_len), 0)::bigint FROM devices), "
+          "(SELECT coalesce(sum(queue_bytes), 0)::bigint FROM devices), "
+          "(SELECT count(*) FROM attachments WHERE uploaded_at > 0), "
+          "(SELECT coalesce(sum(size), 0)::bigint FROM attachments WHERE uploaded_at > 0), "
+          "(SELECT count(*) FROM invites WHERE uses_left > 0 AND expires_at > $1)",
+          q));
+  StoreTotals t;
+  t.accounts = static_cast<uint64_t>(r.i64(0, 0));
+  t.suspended = static_cast<uint64_t>(r.i64(0, 1));
+  t.devices = static_cast<uint64_t>(r.i64(0, 2));
+  t.queued_envelopes = static_cast<uint64_t>(r.i64(0, 3));
+  t.queued_bytes = static_cast<uint64_t>(r.i64(0, 4));
+  t.attachments = static_cast<uint64_t>(r.i64(0, 5));
+  t.attachment_bytes = static_cast<uint64_t>(r.i64(0, 6));
+  t.invites = static_cast<uint64_t>(r.i64(0, 7));
+  return t;
+}
+
+Result<bool> PostgresStore::set_suspended(ByteView account, bool suspended,
+                                          std::string_view reason, uint64_t now_ms) {
+  Query q;
+  q.param(suspended ? static_cast<int64_t>(std::max<uint64_t>(now_ms, 1)) : 0);
+  q.text(suspended ? reason : std::string_view()).param(account);
+  SOTTO_TRY_ASSIGN(Query r, run("UPDATE accounts SET suspended_at = $1, suspended_reason = $2 "
+                                "WHERE id = $3",
+                                q));
+  if (r.affected() == 0) return false;
+  SOTTO_TRY(record_action(
+      account, suspended ? OperatorAction::kSuspended : OperatorAction::kUnsuspended, now_ms));
+  return true;
+}
+
+Status PostgresStore::record_action(ByteView account, OperatorAction::Kind kind,
+                                    uint64_t now_ms) {
+  Query q;
+  q.param(account).param(static_cast<int64_t>(kind)).param(static_cast<int64_t>(now_ms));
+  SOTTO_TRY(run("INSERT INTO operator_actions(account, kind, at) VALUES($1, $2, $3)", q));
+  return {};
+}
+
+Result<std::vector<OperatorAction>> PostgresStore::actions_since(uint64_t after_seq) {
+  Query q;
+  q.param(static_cast<int64_t>(after_seq));
+  SOTTO_TRY_ASSIGN(Query r, run("SELECT seq, account, kind, at FROM operator_actions "
+                                "WHERE seq > $1 ORDER BY seq",
+                                q));
+  std::vector<OperatorAction> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    OperatorAction a;
+    a.seq = static_cast<uint64_t>(r.i64(i, 0));
+    a.account = r.bytes(i, 1);
+    a.kind = static_cast<OperatorAction::Kind>(r.i64(i, 2));
+    a.at_ms = static_cast<uint64_t>(r.i64(i, 3));
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+Status PostgresStore::add_invite(const Invite& i) {
+  Query q;
+  q.param(i.token_hash).param(i.uses_left).param(static_cast<int64_t>(i.expires_at_ms));
+  q.param(static_cast<int64_t>(i.created_at_ms)).text(i.note);
+  SOTTO_TRY(run("INSERT INTO invites(token_hash, uses_left, expires_at, created_at, note) "
+                "VALUES($1, $2, $3, $4, $5)",
+                q));
+  return {};
+}
+
+Result<std::vector<Invite>> PostgresStore::list_invites() {
+  Query q;
+  SOTTO_TRY_ASSIGN(Query r, run("SELECT token_hash, uses_left, expires_at, created_at, note "
+                                "FROM invites ORDER BY created_at",
+                                q));
+  std::vector<Invite> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    Invite v;
+    v.token_hash = r.bytes(i, 0);
+    v.uses_left = static_cast<uint32_t>(r.i64(i, 1));
+    v.expires_at_ms = static_cast<uint64_t>(r.i64(i, 2));
+    v.created_at_ms = static_cast<uint64_t>(r.i64(i, 3));
+    v.note = r.text(i, 4);
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+Result<bool> PostgresStore::revoke_invite(ByteView token_hash) {
+  Query q;
+  q.param(token_hash);
+  SOTTO_TRY_ASSIGN(Query r, run("DELETE FROM invites WHERE token_hash = $1", q));
+  return r.affected() > 0;
+}
+
+Result<bool> PostgresStore::use_invite(ByteView token_hash, uint64_t now_ms) {
+  Query q;
+  q.param(token_hash).param(static_cast<int64_t>(now_ms));
+  SOTTO_TRY_ASSIGN(Query r, run("UPDATE invites SET uses_left = uses_left - 1 WHERE "
+                                "token_hash = $1 AND uses_left > 0 AND expires_at > $2",
+                                q));
+  return r.affected() > 0;
+}
+
+Status PostgresStore::return_invite(ByteView token_hash) {
+  Query q;
+  q.param(token_hash);
+  SOTTO_TRY(run("UPDATE invites SET uses_left = uses_left + 1 WHERE token_hash = $1", q));
+  return {};
 }
 
 }  // namespace sotto::relay

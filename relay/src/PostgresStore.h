@@ -95,6 +95,19 @@ class PostgresStore final : public Store {
 
   Result<ExpiryResult> expire(uint64_t now_ms) override;
 
+  Result<std::vector<AccountSummary>> list_accounts(std::string_view handle_prefix,
+                                                    uint32_t limit) override;
+  Result<StoreTotals> totals(uint64_t now_ms) override;
+  Result<bool> set_suspended(ByteView account, bool suspended, std::string_view reason,
+                             uint64_t now_ms) override;
+  Status record_action(ByteView account, OperatorAction::Kind kind, uint64_t now_ms) override;
+  Result<std::vector<OperatorAction>> actions_since(uint64_t after_seq) override;
+  Status add_invite(const Invite& invite) override;
+  Result<std::vector<Invite>> list_invites() override;
+  Result<bool> revoke_invite(ByteView token_hash) override;
+  Result<bool> use_invite(ByteView token_hash, uint64_t now_ms) override;
+  Status return_invite(ByteView token_hash) override;
+
   class Query;
 
  private:

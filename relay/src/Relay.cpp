@@ -14,6 +14,7 @@ namespace {
 
 constexpr uint64_t kMinuteMs = 60'000;
 constexpr uint64_t kBusDownPollMs = 2'000;
+constexpr uint64_t kOperatorPollMs = 2'000;
 constexpr uint64_t kDayMs = 86'400'000;
 
 uint64_t system_now_ms() {
@@ -202,6 +203,11 @@ void Relay::authenticate(std::string_view authorization, std::function<void(Auth
         if (!device || !auth_hash_matches(device->auth_hash, c->secret)) return {};
         SOTTO_TRY_ASSIGN(auto account, s.find_account(c->account_id));
         if (!account) return {};
+        if (account->suspended) {
+          result->kind = Auth::kSuspended;
+          result->reason = account->suspended_reason;
+          return {};
+        }
         result->kind = Auth::kOk;
         result->account = c->account_id;
         result->device = c->device_id;
@@ -501,10 +507,6 @@ void Relay::op_register(const std::shared_ptr<Peer>& p, wire::Request& r) {
     refuse(p, id, op, status_refusal(wire::FORBIDDEN, "register on an unauthenticated socket"));
     return;
   }
-  if (!config_.registration_open) {
-    refuse(p, id, op, status_refusal(wire::FORBIDDEN, "registration is closed on this relay"));
-    return;
-  }
   if (uint64_t wait = register_ip_.take(p->ip, clock_())) {
     rate_limited(p, id, op, wait, "register");
     return;
@@ -549,6 +551,24 @@ void Relay::op_register(const std::shared_ptr<Peer>& p, wire::Request& r) {
     refuse(p, id, op, bad_request("the registration signature does not verify"));
     return;
   }
+  // A closed relay takes an invite from its operator; an open one ignores any.
+  Bytes invite;
+  if (!config_.registration_open) {
+    if (payload.invite().empty()) {
+      refuse(p, id, op,
+             status_refusal(wire::FORBIDDEN,
+                            "registration is closed on this relay: ask its operator for an "
+                            "invite"));
+      return;
+    }
+    invite = hash_invite_token(payload.invite());
+    if (invite.empty()) {
+      refuse(p, id, op,
+             bad_request("the invite is not one: 25 letters and digits, as the relay's "
+                         "operator gave it"));
+      return;
+    }
+  }
   const auto& reserved = config_.reserved_handles;
   if (std::find(reserved.begin(), reserved.end(), payload.handle()) != reserved.end()) {
     refuse(p, id, op, status_refusal(wire::FORBIDDEN, "this handle is reserved"));
@@ -559,9 +579,11 @@ void Relay::op_register(const std::shared_ptr<Peer>& p, wire::Request& r) {
     AccountRecord account;
     NewDevice device;
     Bytes nonce;
+    Bytes invite;
     std::optional<Refusal> refusal;
   };
   auto st = std::make_shared<State>();
+  st->invite = std::move(invite);
   st->account.id = random_bytes(16);
   st->account.handle = payload.handle();
   st->account.identity_key = Bytes(payload.identity_key().begin(), payload.identity_key().end());
@@ -587,8 +609,21 @@ void Relay::op_register(const std::shared_ptr<Peer>& p, wire::Request& r) {
                                        "payload with a fresh nonce");
           return {};
         }
+        if (!st->invite.empty()) {
+          SOTTO_TRY_ASSIGN(bool usable, s.use_invite(st->invite, now));
+          if (!usable) {
+            st->refusal = status_refusal(wire::FORBIDDEN,
+                                         "the invite is used up, expired or revoked: ask the "
+                                         "relay's operator for a new one");
+            return {};
+          }
+        }
         SOTTO_TRY_ASSIGN(bool created, s.create_account(st->account, st->device));
-        if (!created) st->refusal = status_refusal(wire::CONFLICT, "the handle is taken");
+        if (!created) {
+          st->refusal = status_refusal(wire::CONFLICT, "the handle is taken");
+          // The invite stays good for another handle.
+          if (!st->invite.empty()) SOTTO_TRY(s.return_invite(st->invite));
+        }
         return {};
       },
       [this, p, id, op, st] {
@@ -2294,8 +2329,50 @@ void Relay::end_link(const std::string& code, uint16_t close_code) {
       });
 }
 
+void Relay::apply_operator_actions() {
+  if (actions_polling_.exchange(true)) return;
+  auto actions = std::make_shared<std::vector<OperatorAction>>();
+  uint64_t after = actions_seq_;
+  bool queued = store_.submit(
+      [actions, after](Store& s) -> Status {
+        SOTTO_TRY_ASSIGN(*actions, s.actions_since(after));
+        return {};
+      },
+      [this, actions](const Status& st) {
+        actions_polling_ = false;
+        if (!st.ok()) return;
+        for (const OperatorAction& a : *actions) {
+          actions_seq_ = std::max<uint64_t>(actions_seq_, a.seq);
+          if (a.kind == OperatorAction::kUnsuspended) continue;
+          std::vector<uint32_t> devices;
+          {
+            std::lock_guard lock(mu_);
+            auto on = online_.find(account_key(a.account));
+            if (on != online_.end()) devices.assign(on->second.devices.begin(),
+                                                    on->second.devices.end());
+          }
+          uint16_t code = a.kind == OperatorAction::kSuspended ? 4003 : 4001;
+          for (uint32_t d : devices) {
+            std::string key = device_key(a.account, d);
+            if (auto peer = find_peer(key))
+              if (auto conn = peer->conn.lock()) conn->post([conn, code] { conn->close(code); });
+          }
+          if (!devices.empty())
+            log_info("operator_action_applied",
+                     {{"action", a.kind == OperatorAction::kSuspended ? "suspended" : "deleted"},
+                      {"connections_closed", devices.size()}});
+        }
+      });
+  if (!queued) actions_polling_ = false;
+}
+
 void Relay::tick() {
   uint64_t now = clock_();
+  // What an operator did with `sotto-relay admin` (in another process, or on another node).
+  if (now >= last_actions_ms_ + kOperatorPollMs) {
+    last_actions_ms_ = now;
+    apply_operator_actions();
+  }
   // Cluster mode without its bus: nothing announces what other nodes commit for devices here,
   // so each reads its queue every poll interval (a bounded delay instead of none).
   if (bus_ && !bus_->up() && now >= last_poll_ms_ + kBusDownPollMs) {

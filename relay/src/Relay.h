@@ -111,7 +111,9 @@ class Relay {
 
   // ---- upgrade ----
   struct Auth {
-    enum Kind { kOk, kUnauthorized, kUnavailable } kind = kUnauthorized;
+    // kSuspended: valid credentials of an account the operator suspended (`reason`).
+    enum Kind { kOk, kUnauthorized, kUnavailable, kSuspended } kind = kUnauthorized;
+    std::string reason;
     Bytes account;
     uint32_t device = 0;
     Bytes identity_key;
@@ -224,6 +226,9 @@ class Relay {
                                std::shared_ptr<const std::string> frame);
   // Every local device reads its queue from the store (the bus was lost, or is back).
   void pump_all_local();
+  // Closes this node's connections of accounts an operator suspended (4003) or deleted (4001)
+  // since the last look (Store::actions_since).
+  void apply_operator_actions();
   void devices_changed(const Bytes& account);
   std::shared_ptr<Peer> find_peer(const std::string& device_key);
   void end_link(const std::string& code, uint16_t close_code);
@@ -237,6 +242,10 @@ class Relay {
   Bus* bus_ = nullptr;
   std::atomic<bool> shutting_down_{false};
   std::atomic<uint64_t> last_poll_ms_{0};  // while the bus is down: the last poll of all queues
+  // Operator actions: the last applied, and the last look (tick() only).
+  std::atomic<uint64_t> actions_seq_{0};
+  uint64_t last_actions_ms_ = 0;
+  std::atomic<bool> actions_polling_{false};
 
   // Lock order in the relay process, outermost first:
   //   Relay::mu_ -> Asio's strand and scheduler locks (Connection::post under mu_ is allowed).

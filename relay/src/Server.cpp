@@ -90,6 +90,13 @@ asio::awaitable<std::optional<T>> store_call(StoreExecutor& exec, const F& fn) {
       std::move(init), asio::use_awaitable);
 }
 
+// What a 401 says: wrong credentials, or why the operator suspended the account.
+std::string refusal_text(const Relay::Auth& auth) {
+  if (auth.kind != Relay::Auth::kSuspended) return "missing or wrong credentials";
+  return "this account is suspended by the relay's operator" +
+         (auth.reason.empty() ? std::string() : ": " + auth.reason);
+}
+
 asio::awaitable<Relay::Auth> authenticate(Relay& relay, const std::string& header) {
   auto init = [&relay, header](auto handler) {
     using H = decltype(handler);
@@ -735,8 +742,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::put_attachment(
     co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v, false,
                                  "Retry-After", "5");
   if (auth.kind != Relay::Auth::kOk)
-    co_return co_await send_text(http::status::unauthorized, "missing or wrong credentials", v,
-                                 false, "WWW-Authenticate", "Basic realm=\"sotto\"");
+    co_return co_await send_text(http::status::unauthorized, refusal_text(auth), v, false,
+                                 "WWW-Authenticate", "Basic realm=\"sotto\"");
   if (!valid_attachment_id(id))
     co_return co_await send_text(http::status::not_found, "no such attachment slot", v, false);
   if (parser.chunked() || !parser.content_length())
@@ -855,8 +862,8 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::get_attachment(
     co_return co_await send_text(http::status::service_unavailable, "storage unavailable", v, keep,
                                  "Retry-After", "5");
   if (auth.kind != Relay::Auth::kOk)
-    co_return co_await send_text(http::status::unauthorized, "missing or wrong credentials", v,
-                                 keep, "WWW-Authenticate", "Basic realm=\"sotto\"");
+    co_return co_await send_text(http::status::unauthorized, refusal_text(auth), v, keep,
+                                 "WWW-Authenticate", "Basic realm=\"sotto\"");
   if (uint64_t wait = relay.admit_download(auth.account, auth.device))
     co_return co_await send_text(http::status::too_many_requests, "too many downloads", v, keep,
                                  "Retry-After", std::to_string((wait + 999) / 1000));
@@ -958,7 +965,7 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::serve_websocket(
       co_return false;
     }
     if (auth->kind != Relay::Auth::kOk) {
-      co_await send_text(http::status::unauthorized, "wrong credentials", v, false,
+      co_await send_text(http::status::unauthorized, refusal_text(*auth), v, false,
                          "WWW-Authenticate", "Basic realm=\"sotto\"");
       co_return false;
     }

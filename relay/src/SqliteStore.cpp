@@ -18,7 +18,10 @@ namespace {
 
 // 2: `sends` is unique on (message_id, sender, sender_device, batch), message id first.
 // 3: `devices.queue_bytes`, the bytes of each device's queue (bounded by max-queue-bytes).
-constexpr int kSchemaVersion = 3;
+// 4: suspended accounts (`accounts.suspended_at`, `suspended_reason`), `invites` and
+// `operator_actions`.
+constexpr int kSchemaVersion = 4;
+constexpr int64_t kActionRetentionMs = 7 * 86'400'000LL;
 
 // rowid tables with UNIQUE keys: envelopes are often larger than a quarter page and would
 // spill into overflow pages in a WITHOUT ROWID b-tree (see ARCHITECTURE.md, pitfalls).
@@ -27,7 +30,15 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts(
   id BLOB PRIMARY KEY, handle TEXT NOT NULL UNIQUE, identity_key BLOB NOT NULL,
   hidden INTEGER NOT NULL DEFAULT 0, last_seen_ms INTEGER NOT NULL DEFAULT 0,
-  created_at_ms INTEGER NOT NULL, max_device_id INTEGER NOT NULL);
+  created_at_ms INTEGER NOT NULL, max_device_id INTEGER NOT NULL,
+  suspended_at INTEGER NOT NULL DEFAULT 0, suspended_reason TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS accounts_suspended ON accounts(suspended_at) WHERE suspended_at > 0;
+CREATE TABLE IF NOT EXISTS invites(
+  token_hash BLOB PRIMARY KEY, uses_left INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL, note TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS operator_actions(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, account BLOB NOT NULL, kind INTEGER NOT NULL,
+  at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS devices(
   account BLOB NOT NULL, device INTEGER NOT NULL, registration_id INTEGER NOT NULL,
   auth_hash BLOB NOT NULL, encrypted_name BLOB NOT NULL, created_at_ms INTEGER NOT NULL,
@@ -79,6 +90,14 @@ ALTER TABLE sends_v2 RENAME TO sends;
 
 // The bytes one queued copy holds: its ciphertext (its own, or the shared one of a send_multi,
 // counted for every copy that refers to it) and its header.
+// Schema 4: the columns of a suspension (the index and `invites` come with kSchema). The index
+// needs its column: it is made again after them.
+constexpr const char* kAddSuspension = R"sql(
+ALTER TABLE accounts ADD COLUMN suspended_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN suspended_reason TEXT NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS accounts_suspended ON accounts(suspended_at) WHERE suspended_at > 0;
+)sql";
+
 constexpr const char* kAddQueueBytes =
     "ALTER TABLE devices ADD COLUMN queue_bytes INTEGER NOT NULL DEFAULT 0";
 constexpr const char* kMigrateQueueBytesToV3 = R"sql(
@@ -429,9 +448,16 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   }
   if (s.ok() && version < 3) {
     log_info("store_migration", {{"from_schema", version}, {"to_schema", 3}, {"table", "devices"}});
-    SOTTO_TRY_ASSIGN(bool has_column, self->devices_have_column("queue_bytes"));
+    SOTTO_TRY_ASSIGN(bool has_column,
+                     self->table_has_column("PRAGMA table_info(devices)", "queue_bytes"));
     if (!has_column) s = self->exec(kAddQueueBytes);
     if (s.ok()) s = self->exec(kMigrateQueueBytesToV3);
+  }
+  if (s.ok() && version < 4) {
+    log_info("store_migration", {{"from_schema", version}, {"to_schema", 4}, {"table", "accounts"}});
+    SOTTO_TRY_ASSIGN(bool has_column,
+                     self->table_has_column("PRAGMA table_info(accounts)", "suspended_at"));
+    if (!has_column) s = self->exec(kAddSuspension);
   }
   if (s.ok()) {
     SOTTO_TRY_ASSIGN(sqlite3_stmt * raw, self->prepare("INSERT OR REPLACE INTO meta(key, value) "
@@ -476,8 +502,8 @@ SqliteStore::~SqliteStore() {
   if (db_) sqlite3_close_v2(db_);
 }
 
-Result<bool> SqliteStore::devices_have_column(std::string_view column) {
-  SOTTO_TRY_ASSIGN(sqlite3_stmt * raw, prepare("PRAGMA table_info(devices)"));
+Result<bool> SqliteStore::table_has_column(const char* table_info, std::string_view column) {
+  SOTTO_TRY_ASSIGN(sqlite3_stmt * raw, prepare(table_info));
   Stmt q(this, raw);
   for (;;) {
     SOTTO_TRY_ASSIGN(bool row, q.step());
@@ -743,6 +769,8 @@ static AccountRecord read_account(const SqliteStore::Stmt& q) {
   a.presence_hidden = q.i64(3) != 0;
   a.last_seen_ms = static_cast<uint64_t>(q.i64(4));
   a.created_at_ms = static_cast<uint64_t>(q.i64(5));
+  a.suspended = q.i64(6) > 0;
+  a.suspended_reason = q.text(7);
   return a;
 }
 
@@ -750,7 +778,8 @@ Result<std::optional<AccountRecord>> SqliteStore::find_account(ByteView id) {
   if (auto it = account_cache_.find(cache_key(id)); it != account_cache_.end())
     return std::optional<AccountRecord>(it->second);
   STMT(q,
-       "SELECT id, handle, identity_key, hidden, last_seen_ms, created_at_ms FROM accounts "
+       "SELECT id, handle, identity_key, hidden, last_seen_ms, created_at_ms, suspended_at, "
+       "suspended_reason FROM accounts "
        "WHERE id = ?");
   q.bind(1, id);
   SOTTO_TRY_ASSIGN(bool row, q.step());
@@ -763,7 +792,8 @@ Result<std::optional<AccountRecord>> SqliteStore::find_account(ByteView id) {
 
 Result<std::optional<AccountRecord>> SqliteStore::find_account_by_handle(std::string_view h) {
   STMT(q,
-       "SELECT id, handle, identity_key, hidden, last_seen_ms, created_at_ms FROM accounts "
+       "SELECT id, handle, identity_key, hidden, last_seen_ms, created_at_ms, suspended_at, "
+       "suspended_reason FROM accounts "
        "WHERE handle = ?");
   q.bind_text(1, h);
   SOTTO_TRY_ASSIGN(bool row, q.step());
@@ -1374,6 +1404,10 @@ Result<ExpiryResult> SqliteStore::expire(uint64_t now_ms) {
     SOTTO_TRY(q.bind(1, now).run());
   }
   {
+    STMT(q, "DELETE FROM operator_actions WHERE at < ?");
+    SOTTO_TRY(q.bind(1, now - kActionRetentionMs).run());
+  }
+  {
     STMT(q,
          "SELECT id FROM attachments WHERE (uploaded_at = 0 AND upload_expires_at < ?) OR "
          "(uploaded_at > 0 AND expires_at < ?)");
@@ -1389,6 +1423,153 @@ Result<ExpiryResult> SqliteStore::expire(uint64_t now_ms) {
     SOTTO_TRY(q.bind_text(1, id).run());
   }
   return out;
+}
+
+// ---- operators ----
+
+Result<std::vector<AccountSummary>> SqliteStore::list_accounts(std::string_view prefix,
+                                                               uint32_t limit) {
+  SOTTO_TRY(flush_counters());  // summed from the table below
+  STMT(q,
+       "SELECT a.id, a.handle, a.identity_key, a.hidden, a.last_seen_ms, a.created_at_ms, "
+       "a.suspended_at, a.suspended_reason, count(d.device), coalesce(sum(d.queue_len), 0), "
+       "coalesce(sum(d.queue_bytes), 0), coalesce(max(d.last_seen_ms), 0) "
+       "FROM accounts a LEFT JOIN devices d ON d.account = a.id "
+       "WHERE a.handle >= ? AND a.handle < ? GROUP BY a.id ORDER BY a.handle LIMIT ?");
+  // Handles are [a-z0-9_.]: '~' sorts after every one of them.
+  std::string end = std::string(prefix) + "~";
+  q.bind_text(1, prefix).bind_text(2, end).bind(3, limit);
+  std::vector<AccountSummary> out;
+  for (;;) {
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (!row) break;
+    AccountSummary a;
+    a.account = read_account(q);
+    a.devices = static_cast<uint32_t>(q.i64(8));
+    a.queued_envelopes = static_cast<uint64_t>(q.i64(9));
+    a.queued_bytes = static_cast<uint64_t>(q.i64(10));
+    a.device_last_seen_ms = static_cast<uint64_t>(q.i64(11));
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+Result<StoreTotals> SqliteStore::totals(uint64_t now_ms) {
+  SOTTO_TRY(flush_counters());
+  StoreTotals t;
+  {
+    STMT(q, "SELECT count(*), coalesce(sum(suspended_at > 0), 0) FROM accounts");
+    SOTTO_TRY(q.run());
+    t.accounts = static_cast<uint64_t>(q.i64(0));
+    t.suspended = static_cast<uint64_t>(q.i64(1));
+  }
+  {
+    STMT(q, "SELECT count(*), coalesce(sum(queue_len), 0), coalesce(sum(queue_bytes), 0) "
+            "FROM devices");
+    SOTTO_TRY(q.run());
+    t.devices = static_cast<uint64_t>(q.i64(0));
+    t.queued_envelopes = static_cast<uint64_t>(q.i64(1));
+    t.queued_bytes = static_cast<uint64_t>(q.i64(2));
+  }
+  {
+    STMT(q, "SELECT count(*), coalesce(sum(size), 0) FROM attachments WHERE uploaded_at > 0");
+    SOTTO_TRY(q.run());
+    t.attachments = static_cast<uint64_t>(q.i64(0));
+    t.attachment_bytes = static_cast<uint64_t>(q.i64(1));
+  }
+  STMT(q, "SELECT count(*) FROM invites WHERE uses_left > 0 AND expires_at > ?");
+  SOTTO_TRY(q.bind(1, static_cast<int64_t>(now_ms)).run());
+  t.invites = static_cast<uint64_t>(q.i64(0));
+  return t;
+}
+
+Result<bool> SqliteStore::set_suspended(ByteView account, bool suspended, std::string_view reason,
+                                        uint64_t now_ms) {
+  account_cache_.erase(cache_key(account));
+  {
+    STMT(q, "UPDATE accounts SET suspended_at = ?, suspended_reason = ? WHERE id = ?");
+    q.bind(1, suspended ? static_cast<int64_t>(std::max<uint64_t>(now_ms, 1)) : 0);
+    // An empty view with a null pointer would bind NULL: the column is NOT NULL.
+    q.bind_text(2, suspended ? reason : std::string_view("")).bind(3, account);
+    SOTTO_TRY(q.run());
+  }
+  if (sqlite3_changes(db_) == 0) return false;
+  SOTTO_TRY(record_action(
+      account, suspended ? OperatorAction::kSuspended : OperatorAction::kUnsuspended, now_ms));
+  return true;
+}
+
+Status SqliteStore::record_action(ByteView account, OperatorAction::Kind kind, uint64_t now_ms) {
+  STMT(q, "INSERT INTO operator_actions(account, kind, at) VALUES(?, ?, ?)");
+  return q.bind(1, account).bind(2, static_cast<int64_t>(kind))
+      .bind(3, static_cast<int64_t>(now_ms))
+      .run();
+}
+
+Result<std::vector<OperatorAction>> SqliteStore::actions_since(uint64_t after_seq) {
+  STMT(q, "SELECT seq, account, kind, at FROM operator_actions WHERE seq > ? ORDER BY seq");
+  q.bind(1, static_cast<int64_t>(after_seq));
+  std::vector<OperatorAction> out;
+  for (;;) {
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (!row) break;
+    OperatorAction a;
+    a.seq = static_cast<uint64_t>(q.i64(0));
+    a.account = q.bytes(1);
+    a.kind = static_cast<OperatorAction::Kind>(q.i64(2));
+    a.at_ms = static_cast<uint64_t>(q.i64(3));
+    out.push_back(std::move(a));
+  }
+  // Another process changed these accounts: what this one cached of them is stale.
+  for (const auto& a : out) SOTTO_TRY(forget_account(a.account));
+  return out;
+}
+
+Status SqliteStore::add_invite(const Invite& i) {
+  STMT(q,
+       "INSERT INTO invites(token_hash, uses_left, expires_at, created_at, note) "
+       "VALUES(?, ?, ?, ?, ?)");
+  q.bind(1, i.token_hash).bind(2, i.uses_left).bind(3, static_cast<int64_t>(i.expires_at_ms));
+  q.bind(4, static_cast<int64_t>(i.created_at_ms)).bind_text(5, i.note);
+  return q.run();
+}
+
+Result<std::vector<Invite>> SqliteStore::list_invites() {
+  STMT(q,
+       "SELECT token_hash, uses_left, expires_at, created_at, note FROM invites "
+       "ORDER BY created_at");
+  std::vector<Invite> out;
+  for (;;) {
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (!row) break;
+    Invite i;
+    i.token_hash = q.bytes(0);
+    i.uses_left = static_cast<uint32_t>(q.i64(1));
+    i.expires_at_ms = static_cast<uint64_t>(q.i64(2));
+    i.created_at_ms = static_cast<uint64_t>(q.i64(3));
+    i.note = q.text(4);
+    out.push_back(std::move(i));
+  }
+  return out;
+}
+
+Result<bool> SqliteStore::revoke_invite(ByteView token_hash) {
+  STMT(q, "DELETE FROM invites WHERE token_hash = ?");
+  SOTTO_TRY(q.bind(1, token_hash).run());
+  return sqlite3_changes(db_) > 0;
+}
+
+Result<bool> SqliteStore::use_invite(ByteView token_hash, uint64_t now_ms) {
+  STMT(q,
+       "UPDATE invites SET uses_left = uses_left - 1 "
+       "WHERE token_hash = ? AND uses_left > 0 AND expires_at > ?");
+  SOTTO_TRY(q.bind(1, token_hash).bind(2, static_cast<int64_t>(now_ms)).run());
+  return sqlite3_changes(db_) > 0;
+}
+
+Status SqliteStore::return_invite(ByteView token_hash) {
+  STMT(q, "UPDATE invites SET uses_left = uses_left + 1 WHERE token_hash = ?");
+  return q.bind(1, token_hash).run();
 }
 
 }  // namespace sotto::relay

@@ -111,6 +111,19 @@ class SqliteStore final : public Store {
                                   uint64_t expires_at_ms) override;
   Result<ExpiryResult> expire(uint64_t now_ms) override;
 
+  Result<std::vector<AccountSummary>> list_accounts(std::string_view handle_prefix,
+                                                    uint32_t limit) override;
+  Result<StoreTotals> totals(uint64_t now_ms) override;
+  Result<bool> set_suspended(ByteView account, bool suspended, std::string_view reason,
+                             uint64_t now_ms) override;
+  Status record_action(ByteView account, OperatorAction::Kind kind, uint64_t now_ms) override;
+  Result<std::vector<OperatorAction>> actions_since(uint64_t after_seq) override;
+  Status add_invite(const Invite& invite) override;
+  Result<std::vector<Invite>> list_invites() override;
+  Result<bool> revoke_invite(ByteView token_hash) override;
+  Result<bool> use_invite(ByteView token_hash, uint64_t now_ms) override;
+  Status return_invite(ByteView token_hash) override;
+
   class Stmt;
 
  private:
@@ -118,8 +131,9 @@ class SqliteStore final : public Store {
   SqliteStore();
   // The writer's WAL hook: after every commit, with the WAL's length in pages.
   static int on_wal_commit(void* self, sqlite3* db, const char* schema, int pages);
-  // For migrations: a column added by ALTER TABLE may already be there.
-  Result<bool> devices_have_column(std::string_view column);
+  // For migrations: a column added by ALTER TABLE may already be there. `table_info` is the
+  // statement that lists the table's columns ("PRAGMA table_info(devices)").
+  Result<bool> table_has_column(const char* table_info, std::string_view column);
   Status exec(const char* sql);
   Result<sqlite3_stmt*> prepare(const char* sql);
   Error error(int rc, std::string_view what) const;

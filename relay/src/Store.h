@@ -28,6 +28,49 @@ struct AccountRecord {
   bool presence_hidden = false;
   uint64_t last_seen_ms = 0;  // when its last device disconnected (minute precision)
   uint64_t created_at_ms = 0;
+  // Suspended by the operator (sotto-relay admin suspend): its devices are refused with the
+  // reason until the operator lifts it.
+  bool suspended = false;
+  std::string suspended_reason;
+};
+
+// What an operator sees of an account (sotto-relay admin accounts).
+struct AccountSummary {
+  AccountRecord account;
+  uint32_t devices = 0;
+  uint64_t queued_envelopes = 0;
+  uint64_t queued_bytes = 0;
+  uint64_t device_last_seen_ms = 0;  // the most recent of its devices' (day precision)
+};
+
+struct StoreTotals {
+  uint64_t accounts = 0;
+  uint64_t suspended = 0;
+  uint64_t devices = 0;
+  uint64_t queued_envelopes = 0;
+  uint64_t queued_bytes = 0;
+  uint64_t attachments = 0;  // uploaded blobs
+  uint64_t attachment_bytes = 0;
+  uint64_t invites = 0;  // live ones
+};
+
+// What an operator did to an account (sotto-relay admin), for every relay using the store to
+// apply to its connections: a relay may run while the admin command writes.
+struct OperatorAction {
+  enum Kind { kSuspended = 1, kUnsuspended = 2, kDeleted = 3 };
+  uint64_t seq = 0;
+  Bytes account;
+  Kind kind = kSuspended;
+  uint64_t at_ms = 0;
+};
+
+// An invite token for a relay with closed registration: only its hash is stored.
+struct Invite {
+  Bytes token_hash;
+  uint32_t uses_left = 0;
+  uint64_t expires_at_ms = 0;
+  uint64_t created_at_ms = 0;
+  std::string note;
 };
 
 // What a new device brings (OP_REGISTER, OP_LINK_DEVICE).
@@ -181,6 +224,29 @@ class Store {
   // Deletes expired envelopes, idempotency records, nonces and attachments (slots never
   // uploaded in time and blobs past retention).
   virtual Result<ExpiryResult> expire(uint64_t now_ms) = 0;
+
+  // Operators (sotto-relay admin), never on a client's request path.
+  // Accounts whose handle starts with `handle_prefix` (all when empty), by handle, at most
+  // `limit`.
+  virtual Result<std::vector<AccountSummary>> list_accounts(std::string_view handle_prefix,
+                                                            uint32_t limit) = 0;
+  virtual Result<StoreTotals> totals(uint64_t now_ms) = 0;
+  // Suspends (or lifts the suspension of) an account and records the action; false when there
+  // is no such account.
+  virtual Result<bool> set_suspended(ByteView account, bool suspended, std::string_view reason,
+                                     uint64_t now_ms) = 0;
+  virtual Status record_action(ByteView account, OperatorAction::Kind kind, uint64_t now_ms) = 0;
+  // Actions recorded after `after_seq`, oldest first. The store forgets what it had cached of
+  // their accounts (another process changed them). Actions older than a week expire.
+  virtual Result<std::vector<OperatorAction>> actions_since(uint64_t after_seq) = 0;
+  virtual Status add_invite(const Invite& invite) = 0;
+  virtual Result<std::vector<Invite>> list_invites() = 0;
+  // false when there is no such invite.
+  virtual Result<bool> revoke_invite(ByteView token_hash) = 0;
+  // Takes one use of a live invite: false when it has none left, expired or does not exist.
+  virtual Result<bool> use_invite(ByteView token_hash, uint64_t now_ms) = 0;
+  // Gives back a use taken by use_invite() in the same transaction (the registration failed).
+  virtual Status return_invite(ByteView token_hash) = 0;
 };
 
 }  // namespace sotto::relay

@@ -15,6 +15,8 @@ namespace {
 
 constexpr std::string_view kCrockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 constexpr unsigned char kAuthHashKey[] = "sotto-relay-auth-v1";
+constexpr unsigned char kInviteHashKey[] = "sotto-relay-invite-v1";
+constexpr size_t kInviteChars = 25;
 
 }  // namespace
 
@@ -307,6 +309,30 @@ Bytes random_bytes(size_t n) {
   Bytes b(n);
   randombytes_buf(b.data(), n);
   return b;
+}
+
+std::string make_invite_token() {
+  std::string token;
+  for (size_t i = 0; i < kInviteChars; ++i) {
+    if (i > 0 && i % 5 == 0) token += '-';
+    token += kCrockford[randombytes_uniform(32)];
+  }
+  return token;
+}
+
+Bytes hash_invite_token(std::string_view token) {
+  std::string canonical;
+  for (char c : token) {
+    if (c == '-' || c == ' ') continue;
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (kCrockford.find(c) == std::string_view::npos) return {};
+    canonical += c;
+  }
+  if (canonical.size() != kInviteChars) return {};
+  Bytes out(32);
+  crypto_generichash(out.data(), out.size(), reinterpret_cast<const unsigned char*>(canonical.data()),
+                     canonical.size(), kInviteHashKey, sizeof kInviteHashKey - 1);
+  return out;
 }
 
 std::string random_hex(size_t bytes) { return to_hex(random_bytes(bytes)); }

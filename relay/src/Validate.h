@@ -82,6 +82,12 @@ std::string make_link_code();
 // Upper-cases a typed code; empty when it is not 8 Crockford characters.
 std::string normalize_link_code(std::string_view code);
 
+// Invite tokens (sotto-relay admin invite create): 25 Crockford base32 characters (125 random
+// bits) in five groups, e.g. "7K2QD-MX4RA-...". The store keeps only hash_invite_token(); a
+// typed token may be lower case and without the dashes; its hash is empty when it is not a token.
+std::string make_invite_token();
+Bytes hash_invite_token(std::string_view token);
+
 std::string random_hex(size_t bytes);
 Bytes random_bytes(size_t n);
 

@@ -1,14 +1,18 @@
 // sotto-relay: parse the configuration, open the store, serve until SIGINT/SIGTERM, exit 0;
 // SIGHUP reloads the TLS certificate and key. `sotto-relay backup DEST` and `sotto-relay
-// restore SRC` copy a data dir out and make a new one from such a copy (Backup.h).
+// restore SRC` copy a data dir out and make a new one from such a copy (Backup.h); `sotto-relay
+// admin ...` is the operator's tool (Admin.h); --check-config validates and exits.
 #include <google/protobuf/stubs/logging.h>
 #include <sys/stat.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
+#include "Admin.h"
 #include "Backup.h"
 #include "Config.h"
 #include "Bus.h"
@@ -93,6 +97,98 @@ int restore(const Config& config, const std::filesystem::path& source, bool keep
   return 0;
 }
 
+// Opens the embedded store in --data-dir, or the cluster's PostgreSQL store (--store): 0, or
+// the exit status after logging why not.
+int open_store(const Config& config, std::unique_ptr<Store>& store) {
+  if (config.store.empty()) {
+    SqliteStore::Options store_options;
+    store_options.sync_full = config.db_sync_full;
+    {
+      auto key = read_key(config);
+      if (!key.ok()) return fail("db_key_unusable", key.error());
+      store_options.key = std::move(*key);
+    }
+    auto sqlite = SqliteStore::open(config.data_dir / "relay.db", store_options);
+    if (!sqlite.ok()) return fail("store_open_failed", sqlite.error());
+    auto settings = (*sqlite)->settings();
+    if (!settings.ok()) return fail("store_open_failed", settings.error());
+    log_info("store_opened", {{"cipher_version", (*sqlite)->cipher_version()},
+                              {"encrypted", store_options.key.empty() ? "no" : "yes"},
+                              {"journal_mode", settings->journal_mode},
+                              {"synchronous", settings->synchronous == 2 ? "full" : "normal"}});
+    store_options.key.wipe();
+    store = std::move(*sqlite);
+  } else {
+    auto pg = PostgresStore::open({config.store, config.db_sync_full});
+    if (!pg.ok()) return fail("store_open_failed", pg.error());
+    log_info("store_opened",
+             {{"backend", "postgresql"}, {"server_version", (*pg)->server_version()}});
+    store = std::move(*pg);
+  }
+  return 0;
+}
+
+uint64_t now_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+// sotto-relay admin: on an existing store only (a mistyped --data-dir must not make a new,
+// empty one), with only warnings and errors logged so that its output reads as a table.
+int admin(const Config& config, const std::vector<std::string>& args) {
+  if (args.empty() || args[0] == "help") {
+    std::fputs(kAdminUsage, stdout);
+    return 0;
+  }
+  if (config.store.empty() && !std::filesystem::exists(config.data_dir / "relay.db")) {
+    std::fprintf(stderr,
+                 "sotto-relay admin: %s has no relay database (relay.db); give the --data-dir "
+                 "(or --config) the relay runs with\n",
+                 config.data_dir.c_str());
+    return 1;
+  }
+  if (config.log_level == "info") set_log_level(LogLevel::kWarn);
+  std::unique_ptr<Store> store;
+  if (int failed = open_store(config, store)) return failed;
+  std::ostringstream out, err;
+  int status = run_admin(*store, args, now_ms(), out, err);
+  std::fputs(out.str().c_str(), stdout);
+  std::fputs(err.str().c_str(), stderr);
+  return status;
+}
+
+// --check-config: what parse_command_line() checked, and the files the options name.
+int check_config(const Config& config) {
+  std::vector<std::string> problems;
+  auto readable = [&](const std::filesystem::path& p, const char* option) {
+    if (p.empty()) return;
+    std::ifstream in(p);
+    if (!in) problems.push_back(std::string(option) + " " + p.string() + ": cannot be read");
+  };
+  readable(config.tls_cert, "--tls-cert");
+  readable(config.tls_key, "--tls-key");
+  if (!config.db_key_file.empty()) {
+    auto key = read_key(config);
+    if (!key.ok()) problems.push_back(key.error().message);
+  }
+  std::error_code ec;
+  if (!std::filesystem::is_directory(config.data_dir, ec))
+    problems.push_back("--data-dir " + config.data_dir.string() +
+                       ": not a directory (the relay would create it, empty)");
+  if (!problems.empty()) {
+    for (const auto& p : problems) std::fprintf(stderr, "sotto-relay: %s\n", p.c_str());
+    return 2;
+  }
+  std::printf(
+      "the configuration is valid: listen %s:%u, %s, data dir %s, registration %s, %s\n",
+      config.listen_host.c_str(), config.listen_port,
+      config.store.empty() ? "embedded store" : "PostgreSQL store (cluster mode)",
+      config.data_dir.c_str(), config.registration_open ? "open" : "by invite",
+      config.tls_cert.empty() ? "no TLS (behind a TLS proxy)" : "TLS");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -116,6 +212,9 @@ int main(int argc, char** argv) {
     return backup(config, parsed->command_path);
   if (parsed->command == ParsedCommandLine::Command::kRestore)
     return restore(config, parsed->command_path, parsed->keep_one_time_prekeys);
+  if (parsed->check_config) return check_config(config);
+  if (parsed->command == ParsedCommandLine::Command::kAdmin)
+    return admin(config, parsed->admin_args);
   google::protobuf::SetLogHandler(&protobuf_log);
   // SIGHUP reloads the TLS files once the server runs (Server::run); until then, a reload
   // sent as soon as the port file appears must not end the process (SIGHUP's default).
@@ -140,30 +239,7 @@ int main(int argc, char** argv) {
     if (e.is_regular_file()) std::filesystem::remove(e.path(), ec);
 
   std::unique_ptr<Store> store;
-  if (config.store.empty()) {
-    SqliteStore::Options store_options;
-    store_options.sync_full = config.db_sync_full;
-    {
-      auto key = read_key(config);
-      if (!key.ok()) return fail("db_key_unusable", key.error());
-      store_options.key = std::move(*key);
-    }
-    auto sqlite = SqliteStore::open(config.data_dir / "relay.db", store_options);
-    if (!sqlite.ok()) return fail("store_open_failed", sqlite.error());
-    auto settings = (*sqlite)->settings();
-    if (!settings.ok()) return fail("store_open_failed", settings.error());
-    log_info("store_opened", {{"cipher_version", (*sqlite)->cipher_version()},
-                              {"encrypted", store_options.key.empty() ? "no" : "yes"},
-                              {"journal_mode", settings->journal_mode},
-                              {"synchronous", settings->synchronous == 2 ? "full" : "normal"}});
-    store_options.key.wipe();
-    store = std::move(*sqlite);
-  } else {
-    auto pg = PostgresStore::open({config.store, config.db_sync_full});
-    if (!pg.ok()) return fail("store_open_failed", pg.error());
-    log_info("store_opened", {{"backend", "postgresql"}, {"server_version", (*pg)->server_version()}});
-    store = std::move(*pg);
-  }
+  if (int failed = open_store(config, store)) return failed;
 
   auto ctx = keys::Context::create();
   if (!ctx.ok()) return fail("crypto_init_failed", ctx.error());

@@ -219,6 +219,11 @@ SOTTO_C_API void sotto_client_set_callbacks(sotto_client* client, const sotto_ca
 
 SOTTO_C_API bool sotto_register(sotto_client* client, const char* handle, sotto_account* out,
                                 sotto_error* error);
+/* The same on a relay whose registration is closed: `invite` is a token from its operator.
+ * SOTTO_ERR_FORBIDDEN without one, or with one that is unknown, used up or expired. */
+SOTTO_C_API bool sotto_register_with_invite(sotto_client* client, const char* handle,
+                                            const char* invite, sotto_account* out,
+                                            sotto_error* error);
 SOTTO_C_API bool sotto_account_info(sotto_client* client, sotto_account* out, sotto_error* error);
 SOTTO_C_API bool sotto_link_start(sotto_client* client, sotto_link_invite* out, sotto_error* error);
 SOTTO_C_API bool sotto_link_finish(sotto_client* client, uint32_t timeout_ms, sotto_account* out,

@@ -272,9 +272,15 @@ void sotto_client_set_callbacks(sotto_client* client, const sotto_callbacks* cal
 
 bool sotto_register(sotto_client* client, const char* handle, sotto_account* out,
                     sotto_error* error) {
+  return sotto_register_with_invite(client, handle, "", out, error);
+}
+
+bool sotto_register_with_invite(sotto_client* client, const char* handle, const char* invite,
+                                sotto_account* out, sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
   if (!handle) return null_arg(error, "handle");
-  auto r = client->client->register_account(handle);
+  if (!invite) return null_arg(error, "invite");
+  auto r = client->client->register_account(handle, invite);
   if (fail_if(r, error)) return false;
   fill_account(out, *r);
   ok(error);

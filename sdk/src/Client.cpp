@@ -378,7 +378,8 @@ Result<uint64_t> Client::Impl::relay_time(RelayConnection& c) {
   return r.ping().server_time_ms();
 }
 
-Result<AccountInfo> Client::Impl::register_account(const std::string& wanted) {
+Result<AccountInfo> Client::Impl::register_account(const std::string& wanted,
+                                                   const std::string& invite) {
   SOTTO_TRY_ASSIGN(std::string handle, normalise_handle(wanted));
   {
     auto existing = locked([&] { return history.account(); });
@@ -415,6 +416,7 @@ Result<AccountInfo> Client::Impl::register_account(const std::string& wanted) {
     Bytes nonce(16);
     randombytes_buf(nonce.data(), nonce.size());
     p.set_nonce(str_of(nonce));
+    p.set_invite(invite);
     Bytes payload = serialize(p);
     SOTTO_TRY_ASSIGN(auto sig, keys::sign_payload(parts.ctx, parts.crypto.identity_key_pair(),
                                                   keys::SignedPurpose::kRegistration, payload));
@@ -707,8 +709,9 @@ void Client::set_listener(std::shared_ptr<ClientListener> listener) {
   impl_->listener = std::move(listener);
 }
 
-Result<AccountInfo> Client::register_account(const std::string& handle) {
-  return impl_->register_account(handle);
+Result<AccountInfo> Client::register_account(const std::string& handle,
+                                             const std::string& invite) {
+  return impl_->register_account(handle, invite);
 }
 Result<LinkInvite> Client::start_link() { return impl_->start_link(); }
 Result<AccountInfo> Client::finish_link(std::chrono::milliseconds timeout) {

@@ -342,7 +342,7 @@ struct Client::Impl {
   // The relay's clock, so signed timestamps are inside its window even if ours is off.
   Result<uint64_t> relay_time(RelayConnection& c);
 
-  Result<AccountInfo> register_account(const std::string& wanted);
+  Result<AccountInfo> register_account(const std::string& wanted, const std::string& invite);
 
   Result<LinkInvite> start_link();
 

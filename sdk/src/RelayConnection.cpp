@@ -203,7 +203,23 @@ void RelayConnection::on_close(uint64_t generation, const net::CloseInfo& info) 
     set_state(std::move(event));
   };
   using Kind = net::CloseInfo::Kind;
-  if (info.kind == Kind::kUpgradeRefused && info.http_status == 401)
+  // The relay's operator suspended the account (protocol.md 3.1): the credentials are still
+  // this device's and work again once the suspension is lifted, so try again, rarely.
+  const bool suspended =
+      (info.kind == Kind::kUpgradeRefused && info.http_status == 401 &&
+       info.reason.find("suspended by the relay's operator") != std::string::npos) ||
+      (info.kind == Kind::kClosed && info.close_code == 4003);
+  if (suspended && options_.reconnect) {
+    fail_all(ErrorCode::kUnavailable, why);
+    connected_at_ms_ = 0;
+    backoff_ = options_.timing.backoff_max;
+    return schedule_retry(info.close_code == 4003
+                              ? "the relay's operator suspended this account"
+                              : info.reason,
+                          static_cast<uint64_t>(options_.timing.backoff_max.count()),
+                          info.close_code);
+  }
+  if (info.kind == Kind::kUpgradeRefused && info.http_status == 401 && !suspended)
     return stop({LinkState::kStopped,
                  "the relay refused this device's credentials: the device was removed from its "
                  "account, or the account was deleted",

@@ -240,4 +240,18 @@ void RelayProcess::restart() {
   if (port_ != port) ADD_FAILURE() << "the relay came back on port " << port_ << ", not " << port;
 }
 
+Outcome run_relay(const std::vector<std::string>& args) {
+  std::string cmd = RelayProcess::binary();
+  for (const auto& a : args) cmd += " '" + a + "'";
+  cmd += " 2>&1";
+  Outcome out;
+  FILE* f = ::popen(cmd.c_str(), "r");
+  if (!f) return out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, f)) out.output.append(buf, n);
+  int status = ::pclose(f);
+  out.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
 }  // namespace sotto::test

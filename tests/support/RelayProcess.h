@@ -15,6 +15,14 @@
 
 namespace sotto::test {
 
+// sotto-relay run as a command (backup, restore, admin, --check-config): its exit status and
+// everything it printed on stdout and stderr.
+struct Outcome {
+  int status = -1;
+  std::string output;
+};
+Outcome run_relay(const std::vector<std::string>& args);
+
 class RelayProcess {
  public:
   struct Options {

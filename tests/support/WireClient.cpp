@@ -74,7 +74,8 @@ Result<std::unique_ptr<WireClient>> WireClient::connect(const std::string& host,
   if (http_status) *http_status = static_cast<int>(res.result_int());
   if (ec)
     return make_error(ErrorCode::kStorageIo,
-                      "upgrade refused: " + std::to_string(res.result_int()) + " " + ec.message());
+                      "upgrade refused: " + std::to_string(res.result_int()) + " " + ec.message() +
+                          (res.body().empty() ? "" : ": " + res.body()));
   impl->ws.binary(true);
   impl->ws.auto_fragment(false);
   impl->start_read();

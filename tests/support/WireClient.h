@@ -23,7 +23,8 @@ using namespace std::chrono_literals;
 class WireClient {
  public:
   // Connects to ws://host:port/v1/ws, with credentials when given. On a refused upgrade the
-  // error message carries the HTTP status ("upgrade refused: 401 ...") and `http_status` is set.
+  // error message carries the HTTP status and body ("upgrade refused: 401 ...") and `http_status`
+  // is set.
   static Result<std::unique_ptr<WireClient>> connect(const std::string& host, uint16_t port,
                                                      const Credentials* credentials = nullptr,
                                                      int* http_status = nullptr);

@@ -88,7 +88,7 @@ wire::DeviceKeys device_keys(const TestDevice& d) {
   return k;
 }
 
-wire::Request register_request(const TestDevice& d, uint64_t now_ms) {
+wire::Request register_request(const TestDevice& d, uint64_t now_ms, const std::string& invite) {
   wire::RegistrationPayload payload;
   payload.set_handle(d.handle);
   payload.set_identity_key(std::string(as_chars(d.identity.public_key)));
@@ -97,6 +97,7 @@ wire::Request register_request(const TestDevice& d, uint64_t now_ms) {
   Bytes nonce(16);
   randombytes_buf(nonce.data(), nonce.size());
   payload.set_nonce(std::string(as_chars(nonce)));
+  payload.set_invite(invite);
   std::string bytes = payload.SerializeAsString();
   auto sig = keys::sign_payload(test_context(), d.identity, keys::SignedPurpose::kRegistration,
                                 as_bytes(bytes));

@@ -50,8 +50,10 @@ Result<TestDevice> make_device(const std::string& handle, uint32_t prekeys = 10,
                                uint32_t first_prekey_id = 1,
                                const keys::IdentityKeyPair* identity = nullptr);
 wire::DeviceKeys device_keys(const TestDevice& device);
-// A signed OP_REGISTER request for `device` (timestamp now, fresh nonce).
-wire::Request register_request(const TestDevice& device, uint64_t now_ms = 0);
+// A signed OP_REGISTER request for `device` (timestamp now, fresh nonce), with an invite from
+// the relay's operator when given.
+wire::Request register_request(const TestDevice& device, uint64_t now_ms = 0,
+                               const std::string& invite = {});
 // Request builders.
 wire::Request make_request(wire::Op op);
 // One copy of a send.

@@ -278,8 +278,10 @@ class SOTTO_API Client {
   // ---- account ----
   // Creates an account with `handle` (3..32 of a-z 0-9 _ . starting with a letter; a leading
   // '@' and capitals are accepted) and this device as its first device, then connects.
-  // kConflict when the handle is taken, kInvalidArgument for a bad handle.
-  Result<AccountInfo> register_account(const std::string& handle);
+  // kConflict when the handle is taken, kInvalidArgument for a bad handle. `invite`: a token
+  // from the relay's operator, needed when the relay's registration is closed (kForbidden
+  // without one, or with one that is unknown, used up or expired).
+  Result<AccountInfo> register_account(const std::string& handle, const std::string& invite = {});
   // A new device joining an existing account, step 1: opens a link channel at the relay and
   // returns what to show the user. Step 2: finish_link() waits until an existing device of the
   // account approved it, then creates this device and connects.

@@ -23,6 +23,13 @@ void Recorder::on_identity_changed(const IdentityChange& change) {
 void Recorder::on_connection_state(ConnectionState s, const std::string& detail) {
   if (std::getenv("SOTTO_TEST_VERBOSE"))
     fprintf(stderr, "state %d: %s\n", static_cast<int>(s), detail.c_str());
+  std::lock_guard lock(mu_);
+  states_.emplace_back(s, detail);
+}
+
+std::vector<std::pair<ConnectionState, std::string>> Recorder::states() const {
+  std::lock_guard lock(mu_);
+  return states_;
 }
 
 void Recorder::on_message_changed(const Message& m) {

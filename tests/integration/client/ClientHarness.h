@@ -54,6 +54,8 @@ class Recorder : public ClientListener {
   std::vector<std::string> texts() const;  // received text messages, in arrival order
   size_t count() const;
   std::vector<IdentityChange> identity_changes() const;
+  // Every connection state reported with its detail, oldest first.
+  std::vector<std::pair<ConnectionState, std::string>> states() const;
 
  private:
   mutable std::mutex mu_;
@@ -63,6 +65,7 @@ class Recorder : public ClientListener {
   std::vector<std::string> removed_;
   std::vector<TypingEvent> typing_;
   std::vector<Presence> presence_;
+  std::vector<std::pair<ConnectionState, std::string>> states_;
 };
 
 // Polls `pred` until it holds or `timeout` passes.

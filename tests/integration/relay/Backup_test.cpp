@@ -3,7 +3,6 @@
 // attachment; the backup of an encrypted store is encrypted; and a restore drops the one-time
 // prekeys that a backup may hold after they were handed out.
 #include <sodium.h>
-#include <sys/wait.h>
 
 #include <atomic>
 #include <fstream>
@@ -15,40 +14,6 @@ namespace sotto::test {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct Outcome {
-  int status = -1;
-  std::string output;
-};
-
-// sotto-relay with `args`; its exit status and everything it printed.
-Outcome run_relay(const std::vector<std::string>& args) {
-  std::string cmd = RelayProcess::binary();
-  for (const auto& a : args) cmd += " '" + a + "'";
-  cmd += " 2>&1";
-  Outcome out;
-  FILE* f = ::popen(cmd.c_str(), "r");
-  if (!f) return out;
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof buf, f)) out.output.append(buf, n);
-  int status = ::pclose(f);
-  out.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
-}
-
-// A temp dir of the test's own, removed at the end.
-struct Scratch {
-  Scratch() {
-    std::string tmpl = (fs::temp_directory_path() / "sotto-backup-XXXXXX").string();
-    EXPECT_TRUE(::mkdtemp(tmpl.data()));
-    path = tmpl;
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path path;
-};
 
 std::string read_all(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);

@@ -19,6 +19,17 @@ using tcp = asio::ip::tcp;
 
 std::string str(const Bytes& b) { return std::string(as_chars(b)); }
 
+Scratch::Scratch() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "sotto-relay-test-XXXXXX").string();
+  EXPECT_TRUE(::mkdtemp(tmpl.data()));
+  path = tmpl;
+}
+
+Scratch::~Scratch() {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+}
+
 TestDevice must_register(const RelayProcess& relay, const std::string& handle, uint32_t prekeys) {
   auto d = register_device(relay.host(), relay.port(), handle, prekeys);
   EXPECT_TRUE(d.ok()) << (d.ok() ? "" : d.error().message) << "\n" << relay.log();

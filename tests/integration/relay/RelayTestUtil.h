@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -74,5 +75,12 @@ class WebhookListener {
 };
 
 std::string str(const Bytes& b);
+
+// A temp dir of the test's own, removed at the end.
+struct Scratch {
+  Scratch();
+  ~Scratch();
+  std::filesystem::path path;
+};
 
 }  // namespace sotto::test

@@ -448,6 +448,111 @@ TEST_P(StoreConformance, QueueBytesFollowEnqueueAckExpiryAndRollback) {
   EXPECT_EQ(bytes(c), 9u);
 }
 
+TEST_P(StoreConformance, OperatorsListAccountsWithTheirDevicesAndQueues) {
+  AccountRecord alice = create("alice");
+  AccountRecord bob = create("bob");
+  AccountRecord bobby = create("bobby");
+  tx([&](Store& st) { ASSERT_EQ(*st.add_device(bob.id, device(8), 6), 2u); });
+  enqueue(send(alice, {{&bob, 1}, {&bob, 2}}, std::string(30, 'x')));
+  tx([&](Store& st) {
+    ASSERT_TRUE(st.set_last_seen(bob.id, 0, 2, 86'400'000).ok());
+    auto all = st.list_accounts("", 100);
+    ASSERT_TRUE(all.ok()) << all.error().message;
+    ASSERT_EQ(all->size(), 3u);
+    EXPECT_EQ((*all)[0].account.handle, "alice");
+    EXPECT_EQ((*all)[1].account.handle, "bob");
+    EXPECT_EQ((*all)[1].devices, 2u);
+    EXPECT_EQ((*all)[1].queued_envelopes, 2u);
+    EXPECT_EQ((*all)[1].queued_bytes, 60u);
+    EXPECT_EQ((*all)[1].device_last_seen_ms, 86'400'000u);
+    EXPECT_EQ((*all)[2].account.handle, "bobby");
+    auto b = st.list_accounts("bob", 100);
+    ASSERT_EQ(b->size(), 2u);
+    EXPECT_EQ(st.list_accounts("bob", 1)->size(), 1u);
+    EXPECT_TRUE(st.list_accounts("carol", 100)->empty());
+    auto t = st.totals(1000);
+    ASSERT_TRUE(t.ok()) << t.error().message;
+    EXPECT_EQ(t->accounts, 3u);
+    EXPECT_EQ(t->devices, 4u);
+    EXPECT_EQ(t->queued_envelopes, 2u);
+    EXPECT_EQ(t->queued_bytes, 60u);
+    EXPECT_EQ(t->suspended, 0u);
+  });
+}
+
+TEST_P(StoreConformance, ASuspensionIsKeptWithItsReasonUntilLifted) {
+  AccountRecord alice = create("alice");
+  AccountRecord bob = create("bob");
+  tx([&](Store& st) {
+    EXPECT_TRUE(*st.set_suspended(alice.id, true, "spam reports", 5000));
+    EXPECT_FALSE(*st.set_suspended(Bytes(16, 0xee), true, "nobody", 5000));
+  });
+  reopen();
+  tx([&](Store& st) {
+    auto a = *st.find_account(alice.id);
+    ASSERT_TRUE(a);
+    EXPECT_TRUE(a->suspended);
+    EXPECT_EQ(a->suspended_reason, "spam reports");
+    EXPECT_FALSE((*st.find_account_by_handle("bob"))->suspended);
+    auto actions = st.actions_since(0);
+    ASSERT_TRUE(actions.ok()) << actions.error().message;
+    ASSERT_EQ(actions->size(), 1u);
+    EXPECT_EQ((*actions)[0].account, alice.id);
+    EXPECT_EQ((*actions)[0].kind, OperatorAction::kSuspended);
+    EXPECT_EQ((*actions)[0].at_ms, 5000u);
+    EXPECT_TRUE(st.actions_since((*actions)[0].seq)->empty());
+    EXPECT_EQ(st.totals(0)->suspended, 1u);
+    EXPECT_TRUE(*st.set_suspended(alice.id, false, "", 6000));
+    ASSERT_TRUE(st.record_action(bob.id, OperatorAction::kDeleted, 7000).ok());
+  });
+  tx([&](Store& st) {
+    EXPECT_FALSE((*st.find_account(alice.id))->suspended);
+    auto actions = st.actions_since(0);
+    ASSERT_EQ(actions->size(), 3u);
+    EXPECT_EQ((*actions)[1].kind, OperatorAction::kUnsuspended);
+    EXPECT_EQ((*actions)[2].kind, OperatorAction::kDeleted);
+    EXPECT_EQ((*actions)[2].account, bob.id);
+    EXPECT_LT((*actions)[0].seq, (*actions)[1].seq);
+    ASSERT_TRUE(st.expire(7000 + 8 * 86'400'000ull).ok());
+    EXPECT_TRUE(st.actions_since(0)->empty()) << "a week later they are gone";
+  });
+}
+
+
+TEST_P(StoreConformance, InvitesAreUsedUpOneUseAtATime) {
+  Invite i;
+  i.token_hash = Bytes(32, 7);
+  i.uses_left = 2;
+  i.expires_at_ms = 10'000;
+  i.created_at_ms = 1000;
+  i.note = "for the team";
+  tx([&](Store& st) { ASSERT_TRUE(st.add_invite(i).ok()); });
+  tx([&](Store& st) {
+    EXPECT_EQ(st.totals(5000)->invites, 1u);
+    EXPECT_TRUE(*st.use_invite(i.token_hash, 5000));
+    EXPECT_FALSE(*st.use_invite(Bytes(32, 8), 5000)) << "an unknown token";
+  });
+  // A use taken and given back in a rolled-back transaction is still there.
+  ASSERT_TRUE(store_->begin().ok());
+  EXPECT_TRUE(*store_->use_invite(i.token_hash, 5000));
+  store_->rollback();
+  tx([&](Store& st) {
+    EXPECT_FALSE(*st.use_invite(i.token_hash, 10'000)) << "expired";
+    EXPECT_TRUE(*st.use_invite(i.token_hash, 6000));
+    EXPECT_FALSE(*st.use_invite(i.token_hash, 6000)) << "no use left";
+    ASSERT_TRUE(st.return_invite(i.token_hash).ok());
+  });
+  tx([&](Store& st) {
+    auto list = st.list_invites();
+    ASSERT_EQ(list->size(), 1u);
+    EXPECT_EQ((*list)[0].uses_left, 1u);
+    EXPECT_EQ((*list)[0].note, "for the team");
+    EXPECT_TRUE(*st.revoke_invite(i.token_hash));
+    EXPECT_FALSE(*st.revoke_invite(i.token_hash));
+    EXPECT_TRUE(st.list_invites()->empty());
+  });
+}
+
 TEST_P(StoreConformance, SendsAreRecordedForIdempotency) {
   AccountRecord a = create("alice");
   AccountRecord b = create("bob");
@@ -633,7 +738,7 @@ TEST(SqliteStore, ASchemaOneDatabaseIsMigratedKeepingItsSendRecords) {
     EXPECT_EQ((*found)->server_timestamp_ms, 4343u);
     EXPECT_FALSE(*(*st)->find_send(Bytes{2, 2}, 2, Bytes{0, 0xaa}, 0));
   }
-  EXPECT_EQ(raw_sql(db, "SELECT value FROM meta WHERE key = 'schema_version'"), "3");
+  EXPECT_EQ(raw_sql(db, "SELECT value FROM meta WHERE key = 'schema_version'"), "4");
   EXPECT_EQ(raw_sql(db, "SELECT count(*) FROM sends"), "2");
   EXPECT_NE(raw_sql(db, "SELECT sql FROM sqlite_master WHERE name = 'sends'")
                 .find("UNIQUE(message_id, sender, sender_device, batch)"),
@@ -687,7 +792,7 @@ TEST(SqliteStore, ASchemaTwoDatabaseGetsTheBytesOfItsQueuesCounted) {
   auto d = (*st)->find_device(bob.id, 1);
   ASSERT_TRUE(d.ok() && *d);
   EXPECT_EQ((*d)->queue_bytes, 305u + 20);
-  EXPECT_EQ(raw_sql(db, "SELECT value FROM meta WHERE key = 'schema_version'"), "3");
+  EXPECT_EQ(raw_sql(db, "SELECT value FROM meta WHERE key = 'schema_version'"), "4");
   std::filesystem::remove_all(dir);
 }
 
@@ -757,6 +862,29 @@ TEST(SqliteStore, CheckpointsRunBesideTheWriterAndTheWalStaysBounded) {
   ASSERT_TRUE(queue.ok()) << queue.error().message;
   EXPECT_EQ(queue->size(), 630u);
   again->reset();
+  std::filesystem::remove_all(dir);
+}
+
+// A relay's cached view of an account gives way to what an operator's process wrote.
+TEST(SqliteStore, AnotherProcessesSuspensionReachesTheCachedAccountThroughItsAction) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("sotto-store-actions-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  auto relay = SqliteStore::open(dir / "relay.db", {});
+  ASSERT_TRUE(relay.ok()) << relay.error().message;
+  AccountRecord a;
+  ASSERT_NO_FATAL_FAILURE(add_account(**relay, "alice", a));
+  ASSERT_FALSE((*(*relay)->find_account(a.id))->suspended);  // now cached
+  {
+    auto admin = SqliteStore::open(dir / "relay.db", {});
+    ASSERT_TRUE(admin.ok());
+    ASSERT_TRUE(*(*admin)->set_suspended(a.id, true, "abuse", 5000));
+  }
+  EXPECT_FALSE((*(*relay)->find_account(a.id))->suspended) << "the cache answers until told";
+  auto actions = (*relay)->actions_since(0);
+  ASSERT_EQ(actions->size(), 1u);
+  EXPECT_TRUE((*(*relay)->find_account(a.id))->suspended);
   std::filesystem::remove_all(dir);
 }
 
