@@ -769,12 +769,15 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::put_attachment(
         http::status::bad_request,
         "Content-Length differs from the reserved size (" + std::to_string(rec.size_bytes) + ")", v,
         false);
+  bool busy;
   {
+    // Not held across the co_await below: the coroutine may resume on another thread.
     std::lock_guard lock(server_.uploads_mu_);
-    if (!server_.uploads_in_progress_.insert(id).second)
-      co_return co_await send_text(http::status::conflict,
-                                   "another upload to this slot is in progress", v, false);
+    busy = !server_.uploads_in_progress_.insert(id).second;
   }
+  if (busy)
+    co_return co_await send_text(http::status::conflict,
+                                 "another upload to this slot is in progress", v, false);
   struct Release {
     Impl& s;
     std::string id;
