@@ -698,8 +698,12 @@ Result<std::unique_ptr<Client>> Client::create(std::unique_ptr<Profile> profile,
 }
 
 void Client::set_listener(std::shared_ptr<ClientListener> listener) {
-  std::lock_guard lock(impl_->listener_mu);
-  impl_->listener = std::move(listener);
+  std::shared_ptr<ClientListener> old;
+  {
+    std::lock_guard lock(impl_->listener_mu);
+    old = std::exchange(impl_->listener, std::move(listener));
+  }
+  // `old` may be the last reference: the app's destructor runs here, not under listener_mu.
 }
 
 Result<AccountInfo> Client::register_account(const std::string& handle) {
