@@ -19,10 +19,13 @@ Client::Impl::Impl(std::unique_ptr<Profile> p, ClientOptions o)
 
 Client::Impl::~Impl() {
   disconnect();
+  // stop() waits for the loop thread, whose provision callback takes link_mu: never under it.
+  std::shared_ptr<RelayConnection> link;
   {
     std::lock_guard lock(link_mu);
-    if (link_conn) link_conn->stop();
+    link = link_conn;
   }
+  if (link) link->stop();
   {
     std::lock_guard lock(mu);
     stopping = true;
