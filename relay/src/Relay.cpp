@@ -822,7 +822,7 @@ void Relay::op_link_device(const std::shared_ptr<Peer>& p, wire::Request& r) {
               status_refusal(wire::LIMIT_REACHED, "the account has the maximum number of devices");
         return {};
       },
-      [this, p, id, op, st] {
+      [this, p, id, op, st, code] {
         if (st->refusal) return refuse(p, id, op, *st->refusal);
         wire::Response resp;
         resp.set_id(id);
@@ -832,8 +832,12 @@ void Relay::op_link_device(const std::shared_ptr<Peer>& p, wire::Request& r) {
         log_info("device_linked", {{"device", st->device_id}});
         auto conn = p->conn.lock();
         {
+          // On the writer thread: p->link_code belongs to the strand (an expiry clears it
+          // there), so the channel is found by the code checked above, and only if it is
+          // still this socket's.
           std::lock_guard lock(mu_);
-          links_.erase(p->link_code);
+          auto it = links_.find(code);
+          if (it != links_.end() && it->second.peer.lock() == p) links_.erase(it);
         }
         if (conn) {
           conn->post([p, conn] {
