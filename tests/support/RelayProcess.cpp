@@ -207,6 +207,11 @@ void RelayProcess::kill9() {
 int RelayProcess::terminate() {
   if (pid_ <= 0) return -1;
   ::kill(pid_, SIGTERM);
+  return await_exit();
+}
+
+int RelayProcess::await_exit() {
+  if (pid_ <= 0) return -1;
   int status = wait_exit(15'000);
   if (status == -2) {
     ADD_FAILURE() << "sotto-relay did not exit within 15 s of SIGTERM:\n" << log();
