@@ -47,9 +47,7 @@ class RelayProcess {
 
   void kill9();             // SIGKILL, reap
   int terminate();          // SIGTERM, wait; the exit status (or 128 + signal)
-  // After a SIGTERM the test sent itself: waits without signalling again (a second SIGTERM
-  // can reach a relay that is past its signal handling and end it); as terminate().
-  int await_exit();
+  int await_exit();         // as terminate(), for a SIGTERM the test sent: no second signal
   void restart();           // start again on the same data dir and the SAME port, wait until ready
   std::string log() const;  // what the relay printed so far
 
