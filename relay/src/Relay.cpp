@@ -1825,7 +1825,9 @@ void Relay::op_set_push_endpoint(const std::shared_ptr<Peer>& p, wire::Request& 
 }
 
 void Relay::wake(const Bytes& account, uint32_t device, const std::string& url) {
-  if (!pusher_) return;
+  // On the writer thread, while the Server may clear the pusher as it stops: read it once.
+  Pusher* pusher = pusher_.load();
+  if (!pusher) return;
   std::string key = device_key(account, device);
   uint64_t now = clock_();
   {
@@ -1839,7 +1841,7 @@ void Relay::wake(const Bytes& account, uint32_t device, const std::string& url) 
       it->second = now;
     }
   }
-  pusher_->wake(url, [this, account, device, url](int status) {
+  pusher->wake(url, [this, account, device, url](int status) {
     if (status >= 200 && status < 300) {
       metrics_.wakeups_sent.fetch_add(1, std::memory_order_relaxed);
       return;

@@ -206,7 +206,7 @@ class Relay {
   Metrics& metrics_;
   std::shared_ptr<keys::Context> ctx_;
   Clock clock_;
-  Pusher* pusher_ = nullptr;
+  std::atomic<Pusher*> pusher_{nullptr};
   std::atomic<bool> shutting_down_{false};
 
   // Lock order in the relay process, outermost first:
