@@ -977,7 +977,7 @@ void Relay::op_link_device(const std::shared_ptr<Peer>& p, wire::Request& r) {
               status_refusal(wire::LIMIT_REACHED, "the account has the maximum number of devices");
         return {};
       },
-      [this, p, id, op, st] {
+      [this, p, id, op, st, code] {
         if (st->refusal) return refuse(p, id, op, *st->refusal);
         wire::Response resp;
         resp.set_id(id);
@@ -987,9 +987,13 @@ void Relay::op_link_device(const std::shared_ptr<Peer>& p, wire::Request& r) {
         log_info("device_linked", {{"device", st->device_id}});
         auto conn = p->conn.lock();
         {
+          // On the writer thread: p->link_code belongs to the strand (an expiry clears it
+          // there), so the channel is found by the code checked above, and only if it is
+          // still this socket's.
           std::lock_guard lock(mu_);
-          links_.erase(p->link_code);
-          if (bus_) bus_->link_close(p->link_code);
+          auto it = links_.find(code);
+          if (it != links_.end() && it->second.peer.lock() == p) links_.erase(it);
+          if (bus_) bus_->link_close(code);
         }
         if (conn) {
           conn->post([p, conn] {
@@ -2236,7 +2240,9 @@ void Relay::op_set_push_endpoint(const std::shared_ptr<Peer>& p, wire::Request& 
 }
 
 void Relay::wake(const Bytes& account, uint32_t device, const std::string& url) {
-  if (!pusher_) return;
+  // On the writer thread, while the Server may clear the pusher as it stops: read it once.
+  Pusher* pusher = pusher_.load();
+  if (!pusher) return;
   std::string key = device_key(account, device);
   uint64_t now = clock_();
   {
@@ -2250,7 +2256,7 @@ void Relay::wake(const Bytes& account, uint32_t device, const std::string& url) 
       it->second = now;
     }
   }
-  pusher_->wake(url, [this, account, device, url](int status) {
+  pusher->wake(url, [this, account, device, url](int status) {
     if (status >= 200 && status < 300) {
       metrics_.wakeups_sent.fetch_add(1, std::memory_order_relaxed);
       return;

@@ -238,7 +238,7 @@ class Relay {
   Metrics& metrics_;
   std::shared_ptr<keys::Context> ctx_;
   Clock clock_;
-  Pusher* pusher_ = nullptr;
+  std::atomic<Pusher*> pusher_{nullptr};
   Bus* bus_ = nullptr;
   std::atomic<bool> shutting_down_{false};
   std::atomic<uint64_t> last_poll_ms_{0};  // while the bus is down: the last poll of all queues
@@ -248,11 +248,18 @@ class Relay {
   std::atomic<bool> actions_polling_{false};
 
   // Lock order in the relay process, outermost first:
-  //   Relay::mu_ -> Asio's strand and scheduler locks (Connection::post under mu_ is allowed).
-  // Every other lock is a leaf, held for a few map operations and never while taking another:
-  // StoreExecutor::mu_, RateLimiter::mu_, ConcurrencyLimiter::mu_, the Server's tracked_mu_,
-  // uploads_mu_ and tls_mu_, the SqliteStore checkpointer's. Nothing waits on storage, the
-  // network or another strand while holding any of them.
+  //   Relay::mu_ -> Asio's strand and scheduler locks (Connection::post under mu_ is allowed:
+  //     answer() and refuse() are called under it). Nothing else is taken under it.
+  //   The SqliteStore checkpointer's running_ -> SQLite's own locks and the log's. It is held
+  //     for a whole WAL checkpoint, disk I/O included, by the checkpoint thread or, once the
+  //     WAL is over its limit, by the writer thread, which then waits for a checkpoint under
+  //     way: nothing else is taken or waited for under it.
+  // Every other lock is a leaf, held for a few operations and never while taking another or
+  // waiting on storage, the network or another strand: StoreExecutor::mu_, RateLimiter::mu_,
+  // ConcurrencyLimiter::mu_, the checkpointer's mu_, keys::Context's, the log's (held for one
+  // write to stderr), and the Server's tracked_mu_, uploads_mu_ and tls_mu_. A connection's
+  // destructor takes tracked_mu_, so no reference to a connection is released under it; and
+  // no lock is held across a co_await (the coroutine may resume on another thread).
   std::mutex mu_;                                                   // guards everything below
   std::unordered_map<std::string, std::shared_ptr<Peer>> devices_;  // device key -> peer
   std::unordered_map<std::string, Online> online_;                  // account -> devices

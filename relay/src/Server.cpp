@@ -776,12 +776,15 @@ asio::awaitable<bool> Server::Impl::Conn<Stream>::put_attachment(
         http::status::bad_request,
         "Content-Length differs from the reserved size (" + std::to_string(rec.size_bytes) + ")", v,
         false);
+  bool busy;
   {
+    // Not held across the co_await below: the coroutine may resume on another thread.
     std::lock_guard lock(server_.uploads_mu_);
-    if (!server_.uploads_in_progress_.insert(id).second)
-      co_return co_await send_text(http::status::conflict,
-                                   "another upload to this slot is in progress", v, false);
+    busy = !server_.uploads_in_progress_.insert(id).second;
   }
+  if (busy)
+    co_return co_await send_text(http::status::conflict,
+                                 "another upload to this slot is in progress", v, false);
   struct Release {
     Impl& s;
     std::string id;
@@ -1089,8 +1092,12 @@ asio::awaitable<void> Server::Impl::housekeeping() {
     co_await timer.async_wait(use_nothrow);
     uint64_t now = now_ms();
     std::vector<std::pair<std::shared_ptr<Tracked>, int>> due;
+    // The references taken under tracked_mu_ are dropped after it: one may be a connection's
+    // last, and its destructor takes tracked_mu_ (untrack) and would erase from tracked_.
+    std::vector<std::shared_ptr<Tracked>> seen;
     {
       std::lock_guard lock(tracked_mu_);
+      seen.reserve(tracked_.size());
       for (auto& [id, weak] : tracked_) {
         auto t = weak.lock();
         if (!t) continue;
@@ -1114,6 +1121,7 @@ asio::awaitable<void> Server::Impl::housekeeping() {
           t->write_started = 0;
           due.emplace_back(std::move(t), 2);
         }
+        if (t) seen.push_back(std::move(t));
       }
     }
     for (auto& [t, kind] : due) t->expire(kind);
@@ -1138,26 +1146,34 @@ asio::awaitable<void> Server::Impl::shutdown() {
   co_await timer.async_wait(use_nothrow);
   relay_.close_all(1001);
   {
-    // HTTP connections without a WebSocket: close them outright.
+    // HTTP connections without a WebSocket: close them outright. (References dropped after
+    // the lock, as in housekeeping().)
+    std::vector<std::shared_ptr<Tracked>> seen;
     std::lock_guard lock(tracked_mu_);
+    seen.reserve(tracked_.size());
     uint64_t soon = now_ms() + 500;
     for (auto& [id, weak] : tracked_)
-      if (auto t = weak.lock())
+      if (auto t = weak.lock()) {
         if (!t->idle_check && !t->soft_deadline) t->hard_deadline = soon;
+        seen.push_back(std::move(t));
+      }
   }
   while (open_connections_.load() > 0 && now_ms() < give_up) {
     timer.expires_after(std::chrono::milliseconds(20));
     co_await timer.async_wait(use_nothrow);
     uint64_t now = now_ms();
-    std::vector<std::shared_ptr<Tracked>> due;
+    std::vector<std::shared_ptr<Tracked>> due, seen;  // released after the lock, as above
     {
       std::lock_guard lock(tracked_mu_);
+      seen.reserve(tracked_.size());
       for (auto& [id, weak] : tracked_)
         if (auto t = weak.lock()) {
           uint64_t hard = t->hard_deadline.load();
           if (hard && now >= hard) {
             t->hard_deadline = 0;
             due.push_back(std::move(t));
+          } else {
+            seen.push_back(std::move(t));
           }
         }
     }

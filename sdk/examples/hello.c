@@ -7,15 +7,19 @@
  * sends one message from Alice to Bob and waits until Bob has it and Alice sees it delivered.
  */
 #include <sotto.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+/* Callbacks run on the client's event thread while main() polls: the flags are atomics, set
+ * with release order after `text` is written, so main() sees the text once it sees the flag
+ * (volatile would be a data race). */
 struct inbox {
-  volatile int received;
-  volatile int delivered;
+  atomic_int received;
+  atomic_int delivered;
   char text[256];
 };
 
@@ -23,14 +27,15 @@ static void on_message(void* user_data, const sotto_message* m) {
   struct inbox* box = user_data;
   if (m->outgoing || m->kind != SOTTO_KIND_TEXT) return;
   snprintf(box->text, sizeof box->text, "%s", m->text);
-  box->received = 1;
+  atomic_store_explicit(&box->received, 1, memory_order_release);
 }
 
 static void on_status(void* user_data, int64_t conversation, const char* id,
                       sotto_message_status status) {
   struct inbox* box = user_data;
   (void)conversation, (void)id;
-  if (status == SOTTO_STATUS_DELIVERED || status == SOTTO_STATUS_READ) box->delivered = 1;
+  if (status == SOTTO_STATUS_DELIVERED || status == SOTTO_STATUS_READ)
+    atomic_store_explicit(&box->delivered, 1, memory_order_release);
 }
 
 static int fail(const char* what, sotto_error err) {
@@ -39,9 +44,10 @@ static int fail(const char* what, sotto_error err) {
   return 1;
 }
 
-static int wait_for(volatile int* flag, int seconds) {
-  for (int i = 0; i < seconds * 100 && !*flag; ++i) usleep(10000);
-  return *flag;
+static int wait_for(atomic_int* flag, int seconds) {
+  for (int i = 0; i < seconds * 100 && !atomic_load_explicit(flag, memory_order_acquire); ++i)
+    usleep(10000);
+  return atomic_load_explicit(flag, memory_order_acquire);
 }
 
 int main(int argc, char** argv) {

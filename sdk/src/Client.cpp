@@ -20,10 +20,13 @@ Client::Impl::Impl(std::unique_ptr<Profile> p, ClientOptions o)
 
 Client::Impl::~Impl() {
   disconnect();
+  // stop() waits for the loop thread, whose provision callback takes link_mu: never under it.
+  std::shared_ptr<RelayConnection> link;
   {
     std::lock_guard lock(link_mu);
-    if (link_conn) link_conn->stop();
+    link = link_conn;
   }
+  if (link) link->stop();
   {
     std::lock_guard lock(mu);
     stopping = true;
@@ -705,8 +708,12 @@ Result<std::unique_ptr<Client>> Client::create(std::unique_ptr<Profile> profile,
 }
 
 void Client::set_listener(std::shared_ptr<ClientListener> listener) {
-  std::lock_guard lock(impl_->listener_mu);
-  impl_->listener = std::move(listener);
+  std::shared_ptr<ClientListener> old;
+  {
+    std::lock_guard lock(impl_->listener_mu);
+    old = std::exchange(impl_->listener, std::move(listener));
+  }
+  // `old` may be the last reference: the app's destructor runs here, not under listener_mu.
 }
 
 Result<AccountInfo> Client::register_account(const std::string& handle,

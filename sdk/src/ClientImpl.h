@@ -2,8 +2,8 @@
 // connection, registration and linking), ClientInbound.cpp (received envelopes, receipts,
 // session repair) and ClientOutbox.cpp (sending, retries, device lists).
 //
-// Thread rule: see the comments on each group of members. The profile's mutex (parts.mu)
-// guards every use of the database and the crypto core; `mu` guards the worker's queues.
+// Thread rule: see the lock order at the top of Client::Impl and the comments on each group of
+// members.
 #pragma once
 
 #include <sodium.h>
@@ -195,6 +195,39 @@ class EventThread {
 };
 
 struct Client::Impl {
+  // Threads: the app's (any public method), the loop thread `sotto-net` (RelayConnection's
+  // callbacks: on_push, on_link_event, start_link's provision callback), the worker
+  // `sotto-client` (worker_main and its tasks) and the event thread `sotto-events` or the app's
+  // executor (listener calls).
+  //
+  // Locks and their order:
+  //   parts.mu     the profile: every use of `history`, parts.db, parts.crypto and the search
+  //                index, held for a whole transaction (txn(), locked()). Recursive, so a
+  //                transaction may open another inside it. Under it only the profile's own
+  //                locks are taken (keys::Context's, SQLite's), never one of the five below.
+  //   listener_mu  `listener`.
+  //   conn_mu      `conn`.
+  //   mu           the worker's queues and due times (and the worker's waits on cv).
+  //   state_mu     `state` and `state_detail` (and waits on state_cv).
+  //   link_mu      the linking state of a new device (and waits on link_cv).
+  // These five are leaves: nothing is taken while one is held (not parts.mu, not another of
+  // them, not EventThread's or RelayConnection's locks), and each is held only for a few
+  // operations on what it guards. So no thread ever holds two of the six. The loop thread
+  // takes mu, state_mu, listener_mu and link_mu, and never parts.mu.
+  //
+  // None of the six may be held while
+  //   - calling into the app: the listener and the executor (emit() copies the listener out of
+  //     listener_mu and hands the events over with nothing held; a transaction collects its
+  //     events in Effects and they are emitted after it committed), the log callback, and the
+  //     release of the app's last reference to a listener;
+  //   - waiting on the network or the loop thread: RelayConnection::call(), call_encoded() and
+  //     stop() block until the loop thread has run, and its callbacks take the leaves above
+  //     (so waiting under one of them can deadlock), and holding parts.mu across a round trip
+  //     would stall every app call for up to request_timeout. Take what is needed under the
+  //     lock, release it, then talk to the relay (ensure_sessions(), finish_link()).
+  // Waiting on a condition variable releases its own lock, so state_cv and link_cv waits are
+  // fine. The profile's clock (now()) is called under mu and parts.mu: it must not call into
+  // the Client.
   std::unique_ptr<Profile> profile;
   ProfileParts parts;
   ClientOptions options;

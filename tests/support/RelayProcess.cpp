@@ -222,6 +222,14 @@ void RelayProcess::kill9() {
 int RelayProcess::terminate() {
   if (pid_ <= 0) return -1;
   ::kill(pid_, SIGTERM);
+  return await_exit();
+}
+
+// Once Server::run() returns, Asio gives SIGTERM back its default action: a second SIGTERM
+// then ends a relay that is committing its last jobs (status 143). A test that sent the
+// first one itself waits here instead of calling terminate().
+int RelayProcess::await_exit() {
+  if (pid_ <= 0) return -1;
   int status = wait_exit(15'000);
   if (status == -2) {
     ADD_FAILURE() << "sotto-relay did not exit within 15 s of SIGTERM:\n" << log();

@@ -58,6 +58,7 @@ class RelayProcess {
 
   void kill9();             // SIGKILL, reap
   int terminate();          // SIGTERM, wait; the exit status (or 128 + signal)
+  int await_exit();         // as terminate(), for a SIGTERM the test sent: no second signal
   void restart();           // start again on the same data dir and the SAME port, wait until ready
   std::string log() const;  // what the relay printed so far
 

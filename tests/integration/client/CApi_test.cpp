@@ -58,9 +58,14 @@ struct CClient {
     EXPECT_TRUE(sotto_wait_online(c, 20000));
   }
   ~CClient() { sotto_client_close(c); }
+  // `seen` is written by callbacks on the client's event thread: read it under its lock.
   size_t texts() {
     std::lock_guard lock(seen.mu);
     return seen.texts.size();
+  }
+  int64_t group() {
+    std::lock_guard lock(seen.mu);
+    return seen.group;
   }
   sotto_client* c = nullptr;
   sotto_account me{};
@@ -83,13 +88,13 @@ TEST(CApi, GroupsFilesEditsAndSearch) {
   char id[33];
   ASSERT_TRUE(sotto_send_text(alice.c, group, "hello from the C API", id, &err));
   ASSERT_TRUE(eventually([&] { return bob.texts() == 1 && carol.texts() == 1; }));
-  sotto_group* info = sotto_group_info(bob.c, bob.seen.group, &err);
+  sotto_group* info = sotto_group_info(bob.c, bob.group(), &err);
   ASSERT_NE(info, nullptr) << sotto_error_string();
   EXPECT_STREQ(info->name, "C friends");
   EXPECT_EQ(info->member_count, 3u);
   EXPECT_FALSE(info->is_admin);
   sotto_group_free(info);
-  EXPECT_FALSE(sotto_rename_group(bob.c, bob.seen.group, "mine now", &err));
+  EXPECT_FALSE(sotto_rename_group(bob.c, bob.group(), "mine now", &err));
   EXPECT_EQ(err, SOTTO_ERR_FORBIDDEN);
   EXPECT_NE(std::string(sotto_error_string()).find("admin"), std::string::npos);
 
@@ -106,29 +111,30 @@ TEST(CApi, GroupsFilesEditsAndSearch) {
   ASSERT_TRUE(sotto_send_file(alice.c, group, path.c_str(), &fo, keep_going, &finished, id, &err))
       << sotto_error_string();
   EXPECT_GT(finished, 0u);
+  std::string file_id;
   ASSERT_TRUE(eventually([&] {
     std::lock_guard lock(carol.seen.mu);
-    return !carol.seen.files.empty();
+    if (!carol.seen.files.empty()) file_id = carol.seen.files[0].first;
+    return !file_id.empty();
   }));
-  std::string file_id = carol.seen.files[0].first;
   auto saved = dir.path() / "saved.bin";
-  EXPECT_FALSE(sotto_save_attachment(carol.c, carol.seen.group, file_id.c_str(), 0, saved.c_str(),
+  EXPECT_FALSE(sotto_save_attachment(carol.c, carol.group(), file_id.c_str(), 0, saved.c_str(),
                                      nullptr, nullptr, &err));
   EXPECT_EQ(err, SOTTO_ERR_INVALID_STATE) << "saved before it was downloaded";
-  ASSERT_TRUE(sotto_download_attachment(carol.c, carol.seen.group, file_id.c_str(), 0, nullptr,
+  ASSERT_TRUE(sotto_download_attachment(carol.c, carol.group(), file_id.c_str(), 0, nullptr,
                                         nullptr, &err))
       << sotto_error_string();
-  ASSERT_TRUE(sotto_save_attachment(carol.c, carol.seen.group, file_id.c_str(), 0, saved.c_str(),
+  ASSERT_TRUE(sotto_save_attachment(carol.c, carol.group(), file_id.c_str(), 0, saved.c_str(),
                                     nullptr, nullptr, &err))
       << sotto_error_string();
   EXPECT_EQ(read_file(saved), content);
   size_t size = 0;
-  uint8_t* bytes = sotto_read_attachment(carol.c, carol.seen.group, file_id.c_str(), 0,
+  uint8_t* bytes = sotto_read_attachment(carol.c, carol.group(), file_id.c_str(), 0,
                                          content.size(), &size, &err);
   ASSERT_NE(bytes, nullptr) << sotto_error_string();
   EXPECT_EQ(Bytes(bytes, bytes + size), content);
   sotto_bytes_free(bytes);
-  EXPECT_EQ(sotto_read_attachment(carol.c, carol.seen.group, file_id.c_str(), 0, content.size() - 1,
+  EXPECT_EQ(sotto_read_attachment(carol.c, carol.group(), file_id.c_str(), 0, content.size() - 1,
                                   &size, &err),
             nullptr);
   EXPECT_EQ(err, SOTTO_ERR_TOO_LARGE);
@@ -146,7 +152,7 @@ TEST(CApi, GroupsFilesEditsAndSearch) {
   sotto_search_page* page = sotto_search(bob.c, &q, &err);
   ASSERT_NE(page, nullptr) << sotto_error_string();
   ASSERT_EQ(page->count, 1u);
-  EXPECT_EQ(page->hits[0].conversation, bob.seen.group);
+  EXPECT_EQ(page->hits[0].conversation, bob.group());
   EXPECT_EQ(page->hits[0].highlight_count, 1u);
   sotto_search_page_free(page);
   q.text = "tuesday";
@@ -159,14 +165,14 @@ TEST(CApi, GroupsFilesEditsAndSearch) {
   EXPECT_EQ(err, SOTTO_ERR_INVALID_ARGUMENT);
 
   // Leaving: carol is out, and says so.
-  ASSERT_TRUE(sotto_leave_group(carol.c, carol.seen.group, &err)) << sotto_error_string();
+  ASSERT_TRUE(sotto_leave_group(carol.c, carol.group(), &err)) << sotto_error_string();
   ASSERT_TRUE(eventually([&] {
     sotto_group* g = sotto_group_info(alice.c, group, &err);
     bool two = g && g->member_count == 2;
     sotto_group_free(g);
     return two;
   }));
-  EXPECT_FALSE(sotto_send_text(carol.c, carol.seen.group, "still here?", id, &err));
+  EXPECT_FALSE(sotto_send_text(carol.c, carol.group(), "still here?", id, &err));
   EXPECT_EQ(err, SOTTO_ERR_FORBIDDEN);
 }
 

@@ -196,7 +196,7 @@ TEST(Tls, TheRelayEndsConnectionsWithCloseNotify) {
     ws.read(buf, ec);
     EXPECT_EQ(ec, beast::websocket::error::closed) << ec.message();
     EXPECT_EQ(ws.reason().code, beast::websocket::close_code::going_away);
-    EXPECT_EQ(relay.terminate(), 0);
+    EXPECT_EQ(relay.await_exit(), 0);
   }
 }
 

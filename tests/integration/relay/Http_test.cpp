@@ -1,5 +1,11 @@
 // HTTP on the relay's port: attachments with Range, health, metrics, wake-up webhooks.
+#include <netinet/in.h>
 #include <sodium.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include "RelayMetrics.h"
 #include "RelayTestUtil.h"
@@ -88,6 +94,77 @@ TEST(RelayHttp, AttachmentUploadDownloadAndResume) {
   // Blobs live on disk, whole, under the data dir.
   EXPECT_EQ(std::filesystem::file_size(relay.data_dir() / "attachments" / path.substr(16)),
             blob.size());
+}
+
+// A plain TCP connection to the relay, for an HTTP request sent in pieces.
+class RawHttp {
+ public:
+  explicit RawHttp(uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    timeval tv{10, 0};  // a relay that never answers fails the test instead of hanging it
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~RawHttp() { ::close(fd_); }
+  bool ok() const { return ok_; }
+  bool send(const std::string& bytes) {
+    for (size_t at = 0; at < bytes.size();) {
+      ssize_t n = ::send(fd_, bytes.data() + at, bytes.size() - at, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      at += static_cast<size_t>(n);
+    }
+    return true;
+  }
+  // The status of the next response (its header block is consumed); 0 when none came.
+  int next_status() {
+    for (;;) {
+      size_t end = buf_.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        int status = buf_.size() > 12 ? std::atoi(buf_.substr(9, 3).c_str()) : 0;
+        buf_.erase(0, end + 4);
+        return status;
+      }
+      char chunk[4096];
+      ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+      if (n <= 0) return 0;
+      buf_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  int fd_;
+  bool ok_ = false;
+  std::string buf_;
+};
+
+// While one upload to a slot is under way, others to the same slot are refused with 409, one
+// after another, and the first then completes.
+TEST(RelayHttp, UploadsToASlotInProgressAreRefusedAndTheFirstCompletes) {
+  RelayProcess relay;
+  TestDevice alice = must_register(relay, "alice", 0);
+  auto a = must_connect(relay, alice);
+  std::string blob(100'000, '\0');
+  randombytes_buf(blob.data(), blob.size());
+  std::string path = reserve(*a, blob.size());
+  std::map<std::string, std::string> auth = {
+      {"Authorization", alice.credentials().authorization()}};
+
+  // The relay answers 100 Continue once it has taken the slot for this upload.
+  RawHttp first(relay.port());
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(first.send(
+      "PUT " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + auth["Authorization"] +
+      "\r\nContent-Length: " + std::to_string(blob.size()) + "\r\nExpect: 100-continue\r\n\r\n"));
+  ASSERT_EQ(first.next_status(), 100);
+  // Each refusal is written while other connections come and go on the relay's threads.
+  for (int i = 0; i < 20; ++i)
+    ASSERT_EQ(http_request(relay.port(), "PUT", path, auth, blob).status, 409) << "attempt " << i;
+  ASSERT_TRUE(first.send(blob));
+  EXPECT_EQ(first.next_status(), 201);
+  EXPECT_EQ(http_request(relay.port(), "GET", path, auth).body, blob);
 }
 
 TEST(RelayHttp, AttachmentSizeLimits) {

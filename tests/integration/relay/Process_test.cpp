@@ -260,7 +260,7 @@ TEST(RelayDurability, SigtermUnderLoadLosesNothingAcknowledged) {
   auto code = a->wait_closed(10s);
   ASSERT_TRUE(code);
   EXPECT_EQ(*code, 1001);
-  EXPECT_EQ(relay.terminate(), 0) << relay.log();
+  EXPECT_EQ(relay.await_exit(), 0) << relay.log();
   relay.restart();
   auto b = must_connect(relay, bob);
   ASSERT_TRUE(b);
