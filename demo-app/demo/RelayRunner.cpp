@@ -78,6 +78,7 @@ bool RelayRunner::start(int timeout_ms, std::string& error) {
   args_ = {std::filesystem::path(binary_).filename().string(),
            "--data-dir",
            data_dir_.string(),
+           "--init",
            "--listen",
            "127.0.0.1:0",
            "--port-file",

@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "Listener.h"
+
 namespace po = boost::program_options;
 
 namespace sotto::relay {
@@ -89,7 +91,7 @@ Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) 
                                                                       "--valid-days", "--note",
                                                                       "--limit"};
     static const std::set<std::string_view> switches = {"--help", "-h", "--version",
-                                                        "--check-config", "--yes"};
+                                                        "--check-config", "--yes", "--init"};
     std::vector<const char*> rest = {args[0]};
     for (size_t i = 2; i < args.size(); ++i) {
       std::string_view a = args[i];
@@ -126,6 +128,9 @@ Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) 
           "data-dir,d", po::value(&data_dir),
           "directory of the database and attachments (required; in cluster mode shared by "
           "every node, and only attachments)")(
+          "init", po::bool_switch(&c.init),
+          "create --data-dir if it does not exist (a new relay); without it, a missing data dir "
+          "is an error")(
           "store", po::value(&c.store),
           "cluster mode: postgresql://user@host:port/db (libpq); empty: the embedded store in "
           "--data-dir")(
@@ -353,6 +358,10 @@ Result<ParsedCommandLine> parse_command_line(int argc, const char* const* argv) 
   } catch (const std::exception&) {
     return make_error(ErrorCode::kInvalidArgument, "--listen has a bad port: " + listen);
   }
+  if (!is_ip_literal(c.listen_host))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--listen wants an IP address and a port (127.0.0.1:8080, 0.0.0.0:443, "
+                      "[::]:443), got '" + listen + "': names such as localhost are not looked up");
   if (data_dir.empty())
     return make_error(ErrorCode::kInvalidArgument,
                       out.command == ParsedCommandLine::Command::kRestore

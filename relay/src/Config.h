@@ -109,6 +109,9 @@ struct Config {
   uint64_t push_backoff_ms = 1'000;
 
   std::string log_level = "info";
+  // --init: create the data dir when it does not exist. Without it a missing data dir is an
+  // error, so that a mistyped path never starts an empty relay.
+  bool init = false;
 
   Limits limits;
   RateLimits rates;

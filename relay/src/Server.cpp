@@ -23,12 +23,14 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "HttpFields.h"
+#include "Listener.h"
 #include "Log.h"
 #include "PushClient.h"
 #include "WebSocketFrames.h"
@@ -154,7 +156,7 @@ class Server::Impl {
         ioc_(static_cast<int>(config.threads)),
         acceptor_(ioc_) {}
 
-  Status start();
+  Status start(int listen_fd);
   void run();
   // The certificate chain and key files, read again on SIGHUP.
   Result<std::shared_ptr<ssl::context>> load_tls() const;
@@ -181,6 +183,8 @@ class Server::Impl {
   std::unordered_set<std::string> uploads_in_progress_;
 
   asio::io_context ioc_;
+  // Created in start(), waited on in run().
+  std::optional<asio::signal_set> hangups_, stops_;
   tcp::acceptor acceptor_;
   // Replaced as a whole by SIGHUP. A connection needs only its SSL object, which holds its own
   // reference to the OpenSSL context, so one built from the previous files keeps working.
@@ -1183,7 +1187,7 @@ asio::awaitable<void> Server::Impl::shutdown() {
   ioc_.stop();
 }
 
-Status Server::Impl::start() {
+Status Server::Impl::start(int listen_fd) {
   // Use every descriptor the hard limit allows; the budget keeps a reserve for files.
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -1208,19 +1212,23 @@ Status Server::Impl::start() {
   if (ec)
     return make_error(ErrorCode::kInvalidArgument, "--listen: bad address " + config_.listen_host);
   tcp::endpoint ep(address, config_.listen_port);
-  acceptor_.open(ep.protocol(), ec);
-  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec && config_.reuse_port) {
-    using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-    acceptor_.set_option(reuse_port(true), ec);
+  // The socket main() bound before the store opened (open_listener), else one of our own.
+  if (listen_fd < 0) {
+    SOTTO_TRY_ASSIGN(listen_fd, open_listener(config_.listen_host, config_.listen_port,
+                                              config_.reuse_port));
   }
-  if (!ec) acceptor_.bind(ep, ec);
-  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec)
-    return make_error(ErrorCode::kStorageIo, "cannot listen on " + config_.listen_host + ":" +
-                                                 std::to_string(config_.listen_port) + ": " +
-                                                 ec.message());
+  acceptor_.assign(ep.protocol(), listen_fd, ec);
+  if (ec) {
+    ::close(listen_fd);
+    return make_error(ErrorCode::kUnavailable, "cannot listen on " + config_.listen_host + ":" +
+                                                   std::to_string(config_.listen_port) + ": " +
+                                                   ec.message());
+  }
   port_ = acceptor_.local_endpoint().port();
+  // Signals are caught from here on (and queued until run() waits for them): the port file
+  // says the relay is ready, and a SIGTERM right after it must shut down cleanly.
+  hangups_.emplace(ioc_, SIGHUP);
+  stops_.emplace(ioc_, SIGINT, SIGTERM);
   if (!config_.port_file.empty()) {
     auto tmp = config_.port_file;
     tmp += ".tmp";
@@ -1290,15 +1298,13 @@ void Server::Impl::reload_tls() {
 void Server::Impl::run() {
   // SIGHUP: new connections get the certificate and key as the files now hold them (after a
   // renewal); open connections keep theirs.
-  asio::signal_set hangups(ioc_, SIGHUP);
   std::function<void(beast::error_code, int)> on_hangup = [&](beast::error_code ec, int) {
     if (ec || draining_) return;
     reload_tls();
-    hangups.async_wait(on_hangup);
+    hangups_->async_wait(on_hangup);
   };
-  hangups.async_wait(on_hangup);
-  asio::signal_set signals(ioc_, SIGINT, SIGTERM);
-  signals.async_wait([this](beast::error_code ec, int sig) {
+  hangups_->async_wait(on_hangup);
+  stops_->async_wait([this](beast::error_code ec, int sig) {
     if (ec) return;
     log_info("signal", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
     asio::co_spawn(ioc_, shutdown(), asio::detached);
@@ -1319,7 +1325,7 @@ void Server::Impl::run() {
 Server::Server(const Config& config, Relay& relay, Metrics& metrics)
     : impl_(std::make_unique<Impl>(config, relay, metrics)) {}
 Server::~Server() = default;
-Status Server::start() { return impl_->start(); }
+Status Server::start(int listen_fd) { return impl_->start(listen_fd); }
 void Server::run() { impl_->run(); }
 uint16_t Server::port() const { return impl_->port_; }
 

@@ -21,8 +21,9 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds and listens (and writes --port-file). kInvalidArgument / kStorageIo with a reason.
-  Status start();
+  // Serves on `listen_fd`, a socket from open_listener() that it takes over, or binds one of
+  // its own when -1; writes --port-file. kInvalidArgument / kUnavailable with a reason.
+  Status start(int listen_fd = -1);
   // Serves until SIGINT/SIGTERM, then shuts down: stops accepting, lets queued storage jobs
   // commit and their answers go out, closes every socket with 1001 and returns.
   void run();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
+#include <fstream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -189,6 +190,27 @@ Error storage_error(sqlite3* db, int rc, const std::filesystem::path& path, std:
   }
 }
 
+// SQLITE_NOTADB at the first read after keying: which of the two mistakes it is. A plain
+// database begins with SQLite's header in clear; an encrypted one with random-looking bytes.
+Error key_mismatch(const std::filesystem::path& path, bool key_given) {
+  std::ifstream in(path, std::ios::binary);
+  char head[16] = {};
+  in.read(head, sizeof head);
+  const bool plain = in.gcount() == sizeof head && std::memcmp(head, "SQLite format 3", 16) == 0;
+  if (plain && key_given)
+    return make_error(ErrorCode::kWrongKey,
+                      path.string() + " is not encrypted, but --db-key-file gives a key: leave "
+                                      "the key out to open it (docs/operating-the-relay.md, "
+                                      "\"Encryption at rest\", says how to encrypt it)");
+  if (!key_given)
+    return make_error(ErrorCode::kWrongKey,
+                      path.string() + " is encrypted (or not a relay database): give its key "
+                                      "with --db-key-file");
+  return make_error(ErrorCode::kWrongKey, "the key in --db-key-file does not open " +
+                                              path.string() + ": check that it is this "
+                                                              "database's key");
+}
+
 // A connection of its own, outside a store (backups, checks), closed with it.
 class Connection {
  public:
@@ -210,6 +232,7 @@ class Connection {
     rc = key_connection(db_, key);
     if (rc != SQLITE_OK) return error(rc, "keying the database");
     rc = sqlite3_exec(db_, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
+    if ((rc & 0xff) == SQLITE_NOTADB) return key_mismatch(path, !key.empty());
     if (rc != SQLITE_OK) return error(rc, "opening the database");
     return {};
   }
@@ -416,6 +439,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   }
   // A wrong key shows only at the first read: probe before anything writes.
   rc = sqlite3_exec(self->db_, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
+  if ((rc & 0xff) == SQLITE_NOTADB) return key_mismatch(path, !options.key.empty());
   if (rc != SQLITE_OK) return self->error(rc, "opening the database");
 
   SOTTO_TRY(self->exec("PRAGMA journal_mode = WAL"));

@@ -16,6 +16,7 @@
 #include "Backup.h"
 #include "Config.h"
 #include "Bus.h"
+#include "Listener.h"
 #include "Log.h"
 #include "Metrics.h"
 #include "PostgresStore.h"
@@ -173,9 +174,9 @@ int check_config(const Config& config) {
     if (!key.ok()) problems.push_back(key.error().message);
   }
   std::error_code ec;
-  if (!std::filesystem::is_directory(config.data_dir, ec))
+  if (!std::filesystem::is_directory(config.data_dir, ec) && !config.init)
     problems.push_back("--data-dir " + config.data_dir.string() +
-                       ": not a directory (the relay would create it, empty)");
+                       ": not a directory (--init makes a new, empty one)");
   if (!problems.empty()) {
     for (const auto& p : problems) std::fprintf(stderr, "sotto-relay: %s\n", p.c_str());
     return 2;
@@ -223,7 +224,31 @@ int main(int argc, char** argv) {
   // for the writer, not the end of the process. Asio's own writes never raise it.
   std::signal(SIGPIPE, SIG_IGN);
 
+  // The port first: a port in use or an address this machine lacks is reported before
+  // anything is opened or created.
+  auto listener = open_listener(config.listen_host, config.listen_port, config.reuse_port);
+  if (!listener.ok()) return fail("listen_failed", listener.error());
+
   std::error_code ec;
+  if (!std::filesystem::is_directory(config.data_dir, ec)) {
+    if (std::filesystem::exists(config.data_dir, ec))
+      return fail("data_dir_unusable",
+                  make_error(ErrorCode::kInvalidArgument,
+                             "--data-dir " + config.data_dir.string() + " is not a directory"));
+    if (!config.init)
+      return fail("data_dir_missing",
+                  make_error(ErrorCode::kNotFound,
+                             "--data-dir " + config.data_dir.string() +
+                                 " does not exist: check the path (and the config file's "
+                                 "data-dir line), or add --init to make a new relay there"));
+    std::filesystem::create_directories(config.data_dir, ec);
+    if (ec)
+      return fail("data_dir_unusable",
+                  make_error(ErrorCode::kStorageIo, "cannot create --data-dir " +
+                                                        config.data_dir.string() + ": " +
+                                                        ec.message()));
+    log_info("data_dir_created", {{"data_dir", config.data_dir.string()}});
+  }
   // Uploads in progress: a folder of this node's own in a cluster, whose nodes share the data
   // dir (Relay::upload_tmp_dir).
   const auto tmp_dir = config.node_id.empty()
@@ -261,7 +286,7 @@ int main(int argc, char** argv) {
       log_info("cluster_node", {{"node", config.node_id}, {"bus", config.bus}});
     }
     Server server(config, relay, metrics);
-    if (auto s = server.start(); !s.ok()) return fail("listen_failed", s.error());
+    if (auto s = server.start(*listener); !s.ok()) return fail("listen_failed", s.error());
     server.run();
     // The bus first: its handlers post to connections, which go with the server.
     if (bus) bus->stop();

@@ -184,6 +184,9 @@ void RelayConnection::on_message(uint64_t generation, Bytes frame) {
     if (it == in_flight_.end()) return;  // timed out already
     auto cb = std::move(it->second.callback);
     in_flight_.erase(it);
+    // An answered request proves the relay is back and takes this device: the next drop
+    // starts over at the shortest wait, however short this connection turns out.
+    backoff_ = std::chrono::milliseconds(0);
     cb(std::move(*f.mutable_response()));
     pump();
   } else if (f.has_push()) {

@@ -37,7 +37,7 @@ struct ConnectionTiming {
   std::chrono::milliseconds ping_interval{30'000};
   std::chrono::milliseconds idle_timeout{90'000};
   std::chrono::milliseconds backoff_initial{1'000};
-  std::chrono::milliseconds backoff_max{300'000};
+  std::chrono::milliseconds backoff_max{30'000};
   std::chrono::milliseconds stable_after{60'000};  // a connection this old resets the backoff
   std::chrono::milliseconds handshake_timeout{15'000};
   std::chrono::milliseconds request_timeout{30'000};

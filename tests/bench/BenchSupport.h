@@ -37,6 +37,7 @@ class BenchRelay {
     std::vector<std::string> args = {binary.string(),
                                      "--data-dir",
                                      (dir_ / "data").string(),
+                                     "--init",
                                      "--listen",
                                      "127.0.0.1:0",
                                      "--port-file",

@@ -116,6 +116,7 @@ struct Relay {
     std::vector<std::string> args = {g_relay_binary,
                                      "--data-dir",
                                      (dir / "data").string(),
+                                     "--init",
                                      "--listen",
                                      "127.0.0.1:0",
                                      "--port-file",

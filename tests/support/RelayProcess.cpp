@@ -109,6 +109,7 @@ void RelayProcess::start(uint16_t port) {
   args_ = {SOTTO_RELAY_BINARY,
            "--data-dir",
            data_dir_.string(),
+           "--init",
            "--listen",
            "127.0.0.1:" + std::to_string(port),
            "--port-file",

@@ -251,8 +251,10 @@ struct ClientOptions {
   // Connection timing (protocol.md 3.3, 3.4); tests shorten them.
   std::chrono::milliseconds ping_interval{30'000};
   std::chrono::milliseconds idle_timeout{90'000};
+  // Reconnecting: the first wait, doubling (with jitter over its upper half) up to the last;
+  // back to the first once a connection has had a request answered.
   std::chrono::milliseconds backoff_initial{1'000};
-  std::chrono::milliseconds backoff_max{300'000};
+  std::chrono::milliseconds backoff_max{30'000};
   std::chrono::milliseconds request_timeout{30'000};
   std::chrono::hours signed_prekey_rotation{24 * 7};
   // How long after sending a message its author may still delete it for everyone.

@@ -123,6 +123,7 @@ void TestClient::open() {
     throw std::runtime_error(name_ + ": the profile did not open: " + profile.error().message);
   ClientOptions options = fast_options(url_);
   options.device_name = device_name_;
+  if (tweak_options) tweak_options(options);
   auto client = Client::create(std::move(*profile), std::move(options));
   if (!client.ok())
     throw std::runtime_error(name_ + ": no client on the profile: " + client.error().message);

@@ -83,6 +83,8 @@ class TestClient {
   TestClient(const TestClient&) = delete;
   TestClient& operator=(const TestClient&) = delete;
 
+  // Changes the options of every later open (reopen()), after the tests' fast ones.
+  std::function<void(ClientOptions&)> tweak_options;
   // Registers "<name>_<n>" and waits until online.
   AccountInfo register_account();
   // Closes the client (as an app quitting) and opens it again on the same profile.

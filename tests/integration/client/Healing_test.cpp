@@ -110,5 +110,47 @@ TEST(Identity, AChangedKeyRaisesAnEventAndSendingWaitsForTheUser) {
   EXPECT_EQ(bob.events().texts()[2], "held back");
 }
 
+// Clients with the default reconnect policy (not the tests' short one) are back within a few
+// seconds of a relay restart however many restarts came before: a connection that had a
+// request answered starts the wait over.
+TEST(Reconnect, ClientsAreBackSoonAfterTheLastOfManyRelayRestarts) {
+  RelayProcess relay;
+  std::vector<std::unique_ptr<TestClient>> clients;
+  for (const char* name : {"alice", "bob", "carol"}) {
+    clients.push_back(std::make_unique<TestClient>(relay, name));
+    clients.back()->register_account();
+    clients.back()->tweak_options = [](ClientOptions& o) {
+      ClientOptions defaults;
+      o.backoff_initial = defaults.backoff_initial;
+      o.backoff_max = defaults.backoff_max;
+    };
+    clients.back()->reopen();
+  }
+  auto all_online = [&](std::chrono::milliseconds timeout) {
+    for (auto& c : clients)
+      if (!(*c)->wait_online(timeout)) return false;
+    return true;
+  };
+  // Each client has seen its connection drop before the relay is back.
+  auto kill_relay = [&] {
+    relay.kill9();
+    for (auto& c : clients)
+      ASSERT_TRUE(eventually([&] { return (*c)->connection_state() != ConnectionState::kOnline; },
+                             10s));
+  };
+  ASSERT_TRUE(all_online(20s));
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_NO_FATAL_FAILURE(kill_relay());
+    relay.restart();
+    ASSERT_TRUE(all_online(90s)) << "restart " << i;
+  }
+  ASSERT_NO_FATAL_FAILURE(kill_relay());
+  relay.restart();
+  auto restarted = std::chrono::steady_clock::now();
+  EXPECT_TRUE(all_online(5s)) << "not every client was back within 5 s of the last restart";
+  std::printf("all clients back %.2f s after the last of 7 restarts\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - restarted).count());
+}
+
 }  // namespace
 }  // namespace sotto::test

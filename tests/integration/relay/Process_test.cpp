@@ -15,16 +15,9 @@ namespace sotto::test {
 namespace {
 
 std::string run_binary(const std::vector<std::string>& args, int& status) {
-  std::string cmd = RelayProcess::binary();
-  for (const auto& a : args) cmd += " '" + a + "'";
-  cmd += " 2>&1";
-  FILE* f = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof buf, f)) out.append(buf, n);
-  status = ::pclose(f);
-  status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
+  Outcome o = run_relay(args);
+  status = o.status;
+  return o.output;
 }
 
 // The environment that loads the crash-test VFS into the relay, watching `data_dir`, with its
@@ -69,6 +62,35 @@ TEST(RelayProcess, HelpListsTheOptionsAndBadFlagsExitNonZero) {
   std::string no_dir = run_binary({}, status);
   EXPECT_EQ(status, 2);
   EXPECT_NE(no_dir.find("--data-dir"), std::string::npos) << no_dir;
+}
+
+// A mistyped data dir, a port in use and a host name each stop the relay with what to fix,
+// before it creates or opens anything.
+TEST(RelayProcess, StartUpErrorsSayWhatToFixBeforeAnythingIsCreated) {
+  Scratch dir;
+  const auto typo = dir.path / "sotto-relya";
+  Outcome missing = run_relay({"--data-dir", typo.string(), "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(missing.status, 1) << missing.output;
+  EXPECT_NE(missing.output.find("does not exist"), std::string::npos) << missing.output;
+  EXPECT_NE(missing.output.find("--init"), std::string::npos) << missing.output;
+  EXPECT_FALSE(std::filesystem::exists(typo));
+
+  RelayProcess relay;
+  const auto fresh = dir.path / "fresh";
+  Outcome in_use = run_relay({"--data-dir", fresh.string(), "--init", "--listen",
+                              "127.0.0.1:" + std::to_string(relay.port())});
+  EXPECT_EQ(in_use.status, 1) << in_use.output;
+  EXPECT_NE(in_use.output.find("--listen 127.0.0.1:" + std::to_string(relay.port()) +
+                               ": the port is in use"),
+            std::string::npos)
+      << in_use.output;
+  EXPECT_EQ(in_use.output.find("store_opened"), std::string::npos) << in_use.output;
+  EXPECT_FALSE(std::filesystem::exists(fresh)) << "the port is checked first";
+
+  Outcome named = run_relay({"--data-dir", dir.path.string(), "--listen", "localhost:0"});
+  EXPECT_EQ(named.status, 2) << named.output;
+  EXPECT_NE(named.output.find("names such as localhost are not looked up"), std::string::npos)
+      << named.output;
 }
 
 TEST(RelayProcess, RestartKeepsThePortAndTheData) {

@@ -688,6 +688,22 @@ TEST(SqliteStore, EncryptedAtRestAndWrongKeyRefused) {
   auto wrong = SqliteStore::open(dir / "relay.db", o);
   ASSERT_FALSE(wrong.ok());
   EXPECT_EQ(wrong.error().code, ErrorCode::kWrongKey);
+  EXPECT_NE(wrong.error().message.find("the key in --db-key-file does not open"),
+            std::string::npos)
+      << wrong.error().message;
+  // Each of the two other mistakes is named as what it is.
+  auto no_key = SqliteStore::open(dir / "relay.db", SqliteStore::Options{});
+  ASSERT_FALSE(no_key.ok());
+  EXPECT_EQ(no_key.error().code, ErrorCode::kWrongKey);
+  EXPECT_NE(no_key.error().message.find("is encrypted"), std::string::npos)
+      << no_key.error().message;
+  { ASSERT_TRUE(SqliteStore::open(dir / "plain.db", SqliteStore::Options{}).ok()); }
+  auto keyed_plain = SqliteStore::open(dir / "plain.db", o);
+  ASSERT_FALSE(keyed_plain.ok());
+  EXPECT_EQ(keyed_plain.error().code, ErrorCode::kWrongKey);
+  EXPECT_NE(keyed_plain.error().message.find("is not encrypted, but --db-key-file gives a key"),
+            std::string::npos)
+      << keyed_plain.error().message;
   std::filesystem::remove_all(dir);
 }
 
