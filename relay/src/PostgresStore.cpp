@@ -230,17 +230,33 @@ Status PostgresStore::connect() {
 Status PostgresStore::migrate() {
   SOTTO_TRY(run_plain("BEGIN"));
   Status s = run_plain(kSchemaLock);
-  if (s.ok()) s = run_plain(kSchema);
-  int64_t version = kSchemaVersion;
+  // The schema's version first: a store already at this one gets no DDL at all. ALTER TABLE
+  // takes its table's strongest lock even when there is nothing to add, and a node that
+  // starts while others serve would deadlock with their transactions.
+  int64_t version = 0;  // a new store
+  bool has_meta = false;
   if (s.ok()) {
     Query q;
-    auto r = run("SELECT value FROM meta WHERE key = 'schema_version'", q);
-    if (!r.ok()) {
+    auto r = run("SELECT to_regclass('meta') IS NOT NULL", q);
+    if (!r.ok())
       s = std::move(r).error();
-    } else if (r->rows()) {
-      version = r->i64(0, 0);
-    }
+    else
+      has_meta = r->rows() && r->i64(0, 0) != 0;
   }
+  if (s.ok() && has_meta) {
+    Query q;
+    auto r = run("SELECT value FROM meta WHERE key = 'schema_version'", q);
+    if (!r.ok())
+      s = std::move(r).error();
+    else if (r->rows())
+      version = r->i64(0, 0);
+  }
+  if (s.ok() && version == kSchemaVersion) {
+    s = run_plain("COMMIT");
+    if (!s.ok()) (void)run_plain("ROLLBACK");
+    return s;
+  }
+  if (s.ok() && version < kSchemaVersion) s = run_plain(kSchema);
   if (s.ok() && version > kSchemaVersion) {
     (void)run_plain("ROLLBACK");
     return make_error(ErrorCode::kIncompatibleVersion,
@@ -1048,7 +1064,7 @@ Result<ExpiryResult> PostgresStore::expire(uint64_t now_ms) {
     }
     for (const char* sql : {"DELETE FROM sends WHERE expires_at <= $1",
                             "DELETE FROM nonces WHERE expires_at < $1",
-                            "DELETE FROM operator_actions WHERE at < $1 - 604800000"}) {
+                            "DELETE FROM operator_actions WHERE at < $1::bigint - 604800000"}) {
       Query q;
       q.param(now);
       SOTTO_TRY(run(sql, q));

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -39,6 +40,9 @@ ChildProcess::~ChildProcess() {
 
 std::optional<std::string> ChildProcess::read_line(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
+  // The pipe is looked at at least once, also with a timeout of 0: a caller that polls with 0
+  // gets what the child wrote since, and the child never blocks on a full pipe.
+  bool looked = false;
   for (;;) {
     size_t nl = buffer_.find('\n');
     if (nl != std::string::npos) {
@@ -48,9 +52,10 @@ std::optional<std::string> ChildProcess::read_line(std::chrono::milliseconds tim
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return std::nullopt;
+    if (left.count() <= 0 && looked) return std::nullopt;
+    looked = true;
     pollfd p{out_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    if (::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) <= 0) continue;
     char buf[4096];
     ssize_t n = ::read(out_, buf, sizeof buf);
     if (n <= 0) return std::nullopt;
