@@ -46,11 +46,27 @@ std::optional<ContentRange> parse_content_range(std::string_view value) {
 Result<DownloadTarget> download_target(int status, uint64_t offset,
                                        std::optional<std::string_view> content_range,
                                        std::optional<uint64_t> content_length) {
-  (void)content_range;
-  (void)content_length;
-  bool ok = status == 200 || status == 206;
-  // A 200 to a ranged request is the whole blob: start the file over.
-  return DownloadTarget{ok, status == 206 && offset > 0};
+  // A 200 is the whole blob, even to a ranged request: the file starts over.
+  if (status == 200) return DownloadTarget{true, false};
+  if (status != 206) return DownloadTarget{false, false};
+  // A 206 continues the file only with the bytes it lacks: bytes from elsewhere would sit at
+  // the wrong place, and the whole download would fail its digest only at the end.
+  auto refuse = [&](const std::string& why) {
+    return make_error(ErrorCode::kProtocolError, "the relay answered a download from byte " +
+                                                     std::to_string(offset) +
+                                                     " with a partial content that " + why +
+                                                     "; nothing of it was kept: try again");
+  };
+  if (!content_range) return refuse("does not say which bytes it holds");
+  auto range = parse_content_range(*content_range);
+  if (!range)
+    return refuse("has a malformed Content-Range (\"" + std::string(content_range->substr(0, 100)) +
+                  "\")");
+  if (range->first != offset) return refuse("starts at byte " + std::to_string(range->first));
+  if (content_length && *content_length != range->last - range->first + 1)
+    return refuse("is " + std::to_string(*content_length) + " bytes long, not the " +
+                  std::to_string(range->last - range->first + 1) + " its Content-Range names");
+  return DownloadTarget{true, offset > 0};
 }
 
 }  // namespace sotto::net
