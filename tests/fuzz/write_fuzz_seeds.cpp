@@ -77,7 +77,16 @@ class ContentSeed {
     u16(tens_of_seconds);
     return *this;
   }
-  void write(const std::string& name) { put("fuzz_content", name, out_); }
+  void write(const std::string& name) {
+    put("fuzz_content", name, out_);
+    everything() += out_;
+  }
+  // Every seed's steps in one input: long inputs from the start, so the fuzzer's length
+  // limit (which grows from the longest seed) leaves room for many steps.
+  static std::string& everything() {
+    static std::string all;
+    return all;
+  }
 
  private:
   void u16(size_t n) {
@@ -323,6 +332,22 @@ void content_seeds() {
         .deliver()
         .write("relay_pushes");
   }
+  {
+    std::vector<std::pair<std::string, std::string>> members = {
+        {kPeer, "alice"}, {kMe, "me"}, {kStranger, "carol"}};
+    for (int i = 0; i < 60; ++i)
+      members.emplace_back(std::string(15, '\x70') + char(i), "member" + std::to_string(i));
+    content::Content c;
+    *c.mutable_group_update() = group(2, "a bigger group", members, kPeer);
+    c.mutable_group_update()->add_admins(kStranger);
+    ContentSeed()
+        .message(kPairwise, kFromPeer, c)
+        .deliver()
+        .message(kGroup, kFromStranger, in_group(text(message_id(42), "welcome, all", t)))
+        .deliver()
+        .write("bigger_group");
+  }
+  put("fuzz_content", "everything_at_once", ContentSeed::everything());
 }
 
 // ---- fuzz_search ----
