@@ -653,4 +653,11 @@ struct Client::Impl {
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
+// For the SDK's own tests and fuzz targets, as ProfileAccess is for a Profile: they hand a
+// Client received envelopes without a relay, through the worker thread that receives them from
+// one (see tests/fuzz/ContentWorld.h).
+struct ClientAccess {
+  static Client::Impl& impl(Client& client) { return *client.impl_; }
+};
+
 }  // namespace sotto

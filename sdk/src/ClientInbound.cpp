@@ -243,11 +243,20 @@ Status Client::Impl::apply_receipt(const Address& from, const content::Receipt& 
     return {};
   const std::string& me = parts.crypto.identity().account;
   uint64_t at = r.timestamp_ms() ? r.timestamp_ms() : now();
+  // Only an account a message went to can have it: its 1:1 peer, or a member of its group.
+  auto sent_to = [&](ConversationId conv) -> Result<bool> {
+    SOTTO_TRY_ASSIGN(auto c, history.conversation(conv));
+    if (!c) return false;
+    if (c->kind == ConversationKind::kDirect) return c->peer == from.account;
+    return history.is_group_member(conv, from.account);
+  };
   for (const auto& id : r.message_ids()) {
     if (id.size() != 16) continue;
     SOTTO_TRY_ASSIGN(auto m, history.find_message(me, view_of(id)));
     if (!m || !m->message.outgoing) continue;
     if (from.account == me) continue;  // own devices do not deliver to themselves
+    SOTTO_TRY_ASSIGN(bool recipient, sent_to(m->message.conversation));
+    if (!recipient) continue;
     SOTTO_TRY_ASSIGN(bool changed, history.record_receipt(m->row, from.account, status, at));
     if (changed) {
       Receipt rec{from.account, status, at};

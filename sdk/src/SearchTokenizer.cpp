@@ -329,6 +329,9 @@ Status register_tokenizer(sqlite3* db) {
 }
 
 Result<std::vector<Token>> tokenize(std::string_view text) {
+  // FTS hands its tokenizer each text as a C string, so the index ends a text at its first
+  // NUL byte (a peer may send one); so must highlights, scores and the integrity check.
+  text = text.substr(0, text.find('\0'));
   const SharedTokenizer& shared = shared_tokenizer();
   if (!shared.status.ok()) return shared.status.error();
   CursorBase* cursor = nullptr;

@@ -48,7 +48,7 @@ struct Token {
   bool prefix = false;  // the text has a '*' right after the token (query phrases only)
 };
 
-// Tokenizes `text` exactly as the index does.
+// Tokenizes `text` exactly as the index does, which ends a text at its first NUL byte.
 Result<std::vector<Token>> tokenize(std::string_view text);
 
 // Chinese, Japanese (kana and kanji) and Korean letters: the characters cut into bigrams.

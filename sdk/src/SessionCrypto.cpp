@@ -372,7 +372,20 @@ Status SessionCrypto::import_identity(const std::string& account, uint32_t devic
                       "this profile already has an identity; link a new device from an empty "
                       "profile directory");
   SOTTO_TRY(check_address(Address{account, device_id}));
-  SOTTO_TRY(keys::load_identity(*ctx_, pair));  // refuse a key pair that does not decode
+  // Refuse a key pair that does not decode, or whose private key is not that of the public
+  // key it comes with: this device would sign for a key it does not hold.
+  SOTTO_TRY_ASSIGN(auto loaded, keys::load_identity(*ctx_, pair));
+  keys::Ref<ec_public_key> derived;
+  if (curve_generate_public_key(derived.out(),
+                                ratchet_identity_key_pair_get_private(loaded.get())) < 0)
+    return make_error(ErrorCode::kInvalidKey, "the identity key pair has an unusable private key");
+  SOTTO_TRY_ASSIGN(Bytes derived_public, keys::serialize_public_key(derived.get()));
+  SOTTO_TRY_ASSIGN(Bytes stored_public,
+                   keys::serialize_public_key(ratchet_identity_key_pair_get_public(loaded.get())));
+  if (derived_public != pair.public_key || stored_public != pair.public_key)
+    return make_error(ErrorCode::kInvalidKey,
+                      "the identity key pair does not belong to the identity key it came with; "
+                      "nothing was stored (link this device again)");
   SOTTO_TRY_ASSIGN(uint32_t registration_id, keys::generate_registration_id(*ctx_));
   LocalIdentityRecord record;
   record.account = account;

@@ -24,6 +24,7 @@
 #include <mutex>
 #include <thread>
 
+#include "ResponseHeaders.h"
 #include "sotto/ThreadName.h"
 
 namespace sotto::net {
@@ -182,13 +183,6 @@ bool EventLoop::in_loop_thread() const {
 }
 
 namespace {
-
-uint64_t parse_retry_after(std::string_view v) {
-  uint64_t seconds = 0;
-  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
-  if (ec != std::errc() || seconds > 86400) return 0;
-  return seconds * 1000;
-}
 
 // ---- WebSocket, over plain TCP or TLS ----
 
@@ -527,20 +521,24 @@ Result<HttpResult> get_over(Stream& stream, const Url& url, const Headers& heade
   out.status = static_cast<int>(res.result_int());
   auto it = res.find(http::field::retry_after);
   if (it != res.end()) out.retry_after_ms = parse_retry_after(it->value());
+  std::optional<std::string_view> range;
   it = res.find(http::field::content_range);
-  if (it != res.end()) out.content_range = std::string(it->value());
-  bool ok = out.status == 200 || out.status == 206;
-  uint64_t expected = parser.content_length() ? *parser.content_length() : 0;
+  if (it != res.end()) {
+    out.content_range = std::string(it->value());
+    range = out.content_range;
+  }
+  std::optional<uint64_t> length;
+  if (parser.content_length()) length = *parser.content_length();
+  uint64_t expected = length.value_or(0);
   out.content_length = expected;
-  // A 200 to a ranged request is the whole blob: start the file over.
+  SOTTO_TRY_ASSIGN(DownloadTarget target, download_target(out.status, offset, range, length));
   File f;
-  if (ok) {
-    bool append = out.status == 206 && offset > 0;
-    f.reset(std::fopen(path.c_str(), append ? "ab" : "wb"));
+  if (target.write) {
+    f.reset(std::fopen(path.c_str(), target.append ? "ab" : "wb"));
     if (!f)
       return make_error(ErrorCode::kStorageIo,
                         "cannot write " + path.string() + ": " + std::strerror(errno));
-    if (!append) offset = 0;
+    if (!target.append) offset = 0;
   }
   std::vector<char> buf(64 * 1024);
   uint64_t done = 0;

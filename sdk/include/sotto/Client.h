@@ -414,6 +414,7 @@ class SOTTO_API Client {
   Profile& profile();
 
  private:
+  friend struct ClientAccess;  // the SDK's own tests reach the inside (sdk/src/ClientImpl.h)
   struct Impl;
   explicit Client(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -4,6 +4,12 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
+#include <vector>
+
+#include "MemoryProtocolStore.h"
+#include "SessionCrypto.h"
+#include "sotto/keys/KeyGen.h"
+
 namespace sotto {
 namespace {
 
@@ -47,6 +53,30 @@ TEST(Provisioning, WrongCodeOrTamperedEnvelopeIsRefused) {
   // A message that names another code inside is refused even if it decrypts.
   auto inner = seal_provision(sample("ZZZZ2345"), keys.public_key, "ABCD2345").value();
   EXPECT_EQ(open_provision(inner, keys, "ABCD2345").code(), ErrorCode::kInvalidMessage);
+}
+
+TEST(Provisioning, ANewDeviceAdoptsOnlyAKeyPairThatBelongsToItsIdentityKey) {
+  auto ctx = keys::Context::create().value();
+  auto account = keys::generate_identity(*ctx).value();
+  auto other = keys::generate_identity(*ctx).value();
+  const std::string id(32, 'a');
+  // An approval whose key pair is another account's would make this device sign for a key
+  // it does not hold.
+  std::vector<keys::IdentityKeyPair> mismatched;
+  mismatched.push_back({account.public_key, SecureBytes(other.serialized)});
+  mismatched.push_back({other.public_key, SecureBytes(account.serialized)});
+  mismatched.push_back({Bytes{}, SecureBytes(account.serialized)});
+  for (const auto& pair : mismatched) {
+    MemoryProtocolStore store;
+    auto crypto = SessionCrypto::create(ctx, store).value();
+    Status s = crypto->import_identity(id, 2, pair, 0);
+    EXPECT_EQ(s.code(), ErrorCode::kInvalidKey);
+    EXPECT_FALSE(crypto->has_identity());
+  }
+  MemoryProtocolStore store;
+  auto crypto = SessionCrypto::create(ctx, store).value();
+  ASSERT_TRUE(crypto->import_identity(id, 2, account, 0).ok());
+  EXPECT_EQ(crypto->identity().public_key, account.public_key);
 }
 
 TEST(Provisioning, InviteTextAndUriParseBack) {

@@ -137,6 +137,16 @@ TEST_F(SearchMaintenance, IntegrityCheckPassesOnAHealthyIndex) {
   EXPECT_FALSE(check->rebuilt);
 }
 
+TEST_F(SearchMaintenance, AReceivedTextWithANulByteLeavesTheIndexHealthy) {
+  // A peer may send one; the index ends the text there, and the check must read it alike.
+  int64_t c = conversation(std::string(32, 'a'));
+  add(c, std::string("seen\0hidden", 11), 100);
+  auto check = profile->check_search_index();
+  ASSERT_TRUE(check.ok()) << check.error().message;
+  EXPECT_FALSE(check->damaged) << check->problem;
+  EXPECT_FALSE(check->rebuilt);
+}
+
 TEST_F(SearchMaintenance, AnIndexThatLostTrackOfTheHistoryIsDetectedAndRebuilt) {
   int64_t c = conversation(std::string(32, 'a'));
   filler(c, 100, 1);

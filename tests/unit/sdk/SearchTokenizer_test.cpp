@@ -93,6 +93,11 @@ TEST(SearchTokenizer, EmptyAndPunctuationOnlyTextHasNoTokens) {
   EXPECT_TRUE(texts(" ,.;!? \n\t").empty());
 }
 
+TEST(SearchTokenizer, ATextEndsAtItsFirstNulByteAsInTheIndex) {
+  // FTS hands the tokenizer C strings: what follows a NUL byte never reaches the index.
+  EXPECT_EQ(texts(std::string("seen\0hidden", 11)), (V{"seen"}));
+}
+
 TEST(SearchTokenizer, WorksOnAnyConnectionItIsRegisteredOn) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(":memory:", &db), SQLITE_OK);
