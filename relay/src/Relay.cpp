@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <utility>
 
 #include "Log.h"
 #include "sotto/keys/KeyGen.h"
@@ -103,6 +104,12 @@ std::filesystem::path Relay::upload_tmp_dir() const {
 
 void Relay::answer(const std::shared_ptr<Peer>& peer, wire::Response response, int op) {
   metrics_.count_request(op, response.status());
+  // --log-level debug: every answer, with what a refusal said (never a payload).
+  if (log_enabled(LogLevel::kDebug))
+    log(LogLevel::kDebug, "request",
+        {{"op", wire::Op_Name(static_cast<wire::Op>(op))},
+         {"status", wire::Status_Name(response.status())},
+         {"message", response.message()}});
   auto conn = peer->conn.lock();
   if (!conn) return;
   wire::Frame f;
@@ -129,6 +136,20 @@ void Relay::refuse(const std::shared_ptr<Peer>& peer, uint64_t id, int op, const
 
 void Relay::rate_limited(const std::shared_ptr<Peer>& peer, uint64_t id, int op, uint64_t retry_ms,
                          const char* which) {
+  // An operator sees refusals at info: a line per limit a minute at most, with how many.
+  uint64_t now = clock_();
+  uint64_t refused = 0;
+  {
+    std::lock_guard lock(refusals_mu_);
+    auto& r = refusals_[which];
+    ++r.count;
+    if (now >= r.next_log_ms) {
+      refused = std::exchange(r.count, 0);
+      r.next_log_ms = now + 60'000;
+    }
+  }
+  if (refused)
+    log_info("rate_limited", {{"limit", which}, {"refused", refused}, {"retry_after_ms", retry_ms}});
   wire::Response resp;
   resp.set_id(id);
   resp.set_status(wire::RATE_LIMITED);

@@ -247,6 +247,14 @@ class Relay {
   uint64_t last_actions_ms_ = 0;
   std::atomic<bool> actions_polling_{false};
 
+  // Rate-limit refusals not logged yet, per limit (rate_limited()); a leaf lock.
+  struct Refusals {
+    uint64_t count = 0;
+    uint64_t next_log_ms = 0;
+  };
+  std::mutex refusals_mu_;
+  std::unordered_map<std::string, Refusals> refusals_;
+
   // Lock order in the relay process, outermost first:
   //   Relay::mu_ -> Asio's strand and scheduler locks (Connection::post under mu_ is allowed:
   //     answer() and refuse() are called under it). Nothing else is taken under it.
@@ -256,10 +264,11 @@ class Relay {
   //     way: nothing else is taken or waited for under it.
   // Every other lock is a leaf, held for a few operations and never while taking another or
   // waiting on storage, the network or another strand: StoreExecutor::mu_, RateLimiter::mu_,
-  // ConcurrencyLimiter::mu_, the checkpointer's mu_, keys::Context's, the log's (held for one
-  // write to stderr), and the Server's tracked_mu_, uploads_mu_ and tls_mu_. A connection's
-  // destructor takes tracked_mu_, so no reference to a connection is released under it; and
-  // no lock is held across a co_await (the coroutine may resume on another thread).
+  // ConcurrencyLimiter::mu_, refusals_mu_, the checkpointer's mu_, keys::Context's, the log's
+  // (held for one write to stderr), and the Server's tracked_mu_, uploads_mu_ and tls_mu_. A
+  // connection's destructor takes tracked_mu_, so no reference to a connection is released
+  // under it; and no lock is held across a co_await (the coroutine may resume on another
+  // thread).
   std::mutex mu_;                                                   // guards everything below
   std::unordered_map<std::string, std::shared_ptr<Peer>> devices_;  // device key -> peer
   std::unordered_map<std::string, Online> online_;                  // account -> devices

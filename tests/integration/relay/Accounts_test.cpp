@@ -174,6 +174,12 @@ TEST(RelayAccounts, RegistrationIsRateLimitedPerAddress) {
   auto resp = expect_status(**c, register_request(*d), wire::RATE_LIMITED);
   EXPECT_GT(resp.rate_limited().retry_after_ms(), 0u);
   EXPECT_EQ(resp.rate_limited().limit(), "register");
+  // The operator sees it at the default log level, once for a burst of refusals.
+  expect_status(**c, register_request(*d), wire::RATE_LIMITED);
+  std::string log = relay.log();
+  EXPECT_NE(log.find("event=rate_limited limit=register refused=1"), std::string::npos) << log;
+  EXPECT_EQ(log.find("event=rate_limited", log.find("event=rate_limited") + 1), std::string::npos)
+      << log;
 }
 
 TEST(RelayAccounts, LookupByHandleAndById) {
