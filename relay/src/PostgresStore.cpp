@@ -71,7 +71,7 @@ constexpr const char* kDeviceColumns =
     "queue_bytes";
 
 // PostgreSQL type oids of the columns read in binary form.
-constexpr unsigned kBool = 16, kBytea = 17, kInt8 = 20, kInt2 = 21, kInt4 = 23;
+constexpr unsigned kBool = 16, kInt8 = 20, kInt2 = 21, kInt4 = 23;
 
 std::string to_text(int64_t v) { return std::to_string(v); }
 

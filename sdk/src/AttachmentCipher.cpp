@@ -1,7 +1,6 @@
 #include "AttachmentCipher.h"
 
 #include <sodium.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -9,6 +8,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "platform/Platform.h"
 
 namespace sotto {
 namespace fs = std::filesystem;
@@ -18,10 +19,7 @@ namespace {
 constexpr size_t kHeader = crypto_secretstream_xchacha20poly1305_HEADERBYTES;
 constexpr size_t kOverhead = crypto_secretstream_xchacha20poly1305_ABYTES;
 
-struct FileClose {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-using File = std::unique_ptr<std::FILE, FileClose>;
+using platform::File;
 
 Error io_error(const fs::path& path, const char* what) {
   int err = errno;
@@ -30,7 +28,7 @@ Error io_error(const fs::path& path, const char* what) {
 }
 
 Result<File> open_file(const fs::path& path, const char* mode) {
-  File f(std::fopen(path.c_str(), mode));
+  File f = platform::open_file(path, mode);
   if (!f) return io_error(path, "cannot open");
   return f;
 }
@@ -75,8 +73,7 @@ class AtomicOutput {
   std::FILE* get() { return file_.get(); }
   const fs::path& path() const { return tmp_; }
   Status commit() {
-    if (std::fflush(file_.get()) != 0 || ::fsync(::fileno(file_.get())) != 0)
-      return io_error(tmp_, "cannot write");
+    SOTTO_TRY(platform::sync_file(file_.get(), tmp_));
     file_.reset();
     std::error_code ec;
     fs::rename(tmp_, target_, ec);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "platform/Platform.h"
 #include "sotto.h"
 #include "sotto/Client.h"
 
@@ -241,8 +242,10 @@ sotto_client* sotto_client_open(const char* directory, const char* passphrase, c
     return nullptr;
   }
   sotto::Result<std::unique_ptr<sotto::Profile>> profile =
-      passphrase ? sotto::Profile::open(directory, sotto::SecureBytes::from_string(passphrase))
-                 : sotto::Profile::open_with_key(directory, sotto::SecureBytes(key, 32));
+      passphrase ? sotto::Profile::open(sotto::platform::from_utf8(directory),
+                                        sotto::SecureBytes::from_string(passphrase))
+                 : sotto::Profile::open_with_key(sotto::platform::from_utf8(directory),
+                                                 sotto::SecureBytes(key, 32));
   if (fail_if(profile, error)) return nullptr;
   sotto::ClientOptions o;
   if (options && options->relay_url) o.relay_url = options->relay_url;
@@ -496,7 +499,8 @@ bool sotto_send_file(sotto_client* client, int64_t conversation, const char* pat
       o.thumbnail.assign(options->thumbnail, options->thumbnail + options->thumbnail_size);
   }
   Transfer t{progress, user_data};
-  auto r = client->client->send_file(conversation, path, o, t.progress(), &t.cancel);
+  auto r = client->client->send_file(conversation, sotto::platform::from_utf8(path), o,
+                                     t.progress(), &t.cancel);
   if (fail_if(r, error)) return false;
   if (id_out) copy_to(id_out, 33, *r);
   ok(error);
@@ -523,8 +527,9 @@ bool sotto_save_attachment(sotto_client* client, int64_t conversation, const cha
   if (!message_id || !destination)
     return null_arg(error, !message_id ? "message_id" : "destination");
   Transfer t{progress, user_data};
-  auto r = client->client->save_attachment(conversation, message_id, index, destination,
-                                           t.progress(), &t.cancel);
+  auto r = client->client->save_attachment(conversation, message_id, index,
+                                           sotto::platform::from_utf8(destination), t.progress(),
+                                           &t.cancel);
   if (fail_if(r, error)) return false;
   ok(error);
   return true;

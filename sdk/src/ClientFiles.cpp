@@ -8,14 +8,13 @@
 // in the encrypted database). save_attachment() and read_attachment() decrypt one to where the
 // app asks, never into the profile. Plain copies an earlier version kept are encrypted the
 // same way, one at a time while the client is idle, and then overwritten and removed.
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 
 #include "AttachmentCipher.h"
 #include "ClientImpl.h"
+#include "platform/Platform.h"
 
 namespace sotto {
 
@@ -131,16 +130,14 @@ bool scrub(const fs::path& p) {
   std::error_code ec;
   uint64_t size = fs::file_size(p, ec);
   if (!ec) {
-    if (std::FILE* f = std::fopen(p.c_str(), "r+b")) {
+    if (platform::File f = platform::open_file(p, "r+b")) {
       std::vector<char> zeros(64 * 1024, 0);
       for (uint64_t done = 0; done < size;) {
         size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), size - done));
-        if (std::fwrite(zeros.data(), 1, n, f) != n) break;
+        if (std::fwrite(zeros.data(), 1, n, f.get()) != n) break;
         done += n;
       }
-      std::fflush(f);
-      ::fsync(::fileno(f));
-      std::fclose(f);
+      (void)platform::sync_file(f.get(), p);
     }
   }
   fs::remove(p, ec);
@@ -390,7 +387,7 @@ Result<std::string> Client::Impl::send_file(ConversationId conversation, const f
   ptr.set_content_type(file_options.content_type.empty() ? guess_content_type(file)
                                                          : file_options.content_type);
   std::string name =
-      file_options.file_name.empty() ? file.filename().string() : file_options.file_name;
+      file_options.file_name.empty() ? platform::to_utf8(file.filename()) : file_options.file_name;
   ptr.set_file_name(safe_name(name));
   auto [w, h] = file_options.width ? std::make_pair(file_options.width, file_options.height)
                                    : image_size(file);
@@ -530,7 +527,7 @@ Result<StoredBlob> Client::Impl::stored_blob(ConversationId conversation,
                       "the encrypted copy of this file is missing from the profile; download it "
                       "again with download_attachment()");
   }
-  a.blob->name = (blobs_dir() / a.blob->name).string();
+  a.blob->name = platform::to_utf8(blobs_dir() / a.blob->name);
   return std::move(*a.blob);
 }
 
@@ -576,9 +573,12 @@ Status Client::Impl::save_attachment(ConversationId conversation, const std::str
   if (fs::is_directory(destination, ec))
     return make_error(ErrorCode::kInvalidArgument,
                       destination.string() + " is a folder; give the path of a file in it");
+  // A name another system allowed may not be one here (Windows refuses "CON" and "a:b").
+  SOTTO_TRY(platform::check_file_name(destination.filename()));
   SOTTO_TRY_ASSIGN(StoredBlob b, stored_blob(conversation, message_id, index));
   SecureBytes key(b.key.data(), b.key.size());
-  Status s = decrypt_attachment(b.name, destination, key, b.digest, b.size, progress, cancel);
+  Status s = decrypt_attachment(platform::from_utf8(b.name), destination, key, b.digest, b.size,
+                                progress, cancel);
   if (s.code() == ErrorCode::kInvalidMessage)
     return forget_damaged(conversation, message_id, index, std::move(s).error());
   return s;
@@ -597,7 +597,7 @@ Result<Bytes> Client::Impl::read_attachment(ConversationId conversation,
   out.reserve(static_cast<size_t>(b.size));
   SecureBytes key(b.key.data(), b.key.size());
   Status s = decrypt_attachment_to(
-      b.name,
+      platform::from_utf8(b.name),
       [&](ByteView chunk) -> Status {
         out.insert(out.end(), chunk.begin(), chunk.end());
         return {};

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "SearchTokenizer.h"
+#include "platform/Platform.h"
 
 namespace sotto::db {
 namespace {
@@ -138,7 +139,8 @@ Result<std::unique_ptr<Database>> Database::open(const std::filesystem::path& pa
   std::unique_ptr<Database> self(new Database());
   self->path_ = path;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (exists ? 0 : SQLITE_OPEN_CREATE);
-  int rc = sqlite3_open_v2(path.c_str(), &self->db_, flags, nullptr);
+  // SQLite takes UTF-8 file names on every platform.
+  int rc = sqlite3_open_v2(platform::to_utf8(path).c_str(), &self->db_, flags, nullptr);
   if (rc != SQLITE_OK) return self->error(rc, "opening the database");
   sqlite3_extended_result_codes(self->db_, 1);
 

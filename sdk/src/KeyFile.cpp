@@ -1,13 +1,13 @@
 #include "KeyFile.h"
 
-#include <fcntl.h>
 #include <sodium.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+
+#include "platform/Platform.h"
 
 namespace sotto {
 namespace {
@@ -18,15 +18,6 @@ Error io_error(const std::filesystem::path& path, std::string_view what) {
   int err = errno;
   return make_error(err == ENOSPC ? ErrorCode::kStorageFull : ErrorCode::kStorageIo,
                     std::string(what) + " " + path.string() + ": " + std::strerror(err));
-}
-
-Status sync_directory(const std::filesystem::path& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return io_error(dir, "cannot open directory");
-  int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return io_error(dir, "cannot sync directory");
-  return {};
 }
 
 }  // namespace
@@ -92,18 +83,20 @@ Status write_kdf_file(const std::filesystem::path& path, const KdfParams& p) {
 
   std::filesystem::path tmp = path;
   tmp += ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return io_error(tmp, "cannot create");
-  bool ok = ::write(fd, body.data(), body.size()) == static_cast<ssize_t>(body.size()) &&
-            ::fsync(fd) == 0;
-  Error err = ok ? Error{} : io_error(tmp, "cannot write");
-  ::close(fd);
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    return err;
+  {
+    SOTTO_TRY_ASSIGN(platform::File f, platform::create_private_file(tmp));
+    Status written = std::fwrite(body.data(), 1, body.size(), f.get()) == body.size()
+                         ? platform::sync_file(f.get(), tmp)
+                         : Status(io_error(tmp, "cannot write"));
+    if (!written.ok()) {
+      f.reset();
+      std::error_code ec;
+      std::filesystem::remove(tmp, ec);
+      return written;
+    }
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return io_error(path, "cannot replace");
-  return sync_directory(path.parent_path());
+  SOTTO_TRY(platform::replace_file(tmp, path));
+  return platform::sync_directory(path.parent_path());
 }
 
 Result<SecureBytes> derive_key(const SecureBytes& passphrase, const KdfParams& p) {

@@ -1,9 +1,6 @@
 #include "sotto/Profile.h"
 
-#include <fcntl.h>
 #include <sodium.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -17,6 +14,7 @@
 #include "SearchIndex.h"
 #include "SessionCrypto.h"
 #include "SqlProtocolStore.h"
+#include "platform/Platform.h"
 #include "sotto/keys/SafetyNumber.h"
 
 namespace sotto {
@@ -28,34 +26,27 @@ constexpr const char* kDatabaseFile = "profile.db";
 constexpr const char* kKdfFile = "profile.kdf";
 constexpr const char* kNextKdfFile = "profile.kdf.next";
 constexpr const char* kLockFile = "profile.lock";
+// How far below its folder the profile's deepest file lies:
+// "/attachments/blobs/" + 32 hex digits + ".part", with room to spare.
+constexpr size_t kDeepestFile = 64;
 
-// Holds an exclusive flock on profile.lock for the life of the Profile, so two processes (or
+// Holds an exclusive lock on profile.lock for the life of the Profile, so two processes (or
 // two Profile objects) never write one database at once.
 class DirectoryLock {
  public:
   static Result<DirectoryLock> acquire(const fs::path& dir) {
-    fs::path path = dir / kLockFile;
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-      return make_error(errno == ENOSPC ? ErrorCode::kStorageFull : ErrorCode::kStorageIo,
-                        "cannot create " + path.string() + ": " + std::strerror(errno));
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      ::close(fd);
-      return make_error(ErrorCode::kBusy, "the profile in " + dir.string() +
+    auto lock = platform::FileLock::acquire(dir / kLockFile);
+    if (lock.code() == ErrorCode::kBusy)
+      return make_error(ErrorCode::kBusy, "the profile in " + platform::to_utf8(dir) +
                                               " is open in another process or object; close it "
                                               "first");
-    }
-    return DirectoryLock(fd);
-  }
-  DirectoryLock(DirectoryLock&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  DirectoryLock& operator=(DirectoryLock&&) = delete;
-  ~DirectoryLock() {
-    if (fd_ >= 0) ::close(fd_);
+    SOTTO_TRY(lock);
+    return DirectoryLock(std::move(*lock));
   }
 
  private:
-  explicit DirectoryLock(int fd) : fd_(fd) {}
-  int fd_;
+  explicit DirectoryLock(platform::FileLock lock) : lock_(std::move(lock)) {}
+  platform::FileLock lock_;
 };
 
 bool sodium_ready() {
@@ -210,6 +201,8 @@ struct Profile::Impl {
                                               const ProfileOptions& options) {
     if (!sodium_ready())
       return make_error(ErrorCode::kCryptoFailure, "libsodium could not be initialised");
+    // Before anything is created: a folder whose files the system could not open is refused.
+    SOTTO_TRY(platform::check_path_room(directory, kDeepestFile));
     std::error_code ec;
     if (!fs::exists(directory, ec)) {
       if (!options.create_if_missing)
@@ -218,7 +211,7 @@ struct Profile::Impl {
       if (ec)
         return make_error(ErrorCode::kStorageIo,
                           "cannot create " + directory.string() + ": " + ec.message());
-      fs::permissions(directory, fs::perms::owner_all, fs::perm_options::replace, ec);
+      platform::restrict_directory(directory);
     }
     SOTTO_TRY_ASSIGN(auto lock, DirectoryLock::acquire(directory));
     auto impl = std::make_unique<Impl>(directory, options, std::move(lock));

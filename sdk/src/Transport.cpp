@@ -1,8 +1,5 @@
 #include "Transport.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -25,6 +22,7 @@
 #include <thread>
 
 #include "ResponseHeaders.h"
+#include "platform/Platform.h"
 #include "sotto/ThreadName.h"
 
 namespace sotto::net {
@@ -101,11 +99,10 @@ bool is_loopback_host(std::string_view host) {
   std::transform(h.begin(), h.end(), h.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   if (h == "localhost") return true;
-  in_addr v4{};
-  if (::inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
-  in6_addr v6{};
-  if (::inet_pton(AF_INET6, h.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6) != 0;
-  return false;
+  // 127.0.0.0/8 and ::1, as the address parses (inet_pton's forms, no names).
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(h, ec);
+  return !ec && address.is_loopback();
 }
 
 Status check_transport(const Url& url, std::string_view text, bool allow_plaintext) {
@@ -410,10 +407,7 @@ class WebSocketImpl final : public WebSocket,
 
 // ---- blocking HTTP ----
 
-struct FileCloser {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-using File = std::unique_ptr<std::FILE, FileCloser>;
+using platform::File;
 
 Error http_error(beast::error_code ec, const std::string& what) {
   return make_error(ErrorCode::kUnavailable, what + ": " + ec.message());
@@ -423,7 +417,7 @@ template <class Stream>
 Result<HttpResult> put_over(Stream& stream, const Url& url, const Headers& headers,
                             const fs::path& path, const TransferProgress& progress,
                             const std::atomic<bool>* cancel, std::chrono::milliseconds timeout) {
-  File f(std::fopen(path.c_str(), "rb"));
+  File f = platform::open_file(path, "rb");
   if (!f)
     return make_error(ErrorCode::kStorageIo,
                       "cannot read " + path.string() + ": " + std::strerror(errno));
@@ -534,7 +528,7 @@ Result<HttpResult> get_over(Stream& stream, const Url& url, const Headers& heade
   SOTTO_TRY_ASSIGN(DownloadTarget target, download_target(out.status, offset, range, length));
   File f;
   if (target.write) {
-    f.reset(std::fopen(path.c_str(), target.append ? "ab" : "wb"));
+    f = platform::open_file(path, target.append ? "ab" : "wb");
     if (!f)
       return make_error(ErrorCode::kStorageIo,
                         "cannot write " + path.string() + ": " + std::strerror(errno));

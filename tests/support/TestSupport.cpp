@@ -45,10 +45,18 @@ Bytes read_file(const fs::path& path) {
 }
 
 std::vector<std::pair<fs::path, Bytes>> read_tree(const fs::path& dir) {
-  std::vector<std::pair<fs::path, Bytes>> out;
-  for (const auto& entry : fs::recursive_directory_iterator(dir))
-    if (entry.is_regular_file()) out.emplace_back(entry.path(), read_file(entry.path()));
-  return out;
+  // A client may remove files while the tree is read (tidying its profile): a pass that lost an
+  // entry under it is read again.
+  for (int attempt = 0;; ++attempt) {
+    try {
+      std::vector<std::pair<fs::path, Bytes>> out;
+      for (const auto& entry : fs::recursive_directory_iterator(dir))
+        if (entry.is_regular_file()) out.emplace_back(entry.path(), read_file(entry.path()));
+      return out;
+    } catch (const fs::filesystem_error&) {
+      if (attempt == 9) throw;
+    }
+  }
 }
 
 bool contains(const Bytes& haystack, std::string_view needle) {

@@ -198,5 +198,26 @@ TEST(CApi, PlainWebSocketToAnotherMachineNeedsTheDevelopmentOption) {
   sotto_client_close(c);
 }
 
+// A folder name in UTF-8 reaches the disk as those letters, whatever the system's own narrow
+// encoding (Windows would read the bytes in its ANSI code page), and opens again.
+TEST(CApi, AProfileFolderWithANonAsciiNameKeepsItsName) {
+  TempDir dir;
+  const std::string name =
+      "pr\xc3\xb8"
+      "fil-\xe6\x97\xa5\xe6\x9c\xac";  // "prøfil-日本"
+  const std::string path = (dir.path() / name).string();
+  sotto_options o{"ws://127.0.0.1:9/v1/ws", "d", false};
+  for (int round = 0; round < 2; ++round) {
+    sotto_error err = SOTTO_OK;
+    sotto_client* c = sotto_client_open(path.c_str(), "a passphrase", nullptr, &o, &err);
+    ASSERT_NE(c, nullptr) << sotto_error_string();
+    sotto_client_close(c);
+  }
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
+    names.push_back(entry.path().filename().string());
+  EXPECT_EQ(names, std::vector<std::string>{name});
+}
+
 }  // namespace
 }  // namespace sotto::test

@@ -9,11 +9,20 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <sstream>
 #include <stdexcept>
 
 namespace sotto::test {
 
-ChildProcess::ChildProcess(const std::vector<std::string>& argv) {
+ChildProcess::ChildProcess(const std::vector<std::string>& program) {
+  // In a cross build the program is for another processor: it runs under the emulator that
+  // runs the tests (qemu-user), named with its arguments by SOTTO_TEST_EMULATOR.
+  std::vector<std::string> argv;
+#ifdef SOTTO_TEST_EMULATOR
+  std::istringstream words(SOTTO_TEST_EMULATOR);
+  for (std::string w; words >> w;) argv.push_back(w);
+#endif
+  argv.insert(argv.end(), program.begin(), program.end());
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
   pid_ = ::fork();

@@ -161,7 +161,8 @@ struct Trio {
       : clients{TestClient(relay, "alice", false), TestClient(relay, "bob", false),
                 TestClient(relay, "carol", false), TestClient(relay, "bob-tablet", false)} {}
   void start() {
-    auto& [alice, bob, carol, tablet] = clients;
+    // Named one by one: clang 14 cannot capture a structured binding in a lambda.
+    TestClient &alice = clients[0], &bob = clients[1], &carol = clients[2];
     alice.register_account();
     bob.register_account();
     carol.register_account();
@@ -184,7 +185,9 @@ struct Trio {
 TEST(Groups, AMembersNewDeviceGetsTheNextGroupMessages) {
   Trio trio;
   ASSERT_NO_FATAL_FAILURE(trio.start());
-  auto& [alice, bob, carol, tablet] = trio.clients;
+  // Named one by one: clang 14 cannot capture a structured binding in a lambda.
+  TestClient &alice = trio.clients[0], &bob = trio.clients[1], &carol = trio.clients[2],
+             &tablet = trio.clients[3];
   ASSERT_TRUE(alice->send_text(trio.conv, "before the tablet").ok());
   ASSERT_TRUE(eventually([&] { return has_text(bob, "before the tablet"); }));
   ASSERT_TRUE(eventually([&] { return has_text(carol, "before the tablet"); }));
@@ -225,7 +228,8 @@ TEST(Groups, AMembersNewDeviceGetsTheNextGroupMessages) {
 TEST(Groups, AMemberAddedBackIsReadEvenBeforeTheUpdateReachesAReceiver) {
   Trio trio;
   ASSERT_NO_FATAL_FAILURE(trio.start());
-  auto& [alice, bob, carol, tablet] = trio.clients;
+  // Named one by one: clang 14 cannot capture a structured binding in a lambda.
+  TestClient &alice = trio.clients[0], &bob = trio.clients[1], &carol = trio.clients[2];
   ConversationId on_bob = *group_on(bob), on_carol = *group_on(carol);
   auto revision = [](TestClient& c, ConversationId conv) {
     auto g = c->group(conv);
@@ -302,7 +306,9 @@ TEST(Groups, TheCreatorsOtherDeviceShowsTheGroupAsCreatedByTheUser) {
 TEST(Groups, AGroupMessageBeforeTheNewDeviceKnowsTheGroupWaitsForIt) {
   Trio trio;
   ASSERT_NO_FATAL_FAILURE(trio.start());
-  auto& [alice, bob, carol, tablet] = trio.clients;
+  // Named one by one: clang 14 cannot capture a structured binding in a lambda.
+  TestClient &alice = trio.clients[0], &bob = trio.clients[1], &carol = trio.clients[2],
+             &tablet = trio.clients[3];
 
   auto invite = tablet->start_link();
   ASSERT_TRUE(invite.ok()) << invite.error().message;

@@ -88,7 +88,8 @@ class ProfilePowerLoss : public ::testing::Test {
   void deliver_to_bob() {
     while (!undelivered_.empty() && !vfs_->powered_off()) {
       auto [n, ct] = undelivered_.front();
-      auto got = bob_->decrypt(kAlice, ct, [&](ByteView) { return store(n, false); });
+      // An explicit capture: clang 14 cannot capture a structured binding.
+      auto got = bob_->decrypt(kAlice, ct, [&, id = n](ByteView) { return store(id, false); });
       if (got.ok() || got.code() == ErrorCode::kDuplicateMessage) {
         // A duplicate: the commit of an earlier try reached the disk though the call failed.
         undelivered_.pop_front();
