@@ -435,8 +435,8 @@ Status PostgresStore::flush(bool and_commit) {
     return first;
   };
 
-  // 1. Lock the device rows in one sorted order (deltas_ is a sorted map): two nodes that
-  //    touch the same devices wait for each other instead of deadlocking.
+  // 1. Lock the device rows in one sorted order (deltas_ is a sorted map): two nodes whose
+  //    transactions flush once each wait for each other instead of deadlocking.
   std::vector<Query> locks(deltas_.size());
   std::vector<const char*> sqls(deltas_.size(), kLock);
   size_t i = 0;
