@@ -332,10 +332,13 @@ Result<PostgresStore::Query> PostgresStore::run(const char* sql, Query& q) {
 
 Status PostgresStore::begin() {
   // A connection lost since the last transaction (a restart of PostgreSQL, a network cut) is
-  // made again here; the transaction that saw it fail was rolled back by the server.
+  // made again here; the transaction that saw it fail was rolled back by the server. One the
+  // server closed while it was idle still reads as open until a command fails on it, so a
+  // failed BEGIN (nothing of a transaction to lose yet) connects again whatever the status
+  // says: else the first transaction after every restart of the server fails.
   if (!conn_ || PQstatus(conn_) != CONNECTION_OK) SOTTO_TRY(connect());
   Status s = run_plain("BEGIN");
-  if (!s.ok() && PQstatus(conn_) != CONNECTION_OK) {
+  if (!s.ok()) {
     SOTTO_TRY(connect());
     s = run_plain("BEGIN");
   }
