@@ -332,10 +332,13 @@ Result<PostgresStore::Query> PostgresStore::run(const char* sql, Query& q) {
 
 Status PostgresStore::begin() {
   // A connection lost since the last transaction (a restart of PostgreSQL, a network cut) is
-  // made again here; the transaction that saw it fail was rolled back by the server.
+  // made again here; the transaction that saw it fail was rolled back by the server. One the
+  // server closed while it was idle still reads as open until a command fails on it, so a
+  // failed BEGIN (nothing of a transaction to lose yet) connects again whatever the status
+  // says: else the first transaction after every restart of the server fails.
   if (!conn_ || PQstatus(conn_) != CONNECTION_OK) SOTTO_TRY(connect());
   Status s = run_plain("BEGIN");
-  if (!s.ok() && PQstatus(conn_) != CONNECTION_OK) {
+  if (!s.ok()) {
     SOTTO_TRY(connect());
     s = run_plain("BEGIN");
   }
@@ -435,8 +438,8 @@ Status PostgresStore::flush(bool and_commit) {
     return first;
   };
 
-  // 1. Lock the device rows in one sorted order (deltas_ is a sorted map): two nodes that
-  //    touch the same devices wait for each other instead of deadlocking.
+  // 1. Lock the device rows in one sorted order (deltas_ is a sorted map): two nodes whose
+  //    transactions flush once each wait for each other instead of deadlocking.
   std::vector<Query> locks(deltas_.size());
   std::vector<const char*> sqls(deltas_.size(), kLock);
   size_t i = 0;

@@ -5,10 +5,13 @@
 // comes from PostgreSQL's row locks here:
 //  - a device's queue counters (last sequence, length, bytes) live in its `devices` row. A
 //    transaction changes them only at commit: it locks every device row it touches in one
-//    sorted order (so two nodes never deadlock over them), assigns the sequences of the copies
-//    it queued, and writes the copies, the counters, the idempotency records and COMMIT in one
-//    pipelined round trip. Sequences of one queue therefore commit in order, and a reader on
-//    any node never sees a later one before an earlier one;
+//    sorted order, assigns the sequences of the copies it queued, and writes the copies, the
+//    counters, the idempotency records and COMMIT in one pipelined round trip. Sequences of
+//    one queue therefore commit in order, and a reader on any node never sees a later one
+//    before an earlier one. A transaction that reads or acks a queue it queued to does that
+//    earlier for the rows it has touched so far, so two nodes' transactions can still lock
+//    rows in opposite orders: PostgreSQL then rolls one back (kBusy) and the StoreExecutor
+//    runs it again;
 //  - one-time prekeys are taken with DELETE ... RETURNING on a row locked with SKIP LOCKED,
 //    so each is handed out once whichever node takes it;
 //  - accounts, handles and nonces rely on unique keys (INSERT ... ON CONFLICT);

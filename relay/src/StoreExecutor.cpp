@@ -46,14 +46,22 @@ size_t StoreExecutor::queued() const {
 }
 
 Status StoreExecutor::run_batch(std::vector<Job>& batch, size_t first, size_t last) {
-  Status status = store_->begin();
-  for (size_t i = first; status.ok() && i < last; ++i) status = batch[i].work(*store_);
-  if (status.ok()) status = store_->commit();
-  if (!status.ok()) {
+  Status status;
+  // kBusy: the store chose this transaction as a deadlock's victim (PostgreSQL, when another
+  // node's transaction locks the same device rows in another order) or another process held
+  // the database. The transaction was rolled back and runs again: answered UNAVAILABLE, an ack
+  // would be lost to a client that does not send it again.
+  for (int attempt = 0; attempt <= kBusyRetries; ++attempt) {
+    status = store_->begin();
+    for (size_t i = first; status.ok() && i < last; ++i) status = batch[i].work(*store_);
+    if (status.ok()) status = store_->commit();
+    if (status.ok()) break;
     store_->rollback();
     metrics_.store_errors.fetch_add(1, std::memory_order_relaxed);
-    log_failure(status.error(), last - first);
-    return status;
+    if (status.code() != ErrorCode::kBusy || attempt == kBusyRetries) {
+      log_failure(status.error(), last - first);
+      return status;
+    }
   }
   metrics_.store_batches.fetch_add(1, std::memory_order_relaxed);
   return status;

@@ -23,7 +23,9 @@ class StoreExecutor {
  public:
   // `work` reads and writes through the Store; an error from it (storage trouble, not a refusal
   // of the request) rolls back the whole batch, whose jobs then run again one transaction
-  // each. NB: so `work` may run twice and must set its results from scratch each time.
+  // each. A transaction that fails with kBusy (a deadlock's victim) runs again as it was
+  // first. NB: so `work` may run several times and must set its results from scratch each
+  // time.
   // `done` gets the outcome of the transaction that held the job.
   struct Job {
     std::function<Status(Store&)> work;
@@ -45,6 +47,9 @@ class StoreExecutor {
   size_t pending() const { return pending_.load(); }
 
  private:
+  // How many times a transaction that failed with kBusy runs again before it fails.
+  static constexpr int kBusyRetries = 3;
+
   void run();
   Status run_batch(std::vector<Job>& batch, size_t first, size_t last);
   void log_failure(const Error& e, size_t jobs);  // at most one line a second

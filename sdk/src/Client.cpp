@@ -257,6 +257,15 @@ void Client::Impl::on_connected() {
   // Receipts still owed from before a crash or a quit go out now, without waiting for the next
   // received message to schedule them; then the outbox.
   flush_receipts();
+  // Acks the last connection could not get confirmed.
+  std::vector<uint64_t> acks;
+  {
+    std::lock_guard lock(mu);
+    acks.assign(acks_unconfirmed.begin(), acks_unconfirmed.end());
+    acks_unconfirmed.clear();
+    ack_retry_ms = 0;
+  }
+  if (!acks.empty()) send_acks(acks);
 }
 
 Status Client::Impl::refresh_own_devices() {

@@ -41,6 +41,8 @@ constexpr uint32_t kMaxAckSequences = 1000;
 constexpr size_t kInboundBatch = 256;
 constexpr uint64_t kInboundRetryFirstMs = 500;
 constexpr uint64_t kInboundRetryMaxMs = 15'000;
+constexpr uint64_t kAckRetryFirstMs = 500;
+constexpr uint64_t kAckRetryMaxMs = 15'000;
 constexpr uint32_t kPreKeyLowWater = 10;
 constexpr uint64_t kResetInterval = 3600'000;  // one session reset per peer device per hour
 constexpr uint64_t kResendWindow = 24 * 3600'000;
@@ -270,6 +272,12 @@ struct Client::Impl {
   // order, until then (0: not waiting); the wait doubles up to kInboundRetryMaxMs.
   uint64_t inbound_retry_ms = 0;
   uint64_t inbound_backoff_ms = 0;
+  // Acks the relay refused (its storage was down) or did not answer: sent again at
+  // ack_retry_ms (0: none waiting), the wait doubling up to kAckRetryMaxMs, and on the next
+  // connection. Under `mu` (the loop thread adds to them).
+  std::set<uint64_t> acks_unconfirmed;
+  uint64_t ack_retry_ms = 0;
+  uint64_t ack_backoff_ms = 0;
   std::map<ConversationId, uint64_t> typing_sent_ms;   // when STARTED last went out
   std::map<ConversationId, uint64_t> typing_until_ms;  // auto-stop of our own typing
   std::map<std::pair<ConversationId, std::string>, uint64_t> typing_seen_until_ms;
@@ -532,7 +540,12 @@ struct Client::Impl {
   // After a wait for storage (inbound_retry_ms): a received envelope was stored again.
   void inbound_stored_again();
 
+  // Acks are sent until the relay confirms them: an envelope whose ack is lost while the
+  // connection stays up comes again only on the next connection, perhaps after more of the
+  // conversation than the session's ratchet can still recognise as a duplicate.
   void send_acks(const std::vector<uint64_t>& acks);
+  // The relay refused or did not answer an ack of `sequences`: try again later.
+  void ack_unconfirmed(const std::vector<uint64_t>& sequences);
 
   // Inside a transaction, mutex held. Errors: crypto failures of the envelope (the caller
   // handles them outside the transaction) or storage errors.

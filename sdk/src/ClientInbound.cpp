@@ -24,6 +24,7 @@ void Client::Impl::worker_main() {
     if (rebuild_due_ms) due = std::min(due, at(rebuild_due_ms));
     if (plain_copies_due_ms) due = std::min(due, at(plain_copies_due_ms));
     if (inbound_retry_ms) due = std::min(due, at(inbound_retry_ms));
+    if (ack_retry_ms) due = std::min(due, at(ack_retry_ms));
     auto inbound_ready = [&] {
       return !inbound.empty() && (!inbound_retry_ms || inbound_retry_ms <= now());
     };
@@ -49,7 +50,15 @@ void Client::Impl::worker_main() {
     bool plain_copies =
         plain_copies_due_ms && plain_copies_due_ms <= t && inbound.empty() && tasks.empty();
     if (plain_copies) plain_copies_due_ms = 0;
+    std::vector<uint64_t> acks_again;
+    if (ack_retry_ms && ack_retry_ms <= t) {
+      acks_again.assign(acks_unconfirmed.begin(), acks_unconfirmed.end());
+      acks_unconfirmed.clear();
+      ack_retry_ms = 0;
+    }
     lock.unlock();
+
+    if (!acks_again.empty()) send_acks(acks_again);
 
     for (auto& task : work) task();
     // The user's own sends first: a send_text() waits for the relay's acknowledgement (its
@@ -165,15 +174,42 @@ void Client::Impl::inbound_stored_again() {
 
 void Client::Impl::send_acks(const std::vector<uint64_t>& acks) {
   auto c = connection();
-  if (!c) return;
+  if (!c) {
+    // Offline: sent once there is a connection again (on_connected).
+    std::lock_guard lock(mu);
+    acks_unconfirmed.insert(acks.begin(), acks.end());
+    return;
+  }
   for (size_t i = 0; i < acks.size(); i += kMaxAckSequences) {
     auto req = make_request(wire::OP_ACK);
-    for (size_t j = i; j < std::min(acks.size(), i + kMaxAckSequences); ++j)
-      req.mutable_ack()->add_sequences(acks[j]);
-    // Fire and forget: an ack that is lost only means the envelope comes again, and the
-    // duplicate is recognised.
-    c->request(std::move(req), [](Result<wire::Response>) {});
+    std::vector<uint64_t> part(
+        acks.begin() + static_cast<std::ptrdiff_t>(i),
+        acks.begin() + static_cast<std::ptrdiff_t>(std::min(acks.size(), i + kMaxAckSequences)));
+    for (uint64_t s : part) req.mutable_ack()->add_sequences(s);
+    c->request(std::move(req), [this, part = std::move(part)](Result<wire::Response> r) {
+      if (r.ok() && r->status() == wire::OK) {
+        std::lock_guard lock(mu);
+        ack_backoff_ms = 0;
+        return;
+      }
+      // Refused (the relay's storage is down: UNAVAILABLE) or unanswered. The envelope stays
+      // in the relay's queue while this connection lasts and comes again only on a later one,
+      // perhaps after more of the conversation than the session can still tell a duplicate
+      // from a message it cannot decrypt (which would reset the session): send it again.
+      if (!r.ok() || r->status() == wire::UNAVAILABLE || r->status() == wire::RATE_LIMITED)
+        ack_unconfirmed(part);
+    });
   }
+}
+
+void Client::Impl::ack_unconfirmed(const std::vector<uint64_t>& sequences) {
+  std::lock_guard lock(mu);
+  if (stopping) return;
+  acks_unconfirmed.insert(sequences.begin(), sequences.end());
+  ack_backoff_ms =
+      ack_backoff_ms ? std::min(ack_backoff_ms * 2, kAckRetryMaxMs) : kAckRetryFirstMs;
+  if (!ack_retry_ms) ack_retry_ms = now() + ack_backoff_ms;
+  cv.notify_one();
 }
 
 // Inside a transaction, mutex held. Errors: crypto failures of the envelope (the caller
@@ -391,7 +427,23 @@ Status Client::Impl::apply_session_reset(const Address& from, const content::Ses
       SOTTO_TRY(q.run());
     }
     content::Content c;
-    *c.mutable_data_message() = std::move(dm);
+    if (from.account == me && !dm.has_group()) {
+      // Another device of this account: it takes a 1:1 message of ours only as the
+      // transcript it missed (a data message from its own account is not for it).
+      SOTTO_TRY_ASSIGN(auto conv, history.conversation(m->message.conversation));
+      if (!conv || conv->peer.empty()) continue;
+      auto* sent = c.mutable_sync()->mutable_sent();
+      Bytes peer;
+      from_hex(conv->peer, peer);
+      sent->set_destination_account_id(str_of(peer));
+      if (conv->title.size() > 1 && conv->title[0] == '@')
+        sent->set_destination_handle(conv->title.substr(1));
+      sent->set_message_id(dm.message_id());
+      sent->set_timestamp_ms(m->message.sent_ms);
+      *sent->mutable_message() = std::move(dm);
+    } else {
+      *c.mutable_data_message() = std::move(dm);
+    }
     OutboxItem item;
     item.message_id = new_message_id(t);
     item.kind = OutboxKind::kResend;

@@ -1,7 +1,12 @@
 // Sessions repair themselves, and a changed identity key waits for the user.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <thread>
+
 #include "ClientHarness.h"
+#include "FaultyProxy.h"
+#include "PostgresServer.h"
 
 namespace sotto::test {
 namespace {
@@ -72,6 +77,67 @@ TEST(Healing, TheSendersCorruptSessionIsRebuiltToo) {
   ASSERT_TRUE(alice->send_text(ab, "second").ok());
   ASSERT_TRUE(eventually([&] { return bob.events().texts().size() == 2; }));
   EXPECT_EQ(bob.events().texts()[1], "second");
+}
+
+// An ack the relay refuses (its PostgreSQL store is down for a moment) is sent again. Left in
+// the queue, the envelope would come again only on the device's next connection, after more
+// of the conversation than the session can still tell a duplicate from a message it cannot
+// decrypt: the receiver would reset a healthy session and show that it lost a message.
+TEST(Healing, AnAckTheRelayRefusedIsSentAgainAndTheSessionLives) {
+  auto pg = PostgresServer::start();
+  ASSERT_TRUE(pg.ok()) << "no PostgreSQL: " << pg.error().message;
+  auto db = (*pg)->create_database("acks");
+  ASSERT_TRUE(db.ok()) << db.error().message;
+  RelayProcess::Options o;
+  o.extra_args = {"--store", (*pg)->url(*db)};
+  RelayProcess relay(o);
+  FaultyProxy proxy(relay.port());  // bob's network
+  TestClient alice(relay, "alice");
+  TestClient bob("ws://127.0.0.1:" + std::to_string(proxy.port()) + "/v1/ws", "bob", "phone");
+  alice.register_account();
+  bob.register_account();
+  ConversationId ab = alice.conversation_with(bob);
+  ConversationId ba = bob.conversation_with(alice);
+  auto count = [](TestClient& c, const std::string& text) {
+    auto t = c.events().texts();
+    return std::count(t.begin(), t.end(), text);
+  };
+  ASSERT_TRUE(alice->send_text(ab, "hello").ok());
+  ASSERT_TRUE(eventually([&] { return count(bob, "hello") == 1; }));
+  ASSERT_TRUE(bob->send_text(ba, "hi").ok());
+  ASSERT_TRUE(eventually([&] { return count(alice, "hi") == 1; }));
+
+  // The relay stores the message and pushes it to bob, whose network holds it until the store
+  // is down: bob stores it and his ack is refused.
+  proxy.stall(2500ms);
+  auto id = alice->send_text(ab, "acked while the store is down");
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(eventually([&] {
+    auto m = alice.find(ab, *id);
+    return m && m->status == MessageStatus::kSent;
+  }));
+  ASSERT_TRUE((*pg)->stop().ok());
+  ASSERT_TRUE(eventually([&] { return count(bob, "acked while the store is down") == 1; }));
+  std::this_thread::sleep_for(1s);
+  ASSERT_TRUE((*pg)->restart().ok());
+
+  // More of the conversation than the session keeps of old chains (5 ratchet steps)...
+  for (int i = 0; i < 8; ++i) {
+    std::string a = "a" + std::to_string(i), b = "b" + std::to_string(i);
+    ASSERT_TRUE(alice->send_text(ab, a).ok());
+    ASSERT_TRUE(eventually([&] { return count(bob, a) == 1; }, 30s)) << a;
+    ASSERT_TRUE(bob->send_text(ba, b).ok());
+    ASSERT_TRUE(eventually([&] { return count(alice, b) == 1; }, 30s)) << b;
+  }
+  // ...then a new connection: bob gets the rest of his queue, oldest first.
+  bob->disconnect();
+  ASSERT_TRUE(bob->connect().ok());
+  ASSERT_TRUE(bob->wait_online(20s));
+  ASSERT_TRUE(alice->send_text(ab, "last").ok());
+  ASSERT_TRUE(eventually([&] { return count(bob, "last") == 1; }, 30s));
+  for (const auto& m : bob.history(ba))
+    EXPECT_NE(m.kind, MessageKind::kNotice) << "bob's conversation shows: " << m.text;
+  EXPECT_EQ(count(bob, "acked while the store is down"), 1);
 }
 
 TEST(Identity, AChangedKeyRaisesAnEventAndSendingWaitsForTheUser) {

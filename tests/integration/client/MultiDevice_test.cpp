@@ -66,6 +66,36 @@ TEST(MultiDevice, LinkedDeviceReceivesAndSeesWhatTheOtherSent) {
   ASSERT_TRUE(eventually([&] { return alice.find(ab, from_laptop).has_value(); }));
 }
 
+// A message the other device of the account could not decrypt (its session with the sender
+// broke) is sent to it again once the session is reset: as the transcript it missed, since a
+// device ignores data messages from its own account.
+TEST(MultiDevice, AMessageTheOtherDeviceCouldNotDecryptReachesItAgainAsATranscript) {
+  RelayProcess relay;
+  TestClient alice(relay, "alice"), laptop(relay, "alice-laptop"), bob(relay, "bob");
+  alice.register_account();
+  bob.register_account();
+  ConversationId ab = alice.conversation_with(bob);
+  link(alice, laptop, /*typed=*/false);
+  auto laptop_sees = [&](const std::string& id) {
+    auto convs = laptop->conversations();
+    if (!convs.ok()) return false;
+    for (const auto& c : *convs)
+      if (c.peer == bob.info().account && laptop.find(c.id, id)) return true;
+    return false;
+  };
+  auto first = alice->send_text(ab, "first").value();
+  ASSERT_TRUE(eventually([&] { return laptop_sees(first); }));
+
+  // The laptop's record of its session with the phone is destroyed on disk.
+  laptop.close();
+  poke(laptop, "UPDATE sessions SET record = randomblob(length(record)) WHERE name = '" +
+                   alice.info().account + "'");
+  laptop.reopen();
+  auto after = alice->send_text(ab, "after the damage").value();
+  ASSERT_TRUE(eventually([&] { return laptop_sees(after); }, 30s))
+      << "the laptop never got the transcript it could not decrypt at first";
+}
+
 TEST(MultiDevice, ATamperedLinkKeyIsRefusedBeforeAnythingIsSent) {
   RelayProcess relay;
   TestClient alice(relay, "alice"), fresh(relay, "fresh");

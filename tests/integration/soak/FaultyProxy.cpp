@@ -46,6 +46,7 @@ struct Pair {
   int upstream = -1;
   Pipe up;    // client -> upstream
   Pipe down;  // upstream -> client
+  size_t upstream_index = 0;
   bool dead = false;
 };
 
@@ -83,7 +84,19 @@ bool push(int to, Pipe& p) {
 }  // namespace
 
 FaultyProxy::FaultyProxy(uint16_t upstream_port, Tap tap)
-    : upstream_(upstream_port), tap_(std::move(tap)) {
+    : upstreams_{upstream_port}, tap_(std::move(tap)) {
+  start();
+}
+
+FaultyProxy::FaultyProxy(std::vector<uint16_t> upstreams, size_t first)
+    : upstreams_(std::move(upstreams)) {
+  if (upstreams_.empty()) throw std::logic_error("a proxy needs at least one upstream");
+  next_upstream_ = first % upstreams_.size();
+  start();
+}
+
+void FaultyProxy::start() {
+  routed_ = std::make_unique<std::atomic<uint64_t>[]>(upstreams_.size());
   listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
   ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -123,6 +136,12 @@ void FaultyProxy::stall(std::chrono::milliseconds duration) {
   (void)!::write(wake_[1], &c, 1);
 }
 
+std::optional<size_t> FaultyProxy::current_upstream() const {
+  int c = current_.load();
+  if (c < 0) return std::nullopt;
+  return static_cast<size_t>(c);
+}
+
 void FaultyProxy::run() {
   std::vector<Pair> pairs;
   uint64_t accepted = 0;
@@ -140,6 +159,7 @@ void FaultyProxy::run() {
       }
       cuts_ += pairs.size();
       pairs.clear();
+      current_ = -1;
     }
     bool stalled = now_ns() < stalled_until_ns_.load();
     std::vector<pollfd> fds{{wake_[0], POLLIN, 0}, {listener_, POLLIN, 0}};
@@ -166,18 +186,29 @@ void FaultyProxy::run() {
       for (;;) {
         int c = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (c < 0) break;
-        int u = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        a.sin_port = htons(upstream_);
         // Loopback connects complete at once or are refused (the relay is down): then the
-        // client sees its connection reset, as it would without the proxy.
-        if (::connect(u, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-          ::close(u);
+        // next upstream is tried, and when every one refuses the client sees its connection
+        // reset, as it would without the proxy.
+        int u = -1;
+        size_t upstream = 0;
+        for (size_t tried = 0; tried < upstreams_.size() && u < 0; ++tried) {
+          upstream = next_upstream_;
+          next_upstream_ = (next_upstream_ + 1) % upstreams_.size();
+          u = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+          sockaddr_in a{};
+          a.sin_family = AF_INET;
+          a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+          a.sin_port = htons(upstreams_[upstream]);
+          if (::connect(u, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+            ::close(u);
+            u = -1;
+          }
+        }
+        if (u < 0) {
           reset_close(c);
           continue;
         }
+        routed_[upstream].fetch_add(1);
         set_nonblocking(u);
         int one = 1;
         ::setsockopt(u, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -186,6 +217,7 @@ void FaultyProxy::run() {
         p.id = ++accepted;
         p.client = c;
         p.upstream = u;
+        p.upstream_index = upstream;
         pairs.push_back(std::move(p));
       }
     }
@@ -218,6 +250,8 @@ void FaultyProxy::run() {
       }
     }
     std::erase_if(pairs, [](const Pair& p) { return p.dead; });
+    // Pairs are in the order accepted: the last is the newest.
+    current_ = pairs.empty() ? -1 : static_cast<int>(pairs.back().upstream_index);
   }
   for (auto& p : pairs) {
     ::close(p.client);

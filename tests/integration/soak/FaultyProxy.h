@@ -2,6 +2,10 @@
 // way networks do: cut every connection at once (a reset in both directions), or stop
 // forwarding for a while (a stall: bytes wait, nothing is lost, pings go unanswered).
 //
+// Given several upstreams (the nodes of a cluster), it is also the load balancer in front of
+// them: each new connection goes to the next one in turn, skipping those that refuse it (a
+// node that is down), so a client that reconnects to the one address lands on a live node.
+//
 // One thread forwards with poll(); each direction keeps at most one buffer and reads no more
 // from its source until the destination took it, so a slow side slows only its own pair.
 // A tap, when given, sees every byte that passes, for tests that look at what is on the wire.
@@ -11,7 +15,10 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <thread>
+#include <vector>
 
 namespace sotto::test {
 
@@ -24,6 +31,10 @@ class FaultyProxy {
 
   // Listens on 127.0.0.1, an ephemeral port; connects each accepted socket to `upstream_port`.
   explicit FaultyProxy(uint16_t upstream_port, Tap tap = {});
+  // The same in front of several upstreams: connections go round-robin, starting at
+  // `upstreams[first % size]`; one that refuses is skipped (all refuse: the client's
+  // connection is reset).
+  FaultyProxy(std::vector<uint16_t> upstreams, size_t first);
   ~FaultyProxy();
   FaultyProxy(const FaultyProxy&) = delete;
   FaultyProxy& operator=(const FaultyProxy&) = delete;
@@ -35,19 +46,28 @@ class FaultyProxy {
   void stall(std::chrono::milliseconds duration);
   // Connections cut so far.
   uint64_t cut_count() const { return cuts_.load(); }
+  // The upstream (an index into the constructor's list) of the newest connection still open:
+  // for a client that holds one connection at a time, where it is now. nullopt: none open.
+  std::optional<size_t> current_upstream() const;
+  // Connections made to upstream `index` so far.
+  uint64_t connections_to(size_t index) const { return routed_[index].load(); }
 
  private:
+  void start();
   void run();
 
   int listener_ = -1;
   int wake_[2] = {-1, -1};
   uint16_t port_ = 0;
-  uint16_t upstream_ = 0;
+  std::vector<uint16_t> upstreams_;
+  size_t next_upstream_ = 0;  // the proxy thread's turn
   Tap tap_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> cut_requested_{false};
   std::atomic<int64_t> stalled_until_ns_{0};
   std::atomic<uint64_t> cuts_{0};
+  std::atomic<int> current_{-1};
+  std::unique_ptr<std::atomic<uint64_t>[]> routed_;
   std::thread thread_;
 };
 

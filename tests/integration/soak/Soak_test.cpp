@@ -23,9 +23,23 @@
 // to the members at the time it leaves the outbox, not to those of the revision it carries,
 // and a device that has applied its removal drops messages sent at a revision that had it.
 //
-// ctest runs it for SOTTO_SOAK_SECONDS (default 40) of chaos; `./run soak MINUTES` runs it
-// longer. SOTTO_SOAK_SEED replays a run's schedule of faults (each run prints its seed).
+// In cluster mode (SoakCluster) the same users chat through three relay nodes that share a
+// throwaway PostgreSQL store, a redis-server bus and one data dir. Each device reaches "the
+// cluster" through a proxy of its own that plays the load balancer: one address, each new
+// connection to the next node in turn, skipping a node that refuses. On top of the device
+// kills, cuts and stalls, one node at a time is killed (kill -9, now and then SIGTERM) and
+// started again on the same node id a while later, redis-server is killed and started again
+// (empty), and PostgreSQL is stopped at once and started again. The checks are the same, and
+// one more: every device that was on a node when it went down is online again (connected to a
+// live node and up to date) within 5 s; the worst is reported. No stall and no PostgreSQL
+// restart overlaps those 5 s (they would hold any device back, by design); a device killed in
+// them is not timed. Every fault is printed as it happens, with its time into the run.
+//
+// ctest runs each for SOTTO_SOAK_SECONDS (default 40) of chaos; `./run soak [--cluster]
+// MINUTES` runs it longer. SOTTO_SOAK_SEED replays a run's schedule of faults (each run prints
+// its seed); the devices' timing is their own, so a replay is close, not identical.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -45,6 +59,8 @@
 
 #include "ChildProcess.h"
 #include "FaultyProxy.h"
+#include "PostgresServer.h"
+#include "RedisServer.h"
 #include "RelayProcess.h"
 #include "TestSupport.h"
 
@@ -70,6 +86,34 @@ std::string random_key_hex(std::mt19937_64& rng) {
 // The user whom alice keeps removing from the group "churn" and adding back.
 const std::string kChurned = "dave";
 
+// Cluster mode: the nodes, and how soon the devices of a node that went down must be online
+// again on another.
+constexpr size_t kNodes = 3;
+constexpr auto kBackWithin = 5s;
+
+// The SDK's connection states as soak_user prints them (sotto::ConnectionState).
+constexpr int kStateOffline = 0, kStateConnecting = 1, kStateOnline = 3;
+
+int64_t steady_ns(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+// A child that died and was not reaped yet (RelayProcess reaps only when told to stop).
+bool exited(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  std::getline(in, text);
+  auto paren = text.rfind(')');
+  return paren == std::string::npos || (paren + 2 < text.size() && text[paren + 2] == 'Z');
+}
+
+// A connection state change as a device printed it.
+struct StateChange {
+  int state = 0;
+  int64_t ns = 0;  // the device's steady clock, the same as the controller's
+  std::string detail;
+};
+
 // One message a device said it sent, in the order it said so: the controller's record.
 struct Sent {
   std::string tag;
@@ -87,6 +131,7 @@ struct Device {
   fs::path dir;
   std::string key_hex;
   bool creator = false;
+  FaultyProxy* proxy = nullptr;  // the device's way to the relay (or to the cluster)
   std::unique_ptr<ChildProcess> process;
   std::optional<Clock::time_point> restart_at;  // set while killed
   int starts = 0;
@@ -95,6 +140,7 @@ struct Device {
   std::optional<Sent> sending;
   uint32_t churn_before = 0;
   std::map<std::string, uint64_t> next;  // tag -> one past every number this device announced
+  std::vector<StateChange> states;       // the current run's connection states
 };
 
 // One message as a device's dump shows it.
@@ -108,17 +154,28 @@ struct Entry {
   std::string text;
 };
 
+// A node, or a single relay, that went down, and the devices that were on it then.
+struct Outage {
+  size_t node = 0;
+  std::string how;  // "killed", "stopped"
+  Clock::time_point at;
+  std::vector<std::pair<size_t, int>> devices;  // index in devices_, its `starts` then
+  bool checked = false;
+};
+
 class Soak {
  public:
-  Soak()
+  explicit Soak(bool cluster)
       : seed_(env_number("SOTTO_SOAK_SEED", std::random_device{}())),
         seconds_(env_number("SOTTO_SOAK_SECONDS", 40)),
         exact_churn_(env_number("SOTTO_SOAK_CHURN_EXACT", 0) != 0),
+        cluster_(cluster),
         rng_(seed_) {
     std::printf(
-        "soak: seed %llu, %llu s of faults, churn checked %s (SOTTO_SOAK_SEED, SOTTO_SOAK_SECONDS, "
-        "SOTTO_SOAK_CHURN_EXACT)\n",
-        static_cast<unsigned long long>(seed_), static_cast<unsigned long long>(seconds_),
+        "soak%s: seed %llu, %llu s of faults, churn checked %s (SOTTO_SOAK_SEED, "
+        "SOTTO_SOAK_SECONDS, SOTTO_SOAK_CHURN_EXACT)\n",
+        cluster_ ? " (cluster)" : "", static_cast<unsigned long long>(seed_),
+        static_cast<unsigned long long>(seconds_),
         exact_churn_ ? "exactly by revision" : "for order and duplicates at dave's");
     std::fflush(stdout);  // the seed shows at once, even when the output goes to a file
     for (const auto& [user, count] : std::vector<std::pair<std::string, int>>{
@@ -137,11 +194,15 @@ class Soak {
   }
 
   void run() {
-    set_up_accounts();
+    start_relays();
+    if (!::testing::Test::HasFatalFailure()) set_up_accounts();
     // The errors gathered so far are reported whatever happens next.
     if (!::testing::Test::HasFatalFailure() && errors_.empty()) {
       start_chatting();
-      faults();
+      if (cluster_)
+        cluster_faults();
+      else
+        faults();
       settle_and_dump();
       check();
       chaos_ran_ = true;
@@ -150,9 +211,49 @@ class Soak {
   }
 
  private:
+  // One relay and a proxy in front of it for every device; or the cluster, and a proxy for
+  // each device that spreads its connections over the nodes.
+  void start_relays() {
+    if (!cluster_) {
+      relay_ = std::make_unique<RelayProcess>();
+      ASSERT_FALSE(::testing::Test::HasFailure());
+      proxies_.push_back(std::make_unique<FaultyProxy>(relay_->port()));
+      for (auto& d : devices_) d.proxy = proxies_.back().get();
+      return;
+    }
+    auto pg = PostgresServer::start();
+    ASSERT_TRUE(pg.ok()) << "no PostgreSQL for cluster mode: " << pg.error().message;
+    postgres_ = std::move(*pg);
+    auto db = postgres_->create_database("soak");
+    ASSERT_TRUE(db.ok()) << db.error().message;
+    auto redis = RedisServer::start();
+    ASSERT_TRUE(redis.ok()) << "no redis-server for cluster mode: " << redis.error().message;
+    redis_ = std::move(*redis);
+    fs::create_directories(root_ / "shared");
+    std::vector<uint16_t> ports;
+    for (size_t i = 0; i < kNodes; ++i) {
+      RelayProcess::Options o;
+      o.data_dir = root_ / "shared";
+      o.extra_args = {"--store",   postgres_->url(*db), "--bus", redis_->address(),
+                      "--node-id", node_name(i),        "--cluster-claim-ttl-ms", "3000"};
+      nodes_.push_back(std::make_unique<RelayProcess>(o));
+      ASSERT_FALSE(::testing::Test::HasFailure());
+      ports.push_back(nodes_.back()->port());
+    }
+    for (size_t i = 0; i < devices_.size(); ++i) {
+      proxies_.push_back(std::make_unique<FaultyProxy>(ports, i));
+      devices_[i].proxy = proxies_.back().get();
+    }
+    std::printf("soak (cluster): nodes n0, n1, n2 on 127.0.0.1:%u, %u, %u; a proxy per device\n",
+                ports[0], ports[1], ports[2]);
+    std::fflush(stdout);
+  }
+
+  static std::string node_name(size_t i) { return "n" + std::to_string(i); }
+
   std::vector<std::string> base(const Device& d) const {
     return {SOTTO_SOAK_USER, d.dir.string(), d.key_hex,
-            "ws://127.0.0.1:" + std::to_string(proxy_.port()) + "/v1/ws"};
+            "ws://127.0.0.1:" + std::to_string(d.proxy->port()) + "/v1/ws"};
   }
   std::vector<std::string> with(std::vector<std::string> v, std::vector<std::string> more) {
     v.insert(v.end(), more.begin(), more.end());
@@ -210,6 +311,7 @@ class Soak {
     d.process = std::make_unique<ChildProcess>(args);
     d.restart_at.reset();
     d.sending.reset();
+    d.states.clear();
     ++d.starts;
   }
 
@@ -253,6 +355,14 @@ class Soak {
         return;
       }
       if (d.churn_before == after) d.sent.back().revision = after;
+    } else if (kind == "STATE") {
+      StateChange c;
+      if (!(in >> c.state >> c.ns)) {
+        errors_.push_back(d.name + " printed '" + line + "'");
+        return;
+      }
+      std::getline(in >> std::ws, c.detail);
+      d.states.push_back(std::move(c));
     } else if (kind == "CHURN") {
       uint32_t revision = 0;
       int in_group = 0;
@@ -320,36 +430,275 @@ class Soak {
             ++device_kills_;
           }
         } else if (roll < 58) {
-          relay_.kill9();
+          relay_->kill9();
           std::this_thread::sleep_for(random_ms(0, 1000));
-          relay_.restart();
+          relay_->restart();
           ++relay_kills_;
         } else if (roll < 66) {
-          int status = relay_.terminate();
+          int status = relay_->terminate();
           if (status != 0)
             errors_.push_back("the relay exited with status " + std::to_string(status) +
                               " after SIGTERM");
           std::this_thread::sleep_for(random_ms(0, 500));
-          relay_.restart();
+          relay_->restart();
           ++relay_stops_;
         } else if (roll < 80) {
-          proxy_.cut_all();
+          cut_all();
           ++network_cuts_;
         } else if (roll < 86) {
           // Longer than the devices' idle timeout (6 s) at times: they must notice by
           // themselves that the connection is dead.
-          proxy_.stall(random_ms(1000, 8000));
+          stall_all(random_ms(1000, 8000));
           ++network_stalls_;
         }
         next_fault = Clock::now() + random_ms(500, 3000);
       }
       std::this_thread::sleep_for(50ms);
     }
-    proxy_.stall(0ms);
+    stall_all(0ms);
     drain();
     // The last fault: every device dies at once, in the middle of whatever it was doing.
     for (auto& d : devices_)
       if (d.process && !d.restart_at) kill_device(d);
+  }
+
+  // ---- cluster mode ----
+
+  // A line of the run's timeline.
+  void note(const std::string& what) {
+    double at = std::chrono::duration<double>(Clock::now() - chaos_started_).count();
+    std::printf("soak: +%.1f s %s\n", at, what.c_str());
+    std::fflush(stdout);
+  }
+
+  std::string since_chaos(Clock::time_point t) const {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "+%.2f s",
+                  std::chrono::duration<double>(t - chaos_started_).count());
+    return buf;
+  }
+
+  // The devices connected to node `i` now, as their proxies see it.
+  std::vector<std::pair<size_t, int>> devices_on(size_t i) const {
+    std::vector<std::pair<size_t, int>> on;
+    for (size_t k = 0; k < devices_.size(); ++k) {
+      const Device& d = devices_[k];
+      if (d.process && !d.restart_at && d.proxy->current_upstream() == i)
+        on.emplace_back(k, d.starts);
+    }
+    return on;
+  }
+
+  // Kills (or, now and then, stops) node `i` with its devices' connections.
+  void take_node_down(size_t i) {
+    Outage o;
+    o.node = i;
+    o.devices = devices_on(i);
+    o.at = Clock::now();
+    if (std::uniform_int_distribution<int>(0, 99)(rng_) < 80) {
+      o.how = "killed (kill -9)";
+      nodes_[i]->kill9();
+      ++node_kills_;
+    } else {
+      o.how = "stopped (SIGTERM)";
+      int status = nodes_[i]->terminate();
+      if (status != 0)
+        errors_.push_back("node " + node_name(i) + " exited with status " +
+                          std::to_string(status) + " after SIGTERM");
+      ++node_stops_;
+    }
+    std::string on;
+    for (const auto& [k, starts] : o.devices) on += " " + devices_[k].name;
+    note("node " + node_name(i) + " " + o.how + "; on it:" + (on.empty() ? " no device" : on));
+    outages_.push_back(std::move(o));
+  }
+
+  // The first time after `since` (ns) that the device went online again after losing its
+  // connection: offline or connecting, then online (connected to a node that answered, and
+  // up to date). nullopt: not yet.
+  static std::optional<int64_t> back_online(const Device& d, int64_t since) {
+    bool lost = false;
+    for (const auto& c : d.states) {
+      if (c.ns < since) continue;
+      if (c.state == kStateOffline || c.state == kStateConnecting) lost = true;
+      if (lost && c.state == kStateOnline) return c.ns;
+    }
+    return std::nullopt;
+  }
+
+  // Each outage once its window is over (or at once with `all`): were its devices online
+  // again in time?
+  void check_outages(bool all) {
+    for (auto& o : outages_) {
+      if (o.checked || (!all && Clock::now() < o.at + kBackWithin + 500ms)) continue;
+      o.checked = true;
+      int64_t at = steady_ns(o.at);
+      int64_t limit = at + std::chrono::nanoseconds(kBackWithin).count();
+      std::string line;
+      for (const auto& [k, starts] : o.devices) {
+        const Device& d = devices_[k];
+        line += " " + d.name;
+        if (d.starts != starts || d.restart_at) {
+          line += " killed meanwhile;";
+          continue;
+        }
+        auto back = back_online(d, at);
+        if (!back || *back > limit) {
+          std::string states;
+          for (const auto& c : d.states)
+            if (c.ns >= at)
+              states += "\n      " + since_chaos(Clock::time_point(Clock::duration(c.ns))) +
+                        " state " + std::to_string(c.state) + " (" + c.detail + ")";
+          errors_.push_back(d.name + " was on node " + node_name(o.node) + " when it was " +
+                            o.how + " at " + since_chaos(o.at) + " and was not online again " +
+                            "within " + std::to_string(kBackWithin.count()) +
+                            " s; its connection states since:" +
+                            (states.empty() ? std::string(" none") : states));
+          line += " NOT back;";
+          continue;
+        }
+        double took = static_cast<double>(*back - at) / 1e9;
+        char buf[48];
+        std::snprintf(buf, sizeof buf, " back in %.2f s;", took);
+        line += buf;
+        ++back_measured_;
+        if (took > worst_back_) {
+          worst_back_ = took;
+          worst_back_what_ = d.name + " after " + node_name(o.node) + " was " + o.how + " at " +
+                             since_chaos(o.at);
+        }
+      }
+      if (!line.empty()) note("node " + node_name(o.node) + "'s devices:" + line);
+    }
+  }
+
+  bool timing_outage() const {
+    for (const auto& o : outages_)
+      if (!o.checked) return true;
+    return false;
+  }
+
+  void cut_all() {
+    for (auto& p : proxies_) p->cut_all();
+  }
+  void stall_all(std::chrono::milliseconds duration) {
+    for (auto& p : proxies_) p->stall(duration);
+  }
+
+  // The single relay's faults become the cluster's: device kills, cuts and stalls as there; a
+  // node down now and then, one at a time, back a while later under the same node id; Redis
+  // and PostgreSQL restarts.
+  void cluster_faults() {
+    chaos_started_ = Clock::now();
+    auto end = chaos_started_ + std::chrono::seconds(seconds_);
+    auto next_fault = Clock::now() + random_ms(1000, 3000);
+    auto next_node_fault = Clock::now() + random_ms(2000, 6000);
+    auto next_redis = Clock::now() + random_ms(4000, 15000);
+    auto next_postgres = Clock::now() + random_ms(4000, 15000);
+    Clock::time_point stalled_until;
+    std::optional<size_t> down;
+    Clock::time_point back_at;
+    auto bring_back = [&] {
+      nodes_[*down]->restart();
+      note("node " + node_name(*down) + " started again");
+      down.reset();
+    };
+    for (;;) {
+      drain();
+      check_outages(false);
+      if (Clock::now() >= end && !timing_outage()) break;
+      for (auto& d : devices_)
+        if (d.restart_at && Clock::now() >= *d.restart_at) start(d);
+      for (size_t i = 0; i < nodes_.size(); ++i)
+        if (down != i && nodes_[i]->running() && exited(nodes_[i]->pid()) && !node_died_[i]) {
+          node_died_[i] = true;
+          errors_.push_back("node " + node_name(i) + " exited by itself; its log ends:\n" +
+                            tail(nodes_[i]->log(), 3000));
+        }
+      if (down && Clock::now() >= back_at) {
+        bring_back();
+        next_node_fault = Clock::now() + random_ms(2000, 6000);
+      }
+      if (Clock::now() >= end) {
+        std::this_thread::sleep_for(50ms);
+        continue;  // no new faults: the last windows close
+      }
+      bool timing = timing_outage();
+      if (Clock::now() >= next_fault) {
+        int roll = std::uniform_int_distribution<int>(0, 99)(rng_);
+        if (roll < 45) {
+          Device& d = devices_[rng_() % devices_.size()];
+          if (!d.restart_at) {
+            kill_device(d);
+            d.restart_at = Clock::now() + random_ms(0, 3000);
+            ++device_kills_;
+            note(d.name + " killed (kill -9)");
+          }
+        } else if (roll < 65) {
+          cut_all();
+          ++network_cuts_;
+          note("network cut");
+        } else if (roll < 73 && !timing && Clock::now() < next_postgres) {
+          // As with one relay, longer than the devices' idle timeout at times. No node goes
+          // down during a stall: its devices could not come back before it ends.
+          auto duration = random_ms(1000, 8000);
+          stall_all(duration);
+          stalled_until = Clock::now() + duration;
+          ++network_stalls_;
+          note("network stalled for " + std::to_string(duration.count()) + " ms");
+        }
+        next_fault = Clock::now() + random_ms(500, 3000);
+      }
+      // A restart of PostgreSQL that is due waits for no new node to go down.
+      if (!down && Clock::now() >= next_node_fault && Clock::now() >= stalled_until &&
+          Clock::now() < next_postgres) {
+        size_t i = rng_() % nodes_.size();
+        take_node_down(i);
+        down = i;
+        back_at = Clock::now() + random_ms(500, 5000);
+      }
+      if (Clock::now() >= next_redis) {
+        // Killed, and back empty: the nodes must claim their devices again.
+        redis_->kill9();
+        auto pause = random_ms(0, 2000);
+        note("redis-server killed (kill -9), back in " + std::to_string(pause.count()) + " ms");
+        std::this_thread::sleep_for(pause);
+        if (auto st = redis_->restart(); !st.ok())
+          errors_.push_back("redis-server did not start again: " + st.error().message);
+        ++redis_restarts_;
+        next_redis = Clock::now() + random_ms(6000, 15000);
+      }
+      // Asked again, not `timing`: a node may have gone down just above, and a restart of
+      // PostgreSQL in its devices' 5 s would hold them back (a refusal with 503 makes a client
+      // wait), which the check would blame on the cluster.
+      if (Clock::now() >= next_postgres && !timing_outage()) {
+        // Stopped at once (a crash, for the server) and started again: what it acknowledged
+        // is kept (synchronous_commit).
+        auto began = Clock::now();
+        Status st = postgres_->stop();
+        std::this_thread::sleep_for(random_ms(0, 500));
+        if (st.ok()) st = postgres_->restart();
+        if (!st.ok()) errors_.push_back("PostgreSQL restart failed: " + st.error().message);
+        ++postgres_restarts_;
+        note("PostgreSQL stopped at once and started again (" +
+             std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                Clock::now() - began)
+                                .count()) +
+             " ms)");
+        next_postgres = Clock::now() + random_ms(6000, 15000);
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    if (down) bring_back();
+    stall_all(0ms);
+    drain();
+    note("every device killed (kill -9); the final dump follows");
+    for (auto& d : devices_)
+      if (d.process && !d.restart_at) kill_device(d);
+  }
+
+  static std::string tail(const std::string& text, size_t n) {
+    return text.size() > n ? text.substr(text.size() - n) : text;
   }
 
   void settle_and_dump() {
@@ -595,6 +944,14 @@ class Soak {
       if (group_sent_[d.name] < 5)
         errors_.push_back(d.name + " sent only " + std::to_string(group_sent_[d.name]) +
                           " messages in the group");
+    // Nor does a cluster run in which nothing of the cluster failed.
+    if (cluster_) {
+      if (back_measured_ == 0)
+        errors_.push_back("no device was timed back online after its node went down (" +
+                          std::to_string(node_kills_ + node_stops_) + " nodes went down)");
+      if (redis_restarts_ == 0) errors_.push_back("redis-server was never restarted");
+      if (postgres_restarts_ == 0) errors_.push_back("PostgreSQL was never restarted");
+    }
   }
 
   // In the author's order (a message shown twice is reported as such, not here).
@@ -638,11 +995,29 @@ class Soak {
         static_cast<unsigned long long>(seconds_), devices_.size(),
         static_cast<unsigned long long>(recorded_), static_cast<unsigned long long>(in_flight_),
         static_cast<unsigned long long>(in_flight_committed_), device_kills_, relay_kills_,
-        relay_stops_, network_cuts_, static_cast<unsigned long long>(proxy_.cut_count()),
+        relay_stops_, network_cuts_, static_cast<unsigned long long>(cut_count()),
         network_stalls_, churn_changes_, churn_revisions_,
         static_cast<unsigned long long>(churn_for_dave_),
         static_cast<unsigned long long>(churn_not_for_dave_),
         static_cast<unsigned long long>(churn_unknown_), settle_seconds_);
+    if (cluster_) {
+      uint64_t to[kNodes] = {};
+      for (const auto& p : proxies_)
+        for (size_t i = 0; i < kNodes; ++i) to[i] += p->connections_to(i);
+      std::printf(
+          "soak (cluster): %d node kills, %d node stops, %d redis-server restarts, %d PostgreSQL "
+          "restarts; connections to n0/n1/n2: %llu/%llu/%llu; %d devices timed back online "
+          "after their node went down, the slowest in %.2f s%s%s (at most %lld s)\n",
+          node_kills_, node_stops_, redis_restarts_, postgres_restarts_,
+          static_cast<unsigned long long>(to[0]), static_cast<unsigned long long>(to[1]),
+          static_cast<unsigned long long>(to[2]), back_measured_, worst_back_,
+          worst_back_what_.empty() ? "" : ": ", worst_back_what_.c_str(),
+          static_cast<long long>(kBackWithin.count()));
+      if (!errors_.empty())
+        for (size_t i = 0; i < nodes_.size(); ++i)
+          std::printf("soak (cluster): node %s's warnings:\n%s", node_name(i).c_str(),
+                      warnings(nodes_[i]->log()).c_str());
+    }
     std::string first;
     for (size_t i = 0; i < errors_.size() && i < 40; ++i) first += "  " + errors_[i] + "\n";
     EXPECT_TRUE(errors_.empty()) << errors_.size() << " problems (seed " << seed_ << "):\n"
@@ -651,6 +1026,26 @@ class Soak {
       EXPECT_GT(device_kills_ + relay_kills_ + relay_stops_ + network_cuts_ + network_stalls_, 0)
           << "no fault was injected";
     }
+  }
+
+  uint64_t cut_count() const {
+    uint64_t n = 0;
+    for (const auto& p : proxies_) n += p->cut_count();
+    return n;
+  }
+
+  // The warning and error lines of a node's log (the last 20).
+  static std::string warnings(const std::string& log) {
+    std::vector<std::string> lines;
+    std::istringstream in(log);
+    for (std::string line; std::getline(in, line);)
+      if (line.find("level=warn") != std::string::npos ||
+          line.find("level=error") != std::string::npos)
+        lines.push_back(line);
+    std::string out;
+    for (size_t i = lines.size() > 20 ? lines.size() - 20 : 0; i < lines.size(); ++i)
+      out += "  " + lines[i] + "\n";
+    return out;
   }
 
   Device& device(const std::string& name) {
@@ -662,10 +1057,16 @@ class Soak {
   uint64_t seed_;
   uint64_t seconds_;
   bool exact_churn_;  // dave's device shows exactly what was sent while he was in churn
+  bool cluster_;
   std::mt19937_64 rng_;
   TempDir root_;
-  RelayProcess relay_;
-  FaultyProxy proxy_{relay_.port()};  // every device reaches the relay through it
+  // Declared before the relays, which need them until they stop.
+  std::unique_ptr<PostgresServer> postgres_;
+  std::unique_ptr<RedisServer> redis_;
+  std::unique_ptr<RelayProcess> relay_;               // one relay...
+  std::vector<std::unique_ptr<RelayProcess>> nodes_;  // ...or the cluster's nodes
+  // The devices reach the relay through them: one for all, or one per device in a cluster.
+  std::vector<std::unique_ptr<FaultyProxy>> proxies_;
   std::vector<std::string> users_;
   std::vector<Device> devices_;
   std::vector<std::string> errors_;
@@ -681,10 +1082,23 @@ class Soak {
   int churn_changes_ = 0;  // dave removed or added, as bob.1 saw it
   int device_kills_ = 0, relay_kills_ = 0, relay_stops_ = 0, network_cuts_ = 0, network_stalls_ = 0;
   double settle_seconds_ = 0;
+  // Cluster mode.
+  Clock::time_point chaos_started_;
+  std::vector<Outage> outages_;
+  bool node_died_[kNodes] = {};
+  int node_kills_ = 0, node_stops_ = 0, redis_restarts_ = 0, postgres_restarts_ = 0;
+  int back_measured_ = 0;
+  double worst_back_ = 0;
+  std::string worst_back_what_;
 };
 
 TEST(Soak, NothingLostDuplicatedOrReorderedThroughCrashesAndNetworkFaults) {
-  Soak soak;
+  Soak soak(false);
+  soak.run();
+}
+
+TEST(SoakCluster, NothingLostAndDevicesBackOnALiveNodeThroughNodeRedisAndPostgresFailures) {
+  Soak soak(true);
   soak.run();
 }
 

@@ -26,6 +26,9 @@
 //             the one before, the message was sent at that revision;
 //         "CHURN <revision> <1 or 0>" (creator) whether dave is in churn at that revision, at
 //             the start and after each change;
+//         "STATE <connection state> <steady clock ns> <detail>" at each change of the
+//             connection's state (the steady clock is the machine's monotonic clock, the
+//             controller's too: it times how long a device takes to come back);
 //         "ERROR <what>" when something fails.
 //   soak_user DIR KEY_HEX RELAY_URL dump DEVICE FLUSHED_FILE GO_FILE
 //       connects, creates FLUSHED_FILE once every message of DEVICE left the outbox, waits for
@@ -75,19 +78,30 @@ int die(const std::string& what) {
   return 1;
 }
 
-// Remembers the connection state and when anything last happened.
+// Remembers the connection state and when anything last happened; tells the controller of
+// every change of the connection's state when `report` is set.
 class Watcher : public ClientListener {
  public:
+  explicit Watcher(bool report = false) : report_(report) {}
   void on_message(const Message&) override { touch(); }
   void on_message_status(ConversationId, const std::string&, MessageStatus) override { touch(); }
   void on_receipt(ConversationId, const std::string&, const Receipt&) override { touch(); }
   void on_message_changed(const Message&) override { touch(); }
   void on_conversation_changed(ConversationId) override { touch(); }
   void on_connection_state(ConnectionState s, const std::string& detail) override {
-    std::lock_guard lock(mu_);
-    state_ = s;
-    detail_ = detail;
-    last_ = Clock::now();
+    auto now = Clock::now();
+    {
+      std::lock_guard lock(mu_);
+      state_ = s;
+      detail_ = detail;
+      last_ = now;
+    }
+    if (!report_) return;
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch());
+    std::string text = detail;
+    std::replace(text.begin(), text.end(), '\n', ' ');
+    say("STATE " + std::to_string(static_cast<int>(s)) + " " + std::to_string(ns.count()) + " " +
+        text);
   }
   ConnectionState state() const {
     std::lock_guard lock(mu_);
@@ -107,6 +121,7 @@ class Watcher : public ClientListener {
     std::lock_guard lock(mu_);
     last_ = Clock::now();
   }
+  const bool report_;
   mutable std::mutex mu_;
   ConnectionState state_ = ConnectionState::kOffline;
   std::string detail_;
@@ -201,7 +216,7 @@ uint32_t revision_of(Client& client, ConversationId group) {
 
 int chat(Client& client, const std::string& device, uint32_t seed,
          const std::vector<std::string>& peers, const std::string& next_spec, bool creator) {
-  auto watcher = std::make_shared<Watcher>();
+  auto watcher = std::make_shared<Watcher>(true);
   client.set_listener(watcher);
   if (auto s = client.connect(); !s.ok()) return die("connect: " + s.error().message);
   auto account = client.account();

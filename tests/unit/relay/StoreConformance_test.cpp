@@ -906,5 +906,30 @@ TEST(SqliteStore, AnotherProcessesSuspensionReachesTheCachedAccountThroughItsAct
   std::filesystem::remove_all(dir);
 }
 
+// A restart of PostgreSQL breaks every node's idle connection without telling it. The next
+// transaction connects again and succeeds; it used to fail (the node answered its requests
+// UNAVAILABLE and refused connections with 503 although the server was back).
+TEST(PostgresStore, TheFirstTransactionAfterTheServerRestartsSucceeds) {
+  auto server = test::PostgresServer::start();  // its own: the test stops it
+  ASSERT_TRUE(server.ok()) << "no PostgreSQL: " << server.error().message;
+  auto db = (*server)->create_database("restart");
+  ASSERT_TRUE(db.ok()) << db.error().message;
+  auto opened = PostgresStore::open({(*server)->conninfo(*db), true});
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  Store& store = **opened;
+  ASSERT_TRUE(store.begin().ok());
+  ASSERT_TRUE(store.commit().ok());
+
+  ASSERT_TRUE((*server)->stop().ok());
+  ASSERT_TRUE((*server)->restart().ok());
+  Status began = store.begin();
+  ASSERT_TRUE(began.ok()) << began.error().message;
+  auto account = store.find_account(Bytes(16, 1));
+  ASSERT_TRUE(account.ok()) << account.error().message;
+  EXPECT_FALSE(account->has_value());
+  Status committed = store.commit();
+  EXPECT_TRUE(committed.ok()) << committed.error().message;
+}
+
 }  // namespace
 }  // namespace sotto::relay
