@@ -524,6 +524,23 @@ Status PostgresStore::flush(bool and_commit) {
 
 // ---- accounts ----
 
+Status PostgresStore::insert_device(ByteView account, uint32_t id, const NewDevice& device) {
+  Query d;
+  d.param(account).param(id).param(device.registration_id).param(device.auth_hash);
+  d.param(device.encrypted_name).param(static_cast<int64_t>(device.created_at_ms));
+  d.param(device.signed_prekey.id()).param(as_bytes(device.signed_prekey.public_key()));
+  d.param(as_bytes(device.signed_prekey.signature()));
+  d.param(static_cast<int64_t>(device.signed_prekey.timestamp_ms()));
+  d.param(as_bytes(device.last_resort.public_key()));
+  SOTTO_TRY(run("INSERT INTO devices(account, device, registration_id, auth_hash, "
+                "encrypted_name, created_at_ms, spk_id, spk_public, spk_signature, "
+                "spk_timestamp_ms, lr_public) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                d));
+  if (!device.one_time_prekeys.empty())
+    SOTTO_TRY(upload_prekeys(account, id, nullptr, device.one_time_prekeys, nullptr, 0xFFFFFFFF));
+  return {};
+}
+
 Result<bool> PostgresStore::create_account(const AccountRecord& a, const NewDevice& device) {
   return in_transaction(*this, in_transaction_, [&]() -> Result<bool> {
     Query q;
@@ -533,19 +550,7 @@ Result<bool> PostgresStore::create_account(const AccountRecord& a, const NewDevi
                                   "VALUES($1, $2, $3, false, 0, $4, 1) ON CONFLICT DO NOTHING",
                                   q));
     if (r.affected() == 0) return false;
-    Query d;
-    d.param(a.id).param(int64_t{1}).param(device.registration_id).param(device.auth_hash);
-    d.param(device.encrypted_name).param(static_cast<int64_t>(device.created_at_ms));
-    d.param(device.signed_prekey.id()).param(as_bytes(device.signed_prekey.public_key()));
-    d.param(as_bytes(device.signed_prekey.signature()));
-    d.param(static_cast<int64_t>(device.signed_prekey.timestamp_ms()));
-    d.param(as_bytes(device.last_resort.public_key()));
-    SOTTO_TRY(run("INSERT INTO devices(account, device, registration_id, auth_hash, "
-                  "encrypted_name, created_at_ms, spk_id, spk_public, spk_signature, "
-                  "spk_timestamp_ms, lr_public) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                  d));
-    if (!device.one_time_prekeys.empty())
-      SOTTO_TRY(upload_prekeys(a.id, 1, nullptr, device.one_time_prekeys, nullptr, 0xFFFFFFFF));
+    SOTTO_TRY(insert_device(a.id, 1, device));
     return true;
   });
 }
@@ -727,19 +732,7 @@ Result<uint32_t> PostgresStore::add_device(ByteView account, const NewDevice& de
     Query up;
     up.param(id).param(account);
     SOTTO_TRY(run("UPDATE accounts SET max_device_id = $1 WHERE id = $2", up));
-    Query d;
-    d.param(account).param(id).param(device.registration_id).param(device.auth_hash);
-    d.param(device.encrypted_name).param(static_cast<int64_t>(device.created_at_ms));
-    d.param(device.signed_prekey.id()).param(as_bytes(device.signed_prekey.public_key()));
-    d.param(as_bytes(device.signed_prekey.signature()));
-    d.param(static_cast<int64_t>(device.signed_prekey.timestamp_ms()));
-    d.param(as_bytes(device.last_resort.public_key()));
-    SOTTO_TRY(run("INSERT INTO devices(account, device, registration_id, auth_hash, "
-                  "encrypted_name, created_at_ms, spk_id, spk_public, spk_signature, "
-                  "spk_timestamp_ms, lr_public) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                  d));
-    if (!device.one_time_prekeys.empty())
-      SOTTO_TRY(upload_prekeys(account, id, nullptr, device.one_time_prekeys, nullptr, 0xFFFFFFFF));
+    SOTTO_TRY(insert_device(account, id, device));
     return id;
   });
 }

@@ -148,6 +148,8 @@ class PostgresStore final : public Store {
   // Assigns the sequences of the copies queued so far and writes them with the counters and
   // the idempotency records; with `and_commit`, COMMIT goes in the same round trip.
   Status flush(bool and_commit);
+  // The device row of a new device `id` and its one-time prekeys (create_account, add_device).
+  Status insert_device(ByteView account, uint32_t id, const NewDevice& device);
   Status flush_device(const DeviceKey& device);
   void overlay(DeviceRecord& d) const;
   Result<DeviceRecord> read_device(const Query& q, int row) const;

@@ -196,6 +196,11 @@ class EventThread {
   std::thread thread_;
 };
 
+// The Sync.sent transcript of a 1:1 message `dm` sent at `sent_ms` in `conv`: what this
+// account's other devices get of a message one of its devices sent.
+content::Content sent_transcript(const Conversation& conv, content::DataMessage dm,
+                                 uint64_t sent_ms);
+
 struct Client::Impl {
   // Threads: the app's (any public method), the loop thread `sotto-net` (RelayConnection's
   // callbacks: on_push, on_link_event, start_link's provision callback), the worker

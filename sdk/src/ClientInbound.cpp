@@ -432,15 +432,7 @@ Status Client::Impl::apply_session_reset(const Address& from, const content::Ses
       // transcript it missed (a data message from its own account is not for it).
       SOTTO_TRY_ASSIGN(auto conv, history.conversation(m->message.conversation));
       if (!conv || conv->peer.empty()) continue;
-      auto* sent = c.mutable_sync()->mutable_sent();
-      Bytes peer;
-      from_hex(conv->peer, peer);
-      sent->set_destination_account_id(str_of(peer));
-      if (conv->title.size() > 1 && conv->title[0] == '@')
-        sent->set_destination_handle(conv->title.substr(1));
-      sent->set_message_id(dm.message_id());
-      sent->set_timestamp_ms(m->message.sent_ms);
-      *sent->mutable_message() = std::move(dm);
+      c = sent_transcript(*conv, std::move(dm), m->message.sent_ms);
     } else {
       *c.mutable_data_message() = std::move(dm);
     }

@@ -32,6 +32,21 @@ std::string attachment_names(const content::DataMessage& dm) {
 
 }  // namespace
 
+content::Content sent_transcript(const Conversation& conv, content::DataMessage dm,
+                                 uint64_t sent_ms) {
+  content::Content own;
+  auto* sent = own.mutable_sync()->mutable_sent();
+  Bytes peer;
+  from_hex(conv.peer, peer);
+  sent->set_destination_account_id(str_of(peer));
+  if (conv.title.size() > 1 && conv.title[0] == '@')
+    sent->set_destination_handle(conv.title.substr(1));
+  sent->set_message_id(dm.message_id());
+  sent->set_timestamp_ms(sent_ms);
+  *sent->mutable_message() = std::move(dm);
+  return own;
+}
+
 // ---- queueing ----
 
 Status Client::Impl::queue_data_locked(ConversationId conversation, Outgoing& out,
@@ -98,16 +113,7 @@ Status Client::Impl::queue_data_locked(ConversationId conversation, Outgoing& ou
     item.kind = OutboxKind::kGroupData;
     item.group_conv = conversation;
   } else {
-    content::Content own;
-    auto* sent = own.mutable_sync()->mutable_sent();
-    Bytes peer;
-    from_hex(conv->peer, peer);
-    sent->set_destination_account_id(str_of(peer));
-    if (conv->title.size() > 1 && conv->title[0] == '@')
-      sent->set_destination_handle(conv->title.substr(1));
-    sent->set_message_id(dm.message_id());
-    sent->set_timestamp_ms(t);
-    *sent->mutable_message() = dm;
+    content::Content own = sent_transcript(*conv, dm, t);
     item.kind = OutboxKind::kData;
     item.target = conv->peer;
     item.own_content = serialize(own);
