@@ -6,6 +6,7 @@
  * Creates (or reopens) two profiles under the directory, registers @alice_<n> and @bob_<n>,
  * sends one message from Alice to Bob and waits until Bob has it and Alice sees it delivered.
  */
+#define _POSIX_C_SOURCE 200809L /* nanosleep and getpid under a strict -std=c11 */
 #include <sotto.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -45,8 +46,9 @@ static int fail(const char* what, sotto_error err) {
 }
 
 static int wait_for(atomic_int* flag, int seconds) {
+  const struct timespec tick = {0, 10 * 1000 * 1000}; /* 10 ms */
   for (int i = 0; i < seconds * 100 && !atomic_load_explicit(flag, memory_order_acquire); ++i)
-    usleep(10000);
+    nanosleep(&tick, NULL);
   return atomic_load_explicit(flag, memory_order_acquire);
 }
 
@@ -62,7 +64,7 @@ int main(int argc, char** argv) {
   snprintf(alice_handle, sizeof alice_handle, "alice_%u", n);
   snprintf(bob_handle, sizeof bob_handle, "bob_%u", n);
 
-  sotto_options options = {argv[1], "hello.c", false};
+  sotto_options options = {.relay_url = argv[1], .device_name = "hello.c"};
   sotto_error err;
   sotto_client* alice = sotto_client_open(dir_a, "alice's passphrase", NULL, &options, &err);
   if (!alice) return fail("opening Alice's profile", err);

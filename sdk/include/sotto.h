@@ -144,9 +144,14 @@ typedef struct sotto_message_list {
   const char* next_cursor; /* "" at the end */
 } sotto_message_list;
 
+typedef enum sotto_conversation_kind {
+  SOTTO_CONVERSATION_DIRECT = 1,
+  SOTTO_CONVERSATION_GROUP = 2
+} sotto_conversation_kind;
+
 typedef struct sotto_conversation {
   int64_t id;
-  int kind; /* 1 direct, 2 group */
+  int kind; /* a sotto_conversation_kind */
   const char* peer;
   const char* title;
   uint32_t unread;
@@ -196,6 +201,12 @@ typedef struct sotto_callbacks {
   void (*on_presence)(void* user_data, const char* account, bool online, uint64_t last_seen_ms);
 } sotto_callbacks;
 
+/* A diagnostic line for a log (retries, failures, reconnects; never content, keys or
+ * secrets), from the client's internal threads: keep it quick. */
+typedef void (*sotto_log_fn)(void* user_data, const char* line);
+
+/* Zero-initialise it (sotto_options o = {0};) and set what you need: a zero field takes the
+ * default, so fields added in later versions keep their defaults in code written before. */
 typedef struct sotto_options {
   /* wss://relay.example.org/v1/ws; plain ws:// only to localhost, 127.0.0.0/8 or [::1]. */
   const char* relay_url;
@@ -204,6 +215,16 @@ typedef struct sotto_options {
    * relay password and all traffic cross the network without TLS (content stays end-to-end
    * encrypted). See ClientOptions::dangerously_allow_plaintext_relay. */
   bool dangerously_allow_plaintext_relay;
+  /* Delivered receipts are batched this long before they go out (0: 250 ms). */
+  uint32_t receipt_delay_ms;
+  /* Reconnecting: the first wait, doubling with jitter up to the last (0: 1 s and 30 s); back
+   * to the first once a connection has had a request answered. */
+  uint32_t backoff_initial_ms;
+  uint32_t backoff_max_ms;
+  /* How long a call to the relay may take (0: 30 s). */
+  uint32_t request_timeout_ms;
+  sotto_log_fn log; /* may be NULL */
+  void* log_user_data;
 } sotto_options;
 
 /* Opens (creating if needed) the profile in `directory` and a client on it. Give either a
@@ -230,6 +251,41 @@ SOTTO_C_API bool sotto_link_finish(sotto_client* client, uint32_t timeout_ms, so
                                    sotto_error* error);
 SOTTO_C_API bool sotto_link_approve(sotto_client* client, const char* invite, sotto_error* error);
 
+/* ---- devices and the account ---- */
+
+typedef struct sotto_device {
+  uint32_t device_id;
+  const char* name; /* "" when unknown */
+  uint64_t created_ms;
+  uint64_t last_seen_ms; /* rounded down to the day */
+  bool connected;
+  bool this_device;
+} sotto_device;
+
+typedef struct sotto_device_list {
+  sotto_device* items;
+  size_t count;
+} sotto_device_list;
+
+/* This account's devices, as the relay knows them. */
+SOTTO_C_API sotto_device_list* sotto_devices(sotto_client* client, sotto_error* error);
+SOTTO_C_API void sotto_device_list_free(sotto_device_list* list);
+/* Unlinks a device of this account (it turns SOTTO_LOGGED_OUT). */
+SOTTO_C_API bool sotto_remove_device(sotto_client* client, uint32_t device_id, sotto_error* error);
+/* Takes this device out of its account: SOTTO_LOGGED_OUT for good, the history stays
+ * readable. SOTTO_ERR_FORBIDDEN when it is the account's only device (delete the account). */
+SOTTO_C_API bool sotto_unlink_this_device(sotto_client* client, sotto_error* error);
+/* Deletes the account at the relay: all its devices, queues and prekeys, and its handle.
+ * Cannot be undone. */
+SOTTO_C_API bool sotto_delete_account(sotto_client* client, sotto_error* error);
+/* Re-encrypts the profile under a new passphrase (NUL-terminated, not empty); crash-safe:
+ * afterwards exactly one of the old and the new passphrase opens it. */
+SOTTO_C_API bool sotto_change_passphrase(sotto_client* client, const char* new_passphrase,
+                                         sotto_error* error);
+/* Erases a closed profile's directory (close its client first: SOTTO_ERR_BUSY otherwise);
+ * SOTTO_ERR_NOT_FOUND, with nothing removed, when it holds no profile. */
+SOTTO_C_API bool sotto_profile_erase(const char* directory, sotto_error* error);
+
 SOTTO_C_API bool sotto_connect(sotto_client* client, sotto_error* error);
 SOTTO_C_API void sotto_disconnect(sotto_client* client);
 SOTTO_C_API sotto_connection_state sotto_connection(sotto_client* client);
@@ -245,15 +301,52 @@ SOTTO_C_API int64_t sotto_direct_conversation(sotto_client* client, const char* 
 SOTTO_C_API sotto_conversation_list* sotto_conversations(sotto_client* client, sotto_error* error);
 SOTTO_C_API void sotto_conversation_list_free(sotto_conversation_list* list);
 
+typedef struct sotto_contact {
+  const char* account; /* 32 hex digits */
+  const char* handle;  /* without '@' */
+} sotto_contact;
+
+typedef struct sotto_contact_list {
+  sotto_contact* items;
+  size_t count;
+} sotto_contact_list;
+
+/* The accounts found with sotto_add_contact (or met in a conversation). */
+SOTTO_C_API sotto_contact_list* sotto_contacts(sotto_client* client, sotto_error* error);
+SOTTO_C_API void sotto_contact_list_free(sotto_contact_list* list);
+
 /* Queues a text message (UTF-8, at most 16 KiB); writes its id (33 bytes with the NUL) to
  * `id_out` (may be NULL). */
 SOTTO_C_API bool sotto_send_text(sotto_client* client, int64_t conversation, const char* text,
                                  char* id_out, sotto_error* error);
-/* A page of history, newest first; `cursor` NULL or "" for the newest page. */
+/* A page of history, newest first; `cursor` NULL or "" for the newest page; `limit` 1..1000
+ * messages (SOTTO_ERR_INVALID_ARGUMENT otherwise). */
 SOTTO_C_API sotto_message_list* sotto_messages(sotto_client* client, int64_t conversation,
                                                const char* cursor, uint32_t limit,
                                                sotto_error* error);
 SOTTO_C_API void sotto_message_list_free(sotto_message_list* list);
+/* One message by id; free with sotto_message_free. SOTTO_ERR_NOT_FOUND when there is none. */
+SOTTO_C_API sotto_message* sotto_message_get(sotto_client* client, int64_t conversation,
+                                             const char* message_id, sotto_error* error);
+SOTTO_C_API void sotto_message_free(sotto_message* message);
+
+typedef struct sotto_receipt {
+  const char* account;
+  sotto_message_status status; /* SOTTO_STATUS_DELIVERED or SOTTO_STATUS_READ */
+  uint64_t at_ms;
+} sotto_receipt;
+
+typedef struct sotto_receipt_list {
+  sotto_receipt* items;
+  size_t count;
+} sotto_receipt_list;
+
+/* Delivered / read receipts of an outgoing message, one per recipient account. */
+SOTTO_C_API sotto_receipt_list* sotto_receipts(sotto_client* client, int64_t conversation,
+                                               const char* message_id, sotto_error* error);
+SOTTO_C_API void sotto_receipt_list_free(sotto_receipt_list* list);
+/* Read receipts on or off (on by default); delivered receipts are always sent. */
+SOTTO_C_API bool sotto_set_read_receipts(sotto_client* client, bool enabled, sotto_error* error);
 SOTTO_C_API bool sotto_mark_read(sotto_client* client, int64_t conversation,
                                  const char* up_to_message_id, sotto_error* error);
 

@@ -1,11 +1,13 @@
 // The C API (sotto.h) over sotto::Client.
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "platform/Platform.h"
@@ -127,6 +129,22 @@ struct Transfer {
   }
 };
 
+// A list of `n` zeroed items (a C list type with `items` and `count`), or NULL with the error
+// set when memory runs out.
+template <class List>
+List* new_list(size_t n, sotto_error* error) {
+  auto* list = static_cast<List*>(std::calloc(1, sizeof(List)));
+  using Item = std::remove_pointer_t<decltype(list->items)>;
+  if (list) list->items = static_cast<Item*>(std::calloc(n ? n : 1, sizeof(Item)));
+  if (!list || !list->items) {
+    std::free(list);
+    set_error(error, sotto::ErrorCode::kInternal, "out of memory");
+    return nullptr;
+  }
+  list->count = n;
+  return list;
+}
+
 void fill_account(sotto_account* out, const sotto::AccountInfo& a) {
   if (!out) return;
   copy_to(out->account, sizeof out->account, a.account);
@@ -241,16 +259,27 @@ sotto_client* sotto_client_open(const char* directory, const char* passphrase, c
               "give either a passphrase or a 32-byte key, not both and not neither");
     return nullptr;
   }
+  sotto::ClientOptions o;
+  if (options && options->relay_url) o.relay_url = options->relay_url;
+  if (options && options->device_name) o.device_name = options->device_name;
+  if (options) {
+    using ms = std::chrono::milliseconds;
+    o.dangerously_allow_plaintext_relay = options->dangerously_allow_plaintext_relay;
+    if (options->receipt_delay_ms) o.receipt_delay = ms(options->receipt_delay_ms);
+    if (options->backoff_initial_ms) o.backoff_initial = ms(options->backoff_initial_ms);
+    if (options->backoff_max_ms) o.backoff_max = ms(options->backoff_max_ms);
+    if (options->request_timeout_ms) o.request_timeout = ms(options->request_timeout_ms);
+    if (options->log)
+      o.log = [fn = options->log, data = options->log_user_data](const std::string& line) {
+        fn(data, line.c_str());
+      };
+  }
   sotto::Result<std::unique_ptr<sotto::Profile>> profile =
       passphrase ? sotto::Profile::open(sotto::platform::from_utf8(directory),
                                         sotto::SecureBytes::from_string(passphrase))
                  : sotto::Profile::open_with_key(sotto::platform::from_utf8(directory),
                                                  sotto::SecureBytes(key, 32));
   if (fail_if(profile, error)) return nullptr;
-  sotto::ClientOptions o;
-  if (options && options->relay_url) o.relay_url = options->relay_url;
-  if (options && options->device_name) o.device_name = options->device_name;
-  if (options) o.dangerously_allow_plaintext_relay = options->dangerously_allow_plaintext_relay;
   auto client = sotto::Client::create(std::move(*profile), std::move(o));
   if (fail_if(client, error)) return nullptr;
   auto* out = new (std::nothrow) sotto_client;
@@ -272,6 +301,15 @@ void sotto_client_set_callbacks(sotto_client* client, const sotto_callbacks* cal
 
 #define SOTTO_CHECK_CLIENT(ret) \
   if (!client) return null_arg(error, "client"), ret
+
+// A call that returns only a Status.
+#define SOTTO_STATUS_CALL(expr) \
+  do {                          \
+    auto r_ = (expr);           \
+    if (fail_if(r_, error)) return false; \
+    ok(error);                  \
+    return true;                \
+  } while (0)
 
 bool sotto_register(sotto_client* client, const char* handle, sotto_account* out,
                     sotto_error* error) {
@@ -331,6 +369,61 @@ bool sotto_link_approve(sotto_client* client, const char* invite, sotto_error* e
   return true;
 }
 
+sotto_device_list* sotto_devices(sotto_client* client, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(nullptr);
+  auto r = client->client->devices();
+  if (fail_if(r, error)) return nullptr;
+  auto* list = new_list<sotto_device_list>(r->size(), error);
+  if (!list) return nullptr;
+  for (size_t i = 0; i < r->size(); ++i) {
+    const auto& d = (*r)[i];
+    auto& o = list->items[i];
+    o.device_id = d.device_id;
+    o.name = dup(d.name);
+    o.created_ms = d.created_ms;
+    o.last_seen_ms = d.last_seen_ms;
+    o.connected = d.connected;
+    o.this_device = d.this_device;
+  }
+  ok(error);
+  return list;
+}
+
+void sotto_device_list_free(sotto_device_list* list) {
+  if (!list) return;
+  for (size_t i = 0; i < list->count; ++i) std::free(const_cast<char*>(list->items[i].name));
+  std::free(list->items);
+  std::free(list);
+}
+
+bool sotto_remove_device(sotto_client* client, uint32_t device_id, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  SOTTO_STATUS_CALL(client->client->remove_device(device_id));
+}
+
+bool sotto_unlink_this_device(sotto_client* client, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  SOTTO_STATUS_CALL(client->client->unlink_this_device());
+}
+
+bool sotto_delete_account(sotto_client* client, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  SOTTO_STATUS_CALL(client->client->delete_account());
+}
+
+bool sotto_change_passphrase(sotto_client* client, const char* new_passphrase,
+                             sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  if (!new_passphrase) return null_arg(error, "new_passphrase");
+  SOTTO_STATUS_CALL(
+      client->client->profile().change_passphrase(sotto::SecureBytes::from_string(new_passphrase)));
+}
+
+bool sotto_profile_erase(const char* directory, sotto_error* error) {
+  if (!directory) return null_arg(error, "directory");
+  SOTTO_STATUS_CALL(sotto::Profile::erase(sotto::platform::from_utf8(directory)));
+}
+
 bool sotto_connect(sotto_client* client, sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
   auto r = client->client->connect();
@@ -376,12 +469,8 @@ sotto_conversation_list* sotto_conversations(sotto_client* client, sotto_error* 
   SOTTO_CHECK_CLIENT(nullptr);
   auto r = client->client->conversations();
   if (fail_if(r, error)) return nullptr;
-  auto* list =
-      static_cast<sotto_conversation_list*>(std::calloc(1, sizeof(sotto_conversation_list)));
-  if (!list) return set_error(error, sotto::ErrorCode::kInternal, "out of memory"), nullptr;
-  list->count = r->size();
-  list->items = static_cast<sotto_conversation*>(
-      std::calloc(r->size() ? r->size() : 1, sizeof(sotto_conversation)));
+  auto* list = new_list<sotto_conversation_list>(r->size(), error);
+  if (!list) return nullptr;
   for (size_t i = 0; i < r->size(); ++i) {
     const auto& c = (*r)[i];
     auto& o = list->items[i];
@@ -409,6 +498,30 @@ void sotto_conversation_list_free(sotto_conversation_list* list) {
   std::free(list);
 }
 
+sotto_contact_list* sotto_contacts(sotto_client* client, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(nullptr);
+  auto r = client->client->contacts();
+  if (fail_if(r, error)) return nullptr;
+  auto* list = new_list<sotto_contact_list>(r->size(), error);
+  if (!list) return nullptr;
+  for (size_t i = 0; i < r->size(); ++i) {
+    list->items[i].account = dup((*r)[i].account);
+    list->items[i].handle = dup((*r)[i].handle);
+  }
+  ok(error);
+  return list;
+}
+
+void sotto_contact_list_free(sotto_contact_list* list) {
+  if (!list) return;
+  for (size_t i = 0; i < list->count; ++i) {
+    std::free(const_cast<char*>(list->items[i].account));
+    std::free(const_cast<char*>(list->items[i].handle));
+  }
+  std::free(list->items);
+  std::free(list);
+}
+
 bool sotto_send_text(sotto_client* client, int64_t conversation, const char* text, char* id_out,
                      sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
@@ -425,11 +538,8 @@ sotto_message_list* sotto_messages(sotto_client* client, int64_t conversation, c
   SOTTO_CHECK_CLIENT(nullptr);
   auto r = client->client->messages(conversation, cursor ? cursor : "", limit);
   if (fail_if(r, error)) return nullptr;
-  auto* list = static_cast<sotto_message_list*>(std::calloc(1, sizeof(sotto_message_list)));
-  if (!list) return set_error(error, sotto::ErrorCode::kInternal, "out of memory"), nullptr;
-  list->count = r->messages.size();
-  list->items = static_cast<sotto_message*>(
-      std::calloc(list->count ? list->count : 1, sizeof(sotto_message)));
+  auto* list = new_list<sotto_message_list>(r->messages.size(), error);
+  if (!list) return nullptr;
   for (size_t i = 0; i < list->count; ++i) fill(list->items[i], r->messages[i]);
   list->next_cursor = dup(r->next_cursor);
   ok(error);
@@ -442,6 +552,54 @@ void sotto_message_list_free(sotto_message_list* list) {
   std::free(list->items);
   std::free(const_cast<char*>(list->next_cursor));
   std::free(list);
+}
+
+sotto_message* sotto_message_get(sotto_client* client, int64_t conversation,
+                                 const char* message_id, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(nullptr);
+  if (!message_id) return null_arg(error, "message_id"), nullptr;
+  auto r = client->client->message(conversation, message_id);
+  if (fail_if(r, error)) return nullptr;
+  auto* m = static_cast<sotto_message*>(std::calloc(1, sizeof(sotto_message)));
+  if (!m) return set_error(error, sotto::ErrorCode::kInternal, "out of memory"), nullptr;
+  fill(*m, *r);
+  ok(error);
+  return m;
+}
+
+void sotto_message_free(sotto_message* message) {
+  if (!message) return;
+  free_message(*message);
+  std::free(message);
+}
+
+sotto_receipt_list* sotto_receipts(sotto_client* client, int64_t conversation,
+                                   const char* message_id, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(nullptr);
+  if (!message_id) return null_arg(error, "message_id"), nullptr;
+  auto r = client->client->receipts(conversation, message_id);
+  if (fail_if(r, error)) return nullptr;
+  auto* list = new_list<sotto_receipt_list>(r->size(), error);
+  if (!list) return nullptr;
+  for (size_t i = 0; i < r->size(); ++i) {
+    list->items[i].account = dup((*r)[i].account);
+    list->items[i].status = static_cast<sotto_message_status>((*r)[i].status);
+    list->items[i].at_ms = (*r)[i].at_ms;
+  }
+  ok(error);
+  return list;
+}
+
+void sotto_receipt_list_free(sotto_receipt_list* list) {
+  if (!list) return;
+  for (size_t i = 0; i < list->count; ++i) std::free(const_cast<char*>(list->items[i].account));
+  std::free(list->items);
+  std::free(list);
+}
+
+bool sotto_set_read_receipts(sotto_client* client, bool enabled, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  SOTTO_STATUS_CALL(client->client->set_read_receipts(enabled));
 }
 
 bool sotto_mark_read(sotto_client* client, int64_t conversation, const char* up_to,

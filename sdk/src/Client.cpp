@@ -92,6 +92,11 @@ void Client::Impl::owe_receipts() {
 Result<AccountRow> Client::Impl::registered_account() {
   auto a = locked([&] { return history.account(); });
   if (!a.ok()) return std::move(a).error();
+  if (*a && (*a)->state == AccountState::kRemoved)
+    return make_error(ErrorCode::kInvalidState,
+                      "this device is no longer part of its account (it was unlinked, or the "
+                      "account was deleted): its history stays readable here, but to chat "
+                      "again register or link a new profile");
   if (!*a || (*a)->state != AccountState::kRegistered)
     return make_error(ErrorCode::kInvalidState,
                       "this profile has no account yet: call register_account() or link it to "
@@ -195,14 +200,7 @@ void Client::Impl::on_link_event(const LinkEvent& e) {
       break;
     case LinkState::kStopped:
       if (e.unauthorized) {
-        post_task([this] {
-          (void)txn([&]() -> Status {
-            SOTTO_TRY_ASSIGN(auto a, history.account());
-            if (!a) return {};
-            a->state = AccountState::kRemoved;
-            return history.save_account(*a);
-          });
-        });
+        post_task([this, detail = e.detail] { logged_out(detail); });
         set_state(ConnectionState::kLoggedOut, e.detail);
       } else if (e.close_code == 4002) {
         set_state(ConnectionState::kOffline, e.detail);
@@ -664,13 +662,56 @@ Result<std::vector<DeviceInfo>> Client::Impl::devices() {
 }
 
 Status Client::Impl::remove_device(uint32_t device_id) {
-  SOTTO_TRY(registered_account());
+  SOTTO_TRY_ASSIGN(auto account, registered_account());
+  if (device_id == account.device_id) return unlink_this_device();
   auto req = make_request(wire::OP_REMOVE_DEVICE);
   req.mutable_remove_device()->set_device_id(device_id);
   SOTTO_TRY_ASSIGN(auto r, call(std::move(req)));
   if (r.status() != wire::OK)
     return status_error(r, "removing device " + std::to_string(device_id));
   return {};
+}
+
+Status Client::Impl::unlink_this_device() {
+  SOTTO_TRY_ASSIGN(auto account, registered_account());
+  auto req = make_request(wire::OP_REMOVE_DEVICE);
+  req.mutable_remove_device()->set_device_id(account.device_id);
+  SOTTO_TRY_ASSIGN(auto r, call(std::move(req)));
+  if (r.status() == wire::FORBIDDEN)
+    return make_error(ErrorCode::kForbidden,
+                      "this is the only device of the account, so it cannot be unlinked; "
+                      "delete_account() removes the account instead");
+  if (r.status() != wire::OK) return status_error(r, "unlinking this device");
+  logged_out("this device was unlinked from its account");
+  return {};
+}
+
+Status Client::Impl::delete_account() {
+  SOTTO_TRY_ASSIGN(auto account, registered_account());
+  Bytes id;
+  from_hex(account.account, id);
+  auto req = make_request(wire::OP_DELETE_ACCOUNT);
+  req.mutable_delete_account()->set_confirm_account_id(str_of(id));
+  SOTTO_TRY_ASSIGN(auto r, call(std::move(req)));
+  if (r.status() != wire::OK) return status_error(r, "deleting the account");
+  logged_out("the account was deleted");
+  return {};
+}
+
+void Client::Impl::logged_out(const std::string& detail) {
+  (void)txn([&]() -> Status {
+    SOTTO_TRY_ASSIGN(auto a, history.account());
+    if (!a || a->state == AccountState::kRemoved) return {};
+    a->state = AccountState::kRemoved;
+    return history.save_account(*a);
+  });
+  std::shared_ptr<RelayConnection> old;
+  {
+    std::lock_guard lock(conn_mu);
+    old = std::exchange(conn, nullptr);
+  }
+  if (old) old->stop();
+  set_state(ConnectionState::kLoggedOut, detail);
 }
 
 Result<Contact> Client::Impl::add_contact(const std::string& wanted) {
@@ -707,6 +748,10 @@ Result<std::unique_ptr<Client>> Client::create(std::unique_ptr<Profile> profile,
   if (!profile) return make_error(ErrorCode::kInvalidArgument, "no profile given");
   if (sodium_init() < 0)
     return make_error(ErrorCode::kCryptoFailure, "libsodium could not be initialised");
+  if (options.backoff_initial.count() <= 0 || options.backoff_max < options.backoff_initial)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "ClientOptions::backoff_max must be at least backoff_initial, which must be "
+                      "positive (C API: backoff_max_ms and backoff_initial_ms)");
   if (!options.relay_url.empty()) {
     SOTTO_TRY_ASSIGN(auto url, net::parse_url(options.relay_url));
     SOTTO_TRY(
@@ -742,6 +787,8 @@ Result<AccountInfo> Client::account() const {
 
 Result<std::vector<DeviceInfo>> Client::devices() { return impl_->devices(); }
 Status Client::remove_device(uint32_t device_id) { return impl_->remove_device(device_id); }
+Status Client::unlink_this_device() { return impl_->unlink_this_device(); }
+Status Client::delete_account() { return impl_->delete_account(); }
 
 Status Client::connect() { return impl_->connect(); }
 void Client::disconnect() { impl_->disconnect(); }

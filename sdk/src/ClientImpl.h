@@ -400,6 +400,16 @@ struct Client::Impl {
 
   Status remove_device(uint32_t device_id);
 
+  // Removes this device from its account at the relay (kForbidden when it is the last one).
+  Status unlink_this_device();
+
+  // Deletes the account at the relay: every device, queue, prekey and the handle.
+  Status delete_account();
+
+  // After the relay removed this device or its account: marks the profile removed (it keeps
+  // its history but never connects again), stops the connection and reports kLoggedOut.
+  void logged_out(const std::string& detail);
+
   // ---------------------------------------------------------------------------------------
   // Contacts and sending
   // ---------------------------------------------------------------------------------------

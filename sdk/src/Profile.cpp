@@ -228,6 +228,35 @@ struct Profile::Impl {
   }
 };
 
+Status Profile::erase(const fs::path& directory) {
+  std::error_code ec;
+  if (!fs::exists(directory / kKdfFile, ec) && !fs::exists(directory / kDatabaseFile, ec))
+    return make_error(ErrorCode::kNotFound, platform::to_utf8(directory) +
+                                                " holds no sotto profile; nothing was removed");
+  {
+    // Held while the files go, so no one opens the profile halfway through.
+    SOTTO_TRY_ASSIGN(auto lock, DirectoryLock::acquire(directory));
+    const std::string db = kDatabaseFile;
+    for (const fs::path& f :
+         {fs::path(db), fs::path(db + "-wal"), fs::path(db + "-shm"), fs::path(db + "-journal"),
+          fs::path(kNextKdfFile), fs::path(kKdfFile)}) {
+      fs::remove(directory / f, ec);
+      if (ec)
+        return make_error(ErrorCode::kStorageIo, "cannot remove " +
+                                                     platform::to_utf8(directory / f) + ": " +
+                                                     ec.message());
+    }
+    fs::remove_all(directory / "attachments", ec);
+    if (ec)
+      return make_error(ErrorCode::kStorageIo, "cannot remove " +
+                                                   platform::to_utf8(directory / "attachments") +
+                                                   ": " + ec.message());
+  }
+  fs::remove(directory / kLockFile, ec);
+  if (fs::is_empty(directory, ec)) fs::remove(directory, ec);
+  return {};
+}
+
 Profile::Profile(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Profile::~Profile() = default;
 

@@ -11,7 +11,8 @@
 //
 // Thread rule: every method may be called from any thread. Methods that talk to the relay
 // (register_account, add_contact, start_link, finish_link, approve_link, devices,
-// remove_device) block until it answers or the timeout passes: call them off a GUI thread.
+// remove_device, unlink_this_device, delete_account) block until it answers or the timeout
+// passes: call them off a GUI thread.
 // The others only touch the local database and return quickly. Listener callbacks run on the
 // executor given in ClientOptions, one at a time and in order; they may call back into the
 // Client.
@@ -296,7 +297,19 @@ class SOTTO_API Client {
   // kInvalidState before registration or linking.
   Result<AccountInfo> account() const;
   Result<std::vector<DeviceInfo>> devices();
+  // Unlinks a device of this account: the relay forgets its credentials and queue and closes
+  // its connection, and it reports kLoggedOut. This device's own id is unlink_this_device().
   Status remove_device(uint32_t device_id);
+  // Takes this device out of its account (as "Log out" / "Unlink" in a messenger's settings).
+  // The relay forgets its credentials and queue; the state turns kLoggedOut and stays so, and
+  // the profile keeps its history, readable but never connected again (to chat again, open a
+  // new profile and link it). The app may then close the Client and erase the profile with
+  // Profile::erase(). kForbidden when this is the account's only device: delete_account().
+  Status unlink_this_device();
+  // Deletes the account at the relay: every device (each of them turns kLoggedOut), their
+  // queues and prekeys, and the handle, which anyone may register again. Messages already
+  // sent stay with their recipients. Cannot be undone. Afterwards as unlink_this_device().
+  Status delete_account();
 
   // ---- connection ----
   // Starts (or restarts) the background connection of a registered device.

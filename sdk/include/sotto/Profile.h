@@ -70,6 +70,12 @@ class SOTTO_API Profile {
   static Result<std::unique_ptr<Profile>> open_with_key(const std::filesystem::path& directory,
                                                         const SecureBytes& key,
                                                         const ProfileOptions& options = {});
+  // Erases the profile in `directory`: its database, key derivation, stored attachments and
+  // lock, then the directory itself when nothing else is left in it (files the app put there
+  // stay). The database is encrypted, so deleting its files leaves nothing readable behind.
+  // kBusy while a Profile has it open (close the Client first); kNotFound, with nothing
+  // removed, when the directory holds no profile.
+  static Status erase(const std::filesystem::path& directory);
   ~Profile();
   Profile(const Profile&) = delete;
   Profile& operator=(const Profile&) = delete;

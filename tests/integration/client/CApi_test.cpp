@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <mutex>
+#include <thread>
 
 #include "ClientHarness.h"
 #include "sotto.h"
@@ -41,9 +43,10 @@ void on_conversation(void* user, int64_t conversation) {
 
 struct CClient {
   CClient(const RelayProcess& relay, const TempDir& dir, const std::string& name) {
-    sotto_options o{nullptr, name.c_str(), false};
     std::string url = relay.ws_url();
+    sotto_options o{};
     o.relay_url = url.c_str();
+    o.device_name = name.c_str();
     Bytes key(32, static_cast<uint8_t>(name[0]));
     sotto_error err;
     c = sotto_client_open((dir.path() / name).c_str(), nullptr, key.data(), &o, &err);
@@ -176,12 +179,140 @@ TEST(CApi, GroupsFilesEditsAndSearch) {
   EXPECT_EQ(err, SOTTO_ERR_FORBIDDEN);
 }
 
+// What the C++ API offers beside messaging: contacts, one message, per-recipient receipts, the
+// read-receipt setting, devices, a passphrase change, the options and the log, the end of an
+// account and of its profile.
+TEST(CApi, ContactsReceiptsDevicesOptionsAndTheEndOfAnAccount) {
+  RelayProcess relay;
+  TempDir dir;
+  CClient alice(relay, dir, "calice2"), bob(relay, dir, "cbob2");
+  sotto_error err;
+
+  char bob_id[33];
+  ASSERT_TRUE(sotto_add_contact(alice.c, bob.me.handle, bob_id, &err)) << sotto_error_string();
+  sotto_contact_list* contacts = sotto_contacts(alice.c, &err);
+  ASSERT_NE(contacts, nullptr) << sotto_error_string();
+  ASSERT_EQ(contacts->count, 1u);
+  EXPECT_STREQ(contacts->items[0].account, bob.me.account);
+  EXPECT_STREQ(contacts->items[0].handle, bob.me.handle);
+  sotto_contact_list_free(contacts);
+
+  int64_t conv = sotto_direct_conversation(alice.c, bob_id, &err);
+  ASSERT_GE(conv, 0) << sotto_error_string();
+  EXPECT_EQ(sotto_messages(alice.c, conv, nullptr, 0, &err), nullptr);
+  EXPECT_EQ(err, SOTTO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(sotto_messages(alice.c, conv, nullptr, 1001, &err), nullptr);
+
+  // Bob reads it: alice's copy turns read, with bob's receipt.
+  char id[33];
+  ASSERT_TRUE(sotto_send_text(alice.c, conv, "read me", id, &err));
+  ASSERT_TRUE(eventually([&] { return bob.texts() == 1; }));
+  int64_t bob_conv = sotto_direct_conversation(bob.c, alice.me.account, &err);
+  ASSERT_TRUE(sotto_mark_read(bob.c, bob_conv, id, &err)) << sotto_error_string();
+  ASSERT_TRUE(eventually([&] {
+    sotto_message* m = sotto_message_get(alice.c, conv, id, &err);
+    bool read = m && m->status == SOTTO_STATUS_READ && m->read_by == 1;
+    sotto_message_free(m);
+    return read;
+  }));
+  sotto_receipt_list* receipts = sotto_receipts(alice.c, conv, id, &err);
+  ASSERT_NE(receipts, nullptr) << sotto_error_string();
+  ASSERT_EQ(receipts->count, 1u);
+  EXPECT_STREQ(receipts->items[0].account, bob.me.account);
+  EXPECT_EQ(receipts->items[0].status, SOTTO_STATUS_READ);
+  EXPECT_GT(receipts->items[0].at_ms, 0u);
+  sotto_receipt_list_free(receipts);
+  EXPECT_EQ(sotto_message_get(alice.c, conv, "00000000000000000000000000000000", &err), nullptr);
+  EXPECT_EQ(err, SOTTO_ERR_NOT_FOUND);
+
+  // With read receipts off, bob reading the next one leaves it delivered.
+  ASSERT_TRUE(sotto_set_read_receipts(bob.c, false, &err));
+  ASSERT_TRUE(sotto_send_text(alice.c, conv, "and this", id, &err));
+  ASSERT_TRUE(eventually([&] {
+    sotto_message* m = sotto_message_get(alice.c, conv, id, &err);
+    bool delivered = m && m->status == SOTTO_STATUS_DELIVERED;
+    sotto_message_free(m);
+    return delivered;
+  }));
+  ASSERT_TRUE(sotto_mark_read(bob.c, bob_conv, id, &err));
+  std::this_thread::sleep_for(500ms);
+  sotto_message* unread = sotto_message_get(alice.c, conv, id, &err);
+  ASSERT_NE(unread, nullptr);
+  EXPECT_EQ(unread->status, SOTTO_STATUS_DELIVERED);
+  sotto_message_free(unread);
+
+  sotto_device_list* devices = sotto_devices(alice.c, &err);
+  ASSERT_NE(devices, nullptr) << sotto_error_string();
+  ASSERT_EQ(devices->count, 1u);
+  EXPECT_TRUE(devices->items[0].this_device);
+  EXPECT_STREQ(devices->items[0].name, "calice2");
+  EXPECT_EQ(devices->items[0].device_id, alice.me.device_id);
+  sotto_device_list_free(devices);
+  EXPECT_FALSE(sotto_unlink_this_device(alice.c, &err));
+  EXPECT_EQ(err, SOTTO_ERR_FORBIDDEN);
+  EXPECT_FALSE(sotto_remove_device(alice.c, 99, &err));
+  EXPECT_EQ(err, SOTTO_ERR_NOT_FOUND) << sotto_error_string();
+
+  // Bob deletes his account; his profile is erased once closed.
+  ASSERT_TRUE(sotto_delete_account(bob.c, &err)) << sotto_error_string();
+  EXPECT_EQ(sotto_connection(bob.c), SOTTO_LOGGED_OUT);
+  EXPECT_FALSE(sotto_add_contact(alice.c, bob.me.handle, bob_id, &err));
+  EXPECT_EQ(err, SOTTO_ERR_NOT_FOUND);
+  const std::string bob_dir = (dir.path() / "cbob2").string();
+  EXPECT_FALSE(sotto_profile_erase(bob_dir.c_str(), &err));
+  EXPECT_EQ(err, SOTTO_ERR_BUSY);
+  sotto_client_close(bob.c);
+  bob.c = nullptr;
+  ASSERT_TRUE(sotto_profile_erase(bob_dir.c_str(), &err)) << sotto_error_string();
+  EXPECT_FALSE(std::filesystem::exists(bob_dir));
+
+  // A passphrase change: the profile opens with the new one only. The options' log hears the
+  // connection come and go.
+  ASSERT_TRUE(sotto_change_passphrase(alice.c, "a new passphrase", &err)) << sotto_error_string();
+  sotto_client_close(alice.c);
+  alice.c = nullptr;
+  const std::string alice_dir = (dir.path() / "calice2").string();
+  std::string url = relay.ws_url();
+  sotto_options o{};
+  o.relay_url = url.c_str();
+  o.backoff_initial_ms = 2000;
+  o.backoff_max_ms = 1000;
+  EXPECT_EQ(sotto_client_open(alice_dir.c_str(), "a new passphrase", nullptr, &o, &err), nullptr);
+  EXPECT_EQ(err, SOTTO_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(sotto_error_string()).find("backoff_max_ms"), std::string::npos);
+  o.backoff_max_ms = 0;
+  struct Lines {
+    std::mutex mu;
+    std::vector<std::string> lines;
+  } log;
+  o.log = [](void* user, const char* line) {
+    auto* l = static_cast<Lines*>(user);
+    std::lock_guard lock(l->mu);
+    l->lines.emplace_back(line);
+  };
+  o.log_user_data = &log;
+  Bytes old_key(32, static_cast<uint8_t>('c'));
+  EXPECT_EQ(sotto_client_open(alice_dir.c_str(), nullptr, old_key.data(), &o, &err), nullptr);
+  EXPECT_EQ(err, SOTTO_ERR_WRONG_KEY);
+  sotto_client* reopened = sotto_client_open(alice_dir.c_str(), "a new passphrase", nullptr, &o, &err);
+  ASSERT_NE(reopened, nullptr) << sotto_error_string();
+  ASSERT_TRUE(sotto_connect(reopened, &err)) << sotto_error_string();
+  EXPECT_TRUE(sotto_wait_online(reopened, 20000));
+  sotto_client_close(reopened);
+  std::lock_guard lock(log.mu);
+  EXPECT_TRUE(std::any_of(log.lines.begin(), log.lines.end(), [](const std::string& l) {
+    return l.find("connection") != std::string::npos;
+  })) << log.lines.size() << " log lines";
+}
+
 // Plain ws:// to another machine is refused when the client is opened, unless the app asked
 // for it as a development option. Nothing connects here: the address is never dialed.
 TEST(CApi, PlainWebSocketToAnotherMachineNeedsTheDevelopmentOption) {
   TempDir dir;
   Bytes key(32, 7);
-  sotto_options o{"ws://192.0.2.10:8080/v1/ws", "c", false};
+  sotto_options o{};
+  o.relay_url = "ws://192.0.2.10:8080/v1/ws";
+  o.device_name = "c";
   sotto_error err = SOTTO_OK;
   sotto_client* c = sotto_client_open((dir.path() / "a").c_str(), nullptr, key.data(), &o, &err);
   EXPECT_EQ(c, nullptr);
@@ -206,7 +337,9 @@ TEST(CApi, AProfileFolderWithANonAsciiNameKeepsItsName) {
       "pr\xc3\xb8"
       "fil-\xe6\x97\xa5\xe6\x9c\xac";  // "prøfil-日本"
   const std::string path = (dir.path() / name).string();
-  sotto_options o{"ws://127.0.0.1:9/v1/ws", "d", false};
+  sotto_options o{};
+  o.relay_url = "ws://127.0.0.1:9/v1/ws";
+  o.device_name = "d";
   for (int round = 0; round < 2; ++round) {
     sotto_error err = SOTTO_OK;
     sotto_client* c = sotto_client_open(path.c_str(), "a passphrase", nullptr, &o, &err);

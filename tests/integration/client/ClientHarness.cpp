@@ -183,6 +183,19 @@ std::optional<Message> TestClient::find(ConversationId conversation, const std::
   return *m;
 }
 
+void link_device(TestClient& existing, TestClient& fresh, bool typed) {
+  auto invite = fresh->start_link();
+  ASSERT_TRUE(invite.ok()) << invite.error().message;
+  EXPECT_EQ(invite->code.size(), 8u);
+  auto approved = existing->approve_link(typed ? invite->text : invite->uri);
+  ASSERT_TRUE(approved.ok()) << approved.error().message;
+  auto linked = fresh->finish_link(20s);
+  ASSERT_TRUE(linked.ok()) << linked.error().message;
+  EXPECT_EQ(linked->account, existing.info().account);
+  EXPECT_GT(linked->device_id, existing.info().device_id);
+  ASSERT_TRUE(fresh->wait_online(20s));
+}
+
 void poke(TestClient& c, const std::string& sql) {
   auto db = db::Database::open(c.dir() / "profile.db", c.key(), {false, db::Durability::kFull});
   ASSERT_TRUE(db.ok()) << db.error().message;

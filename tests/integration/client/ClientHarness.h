@@ -120,6 +120,10 @@ class TestClient {
   AccountInfo info_;
 };
 
+// Links `fresh` to `existing`'s account (`typed`: the invite's text form, else its URI) and
+// waits until it is online.
+void link_device(TestClient& existing, TestClient& fresh, bool typed = false);
+
 // Runs `sql` on a closed client's profile database, to break or fake stored state; at least
 // one row must change.
 void poke(TestClient& c, const std::string& sql);

@@ -8,14 +8,6 @@
 namespace sotto::test {
 namespace {
 
-void link(TestClient& existing, TestClient& fresh) {
-  auto invite = fresh->start_link();
-  ASSERT_TRUE(invite.ok()) << invite.error().message;
-  ASSERT_TRUE(existing->approve_link(invite->uri).ok());
-  ASSERT_TRUE(fresh->finish_link(20s).ok());
-  ASSERT_TRUE(fresh->wait_online(20s));
-}
-
 std::optional<Message> by_id(TestClient& c, const std::string& id) {
   auto convs = c->conversations();
   if (!convs.ok()) return std::nullopt;
@@ -45,7 +37,7 @@ TEST(Edits, EditDeleteAndTimersReachEveryDeviceAndLeaveNoTrace) {
   TestClient alice(relay, "alice"), laptop(relay, "alice-laptop"), bob(relay, "bob");
   alice.register_account();
   bob.register_account();
-  link(alice, laptop);
+  link_device(alice, laptop);
   ConversationId ab = alice.conversation_with(bob);
 
   auto id = alice->send_text(ab, "meet at the quarry zephyrquartz").value();

@@ -7,27 +7,13 @@
 namespace sotto::test {
 namespace {
 
-// Links `fresh` to `existing`'s account; `typed` chooses the text form over the URI.
-void link(TestClient& existing, TestClient& fresh, bool typed) {
-  auto invite = fresh->start_link();
-  ASSERT_TRUE(invite.ok()) << invite.error().message;
-  EXPECT_EQ(invite->code.size(), 8u);
-  auto approved = existing->approve_link(typed ? invite->text : invite->uri);
-  ASSERT_TRUE(approved.ok()) << approved.error().message;
-  auto linked = fresh->finish_link(20s);
-  ASSERT_TRUE(linked.ok()) << linked.error().message;
-  EXPECT_EQ(linked->account, existing.info().account);
-  EXPECT_GT(linked->device_id, existing.info().device_id);
-  ASSERT_TRUE(fresh->wait_online(20s));
-}
-
 TEST(MultiDevice, LinkedDeviceReceivesAndSeesWhatTheOtherSent) {
   RelayProcess relay;
   TestClient alice(relay, "alice"), laptop(relay, "alice-laptop"), bob(relay, "bob");
   alice.register_account();
   bob.register_account();
   ConversationId ab = alice.conversation_with(bob);  // alice knows bob before the link
-  link(alice, laptop, /*typed=*/true);
+  link_device(alice, laptop, /*typed=*/true);
 
   auto devices = alice->devices().value();
   ASSERT_EQ(devices.size(), 2u);
@@ -75,7 +61,7 @@ TEST(MultiDevice, AMessageTheOtherDeviceCouldNotDecryptReachesItAgainAsATranscri
   alice.register_account();
   bob.register_account();
   ConversationId ab = alice.conversation_with(bob);
-  link(alice, laptop, /*typed=*/false);
+  link_device(alice, laptop, /*typed=*/false);
   auto laptop_sees = [&](const std::string& id) {
     auto convs = laptop->conversations();
     if (!convs.ok()) return false;
@@ -118,7 +104,7 @@ TEST(MultiDevice, RecipientsNewDeviceIsPickedUpWithoutTheAppNoticing) {
   ASSERT_TRUE(alice->send_text(ab, "before").ok());
   ASSERT_TRUE(eventually([&] { return bob.events().texts().size() == 1; }));
 
-  link(bob, tablet, /*typed=*/false);
+  link_device(bob, tablet, /*typed=*/false);
   // Alice's sessions cover only bob's first device: the relay answers STALE_DEVICES and the
   // SDK fetches the tablet's bundle and sends again, by itself.
   auto id = alice->send_text(ab, "after the tablet joined").value();
