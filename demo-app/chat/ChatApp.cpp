@@ -437,6 +437,7 @@ void ChatApp::on_message_removed(ConversationId c, const std::string& id) {
 }
 
 void ChatApp::on_conversation_changed(ConversationId c) {
+  refresh_contacts();  // a name the SDK just learned from the relay, say
   if (c == current_) update_prompt();
 }
 

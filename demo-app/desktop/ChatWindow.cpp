@@ -177,7 +177,7 @@ ChatWindow::ChatWindow(Backend* backend, QSettings* settings, QWidget* parent)
   connect(backend_, &Backend::conversation_changed, this, [this](ConversationId c) {
     refresh_timer_.start();
     if (c == current()) {
-      if (messages_.is_group()) refresh_names();
+      refresh_names();  // members, or a name the SDK just learned from the relay
       update_header();
     }
   });

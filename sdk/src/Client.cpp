@@ -248,6 +248,7 @@ void Client::Impl::on_push(wire::Push p) {
 
 // Worker thread, after each (re)connect.
 void Client::Impl::on_connected() {
+  names_due_ms = now();  // lookups that could not be made while offline
   (void)refresh_own_devices();
   (void)maintain_prekeys();
   send_presence_visibility();
@@ -732,6 +733,58 @@ Result<Contact> Client::Impl::add_contact(const std::string& wanted) {
                                   now());
   }));
   return c;
+}
+
+void Client::Impl::resolve_names() {
+  names_due_ms = 0;
+  {
+    std::lock_guard lock(state_mu);
+    if (state != ConnectionState::kOnline && state != ConnectionState::kSyncing) return;
+  }
+  std::string self = self_account();
+  auto accounts = locked(
+      [&] { return history.accounts_without_handle(self, names_unknown, kNamesPerRound); });
+  if (!accounts.ok() || accounts->empty()) return;
+  std::set<ConversationId> changed;
+  for (const auto& account : *accounts) {
+    Bytes id;
+    from_hex(account, id);
+    auto req = make_request(wire::OP_LOOKUP_ACCOUNT);
+    req.mutable_lookup_account()->set_account_id(str_of(id));
+    auto r = call(std::move(req));
+    if (r.ok() && r->status() == wire::NOT_FOUND) {
+      names_unknown.insert(account);  // deleted: its messages keep showing its last known name
+      continue;
+    }
+    if (!r.ok() || r->status() != wire::OK) {
+      diagnose("looking up the handle of " + account.substr(0, 8) + " failed: " +
+               (r.ok() ? wire::Status_Name(r->status()) : r.error().message) +
+               "; trying again in a minute");
+      names_due_ms = now() + kNamesRetryMs;
+      break;
+    }
+    const auto& found = r->lookup_account();
+    auto handle = normalise_handle(found.handle());
+    if (found.account_id() != str_of(id) || !handle.ok() || *handle != found.handle()) {
+      names_unknown.insert(account);
+      continue;
+    }
+    auto shows = txn([&]() -> Status {
+      SOTTO_TRY(history.upsert_contact(account, *handle, {}, now()));
+      SOTTO_TRY_ASSIGN(auto convs, history.conversations_showing(account));
+      changed.insert(convs.begin(), convs.end());
+      return {};
+    });
+    if (!shows.ok()) {
+      names_due_ms = now() + kNamesRetryMs;
+      break;
+    }
+  }
+  std::vector<Event> events;
+  for (ConversationId c : changed)
+    events.push_back([c](ClientListener& l) { l.on_conversation_changed(c); });
+  emit(std::move(events));
+  if (!names_due_ms && accounts->size() == kNamesPerRound) names_due_ms = now();  // more wait
 }
 
 // Caller holds the transaction.

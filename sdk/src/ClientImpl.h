@@ -40,6 +40,12 @@ constexpr uint32_t kMaxSendMessages = 100;  // protocol.md 12
 constexpr uint32_t kMaxAckSequences = 1000;
 constexpr size_t kInboundBatch = 256;
 constexpr uint64_t kInboundRetryFirstMs = 500;
+// Handles are asked for this long after someone new shows up (so one batch of messages
+// makes one round of lookups), at most kNamesPerRound per round; a round the relay could not
+// answer is tried again after kNamesRetryMs.
+constexpr uint64_t kNamesDelayMs = 200;
+constexpr uint32_t kNamesPerRound = 50;
+constexpr uint64_t kNamesRetryMs = 60'000;
 constexpr uint64_t kInboundRetryMaxMs = 15'000;
 constexpr uint64_t kAckRetryFirstMs = 500;
 constexpr uint64_t kAckRetryMaxMs = 15'000;
@@ -273,6 +279,11 @@ struct Client::Impl {
   uint64_t purge_due_ms = 0;    // 0: no search purge pending
   uint64_t purge_mark = 0;      // history.inserted() when the worker last asked for a purge
   uint64_t rebuild_due_ms = 0;  // 0: no search index rebuild to carry on
+  // Handles to ask the relay for (resolve_names()): when (0: none), and accounts it does not
+  // know (deleted), not asked again until the next start.
+  uint64_t names_due_ms = 0;
+  uint64_t names_mark = 0;  // history.shown_changes() when last looked at
+  std::set<std::string> names_unknown;
   // A received envelope could not be stored: it and every later one wait in `inbound`, in
   // order, until then (0: not waiting); the wait doubles up to kInboundRetryMaxMs.
   uint64_t inbound_retry_ms = 0;
@@ -469,6 +480,12 @@ struct Client::Impl {
   void send_typing(ConversationId conversation, bool started);
   void apply_typing(const Address& from, const content::Typing& t, Effects& fx);
   void expire_typing();
+
+  // ---- names (worker thread) ----
+  // Asks the relay for the handle of each account shown without one (someone who wrote
+  // first, a group member someone else added) and records it as a contact, so people are
+  // shown by name and never by account id; on_conversation_changed for what shows them.
+  void resolve_names();
 
   // ---- presence ----
   Status watch_presence(const std::vector<ConversationId>& conversations);

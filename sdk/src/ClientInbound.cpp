@@ -24,6 +24,7 @@ void Client::Impl::worker_main() {
     if (rebuild_due_ms) due = std::min(due, at(rebuild_due_ms));
     if (plain_copies_due_ms) due = std::min(due, at(plain_copies_due_ms));
     if (inbound_retry_ms) due = std::min(due, at(inbound_retry_ms));
+    if (names_due_ms) due = std::min(due, at(names_due_ms));
     if (ack_retry_ms) due = std::min(due, at(ack_retry_ms));
     auto inbound_ready = [&] {
       return !inbound.empty() && (!inbound_retry_ms || inbound_retry_ms <= now());
@@ -65,6 +66,10 @@ void Client::Impl::worker_main() {
     // "sent" tick) behind at most the rest of one batch of received envelopes.
     if (send) run_outbox();
     if (!envs.empty()) process_inbound(envs);
+    if (uint64_t n = history.shown_changes(); n != names_mark) {
+      names_mark = n;
+      if (!names_due_ms) names_due_ms = now() + kNamesDelayMs;
+    }
     if (flush) flush_receipts();
     // A purge also folds the search index's recent part into the archive once it is large;
     // without edits, deletes or expiry none would be asked for while that part grew.
@@ -75,6 +80,7 @@ void Client::Impl::worker_main() {
     }
     sweep_expired();
     expire_typing();
+    if (names_due_ms && now() >= names_due_ms) resolve_names();
     if (purge) (void)profile->purge_search_index();
     if (rebuild) continue_rebuild();
     bool more_plain = plain_copies && continue_plain_copies();

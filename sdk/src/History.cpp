@@ -104,6 +104,36 @@ Result<std::optional<Contact>> History::contact(const std::string& account) {
       Contact{std::string(q.column_text(0)), std::string(q.column_text(1))});
 }
 
+Result<std::vector<std::string>> History::accounts_without_handle(
+    const std::string& self, const std::set<std::string>& skip, uint32_t limit) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT a FROM (SELECT peer AS a FROM conversations WHERE "
+                                     "kind = 1 UNION SELECT account FROM group_members) WHERE a "
+                                     "!= ? AND a NOT IN (SELECT account FROM contacts WHERE "
+                                     "coalesce(handle, '') != '')"));
+  q.bind_text(1, self);
+  std::vector<std::string> out;
+  while (out.size() < limit) {
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (!row) break;
+    std::string a(q.column_text(0));
+    if (!skip.count(a)) out.push_back(std::move(a));
+  }
+  return out;
+}
+
+Result<std::vector<ConversationId>> History::conversations_showing(const std::string& account) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT id FROM conversations WHERE peer = ?1 UNION SELECT "
+                                     "conversation_id FROM group_members WHERE account = ?1"));
+  q.bind_text(1, account);
+  std::vector<ConversationId> out;
+  for (;;) {
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (!row) break;
+    out.push_back(q.column_int(0));
+  }
+  return out;
+}
+
 Result<Bytes> History::contact_identity_key(const std::string& account) {
   SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT identity_key FROM contacts WHERE account = ?"));
   q.bind_text(1, account);
@@ -143,6 +173,7 @@ Result<ConversationId> History::direct_conversation(const std::string& peer, uin
   q.bind(2, static_cast<int64_t>(now_ms));
   q.bind(3, static_cast<int64_t>(now_ms));
   SOTTO_TRY(q.run());
+  shown_changes_.fetch_add(1, std::memory_order_relaxed);
   return static_cast<ConversationId>(sqlite3_last_insert_rowid(db_.handle()));
 }
 
@@ -754,6 +785,7 @@ Status History::save_group(const GroupRow& g) {
 
 Status History::set_group_members(ConversationId conversation,
                                   const std::vector<GroupMember>& members) {
+  shown_changes_.fetch_add(1, std::memory_order_relaxed);
   {
     SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM group_members WHERE conversation_id = ?"));
     q.bind(1, conversation);

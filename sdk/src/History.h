@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -142,6 +143,13 @@ class History {
   Status upsert_contact(const std::string& account, const std::string& handle,
                         ByteView identity_key, uint64_t now_ms);
   Result<std::optional<Contact>> contact(const std::string& account);
+  // Accounts this profile shows (a direct conversation's peer, a group member) whose handle
+  // the relay has not told it yet, except `self` and `skip`; at most `limit`.
+  Result<std::vector<std::string>> accounts_without_handle(const std::string& self,
+                                                           const std::set<std::string>& skip,
+                                                           uint32_t limit);
+  // The conversations that show `account`: its direct one and the groups it is in.
+  Result<std::vector<ConversationId>> conversations_showing(const std::string& account);
   Result<std::vector<Contact>> contacts();
   // The identity key the relay's lookup gave for `account`; empty when none is known.
   Result<Bytes> contact_identity_key(const std::string& account);
@@ -157,6 +165,9 @@ class History {
   Result<std::optional<int64_t>> insert_message(const NewMessage& m);
   // Rows insert_message() has written since this History was made (rolled-back ones too).
   uint64_t inserted() const { return inserted_.load(std::memory_order_relaxed); }
+  // Counts new direct conversations and group member lists written: the accounts shown may
+  // include one without a handle (accounts_without_handle()).
+  uint64_t shown_changes() const { return shown_changes_.load(std::memory_order_relaxed); }
   Result<std::optional<StoredMessage>> message(int64_t row);
   Result<std::optional<StoredMessage>> find_message(const std::string& sender, ByteView id);
   Result<std::optional<StoredMessage>> find_in_conversation(ConversationId conversation,
@@ -269,6 +280,7 @@ class History {
 
   db::Database& db_;
   std::atomic<uint64_t> inserted_{0};
+  std::atomic<uint64_t> shown_changes_{0};
 };
 
 }  // namespace sotto

@@ -212,5 +212,52 @@ TEST(Messaging, HistoryAndOutboxSurviveARestart) {
   ASSERT_TRUE(eventually([&] { return status_of(alice, ab, id) == MessageStatus::kDelivered; }));
 }
 
+// Someone bob never looked up writes first: bob's client asks the relay for the handle behind
+// the account id, so the conversation, its sender and bob's contacts show @alice, not 32 hex
+// digits; one the relay no longer knows (a deleted account) is not asked for again and again.
+TEST(Messaging, ASenderNobodyAddedIsShownByTheHandleTheRelayKnows) {
+  RelayProcess relay;
+  TestClient alice(relay, "alice"), bob(relay, "bob"), carol(relay, "carol");
+  alice.register_account();
+  bob.register_account();
+  carol.register_account();
+  auto to_bob = alice.conversation_with(bob);
+  ASSERT_TRUE(alice->send_text(to_bob, "hi, you don't know me yet").ok());
+  ASSERT_TRUE(eventually([&] { return bob.events().count() == 1; }));
+  ConversationId from_alice = bob.events().messages().front().conversation;
+  ASSERT_TRUE(eventually([&] {
+    auto c = bob->conversation(from_alice);
+    return c.ok() && c->title == "@" + alice.handle();
+  })) << bob->conversation(from_alice)->title;
+  auto contacts = bob->contacts();
+  ASSERT_TRUE(contacts.ok());
+  ASSERT_EQ(contacts->size(), 1u);
+  EXPECT_EQ(contacts->front().account, alice.info().account);
+  EXPECT_EQ(contacts->front().handle, alice.handle());
+
+  // carol writes, then deletes her account before bob's client asks: it stays unnamed, and
+  // bob's client goes on working without asking for it at every message.
+  bob.close();
+  auto to_bob_c = carol.conversation_with(bob);
+  ASSERT_TRUE(carol->send_text(to_bob_c, "bye").ok());
+  ASSERT_TRUE(eventually([&] {
+    auto m = carol.find(to_bob_c, carol.history(to_bob_c).back().id);
+    return m && m->status == MessageStatus::kSent;
+  }));
+  ASSERT_TRUE(carol->delete_account().ok());
+  size_t before = bob.events().count();
+  bob.reopen();
+  ASSERT_TRUE(eventually([&] { return bob.events().count() == before + 1; }));
+  ASSERT_TRUE(alice->send_text(to_bob, "still there?").ok());
+  ASSERT_TRUE(eventually([&] { return bob.events().count() == before + 2; }));
+  auto after = bob->contacts();
+  ASSERT_TRUE(after.ok());
+  for (const auto& c : *after) {
+    if (c.account == carol.info().account) {
+      EXPECT_EQ(c.handle, "") << "a deleted account";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace sotto::test
