@@ -19,8 +19,23 @@
 // deliveries are printed and make the run exit with status 1 (a correctness check; no figure
 // is ever compared with a target).
 //
+// --cluster measures cluster mode instead, against the embedded store in the same run: one
+// relay on its embedded store (the reference), then three relay nodes on this machine sharing
+// a PostgreSQL 15 (fsync on) and a redis-server that this program starts, each node on its own
+// port so that the load generator chooses where each device connects:
+//
+//   C1. durable 1:1 envelopes/s with every sender on another node than its recipient, and
+//       send-to-deliver latency at half that rate (paced as in 2)
+//   C2. CPU per envelope of every server process together (the nodes; PostgreSQL's postmaster,
+//       backends and helpers, and those it has reaped; redis-server), split by part, and the
+//       same for the reference relay
+//   C3. one send_multi to 1,000 devices spread evenly over the three nodes: time until every
+//       device has it, 20 rounds
+//
+// with each figure also as a ratio to the reference's. Every envelope is checked as above.
+//
 // Every phase is bounded in count and in time. Usage:
-//   relay_bench [--relay PATH] [--quick] [--seconds N] [--idle N] [--memory-only]
+//   relay_bench [--relay PATH] [--quick] [--seconds N] [--idle N] [--memory-only] [--cluster]
 #include <fcntl.h>
 #include <signal.h>
 #include <sodium.h>
@@ -48,9 +63,12 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "BenchReference.h"
+#include "PostgresServer.h"
+#include "RedisServer.h"
 #include "sotto/Bytes.h"
 #include "sotto/keys/KeyGen.h"
 #include "sotto/keys/Signal.h"
@@ -81,27 +99,86 @@ uint64_t mono_ns() {
 }
 std::string str(const Bytes& b) { return std::string(sotto::as_chars(b)); }
 
+// While --cluster runs its PostgreSQL server: stops it and removes its directory. pg_ctl
+// detaches the server, so it would outlive this program (relays and redis-server die with it,
+// PR_SET_PDEATHSIG).
+std::function<void()> g_stop_services;
+// The same server's postmaster, for a signal handler: SIGQUIT is its immediate shutdown.
+volatile pid_t g_postmaster = -1;
+
 void die(const std::string& what) {
   std::fprintf(stderr, "relay_bench: %s\n", what.c_str());
+  if (g_stop_services) std::exchange(g_stop_services, nullptr)();
   std::exit(1);
+}
+
+extern "C" void on_interrupt(int sig) {
+  if (g_postmaster > 0) ::kill(g_postmaster, SIGQUIT);
+  ::_exit(128 + sig);
 }
 
 // ---- the relay process ----
 
-// User + system CPU seconds of a process (0 for this one), from /proc/PID/stat.
-double process_cpu_seconds(pid_t pid) {
+// What /proc/PID/stat says of a process's parent and CPU time (seconds).
+struct ProcStat {
+  pid_t ppid = -1;
+  double cpu = 0;         // user + system, its own threads
+  double reaped_cpu = 0;  // user + system of the children it has waited for
+};
+
+ProcStat proc_stat(pid_t pid) {
   std::ifstream in(pid ? "/proc/" + std::to_string(pid) + "/stat" : "/proc/self/stat");
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto close = stat.rfind(')');  // the command name may hold spaces
-  if (close == std::string::npos) return 0;
+  ProcStat out;
+  if (close == std::string::npos || close + 2 > stat.size()) return out;
   std::istringstream rest(stat.substr(close + 2));
   std::string field;
-  unsigned long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14) utime = std::stoull(field);
-    if (i == 15) stime = std::stoull(field);
+  unsigned long long ticks[4] = {0, 0, 0, 0};  // utime stime cutime cstime: fields 14-17
+  for (int i = 3; i <= 17 && rest >> field; ++i) {
+    if (i == 4) out.ppid = static_cast<pid_t>(std::stol(field));
+    if (i >= 14) ticks[i - 14] = std::stoull(field);
   }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  const double hz = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  out.cpu = static_cast<double>(ticks[0] + ticks[1]) / hz;
+  out.reaped_cpu = static_cast<double>(ticks[2] + ticks[3]) / hz;
+  return out;
+}
+
+// User + system CPU seconds of a process (0 for this one).
+double process_cpu_seconds(pid_t pid) { return proc_stat(pid).cpu; }
+
+// The processes whose parent is `parent` now.
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    pid_t pid = static_cast<pid_t>(std::stol(name));
+    if (pid != parent && proc_stat(pid).ppid == parent) out.push_back(pid);
+  }
+  return out;
+}
+
+// User + system CPU seconds of `root` and every child it has or has reaped: PostgreSQL's whole
+// server, whose processes are all children of the postmaster (a backend per connection, the
+// WAL writer, checkpointer, autovacuum...).
+double process_tree_cpu_seconds(pid_t root) {
+  ProcStat top = proc_stat(root);
+  double sum = top.cpu + top.reaped_cpu;
+  for (pid_t child : children_of(root)) sum += process_cpu_seconds(child);
+  return sum;
+}
+
+// Bytes a process (and the children it has reaped) caused to be written to storage so far.
+double process_write_bytes(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/io");
+  std::string key;
+  double value = 0;
+  while (in >> key >> value)
+    if (key == "write_bytes:") return value;
+  return 0;
 }
 
 struct Relay {
@@ -109,13 +186,14 @@ struct Relay {
   uint16_t port = 0;
   std::filesystem::path dir;
 
-  void start(const std::vector<std::string>& extra) {
+  // `data_dir`: the relay's --data-dir (cluster nodes share one); empty: its own temp dir.
+  void start(const std::vector<std::string>& extra, const std::filesystem::path& data_dir = {}) {
     std::string tmpl = (std::filesystem::temp_directory_path() / "sotto-bench-XXXXXX").string();
     if (!::mkdtemp(tmpl.data())) die("mkdtemp");
     dir = tmpl;
     std::vector<std::string> args = {g_relay_binary,
                                      "--data-dir",
-                                     (dir / "data").string(),
+                                     (data_dir.empty() ? dir / "data" : data_dir).string(),
                                      "--init",
                                      "--listen",
                                      "127.0.0.1:0",
@@ -157,14 +235,7 @@ struct Relay {
   // User + system CPU seconds the relay process has used so far.
   double cpu_seconds() const { return process_cpu_seconds(pid); }
   // Bytes the relay has caused to be written to storage so far (/proc/PID/io).
-  double disk_write_bytes() const {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/io");
-    std::string key;
-    double value = 0;
-    while (in >> key >> value)
-      if (key == "write_bytes:") return value;
-    return 0;
-  }
+  double disk_write_bytes() const { return process_write_bytes(pid); }
   long rss_kib() const {
     std::ifstream in("/proc/" + std::to_string(pid) + "/status");
     std::string line;
@@ -402,13 +473,11 @@ std::vector<Device> register_accounts(uint16_t port, size_t n, const std::string
   return out;
 }
 
-// Authenticated connections for `devices`, each past its QueueEmpty. Envelopes pushed before
-// it are acked and counted in `leftovers`.
-std::vector<std::shared_ptr<Conn>> connect_all(asio::io_context& ioc, uint16_t port,
-                                               const std::vector<Device>& devices,
-                                               const std::string& source = "",
-                                               size_t concurrency = 256,
-                                               size_t* leftovers = nullptr) {
+// Authenticated connections for `devices`, device i to the relay on ports[i], each past its
+// QueueEmpty. Envelopes pushed before it are acked and counted in `leftovers`.
+std::vector<std::shared_ptr<Conn>> connect_all(
+    asio::io_context& ioc, const std::vector<uint16_t>& ports, const std::vector<Device>& devices,
+    const std::string& source = "", size_t concurrency = 256, size_t* leftovers = nullptr) {
   std::vector<std::shared_ptr<Conn>> conns(devices.size());
   size_t next = 0, ready = 0, failed = 0;
   uint64_t leftover_ack_id = 2'000'000'000;
@@ -442,7 +511,7 @@ std::vector<std::shared_ptr<Conn>> connect_all(asio::io_context& ioc, uint16_t p
         (*start)();
       }
     };
-    c->open(port, source, devices[i].authorization());
+    c->open(ports.at(i), source, devices[i].authorization());
   };
   for (size_t k = 0; k < concurrency; ++k) start_one();
   if (!run_until(
@@ -488,6 +557,123 @@ std::pair<double, double> store_counters(uint16_t port) {
           number(metric(port, "sotto_store_batches_total"))};
 }
 
+// CPU seconds used so far by what serves the load, by part.
+struct ServerCpu {
+  double nodes = 0, postgres = 0, redis = 0;
+  double total() const { return nodes + postgres + redis; }
+};
+
+// What serves the load: one relay on its embedded store, or (--cluster) relay nodes sharing a
+// PostgreSQL and a redis-server that this program started. Each node listens on a port of its
+// own, so the load generator decides which node each device is on.
+struct Service {
+  std::vector<Relay> nodes;
+  std::unique_ptr<sotto::test::PostgresServer> postgres;
+  std::unique_ptr<sotto::test::RedisServer> redis;
+  std::filesystem::path shared_dir;  // the nodes' --data-dir (attachment blobs)
+
+  static std::unique_ptr<Service> embedded(const std::vector<std::string>& extra = {}) {
+    auto s = std::make_unique<Service>();
+    s->nodes.emplace_back().start(extra);
+    return s;
+  }
+  // `count` nodes. PostgreSQL runs with fsync on: an OK then means what it means with the
+  // embedded store's db-sync = full, a commit that survives a power loss.
+  static std::unique_ptr<Service> cluster(int count) {
+    auto s = std::make_unique<Service>();
+    auto pg = sotto::test::PostgresServer::start(/*fsync=*/true);
+    if (!pg.ok()) die("cluster mode needs PostgreSQL 15: " + pg.error().message);
+    s->postgres = std::move(*pg);
+    g_postmaster = s->postgres->postmaster_pid();
+    Service* raw = s.get();
+    g_stop_services = [raw] { raw->stop(); };
+    auto db = s->postgres->create_database("bench");
+    if (!db.ok()) die(db.error().message);
+    auto redis = sotto::test::RedisServer::start();
+    if (!redis.ok()) die("cluster mode needs redis-server: " + redis.error().message);
+    s->redis = std::move(*redis);
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "sotto-bench-shared-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) die("mkdtemp");
+    s->shared_dir = tmpl;
+    // One after another: the first creates the schema (the others would wait for its lock).
+    for (int i = 0; i < count; ++i)
+      s->nodes.emplace_back().start({"--store", s->postgres->url(*db), "--bus", s->redis->address(),
+                                     "--node-id", "n" + std::to_string(i)},
+                                    s->shared_dir);
+    return s;
+  }
+  ~Service() { stop(); }
+
+  std::vector<uint16_t> ports() const {
+    std::vector<uint16_t> out;
+    for (const Relay& r : nodes) out.push_back(r.port);
+    return out;
+  }
+  ServerCpu cpu() const {
+    ServerCpu c;
+    for (const Relay& r : nodes) c.nodes += r.cpu_seconds();
+    if (postgres) c.postgres = process_tree_cpu_seconds(postgres->postmaster_pid());
+    if (redis) c.redis = process_cpu_seconds(redis->pid());
+    return c;
+  }
+  // Bytes written to storage so far: the nodes' and every PostgreSQL process's (WAL, data
+  // files; the postmaster's count holds those of the backends it has reaped).
+  double disk_write_bytes() const {
+    double sum = 0;
+    for (const Relay& r : nodes) sum += r.disk_write_bytes();
+    if (postgres) {
+      pid_t root = postgres->postmaster_pid();
+      sum += process_write_bytes(root);
+      for (pid_t child : children_of(root)) sum += process_write_bytes(child);
+    }
+    return sum;
+  }
+  // Storage jobs and transactions every node has run so far.
+  std::pair<double, double> store_totals() const;
+
+  void stop() {
+    for (Relay& r : nodes) r.stop();
+    nodes.clear();
+    redis.reset();
+    if (postgres) {
+      g_postmaster = -1;
+      g_stop_services = nullptr;
+      postgres.reset();
+    }
+    std::error_code ec;
+    if (!shared_dir.empty()) std::filesystem::remove_all(shared_dir, ec);
+    shared_dir.clear();
+  }
+};
+
+std::pair<double, double> Service::store_totals() const {
+  std::pair<double, double> sum;
+  for (const Relay& r : nodes) {
+    auto c = store_counters(r.port);
+    sum.first += c.first;
+    sum.second += c.second;
+  }
+  return sum;
+}
+
+// Where the talkers of phases 1 and 2 connect: device i and its partner i ^ 1 on different
+// nodes when there are several (pair p on nodes p and p + 1, round the ring), so that every
+// envelope crosses from one node to another; all on the one relay otherwise.
+std::vector<uint16_t> talker_ports_of(const Service& service, size_t talkers) {
+  std::vector<uint16_t> ports(talkers);
+  const size_t n = service.nodes.size();
+  for (size_t i = 0; i < talkers; ++i) ports[i] = service.nodes[(i / 2 + (i & 1)) % n].port;
+  return ports;
+}
+
+// Where the members of a fan-out connect: evenly over the nodes.
+std::vector<uint16_t> member_ports_of(const Service& service, size_t members) {
+  std::vector<uint16_t> ports(members);
+  for (size_t i = 0; i < members; ++i) ports[i] = service.nodes[i % service.nodes.size()].port;
+  return ports;
+}
+
 // Exactly-once delivery, checked per envelope: its message id and its recipient device.
 struct Deliveries {
   size_t envelopes = 0;     // copies sent (one per recipient device)
@@ -510,9 +696,11 @@ struct Deliveries {
 // Phases 1 and 2: 100 connections in pairs; each sends to its partner and acks what it gets.
 struct Traffic {
   double envelopes_per_s = 0;
-  // CPU time per committed envelope over the measured window: the relay's, and this load
-  // generator's (which shares the cores).
-  double relay_cpu_us = 0, generator_cpu_us = 0;
+  // CPU time per committed envelope over the measured window: every server process's (the
+  // relay, or the nodes with PostgreSQL and redis-server), and this load generator's (which
+  // shares the cores).
+  double server_cpu_us = 0, generator_cpu_us = 0;
+  ServerCpu server_cpu_split_us;  // server_cpu_us by part
   double disk_kib = 0;         // the relay's writes to storage (WAL and checkpoints) per envelope
   double jobs_per_commit = 0;  // the relay's storage jobs per transaction (its batch size)
   // Send-to-deliver latency. Paced: from the time each send was due on the fixed schedule,
@@ -540,12 +728,12 @@ struct SentEnvelope {
   uint64_t due_ns = 0, sent_ns = 0;
 };
 
-Traffic one_to_one(const Relay& relay, const std::vector<Device>& devices, double rate,
-                   double seconds) {
-  const uint16_t port = relay.port;
+// Device i connects to ports[i] and sends to device i ^ 1.
+Traffic one_to_one(const Service& service, const std::vector<Device>& devices,
+                   const std::vector<uint16_t>& ports, double rate, double seconds) {
   asio::io_context ioc;
   Traffic t;
-  auto conns = connect_all(ioc, port, devices, "", 256, &t.deliveries.pushed_again);
+  auto conns = connect_all(ioc, ports, devices, "", 256, &t.deliveries.pushed_again);
   size_t n = conns.size();
   std::vector<int> inflight(n, 0);
   std::vector<std::vector<uint64_t>> to_ack(n);
@@ -558,7 +746,8 @@ Traffic one_to_one(const Relay& relay, const std::vector<Device>& devices, doubl
   uint64_t committed = 0;  // in the measured window
   std::vector<double> latencies, sent_latencies, lateness;
   bool measuring = false, sending = true;
-  double relay_cpu0 = 0, own_cpu0 = 0, disk0 = 0;
+  ServerCpu server_cpu0;
+  double own_cpu0 = 0, disk0 = 0;
   std::pair<double, double> store0;
   constexpr int kWindow = 24;
   std::string pad(200 - 16, 'c');
@@ -693,20 +882,20 @@ Traffic one_to_one(const Relay& relay, const std::vector<Device>& devices, doubl
       measuring = true;
       committed = 0;
       measure_start_ns = mono_ns();
-      relay_cpu0 = relay.cpu_seconds();
-      disk0 = relay.disk_write_bytes();
+      server_cpu0 = service.cpu();
+      disk0 = service.disk_write_bytes();
       own_cpu0 = process_cpu_seconds(0);
-      store0 = store_counters(port);
+      store0 = service.store_totals();
     }
     ioc.restart();
     ioc.run_for(rate > 0 ? 1ms : 5ms);
     for (size_t i = 0; i < n; ++i) flush_acks(i);
   }
   double elapsed = static_cast<double>(mono_ns() - measure_start_ns) / 1e9;
-  double relay_cpu = relay.cpu_seconds() - relay_cpu0;
+  ServerCpu server_cpu1 = service.cpu();
   double own_cpu = process_cpu_seconds(0) - own_cpu0;
-  double disk = relay.disk_write_bytes() - disk0;
-  auto store1 = store_counters(port);
+  double disk = service.disk_write_bytes() - disk0;
+  auto store1 = service.store_totals();
   uint64_t counted = committed;
   sending = false;
   // Everything sent must be committed and delivered, also what was due but had not left yet
@@ -730,7 +919,11 @@ Traffic one_to_one(const Relay& relay, const std::vector<Device>& devices, doubl
   t.deliveries.envelopes = sent.size();
   t.envelopes_per_s = static_cast<double>(counted) / elapsed;
   if (counted) {
-    t.relay_cpu_us = relay_cpu * 1e6 / static_cast<double>(counted);
+    const double per = 1e6 / static_cast<double>(counted);
+    t.server_cpu_split_us = {(server_cpu1.nodes - server_cpu0.nodes) * per,
+                             (server_cpu1.postgres - server_cpu0.postgres) * per,
+                             (server_cpu1.redis - server_cpu0.redis) * per};
+    t.server_cpu_us = t.server_cpu_split_us.total();
     t.generator_cpu_us = own_cpu * 1e6 / static_cast<double>(counted);
     t.disk_kib = disk / 1024 / static_cast<double>(counted);
   }
@@ -763,12 +956,15 @@ Traffic one_to_one(const Relay& relay, const std::vector<Device>& devices, doubl
 }
 
 // Phase 3: one send_multi to `members.size()` connected devices; ms until all have it. Each
-// member's copies are counted: every round must reach every member exactly once.
-std::vector<double> fan_out(uint16_t port, const Device& sender, const std::vector<Device>& members,
-                            int rounds, Deliveries& deliveries) {
+// member's copies are counted: every round must reach every member exactly once. Member i
+// connects to member_ports[i], the sender to sender_port.
+std::vector<double> fan_out(uint16_t sender_port, const Device& sender,
+                            const std::vector<Device>& members,
+                            const std::vector<uint16_t>& member_ports, int rounds,
+                            Deliveries& deliveries) {
   asio::io_context ioc;
-  auto conns = connect_all(ioc, port, members, "", 256, &deliveries.pushed_again);
-  auto s = connect_all(ioc, port, {sender}, "", 256, &deliveries.pushed_again);
+  auto conns = connect_all(ioc, member_ports, members, "", 256, &deliveries.pushed_again);
+  auto s = connect_all(ioc, {sender_port}, {sender}, "", 256, &deliveries.pushed_again);
   std::vector<std::string> round_ids;      // message id of each round
   std::vector<std::vector<uint16_t>> got;  // per round, per member: copies delivered
   size_t received = 0, acks_unanswered = 0;
@@ -909,7 +1105,7 @@ std::vector<double> fan_out(uint16_t port, const Device& sender, const std::vect
       std::vector<Device> more(
           devices.begin() + static_cast<long>(held.size()),
           devices.begin() + static_cast<long>(std::min(target, devices.size())));
-      auto conns = connect_all(ioc, port, more, source, 128);
+      auto conns = connect_all(ioc, std::vector<uint16_t>(more.size(), port), more, source, 128);
       held.insert(held.end(), conns.begin(), conns.end());
     }
     run_until(
@@ -969,17 +1165,26 @@ std::string fmt(double v, int digits = 1) {
   return b;
 }
 
-// p50 / p99 of sotto_store_commit_seconds, from its buckets (upper bounds).
-std::string commit_quantiles(uint16_t port) {
+// p50 / p99 of sotto_store_commit_seconds, from its buckets (upper bounds), over every node
+// (the nodes' histograms have the same buckets: their counts add).
+std::string commit_quantiles(const std::vector<uint16_t>& ports) {
   std::vector<std::pair<double, double>> buckets;  // le, cumulative count
-  std::istringstream in(metrics_page(port));
-  std::string line;
-  const std::string prefix = "sotto_store_commit_seconds_bucket{le=\"";
-  while (std::getline(in, line)) {
-    if (line.rfind(prefix, 0) != 0) continue;
-    std::string le = line.substr(prefix.size(), line.find('"', prefix.size()) - prefix.size());
-    double bound = le == "+Inf" ? 1e9 : std::stod(le);
-    buckets.emplace_back(bound, std::stod(line.substr(line.rfind(' ') + 1)));
+  for (size_t node = 0; node < ports.size(); ++node) {
+    std::istringstream in(metrics_page(ports[node]));
+    std::string line;
+    const std::string prefix = "sotto_store_commit_seconds_bucket{le=\"";
+    size_t k = 0;
+    while (std::getline(in, line)) {
+      if (line.rfind(prefix, 0) != 0) continue;
+      std::string le = line.substr(prefix.size(), line.find('"', prefix.size()) - prefix.size());
+      double bound = le == "+Inf" ? 1e9 : std::stod(le);
+      double count = std::stod(line.substr(line.rfind(' ') + 1));
+      if (node == 0)
+        buckets.emplace_back(bound, count);
+      else if (k < buckets.size())
+        buckets[k].second += count;
+      ++k;
+    }
   }
   if (buckets.empty() || buckets.back().second == 0) return "?";
   auto q = [&](double f) {
@@ -1014,12 +1219,13 @@ std::string paced_latency(const Traffic& t) {
 }
 
 void traffic_phases(size_t pairs, size_t fan, double seconds, bool quick);
+void cluster_phases(size_t pairs, size_t fan, double seconds, int fan_rounds);
 int memory_phase(size_t idle_total, size_t idle_first, size_t spare, size_t extra);
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, memory_only = false;
+  bool quick = false, memory_only = false, cluster = false;
   double seconds = 5;
   size_t idle_total = 18'000, idle_first = 5'000;
   for (int i = 1; i < argc; ++i) {
@@ -1034,12 +1240,18 @@ int main(int argc, char** argv) {
       idle_total = std::stoul(argv[++i]);
     else if (a == "--memory-only")
       memory_only = true;
+    else if (a == "--cluster")
+      cluster = true;
     else {
       std::fprintf(stderr,
                    "usage: relay_bench [--relay PATH] [--quick] [--seconds N] [--idle N] "
-                   "[--memory-only]\n");
+                   "[--memory-only | --cluster]\n");
       return 2;
     }
+  }
+  if (cluster && memory_only) {
+    std::fprintf(stderr, "relay_bench: --cluster and --memory-only are separate runs; pick one\n");
+    return 2;
   }
   if (idle_total < 30) {
     std::fprintf(stderr, "relay_bench: --idle needs at least 30 connections\n");
@@ -1057,16 +1269,25 @@ int main(int argc, char** argv) {
     spare = 150;
     extra = 100;
   }
+  int fan_rounds = quick ? 3 : 20;
   if (sodium_init() < 0) die("sodium_init");
   std::signal(SIGPIPE, SIG_IGN);
+  // Ctrl-C must not leave --cluster's PostgreSQL server running (see on_interrupt).
+  std::signal(SIGINT, on_interrupt);
+  std::signal(SIGTERM, on_interrupt);
   std::printf("sotto relay_bench: relay %s, %u cores\n", g_relay_binary.c_str(),
               std::thread::hardware_concurrency());
   const auto scratch = std::filesystem::temp_directory_path();
   sotto::bench::print_machine("start", sotto::bench::measure_machine(scratch));
   std::printf("\n%-58s %14s   %s\n", "figure", "value", "target");
 
-  if (!memory_only) traffic_phases(pairs, fan, seconds, quick);
-  int rc = memory_phase(idle_total, idle_first, spare, extra);
+  int rc = 0;
+  if (cluster) {
+    cluster_phases(pairs, fan, seconds, fan_rounds);
+  } else {
+    if (!memory_only) traffic_phases(pairs, fan, seconds, quick);
+    rc = memory_phase(idle_total, idle_first, spare, extra);
+  }
   if (!memory_only) {
     // A correctness check, not a timing one: the relay lost, doubled or misdirected envelopes.
     const Deliveries& d = g_deliveries;
@@ -1091,31 +1312,32 @@ namespace {
 
 // Phases 1-3 and the db-sync normal rerun.
 void traffic_phases(size_t pairs, size_t fan, double seconds, bool quick) {
-  Relay relay;
-  relay.start({});
+  auto service = Service::embedded();
+  const Relay& relay = service->nodes[0];
   auto devices = register_accounts(relay.port, pairs + fan + 1, "bench");
   std::vector<Device> talkers(devices.begin(), devices.begin() + static_cast<long>(pairs));
   std::vector<Device> members(devices.begin() + static_cast<long>(pairs),
                               devices.begin() + static_cast<long>(pairs + fan));
   const Device& sender = devices.back();
+  const std::vector<uint16_t> talker_ports = talker_ports_of(*service, pairs);
 
-  Traffic full = one_to_one(relay, talkers, 0, seconds);
+  Traffic full = one_to_one(*service, talkers, talker_ports, 0, seconds);
   std::string conns = std::to_string(pairs) + " connections";
   print_row(("durable 1:1 envelopes/s, " + conns).c_str(), fmt(full.envelopes_per_s, 0),
             ">= 50,000");
   print_row("  CPU per envelope, relay / load generator (us)",
-            fmt(full.relay_cpu_us, 1) + " / " + fmt(full.generator_cpu_us, 1), "");
+            fmt(full.server_cpu_us, 1) + " / " + fmt(full.generator_cpu_us, 1), "");
   // What the relay's own CPU time allows if it had both cores to itself (its commits wait on
   // the disk, not the CPU: a batch grows while the previous one syncs).
   print_row("  envelopes/s the relay's CPU time allows on 2 cores",
-            fmt(full.relay_cpu_us > 0 ? 2e6 / full.relay_cpu_us : 0, 0), "");
+            fmt(full.server_cpu_us > 0 ? 2e6 / full.server_cpu_us : 0, 0), "");
   print_row("  relay writes to storage per envelope (KiB)", fmt(full.disk_kib, 2), "");
   print_row("  storage jobs per transaction", fmt(full.jobs_per_commit, 1), "");
   print_deliveries("full load", full.deliveries);
-  Traffic half = one_to_one(relay, talkers, full.envelopes_per_s / 2, seconds);
+  Traffic half = one_to_one(*service, talkers, talker_ports, full.envelopes_per_s / 2, seconds);
   print_row("  send-to-deliver at half load: envelopes/s", fmt(half.envelopes_per_s, 0), "");
   print_row("  CPU per envelope at half load, relay / load generator (us)",
-            fmt(half.relay_cpu_us, 1) + " / " + fmt(half.generator_cpu_us, 1), "");
+            fmt(half.server_cpu_us, 1) + " / " + fmt(half.generator_cpu_us, 1), "");
   print_row("  relay writes to storage per envelope at half load (KiB)", fmt(half.disk_kib, 2), "");
   print_row("  storage jobs per transaction at half load", fmt(half.jobs_per_commit, 1), "");
   print_row("  send-to-deliver p50 (ms, from the send's due time)", fmt(half.p50_ms, 2), "");
@@ -1131,39 +1353,160 @@ void traffic_phases(size_t pairs, size_t fan, double seconds, bool quick) {
             "");
   print_row("  p50 / p99 from when each send left (ms)",
             fmt(half.sent_p50_ms, 2) + " / " + fmt(half.sent_p99_ms, 2), "");
-  print_row("  relay commit latency p50 / p99 (ms)", commit_quantiles(relay.port), "");
+  print_row("  relay commit latency p50 / p99 (ms)", commit_quantiles({relay.port}), "");
   print_deliveries("half load", half.deliveries);
   // The same latency at fixed, lighter loads: how much of it is queueing on the shared cores.
   for (double rate : {2'000.0, 10'000.0}) {
     if (quick || rate >= full.envelopes_per_s / 2) continue;
-    Traffic t = one_to_one(relay, talkers, rate, seconds);
+    Traffic t = one_to_one(*service, talkers, talker_ports, rate, seconds);
     print_row(("  p50 / p99 at " + fmt(rate, 0) + " envelopes/s (ms); late sends").c_str(),
               paced_latency(t), "");
     print_deliveries(fmt(rate, 0) + " envelopes/s", t.deliveries);
   }
   Deliveries fanned;
-  auto rounds = fan_out(relay.port, sender, members, quick ? 2 : 5, fanned);
+  auto rounds = fan_out(relay.port, sender, members, std::vector<uint16_t>(fan, relay.port),
+                        quick ? 2 : 5, fanned);
   std::sort(rounds.begin(), rounds.end());
   print_row(("send_multi to " + std::to_string(fan) + " connected devices, median (ms)").c_str(),
             fmt(rounds[rounds.size() / 2], 1), "< 50");
   print_row("  worst round (ms)", fmt(rounds.back(), 1), "");
   print_deliveries("send_multi copies", fanned);
-  relay.stop();
+  service->stop();
 
   // The same 1:1 phases with --db-sync normal: an OK then survives a process crash but not a
   // power loss (no fsync per commit). Shows what the disk's fsync costs.
   {
-    Relay fast;
-    fast.start({"--db-sync", "normal"});
-    auto fast_devices = register_accounts(fast.port, pairs, "fast");
-    Traffic f = one_to_one(fast, fast_devices, 0, seconds);
+    auto fast = Service::embedded({"--db-sync", "normal"});
+    auto fast_devices = register_accounts(fast->nodes[0].port, pairs, "fast");
+    Traffic f = one_to_one(*fast, fast_devices, talker_ports_of(*fast, pairs), 0, seconds);
     print_row(("db-sync normal: 1:1 envelopes/s, " + conns).c_str(), fmt(f.envelopes_per_s, 0), "");
-    Traffic fh = one_to_one(fast, fast_devices, f.envelopes_per_s / 2, seconds);
+    Traffic fh = one_to_one(*fast, fast_devices, talker_ports_of(*fast, pairs),
+                            f.envelopes_per_s / 2, seconds);
     print_deliveries("full load", f.deliveries);
     print_row("  p50 / p99 at half load (ms); late sends", paced_latency(fh), "");
     print_deliveries("half load", fh.deliveries);
-    fast.stop();
   }
+}
+
+// p50 and p99 of a few samples (with 20, the p99 is the worst).
+std::pair<double, double> p50_p99(std::vector<double> v) {
+  if (v.empty()) return {0, 0};
+  std::sort(v.begin(), v.end());
+  return {v[v.size() / 2], v[std::min(v.size() - 1, v.size() * 99 / 100)]};
+}
+
+std::string ratio(double a, double b) { return b > 0 ? fmt(a / b, 2) : "?"; }
+
+// Cores each part kept busy over a measured window: CPU per envelope times envelopes/s.
+std::string cores(const Traffic& t) {
+  auto c = [&](double us) { return fmt(us * t.envelopes_per_s / 1e6, 2); };
+  return c(t.server_cpu_split_us.nodes) + " / " + c(t.server_cpu_split_us.postgres) + " / " +
+         c(t.server_cpu_split_us.redis) + " / " + c(t.generator_cpu_us);
+}
+
+// --cluster: phases C1-C3 on three nodes, each beside the same load on the embedded store.
+void cluster_phases(size_t pairs, size_t fan, double seconds, int fan_rounds) {
+  constexpr int kNodes = 3;
+  const std::string conns = std::to_string(pairs) + " connections";
+  const std::string rounds = std::to_string(fan_rounds);
+  auto split = [](const ServerCpu& us) {
+    return fmt(us.nodes, 1) + " / " + fmt(us.postgres, 1) + " / " + fmt(us.redis, 1);
+  };
+
+  // The reference: one relay on its embedded store (db-sync = full), the same load.
+  auto embedded = Service::embedded();
+  auto devices = register_accounts(embedded->nodes[0].port, pairs + fan + 1, "ref");
+  std::vector<Device> talkers(devices.begin(), devices.begin() + static_cast<long>(pairs));
+  std::vector<Device> members(devices.begin() + static_cast<long>(pairs),
+                              devices.begin() + static_cast<long>(pairs + fan));
+  Traffic ref = one_to_one(*embedded, talkers, talker_ports_of(*embedded, pairs), 0, seconds);
+  Traffic ref_half = one_to_one(*embedded, talkers, talker_ports_of(*embedded, pairs),
+                                ref.envelopes_per_s / 2, seconds);
+  Deliveries ref_fanned;
+  auto [ref_fan_p50, ref_fan_p99] =
+      p50_p99(fan_out(embedded->nodes[0].port, devices.back(), members,
+                      member_ports_of(*embedded, fan), fan_rounds, ref_fanned));
+  embedded->stop();
+  std::printf("reference: one relay on its embedded store (db-sync full)\n");
+  print_row(("durable 1:1 envelopes/s, " + conns).c_str(), fmt(ref.envelopes_per_s, 0), "");
+  print_row("  CPU per envelope, relay / load generator (us)",
+            fmt(ref.server_cpu_us, 1) + " / " + fmt(ref.generator_cpu_us, 1), "");
+  print_row("  cores busy: relay / - / - / load generator", cores(ref), "");
+  print_row("  relay writes to storage per envelope (KiB)", fmt(ref.disk_kib, 2), "");
+  print_deliveries("full load", ref.deliveries);
+  print_row("  half load: envelopes/s", fmt(ref_half.envelopes_per_s, 0), "");
+  print_row("  p50 / p99 at half load (ms, from due time); late sends", paced_latency(ref_half),
+            "");
+  print_row("  CPU per envelope at half load, relay (us)", fmt(ref_half.server_cpu_us, 1), "");
+  print_deliveries("half load", ref_half.deliveries);
+  print_row(("send_multi to " + std::to_string(fan) + " devices: p50 / p99 of " + rounds + " (ms)")
+                .c_str(),
+            fmt(ref_fan_p50, 1) + " / " + fmt(ref_fan_p99, 1), "");
+  print_deliveries("send_multi copies", ref_fanned);
+  std::fflush(stdout);
+
+  // Cluster mode: kNodes nodes, PostgreSQL (fsync on) and redis-server on the same cores.
+  auto cluster = Service::cluster(kNodes);
+  const uint64_t t0 = mono_ns();
+  // Accounts through real signed registrations, pipelined, through one node: about as fast as
+  // on the embedded store (about a second for these counts), so no shortcut into the database.
+  devices = register_accounts(cluster->nodes[0].port, pairs + fan + 1, "cluster");
+  const double registered_s = static_cast<double>(mono_ns() - t0) / 1e9;
+  talkers.assign(devices.begin(), devices.begin() + static_cast<long>(pairs));
+  members.assign(devices.begin() + static_cast<long>(pairs),
+                 devices.begin() + static_cast<long>(pairs + fan));
+  const auto talker_ports = talker_ports_of(*cluster, pairs);
+  Traffic full = one_to_one(*cluster, talkers, talker_ports, 0, seconds);
+  Traffic half = one_to_one(*cluster, talkers, talker_ports, full.envelopes_per_s / 2, seconds);
+  const std::string commits = commit_quantiles(cluster->ports());
+  Deliveries fanned;
+  auto [fan_p50, fan_p99] = p50_p99(fan_out(cluster->nodes[0].port, devices.back(), members,
+                                            member_ports_of(*cluster, fan), fan_rounds, fanned));
+  cluster->stop();
+
+  std::printf("\ncluster: %d nodes, PostgreSQL 15 (fsync on), redis-server; one machine\n", kNodes);
+  print_row(
+      ("  " + std::to_string(pairs + fan + 1) + " signed registrations, one node (s)").c_str(),
+      fmt(registered_s, 1), "");
+  print_row(("1:1 across nodes: durable envelopes/s, " + conns).c_str(),
+            fmt(full.envelopes_per_s, 0), ">= 30,000");
+  print_row("  as a ratio to the embedded store's",
+            ratio(full.envelopes_per_s, ref.envelopes_per_s), "");
+  print_row("  CPU per envelope, all servers / load generator (us)",
+            fmt(full.server_cpu_us, 1) + " / " + fmt(full.generator_cpu_us, 1), "");
+  print_row("    nodes / PostgreSQL / Redis (us)", split(full.server_cpu_split_us), "");
+  print_row("    all servers' as a ratio to the embedded store's",
+            ratio(full.server_cpu_us, ref.server_cpu_us), "");
+  print_row("  cores busy: nodes / PostgreSQL / Redis / load generator", cores(full), "");
+  print_row("  writes to storage per envelope, nodes + PostgreSQL (KiB)", fmt(full.disk_kib, 2),
+            "");
+  print_row("  storage jobs per transaction (all nodes)", fmt(full.jobs_per_commit, 1), "");
+  print_deliveries("full load", full.deliveries);
+  print_row("  half load: envelopes/s", fmt(half.envelopes_per_s, 0), "");
+  print_row("  send-to-deliver p50 (ms, from the send's due time)", fmt(half.p50_ms, 2), "");
+  print_row("  send-to-deliver p99 (ms, from the send's due time)", fmt(half.p99_ms, 2), "< 20");
+  print_row("    as a ratio to the embedded store's p99 at its half load",
+            ratio(half.p99_ms, ref_half.p99_ms), "");
+  print_row("  send-to-deliver worst (ms)", fmt(half.max_ms, 2), "");
+  print_row(("  sends that left > 1 ms late, of " + std::to_string(half.samples)).c_str(),
+            std::to_string(half.late), "");
+  print_row("    of which waited for a full window (24 unanswered)",
+            std::to_string(half.window_waits), "");
+  print_row("  p50 / p99 from when each send left (ms)",
+            fmt(half.sent_p50_ms, 2) + " / " + fmt(half.sent_p99_ms, 2), "");
+  print_row("  CPU per envelope at half load, all servers (us)", fmt(half.server_cpu_us, 1), "");
+  print_row("    nodes / PostgreSQL / Redis (us)", split(half.server_cpu_split_us), "");
+  print_row("    all servers' as a ratio to the embedded store's",
+            ratio(half.server_cpu_us, ref_half.server_cpu_us), "");
+  print_row("  cores busy at half load (the same split)", cores(half), "");
+  print_row("  commit latency p50 / p99, all nodes (ms)", commits, "");
+  print_deliveries("half load", half.deliveries);
+  print_row(("send_multi, " + std::to_string(fan) + " devices on " + std::to_string(kNodes) +
+             " nodes: p50 / p99 of " + rounds + " (ms)")
+                .c_str(),
+            fmt(fan_p50, 1) + " / " + fmt(fan_p99, 1), "p99 < 100");
+  print_row("  the p99 as a ratio to the embedded store's", ratio(fan_p99, ref_fan_p99), "");
+  print_deliveries("send_multi copies", fanned);
 }
 
 int memory_phase(size_t idle_total, size_t idle_first, size_t spare, size_t extra) {

@@ -24,7 +24,7 @@ std::string tail_of(const std::filesystem::path& log) {
 
 }  // namespace
 
-Result<std::unique_ptr<PostgresServer>> PostgresServer::start() {
+Result<std::unique_ptr<PostgresServer>> PostgresServer::start(bool fsync) {
   if (!std::filesystem::exists(kBin / "initdb"))
     return make_error(ErrorCode::kNotFound,
                       "PostgreSQL 15 is not installed (" + (kBin / "initdb").string() +
@@ -34,6 +34,7 @@ Result<std::unique_ptr<PostgresServer>> PostgresServer::start() {
   char tmpl[] = "/tmp/sotto-pg-XXXXXX";
   if (!::mkdtemp(tmpl)) return make_error(ErrorCode::kStorageIo, "cannot make a temp directory");
   self->dir_ = tmpl;
+  self->fsync_ = fsync;
   if (::geteuid() == 0) {
     passwd* pw = ::getpwnam("postgres");
     if (!pw)
@@ -71,8 +72,8 @@ Status PostgresServer::run_as_owner(const std::string& command) const {
 Status PostgresServer::restart() {
   std::string d = dir_.string();
   SOTTO_TRY(run_as_owner((kBin / "pg_ctl").string() + " -D " + d + "/data -l " + d +
-                         "/server.log -w -t 60 -o \"-k " + d +
-                         " -c listen_addresses= -p 5432 -c fsync=off -c full_page_writes=off"
+                         "/server.log -w -t 60 -o \"-k " + d + " -c listen_addresses= -p 5432" +
+                         (fsync_ ? "" : " -c fsync=off -c full_page_writes=off") +
                          " -c max_connections=300\" start > /dev/null"));
   running_ = true;
   return {};
@@ -83,6 +84,13 @@ Status PostgresServer::stop() {
   running_ = false;
   return run_as_owner((kBin / "pg_ctl").string() + " -D " + d +
                       "/data -m immediate -w stop > /dev/null 2>&1");
+}
+
+pid_t PostgresServer::postmaster_pid() const {
+  if (!running_) return -1;
+  std::ifstream in(dir_ / "data" / "postmaster.pid");  // its first line is the pid
+  long pid = -1;
+  return in >> pid && pid > 0 ? static_cast<pid_t>(pid) : -1;
 }
 
 std::string PostgresServer::conninfo(const std::string& dbname) const {

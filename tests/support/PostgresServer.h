@@ -3,10 +3,13 @@
 // test depends on a server the machine already runs.
 //
 // PostgreSQL refuses to run as root: as root the server runs as the `postgres` user that the
-// Debian package creates (through runuser), otherwise as the current user. fsync is off: tests
-// kill the server (stop() is a crash for it) but never pull the machine's plug, and what a
-// commit wrote is then still in the page cache. It starts in about a second.
+// Debian package creates (through runuser), otherwise as the current user. fsync is off unless
+// asked for: tests kill the server (stop() is a crash for it) but never pull the machine's
+// plug, and what a commit wrote is then still in the page cache. A benchmark asks for it, so
+// that a commit costs what it costs in production. It starts in about a second.
 #pragma once
+
+#include <sys/types.h>
 
 #include <filesystem>
 #include <memory>
@@ -18,8 +21,9 @@ namespace sotto::test {
 
 class PostgresServer {
  public:
-  // kNotFound when PostgreSQL's binaries are missing (./run deps installs them).
-  static Result<std::unique_ptr<PostgresServer>> start();
+  // kNotFound when PostgreSQL's binaries are missing (./run deps installs them). `fsync`:
+  // every commit is made durable (PostgreSQL's default), as a production server would.
+  static Result<std::unique_ptr<PostgresServer>> start(bool fsync = false);
   ~PostgresServer();
   PostgresServer(const PostgresServer&) = delete;
   PostgresServer& operator=(const PostgresServer&) = delete;
@@ -39,6 +43,9 @@ class PostgresServer {
   Status restart();
 
   const std::filesystem::path& directory() const { return dir_; }
+  // The postmaster's process id (from its postmaster.pid), -1 when it is not running. Every
+  // other process of the server (backends, WAL writer, checkpointer...) is its child.
+  pid_t postmaster_pid() const;
 
   // One server for the whole test process, started on first use (and stopped at exit).
   static Result<PostgresServer*> shared();
@@ -49,6 +56,7 @@ class PostgresServer {
 
   std::filesystem::path dir_;
   bool as_postgres_ = false;
+  bool fsync_ = false;
   bool running_ = false;
   int databases_ = 0;
 };

@@ -24,8 +24,9 @@ class RedisServer {
 
   // The relay's --bus value.
   std::string address() const { return "unix:" + socket_.string(); }
-  void kill9();     // SIGKILL, reap
-  Status restart();  // start again on the same socket (after kill9)
+  pid_t pid() const { return pid_; }  // -1 when it is not running
+  void kill9();                       // SIGKILL, reap
+  Status restart();                   // start again on the same socket (after kill9)
 
  private:
   RedisServer() = default;
