@@ -152,6 +152,13 @@ Status Client::Impl::connect() {
   if (options.relay_url.empty())
     return make_error(ErrorCode::kInvalidArgument,
                       "no relay address: set ClientOptions::relay_url");
+  // Connected or on the way (register_account() and finish_link() connect by themselves): a
+  // second socket of this device would only race the first at the relay. A connection
+  // waiting to try again dials now.
+  if (auto live = connection(); live && !live->stopped()) {
+    live->retry_now();
+    return {};
+  }
   RelayConnection::Options o;
   o.url = options.relay_url;
   o.credentials = Credentials{account.account, account.device_id, account.auth_secret};

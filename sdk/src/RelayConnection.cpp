@@ -12,6 +12,8 @@ namespace sotto {
 namespace {
 
 constexpr std::chrono::milliseconds kTick{250};
+// A second 4002 within this long stops the connection (on_close).
+constexpr uint64_t kReplacedWindowMs = 60'000;
 
 std::string base64(std::string_view in) {
   std::string out(sodium_base64_encoded_len(in.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
@@ -146,6 +148,16 @@ void RelayConnection::set_state(LinkEvent event) {
   if (on_state_) on_state_(event);
 }
 
+void RelayConnection::retry_now() {
+  loop_.post([self = shared_from_this()] {
+    if (self->stopped_ || !self->retry_timer_) return;
+    self->loop_.cancel(*self->retry_timer_);
+    self->retry_timer_.reset();
+    self->backoff_ = std::chrono::milliseconds(0);
+    self->dial();
+  });
+}
+
 void RelayConnection::dial() {
   if (stopped_) return;
   retry_timer_.reset();
@@ -227,6 +239,20 @@ void RelayConnection::on_close(uint64_t generation, const net::CloseInfo& info) 
                  "the relay refused this device's credentials: the device was removed from its "
                  "account, or the account was deleted",
                  0, true, 0});
+  // A newer connection of this device took over (protocol.md 3.1). It may be this device's own
+  // earlier socket, closed here while the relay was still authenticating it and registered
+  // there last (a reconnect racing the one before it): then nothing else is connected, so try
+  // once more. A second replacement within kReplacedWindowMs means another copy of this device
+  // is live, and this one gives way as the protocol asks.
+  if (info.kind == Kind::kClosed && info.close_code == 4002 && options_.reconnect &&
+      (!replaced_at_ms_ || net::steady_ms() - replaced_at_ms_ > kReplacedWindowMs)) {
+    replaced_at_ms_ = net::steady_ms();
+    fail_all(ErrorCode::kUnavailable, why);
+    connected_at_ms_ = 0;
+    return schedule_retry("another connection of this device replaced this one; trying once "
+                          "more in case it was this device's own earlier one",
+                          0, info.close_code);
+  }
   if (info.kind == Kind::kClosed && (info.close_code == 4001 || info.close_code == 4002))
     return stop({LinkState::kStopped,
                  info.close_code == 4001

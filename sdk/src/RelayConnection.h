@@ -7,6 +7,7 @@
 // must not block.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -82,6 +83,11 @@ class RelayConnection : public std::enable_shared_from_this<RelayConnection> {
   void stop();
   // Drops the current socket (if any) and dials again at once, resetting the backoff.
   void reconnect_now();
+  // Dials at once if waiting to try again (an app back from the background); nothing while a
+  // socket is open or being opened, so no second socket of this device races the first.
+  void retry_now();
+  // stop() was called, or the relay ended this connection for good. Any thread.
+  bool stopped() const { return stopped_.load(); }
 
   // Sends a request (its id is assigned here). The callback gets the relay's Response, whatever
   // its status, or kUnavailable/kTimeout when the socket is not open or closes first, or no
@@ -142,7 +148,9 @@ class RelayConnection : public std::enable_shared_from_this<RelayConnection> {
   std::map<uint64_t, Pending> in_flight_;  // by request id
   std::deque<Pending> waiting_;            // over max_in_flight, or before the socket opens
   uint64_t next_id_ = 1;
-  bool stopped_ = false;
+  std::atomic<bool> stopped_{false};  // written on the loop thread only
+  // When the relay last replaced this connection by a newer one of the same device (4002).
+  uint64_t replaced_at_ms_ = 0;
   // Why the relay ended a connection that is not re-dialled: what later requests are told.
   std::string stop_reason_;
   bool started_ = false;

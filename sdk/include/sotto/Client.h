@@ -312,7 +312,10 @@ class SOTTO_API Client {
   Status delete_account();
 
   // ---- connection ----
-  // Starts (or restarts) the background connection of a registered device.
+  // Starts the background connection of a registered device. Nothing to do while it is
+  // connected or connecting (register_account() and finish_link() connect by themselves);
+  // while it waits to try again after a failure, it tries at once (an app back from the
+  // background calls it).
   Status connect();
   // Stops it; the outbox keeps what was not sent yet.
   void disconnect();

@@ -1,6 +1,8 @@
 // Sessions repair themselves, and a changed identity key waits for the user.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <thread>
 
@@ -216,6 +218,44 @@ TEST(Reconnect, ClientsAreBackSoonAfterTheLastOfManyRelayRestarts) {
   EXPECT_TRUE(all_online(5s)) << "not every client was back within 5 s of the last restart";
   std::printf("all clients back %.2f s after the last of 7 restarts\n",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - restarted).count());
+}
+
+// An app that calls connect() right after register_account() (which connects by itself), or
+// that reconnects while a socket is still being authenticated, must end up online: the two
+// sockets of one device must never leave it with none (the relay replaces the older with
+// 4002, and that older one may be the socket this device just closed).
+TEST(Reconnect, ConnectRightAfterRegisterOrDuringAReconnectLeavesEveryClientOnline) {
+  RelayProcess relay;
+  std::vector<std::unique_ptr<TestClient>> clients;
+  for (int i = 0; i < 12; ++i) {
+    auto c = std::make_unique<TestClient>(relay, "racer" + std::to_string(i));
+    auto made = (*c)->register_account("racer_" + std::to_string(i) + "_" +
+                                       std::to_string(::getpid() % 100000));
+    ASSERT_TRUE(made.ok()) << made.error().message;
+    ASSERT_TRUE((*c)->connect().ok());
+    clients.push_back(std::move(c));
+  }
+  for (auto& c : clients) EXPECT_TRUE((*c)->wait_online(10s)) << c->handle();
+
+  auto& c = *clients.front();
+  for (int i = 0; i < 12; ++i) {
+    c->disconnect();
+    ASSERT_TRUE(c->connect().ok());
+    if (i % 2) {
+      ASSERT_TRUE(c->connect().ok());  // and again, while it dials
+    }
+    ASSERT_TRUE(c->wait_online(10s)) << "round " << i;
+  }
+  // Online means it works: a message reaches it.
+  TestClient bob(relay, "bob");
+  bob.register_account();
+  auto to_c = bob->add_contact(c->account()->handle);
+  ASSERT_TRUE(to_c.ok()) << to_c.error().message;
+  auto conv = bob->direct_conversation(to_c->account);
+  ASSERT_TRUE(bob->send_text(*conv, "are you there?").ok());
+  EXPECT_TRUE(eventually([&] { return c.events().count() == 1; }));
+  std::this_thread::sleep_for(1500ms);  // a late 4002 would show as a drop here
+  EXPECT_EQ(c->connection_state(), ConnectionState::kOnline);
 }
 
 }  // namespace
