@@ -92,6 +92,10 @@ class Pusher {
   virtual void wake(const std::string& url, std::function<void(int status)> done) = 0;
 };
 
+// OP_SEND and OP_SEND_MULTI between their steps (relay/Send.cpp).
+struct ParsedSend;
+struct SendOutcome;
+
 class Relay {
  public:
   using Clock = std::function<uint64_t()>;
@@ -184,7 +188,12 @@ class Relay {
   void op_upload_prekeys(const std::shared_ptr<Peer>& p, wire::Request& r);
   void op_get_prekey_count(const std::shared_ptr<Peer>& p, wire::Request& r);
   void op_get_bundles(const std::shared_ptr<Peer>& p, wire::Request& r);
+  // Parses and checks the request, then one storage job checks the recipients' devices and
+  // queues and enqueues; after the commit, route_sent takes the envelopes to their devices.
   void op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi);
+  void forward_ephemeral(const std::shared_ptr<Peer>& p, uint64_t id, int op,
+                         const ParsedSend& req);
+  void route_sent(const std::shared_ptr<ParsedSend>& req, const std::shared_ptr<SendOutcome>& st);
   void op_ack(const std::shared_ptr<Peer>& p, wire::Request& r);
   void op_presence_subscribe(const std::shared_ptr<Peer>& p, wire::Request& r);
   void op_presence_visibility(const std::shared_ptr<Peer>& p, wire::Request& r);

@@ -1,11 +1,10 @@
 // Accounts and devices (protocol.md 5.3, 5.8 to 5.11): registration, the device list and its
 // changes, removing a device, deleting an account, looking one up.
-#include "Relay.h"
-
 #include <algorithm>
 #include <optional>
 
 #include "Log.h"
+#include "Relay.h"
 #include "relay/Common.h"
 #include "sotto/keys/KeyGen.h"
 #include "sotto/proto/cluster.pb.h"

@@ -1,7 +1,6 @@
 // Attachments (protocol.md 5.21): upload slots; the bytes go over HTTP, in the
 // Server.
 #include "Relay.h"
-
 #include "relay/Common.h"
 
 namespace sotto::relay {

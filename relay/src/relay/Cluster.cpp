@@ -1,8 +1,7 @@
 // Cluster mode: routing to the node that holds a device, and what the bus brings to this
 // node (messages, presence, its state, expired claims).
-#include "Relay.h"
-
 #include "Log.h"
+#include "Relay.h"
 #include "relay/Common.h"
 #include "sotto/proto/cluster.pb.h"
 

@@ -1,11 +1,10 @@
 // Housekeeping: operator actions, link channel and storage expiry, the bus-down poll, and
 // closing every connection at shutdown.
-#include "Relay.h"
-
 #include <algorithm>
 #include <filesystem>
 
 #include "Log.h"
+#include "Relay.h"
 #include "relay/Common.h"
 
 namespace sotto::relay {

@@ -1,11 +1,10 @@
 // Linking a new device (protocol.md 5.4 to 5.7): link channels opened by the new device, looked up
 // and approved by an existing one, and the link itself; in a cluster the channel may be
 // another node's.
-#include "Relay.h"
-
 #include <optional>
 
 #include "Log.h"
+#include "Relay.h"
 #include "relay/Common.h"
 #include "sotto/keys/KeyGen.h"
 #include "sotto/proto/cluster.pb.h"

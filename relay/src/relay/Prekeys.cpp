@@ -1,10 +1,9 @@
 // Prekeys (protocol.md 5.12 to 5.14): uploads, counts, bundles, and the low-pool push.
-#include "Relay.h"
-
 #include <algorithm>
 #include <optional>
 #include <set>
 
+#include "Relay.h"
 #include "relay/Common.h"
 
 namespace sotto::relay {

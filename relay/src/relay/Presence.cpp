@@ -1,8 +1,7 @@
 // Presence (protocol.md 5.18, 5.19 and 9): subscriptions, visibility and updates.
-#include "Relay.h"
-
 #include <algorithm>
 
+#include "Relay.h"
 #include "relay/Common.h"
 
 namespace sotto::relay {

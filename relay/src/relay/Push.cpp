@@ -1,6 +1,5 @@
 // Push endpoints and wake-ups (protocol.md 5.20 and 10).
 #include "Relay.h"
-
 #include "relay/Common.h"
 
 namespace sotto::relay {

@@ -1,51 +1,69 @@
 // Messages (protocol.md 5.15 to 5.17, 7 and 8): send and send_multi, delivery (live pushes
 // and the stored queue, under flow control) and acks.
-#include "Relay.h"
-
 #include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
 
+#include "Relay.h"
 #include "relay/Common.h"
 
 namespace sotto::relay {
 
-void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi) {
-  const uint64_t id = r.id();
-  const int op = r.op();
-  const Limits& l = config_.limits;
-
+// A send or send_multi as checked on the strand: the copies to store (or forward), in the
+// request's order, and the device each is for.
+struct ParsedSend {
   struct Target {
     Bytes account;
     uint32_t device;
     uint32_t registration_id;
     wire::Envelope::Type type;
   };
-  auto send = std::make_shared<NewSend>();
-  std::vector<Target> targets;
-  bool ephemeral, urgent, targeted;
+  std::shared_ptr<NewSend> send = std::make_shared<NewSend>();
+  std::vector<Target> targets;  // targets[i] is send->copies[i]'s device
+  bool multi = false;
+  bool ephemeral = false;
+  bool urgent = false;
+  bool targeted = false;
   std::string message_id;
+};
+
+// What the storage job of a send found.
+struct SendOutcome {
+  std::optional<Refusal> refusal;
+  wire::DeviceMismatch mismatch;
+  bool stale = false;
+  bool duplicate = false;
+  uint64_t timestamp = 0;
+  std::vector<uint64_t> sequences;
+  std::map<std::string, std::string> push_urls;  // device key -> url
+};
+
+namespace {
+
+// Step 1: the request's fields, each checked against the limits; nothing is looked up.
+std::optional<Refusal> parse_send(wire::Request& r, bool multi, const Limits& l, ParsedSend& out) {
+  using Target = ParsedSend::Target;
+  NewSend* send = out.send.get();
+  std::vector<Target>& targets = out.targets;
+  out.multi = multi;
   if (!multi) {
     auto& req = *r.mutable_send();
-    message_id = req.message_id();
-    ephemeral = req.ephemeral();
-    urgent = req.urgent();
-    targeted = req.targeted();
+    out.message_id = req.message_id();
+    out.ephemeral = req.ephemeral();
+    out.urgent = req.urgent();
+    out.targeted = req.targeted();
     send->batch = req.batch();
-    if (req.messages_size() == 0) return refuse(p, id, op, bad_request("no messages"));
+    if (req.messages_size() == 0) return bad_request("no messages");
     if (static_cast<uint32_t>(req.messages_size()) > l.max_send_messages)
-      return refuse(p, id, op,
-                    too_large_items("too many messages in one send", l.max_send_messages));
+      return too_large_items("too many messages in one send", l.max_send_messages);
     for (auto& m : *req.mutable_messages()) {
-      if (m.account_id().size() != 16)
-        return refuse(p, id, op, bad_request("every account_id must be 16 bytes"));
+      if (m.account_id().size() != 16) return bad_request("every account_id must be 16 bytes");
       if (m.type() == wire::Envelope::TYPE_UNSPECIFIED || !wire::Envelope::Type_IsValid(m.type()))
-        return refuse(p, id, op, bad_request("every message needs a type"));
-      if (m.ciphertext().empty()) return refuse(p, id, op, bad_request("empty ciphertext"));
+        return bad_request("every message needs a type");
+      if (m.ciphertext().empty()) return bad_request("empty ciphertext");
       if (m.ciphertext().size() > l.max_envelope_bytes)
-        return refuse(p, id, op,
-                      too_large_bytes("a ciphertext is too large", l.max_envelope_bytes));
+        return too_large_bytes("a ciphertext is too large", l.max_envelope_bytes);
       targets.push_back(Target{Bytes(m.account_id().begin(), m.account_id().end()), m.device_id(),
                                m.registration_id(), m.type()});
       QueuedCopy c;
@@ -57,26 +75,22 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
     }
   } else {
     auto& req = *r.mutable_send_multi();
-    message_id = req.message_id();
-    ephemeral = req.ephemeral();
-    urgent = req.urgent();
-    targeted = false;
+    out.message_id = req.message_id();
+    out.ephemeral = req.ephemeral();
+    out.urgent = req.urgent();
+    out.targeted = false;
     send->batch = req.batch();
-    if (req.recipients_size() == 0) return refuse(p, id, op, bad_request("no recipients"));
+    if (req.recipients_size() == 0) return bad_request("no recipients");
     if (static_cast<uint32_t>(req.recipients_size()) > l.max_send_multi_devices)
-      return refuse(
-          p, id, op,
-          too_large_items("too many recipients in one send_multi", l.max_send_multi_devices));
+      return too_large_items("too many recipients in one send_multi", l.max_send_multi_devices);
     if (req.type() == wire::Envelope::TYPE_UNSPECIFIED || !wire::Envelope::Type_IsValid(req.type()))
-      return refuse(p, id, op, bad_request("type is required"));
-    if (req.ciphertext().empty()) return refuse(p, id, op, bad_request("empty ciphertext"));
+      return bad_request("type is required");
+    if (req.ciphertext().empty()) return bad_request("empty ciphertext");
     size_t longest = 0;
     for (const auto& m : req.recipients()) {
-      if (m.account_id().size() != 16)
-        return refuse(p, id, op, bad_request("every account_id must be 16 bytes"));
+      if (m.account_id().size() != 16) return bad_request("every account_id must be 16 bytes");
       if (m.header().size() > l.max_multi_header_bytes)
-        return refuse(p, id, op,
-                      too_large_bytes("a recipient header is too large", l.max_multi_header_bytes));
+        return too_large_bytes("a recipient header is too large", l.max_multi_header_bytes);
       longest = std::max(longest, m.header().size());
       targets.push_back(Target{Bytes(m.account_id().begin(), m.account_id().end()), m.device_id(),
                                m.registration_id(), req.type()});
@@ -87,178 +101,185 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
       send->copies.push_back(std::move(c));
     }
     if (req.ciphertext().size() + longest > l.max_envelope_bytes)
-      return refuse(p, id, op,
-                    too_large_bytes("the ciphertext plus the longest header is too "
-                                    "large",
-                                    l.max_envelope_bytes));
+      return too_large_bytes("the ciphertext plus the longest header is too large",
+                             l.max_envelope_bytes);
     send->type = req.type();
     send->shared_ciphertext = Bytes(req.ciphertext().begin(), req.ciphertext().end());
   }
-  if (message_id.size() != 16) return refuse(p, id, op, bad_request("message_id must be 16 bytes"));
-  {
-    std::set<std::string> seen;
-    for (const auto& t : targets) {
-      std::string k = device_key(t.account, t.device);
-      if (!seen.insert(k).second)
-        return refuse(p, id, op, bad_request("a recipient device appears twice"));
-      if (t.account == p->account && t.device == p->device)
-        return refuse(p, id, op, bad_request("a device does not send to itself"));
+  if (out.message_id.size() != 16) return bad_request("message_id must be 16 bytes");
+  return std::nullopt;
+}
+
+// Step 1, with the sender: no device twice, and not the sender's own.
+std::optional<Refusal> check_recipients(const ParsedSend& req, const Peer& sender) {
+  std::set<std::string> seen;
+  for (const auto& t : req.targets) {
+    std::string k = device_key(t.account, t.device);
+    if (!seen.insert(k).second) return bad_request("a recipient device appears twice");
+    if (t.account == sender.account && t.device == sender.device)
+      return bad_request("a device does not send to itself");
+  }
+  return std::nullopt;
+}
+
+// The devices a send names, and what the store has, per recipient account.
+struct RecipientDevices {
+  std::vector<Bytes> accounts;                          // in order of first appearance
+  std::map<Bytes, std::map<uint32_t, uint32_t>> named;  // account -> device -> registration id
+  std::map<Bytes, std::vector<DeviceRecord>> current;   // account -> its devices
+};
+
+// Step 2 (writer thread): every recipient account exists (else `out.refusal`), and the request
+// names its current devices (protocol.md 8; else `out.stale` and `out.mismatch`).
+Status check_devices(Store& s, const ParsedSend& req, const Peer& sender, SendOutcome& out,
+                     RecipientDevices& rd) {
+  const NewSend& send = *req.send;
+  for (const auto& t : req.targets) {
+    if (!rd.named.count(t.account)) rd.accounts.push_back(t.account);
+    rd.named[t.account][t.device] = t.registration_id;
+  }
+  bool own_named = rd.named.count(sender.account) > 0;
+  for (const auto& a : rd.accounts) {
+    SOTTO_TRY_ASSIGN(auto account, s.find_account(a));
+    if (!account) {
+      out.refusal = status_refusal(wire::NOT_FOUND, "account " + to_hex(a) + " does not exist");
+      return {};
+    }
+    SOTTO_TRY_ASSIGN(rd.current[a], s.list_devices(a));
+  }
+  if (req.urgent && !req.targeted && send.batch == 0 && !own_named) {
+    SOTTO_TRY_ASSIGN(auto mine, s.list_devices(sender.account));
+    wire::DeviceMismatch::Account entry;
+    entry.set_account_id(bytes_str(sender.account));
+    for (const auto& d : mine)
+      if (d.device_id != sender.device) entry.add_missing_devices(d.device_id);
+    if (entry.missing_devices_size() > 0) {
+      *out.mismatch.add_accounts() = std::move(entry);
+      out.stale = true;
     }
   }
+  for (const auto& a : rd.accounts) {
+    const auto& devs = rd.current[a];
+    const auto& want = rd.named[a];
+    wire::DeviceMismatch::Account entry;
+    entry.set_account_id(bytes_str(a));
+    bool differs = false;
+    for (const auto& d : devs) {
+      auto it = want.find(d.device_id);
+      if (it == want.end()) {
+        if (a == sender.account && d.device_id == sender.device) continue;
+        entry.add_missing_devices(d.device_id);
+        if (!req.targeted) differs = true;
+      } else if (it->second != d.registration_id) {
+        entry.add_stale_devices(d.device_id);
+        differs = true;
+      }
+    }
+    for (const auto& named_device : want) {
+      uint32_t dev = named_device.first;  // clang 14 cannot capture a structured binding
+      bool exists = std::any_of(devs.begin(), devs.end(),
+                                [&](const DeviceRecord& d) { return d.device_id == dev; });
+      if (!exists) {
+        entry.add_extra_devices(dev);
+        differs = true;
+      }
+    }
+    if (differs) {
+      *out.mismatch.add_accounts() = std::move(entry);
+      out.stale = true;
+    }
+  }
+  return {};
+}
+
+// Step 3 (writer thread): room in every recipient's queue (else a refusal); collects the push
+// endpoints of the recipients, for wake-ups.
+std::optional<Refusal> check_queues(const NewSend& send, RecipientDevices& rd, uint64_t max_queue,
+                                    uint64_t max_bytes, std::map<std::string, std::string>& urls) {
+  for (const auto& c : send.copies) {
+    uint64_t bytes = (c.ciphertext.empty() ? send.shared_ciphertext.size() : c.ciphertext.size()) +
+                     c.header.size();
+    for (const auto& d : rd.current[c.account_id]) {
+      if (d.device_id != c.device_id) continue;
+      if (d.queue_length >= max_queue || d.queue_bytes + bytes > max_bytes)
+        return status_refusal(
+            wire::LIMIT_REACHED,
+            "the queue of recipient device " + to_hex(c.account_id) + "." +
+                std::to_string(c.device_id) +
+                " is full (envelopes or bytes); retry later, when it has been drained");
+      if (!d.push_url.empty()) urls[device_key(c.account_id, c.device_id)] = d.push_url;
+    }
+  }
+  return std::nullopt;
+}
+
+// The envelope of copy `i`, as its device receives it (without sequence or ephemeral flag).
+std::shared_ptr<wire::Envelope> make_envelope(const ParsedSend& req, size_t i) {
+  const NewSend& send = *req.send;
+  const QueuedCopy& c = send.copies[i];
+  auto env = std::make_shared<wire::Envelope>();
+  env->set_type(send.copy_types.empty() ? send.type : send.copy_types[i]);
+  env->set_sender_account_id(bytes_str(send.sender_account));
+  env->set_sender_device_id(send.sender_device);
+  env->set_recipient_device_id(c.device_id);
+  env->set_message_id(req.message_id);
+  env->set_server_timestamp_ms(send.server_timestamp_ms);
+  env->set_ciphertext(req.multi ? bytes_str(send.shared_ciphertext) : bytes_str(c.ciphertext));
+  if (!c.header.empty()) env->set_header(bytes_str(c.header));
+  env->set_urgent(send.urgent);
+  return env;
+}
+
+}  // namespace
+
+// Four steps: parse and check the request (on the strand); in one storage job, check the
+// recipients' devices (STALE_DEVICES) and their queues, and enqueue; after the commit, answer,
+// build the envelopes and route each to its device (route_sent). Ephemeral sends skip the
+// store: forward_ephemeral.
+void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi) {
+  const uint64_t id = r.id();
+  const int op = r.op();
+  const Limits& l = config_.limits;
+
+  auto req = std::make_shared<ParsedSend>();
+  if (auto bad = parse_send(r, multi, l, *req)) return refuse(p, id, op, *bad);
+  if (auto bad = check_recipients(*req, *p)) return refuse(p, id, op, *bad);
   uint64_t now = clock_();
   if (uint64_t wait = send_device_.take(p->key, now)) return rate_limited(p, id, op, wait, "send");
 
-  if (ephemeral) {
-    // Forward to whichever named devices are connected; nothing is stored or checked.
-    std::vector<std::string> remote_keys;
-    std::vector<std::shared_ptr<const wire::Envelope>> remote;
-    for (size_t i = 0; i < targets.size(); ++i) {
-      auto peer = find_peer(device_key(targets[i].account, targets[i].device));
-      if (!peer && !bus_) continue;
-      auto env = std::make_shared<wire::Envelope>();
-      env->set_type(targets[i].type);
-      env->set_sender_account_id(bytes_str(p->account));
-      env->set_sender_device_id(p->device);
-      env->set_recipient_device_id(targets[i].device);
-      env->set_message_id(message_id);
-      env->set_server_timestamp_ms(now);
-      env->set_ciphertext(multi ? bytes_str(send->shared_ciphertext)
-                                : bytes_str(send->copies[i].ciphertext));
-      if (!send->copies[i].header.empty()) env->set_header(bytes_str(send->copies[i].header));
-      env->set_ephemeral(true);
-      env->set_urgent(urgent);
-      if (!peer) {  // perhaps on another node
-        remote_keys.push_back(device_key(targets[i].account, targets[i].device));
-        remote.push_back(std::move(env));
-        continue;
-      }
-      if (auto conn = peer->conn.lock()) {
-        auto frame = push_frame([&](wire::Push& push) { *push.mutable_envelope() = *env; });
-        conn->post([this, conn, frame] { push_ephemeral(*conn, frame); });
-      }
-    }
-    if (!remote.empty()) send_to_nodes(std::move(remote_keys), std::move(remote), nullptr);
-    wire::Response resp;
-    resp.set_id(id);
-    resp.set_status(wire::OK);
-    (multi ? resp.mutable_send_multi() : resp.mutable_send())->set_server_timestamp_ms(now);
-    return answer(p, std::move(resp), op);
-  }
+  NewSend& send = *req->send;
+  send.sender_account = p->account;
+  send.sender_device = p->device;
+  send.message_id = Bytes(req->message_id.begin(), req->message_id.end());
+  send.urgent = req->urgent;
+  send.server_timestamp_ms = now;
+  send.expires_at_ms = now + l.envelope_ttl_ms;
+  if (req->ephemeral) return forward_ephemeral(p, id, op, *req);
 
-  send->sender_account = p->account;
-  send->sender_device = p->device;
-  send->message_id = Bytes(message_id.begin(), message_id.end());
-  send->urgent = urgent;
-  send->server_timestamp_ms = now;
-  send->expires_at_ms = now + l.envelope_ttl_ms;
-
-  struct State {
-    std::optional<Refusal> refusal;
-    wire::DeviceMismatch mismatch;
-    bool stale = false;
-    bool duplicate = false;
-    uint64_t timestamp = 0;
-    std::vector<uint64_t> sequences;
-    std::map<std::string, std::string> push_urls;  // device key -> url
-  };
-  auto st = std::make_shared<State>();
-  auto tg = std::make_shared<std::vector<Target>>(std::move(targets));
+  auto st = std::make_shared<SendOutcome>();
   const uint64_t max_queue = l.max_queue_envelopes, max_bytes = l.max_queue_bytes;
   submit(
       p, id, op,
-      [st, tg, send, p, urgent, targeted, max_queue, max_bytes](Store& s) -> Status {
-        *st = State{};
-        SOTTO_TRY_ASSIGN(auto prior, s.find_send(send->sender_account, send->sender_device,
-                                                 send->message_id, send->batch));
+      [st, req, p, max_queue, max_bytes](Store& s) -> Status {
+        *st = SendOutcome{};
+        const NewSend& ns = *req->send;
+        SOTTO_TRY_ASSIGN(auto prior,
+                         s.find_send(ns.sender_account, ns.sender_device, ns.message_id, ns.batch));
         if (prior) {
           st->duplicate = true;
           st->timestamp = prior->server_timestamp_ms;
           return {};
         }
-        // Accounts in order of first appearance, with what the request names for each.
-        std::vector<Bytes> accounts;
-        std::map<Bytes, std::map<uint32_t, uint32_t>> named;  // account -> device -> reg id
-        for (const auto& t : *tg) {
-          if (!named.count(t.account)) accounts.push_back(t.account);
-          named[t.account][t.device] = t.registration_id;
-        }
-        bool own_named = named.count(p->account) > 0;
-        std::map<Bytes, std::vector<DeviceRecord>> current;
-        for (const auto& a : accounts) {
-          SOTTO_TRY_ASSIGN(auto account, s.find_account(a));
-          if (!account) {
-            st->refusal =
-                status_refusal(wire::NOT_FOUND, "account " + to_hex(a) + " does not exist");
-            return {};
-          }
-          SOTTO_TRY_ASSIGN(current[a], s.list_devices(a));
-        }
-        if (urgent && !targeted && send->batch == 0 && !own_named) {
-          SOTTO_TRY_ASSIGN(auto mine, s.list_devices(p->account));
-          wire::DeviceMismatch::Account entry;
-          entry.set_account_id(bytes_str(p->account));
-          for (const auto& d : mine)
-            if (d.device_id != p->device) entry.add_missing_devices(d.device_id);
-          if (entry.missing_devices_size() > 0) {
-            *st->mismatch.add_accounts() = std::move(entry);
-            st->stale = true;
-          }
-        }
-        for (const auto& a : accounts) {
-          const auto& devs = current[a];
-          const auto& want = named[a];
-          wire::DeviceMismatch::Account entry;
-          entry.set_account_id(bytes_str(a));
-          bool differs = false;
-          for (const auto& d : devs) {
-            auto it = want.find(d.device_id);
-            if (it == want.end()) {
-              if (a == p->account && d.device_id == p->device) continue;
-              entry.add_missing_devices(d.device_id);
-              if (!targeted) differs = true;
-            } else if (it->second != d.registration_id) {
-              entry.add_stale_devices(d.device_id);
-              differs = true;
-            }
-          }
-          for (const auto& named_device : want) {
-            uint32_t dev = named_device.first;  // clang 14 cannot capture a structured binding
-            bool exists = std::any_of(devs.begin(), devs.end(),
-                                      [&](const DeviceRecord& d) { return d.device_id == dev; });
-            if (!exists) {
-              entry.add_extra_devices(dev);
-              differs = true;
-            }
-          }
-          if (differs) {
-            *st->mismatch.add_accounts() = std::move(entry);
-            st->stale = true;
-          }
-        }
-        if (st->stale) return {};
-        for (const auto& c : send->copies) {
-          uint64_t bytes =
-              (c.ciphertext.empty() ? send->shared_ciphertext.size() : c.ciphertext.size()) +
-              c.header.size();
-          for (const auto& d : current[c.account_id]) {
-            if (d.device_id != c.device_id) continue;
-            if (d.queue_length >= max_queue || d.queue_bytes + bytes > max_bytes) {
-              st->refusal = status_refusal(
-                  wire::LIMIT_REACHED,
-                  "the queue of recipient device " + to_hex(c.account_id) + "." +
-                      std::to_string(c.device_id) +
-                      " is full (envelopes or bytes); retry later, when it has been drained");
-              return {};
-            }
-            if (!d.push_url.empty())
-              st->push_urls[device_key(c.account_id, c.device_id)] = d.push_url;
-          }
-        }
-        SOTTO_TRY(s.enqueue(*send, &st->sequences));
-        st->timestamp = send->server_timestamp_ms;
+        RecipientDevices devices;
+        SOTTO_TRY(check_devices(s, *req, *p, *st, devices));
+        if (st->refusal || st->stale) return {};
+        st->refusal = check_queues(ns, devices, max_queue, max_bytes, st->push_urls);
+        if (st->refusal) return {};
+        SOTTO_TRY(s.enqueue(ns, &st->sequences));
+        st->timestamp = ns.server_timestamp_ms;
         return {};
       },
-      [this, p, id, op, st, send, multi] {
+      [this, p, id, op, st, req] {
         if (st->refusal) return refuse(p, id, op, *st->refusal);
         wire::Response resp;
         resp.set_id(id);
@@ -271,55 +292,78 @@ void Relay::op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi
           return answer(p, std::move(resp), op);
         }
         resp.set_status(wire::OK);
-        (multi ? resp.mutable_send_multi() : resp.mutable_send())
+        (req->multi ? resp.mutable_send_multi() : resp.mutable_send())
             ->set_server_timestamp_ms(st->timestamp);
         answer(p, std::move(resp), op);
         if (st->duplicate) return;
-        size_t n = send->copies.size();
+        size_t n = req->send->copies.size();
         metrics_.envelopes_queued.fetch_add(n, std::memory_order_relaxed);
         metrics_.queue_depth.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
-        std::string sender = bytes_str(send->sender_account);
-        std::string mid = bytes_str(send->message_id);
-        std::string shared = bytes_str(send->shared_ciphertext);
-        std::vector<std::string> remote_keys;
-        std::vector<std::shared_ptr<const wire::Envelope>> remote;
-        for (size_t i = 0; i < n; ++i) {
-          const QueuedCopy& c = send->copies[i];
-          auto env = std::make_shared<wire::Envelope>();
-          env->set_type(send->copy_types.empty() ? send->type : send->copy_types[i]);
-          env->set_sender_account_id(sender);
-          env->set_sender_device_id(send->sender_device);
-          env->set_recipient_device_id(c.device_id);
-          env->set_message_id(mid);
-          env->set_server_timestamp_ms(send->server_timestamp_ms);
-          env->set_sequence(st->sequences[i]);
-          env->set_ciphertext(multi ? shared : bytes_str(c.ciphertext));
-          if (!c.header.empty()) env->set_header(bytes_str(c.header));
-          env->set_urgent(send->urgent);
-          std::string key = device_key(c.account_id, c.device_id);
-          if (find_peer(key)) {
-            deliver(key, std::move(env));
-            continue;
-          }
-          remote_keys.push_back(std::move(key));
-          remote.push_back(std::move(env));
-        }
-        // Devices not connected here: on another node, or offline (a wake-up, if urgent).
-        auto offline = [this, send, st](const std::string& key) {
-          auto url = st->push_urls.find(key);
-          if (!send->urgent || url == st->push_urls.end()) return;
-          Bytes account(key.begin(), key.begin() + 16);
-          uint32_t device = 0;
-          for (int b = 0; b < 4; ++b)
-            device |= static_cast<uint32_t>(static_cast<uint8_t>(key[16 + b])) << (8 * b);
-          wake(account, device, url->second);
-        };
-        if (!bus_) {
-          for (const auto& key : remote_keys) offline(key);
-          return;
-        }
-        send_to_nodes(std::move(remote_keys), std::move(remote), offline);
+        route_sent(req, st);
       });
+}
+
+void Relay::forward_ephemeral(const std::shared_ptr<Peer>& p, uint64_t id, int op,
+                              const ParsedSend& req) {
+  // Forward to whichever named devices are connected; nothing is stored or checked.
+  std::vector<std::string> remote_keys;
+  std::vector<std::shared_ptr<const wire::Envelope>> remote;
+  for (size_t i = 0; i < req.targets.size(); ++i) {
+    std::string key = device_key(req.targets[i].account, req.targets[i].device);
+    auto peer = find_peer(key);
+    if (!peer && !bus_) continue;
+    auto env = make_envelope(req, i);
+    env->set_ephemeral(true);
+    if (!peer) {  // perhaps on another node
+      remote_keys.push_back(std::move(key));
+      remote.push_back(std::move(env));
+      continue;
+    }
+    if (auto conn = peer->conn.lock()) {
+      auto frame = push_frame([&](wire::Push& push) { *push.mutable_envelope() = *env; });
+      conn->post([this, conn, frame] { push_ephemeral(*conn, frame); });
+    }
+  }
+  if (!remote.empty()) send_to_nodes(std::move(remote_keys), std::move(remote), nullptr);
+  wire::Response resp;
+  resp.set_id(id);
+  resp.set_status(wire::OK);
+  (req.multi ? resp.mutable_send_multi() : resp.mutable_send())
+      ->set_server_timestamp_ms(req.send->server_timestamp_ms);
+  answer(p, std::move(resp), op);
+}
+
+void Relay::route_sent(const std::shared_ptr<ParsedSend>& req,
+                       const std::shared_ptr<SendOutcome>& st) {
+  std::vector<std::string> remote_keys;
+  std::vector<std::shared_ptr<const wire::Envelope>> remote;
+  for (size_t i = 0; i < req->send->copies.size(); ++i) {
+    const QueuedCopy& c = req->send->copies[i];
+    auto env = make_envelope(*req, i);
+    env->set_sequence(st->sequences[i]);
+    std::string key = device_key(c.account_id, c.device_id);
+    if (find_peer(key)) {
+      deliver(key, std::move(env));
+      continue;
+    }
+    remote_keys.push_back(std::move(key));
+    remote.push_back(std::move(env));
+  }
+  // Devices not connected here: on another node, or offline (a wake-up, if urgent).
+  auto offline = [this, req, st](const std::string& key) {
+    auto url = st->push_urls.find(key);
+    if (!req->urgent || url == st->push_urls.end()) return;
+    Bytes account(key.begin(), key.begin() + 16);
+    uint32_t device = 0;
+    for (int b = 0; b < 4; ++b)
+      device |= static_cast<uint32_t>(static_cast<uint8_t>(key[16 + b])) << (8 * b);
+    wake(account, device, url->second);
+  };
+  if (!bus_) {
+    for (const auto& key : remote_keys) offline(key);
+    return;
+  }
+  send_to_nodes(std::move(remote_keys), std::move(remote), offline);
 }
 
 void Relay::deliver(const std::string& key, std::shared_ptr<const wire::Envelope> env) {
