@@ -241,8 +241,7 @@ std::shared_ptr<Peer> Relay::open(std::shared_ptr<Connection> conn, std::string 
   peer->conn = conn;
   peer->ip = std::move(ip);
   if (!auth) {
-    std::lock_guard lock(mu_);
-    unauthenticated_.insert(peer);
+    registry_.add_unauthenticated(peer);
     metrics_.ws_unauthenticated.fetch_add(1, std::memory_order_relaxed);
     return peer;
   }
@@ -253,22 +252,10 @@ std::shared_ptr<Peer> Relay::open(std::shared_ptr<Connection> conn, std::string 
   peer->key = device_key(peer->account, peer->device);
   metrics_.ws_authenticated.fetch_add(1, std::memory_order_relaxed);
 
-  std::shared_ptr<Peer> replaced;
-  bool came_online = false;
   bool hidden = auth->hidden;
-  {
-    std::lock_guard lock(mu_);
-    auto& slot = devices_[peer->key];
-    replaced = std::move(slot);
-    slot = peer;
-    Online& on = online_[account_key(peer->account)];
-    came_online = on.devices.empty();
-    on.devices.insert(peer->device);
-    on.hidden = hidden;
-    last_wake_.erase(peer->key);
-  }
-  if (replaced) {
-    if (auto old = replaced->conn.lock()) old->post([old] { old->close(4002); });
+  Registry::Attached attached = registry_.attach(peer, hidden);
+  if (attached.replaced) {
+    if (auto old = attached.replaced->conn.lock()) old->post([old] { old->close(4002); });
   }
   if (bus_) {
     // One connection per device in the whole cluster, and the account's presence changes once
@@ -288,7 +275,7 @@ std::shared_ptr<Peer> Relay::open(std::shared_ptr<Connection> conn, std::string 
         presence_changed(peer->account, std::move(u));
       }
     });
-  } else if (came_online && !hidden) {
+  } else if (attached.came_online && !hidden) {
     wire::PresenceUpdate u;
     u.set_account_id(bytes_str(peer->account));
     u.set_online(true);
@@ -311,41 +298,12 @@ std::shared_ptr<Peer> Relay::open(std::shared_ptr<Connection> conn, std::string 
 
 void Relay::on_closed(const std::shared_ptr<Peer>& peer) {
   if (peer->closed.exchange(true)) return;
-  std::vector<std::string> subs;
-  bool went_offline = false, hidden = false, still_here = false;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& a : peer->subscriptions) {
-      auto it = subscribers_.find(account_key(a));
-      if (it == subscribers_.end()) continue;
-      it->second.erase(peer);
-      if (it->second.empty()) subscribers_.erase(it);
-      if (bus_) bus_->listen_presence(account_key(a), false);
-    }
-    if (!peer->authenticated) {
-      unauthenticated_.erase(peer);
-      if (!peer->link_code.empty()) {
-        links_.erase(peer->link_code);
-        if (bus_) bus_->link_close(peer->link_code);
-      }
-    } else {
-      auto it = devices_.find(peer->key);
-      if (it != devices_.end() && it->second == peer) {
-        devices_.erase(it);
-        auto on = online_.find(account_key(peer->account));
-        if (on != online_.end()) {
-          hidden = on->second.hidden;
-          on->second.devices.erase(peer->device);
-          if (on->second.devices.empty()) {
-            went_offline = true;
-            online_.erase(on);
-          }
-        }
-      } else {
-        still_here = it != devices_.end();  // replaced by a newer connection on this node
-      }
-    }
+  Registry::Detached left = registry_.detach(peer, peer->subscriptions, peer->link_code);
+  if (bus_) {  // never under the registry's lock: the bus may write to its socket
+    for (const auto& a : left.unsubscribed) bus_->listen_presence(a, false);
+    if (!peer->authenticated && !peer->link_code.empty()) bus_->link_close(peer->link_code);
   }
+  const bool went_offline = left.went_offline, hidden = left.hidden;
   if (!peer->authenticated) {
     metrics_.ws_unauthenticated.fetch_sub(1, std::memory_order_relaxed);
     return;
@@ -364,7 +322,7 @@ void Relay::on_closed(const std::shared_ptr<Peer>& peer) {
   if (bus_) {
     // Unless a newer connection of the device took over here (another node's is told by the
     // bus: its claim is no longer ours, and release leaves it alone).
-    if (!still_here)
+    if (!left.still_here)
       bus_->release(peer->key, [hidden, announce_offline](std::optional<bool> offline) {
         if (offline && *offline && !hidden) announce_offline();
       });

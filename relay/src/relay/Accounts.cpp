@@ -166,10 +166,9 @@ void Relay::op_list_devices(const std::shared_ptr<Peer>& p, wire::Request& r) {
           resp.set_id(id);
           resp.set_status(wire::OK);
           auto* out = resp.mutable_list_devices();
-          std::lock_guard lock(mu_);
           for (size_t i = 0; i < list->size(); ++i) {
             const DeviceRecord& d = (*list)[i];
-            bool connected = devices_.count(device_key(p->account, d.device_id)) ||
+            bool connected = registry_.connected(device_key(p->account, d.device_id)) ||
                              (nodes && !(*nodes)[i].empty());
             fill_device_info(*out->add_devices(), d, connected);
           }
@@ -192,19 +191,15 @@ void Relay::devices_changed(const Bytes& account) {
       [this, account, list](const Status& st) {
         if (!st.ok()) return;
         auto send_list = [this, account, list](std::optional<std::vector<std::string>> nodes) {
-          std::shared_ptr<const std::string> frame;
-          {
-            std::lock_guard lock(mu_);
-            frame = push_frame([&](wire::Push& push) {
-              auto* dc = push.mutable_devices_changed();
-              for (size_t i = 0; i < list->size(); ++i) {
-                const DeviceRecord& d = (*list)[i];
-                bool connected = devices_.count(device_key(account, d.device_id)) ||
-                                 (nodes && !(*nodes)[i].empty());
-                fill_device_info(*dc->add_devices(), d, connected);
-              }
-            });
-          }
+          auto frame = push_frame([&](wire::Push& push) {
+            auto* dc = push.mutable_devices_changed();
+            for (size_t i = 0; i < list->size(); ++i) {
+              const DeviceRecord& d = (*list)[i];
+              bool connected = registry_.connected(device_key(account, d.device_id)) ||
+                               (nodes && !(*nodes)[i].empty());
+              fill_device_info(*dc->add_devices(), d, connected);
+            }
+          });
           push_to_account(account, frame);
           if (!nodes) return;
           // The account's devices on other nodes.
@@ -227,26 +222,11 @@ void Relay::devices_changed(const Bytes& account) {
 
 void Relay::push_to_account(const Bytes& account, std::shared_ptr<const std::string> frame,
                             uint32_t except_device) {
-  std::vector<std::shared_ptr<Peer>> peers;
-  {
-    std::lock_guard lock(mu_);
-    auto on = online_.find(account_key(account));
-    if (on == online_.end()) return;
-    for (uint32_t d : on->second.devices) {
-      if (d == except_device) continue;
-      auto it = devices_.find(device_key(account, d));
-      if (it != devices_.end()) peers.push_back(it->second);
-    }
-  }
-  for (auto& peer : peers)
+  for (auto& peer : registry_.account_peers(account, except_device))
     if (auto conn = peer->conn.lock()) conn->post([conn, frame] { conn->write(frame); });
 }
 
-std::shared_ptr<Peer> Relay::find_peer(const std::string& key) {
-  std::lock_guard lock(mu_);
-  auto it = devices_.find(key);
-  return it == devices_.end() ? nullptr : it->second;
-}
+std::shared_ptr<Peer> Relay::find_peer(const std::string& key) { return registry_.find(key); }
 
 void Relay::close_device(const std::string& key, uint16_t code) {
   if (auto peer = find_peer(key)) {
@@ -323,16 +303,8 @@ void Relay::op_delete_account(const std::shared_ptr<Peer>& p, wire::Request& r) 
         resp.set_status(wire::OK);
         answer(p, std::move(resp), op);
         log_info("account_deleted");
-        bool hidden = false;
-        {
-          std::lock_guard lock(mu_);
-          auto on = online_.find(account_key(p->account));
-          if (on != online_.end()) {
-            hidden = on->second.hidden;
-            on->second.hidden = true;  // nothing more is announced for it
-          }
-        }
-        if (!hidden) {
+        // Nothing more is announced for it.
+        if (!registry_.hide_for_good(p->account)) {
           wire::PresenceUpdate u;
           u.set_account_id(bytes_str(p->account));
           u.set_online(false);

@@ -22,6 +22,10 @@ void Relay::send_to_nodes(std::vector<std::string> keys,
         if (offline) offline(key);
         continue;
       }
+      // One NodeMessage per envelope, even for many to one node (SEND_MULTI): a batch would
+      // need a new NodeMessage field, which a node of the previous version parses as an empty
+      // message and drops, so its device would wait for its next queue read. RedisBus
+      // pipelines the PUBLISHes in one round trip anyway.
       cluster::NodeMessage m;
       m.set_device_key(key);
       *m.mutable_envelope() = *envelopes[i];
@@ -102,17 +106,10 @@ void Relay::on_bus_message(const std::string& bytes) {
       return;
     case cluster::NodeMessage::kLinkApproved: {
       const auto& a = m.link_approved();
-      std::shared_ptr<Peer> target;
-      {
-        std::lock_guard lock(mu_);
-        auto it = links_.find(a.link_code());
-        if (it == links_.end()) return;
-        it->second.approved = true;
-        it->second.approved_by = Bytes(a.approved_by().begin(), a.approved_by().end());
-        target = it->second.peer.lock();
-      }
-      if (target)
-        if (auto conn = target->conn.lock()) {
+      auto target = registry_.approve_link(a.link_code(),
+                                           Bytes(a.approved_by().begin(), a.approved_by().end()));
+      if (target && *target)
+        if (auto conn = (*target)->conn.lock()) {
           auto frame = std::make_shared<const std::string>(a.frame());
           conn->post([conn, frame] { conn->write(frame); });
         }
@@ -132,12 +129,7 @@ void Relay::on_bus_state(bool up) {
 }
 
 void Relay::pump_all_local() {
-  std::vector<std::shared_ptr<Peer>> peers;
-  {
-    std::lock_guard lock(mu_);
-    for (auto& [k, p] : devices_) peers.push_back(p);
-  }
-  for (auto& peer : peers)
+  for (auto& peer : registry_.peers())
     if (auto conn = peer->conn.lock())
       conn->post([this, peer] {
         peer->caught_up = false;

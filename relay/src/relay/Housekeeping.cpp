@@ -30,13 +30,7 @@ void Relay::apply_operator_actions() {
         for (const OperatorAction& a : *actions) {
           actions_seq_ = std::max<uint64_t>(actions_seq_, a.seq);
           if (a.kind == OperatorAction::kUnsuspended) continue;
-          std::vector<uint32_t> devices;
-          {
-            std::lock_guard lock(mu_);
-            auto on = online_.find(account_key(a.account));
-            if (on != online_.end()) devices.assign(on->second.devices.begin(),
-                                                    on->second.devices.end());
-          }
+          std::vector<uint32_t> devices = registry_.account_devices(a.account);
           uint16_t code = a.kind == OperatorAction::kSuspended ? 4003 : 4001;
           for (uint32_t d : devices) {
             std::string key = device_key(a.account, d);
@@ -65,20 +59,11 @@ void Relay::tick() {
     last_poll_ms_ = now;
     pump_all_local();
   }
-  std::vector<std::string> expired;
-  bool run_expiry = false;
-  {
-    std::lock_guard lock(mu_);
-    for (auto& [code, ch] : links_)
-      if (ch.expires_at_ms <= now) expired.push_back(code);
-    if (now >= last_expiry_ms_ + config_.expiry_interval_ms) {
-      last_expiry_ms_ = now;
-      run_expiry = true;
-    }
-    for (auto it = last_wake_.begin(); it != last_wake_.end();)
-      it = now >= it->second + config_.push_coalesce_ms ? last_wake_.erase(it) : std::next(it);
-  }
-  for (const auto& code : expired) end_link(code, 4000);
+  uint64_t last_expiry = last_expiry_ms_;
+  bool run_expiry = now >= last_expiry + config_.expiry_interval_ms &&
+                    last_expiry_ms_.compare_exchange_strong(last_expiry, now);
+  registry_.sweep_wakes(now, config_.push_coalesce_ms);
+  for (const auto& code : registry_.expired_links(now)) end_link(code, 4000);
   if (!run_expiry) return;
   for (RateLimiter* rl :
        {&upgrade_ip_, &register_ip_, &provision_ip_, &provision_lookup_account_, &lookup_device_,
@@ -108,13 +93,7 @@ void Relay::tick() {
 }
 
 void Relay::close_all(uint16_t code) {
-  std::vector<std::shared_ptr<Peer>> peers;
-  {
-    std::lock_guard lock(mu_);
-    for (auto& [k, p] : devices_) peers.push_back(p);
-    peers.insert(peers.end(), unauthenticated_.begin(), unauthenticated_.end());
-  }
-  for (auto& p : peers)
+  for (auto& p : registry_.peers(/*unauthenticated=*/true))
     if (auto conn = p->conn.lock()) conn->post([conn, code] { conn->close(code); });
 }
 

@@ -38,14 +38,11 @@ void Relay::op_provision_open(const std::shared_ptr<Peer>& p, wire::Request& r) 
   // Opens the channel under `code` here (a code unique on this node, and in the cluster when
   // the bus said so) and answers.
   auto opened = [this, p, id, op, key, expires](const std::string& code) {
-    {
-      std::lock_guard lock(mu_);
-      LinkChannel ch;
-      ch.peer = p;
-      ch.ephemeral_key = Bytes(key.begin(), key.end());
-      ch.expires_at_ms = expires;
-      links_.emplace(code, std::move(ch));
-    }
+    Registry::LinkChannel ch;
+    ch.peer = p;
+    ch.ephemeral_key = Bytes(key.begin(), key.end());
+    ch.expires_at_ms = expires;
+    registry_.open_link(code, std::move(ch));
     if (auto conn = p->conn.lock())
       conn->post([p, conn, code, expires] {
         p->link_code = code;
@@ -58,14 +55,7 @@ void Relay::op_provision_open(const std::shared_ptr<Peer>& p, wire::Request& r) 
     resp.mutable_provision_open()->set_expires_at_ms(expires);
     answer(p, std::move(resp), op);
   };
-  auto fresh_code = [this] {
-    std::lock_guard lock(mu_);
-    std::string code;
-    do code = make_link_code();
-    while (links_.count(code));
-    return code;
-  };
-  std::string code = fresh_code();
+  std::string code = registry_.fresh_link_code();
   if (!bus_) return opened(code);
   // In a cluster the code must be unique among every node's channels: the bus reserves it.
   // A clash (one in 32^8 per live channel) is answered like an unavailable bus: retry.
@@ -103,17 +93,10 @@ void Relay::op_provision_lookup(const std::shared_ptr<Peer>& p, wire::Request& r
     }
     answer(p, std::move(resp), op);
   };
-  {
-    std::lock_guard lock(mu_);
-    auto it = code.empty() ? links_.end() : links_.find(code);
-    if (it != links_.end() || !bus_ || code.empty()) {
-      bool found = it != links_.end();
-      Bytes key = found ? it->second.ephemeral_key : Bytes();
-      uint64_t expires = found ? it->second.expires_at_ms : 0;
-      bool approved = found && it->second.approved;
-      // NB: answer() only posts; calling it under mu_ is the documented order.
-      return respond(found, approved, key, expires);
-    }
+  auto ch = code.empty() ? std::nullopt : registry_.find_link(code);
+  if (ch || !bus_ || code.empty()) {
+    if (!ch) return respond(false, false, Bytes(), 0);
+    return respond(true, ch->approved, ch->ephemeral_key, ch->expires_at_ms);
   }
   // A channel opened on another node of the cluster.
   bus_->link_find(code, [this, p, id, op, respond](std::optional<Bus::LinkInfo> info) {
@@ -149,15 +132,14 @@ void Relay::op_provision_approve(const std::shared_ptr<Peer>& p, wire::Request& 
   }
   std::string code = normalize_link_code(r.provision_approve().link_code());
   auto check = [this, code]() -> std::optional<Refusal> {
-    auto it = code.empty() ? links_.end() : links_.find(code);
-    if (it == links_.end() || it->second.expires_at_ms < clock_())
+    auto ch = code.empty() ? std::nullopt : registry_.find_link(code);
+    if (!ch || ch->expires_at_ms < clock_())
       return status_refusal(wire::NOT_FOUND, "no live link channel has this code");
-    if (it->second.approved)
+    if (ch->approved)
       return status_refusal(wire::CONFLICT, "this link channel was already approved");
     return std::nullopt;
   };
   if (!bus_) {  // in a cluster the channel may be another node's: the bus decides
-    std::lock_guard lock(mu_);
     if (auto bad = check()) return refuse(p, id, op, *bad);
   }
   auto count = std::make_shared<size_t>(0);
@@ -188,23 +170,13 @@ void Relay::op_provision_approve(const std::shared_ptr<Peer>& p, wire::Request& 
         };
         // Approves the channel held here and gives the new device its ProvisionMessage.
         auto approve_here = [this, p, code, frame] {
-          std::shared_ptr<Peer> target;
-          {
-            std::lock_guard lock(mu_);
-            auto it = links_.find(code);
-            if (it == links_.end()) return;
-            it->second.approved = true;
-            it->second.approved_by = p->account;
-            target = it->second.peer.lock();
-          }
-          if (target)
-            if (auto conn = target->conn.lock()) conn->post([conn, frame] { conn->write(frame); });
+          auto target = registry_.approve_link(code, p->account);
+          if (target && *target)
+            if (auto conn = (*target)->conn.lock())
+              conn->post([conn, frame] { conn->write(frame); });
         };
         if (!bus_) {
-          {
-            std::lock_guard lock(mu_);
-            if (auto bad = check()) return refuse(p, id, op, *bad);
-          }
+          if (auto bad = check()) return refuse(p, id, op, *bad);
           approve_here();
           return ok();
         }
@@ -290,16 +262,15 @@ void Relay::op_link_device(const std::shared_ptr<Peer>& p, wire::Request& r) {
   }
   std::string code = normalize_link_code(payload.link_code());
   {
-    std::lock_guard lock(mu_);
-    auto it = links_.find(p->link_code);
-    if (p->link_code.empty() || it == links_.end() || code != p->link_code)
+    auto ch = p->link_code.empty() ? std::nullopt : registry_.find_link(p->link_code);
+    if (!ch || code != p->link_code)
       return refuse(p, id, op,
                     status_refusal(wire::NOT_FOUND,
                                    "this socket has no live link channel with this "
                                    "code"));
-    if (!it->second.approved)
+    if (!ch->approved)
       return refuse(p, id, op, status_refusal(wire::CONFLICT, "the channel is not approved yet"));
-    if (bytes_str(it->second.approved_by) != payload.account_id())
+    if (bytes_str(ch->approved_by) != payload.account_id())
       return refuse(p, id, op,
                     status_refusal(wire::FORBIDDEN, "the channel was approved by another account"));
   }
@@ -359,15 +330,11 @@ void Relay::op_link_device(const std::shared_ptr<Peer>& p, wire::Request& r) {
         answer(p, std::move(resp), op);
         log_info("device_linked", {{"device", st->device_id}});
         auto conn = p->conn.lock();
-        {
-          // On the writer thread: p->link_code belongs to the strand (an expiry clears it
-          // there), so the channel is found by the code checked above, and only if it is
-          // still this socket's.
-          std::lock_guard lock(mu_);
-          auto it = links_.find(code);
-          if (it != links_.end() && it->second.peer.lock() == p) links_.erase(it);
-          if (bus_) bus_->link_close(code);
-        }
+        // On the writer thread: p->link_code belongs to the strand (an expiry clears it
+        // there), so the channel is found by the code checked above, and only if it is still
+        // this socket's.
+        registry_.close_link(code, p);
+        if (bus_) bus_->link_close(code);
         if (conn) {
           conn->post([p, conn] {
             p->link_code.clear();
@@ -379,16 +346,10 @@ void Relay::op_link_device(const std::shared_ptr<Peer>& p, wire::Request& r) {
 }
 
 void Relay::end_link(const std::string& code, uint16_t close_code) {
-  std::shared_ptr<Peer> peer;
-  {
-    std::lock_guard lock(mu_);
-    auto it = links_.find(code);
-    if (it == links_.end()) return;
-    peer = it->second.peer.lock();
-    links_.erase(it);
-  }
+  auto taken = registry_.take_link(code);
+  if (!taken) return;
   if (bus_) bus_->link_close(code);
-  if (peer)
+  if (std::shared_ptr<Peer> peer = *taken)
     if (auto conn = peer->conn.lock())
       conn->post([peer, conn, close_code] {
         peer->link_code.clear();

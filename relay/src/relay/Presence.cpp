@@ -1,5 +1,6 @@
 // Presence (protocol.md 5.18, 5.19 and 9): subscriptions, visibility and updates.
 #include <algorithm>
+#include <utility>
 
 #include "Relay.h"
 #include "relay/Common.h"
@@ -18,15 +19,7 @@ void Relay::presence_changed(const Bytes& account, wire::PresenceUpdate update) 
 
 void Relay::presence_to_subscribers(const std::string& account,
                                     std::shared_ptr<const std::string> frame) {
-  std::vector<std::shared_ptr<Peer>> subs;
-  {
-    std::lock_guard lock(mu_);
-    auto it = subscribers_.find(account);
-    if (it == subscribers_.end()) return;
-    subs.reserve(it->second.size());
-    for (const auto& sub : it->second) subs.push_back(sub);
-  }
-  for (const auto& sub : subs) {
+  for (const auto& sub : registry_.subscribers(account)) {
     std::shared_ptr<Connection> conn = sub->conn.lock();
     if (!conn) continue;
     conn->post([conn, frame] { conn->write(frame); });
@@ -56,28 +49,19 @@ void Relay::op_presence_subscribe(const std::shared_ptr<Peer>& p, wire::Request&
     bool known = false;
   };
   auto entries = std::make_shared<std::vector<Entry>>();
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& a : p->subscriptions) {
-      auto it = subscribers_.find(account_key(a));
-      if (it == subscribers_.end()) continue;
-      it->second.erase(p);
-      if (it->second.empty()) subscribers_.erase(it);
-      if (bus_) bus_->listen_presence(account_key(a), false);
-    }
-    p->subscriptions = wanted;
-    for (const auto& a : wanted) {
-      subscribers_[account_key(a)].insert(p);
-      if (bus_) bus_->listen_presence(account_key(a), true);
-      Entry e;
-      e.account = a;
-      auto on = online_.find(account_key(a));
-      if (on != online_.end()) {
-        e.known = true;
-        e.online = !on->second.hidden;
-      }
-      entries->push_back(std::move(e));
-    }
+  std::vector<std::string> unsubscribed;
+  std::vector<Registry::Seen> here =
+      registry_.resubscribe(p, std::exchange(p->subscriptions, wanted), wanted, unsubscribed);
+  if (bus_) {  // never under the registry's lock: the bus may write to its socket
+    for (const auto& a : unsubscribed) bus_->listen_presence(a, false);
+    for (const auto& a : wanted) bus_->listen_presence(account_key(a), true);
+  }
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    Entry e;
+    e.account = wanted[i];
+    e.known = here[i].known;
+    e.online = here[i].online;
+    entries->push_back(std::move(e));
   }
   auto seen = std::make_shared<std::vector<uint64_t>>();
   auto respond = [this, p, id, op, entries, seen] {
@@ -140,15 +124,7 @@ void Relay::op_presence_visibility(const std::shared_ptr<Peer>& p, wire::Request
         return {};
       },
       [this, p, id, op, hidden, last_seen] {
-        bool online = false;
-        {
-          std::lock_guard lock(mu_);
-          auto on = online_.find(account_key(p->account));
-          if (on != online_.end()) {
-            on->second.hidden = hidden;
-            online = true;
-          }
-        }
+        bool online = registry_.set_hidden(p->account, hidden);
         wire::Response resp;
         resp.set_id(id);
         resp.set_status(wire::OK);

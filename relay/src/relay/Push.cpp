@@ -34,18 +34,9 @@ void Relay::wake(const Bytes& account, uint32_t device, const std::string& url) 
   // On the writer thread, while the Server may clear the pusher as it stops: read it once.
   Pusher* pusher = pusher_.load();
   if (!pusher) return;
-  std::string key = device_key(account, device);
-  uint64_t now = clock_();
-  {
-    std::lock_guard lock(mu_);
-    auto [it, fresh] = last_wake_.try_emplace(key, now);
-    if (!fresh) {
-      if (now < it->second + config_.push_coalesce_ms) {
-        metrics_.wakeups_coalesced.fetch_add(1, std::memory_order_relaxed);
-        return;
-      }
-      it->second = now;
-    }
+  if (!registry_.wake_due(device_key(account, device), clock_(), config_.push_coalesce_ms)) {
+    metrics_.wakeups_coalesced.fetch_add(1, std::memory_order_relaxed);
+    return;
   }
   pusher->wake(url, [this, account, device, url](int status) {
     if (status >= 200 && status < 300) {
