@@ -235,10 +235,19 @@ class WebSocketImpl final : public WebSocket,
         beast::get_lowest_layer(self->ws_).socket().close(ignored);
         return;
       }
-      beast::get_lowest_layer(self->ws_).expires_after(std::chrono::seconds(2));
+      // The close handshake gets 2 s, then the socket is closed under it. A timer of its
+      // own: the stream's expiry cannot be set while the read loop and a write are both
+      // pending (Beast then applies it to neither, and asserts in a debug build).
+      auto deadline = std::make_shared<asio::steady_timer>(self->io_, std::chrono::seconds(2));
+      deadline->async_wait([self, deadline](beast::error_code ec) {
+        if (ec) return;  // the handshake finished first
+        beast::error_code ignored;
+        beast::get_lowest_layer(self->ws_).socket().close(ignored);
+      });
       self->ws_.async_close(
           websocket::close_reason(static_cast<websocket::close_code>(code), reason),
-          [self, code, reason](beast::error_code) {
+          [self, code, reason, deadline](beast::error_code) {
+            deadline->cancel();
             self->finish(CloseInfo{CloseInfo::Kind::kLocal, 0, 0, code, reason});
             beast::error_code ignored;
             beast::get_lowest_layer(self->ws_).socket().close(ignored);
