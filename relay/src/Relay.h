@@ -4,8 +4,12 @@
 // connections, presence subscriptions and link channels live in memory.
 //
 // Threading: every call about one connection happens on that connection's strand (see
-// Connection::post); the registries are shared under one mutex; storage jobs run on the
-// writer thread and post their results back to the strand.
+// Connection::post); what the node knows about its connections is in the Registry, under its
+// own lock; storage jobs run on the writer thread and post their results back to the strand.
+//
+// Sources: Relay.cpp (construction, answers, upgrade, connections) and one file per section
+// of the protocol in relay/: Accounts, Linking, Prekeys, Send, Presence, Push, Attachments,
+// Cluster and Housekeeping.
 #pragma once
 
 #include <atomic>
@@ -23,6 +27,7 @@
 #include "Config.h"
 #include "Metrics.h"
 #include "RateLimiter.h"
+#include "Registry.h"
 #include "StoreExecutor.h"
 #include "Validate.h"
 #include "sotto/keys/Signal.h"
@@ -92,6 +97,10 @@ class Pusher {
   virtual void wake(const std::string& url, std::function<void(int status)> done) = 0;
 };
 
+// OP_SEND and OP_SEND_MULTI between their steps (relay/Send.cpp).
+struct ParsedSend;
+struct SendOutcome;
+
 class Relay {
  public:
   using Clock = std::function<uint64_t()>;
@@ -148,19 +157,6 @@ class Relay {
   std::filesystem::path upload_tmp_dir() const;
 
  private:
-  struct Reply;
-  struct LinkChannel {
-    std::weak_ptr<Peer> peer;
-    Bytes ephemeral_key;
-    uint64_t expires_at_ms = 0;
-    bool approved = false;
-    Bytes approved_by;
-  };
-  struct Online {
-    std::set<uint32_t> devices;
-    bool hidden = false;
-  };
-
   void answer(const std::shared_ptr<Peer>& peer, wire::Response response, int op);
   void refuse(const std::shared_ptr<Peer>& peer, uint64_t id, int op, const Refusal& r);
   void rate_limited(const std::shared_ptr<Peer>& peer, uint64_t id, int op, uint64_t retry_ms,
@@ -184,7 +180,12 @@ class Relay {
   void op_upload_prekeys(const std::shared_ptr<Peer>& p, wire::Request& r);
   void op_get_prekey_count(const std::shared_ptr<Peer>& p, wire::Request& r);
   void op_get_bundles(const std::shared_ptr<Peer>& p, wire::Request& r);
+  // Parses and checks the request, then one storage job checks the recipients' devices and
+  // queues and enqueues; after the commit, route_sent takes the envelopes to their devices.
   void op_send(const std::shared_ptr<Peer>& p, wire::Request& r, bool multi);
+  void forward_ephemeral(const std::shared_ptr<Peer>& p, uint64_t id, int op,
+                         const ParsedSend& req);
+  void route_sent(const std::shared_ptr<ParsedSend>& req, const std::shared_ptr<SendOutcome>& st);
   void op_ack(const std::shared_ptr<Peer>& p, wire::Request& r);
   void op_presence_subscribe(const std::shared_ptr<Peer>& p, wire::Request& r);
   void op_presence_visibility(const std::shared_ptr<Peer>& p, wire::Request& r);
@@ -256,27 +257,25 @@ class Relay {
   std::unordered_map<std::string, Refusals> refusals_;
 
   // Lock order in the relay process, outermost first:
-  //   Relay::mu_ -> Asio's strand and scheduler locks (Connection::post under mu_ is allowed:
-  //     answer() and refuse() are called under it). Nothing else is taken under it.
   //   The SqliteStore checkpointer's running_ -> SQLite's own locks and the log's. It is held
   //     for a whole WAL checkpoint, disk I/O included, by the checkpoint thread or, once the
   //     WAL is over its limit, by the writer thread, which then waits for a checkpoint under
   //     way: nothing else is taken or waited for under it.
+  //   RedisBus's state_mu_ -> Registry::mu_, Asio's strand locks and the log's: the bus
+  //     calls Handlers::state (on_bus_state) under it.
+  //   No Bus call is made under any lock of the Relay or its Registry: RedisBus's sub_mu_ is
+  //     held while writing to the subscriber socket (listen_presence), and a bus that is down
+  //     runs `done` at once, in the caller's thread.
   // Every other lock is a leaf, held for a few operations and never while taking another or
-  // waiting on storage, the network or another strand: StoreExecutor::mu_, RateLimiter::mu_,
+  // waiting on storage, the network or another strand: Registry::mu_ (nothing is posted,
+  // answered or sent under it: it hands back copies), StoreExecutor::mu_, RateLimiter::mu_,
   // ConcurrencyLimiter::mu_, refusals_mu_, the checkpointer's mu_, keys::Context's, the log's
-  // (held for one write to stderr), and the Server's tracked_mu_, uploads_mu_ and tls_mu_. A
-  // connection's destructor takes tracked_mu_, so no reference to a connection is released
-  // under it; and no lock is held across a co_await (the coroutine may resume on another
-  // thread).
-  std::mutex mu_;                                                   // guards everything below
-  std::unordered_map<std::string, std::shared_ptr<Peer>> devices_;  // device key -> peer
-  std::unordered_map<std::string, Online> online_;                  // account -> devices
-  std::unordered_map<std::string, std::set<std::shared_ptr<Peer>>> subscribers_;
-  std::unordered_map<std::string, LinkChannel> links_;
-  std::unordered_map<std::string, uint64_t> last_wake_;  // device key -> ms
-  std::set<std::shared_ptr<Peer>> unauthenticated_;
-  uint64_t last_expiry_ms_ = 0;
+  // (held for one write to stderr), RedisBus's other locks, and the Server's tracked_mu_,
+  // uploads_mu_ and tls_mu_. A connection's destructor takes tracked_mu_, so no reference to
+  // a connection is released under it; and no lock is held across a co_await (the coroutine
+  // may resume on another thread).
+  Registry registry_;
+  std::atomic<uint64_t> last_expiry_ms_{0};  // tick()
 
   RateLimiter upgrade_ip_, register_ip_, provision_ip_, provision_lookup_account_, lookup_device_,
       bundles_device_, bundles_target_, send_device_, presence_device_, attachment_account_,
