@@ -494,6 +494,13 @@ SOTTO_C_API bool sotto_safety_number(sotto_client* client, const char* account, 
                                      sotto_error* error);
 SOTTO_C_API bool sotto_accept_identity(sotto_client* client, const char* account,
                                        sotto_error* error);
+/* The user compared the safety number (in person or by its code) and marks it verified, or
+ * takes that back; a changed identity key makes it unverified again by itself. */
+SOTTO_C_API bool sotto_set_verified(sotto_client* client, const char* account, bool verified,
+                                    sotto_error* error);
+/* Whether the current safety number with `account` is the one the user verified; false with
+ * the error set on failure. */
+SOTTO_C_API bool sotto_is_verified(sotto_client* client, const char* account, sotto_error* error);
 
 #ifdef __cplusplus
 }

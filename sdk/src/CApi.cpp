@@ -913,4 +913,20 @@ bool sotto_accept_identity(sotto_client* client, const char* account, sotto_erro
   return true;
 }
 
+bool sotto_set_verified(sotto_client* client, const char* account, bool verified,
+                        sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  if (!account) return null_arg(error, "account");
+  SOTTO_STATUS_CALL(client->client->set_verified(account, verified));
+}
+
+bool sotto_is_verified(sotto_client* client, const char* account, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  if (!account) return null_arg(error, "account");
+  auto r = client->client->verified(account);
+  if (fail_if(r, error)) return false;
+  ok(error);
+  return *r;
+}
+
 }  // extern "C"

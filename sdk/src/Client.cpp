@@ -1136,6 +1136,25 @@ Status Client::accept_identity(const std::string& account) {
   return impl_->accept_identity(account);
 }
 
+Status Client::set_verified(const std::string& account, bool verified) {
+  std::string digits;
+  if (verified) {
+    SOTTO_TRY_ASSIGN(auto sn, safety_number(account));
+    digits = sn.digits;
+  } else {
+    SOTTO_TRY(parse_account(account));
+  }
+  return impl_->txn(
+      [&] { return impl_->history.set_verified_number(account, digits, impl_->now()); });
+}
+
+Result<bool> Client::verified(const std::string& account) const {
+  SOTTO_TRY_ASSIGN(auto current, safety_number(account));
+  SOTTO_TRY_ASSIGN(auto digits,
+                   impl_->locked([&] { return impl_->history.verified_number(account); }));
+  return !digits.empty() && digits == current.digits;
+}
+
 Profile& Client::profile() { return *impl_->profile; }
 
 }  // namespace sotto

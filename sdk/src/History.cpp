@@ -121,6 +121,28 @@ Result<std::vector<std::string>> History::accounts_without_handle(
   return out;
 }
 
+Result<std::string> History::verified_number(const std::string& account) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT digits FROM verified_numbers WHERE account = ?"));
+  q.bind_text(1, account);
+  SOTTO_TRY_ASSIGN(bool row, q.step());
+  return row ? std::string(q.column_text(0)) : std::string();
+}
+
+Status History::set_verified_number(const std::string& account, const std::string& digits,
+                                    uint64_t now_ms) {
+  if (digits.empty()) {
+    SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM verified_numbers WHERE account = ?"));
+    q.bind_text(1, account);
+    return q.run();
+  }
+  SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR REPLACE INTO verified_numbers (account, digits, "
+                                     "verified_ms) VALUES (?, ?, ?)"));
+  q.bind_text(1, account);
+  q.bind_text(2, digits);
+  q.bind(3, static_cast<int64_t>(now_ms));
+  return q.run();
+}
+
 Result<std::vector<ConversationId>> History::conversations_showing(const std::string& account) {
   SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT id FROM conversations WHERE peer = ?1 UNION SELECT "
                                      "conversation_id FROM group_members WHERE account = ?1"));

@@ -148,6 +148,11 @@ class History {
   Result<std::vector<std::string>> accounts_without_handle(const std::string& self,
                                                            const std::set<std::string>& skip,
                                                            uint32_t limit);
+  // The safety number the user verified with `account` ("" when none).
+  Result<std::string> verified_number(const std::string& account);
+  // Records `digits` as verified with `account`, or (empty) forgets the verification.
+  Status set_verified_number(const std::string& account, const std::string& digits,
+                             uint64_t now_ms);
   // The conversations that show `account`: its direct one and the groups it is in.
   Result<std::vector<ConversationId>> conversations_showing(const std::string& account);
   Result<std::vector<Contact>> contacts();

@@ -378,6 +378,17 @@ CREATE TABLE IF NOT EXISTS attachment_blobs (
   PRIMARY KEY (message, idx)
 ) WITHOUT ROWID;
 )sql",
+    // 9 -> 10: safety numbers the user verified.
+    R"sql(
+-- The safety number with an account as it was when the user verified it (compared in person
+-- or scanned): the account counts as verified while its current number is this one, so a
+-- changed identity key undoes a verification by itself.
+CREATE TABLE IF NOT EXISTS verified_numbers (
+  account     TEXT    PRIMARY KEY,
+  digits      TEXT    NOT NULL,
+  verified_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

@@ -425,6 +425,12 @@ class SOTTO_API Client {
   // Accepts a contact's changed identity key: messages waiting for it are sent, held incoming
   // messages are decrypted.
   Status accept_identity(const std::string& account);
+  // The user compared the safety number with `account` (in person, or by scanning its code,
+  // Profile::verify_scanned()) and marks it verified, or takes that back. A verification
+  // holds for that number only: when the contact's identity key changes, verified() is
+  // false again until the user compares the new number.
+  Status set_verified(const std::string& account, bool verified);
+  Result<bool> verified(const std::string& account) const;
 
   // The profile underneath (for search, passphrase changes and the like).
   Profile& profile();

@@ -199,6 +199,10 @@ TEST(CApi, ContactsReceiptsDevicesOptionsAndTheEndOfAnAccount) {
 
   int64_t conv = sotto_direct_conversation(alice.c, bob_id, &err);
   ASSERT_GE(conv, 0) << sotto_error_string();
+  EXPECT_FALSE(sotto_is_verified(alice.c, bob_id, &err));
+  EXPECT_EQ(err, SOTTO_OK) << sotto_error_string();
+  ASSERT_TRUE(sotto_set_verified(alice.c, bob_id, true, &err)) << sotto_error_string();
+  EXPECT_TRUE(sotto_is_verified(alice.c, bob_id, &err));
   EXPECT_EQ(sotto_messages(alice.c, conv, nullptr, 0, &err), nullptr);
   EXPECT_EQ(err, SOTTO_ERR_INVALID_ARGUMENT);
   EXPECT_EQ(sotto_messages(alice.c, conv, nullptr, 1001, &err), nullptr);

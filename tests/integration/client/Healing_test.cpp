@@ -178,6 +178,35 @@ TEST(Identity, AChangedKeyRaisesAnEventAndSendingWaitsForTheUser) {
   EXPECT_EQ(bob.events().texts()[2], "held back");
 }
 
+// A safety number the user verified stays verified across restarts, for that number only:
+// while another key stands for the contact it is not, and it is again once the key is the
+// one the user compared.
+TEST(Identity, AVerifiedNumberHoldsForThatNumberOnly) {
+  RelayProcess relay;
+  TestClient alice(relay, "alice"), bob(relay, "bob");
+  alice.register_account();
+  bob.register_account();
+  alice.conversation_with(bob);
+  const std::string b = bob.info().account;
+  EXPECT_FALSE(alice->verified(b).value());
+  ASSERT_TRUE(alice->set_verified(b, true).ok());
+  EXPECT_TRUE(alice->verified(b).value());
+  alice.close();
+  alice.reopen();
+  EXPECT_TRUE(alice->verified(b).value());
+
+  fake_changed_identity(alice, b);
+  EXPECT_FALSE(alice->verified(b).value()) << "another key stands for bob now";
+  ASSERT_TRUE(alice->accept_identity(b).ok());
+  auto back = alice->safety_number(b);
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(alice->verified(b).value()) << "bob's own key, the one alice compared";
+
+  ASSERT_TRUE(alice->set_verified(b, false).ok());
+  EXPECT_FALSE(alice->verified(b).value());
+  EXPECT_EQ(alice->set_verified("not an account", true).code(), ErrorCode::kInvalidArgument);
+}
+
 // Clients with the default reconnect policy (not the tests' short one) are back within a few
 // seconds of a relay restart however many restarts came before: a connection that had a
 // request answered starts the wait over.

@@ -208,7 +208,9 @@ TEST(StoreExecutorPostgres, TheVictimOfADeadlockBetweenNodesRunsAgain) {
   Status first = one_done.get_future().get(), second = two_done.get_future().get();
   EXPECT_TRUE(first.ok()) << first.error().message;
   EXPECT_TRUE(second.ok()) << second.error().message;
-  EXPECT_EQ(one_runs.load() + two_runs.load(), 3) << "one of them ran again";
+  // At least one of them ran again. Its new attempt may deadlock with the other once more
+  // (it can take device 2's row again before the survivor does) and run a third time.
+  EXPECT_GE(one_runs.load() + two_runs.load(), 3) << "one of them ran again";
 
   // Both sends are queued, each once.
   auto check = open();
