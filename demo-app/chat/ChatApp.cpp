@@ -269,7 +269,8 @@ ConversationId ChatApp::find_conversation(const std::string& name, bool quiet) {
     return 0;
   }
   auto lower = [](std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    std::transform(s.begin(), s.end(), s.begin(),
+                   [](unsigned char ch) { return std::tolower(ch); });
     return s;
   };
   std::string want = lower(name);
@@ -339,8 +340,8 @@ std::string ChatApp::ticks(const Message& m) {
 }
 
 std::string ChatApp::mention(const Message& m) {
-  std::string what = m.deleted               ? ""
-                     : !m.text.empty()       ? "\u201c" + ellipsize(one_line(m.text), 30) + "\u201d"
+  std::string what = m.deleted         ? ""
+                     : !m.text.empty() ? "\u201c" + ellipsize(one_line(m.text), 30) + "\u201d"
                      : !m.attachments.empty() ? "[file " + m.attachments[0].file_name + "]"
                                               : "";
   return "  " + ref_label(m.conversation, number_of(m.conversation, m.id)) +
@@ -368,8 +369,7 @@ std::string ChatApp::render(const Message& m, bool tag_conversation) {
     out += screen_.paint("34", "[file " + (a.file_name.empty() ? "unnamed" : a.file_name) + ", " +
                                    app::format_size(a.size) + "]");
     if (!a.stored && !m.outgoing)
-      out += screen_.paint("2", " /get " +
-                                    (tag_conversation ? label : std::to_string(number)) +
+      out += screen_.paint("2", " /get " + (tag_conversation ? label : std::to_string(number)) +
                                     (m.attachments.size() > 1 ? " " + std::to_string(i + 1) : ""));
   }
   if (m.edited_ms) out += screen_.paint("2", " (edited)");
@@ -522,8 +522,7 @@ void ChatApp::on_message_status(ConversationId c, const std::string& id, Message
 
 void ChatApp::on_message_changed(const Message& m) {
   auto shown = lines_.find({m.conversation, m.id});
-  if (shown != lines_.end() &&
-      screen_.rewrite(shown->second.line, render(m, shown->second.tagged)))
+  if (shown != lines_.end() && screen_.rewrite(shown->second.line, render(m, shown->second.tagged)))
     return;
   if (m.conversation != current_) return;
   if (m.deleted) {
@@ -1029,13 +1028,15 @@ void ChatApp::cmd_search(const std::string& a) {
     more.cursor = next->next_cursor;
   }
   bool over = !more.cursor.empty();
-  std::string count = over           ? "more than " + std::to_string(kCountUpTo) + " messages"
-                      : total == 1   ? "1 message"
-                      : total == 0   ? "no messages"
-                                     : std::to_string(total) + " messages";
+  std::string count = over         ? "more than " + std::to_string(kCountUpTo) + " messages"
+                      : total == 1 ? "1 message"
+                      : total == 0 ? "no messages"
+                                   : std::to_string(total) + " messages";
   std::string header = "\u2500\u2500 search \u201c" + a + "\u201d: " + count;
-  if (total > page->hits.size()) header += ", the newest " + std::to_string(page->hits.size());
-  else if (total > 1) header += ", newest first";
+  if (total > page->hits.size())
+    header += ", the newest " + std::to_string(page->hits.size());
+  else if (total > 1)
+    header += ", newest first";
   info(screen_.paint("1", header + " \u2500\u2500"));
   for (const auto& hit : page->hits) {
     std::string snippet;
@@ -1052,9 +1053,9 @@ void ChatApp::cmd_search(const std::string& a) {
     Message who;
     who.sender = hit.sender;
     who.outgoing = hit.sender == me_;
-    info(screen_.paint("2", ref_label(hit.conversation,
-                                      number_of(hit.conversation, hit.message_id)) +
-                                " " + app::format_time(hit.sort_ms, now_ms())) +
+    info(screen_.paint(
+             "2", ref_label(hit.conversation, number_of(hit.conversation, hit.message_id)) + " " +
+                      app::format_time(hit.sort_ms, now_ms())) +
          " " + screen_.paint("35", "[" + conversation_title(hit.conversation) + "] ") +
          sender_name(who) + ": " + one_line(snippet));
   }

@@ -168,11 +168,11 @@ class ChatApp {
   std::unique_ptr<Client> client_;
   bool quit_ = false;
   uint64_t quit_deadline_ms_ = 0;
-  std::set<std::pair<ConversationId, std::string>> shown_;    // printed in this run
+  std::set<std::pair<ConversationId, std::string>> shown_;  // printed in this run
   struct Shown {
-    uint64_t line = 0;     // Screen handle of the message's own line
-    bool tagged = false;   // printed with its conversation's name
-    uint64_t status = 0;   // the short line about its last change, if one was printed
+    uint64_t line = 0;    // Screen handle of the message's own line
+    bool tagged = false;  // printed with its conversation's name
+    uint64_t status = 0;  // the short line about its last change, if one was printed
   };
   std::map<std::pair<ConversationId, std::string>, Shown> lines_;
   std::set<std::pair<ConversationId, std::string>> sending_;  // sent, not yet at the relay
@@ -190,10 +190,10 @@ class ChatApp {
     std::map<std::string, int> number;  // id -> n
   };
   std::map<ConversationId, Numbers> numbers_;
-  bool current_empty_ = false;            // the open conversation has no messages yet
+  bool current_empty_ = false;             // the open conversation has no messages yet
   std::set<ConversationId> reply_hinted_;  // "(/open X to reply)" shown once per conversation
-  std::filesystem::path downloads_;       // /get's folder when none is given
-  std::vector<ConversationId> chat_list_;                             // what /chats numbered
+  std::filesystem::path downloads_;        // /get's folder when none is given
+  std::vector<ConversationId> chat_list_;  // what /chats numbered
   std::map<ConversationId, std::map<std::string, uint64_t>> typing_;  // conv -> account -> until
   struct Presence {
     bool online = false;

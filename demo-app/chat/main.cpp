@@ -290,7 +290,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   if (interactive) {
     g_wake_fd = loop.wake_fd();
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = on_sigwinch;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;

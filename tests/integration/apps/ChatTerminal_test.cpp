@@ -292,8 +292,7 @@ TEST_F(ChatTerminal, MessageNumbersBelongToTheirChatAndSurviveARestart) {
   // Bob writes while alice is in the group: his line is #1 of his chat, and says where.
   tmux.line("bob", "one");
   ASSERT_TRUE(tmux.wait_for("alice", "@bob: one")) << dump(tmux);
-  EXPECT_EQ(rows_with(tmux.screen("alice"), "@bob: one")[0].rfind("@bob#1 ", 0), 0u)
-      << dump(tmux);
+  EXPECT_EQ(rows_with(tmux.screen("alice"), "@bob: one")[0].rfind("@bob#1 ", 0), 0u) << dump(tmux);
   tmux.line("alice", "/open @bob");
   tmux.line("alice", "two");
   ASSERT_TRUE(tmux.wait_for("alice", "you: two  \u2713\u2713 read")) << dump(tmux);
@@ -339,8 +338,7 @@ TEST_F(ChatTerminal, AMsgToAnotherChatGetsItsTicks) {
   ASSERT_TRUE(tmux.wait_for("bob", "@alice: psst")) << dump(tmux);
   ASSERT_TRUE(tmux.wait_for("alice", "[@bob] you: psst  \u2713\u2713 read")) << dump(tmux);
   EXPECT_EQ(tmux.count("alice", "psst"), 1u) << dump(tmux);
-  EXPECT_EQ(rows_with(tmux.screen("alice"), "you: psst")[0].rfind("@bob#1 ", 0), 0u)
-      << dump(tmux);
+  EXPECT_EQ(rows_with(tmux.screen("alice"), "you: psst")[0].rfind("@bob#1 ", 0), 0u) << dump(tmux);
   tmux.line("alice", "/info @bob#1");
   ASSERT_TRUE(tmux.wait_for("alice", "  @bob: read")) << dump(tmux);
 }
@@ -448,8 +446,8 @@ TEST_F(ChatTerminal, GetSavesIntoTheStartingFolderAndSaysWhere) {
     std::this_thread::sleep_for(100ms);
   ASSERT_FALSE(tmux.alive("bob"));
   auto downloads = dir_ / "bob-downloads";
-  ASSERT_TRUE(tmux.start("bob", client_command("bob", relay, "--downloads " + downloads.string(),
-                                               bob_cwd)));
+  ASSERT_TRUE(tmux.start(
+      "bob", client_command("bob", relay, "--downloads " + downloads.string(), bob_cwd)));
   ASSERT_TRUE(tmux.wait_for("bob", "online")) << dump(tmux);
   tmux.line("bob", "/open @alice");
   tmux.line("bob", "/get 1");
