@@ -220,33 +220,142 @@ std::string ChatApp::conversation_title(ConversationId c) {
   return conv->title;
 }
 
-int ChatApp::ref_of(ConversationId c, const std::string& id) {
-  auto key = std::make_pair(c, id);
-  auto it = ref_index_.find(key);
-  if (it != ref_index_.end()) return it->second;
-  refs_.push_back(key);
-  int n = static_cast<int>(refs_.size());
-  ref_index_[key] = n;
-  return n;
+int ChatApp::number_of(ConversationId c, const std::string& id) {
+  Numbers& n = numbers_[c];
+  if (!n.loaded) {
+    // Once per conversation and run, the ids of its whole history (the SDK keeps no count):
+    // the numbers are then the same in every run, whatever was shown first.
+    n.loaded = true;
+    std::vector<std::string> newest_first;
+    std::string cursor;
+    do {
+      auto page = client_->messages(c, cursor, 1000);
+      if (!page.ok()) break;
+      for (const auto& m : page->messages) newest_first.push_back(m.id);
+      cursor = page->next_cursor;
+    } while (!cursor.empty());
+    for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it)
+      if (n.number.emplace(*it, static_cast<int>(n.ids.size() + 1)).second) n.ids.push_back(*it);
+  }
+  if (id.empty()) return 0;
+  auto it = n.number.find(id);
+  if (it != n.number.end()) return it->second;
+  // New in this run: the next number. (A message that disappears keeps its number until the
+  // next run; so does one the relay placed before others already numbered.)
+  n.ids.push_back(id);
+  int number = static_cast<int>(n.ids.size());
+  n.number[id] = number;
+  return number;
+}
+
+std::string ChatApp::short_title(ConversationId c) {
+  std::string title = conversation_title(c);
+  // A sender who is not a contact yet has no handle here, only an account id: its first
+  // digits are enough to find it.
+  if (title.size() == 32 && title.find_first_not_of("0123456789abcdef") == std::string::npos)
+    return title.substr(0, 8);
+  size_t space = title.find(' ');
+  return space == std::string::npos ? title : title.substr(0, space);
+}
+
+std::string ChatApp::ref_label(ConversationId c, int number) {
+  return (c == current_ ? "" : short_title(c)) + "#" + std::to_string(number);
+}
+
+ConversationId ChatApp::find_conversation(const std::string& name, bool quiet) {
+  auto list = client_->conversations();
+  if (!list.ok()) {
+    if (!quiet) error(list.error());
+    return 0;
+  }
+  auto lower = [](std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(),
+                   [](unsigned char ch) { return std::tolower(ch); });
+    return s;
+  };
+  std::string want = lower(name);
+  for (const auto& c : *list) {
+    std::string title = lower(c.title);
+    if (title == want || title == at_handle(want)) return c.id;
+  }
+  // Else a unique prefix (a group's first word, or the first digits of an unknown sender).
+  ConversationId match = 0;
+  int matches = 0;
+  for (const auto& c : *list) {
+    std::string title = lower(c.title);
+    if (title.rfind(want, 0) == 0 || title.rfind(at_handle(want), 0) == 0) {
+      match = c.id;
+      ++matches;
+    }
+  }
+  if (matches == 1) return match;
+  if (!quiet)
+    error(matches > 1 ? "'" + name + "' names more than one conversation: type more of it"
+                      : "no conversation called '" + name + "' (see /chats)");
+  return 0;
 }
 
 bool ChatApp::resolve_ref(const std::string& token, ConversationId& c, std::string& id) {
-  std::string t = token;
-  if (!t.empty() && t[0] == '#') t.erase(0, 1);
+  size_t hash = token.rfind('#');
+  std::string where = hash == std::string::npos ? "" : token.substr(0, hash);
+  std::string t = hash == std::string::npos ? token : token.substr(hash + 1);
   char* end = nullptr;
   long n = std::strtol(t.c_str(), &end, 10);
-  if (t.empty() || *end != '\0' || n < 1 || static_cast<size_t>(n) > refs_.size()) {
-    error("'" + token + "' is not a message number shown here (the #N at a message's start)");
+  if (t.empty() || *end != '\0' || n < 1) {
+    error("'" + token +
+          "' is not a message number: the #N at a message's start, or NAME#N for one in "
+          "another conversation (@bob#5, Crew#2)");
     return false;
   }
-  c = refs_[static_cast<size_t>(n - 1)].first;
-  id = refs_[static_cast<size_t>(n - 1)].second;
+  if (where.empty()) {
+    if (!current_) {
+      error("no conversation open: /open one first, or name it as in @bob#" + t);
+      return false;
+    }
+    c = current_;
+  } else {
+    c = find_conversation(where);
+    if (!c) return false;
+  }
+  number_of(c, "");
+  const Numbers& nb = numbers_[c];
+  if (static_cast<size_t>(n) > nb.ids.size()) {
+    error("there is no message #" + t + " in " + conversation_title(c) +
+          (nb.ids.empty() ? " yet" : " (#1 to #" + std::to_string(nb.ids.size()) + ")"));
+    return false;
+  }
+  id = nb.ids[static_cast<size_t>(n - 1)];
   return true;
 }
 
+std::string ChatApp::ticks(const Message& m) {
+  std::string t = app::status_ticks(m.status) + " " + app::status_word(m.status);
+  if (m.recipients > 1 && m.status >= MessageStatus::kDelivered && m.status <= MessageStatus::kRead)
+    t += " (" + std::to_string(m.status == MessageStatus::kRead ? m.read_by : m.delivered_to) +
+         "/" + std::to_string(m.recipients) + ")";
+  return screen_.paint(m.status == MessageStatus::kRead     ? "1;34"
+                       : m.status == MessageStatus::kFailed ? "1;31"
+                                                            : "2",
+                       t);
+}
+
+std::string ChatApp::mention(const Message& m) {
+  std::string what = m.deleted         ? ""
+                     : !m.text.empty() ? "\u201c" + ellipsize(one_line(m.text), 30) + "\u201d"
+                     : !m.attachments.empty() ? "[file " + m.attachments[0].file_name + "]"
+                                              : "";
+  return "  " + ref_label(m.conversation, number_of(m.conversation, m.id)) +
+         (what.empty() ? "" : " " + what);
+}
+
 std::string ChatApp::render(const Message& m, bool tag_conversation) {
-  std::string out = screen_.paint("2", "#" + std::to_string(ref_of(m.conversation, m.id)) + " " +
-                                           app::format_clock(m.sort_ms ? m.sort_ms : m.sent_ms));
+  // In another conversation's line the number says where it is (Crew#5), so that it can be
+  // typed as it reads.
+  int number = number_of(m.conversation, m.id);
+  std::string label =
+      (tag_conversation ? short_title(m.conversation) : "") + "#" + std::to_string(number);
+  std::string out =
+      screen_.paint("2", label + " " + app::format_clock(m.sort_ms ? m.sort_ms : m.sent_ms));
   out += ' ';
   if (tag_conversation) out += screen_.paint("35", "[" + conversation_title(m.conversation) + "] ");
   if (m.kind == MessageKind::kNotice) return out + screen_.paint("33", "* " + one_line(m.text));
@@ -260,30 +369,24 @@ std::string ChatApp::render(const Message& m, bool tag_conversation) {
     out += screen_.paint("34", "[file " + (a.file_name.empty() ? "unnamed" : a.file_name) + ", " +
                                    app::format_size(a.size) + "]");
     if (!a.stored && !m.outgoing)
-      out += screen_.paint("2", " /get " + std::to_string(ref_of(m.conversation, m.id)) +
+      out += screen_.paint("2", " /get " + (tag_conversation ? label : std::to_string(number)) +
                                     (m.attachments.size() > 1 ? " " + std::to_string(i + 1) : ""));
   }
   if (m.edited_ms) out += screen_.paint("2", " (edited)");
   if (m.expires_ms) out += screen_.paint("2", " \u23f1");
-  if (m.outgoing) {
-    std::string ticks = app::status_ticks(m.status) + " " + app::status_word(m.status);
-    if (m.recipients > 1 && m.status >= MessageStatus::kDelivered &&
-        m.status <= MessageStatus::kRead)
-      ticks += " (" +
-               std::to_string(m.status == MessageStatus::kRead ? m.read_by : m.delivered_to) + "/" +
-               std::to_string(m.recipients) + ")";
-    out += "  " + screen_.paint(m.status == MessageStatus::kRead     ? "1;34"
-                                : m.status == MessageStatus::kFailed ? "1;31"
-                                                                     : "2",
-                                ticks);
-  }
+  if (m.outgoing) out += "  " + ticks(m);
   return out;
 }
 
 void ChatApp::show(const Message& m) {
-  screen_.print(render(m, m.conversation != current_));
-  last_line_id_ = m.id;
+  bool tagged = m.conversation != current_;
+  uint64_t line = screen_.print(render(m, tagged));
   shown_.insert({m.conversation, m.id});
+  lines_[{m.conversation, m.id}] = Shown{line, tagged, 0};
+  if (!tagged && current_empty_) {
+    current_empty_ = false;
+    update_footer();
+  }
 }
 
 void ChatApp::update_prompt() {
@@ -318,6 +421,9 @@ void ChatApp::update_prompt() {
 
 void ChatApp::update_footer() {
   std::vector<std::string> rows;
+  // Here rather than printed: it goes away when the first message comes.
+  if (current_ && current_empty_)
+    rows.push_back(screen_.paint("2", "(no messages yet: type one and press Enter)"));
   for (const auto& [id, t] : transfers_)
     rows.push_back(screen_.paint("2", t.label + " ") + progress_bar(t.done, t.total, 24) + " " +
                    app::format_size(t.done) + " of " + app::format_size(t.total));
@@ -339,7 +445,9 @@ void ChatApp::show_history(ConversationId c, uint32_t count) {
   auto page = client_->messages(c, "", count);
   if (!page.ok()) return error(page.error());
   if (page->messages.empty()) {
-    info(screen_.paint("2", "(no messages yet)"));
+    if (!screen_.interactive()) return info("(no messages yet)");
+    current_empty_ = c == current_;
+    update_footer();
     return;
   }
   for (auto it = page->messages.rbegin(); it != page->messages.rend(); ++it) show(*it);
@@ -356,6 +464,8 @@ void ChatApp::open_conversation(ConversationId c) {
   if (typing_sent_ && typing_conv_) (void)client_->set_typing(typing_conv_, false);
   typing_sent_ = false;
   current_ = c;
+  current_empty_ = false;
+  reply_hinted_.insert(c);  // they know how to get here
   info(screen_.paint("1", "\u2500\u2500 " + conversation_title(c) + " \u2500\u2500"));
   show_history(c, 20);
   (void)client_->watch_presence({c});
@@ -386,54 +496,54 @@ void ChatApp::on_message(const Message& m) {
     typing_[current_].erase(m.sender);
     update_footer();
     mark_read_upto(m.conversation, m.id);
-  } else if (!m.outgoing && screen_.interactive()) {
-    // A sender who is not a contact yet has no handle here, only an account id: its first
-    // digits are enough for /open.
-    std::string title = conversation_title(m.conversation);
-    if (title.size() == 32 && title.find_first_not_of("0123456789abcdef") == std::string::npos)
-      title = title.substr(0, 8);
-    screen_.print(screen_.paint("2", "  (/open " + title + " to reply)"));
+  } else if (!m.outgoing && m.kind != MessageKind::kNotice && screen_.interactive() &&
+             reply_hinted_.insert(m.conversation).second) {
+    // Once per conversation and run: after that the [tag] is reminder enough.
+    screen_.print(screen_.paint("2", "  (/open " + short_title(m.conversation) + " to reply)"));
   }
 }
 
 void ChatApp::on_message_status(ConversationId c, const std::string& id, MessageStatus s) {
   if (s != MessageStatus::kPending) sending_.erase({c, id});
-  if (c != current_) return;
+  // A message not printed yet (a file still being sent, say) shows its status when it is.
+  auto shown = lines_.find({c, id});
+  if (shown == lines_.end()) return;
   auto m = client_->message(c, id);
   if (!m.ok()) return;
-  std::string line = render(*m, false);
-  if (last_line_id_ == id && screen_.replace_last(line)) return;
-  // Older messages: a short line about the change rather than the whole message again.
-  screen_.print(screen_.paint("2", "  #" + std::to_string(ref_of(c, id)) + " \u201c" +
-                                       ellipsize(one_line(m->text), 30) + "\u201d ") +
-                screen_.paint(m->status == MessageStatus::kRead ? "1;34" : "2",
-                              app::status_ticks(m->status) + " " + app::status_word(m->status)));
-  last_line_id_.clear();
+  // Its own line, in place, in whichever conversation, while it is on the screen.
+  if (screen_.rewrite(shown->second.line, render(*m, shown->second.tagged))) return;
+  // Else one short line about it, itself rewritten as the status moves on. "sent" is not worth
+  // a line for a message out of sight; "delivered", "read" and "failed" are.
+  if (m->status == MessageStatus::kSent || m->status == MessageStatus::kPending) return;
+  std::string line = screen_.paint("2", mention(*m)) + " " + ticks(*m);
+  if (shown->second.status && screen_.rewrite(shown->second.status, line)) return;
+  shown->second.status = screen_.print(line);
 }
 
 void ChatApp::on_message_changed(const Message& m) {
+  auto shown = lines_.find({m.conversation, m.id});
+  if (shown != lines_.end() && screen_.rewrite(shown->second.line, render(m, shown->second.tagged)))
+    return;
   if (m.conversation != current_) return;
-  std::string line = render(m, false);
-  if (last_line_id_ == m.id && screen_.replace_last(line)) return;
   if (m.deleted) {
-    screen_.print(
-        screen_.paint("2", "  #" + std::to_string(ref_of(m.conversation, m.id)) + " was deleted"));
+    screen_.print(screen_.paint(
+        "2", "  #" + std::to_string(number_of(m.conversation, m.id)) + " was deleted"));
   } else if (m.edited_ms) {
     screen_.print(
-        screen_.paint("2", "  #" + std::to_string(ref_of(m.conversation, m.id)) + " edited: ") +
+        screen_.paint("2", "  #" + std::to_string(number_of(m.conversation, m.id)) + " edited: ") +
         one_line(m.text));
-  } else {
-    return;  // a countdown started or a group receipt: nothing worth a line
   }
-  last_line_id_.clear();
+  // Else a countdown started, a file was stored or a group receipt came: nothing worth a line.
 }
 
 void ChatApp::on_message_removed(ConversationId c, const std::string& id) {
+  auto shown = lines_.find({c, id});
+  if (shown == lines_.end()) return;
+  int number = number_of(c, id);
+  lines_.erase(shown);
+  shown_.erase({c, id});
   if (c != current_) return;
-  auto it = ref_index_.find({c, id});
-  if (it == ref_index_.end()) return;
-  screen_.print(screen_.paint("2", "  #" + std::to_string(it->second) + " disappeared"));
-  last_line_id_.clear();
+  screen_.print(screen_.paint("2", "  #" + std::to_string(number) + " disappeared"));
 }
 
 void ChatApp::on_conversation_changed(ConversationId c) {
@@ -546,7 +656,9 @@ const std::vector<ChatApp::Command>& ChatApp::commands() {
       {"search", "WORDS", "search every conversation (\"a phrase\", prefix*, -word)",
        &ChatApp::cmd_search},
       {"send", "FILE [CAPTION]", "send a file here, with a progress bar", &ChatApp::cmd_send},
-      {"get", "#N [I] [DIR]", "download a message's file and save it into DIR (default: here)",
+      {"get", "#N [I] [DIR]",
+       "download a message's file and save it into DIR (default: the folder sotto-chat "
+       "started in, or --downloads)",
        &ChatApp::cmd_get},
       {"cancel", "", "stop the transfer under way", &ChatApp::cmd_cancel},
       {"group",
@@ -616,7 +728,10 @@ void ChatApp::cmd_help(const std::string&) {
       info(std::string(30, ' ') + c.help);
     }
   }
-  info("Messages are numbered #N; /edit, /delete, /get and /info take that number.");
+  info(
+      "Messages are numbered #N in each conversation, the same in every run; /edit, /delete, "
+      "/get and /info take that number, or NAME#N for a message in another conversation "
+      "(@bob#5, Crew#2), as lines from there show it.");
 }
 
 void ChatApp::cmd_register(const std::string& a) {
@@ -693,6 +808,8 @@ void ChatApp::cmd_whoami(const std::string&) {
   const char* names[] = {"offline", "connecting", "syncing", "online", "logged out"};
   info(std::string("connection: ") + names[static_cast<int>(client_->connection_state())] +
        "  profile: " + client_->profile().directory().string());
+  info("/get saves into " +
+       (downloads_.empty() ? std::filesystem::current_path() : downloads_).string());
 }
 
 void ChatApp::cmd_devices(const std::string&) {
@@ -794,32 +911,8 @@ void ChatApp::cmd_open(const std::string& a) {
       return error("no conversation " + a + " in the last /chats list");
     return open_conversation(chat_list_[static_cast<size_t>(n - 1)]);
   }
-  auto list = client_->conversations();
-  if (!list.ok()) return error(list.error());
-  std::string want = a;
-  std::transform(want.begin(), want.end(), want.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  for (const auto& c : *list) {
-    std::string title = c.title;
-    std::transform(title.begin(), title.end(), title.begin(),
-                   [](unsigned char ch) { return std::tolower(ch); });
-    if (title == want || title == at_handle(want)) return open_conversation(c.id);
-  }
-  // Else a unique prefix (a group's first word, or the first digits of an unknown sender).
-  ConversationId match = 0;
-  int matches = 0;
-  for (const auto& c : *list) {
-    std::string title = c.title;
-    std::transform(title.begin(), title.end(), title.begin(),
-                   [](unsigned char ch) { return std::tolower(ch); });
-    if (title.rfind(want, 0) == 0 || title.rfind(at_handle(want), 0) == 0) {
-      match = c.id;
-      ++matches;
-    }
-  }
-  if (matches == 1) return open_conversation(match);
+  if (ConversationId c = find_conversation(a, a[0] == '@')) return open_conversation(c);
   if (a[0] == '@') return cmd_add(a);  // a new contact: look them up
-  error("no conversation called '" + a + "' (see /chats)");
 }
 
 void ChatApp::cmd_msg(const std::string& a) {
@@ -921,7 +1014,30 @@ void ChatApp::cmd_search(const std::string& a) {
   q.snippet_bytes = 100;
   auto page = client_->search(q);
   if (!page.ok()) return error(page.error());
-  if (page->hits.empty()) return info("nothing found for " + a);
+  // The SDK gives pages, not a count: the rest is counted by paging on, up to a bound.
+  constexpr size_t kCountUpTo = 1000;
+  size_t total = page->hits.size();
+  SearchQuery more = q;
+  more.limit = 200;
+  more.snippet_bytes = 32;
+  more.cursor = page->next_cursor;
+  while (!more.cursor.empty() && total <= kCountUpTo) {
+    auto next = client_->search(more);
+    if (!next.ok()) break;
+    total += next->hits.size();
+    more.cursor = next->next_cursor;
+  }
+  bool over = !more.cursor.empty();
+  std::string count = over         ? "more than " + std::to_string(kCountUpTo) + " messages"
+                      : total == 1 ? "1 message"
+                      : total == 0 ? "no messages"
+                                   : std::to_string(total) + " messages";
+  std::string header = "\u2500\u2500 search \u201c" + a + "\u201d: " + count;
+  if (total > page->hits.size())
+    header += ", the newest " + std::to_string(page->hits.size());
+  else if (total > 1)
+    header += ", newest first";
+  info(screen_.paint("1", header + " \u2500\u2500"));
   for (const auto& hit : page->hits) {
     std::string snippet;
     size_t pos = 0;
@@ -937,12 +1053,15 @@ void ChatApp::cmd_search(const std::string& a) {
     Message who;
     who.sender = hit.sender;
     who.outgoing = hit.sender == me_;
-    info(screen_.paint("2", "#" + std::to_string(ref_of(hit.conversation, hit.message_id)) + " " +
-                                app::format_time(hit.sort_ms, now_ms())) +
+    info(screen_.paint(
+             "2", ref_label(hit.conversation, number_of(hit.conversation, hit.message_id)) + " " +
+                      app::format_time(hit.sort_ms, now_ms())) +
          " " + screen_.paint("35", "[" + conversation_title(hit.conversation) + "] ") +
          sender_name(who) + ": " + one_line(snippet));
   }
-  if (!page->next_cursor.empty()) info(screen_.paint("2", "(more: narrow the search)"));
+  if (!page->next_cursor.empty())
+    info(screen_.paint("2", "(" + std::to_string(page->hits.size()) +
+                                " shown: add words, or -word to leave some out, to narrow it)"));
   if (!page->index_complete) notice("the search index is being rebuilt: some messages are missing");
 }
 
@@ -1006,7 +1125,7 @@ void ChatApp::cmd_get(const std::string& a) {
   std::string id;
   if (!resolve_ref(w[0], c, id)) return;
   uint32_t index = 0;
-  std::string dir = ".";
+  std::filesystem::path dir = downloads_.empty() ? std::filesystem::current_path() : downloads_;
   if (w.size() >= 2) {
     char* end = nullptr;
     long i = std::strtol(w[1].c_str(), &end, 10);
@@ -1016,6 +1135,10 @@ void ChatApp::cmd_get(const std::string& a) {
       dir = w[1];
   }
   if (w.size() >= 3) dir = w[2];
+  if (dir.string().size() > 1 && dir.string()[0] == '~')
+    if (const char* home = std::getenv("HOME")) dir = home + dir.string().substr(1);
+  std::error_code absolute_ec;
+  dir = std::filesystem::absolute(dir, absolute_ec).lexically_normal();
   auto m = client_->message(c, id);
   if (!m.ok()) return error(m.error());
   if (index >= m->attachments.size())
@@ -1023,7 +1146,8 @@ void ChatApp::cmd_get(const std::string& a) {
   uint64_t tid = next_transfer_++;
   start_transfer("\u2193 " + m->attachments[index].file_name, tid);
   std::string name = m->attachments[index].file_name;
-  background([this, c, id, index, dir, tid, name]() -> std::function<void()> {
+  uint64_t size = m->attachments[index].size;
+  background([this, c, id, index, dir, tid, name, size]() -> std::function<void()> {
     auto last = std::make_shared<uint64_t>(0);
     auto progress = [this, tid, last](uint64_t done, uint64_t total) {
       uint64_t now = now_ms();
@@ -1047,13 +1171,13 @@ void ChatApp::cmd_get(const std::string& a) {
       target = app::unused_path(dir, name);
       done = client_->save_attachment(c, id, index, target, progress, &cancel_);
     }
-    return [this, done, tid, target] {
+    return [this, done, tid, target, size] {
       finish_transfer(tid);
       if (!done.ok()) {
         if (done.code() == ErrorCode::kCancelled) return info("download cancelled");
         return error(done.error());
       }
-      info("saved " + target.string());
+      info("saved " + target.string() + screen_.paint("2", " (" + app::format_size(size) + ")"));
     };
   });
 }

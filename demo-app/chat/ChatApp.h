@@ -9,6 +9,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -32,6 +33,8 @@ class MainLoop {
   MainLoop& operator=(const MainLoop&) = delete;
   void post(std::function<void()> fn);
   int fd() const { return pipe_[0]; }
+  // The end to write a byte to from a signal handler (post() takes a lock; this does not).
+  int wake_fd() const { return pipe_[1]; }
   void run_pending();
 
  private:
@@ -50,6 +53,8 @@ class ChatApp {
   // Takes the client (created with an executor that posts to `loop`) and starts: connects when
   // the profile has an account, or says how to make one.
   void start(std::unique_ptr<Client> client);
+  // Where /get saves when no folder is given.
+  void set_downloads(const std::filesystem::path& dir) { downloads_ = dir; }
   void command(const std::string& line);
   void edited();  // the line being typed changed
   void tick();    // about every 250 ms, from the main loop
@@ -93,7 +98,22 @@ class ChatApp {
   std::string sender_name(const Message& m);
   std::string conversation_title(ConversationId c);
   std::string render(const Message& m, bool tag_conversation);
-  int ref_of(ConversationId c, const std::string& id);
+  // A message's number in its conversation: its place in the history, oldest first (#1), so
+  // the same after a restart. Messages that arrive during the run take the next numbers.
+  int number_of(ConversationId c, const std::string& id);
+  // How a message is named in commands: "#5" in the open conversation, "@bob#5" or "Crew#5"
+  // elsewhere.
+  std::string ref_label(ConversationId c, int number);
+  // A conversation's name as typed in "NAME#5": a handle, a group's first word, or the first
+  // digits of an account without a handle.
+  std::string short_title(ConversationId c);
+  // A conversation by name as /open takes it (title, @handle, unique prefix); 0 and an error
+  // printed when none or several match.
+  ConversationId find_conversation(const std::string& name, bool quiet = false);
+  // A short line about a message shown earlier: "  [@bob] #5 “hello…”" and what follows.
+  std::string mention(const Message& m);
+  // An outgoing message's ticks and status word, coloured: "✓✓ delivered (2/3)".
+  std::string ticks(const Message& m);
   void show(const Message& m);
   void update_prompt();
   void update_footer();
@@ -103,7 +123,7 @@ class ChatApp {
   void refresh_contacts();
   bool need_account();
   bool need_conversation();
-  // A message by its #ref (from any conversation shown so far).
+  // A message by its #N (the open conversation) or NAME#N (another one).
   bool resolve_ref(const std::string& token, ConversationId& c, std::string& id);
   // An account id from "@handle" among known contacts; "" when unknown.
   std::string account_of(const std::string& handle);
@@ -148,7 +168,13 @@ class ChatApp {
   std::unique_ptr<Client> client_;
   bool quit_ = false;
   uint64_t quit_deadline_ms_ = 0;
-  std::set<std::pair<ConversationId, std::string>> shown_;    // printed in this run
+  std::set<std::pair<ConversationId, std::string>> shown_;  // printed in this run
+  struct Shown {
+    uint64_t line = 0;    // Screen handle of the message's own line
+    bool tagged = false;  // printed with its conversation's name
+    uint64_t status = 0;  // the short line about its last change, if one was printed
+  };
+  std::map<std::pair<ConversationId, std::string>, Shown> lines_;
   std::set<std::pair<ConversationId, std::string>> sending_;  // sent, not yet at the relay
 
   // Main-thread state.
@@ -158,10 +184,16 @@ class ChatApp {
   bool state_shown_ = false;
   ConversationId current_ = 0;
   std::map<std::string, std::string> handles_;  // account -> handle (contacts, group members)
-  std::vector<std::pair<ConversationId, std::string>> refs_;  // #n -> message (n = index + 1)
-  std::map<std::pair<ConversationId, std::string>, int> ref_index_;
-  std::string last_line_id_;  // the message on the last printed line, for in-place ticks
-  std::vector<ConversationId> chat_list_;                             // what /chats numbered
+  struct Numbers {
+    bool loaded = false;
+    std::vector<std::string> ids;       // #n -> ids[n - 1]
+    std::map<std::string, int> number;  // id -> n
+  };
+  std::map<ConversationId, Numbers> numbers_;
+  bool current_empty_ = false;             // the open conversation has no messages yet
+  std::set<ConversationId> reply_hinted_;  // "(/open X to reply)" shown once per conversation
+  std::filesystem::path downloads_;        // /get's folder when none is given
+  std::vector<ConversationId> chat_list_;  // what /chats numbered
   std::map<ConversationId, std::map<std::string, uint64_t>> typing_;  // conv -> account -> until
   struct Presence {
     bool online = false;

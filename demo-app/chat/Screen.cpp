@@ -4,8 +4,10 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cwchar>
+#include <iterator>
 
 namespace sotto::chat {
 namespace {
@@ -149,6 +151,24 @@ int Screen::columns() const {
   return 80;
 }
 
+int Screen::rows() const {
+  winsize ws{};
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0) return ws.ws_row;
+  return 24;
+}
+
+// Rows a printed line takes once the terminal wrapped it ("\n" starts a row of its own).
+size_t Screen::rows_of(const std::string& line, size_t cols) const {
+  size_t rows = 0, begin = 0;
+  for (;;) {
+    size_t nl = line.find('\n', begin);
+    size_t w = display_width(line.substr(begin, nl == std::string::npos ? nl : nl - begin));
+    rows += w == 0 ? 1 : (w + cols - 1) / cols;
+    if (nl == std::string::npos) return rows;
+    begin = nl + 1;
+  }
+}
+
 void Screen::write_out(const std::string& s) {
   size_t off = 0;
   while (off < s.size()) {
@@ -173,11 +193,15 @@ void Screen::clear_drawn(std::string& out) {
 
 void Screen::draw(std::string& out) {
   size_t cols = static_cast<size_t>(columns());
+  drawn_widths_.clear();
   for (const auto& row : footer_) {
-    out += fit(row, cols - 1);
+    std::string fitted = fit(row, cols - 1);
+    drawn_widths_.push_back(display_width(fitted));
+    out += fitted;
     out += "\r\n";
   }
   drawn_footer_ = footer_.size();
+  footer_max_ = std::max(footer_max_, drawn_footer_);
   // The prompt row never wraps: when the line is longer than the room left, show the part
   // around the cursor.
   std::string prompt = fit(prompt_, cols / 2);
@@ -203,6 +227,8 @@ void Screen::draw(std::string& out) {
   out += "\r";
   size_t col = display_width(prompt) + cursor_col;
   if (col > 0) out += "\x1b[" + std::to_string(col) + "C";
+  drawn_widths_.push_back(display_width(prompt) + shown);
+  drawn_cursor_col_ = col;
   drawn_ = true;
 }
 
@@ -214,28 +240,86 @@ void Screen::redraw() {
   write_out(out);
 }
 
-void Screen::print(const std::string& line) {
+void Screen::resized() {
+  if (!interactive_) return;
+  // Lines printed for the old width may have been rewrapped: rewrite() no longer knows where
+  // they are.
+  printed_.clear();
+  size_t cols = static_cast<size_t>(columns());
+  std::string out;
+  if (drawn_ && !drawn_widths_.empty()) {
+    // A terminal that rewraps on a resize (most do) has moved the cursor to the row of the
+    // prompt's rewrapped line where its column fell; the footer rows above may have grown too.
+    size_t up = drawn_cursor_col_ / cols;
+    for (size_t i = 0; i + 1 < drawn_widths_.size(); ++i)
+      up += drawn_widths_[i] == 0 ? 1 : (drawn_widths_[i] + cols - 1) / cols;
+    out += "\r";
+    if (up > 0) out += "\x1b[" + std::to_string(up) + "A";
+    out += "\x1b[J";
+  }
+  drawn_ = false;
+  drawn_footer_ = 0;
+  draw(out);
+  write_out(out);
+}
+
+uint64_t Screen::print(const std::string& line) {
   if (!interactive_) {
     write_out(line + "\n");
-    return;
+    return 0;
   }
   std::string out;
   clear_drawn(out);
   out += line;
   out += "\x1b[0m\r\n";
-  last_line_one_row_ = display_width(line) < static_cast<size_t>(columns());
+  uint64_t handle = next_handle_++;
+  printed_.push_back({handle, rows_of(line, static_cast<size_t>(columns()))});
+  if (printed_.size() > 1000) printed_.pop_front();  // far off the screen by then
   draw(out);
   write_out(out);
+  return handle;
 }
 
-bool Screen::replace_last(const std::string& line) {
-  if (!interactive_ || !last_line_one_row_ || display_width(line) >= static_cast<size_t>(columns()))
-    return false;
+bool Screen::rewrite(uint64_t handle, const std::string& line) {
+  if (!interactive_ || handle == 0 || line.find('\n') != std::string::npos) return false;
+  size_t below = 0;  // rows printed after the line
+  auto it = printed_.end();
+  for (auto r = printed_.rbegin(); r != printed_.rend(); ++r) {
+    if (r->handle == handle) {
+      it = std::prev(r.base());
+      break;
+    }
+    below += r->rows;
+  }
+  if (it == printed_.end()) return false;
+  size_t cols = static_cast<size_t>(columns());
+  size_t height = static_cast<size_t>(rows());
+  size_t new_rows = rows_of(line, cols);
+  bool last = std::next(it) == printed_.end();
+  // The rows above the footer and the prompt that are surely still on the screen: the footer
+  // may have been taller once, and scrolled the screen by as much.
+  size_t room = height > footer_max_ + 1 ? height - footer_max_ - 1 : 0;
+  if (below + it->rows > room || new_rows > room) return false;
+  // An earlier line can only be overwritten row for row: the lines below it stay where they
+  // are.
+  if (!last && new_rows != it->rows) return false;
   std::string out;
   clear_drawn(out);
-  out += "\x1b[1A\r\x1b[K";
-  out += line;
-  out += "\x1b[0m\r\n";
+  out += "\x1b[" + std::to_string(below + it->rows) + "A\r";
+  if (last) {
+    out += "\x1b[J";
+    out += line;
+    out += "\x1b[0m\r\n";
+    it->rows = new_rows;
+  } else {
+    for (size_t r = 0; r < it->rows; ++r) {
+      out += "\x1b[2K";
+      if (r + 1 < it->rows) out += "\x1b[1B";
+    }
+    if (it->rows > 1) out += "\x1b[" + std::to_string(it->rows - 1) + "A";
+    out += line;
+    out += "\x1b[0m\r\x1b[" + std::to_string(below + 1) + "B";
+  }
   draw(out);
   write_out(out);
   return true;
@@ -441,7 +525,7 @@ void Screen::key_char(char32_t c) {
       write_out("\x1b[H\x1b[2J");
       drawn_ = false;
       drawn_footer_ = 0;
-      last_line_one_row_ = false;
+      printed_.clear();
       redraw();
       return;
     }

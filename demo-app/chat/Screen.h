@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <deque>
 #include <functional>
 #include <string>
 #include <vector>
@@ -35,16 +37,22 @@ class Screen {
   std::function<void()> on_eof;
   std::function<void()> on_edit;
 
-  // Prints a line above the footer and the prompt.
-  void print(const std::string& line);
-  // Rewrites the last printed line when it is still right above the footer and fits one row;
-  // false (nothing written) otherwise.
-  bool replace_last(const std::string& line);
+  // Prints a line above the footer and the prompt. Returns a handle for rewrite() (0 without
+  // a terminal, where nothing can be rewritten).
+  uint64_t print(const std::string& line);
+  // Rewrites a printed line in place (a message whose ticks moved on) when it is still on the
+  // screen: the last line whatever its rows, an earlier one when the new text takes as many
+  // rows as the old. False (nothing written) otherwise, and always after a resize or Ctrl-L,
+  // which move lines where this cannot follow them.
+  bool rewrite(uint64_t handle, const std::string& line);
   void set_prompt(const std::string& prompt);
   void set_footer(std::vector<std::string> rows);
   const std::string& line() const { return line_utf8_; }
   // Redraws after something else wrote to the terminal (or on Ctrl-L).
   void redraw();
+  // The terminal changed size (SIGWINCH): the footer and the prompt row, drawn for the old
+  // width and maybe rewrapped by the terminal, are cleared and drawn again for the new one.
+  void resized();
 
   // Wraps `text` in an ANSI SGR sequence when colour is on ("1;32", "2", ...).
   std::string paint(const std::string& sgr, const std::string& text) const;
@@ -58,6 +66,8 @@ class Screen {
   void edited();
   void write_out(const std::string& s);
   int columns() const;
+  int rows() const;
+  size_t rows_of(const std::string& line, size_t cols) const;
 
   bool interactive_;
   bool color_;
@@ -72,7 +82,19 @@ class Screen {
   std::vector<std::string> footer_;
   size_t drawn_footer_ = 0;  // footer rows on screen now
   bool drawn_ = false;       // prompt row on screen now
-  bool last_line_one_row_ = false;
+  // What is on the screen above the footer, for rewrite(): the last lines printed, oldest
+  // first, with the rows each takes.
+  struct Printed {
+    uint64_t handle;
+    size_t rows;
+  };
+  std::deque<Printed> printed_;
+  uint64_t next_handle_ = 1;
+  size_t footer_max_ = 0;  // the most footer rows drawn: how far the screen may have scrolled
+  // The footer rows' and prompt row's widths and the cursor's column as last drawn, and the
+  // width they were drawn for: what a resize has to clear.
+  std::vector<size_t> drawn_widths_;
+  size_t drawn_cursor_col_ = 0;
   std::string pending_;        // an incomplete escape sequence or UTF-8 character
   std::string plain_pending_;  // non-interactive: a partial line
   std::vector<std::string> history_;

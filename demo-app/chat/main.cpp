@@ -29,6 +29,8 @@ constexpr const char* kUsage =
     "  -k, --key-file FILE     open the profile with the 32-byte key in FILE (64 hex digits)\n"
     "                          instead of asking for a passphrase (for scripts)\n"
     "  -n, --device-name NAME  this device's name in the account's device list\n"
+    "  -d, --downloads DIR     where /get saves files; default: the folder sotto-chat\n"
+    "                          started in (~/Downloads when that is inside the profile)\n"
     "      --dangerously-allow-plaintext-relay\n"
     "                          for development: accept a plain ws:// relay on another\n"
     "                          machine (only localhost is accepted without TLS otherwise)\n"
@@ -44,6 +46,7 @@ struct Args {
   std::string relay;
   std::filesystem::path key_file;
   std::string device_name;
+  std::filesystem::path downloads;
   bool color = true;
   bool allow_plaintext_relay = false;
 };
@@ -84,6 +87,34 @@ std::string read_secret(const char* prompt, bool& ok) {
   ::close(fd);
   ok = got_end;
   return line;
+}
+
+// SIGWINCH: noted here, and the main loop woken through its pipe to redraw.
+volatile std::sig_atomic_t g_resized = 0;
+int g_wake_fd = -1;
+
+void on_sigwinch(int) {
+  g_resized = 1;
+  char b = 1;
+  [[maybe_unused]] ssize_t n = ::write(g_wake_fd, &b, 1);
+}
+
+// Where /get saves by default: --downloads, else the working directory, unless that is inside
+// the profile (which keeps files only encrypted, and refuses plaintext copies): then the
+// user's downloads folder.
+std::filesystem::path downloads_dir(const Args& args) {
+  std::error_code ec;
+  if (!args.downloads.empty())
+    return std::filesystem::absolute(args.downloads, ec).lexically_normal();
+  auto cwd = std::filesystem::current_path(ec);
+  auto profile = std::filesystem::weakly_canonical(args.profile, ec);
+  auto rel = std::filesystem::weakly_canonical(cwd, ec).lexically_relative(profile);
+  bool inside = !rel.empty() && *rel.begin() != "..";
+  if (!inside && !cwd.empty()) return cwd;
+  if (const char* xdg = std::getenv("XDG_DOWNLOAD_DIR"); xdg && *xdg) return xdg;
+  if (const char* home = std::getenv("HOME"); home && *home)
+    return std::filesystem::path(home) / "Downloads";
+  return "/tmp";
 }
 
 void wipe(std::string& s) {
@@ -127,6 +158,9 @@ int main(int argc, char** argv) {
     } else if (a == "-n" || a == "--device-name") {
       if (!value(v)) return usage_error(a + " needs a name");
       args.device_name = v;
+    } else if (a == "-d" || a == "--downloads") {
+      if (!value(v)) return usage_error(a + " needs a directory");
+      args.downloads = v;
     } else if (a == "--no-color") {
       args.color = false;
     } else if (a == "--dangerously-allow-plaintext-relay") {
@@ -205,6 +239,7 @@ int main(int argc, char** argv) {
   sotto::chat::MainLoop loop;
   sotto::chat::Screen screen(interactive, args.color && isatty(STDOUT_FILENO));
   sotto::chat::ChatApp app(screen, loop);
+  app.set_downloads(downloads_dir(args));
 
   sotto::ClientOptions options;
   options.relay_url = args.relay;
@@ -253,6 +288,14 @@ int main(int argc, char** argv) {
   screen.on_edit = [&] { app.edited(); };
   screen.on_eof = [&] { app.end_of_input(); };
   std::signal(SIGPIPE, SIG_IGN);
+  if (interactive) {
+    g_wake_fd = loop.wake_fd();
+    struct sigaction sa {};
+    sa.sa_handler = on_sigwinch;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGWINCH, &sa, nullptr);
+  }
 
   app.start(std::move(*client));
   bool input_open = true;
@@ -261,6 +304,10 @@ int main(int argc, char** argv) {
     int n = ::poll(fds, input_open ? 2 : 1, 250);
     if (n < 0 && errno != EINTR) break;
     loop.run_pending();
+    if (g_resized) {
+      g_resized = 0;
+      screen.resized();
+    }
     if (input_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
       char buf[4096];
       ssize_t got = ::read(STDIN_FILENO, buf, sizeof buf);
