@@ -186,7 +186,9 @@ TEST(Identity, AVerifiedNumberHoldsForThatNumberOnly) {
   TestClient alice(relay, "alice"), bob(relay, "bob");
   alice.register_account();
   bob.register_account();
-  alice.conversation_with(bob);
+  ConversationId ab = alice.conversation_with(bob);
+  ASSERT_TRUE(alice->send_text(ab, "first").ok());  // a session: bob's key is alice's now
+  ASSERT_TRUE(eventually([&] { return bob.events().texts().size() == 1; }));
   const std::string b = bob.info().account;
   EXPECT_FALSE(alice->verified(b).value());
   ASSERT_TRUE(alice->set_verified(b, true).ok());
