@@ -2,6 +2,7 @@
 
 #include <QSettings>
 #include <QStackedWidget>
+#include <algorithm>
 
 #include "Backend.h"
 #include "ChatWindow.h"
@@ -14,11 +15,12 @@ AppWindow::AppWindow(const QDir& data_dir, const QString& relay_url, QWidget* pa
   data_dir_.mkpath(".");
   setWindowTitle("sotto");
   resize(1120, 720);
-  setMinimumSize(860, 560);
   stack_ = new QStackedWidget;
   setCentralWidget(stack_);
   welcome_ = new WelcomePage(backend_, data_dir_, relay_url);
   stack_->addWidget(welcome_);
+  // Never shorter than the first-run card (its height follows the font and the wrapping).
+  setMinimumSize(860, std::max(560, welcome_->heightForWidth(860)));
   connect(welcome_, &WelcomePage::finished, this, &AppWindow::show_chat);
 }
 

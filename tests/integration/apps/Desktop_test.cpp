@@ -38,6 +38,23 @@ class DesktopTest : public QObject {
     relay_.reset();
   }
 
+  void first_screen_shows_the_whole_button() {
+    // The card is as tall as its word-wrapped text needs at its own width, at any window size
+    // the window allows: the button at its bottom is never cut off.
+    auto* open = child<QPushButton>(alice_.get(), "openButton");
+    for (QSize size : {QSize(1120, 720), alice_->minimumSize()}) {
+      alice_->resize(size);
+      QTRY_COMPARE(alice_->size(), size);
+      QTest::qWait(20);  // the layouts run
+      QCOMPARE(open->text(), QString("Create profile"));
+      QVERIFY(open->sizeHint().width() > QFontMetrics(open->font()).horizontalAdvance(open->text()));
+      QVERIFY(open->width() >= open->sizeHint().width());
+      QVERIFY(open->height() >= open->sizeHint().height());
+      QCOMPARE(open->visibleRegion(), QRegion(open->rect()));
+    }
+    alice_->resize(1120, 720);
+  }
+
   void first_run_creates_profile_and_account() {
     QString why;
     QVERIFY2(create_account(*alice_, "alice", &why), qPrintable(why));
