@@ -20,6 +20,7 @@
 #include <QMouseEvent>
 #include <QPointer>
 #include <QPushButton>
+#include <QResizeEvent>
 #include <QScrollBar>
 #include <QStackedWidget>
 #include <QStandardPaths>
@@ -954,6 +955,23 @@ void ChatWindow::load_images(int first, int last) {
 }
 
 bool ChatWindow::eventFilter(QObject* watched, QEvent* event) {
+  if (watched == message_list_->viewport() && event->type() == QEvent::Resize) {
+    // A row's height depends on the width (the text wraps), but a list view flowing top to
+    // bottom lays its rows out again only when its height changes: when search (or the window)
+    // changes the width, rows kept their old heights, leaving gaps between the bubbles or
+    // letting them overlap. Lay them out once the resize is done, still at the bottom if the
+    // chat was.
+    auto* resize = static_cast<QResizeEvent*>(event);
+    if (resize->size().width() != resize->oldSize().width() && !relayout_pending_) {
+      relayout_pending_ = true;
+      bool bottom = near_bottom();
+      QTimer::singleShot(0, message_list_, [this, bottom] {
+        relayout_pending_ = false;
+        message_list_->doItemsLayout();
+        if (bottom) message_list_->scrollToBottom();
+      });
+    }
+  }
   if (watched == message_list_->viewport() && event->type() == QEvent::MouseButtonRelease) {
     auto* me = static_cast<QMouseEvent*>(event);
     QModelIndex index = message_list_->indexAt(me->position().toPoint());

@@ -59,7 +59,8 @@ class ChatWindow : public QWidget {
   void save_attachment(int row, int attachment, const QString& destination, bool open_after);
 
  protected:
-  bool eventFilter(QObject* watched, QEvent* event) override;  // clicks on attachments
+  // Clicks on attachments, and the message list's width changes.
+  bool eventFilter(QObject* watched, QEvent* event) override;
 
  private:
   QWidget* build_sidebar();
@@ -90,6 +91,7 @@ class ChatWindow : public QWidget {
   QHash<ConversationId, QHash<QString, qint64>> typing_;  // conversation -> account -> until
   std::vector<ConversationId> watched_;
   bool loading_older_ = false;
+  bool relayout_pending_ = false;  // the message list is laid out again after a width change
   bool typing_sent_ = false;
   qint64 typing_sent_at_ = 0;
   std::optional<GroupInfo> group_;

@@ -10,6 +10,7 @@
 #include <QTest>
 #include <memory>
 
+#include "Delegates.h"
 #include "DesktopDriver.h"
 #include "Dialogs.h"
 #include "RelayProcess.h"
@@ -98,6 +99,36 @@ class DesktopTest : public QObject {
     QTRY_COMPARE_WITH_TIMEOUT(status_of(*bob_, "Hi Alice!"), MessageStatus::kRead, 20000);
   }
 
+  void long_text_wraps_between_words() {
+    // Lines break after a space; only a word longer than a line is broken inside.
+    QString words =
+        "Wrapping should happen between words and never in the middle of one, however the "
+        "sentence falls across the lines of the bubble";
+    QString long_word = QString("0123456789").repeated(15);
+    QString text = words + " " + long_word + " and the end";
+    QVERIFY(send(*alice_, text));
+    auto* view = child<QListView>(alice_.get(), "messageList");
+    auto* delegate = qobject_cast<desktop::MessageDelegate*>(view->itemDelegate());
+    QVERIFY(delegate);
+    auto* model = alice_->chat()->message_model();
+    QStringList lines = delegate->text_lines(model->index(row_with_text(model, text)));
+    QVERIFY2(lines.size() >= 4, qPrintable(lines.join('|')));
+    QCOMPARE(lines.join(""), text);
+    int long_from = static_cast<int>(text.indexOf(long_word));
+    int long_to = long_from + static_cast<int>(long_word.size());
+    int end = 0;
+    QFontMetrics fm(view->font());
+    for (int i = 0; i < lines.size(); ++i) {
+      end += static_cast<int>(lines[i].size());
+      bool inside_long_word = end > long_from && end < long_to;
+      if (i + 1 < lines.size())
+        QVERIFY2(lines[i].endsWith(' ') || inside_long_word, qPrintable(lines.join('|')));
+      // No line runs out of the bubble: the long word is broken.
+      QVERIFY2(fm.horizontalAdvance(lines[i].trimmed()) <= view->viewport()->width() * 0.68,
+               qPrintable(lines[i]));
+    }
+  }
+
   void search_finds_the_message_and_jumps_to_it() {
     QVERIFY(send(*bob_, "Let us meet at the harbour on Friday"));
     for (int i = 0; i < 60; ++i) QVERIFY(send(*bob_, QString("filler message number %1").arg(i)));
@@ -122,6 +153,37 @@ class DesktopTest : public QObject {
     auto* view = child<QListView>(alice_.get(), "messageList");
     QVERIFY(view->viewport()->rect().intersects(view->visualRect(model->index(model->row_of(id)))));
     QTest::mouseClick(button, Qt::LeftButton);
+  }
+
+  void the_chat_lays_its_bubbles_out_again_when_search_opens_and_closes() {
+    // Search takes room from the chat, and gives it back: every row must be as tall as its
+    // bubble at the width the chat has now, or bubbles overlap, or gaps stay between them.
+    auto* view = child<QListView>(alice_.get(), "messageList");
+    auto* delegate = qobject_cast<desktop::MessageDelegate*>(view->itemDelegate());
+    auto* model = alice_->chat()->message_model();
+    auto* panel = child<QWidget>(alice_.get(), "searchPanel");
+    auto rows_fit = [&] {
+      for (int i = 0; i < model->rowCount(); ++i) {
+        QModelIndex index = model->index(i);
+        if (view->visualRect(index).height() != delegate->sizeHint({}, index).height())
+          return false;
+        if (i > 0 &&
+            view->visualRect(index).top() != view->visualRect(model->index(i - 1)).bottom() + 1)
+          return false;
+      }
+      return true;
+    };
+    QVERIFY(!panel->isVisible());
+    // The jump's highlight ends with a repaint that lays the rows out again: not that.
+    QTRY_VERIFY_WITH_TIMEOUT(model->highlight().isEmpty(), 10000);
+    QCoreApplication::sendPostedEvents(nullptr, QEvent::LayoutRequest);  // closed just before
+    int wide = view->viewport()->width();
+    alice_->chat()->set_search_visible(true);
+    QTRY_VERIFY(view->viewport()->width() < wide);
+    QTRY_VERIFY_WITH_TIMEOUT(rows_fit(), 2000);
+    alice_->chat()->set_search_visible(false);
+    QTRY_COMPARE(view->viewport()->width(), wide);
+    QTRY_VERIFY_WITH_TIMEOUT(rows_fit(), 2000);
   }
 
   void group_made_in_its_dialog_reaches_the_member() {
