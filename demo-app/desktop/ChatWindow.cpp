@@ -996,25 +996,8 @@ void ChatWindow::message_menu(const QPoint& pos) {
     menu->addAction(tr("Copy text"), this,
                     [m] { QApplication::clipboard()->setText(QString::fromStdString(m.text)); });
   if (m.outgoing) {
-    menu->addAction(tr("Message info"), this, [this, m, conv] {
-      backend_->local(
-          this, [conv, id = m.id](Client& c) { return c.receipts(conv, id); },
-          [this](Result<std::vector<Receipt>> r) {
-            if (!r.ok()) return;
-            QStringList lines;
-            for (const auto& rc : *r)
-              lines << tr("%1: %2 %3")
-                           .arg(names_.value(QString::fromStdString(rc.account),
-                                             QString::fromStdString(rc.account.substr(0, 8))))
-                           .arg(QString::fromStdString(app::status_word(rc.status)))
-                           .arg(QString::fromStdString(app::format_time(rc.at_ms, app::now_ms())));
-            auto* box = new QMessageBox(QMessageBox::Information, tr("Message info"),
-                                        lines.isEmpty() ? tr("No receipts yet.") : lines.join("\n"),
-                                        QMessageBox::Close, this);
-            box->setAttribute(Qt::WA_DeleteOnClose);
-            box->open();
-          });
-    });
+    menu->addAction(theme::icon(theme::Icon::kInfo), tr("Message info"), this,
+                    [this, id = m.id] { show_message_info(QString::fromStdString(id)); });
     if (!m.deleted && !m.text.empty()) {
       menu->addAction(theme::icon(theme::Icon::kEdit), tr("Edit"), this, [this, m, conv] {
         auto* dlg = new QInputDialog(this);
@@ -1165,6 +1148,12 @@ void ChatWindow::show_new_group() {
     refresh_conversations();
     open_conversation(c);
   });
+  d->open();
+}
+
+void ChatWindow::show_message_info(const QString& message_id) {
+  auto* d = new MessageInfoDialog(backend_, current(), message_id, this);
+  d->setAttribute(Qt::WA_DeleteOnClose);
   d->open();
 }
 

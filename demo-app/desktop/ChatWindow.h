@@ -45,6 +45,8 @@ class ChatWindow : public QWidget {
   void show_settings();
   void show_new_group();
   void show_info();
+  // Sent time, status and each recipient's receipt of an outgoing message of this chat.
+  void show_message_info(const QString& message_id);
   void show_safety_number(const QString& account, const QString& handle);
   void set_search_visible(bool visible);
   void run_search(const QString& text);

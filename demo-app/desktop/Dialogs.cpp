@@ -2,16 +2,21 @@
 
 #include <QCheckBox>
 #include <QComboBox>
+#include <QDateTime>
 #include <QDialogButtonBox>
 #include <QFormLayout>
 #include <QGridLayout>
+#include <QHeaderView>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
+#include <QLocale>
 #include <QListWidget>
 #include <QPushButton>
 #include <QSettings>
+#include <QSet>
 #include <QTabWidget>
+#include <QTreeWidget>
 #include <QVBoxLayout>
 
 #include "AppSupport.h"
@@ -84,6 +89,143 @@ SafetyNumberDialog::SafetyNumberDialog(const QString& handle, const QString& dig
   connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
   l->addWidget(buttons);
   setMinimumWidth(520);
+}
+
+// ---- message info --------------------------------------------------------------------------
+
+namespace {
+
+QString full_time(uint64_t ms) {
+  return QLocale().toString(QDateTime::fromMSecsSinceEpoch(static_cast<qint64>(ms)),
+                            QLocale::LongFormat);
+}
+
+QString status_text(MessageStatus s) {
+  QString w = QString::fromStdString(app::status_word(s));
+  return w.isEmpty() ? w : w.left(1).toUpper() + w.mid(1);
+}
+
+}  // namespace
+
+MessageInfoDialog::MessageInfoDialog(Backend* backend, ConversationId conversation,
+                                     const QString& message_id, QWidget* parent)
+    : QDialog(parent), backend_(backend), conversation_(conversation), message_id_(message_id) {
+  setObjectName("messageInfoDialog");
+  setWindowTitle(tr("Message info"));
+  setMinimumSize(460, 360);
+  auto* l = new QVBoxLayout(this);
+  l->setContentsMargins(24, 20, 24, 16);
+  l->setSpacing(10);
+  text_ = new QLabel;
+  text_->setObjectName("messageInfoText");
+  text_->setWordWrap(true);
+  text_->setTextFormat(Qt::PlainText);
+  text_->setStyleSheet("background: #dbeafe; border-radius: 10px; padding: 10px 12px;");
+  l->addWidget(text_);
+  auto* form = new QFormLayout;
+  form->setHorizontalSpacing(16);
+  sent_ = new QLabel;
+  sent_->setObjectName("messageInfoSent");
+  status_ = new QLabel;
+  status_->setObjectName("messageInfoStatus");
+  form->addRow(tr("Sent"), sent_);
+  form->addRow(tr("Status"), status_);
+  l->addLayout(form);
+  l->addWidget(heading(tr("Recipients")));
+  receipts_ = new QTreeWidget;
+  receipts_->setObjectName("receiptList");
+  receipts_->setRootIsDecorated(false);
+  receipts_->setHeaderLabels({tr("Name"), tr("Status"), tr("Time")});
+  receipts_->setIconSize(QSize(24, 24));
+  receipts_->header()->setStretchLastSection(true);
+  l->addWidget(receipts_, 1);
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Close);
+  connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
+  l->addWidget(buttons);
+  connect(backend_, &Backend::message_status, this,
+          [this](ConversationId c, const QString& id, MessageStatus) {
+            if (c == conversation_ && id == message_id_) reload();
+          });
+  reload();
+}
+
+void MessageInfoDialog::reload() {
+  struct Info {
+    Result<Message> message = make_error(ErrorCode::kNotFound, "");
+    Result<std::vector<Receipt>> receipts = make_error(ErrorCode::kNotFound, "");
+    Result<Conversation> conversation = make_error(ErrorCode::kNotFound, "");
+    std::optional<GroupInfo> group;
+    std::vector<Contact> contacts;
+  };
+  backend_->local(
+      this,
+      [conv = conversation_, id = message_id_.toStdString()](Client& c) {
+        Info info;
+        info.message = c.message(conv, id);
+        info.receipts = c.receipts(conv, id);
+        info.conversation = c.conversation(conv);
+        if (info.conversation.ok() && info.conversation->kind == ConversationKind::kGroup)
+          if (auto g = c.group(conv); g.ok()) info.group = *g;
+        if (auto list = c.contacts(); list.ok()) info.contacts = *list;
+        return info;
+      },
+      [this](Info info) {
+        if (!info.message.ok()) {
+          status_->setText(QString::fromStdString(info.message.error().message));
+          return;
+        }
+        const Message& m = *info.message;
+        text_->setText(m.deleted ? tr("This message was deleted")
+                       : !m.text.empty() ? QString::fromStdString(m.text)
+                       : !m.attachments.empty()
+                           ? QString::fromStdString(m.attachments[0].file_name)
+                           : QString());
+        sent_->setText(full_time(m.sent_ms));
+        status_->setText(status_text(m.status));
+        // Accounts by handle: contacts, the group's members, a direct chat's peer.
+        QHash<QString, QString> names;
+        for (const auto& c : info.contacts)
+          names[QString::fromStdString(c.account)] = QString::fromStdString(app::at_handle(c.handle));
+        std::vector<std::string> expected;  // who it went to
+        if (info.group) {
+          for (const auto& member : info.group->members) {
+            QString acc = QString::fromStdString(member.account);
+            if (!member.handle.empty())
+              names[acc] = QString::fromStdString(app::at_handle(member.handle));
+            if (acc != backend_->account()) expected.push_back(member.account);
+          }
+        } else if (info.conversation.ok()) {
+          expected.push_back(info.conversation->peer);
+          if (!names.contains(QString::fromStdString(info.conversation->peer)))
+            names[QString::fromStdString(info.conversation->peer)] =
+                QString::fromStdString(info.conversation->title);
+        }
+        auto name_of = [&](const std::string& account) {
+          QString acc = QString::fromStdString(account);
+          return names.value(acc, acc.left(8));
+        };
+        receipts_->clear();
+        QSet<QString> answered;
+        auto add = [&](const std::string& account, const QString& status, const QString& when) {
+          QString n = name_of(account);
+          auto* item = new QTreeWidgetItem({n, status, when});
+          item->setIcon(0, theme::avatar(n, QString::fromStdString(account), 24));
+          item->setData(0, Qt::UserRole, QString::fromStdString(account));
+          receipts_->addTopLevelItem(item);
+        };
+        if (info.receipts.ok())
+          for (const auto& r : *info.receipts) {
+            answered.insert(QString::fromStdString(r.account));
+            add(r.account, status_text(r.status), full_time(r.at_ms));
+          }
+        // Those with no receipt yet, as far as the count of recipients says there are any.
+        if (!info.receipts.ok() || info.receipts->size() < m.recipients)
+          for (const auto& account : expected)
+            if (!answered.contains(QString::fromStdString(account)))
+              add(account, tr("Not delivered yet"), QString());
+        receipts_->resizeColumnToContents(0);
+        receipts_->resizeColumnToContents(1);
+      });
 }
 
 // ---- settings ------------------------------------------------------------------------------

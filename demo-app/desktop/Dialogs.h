@@ -1,5 +1,6 @@
-// The app's dialogs: safety number, settings (account, privacy, devices), a new group, and a
-// conversation's details (group members, name, disappearing messages). All are non-blocking
+// The app's dialogs: safety number, a message's details (receipts), settings (account,
+// privacy, devices), a new group, and a conversation's details (group members, name,
+// disappearing messages). All are non-blocking
 // (open(), never exec()), and every call that reaches the relay runs through the Backend.
 //
 // Thread rule: GUI thread.
@@ -17,6 +18,7 @@ class QLineEdit;
 class QListWidget;
 class QPushButton;
 class QSettings;
+class QTreeWidget;
 
 namespace sotto::desktop {
 
@@ -27,6 +29,26 @@ class SafetyNumberDialog : public QDialog {
 
  public:
   SafetyNumberDialog(const QString& handle, const QString& digits, QWidget* parent);
+};
+
+// An outgoing message's details: its text, when it was sent, its status, and every recipient
+// by name with their receipt (delivered or read, and when). Follows receipts as they arrive.
+class MessageInfoDialog : public QDialog {
+  Q_OBJECT
+
+ public:
+  MessageInfoDialog(Backend* backend, ConversationId conversation, const QString& message_id,
+                    QWidget* parent);
+  void reload();
+
+ private:
+  Backend* backend_;
+  ConversationId conversation_;
+  QString message_id_;
+  QLabel* text_;
+  QLabel* sent_;
+  QLabel* status_;
+  QTreeWidget* receipts_;
 };
 
 class SettingsDialog : public QDialog {

@@ -8,6 +8,7 @@
 #include <QListWidget>
 #include <QTemporaryDir>
 #include <QTest>
+#include <QTreeWidget>
 #include <memory>
 
 #include "Delegates.h"
@@ -85,6 +86,9 @@ class DesktopTest : public QObject {
                               20000);
     QTRY_COMPARE(
         bob_list->data(bob_list->index(0), desktop::ConversationListModel::kUnreadRole).toInt(), 0);
+
+    // Message info: a dialog with the sent time, the status and Bob's receipt, by his handle.
+    check_message_info(*alice_, "Hello Bob, this is Alice", {"@bob"});
 
     // Alice types: Bob sees it under the chat.
     QTest::keyClicks(child<QLineEdit>(alice_.get(), "composer"), "and one more");
@@ -209,6 +213,7 @@ class DesktopTest : public QObject {
         row_with_text(bob_->chat()->message_model(), "Who is in for Saturday?") >= 0, 20000);
     QTRY_COMPARE_WITH_TIMEOUT(status_of(*alice_, "Who is in for Saturday?"), MessageStatus::kRead,
                               20000);
+    check_message_info(*alice_, "Who is in for Saturday?", {"@bob"});
   }
 
   void file_is_sent_with_progress_and_downloaded_intact() {
@@ -278,6 +283,31 @@ class DesktopTest : public QObject {
   }
 
  private:
+  // Opens the info of the read outgoing message `text` and checks it names each of `readers`
+  // (and no account id) with a read receipt and its time.
+  void check_message_info(AppWindow& w, const QString& text, const QStringList& readers) {
+    auto* model = w.chat()->message_model();
+    int row = row_with_text(model, text);
+    QVERIFY(row >= 0);
+    w.chat()->show_message_info(QString::fromStdString(model->at(row)->message.id));
+    auto* dialog = w.findChild<desktop::MessageInfoDialog*>("messageInfoDialog");
+    QVERIFY(dialog);
+    QVERIFY(dialog->isVisible());
+    QTRY_COMPARE(child<QLabel>(dialog, "messageInfoStatus")->text(), QString("Read"));
+    QCOMPARE(child<QLabel>(dialog, "messageInfoText")->text(), text);
+    QVERIFY(!child<QLabel>(dialog, "messageInfoSent")->text().isEmpty());
+    auto* receipts = child<QTreeWidget>(dialog, "receiptList");
+    QCOMPARE(receipts->topLevelItemCount(), static_cast<int>(readers.size()));
+    for (int i = 0; i < receipts->topLevelItemCount(); ++i) {
+      QTreeWidgetItem* item = receipts->topLevelItem(i);
+      QVERIFY2(readers.contains(item->text(0)), qPrintable(item->text(0)));
+      QCOMPARE(item->text(1), QString("Read"));
+      QVERIFY(!item->text(2).isEmpty());
+    }
+    dialog->close();
+    QTRY_VERIFY(!w.findChild<desktop::MessageInfoDialog*>("messageInfoDialog"));
+  }
+
   std::unique_ptr<RelayProcess> relay_;
   QTemporaryDir alice_dir_, bob_dir_;
   std::unique_ptr<AppWindow> alice_, bob_;
