@@ -245,7 +245,23 @@ QWidget* ChatWindow::build_sidebar() {
   names->addWidget(connection_label_);
   hl->addLayout(names, 1);
   auto* group = tool(theme::Icon::kGroup, tr("New group"), "newGroupButton");
-  auto* gear = tool(theme::Icon::kGear, tr("Settings"), "settingsButton");
+  auto* gear = tool(theme::Icon::kGear, tr("Settings and account"), "settingsButton");
+  // The app's menu.
+  auto* menu = new QMenu(gear);
+  menu->setObjectName("appMenu");
+  auto add = [&](const QString& text, const char* name, void (ChatWindow::*slot)()) {
+    QAction* a = menu->addAction(text, this, slot);
+    a->setObjectName(name);
+    return a;
+  };
+  add(tr("Settings…"), "settingsAction", &ChatWindow::show_settings);
+  menu->addSeparator();
+  add(tr("Change passphrase…"), "changePassphraseAction", &ChatWindow::show_change_passphrase);
+  add(tr("Log out…"), "logOutAction", &ChatWindow::log_out);
+  add(tr("Delete account…"), "deleteAccountAction", &ChatWindow::delete_account);
+  gear->setMenu(menu);
+  gear->setPopupMode(QToolButton::InstantPopup);
+  gear->setStyleSheet("QToolButton::menu-indicator { image: none; }");
   hl->addWidget(group);
   hl->addWidget(gear);
   l->addWidget(head);
@@ -281,7 +297,6 @@ QWidget* ChatWindow::build_sidebar() {
   l->addWidget(conversation_list_, 1);
 
   connect(group, &QToolButton::clicked, this, &ChatWindow::show_new_group);
-  connect(gear, &QToolButton::clicked, this, &ChatWindow::show_settings);
   connect(conversation_list_, &QListView::clicked, this, [this](const QModelIndex& index) {
     const Conversation* c = conversations_.at(index.row());
     if (c && c->id != current()) open_conversation(c->id);
@@ -1139,6 +1154,95 @@ void ChatWindow::show_settings() {
   auto* d = new SettingsDialog(backend_, settings_, this);
   d->setAttribute(Qt::WA_DeleteOnClose);
   d->open();
+}
+
+void ChatWindow::show_change_passphrase() {
+  auto* d = new ChangePassphraseDialog(backend_, this);
+  d->setAttribute(Qt::WA_DeleteOnClose);
+  d->open();
+}
+
+namespace {
+
+// A question with one action button (named `action_name`) beside Cancel, shown with open().
+QMessageBox* ask(QWidget* parent, const char* name, const QString& title, const QString& text,
+                 const QString& details, const QString& action, const char* action_name,
+                 QMessageBox::ButtonRole role) {
+  auto* box = new QMessageBox(QMessageBox::Warning, title, text, QMessageBox::Cancel, parent);
+  box->setObjectName(name);
+  box->setInformativeText(details);
+  box->setAttribute(Qt::WA_DeleteOnClose);
+  QPushButton* go = box->addButton(action, role);
+  go->setObjectName(action_name);
+  if (role == QMessageBox::DestructiveRole) go->setProperty("danger", true);
+  box->setDefaultButton(QMessageBox::Cancel);
+  return box;
+}
+
+}  // namespace
+
+void ChatWindow::log_out() {
+  QString who = QString::fromStdString(app::at_handle(backend_->handle().toStdString()));
+  auto* box = ask(this, "confirmLogOut", tr("Log out"),
+                  tr("Log out of %1 on this computer?").arg(who),
+                  tr("This computer leaves the account and its copy of your conversations is "
+                     "erased. Your other devices keep everything."),
+                  tr("Log out"), "confirmLogOutButton", QMessageBox::AcceptRole);
+  connect(box->findChild<QPushButton*>("confirmLogOutButton"), &QPushButton::clicked, this,
+          [this, who] {
+            backend_->remote(
+                this, [](Client& c) { return c.unlink_this_device(); },
+                [this, who](Status s) {
+                  if (s.ok()) {
+                    emit account_closed(tr("Logged out: this computer left %1, and its copy of "
+                                           "the conversations was erased.")
+                                            .arg(who));
+                    return;
+                  }
+                  if (s.code() != ErrorCode::kForbidden) {
+                    QMessageBox::warning(this, tr("Not logged out"),
+                                         QString::fromStdString(s.error().message));
+                    return;
+                  }
+                  // The relay keeps an account only while it has a device.
+                  auto* only = ask(this, "onlyDeviceBox", tr("Log out"),
+                                   tr("This computer is the only device of %1.").arg(who),
+                                   tr("Logging it out would leave the account with no device. "
+                                      "To leave sotto, delete the account instead."),
+                                   tr("Delete account…"), "offerDeleteAccountButton",
+                                   QMessageBox::AcceptRole);
+                  connect(only->findChild<QPushButton*>("offerDeleteAccountButton"),
+                          &QPushButton::clicked, this, &ChatWindow::delete_account);
+                  only->open();
+                });
+          });
+  box->open();
+}
+
+void ChatWindow::delete_account() {
+  QString who = QString::fromStdString(app::at_handle(backend_->handle().toStdString()));
+  auto* box = ask(
+      this, "confirmDeleteAccount", tr("Delete account"),
+      tr("Delete the account %1? This cannot be undone.").arg(who),
+      tr("Every device of %1 is logged out, the relay forgets the account, and anyone may "
+         "register %1 again. Messages you sent stay with the people who received them. Your "
+         "conversations on this computer are erased.")
+          .arg(who),
+      tr("Delete account"), "deleteAccountButton", QMessageBox::DestructiveRole);
+  connect(box->findChild<QPushButton*>("deleteAccountButton"), &QPushButton::clicked, this,
+          [this, who] {
+            backend_->remote(
+                this, [](Client& c) { return c.delete_account(); },
+                [this, who](Status s) {
+                  if (!s.ok()) {
+                    QMessageBox::warning(this, tr("Account not deleted"),
+                                         QString::fromStdString(s.error().message));
+                    return;
+                  }
+                  emit account_closed(tr("The account %1 was deleted.").arg(who));
+                });
+          });
+  box->open();
 }
 
 void ChatWindow::show_new_group() {

@@ -47,6 +47,11 @@ class ChatWindow : public QWidget {
   void show_info();
   // Sent time, status and each recipient's receipt of an outgoing message of this chat.
   void show_message_info(const QString& message_id);
+  // The account actions of the app's menu (the gear). Log out and delete ask first; once done
+  // they emit account_closed().
+  void show_change_passphrase();
+  void log_out();
+  void delete_account();
   void show_safety_number(const QString& account, const QString& handle);
   void set_search_visible(bool visible);
   void run_search(const QString& text);
@@ -59,6 +64,11 @@ class ChatWindow : public QWidget {
   // Decrypts a downloaded attachment into `destination`, the file the user chose; opens it
   // afterwards when `open_after`.
   void save_attachment(int row, int attachment, const QString& destination, bool open_after);
+
+ signals:
+  // This device left the account (log out) or the account is gone (delete): the app closes
+  // the Client, erases the profile and shows `notice` on the first screen.
+  void account_closed(const QString& notice);
 
  protected:
   // Clicks on attachments, and the message list's width changes.

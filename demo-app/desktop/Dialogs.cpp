@@ -383,6 +383,72 @@ void SettingsDialog::refresh_devices() {
       });
 }
 
+// ---- passphrase ----------------------------------------------------------------------------
+
+ChangePassphraseDialog::ChangePassphraseDialog(Backend* backend, QWidget* parent)
+    : QDialog(parent), backend_(backend) {
+  setObjectName("changePassphraseDialog");
+  setWindowTitle(tr("Change passphrase"));
+  setMinimumWidth(420);
+  auto* l = new QVBoxLayout(this);
+  l->setContentsMargins(24, 20, 24, 16);
+  l->setSpacing(10);
+  l->addWidget(heading(tr("New passphrase")));
+  l->addWidget(muted(tr("It opens this profile on this computer from now on; the old one no "
+                        "longer does. Nobody can recover it for you.")));
+  passphrase_ = new QLineEdit;
+  passphrase_->setObjectName("newPassphrase");
+  passphrase_->setEchoMode(QLineEdit::Password);
+  passphrase_->setPlaceholderText(tr("New passphrase"));
+  l->addWidget(passphrase_);
+  confirm_ = new QLineEdit;
+  confirm_->setObjectName("newPassphraseConfirm");
+  confirm_->setEchoMode(QLineEdit::Password);
+  confirm_->setPlaceholderText(tr("New passphrase again"));
+  l->addWidget(confirm_);
+  error_ = new QLabel;
+  error_->setObjectName("passphraseError");
+  error_->setProperty("error", true);
+  error_->setWordWrap(true);
+  error_->hide();
+  l->addWidget(error_);
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Cancel);
+  change_ = buttons->addButton(tr("Change passphrase"), QDialogButtonBox::AcceptRole);
+  change_->setObjectName("changePassphraseButton");
+  change_->setProperty("primary", true);
+  change_->setDefault(true);
+  connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
+  connect(change_, &QPushButton::clicked, this, &ChangePassphraseDialog::change);
+  connect(passphrase_, &QLineEdit::returnPressed, confirm_, qOverload<>(&QWidget::setFocus));
+  connect(confirm_, &QLineEdit::returnPressed, this, &ChangePassphraseDialog::change);
+  l->addWidget(buttons);
+}
+
+void ChangePassphraseDialog::change() {
+  auto fail = [this](const QString& why) {
+    error_->setText(why);
+    error_->show();
+  };
+  if (passphrase_->text().isEmpty()) return fail(tr("Enter the new passphrase."));
+  if (passphrase_->text() != confirm_->text()) return fail(tr("The two passphrases differ."));
+  error_->hide();
+  SecureBytes secret = SecureBytes::from_string(passphrase_->text().toStdString());
+  passphrase_->clear();
+  confirm_->clear();
+  change_->setEnabled(false);
+  change_->setText(tr("Changing…"));
+  backend_->local(
+      this, [secret](Client& c) { return c.profile().change_passphrase(secret); },
+      [this, fail](Status s) {
+        change_->setEnabled(true);
+        change_->setText(tr("Change passphrase"));
+        if (!s.ok())
+          return fail(tr("The passphrase was not changed: %1")
+                          .arg(QString::fromStdString(s.error().message)));
+        accept();
+      });
+}
+
 // ---- new group -----------------------------------------------------------------------------
 
 NewGroupDialog::NewGroupDialog(Backend* backend, QWidget* parent)

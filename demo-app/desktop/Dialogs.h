@@ -1,5 +1,5 @@
 // The app's dialogs: safety number, a message's details (receipts), settings (account,
-// privacy, devices), a new group, and a conversation's details (group members, name,
+// privacy, devices), a new passphrase, a new group, and a conversation's details (group members, name,
 // disappearing messages). All are non-blocking
 // (open(), never exec()), and every call that reaches the relay runs through the Backend.
 //
@@ -64,6 +64,24 @@ class SettingsDialog : public QDialog {
   QListWidget* devices_;
   QLineEdit* approve_text_;
   QLabel* devices_status_;
+};
+
+// A new passphrase for the open profile, typed twice. The profile is re-encrypted under it off
+// the GUI thread (Argon2id and a rewrite of the database); accepted once that is done.
+class ChangePassphraseDialog : public QDialog {
+  Q_OBJECT
+
+ public:
+  ChangePassphraseDialog(Backend* backend, QWidget* parent);
+
+ private:
+  void change();
+
+  Backend* backend_;
+  QLineEdit* passphrase_;
+  QLineEdit* confirm_;
+  QLabel* error_;
+  QPushButton* change_;
 };
 
 class NewGroupDialog : public QDialog {

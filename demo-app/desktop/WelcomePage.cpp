@@ -77,6 +77,11 @@ WelcomePage::WelcomePage(Backend* backend, QDir data_dir, QString relay_url, QWi
   sub->setAlignment(Qt::AlignHCenter);
   cl->addWidget(sub);
   cl->addSpacing(6);
+  notice_ = label("");
+  notice_->setObjectName("welcomeNotice");
+  notice_->setStyleSheet("background: #fdf6e3; color: #926b12; border-radius: 8px; padding: 8px;");
+  notice_->hide();
+  cl->addWidget(notice_);
 
 
   // Step 1: the profile.
@@ -194,6 +199,8 @@ void WelcomePage::show_step(int index) {
   // Only the step on screen takes room in the card (a stacked widget would keep the tallest).
   for (size_t i = 0; i < steps_.size(); ++i) steps_[i]->setVisible(static_cast<int>(i) == index);
 }
+
+void WelcomePage::show_notice(const QString& text) { show_error(notice_, text); }
 
 void WelcomePage::profile_choice_changed() {
   bool fresh = profile_combo_->currentData().toString().isEmpty();

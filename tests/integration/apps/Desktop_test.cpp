@@ -1,20 +1,25 @@
 // sotto-desktop's real windows, two profiles in one process (offscreen), against a real relay
 // process: first run, a chat both ways with delivered and read ticks, typing, search that jumps
 // to the message, a group made in its dialog, and a file with its progress.
+#include <QAction>
 #include <QApplication>
 #include <QCryptographicHash>
 #include <QFile>
 #include <QImage>
 #include <QListWidget>
+#include <QMessageBox>
+#include <QPointer>
 #include <QTemporaryDir>
 #include <QTest>
 #include <QTreeWidget>
 #include <memory>
+#include <optional>
 
 #include "Delegates.h"
 #include "DesktopDriver.h"
 #include "Dialogs.h"
 #include "RelayProcess.h"
+#include "WelcomePage.h"
 #include "Theme.h"
 
 namespace sotto::test {
@@ -261,6 +266,94 @@ class DesktopTest : public QObject {
     QVERIFY(bm->at(row)->error.isEmpty());
   }
 
+  void passphrase_is_changed_from_the_menu() {
+    alice_->findChild<QAction*>("changePassphraseAction")->trigger();
+    QPointer dialog = alice_->findChild<desktop::ChangePassphraseDialog*>("changePassphraseDialog");
+    QVERIFY(dialog && dialog->isVisible());
+    int result = -1;
+    connect(dialog, &QDialog::finished, this, [&](int r) { result = r; });
+    auto* field = child<QLineEdit>(dialog, "newPassphrase");
+    auto* again = child<QLineEdit>(dialog, "newPassphraseConfirm");
+    QTest::keyClicks(field, "a new passphrase");
+    QTest::keyClicks(again, "a new passphrasf");
+    QTest::mouseClick(child<QPushButton>(dialog, "changePassphraseButton"), Qt::LeftButton);
+    QCOMPARE(child<QLabel>(dialog, "passphraseError")->text(),
+             QString("The two passphrases differ."));
+    again->clear();
+    QTest::keyClicks(again, "a new passphrase");
+    QTest::mouseClick(child<QPushButton>(dialog, "changePassphraseButton"), Qt::LeftButton);
+    QTRY_COMPARE_WITH_TIMEOUT(result, int(QDialog::Accepted), 20000);
+
+    // Opened again: the old passphrase is refused, the new one opens the profile.
+    QString url = QString::fromStdString(relay_->ws_url());
+    alice_ = std::make_unique<AppWindow>(QDir(alice_dir_.path()), url);
+    alice_->show();
+    QVERIFY(!open_profile(*alice_, "correct horse battery"));
+    QVERIFY(open_profile(*alice_, "a new passphrase"));
+    QCOMPARE(alice_->backend()->handle(), QString("alice"));
+  }
+
+  void log_out_takes_a_second_device_out_of_the_account() {
+    // A second device of alice's account, linked from this one.
+    AppWindow linked(QDir(linked_dir_.path()), QString::fromStdString(relay_->ws_url()));
+    linked.show();
+    QTest::keyClicks(child<QLineEdit>(&linked, "passphrase"), "linked passphrase");
+    QTest::keyClicks(child<QLineEdit>(&linked, "passphraseConfirm"), "linked passphrase");
+    QTest::mouseClick(child<QPushButton>(&linked, "openButton"), Qt::LeftButton);
+    QTRY_VERIFY_WITH_TIMEOUT(child<QLineEdit>(&linked, "handle")->isVisible(), 20000);
+    QTest::mouseClick(child<QPushButton>(&linked, "linkButton"), Qt::LeftButton);
+    auto* invite = child<QLabel>(&linked, "inviteText");
+    QTRY_VERIFY_WITH_TIMEOUT(invite->text().count('-') >= 3, 20000);
+    std::optional<Status> approved;
+    alice_->backend()->remote(
+        alice_.get(), [text = invite->text().toStdString()](Client& c) { return c.approve_link(text); },
+        [&](Status s) { approved = s; });
+    QTRY_VERIFY_WITH_TIMEOUT(approved.has_value(), 20000);
+    QVERIFY2(approved->ok(), approved->error().message.c_str());
+    QTRY_VERIFY_WITH_TIMEOUT(linked.on_chat(), 20000);
+
+    linked.findChild<QAction*>("logOutAction")->trigger();
+    auto* box = linked.findChild<QMessageBox*>("confirmLogOut");
+    QVERIFY(box);
+    QVERIFY2(box->text().contains("@alice"), qPrintable(box->text()));
+    QTest::mouseClick(box->findChild<QPushButton*>("confirmLogOutButton"), Qt::LeftButton);
+    // Back on the first screen, the profile erased.
+    QTRY_VERIFY_WITH_TIMEOUT(!linked.on_chat() && linked.welcome()->isVisible(), 20000);
+    QTRY_VERIFY(!QDir(linked_dir_.filePath("profiles/default")).exists());
+    QVERIFY(child<QLabel>(linked.welcome(), "welcomeNotice")->text().contains("Logged out"));
+    QVERIFY(child<QLineEdit>(linked.welcome(), "passphraseConfirm")->isVisible());  // new profile
+    // The account has one device again.
+    std::optional<size_t> devices;
+    alice_->backend()->remote(
+        alice_.get(), [](Client& c) { return c.devices(); },
+        [&](Result<std::vector<DeviceInfo>> d) { devices = d.ok() ? d->size() : 0; });
+    QTRY_VERIFY_WITH_TIMEOUT(devices.has_value(), 20000);
+    QCOMPARE(*devices, size_t{1});
+  }
+
+  void the_only_device_offers_to_delete_the_account_instead() {
+    alice_->findChild<QAction*>("logOutAction")->trigger();
+    auto* box = alice_->findChild<QMessageBox*>("confirmLogOut");
+    QVERIFY(box);
+    QTest::mouseClick(box->findChild<QPushButton*>("confirmLogOutButton"), Qt::LeftButton);
+    QMessageBox* only = nullptr;
+    QTRY_VERIFY_WITH_TIMEOUT((only = alice_->findChild<QMessageBox*>("onlyDeviceBox")), 20000);
+    QVERIFY2(only->text().contains("only device of @alice"), qPrintable(only->text()));
+    QVERIFY(alice_->on_chat());
+    QTest::mouseClick(only->findChild<QPushButton*>("offerDeleteAccountButton"), Qt::LeftButton);
+    QMessageBox* confirm = nullptr;
+    QTRY_VERIFY((confirm = alice_->findChild<QMessageBox*>("confirmDeleteAccount")));
+    QVERIFY2(confirm->text().contains("@alice") && confirm->text().contains("cannot be undone"),
+             qPrintable(confirm->text()));
+    QTest::mouseClick(confirm->findChild<QPushButton*>("deleteAccountButton"), Qt::LeftButton);
+    QTRY_VERIFY_WITH_TIMEOUT(!alice_->on_chat() && alice_->welcome()->isVisible(), 20000);
+    QTRY_VERIFY(!QDir(alice_dir_.filePath("profiles/default")).exists());
+    QVERIFY(child<QLabel>(alice_->welcome(), "welcomeNotice")->text().contains("@alice was deleted"));
+    // The relay forgot the account: its handle is free, here in the same window.
+    QString why;
+    QVERIFY2(create_account(*alice_, "alice", &why), qPrintable(why));
+  }
+
   void wrong_passphrase_is_refused_with_a_clear_message() {
     // A second window on bob's data dir while bob's profile is open elsewhere: the profile is
     // busy; close bob first so the passphrase itself is what is checked.
@@ -308,8 +401,23 @@ class DesktopTest : public QObject {
     QTRY_VERIFY(!w.findChild<desktop::MessageInfoDialog*>("messageInfoDialog"));
   }
 
+  // Opens the profile already in the window's data dir; false with "Wrong passphrase." shown.
+  bool open_profile(AppWindow& w, const QString& passphrase) {
+    auto* field = child<QLineEdit>(&w, "passphrase");
+    if (!field || child<QLineEdit>(&w, "passphraseConfirm")->isVisible()) return false;
+    QTest::keyClicks(field, passphrase);
+    QTest::mouseClick(child<QPushButton>(&w, "openButton"), Qt::LeftButton);
+    wait_for([&] {
+      if (w.on_chat()) return true;
+      for (auto* l : w.findChildren<QLabel*>())
+        if (l->isVisible() && l->text() == "Wrong passphrase.") return true;
+      return false;
+    });
+    return w.on_chat();
+  }
+
   std::unique_ptr<RelayProcess> relay_;
-  QTemporaryDir alice_dir_, bob_dir_;
+  QTemporaryDir alice_dir_, bob_dir_, linked_dir_;
   std::unique_ptr<AppWindow> alice_, bob_;
 };
 
