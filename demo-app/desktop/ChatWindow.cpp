@@ -1286,7 +1286,7 @@ void ChatWindow::show_safety_number(const QString& account, const QString& handl
           box->open();
           return;
         }
-        auto* d = new SafetyNumberDialog(handle, QString::fromStdString(sn->digits), this);
+        auto* d = new SafetyNumberDialog(handle, *sn, this);
         d->setAttribute(Qt::WA_DeleteOnClose);
         d->open();
       });

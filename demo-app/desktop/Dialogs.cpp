@@ -18,6 +18,11 @@
 #include <QTabWidget>
 #include <QTreeWidget>
 #include <QVBoxLayout>
+#include <algorithm>
+
+#ifdef SOTTO_HAVE_QRENCODE
+#include <qrencode.h>
+#endif
 
 #include "AppSupport.h"
 #include "Backend.h"
@@ -48,9 +53,30 @@ const std::pair<uint32_t, const char*> kTimers[] = {
 
 // ---- safety number -------------------------------------------------------------------------
 
-SafetyNumberDialog::SafetyNumberDialog(const QString& handle, const QString& digits,
+QImage qr_code(const Bytes& data) {
+#ifdef SOTTO_HAVE_QRENCODE
+  // The level of error correction people's phones read best at arm's length: M (15 %).
+  QRcode* qr = QRcode_encodeData(static_cast<int>(data.size()), data.data(), 0, QR_ECLEVEL_M);
+  if (!qr) return {};
+  constexpr int kQuiet = 4;
+  int side = qr->width + 2 * kQuiet;
+  QImage img(side, side, QImage::Format_RGB32);
+  img.fill(Qt::white);
+  for (int y = 0; y < qr->width; ++y)
+    for (int x = 0; x < qr->width; ++x)
+      if (qr->data[y * qr->width + x] & 1) img.setPixel(x + kQuiet, y + kQuiet, qRgb(0, 0, 0));
+  QRcode_free(qr);
+  return img;
+#else
+  (void)data;
+  return {};
+#endif
+}
+
+SafetyNumberDialog::SafetyNumberDialog(const QString& handle, const SafetyNumber& number,
                                        QWidget* parent)
     : QDialog(parent) {
+  QString digits = QString::fromStdString(number.digits);
   setObjectName("safetyNumberDialog");
   setWindowTitle(tr("Safety number with %1").arg(handle));
   auto* l = new QVBoxLayout(this);
@@ -64,8 +90,8 @@ SafetyNumberDialog::SafetyNumberDialog(const QString& handle, const QString& dig
   title->setProperty("title", true);
   top->addWidget(title, 1);
   l->addLayout(top);
-  l->addWidget(muted(tr("Compare these numbers with the ones %1 sees, in person or on a call. If "
-                        "they match, your conversation is end-to-end encrypted with nobody in "
+  l->addWidget(muted(tr("Compare these numbers with the ones %1 sees, in person or on a call, or "
+                        "scan each other's code. If they match, your conversation is end-to-end encrypted with nobody in "
                         "the middle.")
                          .arg(handle)));
   auto* grid_frame = new QFrame;
@@ -82,6 +108,23 @@ SafetyNumberDialog::SafetyNumberDialog(const QString& handle, const QString& dig
     grid->addWidget(g, i / 4, i % 4);
   }
   l->addWidget(grid_frame);
+  QImage code = qr_code(number.scannable);
+  if (!code.isNull()) {
+    // Whole pixels per module, about 200 px in all, so every module stays sharp.
+    int scale = std::max(1, 200 / code.width());
+    auto* qr = new QLabel;
+    qr->setObjectName("safetyQr");
+    qr->setPixmap(QPixmap::fromImage(
+        code.scaled(code.size() * scale, Qt::IgnoreAspectRatio, Qt::FastTransformation)));
+    qr->setToolTip(tr("Or let %1 scan this code with sotto").arg(handle));
+    l->addWidget(qr, 0, Qt::AlignHCenter);
+  } else {
+    auto* none = muted(tr("This build of sotto has no QR encoder (libqrencode): compare the "
+                          "digits instead."));
+    none->setObjectName("safetyQrMissing");
+    none->setAlignment(Qt::AlignHCenter);
+    l->addWidget(none);
+  }
   l->addWidget(
       muted(tr("If they differ, someone may be intercepting: do not share anything "
                "sensitive until you know why (a new phone changes the number too).")));

@@ -8,6 +8,7 @@
 
 #include <QDialog>
 #include <QHash>
+#include <QImage>
 
 #include "sotto/Client.h"
 
@@ -24,11 +25,17 @@ namespace sotto::desktop {
 
 class Backend;
 
+// A QR code of `data` (binary mode), one pixel per module with the four-module quiet zone
+// around it, black on white; a null image when the app was built without libqrencode.
+QImage qr_code(const Bytes& data);
+
+// The 60 digits in twelve groups of five, and a QR code of SafetyNumber::scannable for the
+// other side's app to scan.
 class SafetyNumberDialog : public QDialog {
   Q_OBJECT
 
  public:
-  SafetyNumberDialog(const QString& handle, const QString& digits, QWidget* parent);
+  SafetyNumberDialog(const QString& handle, const SafetyNumber& number, QWidget* parent);
 };
 
 // An outgoing message's details: its text, when it was sent, its status, and every recipient

@@ -138,6 +138,49 @@ class DesktopTest : public QObject {
     }
   }
 
+  void safety_number_shows_its_digits_in_groups_and_a_qr_code() {
+    auto* conversations = alice_->chat()->conversation_model();
+    const Conversation* bob = conversations->at(conversations->row_of(alice_->chat()->current()));
+    QVERIFY(bob && bob->kind == ConversationKind::kDirect);
+    std::optional<Result<SafetyNumber>> number;
+    alice_->backend()->local(
+        alice_.get(), [peer = bob->peer](Client& c) { return c.safety_number(peer); },
+        [&](Result<SafetyNumber> n) { number = std::move(n); });
+    QTRY_VERIFY(number.has_value());
+    QVERIFY(number->ok());
+    QTest::mouseClick(child<QToolButton>(alice_.get(), "safetyButton"), Qt::LeftButton);
+    desktop::SafetyNumberDialog* dialog = nullptr;
+    QTRY_VERIFY((dialog = alice_->findChild<desktop::SafetyNumberDialog*>("safetyNumberDialog")));
+    QString digits;
+    for (int i = 0; i < 12; ++i) {
+      auto* group = child<QLabel>(dialog, qPrintable(QString("safetyGroup%1").arg(i)));
+      QVERIFY(group);
+      QCOMPARE(group->text().size(), 5);
+      digits += group->text();
+    }
+    QCOMPARE(digits, QString::fromStdString((*number)->digits));
+    QImage code = desktop::qr_code((*number)->scannable);
+    if (code.isNull()) {
+      // Built without libqrencode: the dialog says so.
+      QVERIFY(child<QLabel>(dialog, "safetyQrMissing")->isVisible());
+    } else {
+      // The code on screen is the code of SafetyNumber::scannable, module for module.
+      auto* qr = child<QLabel>(dialog, "safetyQr");
+      QVERIFY(qr && qr->isVisible());
+      QImage shown = qr->pixmap().toImage();
+      QCOMPARE(shown.width(), shown.height());
+      QCOMPARE(shown.width() % code.width(), 0);
+      QVERIFY(shown.width() >= 150);  // big enough to scan
+      int scale = shown.width() / code.width();
+      for (int y = 0; y < code.height(); ++y)
+        for (int x = 0; x < code.width(); ++x)
+          QCOMPARE(qGray(shown.pixel(x * scale + scale / 2, y * scale + scale / 2)) < 128,
+                   qGray(code.pixel(x, y)) < 128);
+      QVERIFY(code.width() > 21 + 8);  // the data is in it: more than a version 1 code
+    }
+    dialog->close();
+  }
+
   void search_finds_the_message_and_jumps_to_it() {
     QVERIFY(send(*bob_, "Let us meet at the harbour on Friday"));
     for (int i = 0; i < 60; ++i) QVERIFY(send(*bob_, QString("filler message number %1").arg(i)));
@@ -318,9 +361,10 @@ class DesktopTest : public QObject {
     QVERIFY2(box->text().contains("@alice"), qPrintable(box->text()));
     QTest::mouseClick(box->findChild<QPushButton*>("confirmLogOutButton"), Qt::LeftButton);
     // Back on the first screen, the profile erased.
-    QTRY_VERIFY_WITH_TIMEOUT(!linked.on_chat() && linked.welcome()->isVisible(), 20000);
-    QTRY_VERIFY(!QDir(linked_dir_.filePath("profiles/default")).exists());
-    QVERIFY(child<QLabel>(linked.welcome(), "welcomeNotice")->text().contains("Logged out"));
+    QTRY_VERIFY_WITH_TIMEOUT(
+        child<QLabel>(linked.welcome(), "welcomeNotice")->text().contains("Logged out"), 20000);
+    QVERIFY(!linked.on_chat() && linked.welcome()->isVisible() && linked.welcome()->isEnabled());
+    QVERIFY(!QDir(linked_dir_.filePath("profiles/default")).exists());
     QVERIFY(child<QLineEdit>(linked.welcome(), "passphraseConfirm")->isVisible());  // new profile
     // The account has one device again.
     std::optional<size_t> devices;
@@ -346,9 +390,11 @@ class DesktopTest : public QObject {
     QVERIFY2(confirm->text().contains("@alice") && confirm->text().contains("cannot be undone"),
              qPrintable(confirm->text()));
     QTest::mouseClick(confirm->findChild<QPushButton*>("deleteAccountButton"), Qt::LeftButton);
-    QTRY_VERIFY_WITH_TIMEOUT(!alice_->on_chat() && alice_->welcome()->isVisible(), 20000);
-    QTRY_VERIFY(!QDir(alice_dir_.filePath("profiles/default")).exists());
-    QVERIFY(child<QLabel>(alice_->welcome(), "welcomeNotice")->text().contains("@alice was deleted"));
+    QTRY_VERIFY_WITH_TIMEOUT(
+        child<QLabel>(alice_->welcome(), "welcomeNotice")->text().contains("@alice was deleted"),
+        20000);
+    QVERIFY(!alice_->on_chat() && alice_->welcome()->isVisible() && alice_->welcome()->isEnabled());
+    QVERIFY(!QDir(alice_dir_.filePath("profiles/default")).exists());
     // The relay forgot the account: its handle is free, here in the same window.
     QString why;
     QVERIFY2(create_account(*alice_, "alice", &why), qPrintable(why));
