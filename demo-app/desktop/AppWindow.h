@@ -1,5 +1,6 @@
-// The desktop app's window: the first-run screens, then the chat. One AppWindow is one profile
-// with its own Backend; tests open two side by side in one process.
+// The desktop app's window: the first-run screens, then the chat, and back to the first screens
+// when the account or this device leaves. One AppWindow is one profile at a time, with its own
+// Backend; tests open several side by side in one process.
 //
 // Thread rule: GUI thread.
 #pragma once
@@ -32,12 +33,17 @@ class AppWindow : public QMainWindow {
 
  private:
   void show_chat();
+  void show_welcome(const QString& notice);
+  // After log out or account deletion: closes the Client, erases the profile, and goes back to
+  // the first screen with `notice`.
+  void close_profile(const QString& notice);
 
   QDir data_dir_;
+  QString relay_url_;
   Backend* backend_;
   std::unique_ptr<QSettings> settings_;
   QStackedWidget* stack_;
-  WelcomePage* welcome_;
+  WelcomePage* welcome_ = nullptr;
   ChatWindow* chat_ = nullptr;
 };
 

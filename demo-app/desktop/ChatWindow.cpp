@@ -20,6 +20,7 @@
 #include <QMouseEvent>
 #include <QPointer>
 #include <QPushButton>
+#include <QResizeEvent>
 #include <QScrollBar>
 #include <QStackedWidget>
 #include <QStandardPaths>
@@ -244,7 +245,23 @@ QWidget* ChatWindow::build_sidebar() {
   names->addWidget(connection_label_);
   hl->addLayout(names, 1);
   auto* group = tool(theme::Icon::kGroup, tr("New group"), "newGroupButton");
-  auto* gear = tool(theme::Icon::kGear, tr("Settings"), "settingsButton");
+  auto* gear = tool(theme::Icon::kGear, tr("Settings and account"), "settingsButton");
+  // The app's menu.
+  auto* menu = new QMenu(gear);
+  menu->setObjectName("appMenu");
+  auto add = [&](const QString& text, const char* name, void (ChatWindow::*slot)()) {
+    QAction* a = menu->addAction(text, this, slot);
+    a->setObjectName(name);
+    return a;
+  };
+  add(tr("Settings…"), "settingsAction", &ChatWindow::show_settings);
+  menu->addSeparator();
+  add(tr("Change passphrase…"), "changePassphraseAction", &ChatWindow::show_change_passphrase);
+  add(tr("Log out…"), "logOutAction", &ChatWindow::log_out);
+  add(tr("Delete account…"), "deleteAccountAction", &ChatWindow::delete_account);
+  gear->setMenu(menu);
+  gear->setPopupMode(QToolButton::InstantPopup);
+  gear->setStyleSheet("QToolButton::menu-indicator { image: none; }");
   hl->addWidget(group);
   hl->addWidget(gear);
   l->addWidget(head);
@@ -280,7 +297,6 @@ QWidget* ChatWindow::build_sidebar() {
   l->addWidget(conversation_list_, 1);
 
   connect(group, &QToolButton::clicked, this, &ChatWindow::show_new_group);
-  connect(gear, &QToolButton::clicked, this, &ChatWindow::show_settings);
   connect(conversation_list_, &QListView::clicked, this, [this](const QModelIndex& index) {
     const Conversation* c = conversations_.at(index.row());
     if (c && c->id != current()) open_conversation(c->id);
@@ -954,6 +970,23 @@ void ChatWindow::load_images(int first, int last) {
 }
 
 bool ChatWindow::eventFilter(QObject* watched, QEvent* event) {
+  if (watched == message_list_->viewport() && event->type() == QEvent::Resize) {
+    // A row's height depends on the width (the text wraps), but a list view flowing top to
+    // bottom lays its rows out again only when its height changes: when search (or the window)
+    // changes the width, rows kept their old heights, leaving gaps between the bubbles or
+    // letting them overlap. Lay them out once the resize is done, still at the bottom if the
+    // chat was.
+    auto* resize = static_cast<QResizeEvent*>(event);
+    if (resize->size().width() != resize->oldSize().width() && !relayout_pending_) {
+      relayout_pending_ = true;
+      bool bottom = near_bottom();
+      QTimer::singleShot(0, message_list_, [this, bottom] {
+        relayout_pending_ = false;
+        message_list_->doItemsLayout();
+        if (bottom) message_list_->scrollToBottom();
+      });
+    }
+  }
   if (watched == message_list_->viewport() && event->type() == QEvent::MouseButtonRelease) {
     auto* me = static_cast<QMouseEvent*>(event);
     QModelIndex index = message_list_->indexAt(me->position().toPoint());
@@ -978,25 +1011,8 @@ void ChatWindow::message_menu(const QPoint& pos) {
     menu->addAction(tr("Copy text"), this,
                     [m] { QApplication::clipboard()->setText(QString::fromStdString(m.text)); });
   if (m.outgoing) {
-    menu->addAction(tr("Message info"), this, [this, m, conv] {
-      backend_->local(
-          this, [conv, id = m.id](Client& c) { return c.receipts(conv, id); },
-          [this](Result<std::vector<Receipt>> r) {
-            if (!r.ok()) return;
-            QStringList lines;
-            for (const auto& rc : *r)
-              lines << tr("%1: %2 %3")
-                           .arg(names_.value(QString::fromStdString(rc.account),
-                                             QString::fromStdString(rc.account.substr(0, 8))))
-                           .arg(QString::fromStdString(app::status_word(rc.status)))
-                           .arg(QString::fromStdString(app::format_time(rc.at_ms, app::now_ms())));
-            auto* box = new QMessageBox(QMessageBox::Information, tr("Message info"),
-                                        lines.isEmpty() ? tr("No receipts yet.") : lines.join("\n"),
-                                        QMessageBox::Close, this);
-            box->setAttribute(Qt::WA_DeleteOnClose);
-            box->open();
-          });
-    });
+    menu->addAction(theme::icon(theme::Icon::kInfo), tr("Message info"), this,
+                    [this, id = m.id] { show_message_info(QString::fromStdString(id)); });
     if (!m.deleted && !m.text.empty()) {
       menu->addAction(theme::icon(theme::Icon::kEdit), tr("Edit"), this, [this, m, conv] {
         auto* dlg = new QInputDialog(this);
@@ -1140,6 +1156,95 @@ void ChatWindow::show_settings() {
   d->open();
 }
 
+void ChatWindow::show_change_passphrase() {
+  auto* d = new ChangePassphraseDialog(backend_, this);
+  d->setAttribute(Qt::WA_DeleteOnClose);
+  d->open();
+}
+
+namespace {
+
+// A question with one action button (named `action_name`) beside Cancel, shown with open().
+QMessageBox* ask(QWidget* parent, const char* name, const QString& title, const QString& text,
+                 const QString& details, const QString& action, const char* action_name,
+                 QMessageBox::ButtonRole role) {
+  auto* box = new QMessageBox(QMessageBox::Warning, title, text, QMessageBox::Cancel, parent);
+  box->setObjectName(name);
+  box->setInformativeText(details);
+  box->setAttribute(Qt::WA_DeleteOnClose);
+  QPushButton* go = box->addButton(action, role);
+  go->setObjectName(action_name);
+  if (role == QMessageBox::DestructiveRole) go->setProperty("danger", true);
+  box->setDefaultButton(QMessageBox::Cancel);
+  return box;
+}
+
+}  // namespace
+
+void ChatWindow::log_out() {
+  QString who = QString::fromStdString(app::at_handle(backend_->handle().toStdString()));
+  auto* box = ask(this, "confirmLogOut", tr("Log out"),
+                  tr("Log out of %1 on this computer?").arg(who),
+                  tr("This computer leaves the account and its copy of your conversations is "
+                     "erased. Your other devices keep everything."),
+                  tr("Log out"), "confirmLogOutButton", QMessageBox::AcceptRole);
+  connect(box->findChild<QPushButton*>("confirmLogOutButton"), &QPushButton::clicked, this,
+          [this, who] {
+            backend_->remote(
+                this, [](Client& c) { return c.unlink_this_device(); },
+                [this, who](Status s) {
+                  if (s.ok()) {
+                    emit account_closed(tr("Logged out: this computer left %1, and its copy of "
+                                           "the conversations was erased.")
+                                            .arg(who));
+                    return;
+                  }
+                  if (s.code() != ErrorCode::kForbidden) {
+                    QMessageBox::warning(this, tr("Not logged out"),
+                                         QString::fromStdString(s.error().message));
+                    return;
+                  }
+                  // The relay keeps an account only while it has a device.
+                  auto* only = ask(this, "onlyDeviceBox", tr("Log out"),
+                                   tr("This computer is the only device of %1.").arg(who),
+                                   tr("Logging it out would leave the account with no device. "
+                                      "To leave sotto, delete the account instead."),
+                                   tr("Delete account…"), "offerDeleteAccountButton",
+                                   QMessageBox::AcceptRole);
+                  connect(only->findChild<QPushButton*>("offerDeleteAccountButton"),
+                          &QPushButton::clicked, this, &ChatWindow::delete_account);
+                  only->open();
+                });
+          });
+  box->open();
+}
+
+void ChatWindow::delete_account() {
+  QString who = QString::fromStdString(app::at_handle(backend_->handle().toStdString()));
+  auto* box = ask(
+      this, "confirmDeleteAccount", tr("Delete account"),
+      tr("Delete the account %1? This cannot be undone.").arg(who),
+      tr("Every device of %1 is logged out, the relay forgets the account, and anyone may "
+         "register %1 again. Messages you sent stay with the people who received them. Your "
+         "conversations on this computer are erased.")
+          .arg(who),
+      tr("Delete account"), "deleteAccountButton", QMessageBox::DestructiveRole);
+  connect(box->findChild<QPushButton*>("deleteAccountButton"), &QPushButton::clicked, this,
+          [this, who] {
+            backend_->remote(
+                this, [](Client& c) { return c.delete_account(); },
+                [this, who](Status s) {
+                  if (!s.ok()) {
+                    QMessageBox::warning(this, tr("Account not deleted"),
+                                         QString::fromStdString(s.error().message));
+                    return;
+                  }
+                  emit account_closed(tr("The account %1 was deleted.").arg(who));
+                });
+          });
+  box->open();
+}
+
 void ChatWindow::show_new_group() {
   auto* d = new NewGroupDialog(backend_, this);
   d->setAttribute(Qt::WA_DeleteOnClose);
@@ -1147,6 +1252,12 @@ void ChatWindow::show_new_group() {
     refresh_conversations();
     open_conversation(c);
   });
+  d->open();
+}
+
+void ChatWindow::show_message_info(const QString& message_id) {
+  auto* d = new MessageInfoDialog(backend_, current(), message_id, this);
+  d->setAttribute(Qt::WA_DeleteOnClose);
   d->open();
 }
 
@@ -1175,7 +1286,7 @@ void ChatWindow::show_safety_number(const QString& account, const QString& handl
           box->open();
           return;
         }
-        auto* d = new SafetyNumberDialog(handle, QString::fromStdString(sn->digits), this);
+        auto* d = new SafetyNumberDialog(handle, *sn, this);
         d->setAttribute(Qt::WA_DeleteOnClose);
         d->open();
       });

@@ -45,6 +45,13 @@ class ChatWindow : public QWidget {
   void show_settings();
   void show_new_group();
   void show_info();
+  // Sent time, status and each recipient's receipt of an outgoing message of this chat.
+  void show_message_info(const QString& message_id);
+  // The account actions of the app's menu (the gear). Log out and delete ask first; once done
+  // they emit account_closed().
+  void show_change_passphrase();
+  void log_out();
+  void delete_account();
   void show_safety_number(const QString& account, const QString& handle);
   void set_search_visible(bool visible);
   void run_search(const QString& text);
@@ -58,8 +65,14 @@ class ChatWindow : public QWidget {
   // afterwards when `open_after`.
   void save_attachment(int row, int attachment, const QString& destination, bool open_after);
 
+ signals:
+  // This device left the account (log out) or the account is gone (delete): the app closes
+  // the Client, erases the profile and shows `notice` on the first screen.
+  void account_closed(const QString& notice);
+
  protected:
-  bool eventFilter(QObject* watched, QEvent* event) override;  // clicks on attachments
+  // Clicks on attachments, and the message list's width changes.
+  bool eventFilter(QObject* watched, QEvent* event) override;
 
  private:
   QWidget* build_sidebar();
@@ -90,6 +103,7 @@ class ChatWindow : public QWidget {
   QHash<ConversationId, QHash<QString, qint64>> typing_;  // conversation -> account -> until
   std::vector<ConversationId> watched_;
   bool loading_older_ = false;
+  bool relayout_pending_ = false;  // the message list is laid out again after a width change
   bool typing_sent_ = false;
   qint64 typing_sent_at_ = 0;
   std::optional<GroupInfo> group_;

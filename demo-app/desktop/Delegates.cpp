@@ -8,6 +8,9 @@
 #include <QPainterPath>
 #include <QPixmapCache>
 #include <QRegularExpression>
+#include <QTextLayout>
+#include <cmath>
+#include <memory>
 
 #include "AppSupport.h"
 #include "Theme.h"
@@ -59,6 +62,36 @@ QPixmap image_of(const MessageRow& row, int index) {
     if (!img.isNull()) return QPixmap::fromImage(img);
   }
   return {};
+}
+
+// A message's text laid out in `width`: lines break between words, and inside a word only when
+// the word alone is longer than a line (a long link, say). QPainter's flags offer either
+// breaking anywhere (which split ordinary words) or never inside a word (which let long ones
+// run out of the bubble), not this.
+std::unique_ptr<QTextLayout> wrap_text(QString text, const QFont& font, int width) {
+  text.replace('\n', QChar::LineSeparator);
+  auto layout = std::make_unique<QTextLayout>(text, font);
+  QTextOption option;
+  option.setWrapMode(QTextOption::WrapAtWordBoundaryOrAnywhere);
+  layout->setTextOption(option);
+  layout->beginLayout();
+  qreal y = 0;
+  for (QTextLine line = layout->createLine(); line.isValid(); line = layout->createLine()) {
+    line.setLineWidth(width);
+    line.setPosition(QPointF(0, y));
+    y += line.height();
+  }
+  layout->endLayout();
+  return layout;
+}
+
+QSize text_size(const QTextLayout& layout) {
+  qreal w = 0, h = 0;
+  for (int i = 0; i < layout.lineCount(); ++i) {
+    w = std::max(w, layout.lineAt(i).naturalTextWidth());
+    h += layout.lineAt(i).height();
+  }
+  return {static_cast<int>(std::ceil(w)), static_cast<int>(std::ceil(h))};
 }
 
 QSize image_size(const Attachment& a, const QPixmap& pm) {
@@ -194,6 +227,31 @@ struct MessageDelegate::Layout {
   QString footer_text;
 };
 
+QString MessageDelegate::text_of(const Message& m) {
+  return m.deleted ? tr("This message was deleted") : QString::fromStdString(m.text);
+}
+
+QFont MessageDelegate::text_font(const Message& m) const {
+  QFont f = view_->font();
+  f.setItalic(m.deleted);
+  return f;
+}
+
+int MessageDelegate::text_width(int view_width) {
+  return std::min(560, static_cast<int>(view_width * 0.68)) - 2 * kPadX;
+}
+
+QStringList MessageDelegate::text_lines(const QModelIndex& index) const {
+  const MessageRow* row = static_cast<const MessageModel*>(index.model())->at(index.row());
+  if (!row) return {};
+  QString text = text_of(row->message);
+  auto layout = wrap_text(text, text_font(row->message), text_width(view_->viewport()->width()));
+  QStringList lines;
+  for (int i = 0; i < layout->lineCount(); ++i)
+    lines << text.mid(layout->lineAt(i).textStart(), layout->lineAt(i).textLength());
+  return lines;
+}
+
 QString MessageDelegate::sender_name(const Message& m) const {
   QString n = names_ ? names_->name_of(QString::fromStdString(m.sender)) : QString();
   return n.isEmpty() ? QString::fromStdString(m.sender.substr(0, 8)) : n;
@@ -205,9 +263,7 @@ MessageDelegate::Layout MessageDelegate::layout(const QModelIndex& index, int wi
   const MessageRow* row = model->at(index.row());
   if (!row) return l;
   const Message& m = row->message;
-  QFont base = view_->font();
-  QFontMetrics fm(base);
-  QFont small = small_font(base);
+  QFont small = small_font(view_->font());
   QFontMetrics sfm(small);
   int y = 0;
   if (model->day_break(index.row())) {
@@ -224,7 +280,7 @@ MessageDelegate::Layout MessageDelegate::layout(const QModelIndex& index, int wi
     l.height = y + h + 8 + kGap;
     return l;
   }
-  int max_w = std::min(560, static_cast<int>(width * 0.68)) - 2 * kPadX;
+  int max_w = text_width(width);
   int content_w = 0, cy = kPadY;
   if (model->is_group() && !m.outgoing) {
     QFont bold = small;
@@ -248,10 +304,12 @@ MessageDelegate::Layout MessageDelegate::layout(const QModelIndex& index, int wi
       cy += s.height() + 6;
     }
   }
-  QString text = m.deleted ? tr("This message was deleted") : QString::fromStdString(m.text);
+  QString text = text_of(m);
+  int text_lines = 0;
   if (!text.isEmpty()) {
-    QRect t =
-        fm.boundingRect(QRect(0, 0, max_w, 100000), Qt::TextWordWrap | Qt::TextWrapAnywhere, text);
+    auto wrapped = wrap_text(text, text_font(m), max_w);
+    text_lines = wrapped->lineCount();
+    QSize t = text_size(*wrapped);
     l.text = QRect(kPadX, cy, t.width(), t.height());
     content_w = std::max(content_w, t.width());
     cy += t.height() + 2;
@@ -265,8 +323,8 @@ MessageDelegate::Layout MessageDelegate::layout(const QModelIndex& index, int wi
   int fw = sfm.horizontalAdvance(footer) + ticks_w;
   if (row->error.size()) fw = std::max(fw, sfm.horizontalAdvance(row->error));
   // The footer sits beside the last text line when there is room, else below it.
-  bool inline_footer = !text.isEmpty() && l.attachments.empty() &&
-                       fm.horizontalAdvance(text) + fw + 12 <= max_w && !text.contains('\n');
+  bool inline_footer =
+      text_lines == 1 && l.attachments.empty() && l.text.width() + fw + 12 <= max_w;
   if (inline_footer) {
     content_w = l.text.width() + 12 + fw;
     l.footer = QRect(kPadX + content_w - fw, l.text.bottom() - sfm.height() + 1, fw, sfm.height());
@@ -412,12 +470,10 @@ void MessageDelegate::paint(QPainter* p, const QStyleOptionViewItem& option,
   }
 
   if (!l.text.isNull()) {
-    QFont tf = base;
-    if (m.deleted) tf.setItalic(true);
-    p->setFont(tf);
     p->setPen(m.deleted ? theme::kMuted : theme::kText);
-    p->drawText(l.text, Qt::TextWordWrap | Qt::TextWrapAnywhere,
-                m.deleted ? tr("This message was deleted") : QString::fromStdString(m.text));
+    // Laid out again at the width layout() measured it in: the same lines.
+    wrap_text(text_of(m), text_font(m), text_width(option.rect.width()))
+        ->draw(p, l.text.topLeft());
   }
 
   p->setFont(small);

@@ -2,17 +2,27 @@
 
 #include <QCheckBox>
 #include <QComboBox>
+#include <QDateTime>
 #include <QDialogButtonBox>
 #include <QFormLayout>
 #include <QGridLayout>
+#include <QHeaderView>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
+#include <QLocale>
 #include <QListWidget>
 #include <QPushButton>
 #include <QSettings>
+#include <QSet>
 #include <QTabWidget>
+#include <QTreeWidget>
 #include <QVBoxLayout>
+#include <algorithm>
+
+#ifdef SOTTO_HAVE_QRENCODE
+#include <qrencode.h>
+#endif
 
 #include "AppSupport.h"
 #include "Backend.h"
@@ -43,9 +53,30 @@ const std::pair<uint32_t, const char*> kTimers[] = {
 
 // ---- safety number -------------------------------------------------------------------------
 
-SafetyNumberDialog::SafetyNumberDialog(const QString& handle, const QString& digits,
+QImage qr_code(const Bytes& data) {
+#ifdef SOTTO_HAVE_QRENCODE
+  // The level of error correction people's phones read best at arm's length: M (15 %).
+  QRcode* qr = QRcode_encodeData(static_cast<int>(data.size()), data.data(), 0, QR_ECLEVEL_M);
+  if (!qr) return {};
+  constexpr int kQuiet = 4;
+  int side = qr->width + 2 * kQuiet;
+  QImage img(side, side, QImage::Format_RGB32);
+  img.fill(Qt::white);
+  for (int y = 0; y < qr->width; ++y)
+    for (int x = 0; x < qr->width; ++x)
+      if (qr->data[y * qr->width + x] & 1) img.setPixel(x + kQuiet, y + kQuiet, qRgb(0, 0, 0));
+  QRcode_free(qr);
+  return img;
+#else
+  (void)data;
+  return {};
+#endif
+}
+
+SafetyNumberDialog::SafetyNumberDialog(const QString& handle, const SafetyNumber& number,
                                        QWidget* parent)
     : QDialog(parent) {
+  QString digits = QString::fromStdString(number.digits);
   setObjectName("safetyNumberDialog");
   setWindowTitle(tr("Safety number with %1").arg(handle));
   auto* l = new QVBoxLayout(this);
@@ -59,8 +90,8 @@ SafetyNumberDialog::SafetyNumberDialog(const QString& handle, const QString& dig
   title->setProperty("title", true);
   top->addWidget(title, 1);
   l->addLayout(top);
-  l->addWidget(muted(tr("Compare these numbers with the ones %1 sees, in person or on a call. If "
-                        "they match, your conversation is end-to-end encrypted with nobody in "
+  l->addWidget(muted(tr("Compare these numbers with the ones %1 sees, in person or on a call, or "
+                        "scan each other's code. If they match, your conversation is end-to-end encrypted with nobody in "
                         "the middle.")
                          .arg(handle)));
   auto* grid_frame = new QFrame;
@@ -77,6 +108,23 @@ SafetyNumberDialog::SafetyNumberDialog(const QString& handle, const QString& dig
     grid->addWidget(g, i / 4, i % 4);
   }
   l->addWidget(grid_frame);
+  QImage code = qr_code(number.scannable);
+  if (!code.isNull()) {
+    // Whole pixels per module, about 200 px in all, so every module stays sharp.
+    int scale = std::max(1, 200 / code.width());
+    auto* qr = new QLabel;
+    qr->setObjectName("safetyQr");
+    qr->setPixmap(QPixmap::fromImage(
+        code.scaled(code.size() * scale, Qt::IgnoreAspectRatio, Qt::FastTransformation)));
+    qr->setToolTip(tr("Or let %1 scan this code with sotto").arg(handle));
+    l->addWidget(qr, 0, Qt::AlignHCenter);
+  } else {
+    auto* none = muted(tr("This build of sotto has no QR encoder (libqrencode): compare the "
+                          "digits instead."));
+    none->setObjectName("safetyQrMissing");
+    none->setAlignment(Qt::AlignHCenter);
+    l->addWidget(none);
+  }
   l->addWidget(
       muted(tr("If they differ, someone may be intercepting: do not share anything "
                "sensitive until you know why (a new phone changes the number too).")));
@@ -84,6 +132,143 @@ SafetyNumberDialog::SafetyNumberDialog(const QString& handle, const QString& dig
   connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
   l->addWidget(buttons);
   setMinimumWidth(520);
+}
+
+// ---- message info --------------------------------------------------------------------------
+
+namespace {
+
+QString full_time(uint64_t ms) {
+  return QLocale().toString(QDateTime::fromMSecsSinceEpoch(static_cast<qint64>(ms)),
+                            QLocale::LongFormat);
+}
+
+QString status_text(MessageStatus s) {
+  QString w = QString::fromStdString(app::status_word(s));
+  return w.isEmpty() ? w : w.left(1).toUpper() + w.mid(1);
+}
+
+}  // namespace
+
+MessageInfoDialog::MessageInfoDialog(Backend* backend, ConversationId conversation,
+                                     const QString& message_id, QWidget* parent)
+    : QDialog(parent), backend_(backend), conversation_(conversation), message_id_(message_id) {
+  setObjectName("messageInfoDialog");
+  setWindowTitle(tr("Message info"));
+  setMinimumSize(460, 360);
+  auto* l = new QVBoxLayout(this);
+  l->setContentsMargins(24, 20, 24, 16);
+  l->setSpacing(10);
+  text_ = new QLabel;
+  text_->setObjectName("messageInfoText");
+  text_->setWordWrap(true);
+  text_->setTextFormat(Qt::PlainText);
+  text_->setStyleSheet("background: #dbeafe; border-radius: 10px; padding: 10px 12px;");
+  l->addWidget(text_);
+  auto* form = new QFormLayout;
+  form->setHorizontalSpacing(16);
+  sent_ = new QLabel;
+  sent_->setObjectName("messageInfoSent");
+  status_ = new QLabel;
+  status_->setObjectName("messageInfoStatus");
+  form->addRow(tr("Sent"), sent_);
+  form->addRow(tr("Status"), status_);
+  l->addLayout(form);
+  l->addWidget(heading(tr("Recipients")));
+  receipts_ = new QTreeWidget;
+  receipts_->setObjectName("receiptList");
+  receipts_->setRootIsDecorated(false);
+  receipts_->setHeaderLabels({tr("Name"), tr("Status"), tr("Time")});
+  receipts_->setIconSize(QSize(24, 24));
+  receipts_->header()->setStretchLastSection(true);
+  l->addWidget(receipts_, 1);
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Close);
+  connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
+  l->addWidget(buttons);
+  connect(backend_, &Backend::message_status, this,
+          [this](ConversationId c, const QString& id, MessageStatus) {
+            if (c == conversation_ && id == message_id_) reload();
+          });
+  reload();
+}
+
+void MessageInfoDialog::reload() {
+  struct Info {
+    Result<Message> message = make_error(ErrorCode::kNotFound, "");
+    Result<std::vector<Receipt>> receipts = make_error(ErrorCode::kNotFound, "");
+    Result<Conversation> conversation = make_error(ErrorCode::kNotFound, "");
+    std::optional<GroupInfo> group;
+    std::vector<Contact> contacts;
+  };
+  backend_->local(
+      this,
+      [conv = conversation_, id = message_id_.toStdString()](Client& c) {
+        Info info;
+        info.message = c.message(conv, id);
+        info.receipts = c.receipts(conv, id);
+        info.conversation = c.conversation(conv);
+        if (info.conversation.ok() && info.conversation->kind == ConversationKind::kGroup)
+          if (auto g = c.group(conv); g.ok()) info.group = *g;
+        if (auto list = c.contacts(); list.ok()) info.contacts = *list;
+        return info;
+      },
+      [this](Info info) {
+        if (!info.message.ok()) {
+          status_->setText(QString::fromStdString(info.message.error().message));
+          return;
+        }
+        const Message& m = *info.message;
+        text_->setText(m.deleted ? tr("This message was deleted")
+                       : !m.text.empty() ? QString::fromStdString(m.text)
+                       : !m.attachments.empty()
+                           ? QString::fromStdString(m.attachments[0].file_name)
+                           : QString());
+        sent_->setText(full_time(m.sent_ms));
+        status_->setText(status_text(m.status));
+        // Accounts by handle: contacts, the group's members, a direct chat's peer.
+        QHash<QString, QString> names;
+        for (const auto& c : info.contacts)
+          names[QString::fromStdString(c.account)] = QString::fromStdString(app::at_handle(c.handle));
+        std::vector<std::string> expected;  // who it went to
+        if (info.group) {
+          for (const auto& member : info.group->members) {
+            QString acc = QString::fromStdString(member.account);
+            if (!member.handle.empty())
+              names[acc] = QString::fromStdString(app::at_handle(member.handle));
+            if (acc != backend_->account()) expected.push_back(member.account);
+          }
+        } else if (info.conversation.ok()) {
+          expected.push_back(info.conversation->peer);
+          if (!names.contains(QString::fromStdString(info.conversation->peer)))
+            names[QString::fromStdString(info.conversation->peer)] =
+                QString::fromStdString(info.conversation->title);
+        }
+        auto name_of = [&](const std::string& account) {
+          QString acc = QString::fromStdString(account);
+          return names.value(acc, acc.left(8));
+        };
+        receipts_->clear();
+        QSet<QString> answered;
+        auto add = [&](const std::string& account, const QString& status, const QString& when) {
+          QString n = name_of(account);
+          auto* item = new QTreeWidgetItem({n, status, when});
+          item->setIcon(0, theme::avatar(n, QString::fromStdString(account), 24));
+          item->setData(0, Qt::UserRole, QString::fromStdString(account));
+          receipts_->addTopLevelItem(item);
+        };
+        if (info.receipts.ok())
+          for (const auto& r : *info.receipts) {
+            answered.insert(QString::fromStdString(r.account));
+            add(r.account, status_text(r.status), full_time(r.at_ms));
+          }
+        // Those with no receipt yet, as far as the count of recipients says there are any.
+        if (!info.receipts.ok() || info.receipts->size() < m.recipients)
+          for (const auto& account : expected)
+            if (!answered.contains(QString::fromStdString(account)))
+              add(account, tr("Not delivered yet"), QString());
+        receipts_->resizeColumnToContents(0);
+        receipts_->resizeColumnToContents(1);
+      });
 }
 
 // ---- settings ------------------------------------------------------------------------------
@@ -238,6 +423,72 @@ void SettingsDialog::refresh_devices() {
               theme::icon(theme::Icon::kShield, d.connected ? theme::kOnline : theme::kMuted, 24));
           devices_->addItem(item);
         }
+      });
+}
+
+// ---- passphrase ----------------------------------------------------------------------------
+
+ChangePassphraseDialog::ChangePassphraseDialog(Backend* backend, QWidget* parent)
+    : QDialog(parent), backend_(backend) {
+  setObjectName("changePassphraseDialog");
+  setWindowTitle(tr("Change passphrase"));
+  setMinimumWidth(420);
+  auto* l = new QVBoxLayout(this);
+  l->setContentsMargins(24, 20, 24, 16);
+  l->setSpacing(10);
+  l->addWidget(heading(tr("New passphrase")));
+  l->addWidget(muted(tr("It opens this profile on this computer from now on; the old one no "
+                        "longer does. Nobody can recover it for you.")));
+  passphrase_ = new QLineEdit;
+  passphrase_->setObjectName("newPassphrase");
+  passphrase_->setEchoMode(QLineEdit::Password);
+  passphrase_->setPlaceholderText(tr("New passphrase"));
+  l->addWidget(passphrase_);
+  confirm_ = new QLineEdit;
+  confirm_->setObjectName("newPassphraseConfirm");
+  confirm_->setEchoMode(QLineEdit::Password);
+  confirm_->setPlaceholderText(tr("New passphrase again"));
+  l->addWidget(confirm_);
+  error_ = new QLabel;
+  error_->setObjectName("passphraseError");
+  error_->setProperty("error", true);
+  error_->setWordWrap(true);
+  error_->hide();
+  l->addWidget(error_);
+  auto* buttons = new QDialogButtonBox(QDialogButtonBox::Cancel);
+  change_ = buttons->addButton(tr("Change passphrase"), QDialogButtonBox::AcceptRole);
+  change_->setObjectName("changePassphraseButton");
+  change_->setProperty("primary", true);
+  change_->setDefault(true);
+  connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
+  connect(change_, &QPushButton::clicked, this, &ChangePassphraseDialog::change);
+  connect(passphrase_, &QLineEdit::returnPressed, confirm_, qOverload<>(&QWidget::setFocus));
+  connect(confirm_, &QLineEdit::returnPressed, this, &ChangePassphraseDialog::change);
+  l->addWidget(buttons);
+}
+
+void ChangePassphraseDialog::change() {
+  auto fail = [this](const QString& why) {
+    error_->setText(why);
+    error_->show();
+  };
+  if (passphrase_->text().isEmpty()) return fail(tr("Enter the new passphrase."));
+  if (passphrase_->text() != confirm_->text()) return fail(tr("The two passphrases differ."));
+  error_->hide();
+  SecureBytes secret = SecureBytes::from_string(passphrase_->text().toStdString());
+  passphrase_->clear();
+  confirm_->clear();
+  change_->setEnabled(false);
+  change_->setText(tr("Changing…"));
+  backend_->local(
+      this, [secret](Client& c) { return c.profile().change_passphrase(secret); },
+      [this, fail](Status s) {
+        change_->setEnabled(true);
+        change_->setText(tr("Change passphrase"));
+        if (!s.ok())
+          return fail(tr("The passphrase was not changed: %1")
+                          .arg(QString::fromStdString(s.error().message)));
+        accept();
       });
 }
 

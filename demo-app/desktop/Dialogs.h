@@ -1,5 +1,6 @@
-// The app's dialogs: safety number, settings (account, privacy, devices), a new group, and a
-// conversation's details (group members, name, disappearing messages). All are non-blocking
+// The app's dialogs: safety number, a message's details (receipts), settings (account,
+// privacy, devices), a new passphrase, a new group, and a conversation's details (group members, name,
+// disappearing messages). All are non-blocking
 // (open(), never exec()), and every call that reaches the relay runs through the Backend.
 //
 // Thread rule: GUI thread.
@@ -7,6 +8,7 @@
 
 #include <QDialog>
 #include <QHash>
+#include <QImage>
 
 #include "sotto/Client.h"
 
@@ -17,16 +19,43 @@ class QLineEdit;
 class QListWidget;
 class QPushButton;
 class QSettings;
+class QTreeWidget;
 
 namespace sotto::desktop {
 
 class Backend;
 
+// A QR code of `data` (binary mode), one pixel per module with the four-module quiet zone
+// around it, black on white; a null image when the app was built without libqrencode.
+QImage qr_code(const Bytes& data);
+
+// The 60 digits in twelve groups of five, and a QR code of SafetyNumber::scannable for the
+// other side's app to scan.
 class SafetyNumberDialog : public QDialog {
   Q_OBJECT
 
  public:
-  SafetyNumberDialog(const QString& handle, const QString& digits, QWidget* parent);
+  SafetyNumberDialog(const QString& handle, const SafetyNumber& number, QWidget* parent);
+};
+
+// An outgoing message's details: its text, when it was sent, its status, and every recipient
+// by name with their receipt (delivered or read, and when). Follows receipts as they arrive.
+class MessageInfoDialog : public QDialog {
+  Q_OBJECT
+
+ public:
+  MessageInfoDialog(Backend* backend, ConversationId conversation, const QString& message_id,
+                    QWidget* parent);
+  void reload();
+
+ private:
+  Backend* backend_;
+  ConversationId conversation_;
+  QString message_id_;
+  QLabel* text_;
+  QLabel* sent_;
+  QLabel* status_;
+  QTreeWidget* receipts_;
 };
 
 class SettingsDialog : public QDialog {
@@ -42,6 +71,24 @@ class SettingsDialog : public QDialog {
   QListWidget* devices_;
   QLineEdit* approve_text_;
   QLabel* devices_status_;
+};
+
+// A new passphrase for the open profile, typed twice. The profile is re-encrypted under it off
+// the GUI thread (Argon2id and a rewrite of the database); accepted once that is done.
+class ChangePassphraseDialog : public QDialog {
+  Q_OBJECT
+
+ public:
+  ChangePassphraseDialog(Backend* backend, QWidget* parent);
+
+ private:
+  void change();
+
+  Backend* backend_;
+  QLineEdit* passphrase_;
+  QLineEdit* confirm_;
+  QLabel* error_;
+  QPushButton* change_;
 };
 
 class NewGroupDialog : public QDialog {

@@ -1,7 +1,9 @@
 #include "WelcomePage.h"
 
 #include <QComboBox>
+#include <QFrame>
 #include <QFormLayout>
+#include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
 #include <QPushButton>
@@ -44,14 +46,24 @@ WelcomePage::WelcomePage(Backend* backend, QDir data_dir, QString relay_url, QWi
 
   auto* outer = new QVBoxLayout(this);
   outer->addStretch(1);
+  // The card sits between stretches rather than being aligned: a vertical layout asks an
+  // aligned item its height for the whole page's width, so the card's word-wrapped text got
+  // the height of fewer lines than it has at the card's width, and the button at the bottom
+  // was cut off. A row lays the card out at its own width and asks its height for that.
   auto* card = new QFrame;
   card->setProperty("card", true);
-  card->setFixedWidth(440);
-  outer->addWidget(card, 0, Qt::AlignHCenter);
+  auto* row = new QHBoxLayout;
+  row->addStretch(1);
+  row->addWidget(card);
+  row->addStretch(1);
+  outer->addLayout(row);
   outer->addStretch(2);
 
   auto* cl = new QVBoxLayout(card);
   cl->setContentsMargins(36, 32, 36, 32);
+  // About fifty characters of the app's font wide.
+  card->setFixedWidth(fontMetrics().averageCharWidth() * 52 + cl->contentsMargins().left() +
+                      cl->contentsMargins().right());
   cl->setSpacing(14);
   auto* logo = new QLabel;
   logo->setPixmap(theme::logo(60));
@@ -65,6 +77,11 @@ WelcomePage::WelcomePage(Backend* backend, QDir data_dir, QString relay_url, QWi
   sub->setAlignment(Qt::AlignHCenter);
   cl->addWidget(sub);
   cl->addSpacing(6);
+  notice_ = label("");
+  notice_->setObjectName("welcomeNotice");
+  notice_->setStyleSheet("background: #fdf6e3; color: #926b12; border-radius: 8px; padding: 8px;");
+  notice_->hide();
+  cl->addWidget(notice_);
 
 
   // Step 1: the profile.
@@ -182,6 +199,8 @@ void WelcomePage::show_step(int index) {
   // Only the step on screen takes room in the card (a stacked widget would keep the tallest).
   for (size_t i = 0; i < steps_.size(); ++i) steps_[i]->setVisible(static_cast<int>(i) == index);
 }
+
+void WelcomePage::show_notice(const QString& text) { show_error(notice_, text); }
 
 void WelcomePage::profile_choice_changed() {
   bool fresh = profile_combo_->currentData().toString().isEmpty();

@@ -27,6 +27,8 @@ class WelcomePage : public QWidget {
   // The profile directory chosen (valid once the profile is open).
   QString profile_dir() const { return profile_dir_; }
   QString profile_name() const { return profile_name_; }
+  // A line above the form (what happened to the profile closed before); none when empty.
+  void show_notice(const QString& text);
 
  signals:
   void finished();  // the profile is open and has an account
@@ -49,6 +51,7 @@ class WelcomePage : public QWidget {
   bool linking_ = false;
   std::shared_ptr<std::atomic<bool>> link_cancel_;
 
+  QLabel* notice_;
   std::vector<QWidget*> steps_;  // profile, account, linking
   QComboBox* profile_combo_;
   QLineEdit* profile_name_edit_;

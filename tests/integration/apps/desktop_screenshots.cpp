@@ -149,6 +149,18 @@ int main(int argc, char** argv) {
     }
     wait_for([&] { return alice.chat()->message_model()->rowCount() >= 4; }, 10000);
     save(&alice, "03-group.png");
+    // Who has the group message, by handle.
+    const QString asked = "Who is in for Saturday? Harbour walk, then lunch";
+    wait_for([&] { return status_of(alice, asked) == MessageStatus::kRead; }, 10000);
+    auto* model = alice.chat()->message_model();
+    if (int row = row_with_text(model, asked); row >= 0)
+      alice.chat()->show_message_info(QString::fromStdString(model->at(row)->message.id));
+    if (auto* info = dialog<desktop::MessageInfoDialog>(alice, "messageInfoDialog")) {
+      save(info, "10-message-info.png");
+      info->close();
+    } else {
+      check(false, "the message info dialog");
+    }
     alice.chat()->show_info();
     if (auto* info = dialog<desktop::ConversationInfoDialog>(alice, "conversationInfoDialog")) {
       save(info, "07-group-details.png");
