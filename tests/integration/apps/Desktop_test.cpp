@@ -311,8 +311,10 @@ class DesktopTest : public QObject {
 
   void passphrase_is_changed_from_the_menu() {
     alice_->findChild<QAction*>("changePassphraseAction")->trigger();
-    QPointer dialog = alice_->findChild<desktop::ChangePassphraseDialog*>("changePassphraseDialog");
-    QVERIFY(dialog && dialog->isVisible());
+    auto* shown = alice_->findChild<desktop::ChangePassphraseDialog*>("changePassphraseDialog");
+    QVERIFY(shown);
+    QVERIFY(shown->isVisible());
+    QPointer dialog = shown;
     int result = -1;
     connect(dialog, &QDialog::finished, this, [&](int r) { result = r; });
     auto* field = child<QLineEdit>(dialog, "newPassphrase");
