@@ -1273,7 +1273,7 @@ void ChatWindow::show_info() {
 void ChatWindow::show_safety_number(const QString& account, const QString& handle) {
   backend_->local(
       this, [a = account.toStdString()](Client& c) { return c.safety_number(a); },
-      [this, handle](Result<SafetyNumber> sn) {
+      [this, account, handle](Result<SafetyNumber> sn) {
         if (!sn.ok()) {
           auto* box = new QMessageBox(
               QMessageBox::Information, tr("Safety number"),
@@ -1286,7 +1286,7 @@ void ChatWindow::show_safety_number(const QString& account, const QString& handl
           box->open();
           return;
         }
-        auto* d = new SafetyNumberDialog(handle, *sn, this);
+        auto* d = new SafetyNumberDialog(backend_, account, handle, *sn, this);
         d->setAttribute(Qt::WA_DeleteOnClose);
         d->open();
       });

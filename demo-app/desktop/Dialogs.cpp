@@ -14,6 +14,7 @@
 #include <QListWidget>
 #include <QPushButton>
 #include <QSettings>
+#include <QSignalBlocker>
 #include <QSet>
 #include <QTabWidget>
 #include <QTreeWidget>
@@ -73,7 +74,8 @@ QImage qr_code(const Bytes& data) {
 #endif
 }
 
-SafetyNumberDialog::SafetyNumberDialog(const QString& handle, const SafetyNumber& number,
+SafetyNumberDialog::SafetyNumberDialog(Backend* backend, const QString& account,
+                                       const QString& handle, const SafetyNumber& number,
                                        QWidget* parent)
     : QDialog(parent) {
   QString digits = QString::fromStdString(number.digits);
@@ -128,6 +130,30 @@ SafetyNumberDialog::SafetyNumberDialog(const QString& handle, const SafetyNumber
   l->addWidget(
       muted(tr("If they differ, someone may be intercepting: do not share anything "
                "sensitive until you know why (a new phone changes the number too).")));
+  // Checked once the user compared the number; a changed key unchecks it by itself (the SDK
+  // keeps the number that was verified).
+  auto* verified = new QCheckBox(tr("I compared them: %1 is verified").arg(handle));
+  verified->setObjectName("verifiedCheck");
+  verified->setEnabled(false);  // until the current state is known
+  l->addWidget(verified);
+  const std::string a = account.toStdString();
+  backend->local(
+      this, [a](Client& c) { return c.verified(a); },
+      [verified](Result<bool> is) {
+        verified->setChecked(is.ok() && *is);
+        verified->setEnabled(true);
+      });
+  connect(verified, &QCheckBox::toggled, this, [this, backend, a, verified](bool on) {
+    if (!verified->isEnabled()) return;  // the initial state being shown
+    backend->local(
+        this, [a, on](Client& c) { return c.set_verified(a, on); },
+        [verified, on](Status s) {
+          if (s.ok()) return;
+          QSignalBlocker quiet(verified);
+          verified->setChecked(!on);
+          verified->setToolTip(QString::fromStdString(s.error().message));
+        });
+  });
   auto* buttons = new QDialogButtonBox(QDialogButtonBox::Close);
   connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
   l->addWidget(buttons);

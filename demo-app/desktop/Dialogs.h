@@ -35,7 +35,10 @@ class SafetyNumberDialog : public QDialog {
   Q_OBJECT
 
  public:
-  SafetyNumberDialog(const QString& handle, const SafetyNumber& number, QWidget* parent);
+  // `account`'s number; its "verified" box records that the user compared it
+  // (Client::set_verified), which holds until the contact's key changes.
+  SafetyNumberDialog(Backend* backend, const QString& account, const QString& handle,
+                     const SafetyNumber& number, QWidget* parent);
 };
 
 // An outgoing message's details: its text, when it was sent, its status, and every recipient

@@ -3,6 +3,7 @@
 // to the message, a group made in its dialog, and a file with its progress.
 #include <QAction>
 #include <QApplication>
+#include <QCheckBox>
 #include <QCryptographicHash>
 #include <QFile>
 #include <QImage>
@@ -142,9 +143,10 @@ class DesktopTest : public QObject {
     auto* conversations = alice_->chat()->conversation_model();
     const Conversation* bob = conversations->at(conversations->row_of(alice_->chat()->current()));
     QVERIFY(bob && bob->kind == ConversationKind::kDirect);
+    const std::string peer = bob->peer;  // the model may reload under `bob` later
     std::optional<Result<SafetyNumber>> number;
     alice_->backend()->local(
-        alice_.get(), [peer = bob->peer](Client& c) { return c.safety_number(peer); },
+        alice_.get(), [peer](Client& c) { return c.safety_number(peer); },
         [&](Result<SafetyNumber> n) { number = std::move(n); });
     QTRY_VERIFY(number.has_value());
     QVERIFY(number->ok());
@@ -178,6 +180,22 @@ class DesktopTest : public QObject {
                    qGray(code.pixel(x, y)) < 128);
       QVERIFY(code.width() > 21 + 8);  // the data is in it: more than a version 1 code
     }
+    // "Verified" is recorded in the profile (Client::verified), not only ticked on screen.
+    auto* check = child<QCheckBox>(dialog, "verifiedCheck");
+    QVERIFY(check);
+    QTRY_VERIFY(check->isEnabled());
+    QVERIFY(!check->isChecked());
+    QTest::mouseClick(check, Qt::LeftButton);
+    QVERIFY(check->isChecked());
+    auto verified = std::make_shared<std::optional<bool>>();
+    QTRY_VERIFY_WITH_TIMEOUT(([&] {
+                               alice_->backend()->local(
+                                   alice_.get(),
+                                   [peer](Client& c) { return c.verified(peer); },
+                                   [verified](Result<bool> r) { *verified = r.ok() && *r; });
+                               return verified->value_or(false);
+                             }()),
+                             10000);
     dialog->close();
   }
 
