@@ -9,8 +9,7 @@
 #include <cstdio>
 #include <set>
 
-#include "PostgresServer.h"
-#include "RedisServer.h"
+#include "RelayCluster.h"
 #include "RelayTestUtil.h"
 #include "sotto/keys/KeyGen.h"
 
@@ -19,52 +18,7 @@ namespace {
 
 std::string str(ByteView b) { return std::string(as_chars(b)); }
 
-struct Cluster {
-  explicit Cluster(int count = 3) {
-    auto pg = PostgresServer::shared();
-    if (!pg.ok()) {
-      ADD_FAILURE() << "no PostgreSQL for cluster mode: " << pg.error().message;
-      return;
-    }
-    postgres = *pg;
-    auto db = postgres->create_database("cluster");
-    if (!db.ok()) {
-      ADD_FAILURE() << db.error().message;
-      return;
-    }
-    store = postgres->url(*db);
-    auto r = RedisServer::start();
-    if (!r.ok()) {
-      ADD_FAILURE() << "no redis-server for cluster mode: " << r.error().message;
-      return;
-    }
-    redis = std::move(*r);
-    char tmpl[] = "/tmp/sotto-cluster-XXXXXX";
-    if (::mkdtemp(tmpl)) shared_dir = tmpl;
-    for (int i = 0; i < count; ++i) add_node();
-  }
-  ~Cluster() {
-    nodes.clear();
-    std::error_code ec;
-    if (!shared_dir.empty()) std::filesystem::remove_all(shared_dir, ec);
-  }
-  RelayProcess& add_node() {
-    RelayProcess::Options o;
-    o.data_dir = shared_dir;
-    o.extra_args = {"--store", store, "--bus", redis->address(), "--node-id",
-                    "n" + std::to_string(nodes.size()), "--cluster-claim-ttl-ms", "3000"};
-    nodes.push_back(std::make_unique<RelayProcess>(o));
-    return *nodes.back();
-  }
-  bool ready() const { return postgres && redis && nodes.size() > 0; }
-  RelayProcess& operator[](size_t i) { return *nodes.at(i); }
-
-  PostgresServer* postgres = nullptr;
-  std::string store;
-  std::unique_ptr<RedisServer> redis;
-  std::filesystem::path shared_dir;
-  std::vector<std::unique_ptr<RelayProcess>> nodes;
-};
+using Cluster = RelayCluster;
 
 // The next push of a kind, skipping others.
 std::optional<wire::Push> next_of(WireClient& c, wire::Push::KindCase kind,
