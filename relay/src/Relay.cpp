@@ -54,18 +54,20 @@ Relay::Relay(const Config& config, StoreExecutor& store, Metrics& metrics,
               : RateSpec{}),
       download_device_(config.rates.download_device),
       unauth_ip_(config.rates.per_ip ? config.rates.unauth_sockets_ip : 0) {
-  auto total = std::make_shared<uint64_t>(0);
-  store_.submit(
-      [total](Store& s) -> Status {
-        SOTTO_TRY_ASSIGN(*total, s.total_queued());
-        return {};
-      },
-      [this, total](const Status& st) {
-        if (st.ok()) metrics_.queue_depth = static_cast<int64_t>(*total);
-      });
+  refresh_queue_depth();
 }
 
 Relay::~Relay() = default;
+
+void Relay::refresh_queue_depth() {
+  store_.submit(
+      [this](Store& s) -> Status {
+        SOTTO_TRY_ASSIGN(uint64_t total, s.total_queued());
+        metrics_.queue_depth = static_cast<int64_t>(total);
+        return {};
+      },
+      nullptr);
+}
 
 std::filesystem::path Relay::attachment_path(const std::string& id) const {
   return config_.data_dir / "attachments" / id;

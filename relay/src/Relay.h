@@ -231,6 +231,8 @@ class Relay {
   // since the last look (Store::actions_since).
   void apply_operator_actions();
   void devices_changed(const Bytes& account);
+  // Reads the total of queued envelopes into the queue-depth metric (a storage job).
+  void refresh_queue_depth();
   std::shared_ptr<Peer> find_peer(const std::string& device_key);
   void end_link(const std::string& code, uint16_t close_code);
 

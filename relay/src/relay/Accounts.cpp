@@ -273,13 +273,7 @@ void Relay::op_remove_device(const std::shared_ptr<Peer>& p, wire::Request& r) {
         answer(p, std::move(resp), op);
         close_device(device_key(p->account, target), 4001);
         devices_changed(p->account);
-        store_.submit(
-            [this](Store& s) -> Status {
-              SOTTO_TRY_ASSIGN(uint64_t total, s.total_queued());
-              metrics_.queue_depth = static_cast<int64_t>(total);
-              return {};
-            },
-            nullptr);
+        refresh_queue_depth();
       });
 }
 
@@ -311,13 +305,7 @@ void Relay::op_delete_account(const std::shared_ptr<Peer>& p, wire::Request& r) 
           presence_changed(p->account, std::move(u));
         }
         for (const auto& d : *devices) close_device(device_key(p->account, d.device_id), 4001);
-        store_.submit(
-            [this](Store& s) -> Status {
-              SOTTO_TRY_ASSIGN(uint64_t total, s.total_queued());
-              metrics_.queue_depth = static_cast<int64_t>(total);
-              return {};
-            },
-            nullptr);
+        refresh_queue_depth();
       });
 }
 
