@@ -303,12 +303,12 @@ void sotto_client_set_callbacks(sotto_client* client, const sotto_callbacks* cal
   if (!client) return null_arg(error, "client"), ret
 
 // A call that returns only a Status.
-#define SOTTO_STATUS_CALL(expr) \
-  do {                          \
-    auto r_ = (expr);           \
+#define SOTTO_STATUS_CALL(expr)           \
+  do {                                    \
+    auto r_ = (expr);                     \
     if (fail_if(r_, error)) return false; \
-    ok(error);                  \
-    return true;                \
+    ok(error);                            \
+    return true;                          \
   } while (0)
 
 bool sotto_register(sotto_client* client, const char* handle, sotto_account* out,
@@ -363,10 +363,7 @@ bool sotto_link_finish(sotto_client* client, uint32_t timeout_ms, sotto_account*
 bool sotto_link_approve(sotto_client* client, const char* invite, sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
   if (!invite) return null_arg(error, "invite");
-  auto r = client->client->approve_link(invite);
-  if (fail_if(r, error)) return false;
-  ok(error);
-  return true;
+  SOTTO_STATUS_CALL(client->client->approve_link(invite));
 }
 
 sotto_device_list* sotto_devices(sotto_client* client, sotto_error* error) {
@@ -411,8 +408,7 @@ bool sotto_delete_account(sotto_client* client, sotto_error* error) {
   SOTTO_STATUS_CALL(client->client->delete_account());
 }
 
-bool sotto_change_passphrase(sotto_client* client, const char* new_passphrase,
-                             sotto_error* error) {
+bool sotto_change_passphrase(sotto_client* client, const char* new_passphrase, sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
   if (!new_passphrase) return null_arg(error, "new_passphrase");
   SOTTO_STATUS_CALL(
@@ -426,10 +422,7 @@ bool sotto_profile_erase(const char* directory, sotto_error* error) {
 
 bool sotto_connect(sotto_client* client, sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
-  auto r = client->client->connect();
-  if (fail_if(r, error)) return false;
-  ok(error);
-  return true;
+  SOTTO_STATUS_CALL(client->client->connect());
 }
 
 void sotto_disconnect(sotto_client* client) {
@@ -554,8 +547,8 @@ void sotto_message_list_free(sotto_message_list* list) {
   std::free(list);
 }
 
-sotto_message* sotto_message_get(sotto_client* client, int64_t conversation,
-                                 const char* message_id, sotto_error* error) {
+sotto_message* sotto_message_get(sotto_client* client, int64_t conversation, const char* message_id,
+                                 sotto_error* error) {
   SOTTO_CHECK_CLIENT(nullptr);
   if (!message_id) return null_arg(error, "message_id"), nullptr;
   auto r = client->client->message(conversation, message_id);
@@ -606,39 +599,27 @@ bool sotto_mark_read(sotto_client* client, int64_t conversation, const char* up_
                      sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
   if (!up_to) return null_arg(error, "up_to_message_id");
-  auto r = client->client->mark_read(conversation, up_to);
-  if (fail_if(r, error)) return false;
-  ok(error);
-  return true;
+  SOTTO_STATUS_CALL(client->client->mark_read(conversation, up_to));
 }
 
 bool sotto_edit_message(sotto_client* client, int64_t conversation, const char* message_id,
                         const char* new_text, sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
   if (!message_id || !new_text) return null_arg(error, !message_id ? "message_id" : "new_text");
-  auto r = client->client->edit_message(conversation, message_id, new_text);
-  if (fail_if(r, error)) return false;
-  ok(error);
-  return true;
+  SOTTO_STATUS_CALL(client->client->edit_message(conversation, message_id, new_text));
 }
 
 bool sotto_delete_for_everyone(sotto_client* client, int64_t conversation, const char* message_id,
                                sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
   if (!message_id) return null_arg(error, "message_id");
-  auto r = client->client->delete_for_everyone(conversation, message_id);
-  if (fail_if(r, error)) return false;
-  ok(error);
-  return true;
+  SOTTO_STATUS_CALL(client->client->delete_for_everyone(conversation, message_id));
 }
 
 bool sotto_set_disappearing_timer(sotto_client* client, int64_t conversation, uint32_t seconds,
                                   sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
-  auto r = client->client->set_disappearing_timer(conversation, seconds);
-  if (fail_if(r, error)) return false;
-  ok(error);
-  return true;
+  SOTTO_STATUS_CALL(client->client->set_disappearing_timer(conversation, seconds));
 }
 
 bool sotto_send_file(sotto_client* client, int64_t conversation, const char* path,
@@ -685,12 +666,9 @@ bool sotto_save_attachment(sotto_client* client, int64_t conversation, const cha
   if (!message_id || !destination)
     return null_arg(error, !message_id ? "message_id" : "destination");
   Transfer t{progress, user_data};
-  auto r = client->client->save_attachment(conversation, message_id, index,
-                                           sotto::platform::from_utf8(destination), t.progress(),
-                                           &t.cancel);
-  if (fail_if(r, error)) return false;
-  ok(error);
-  return true;
+  SOTTO_STATUS_CALL(client->client->save_attachment(conversation, message_id, index,
+                                                    sotto::platform::from_utf8(destination),
+                                                    t.progress(), &t.cancel));
 }
 
 uint8_t* sotto_read_attachment(sotto_client* client, int64_t conversation, const char* message_id,
@@ -765,56 +743,40 @@ bool sotto_add_group_members(sotto_client* client, int64_t conversation,
                              const char* const* accounts, size_t account_count,
                              sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
-  auto r = client->client->add_group_members(conversation, accounts_of(accounts, account_count));
-  if (fail_if(r, error)) return false;
-  ok(error);
-  return true;
+  SOTTO_STATUS_CALL(
+      client->client->add_group_members(conversation, accounts_of(accounts, account_count)));
 }
 
 bool sotto_remove_group_members(sotto_client* client, int64_t conversation,
                                 const char* const* accounts, size_t account_count,
                                 sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
-  auto r = client->client->remove_group_members(conversation, accounts_of(accounts, account_count));
-  if (fail_if(r, error)) return false;
-  ok(error);
-  return true;
+  SOTTO_STATUS_CALL(
+      client->client->remove_group_members(conversation, accounts_of(accounts, account_count)));
 }
 
 bool sotto_rename_group(sotto_client* client, int64_t conversation, const char* name,
                         sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
   if (!name) return null_arg(error, "name");
-  auto r = client->client->rename_group(conversation, name);
-  if (fail_if(r, error)) return false;
-  ok(error);
-  return true;
+  SOTTO_STATUS_CALL(client->client->rename_group(conversation, name));
 }
 
 bool sotto_set_group_admin(sotto_client* client, int64_t conversation, const char* account,
                            bool admin, sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
   if (!account) return null_arg(error, "account");
-  auto r = client->client->set_group_admin(conversation, account, admin);
-  if (fail_if(r, error)) return false;
-  ok(error);
-  return true;
+  SOTTO_STATUS_CALL(client->client->set_group_admin(conversation, account, admin));
 }
 
 bool sotto_leave_group(sotto_client* client, int64_t conversation, sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
-  auto r = client->client->leave_group(conversation);
-  if (fail_if(r, error)) return false;
-  ok(error);
-  return true;
+  SOTTO_STATUS_CALL(client->client->leave_group(conversation));
 }
 
 bool sotto_set_typing(sotto_client* client, int64_t conversation, bool typing, sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
-  auto r = client->client->set_typing(conversation, typing);
-  if (fail_if(r, error)) return false;
-  ok(error);
-  return true;
+  SOTTO_STATUS_CALL(client->client->set_typing(conversation, typing));
 }
 
 bool sotto_watch_presence(sotto_client* client, const int64_t* conversations, size_t count,
@@ -822,18 +784,12 @@ bool sotto_watch_presence(sotto_client* client, const int64_t* conversations, si
   SOTTO_CHECK_CLIENT(false);
   std::vector<sotto::ConversationId> list;
   for (size_t i = 0; conversations && i < count; ++i) list.push_back(conversations[i]);
-  auto r = client->client->watch_presence(list);
-  if (fail_if(r, error)) return false;
-  ok(error);
-  return true;
+  SOTTO_STATUS_CALL(client->client->watch_presence(list));
 }
 
 bool sotto_set_presence_hidden(sotto_client* client, bool hidden, sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
-  auto r = client->client->set_presence_hidden(hidden);
-  if (fail_if(r, error)) return false;
-  ok(error);
-  return true;
+  SOTTO_STATUS_CALL(client->client->set_presence_hidden(hidden));
 }
 
 sotto_search_page* sotto_search(sotto_client* client, const sotto_search_query* query,
@@ -907,10 +863,7 @@ bool sotto_safety_number(sotto_client* client, const char* account, char* digits
 bool sotto_accept_identity(sotto_client* client, const char* account, sotto_error* error) {
   SOTTO_CHECK_CLIENT(false);
   if (!account) return null_arg(error, "account");
-  auto r = client->client->accept_identity(account);
-  if (fail_if(r, error)) return false;
-  ok(error);
-  return true;
+  SOTTO_STATUS_CALL(client->client->accept_identity(account));
 }
 
 bool sotto_set_verified(sotto_client* client, const char* account, bool verified,
