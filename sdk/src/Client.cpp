@@ -207,8 +207,9 @@ void Client::Impl::on_link_event(const LinkEvent& e) {
       break;
     case LinkState::kStopped:
       if (e.unauthorized) {
+        // logged_out() reports kLoggedOut once the profile says so, so that a connect() made on
+        // seeing the state is refused.
         post_task([this, detail = e.detail] { logged_out(detail); });
-        set_state(ConnectionState::kLoggedOut, e.detail);
       } else if (e.close_code == 4002) {
         set_state(ConnectionState::kOffline, e.detail);
       }
