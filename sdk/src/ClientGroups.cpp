@@ -441,7 +441,11 @@ Status Client::Impl::decrypt_group_and_apply(const Address& from, const wire::En
   std::optional<Error> apply_error;
   auto plain = parts.crypto.group_decrypt(*gid, from, ct, [&](ByteView plaintext) -> Status {
     content::Content c;
-    if (!c.ParseFromArray(plaintext.data(), static_cast<int>(plaintext.size()))) return {};
+    if (Status read = parse_from_peer(plaintext, c); !read.ok()) {
+      diagnose("a group message from device " + std::to_string(from.device_id) + " of " +
+               from.account + " was dropped: " + read.error().message);
+      return {};
+    }
     Status s;
     if (c.has_data_message()) {
       // The sender key is for one group: a message naming another one is not believed.

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "History.h"
+#include "PeerContent.h"
 #include "ProfileAccess.h"
 #include "Provisioning.h"
 #include "RelayConnection.h"
@@ -244,6 +245,7 @@ struct Client::Impl {
   std::unique_ptr<Profile> profile;
   ProfileParts parts;
   ClientOptions options;
+  LibraryLogRoute library_log{options.log};  // libprotobuf's lines into options.log
   Clock clock;
   History history;
 

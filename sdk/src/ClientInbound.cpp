@@ -233,8 +233,12 @@ Status Client::Impl::decrypt_and_apply(const wire::Envelope& env, Effects& fx) {
   std::optional<Error> apply_error;
   auto plain = parts.crypto.decrypt(from, ct, [&](ByteView plaintext) -> Status {
     content::Content c;
-    if (!c.ParseFromArray(plaintext.data(), static_cast<int>(plaintext.size())))
-      return {};  // authentic but unreadable: nothing to do
+    if (Status read = parse_from_peer(plaintext, c); !read.ok()) {
+      // Authentic but unreadable: nothing to apply, and nothing to ask again for.
+      diagnose("a message from device " + std::to_string(from.device_id) + " of " +
+               from.account + " was dropped: " + read.error().message);
+      return {};
+    }
     Status s = apply_content(from, env, c, fx);
     if (!s.ok()) apply_error = s.error();
     return s;

@@ -6,6 +6,8 @@
 #include <cctype>
 #include <cstring>
 
+#include "PeerContent.h"
+
 namespace sotto {
 
 namespace {
@@ -217,7 +219,9 @@ Result<content::ProvisionMessage> open_provision(const wire::ProvisionEnvelope& 
           reinterpret_cast<const uint8_t*>(env.nonce().data()), k.data()) != 0)
     return bad("it was not encrypted for this device");
   content::ProvisionMessage msg;
-  if (!msg.ParseFromArray(plain.data(), static_cast<int>(len))) return bad("unreadable contents");
+  if (Status read = parse_from_peer(ByteView(plain.data(), static_cast<size_t>(len)), msg);
+      !read.ok())
+    return bad("unreadable contents (" + read.error().message + ")");
   std::string inside = msg.link_code();
   std::transform(inside.begin(), inside.end(), inside.begin(),
                  [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
