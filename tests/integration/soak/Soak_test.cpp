@@ -90,6 +90,11 @@ const std::string kChurned = "dave";
 // again on another.
 constexpr size_t kNodes = 3;
 constexpr auto kBackWithin = 5s;
+// When Redis or PostgreSQL was down too during those 5 s (or had just come back: the nodes
+// reconnect to it with a backoff), the devices wait for it as well: then they must be back
+// within this instead, and the time is not counted as the cluster's.
+constexpr auto kBackWithinCompounded = 30s;
+constexpr auto kInfraSettle = 3s;
 
 // The SDK's connection states as soak_user prints them (sotto::ConnectionState).
 constexpr int kStateOffline = 0, kStateConnecting = 1, kStateOnline = 3;
@@ -161,6 +166,7 @@ struct Outage {
   Clock::time_point at;
   std::vector<std::pair<size_t, int>> devices;  // index in devices_, its `starts` then
   bool checked = false;
+  bool compounded = false;  // Redis or PostgreSQL was down in its window too
 };
 
 class Soak {
@@ -531,9 +537,14 @@ class Soak {
   void check_outages(bool all) {
     for (auto& o : outages_) {
       if (o.checked || (!all && Clock::now() < o.at + kBackWithin + 500ms)) continue;
+      if (!o.compounded)
+        for (const auto& [from, to] : infra_outages_)
+          if (from < o.at + kBackWithin && to + kInfraSettle > o.at) o.compounded = true;
+      if (o.compounded && !all && Clock::now() < o.at + kBackWithinCompounded + 500ms) continue;
       o.checked = true;
+      auto within = o.compounded ? kBackWithinCompounded : kBackWithin;
       int64_t at = steady_ns(o.at);
-      int64_t limit = at + std::chrono::nanoseconds(kBackWithin).count();
+      int64_t limit = at + std::chrono::nanoseconds(within).count();
       std::string line;
       for (const auto& [k, starts] : o.devices) {
         const Device& d = devices_[k];
@@ -549,20 +560,24 @@ class Soak {
             if (c.ns >= at)
               states += "\n      " + since_chaos(Clock::time_point(Clock::duration(c.ns))) +
                         " state " + std::to_string(c.state) + " (" + c.detail + ")";
-          errors_.push_back(d.name + " was on node " + node_name(o.node) + " when it was " +
-                            o.how + " at " + since_chaos(o.at) + " and was not online again " +
-                            "within " + std::to_string(kBackWithin.count()) +
-                            " s; its connection states since:" +
-                            (states.empty() ? std::string(" none") : states));
+          errors_.push_back(
+              d.name + " was on node " + node_name(o.node) + " when it was " + o.how + " at " +
+              since_chaos(o.at) + " and was not online again " + "within " +
+              std::to_string(within.count()) + " s" +
+              (o.compounded ? " (Redis or PostgreSQL was down too)" : "") +
+              "; its connection states since:" + (states.empty() ? std::string(" none") : states));
           line += " NOT back;";
           continue;
         }
         double took = static_cast<double>(*back - at) / 1e9;
-        char buf[48];
-        std::snprintf(buf, sizeof buf, " back in %.2f s;", took);
+        char buf[64];
+        std::snprintf(buf, sizeof buf, " back in %.2f s%s;", took,
+                      o.compounded ? " (Redis or PostgreSQL down too)" : "");
         line += buf;
         ++back_measured_;
-        if (took > worst_back_) {
+        if (o.compounded) {
+          ++back_compounded_;
+        } else if (took > worst_back_) {
           worst_back_ = took;
           worst_back_what_ = d.name + " after " + node_name(o.node) + " was " + o.how + " at " +
                              since_chaos(o.at);
@@ -572,7 +587,15 @@ class Soak {
     }
   }
 
+  // An outage whose devices are being timed against kBackWithin: no PostgreSQL restart then.
+  // One found compounded is already waiting for Redis or PostgreSQL: another restart changes
+  // nothing for it.
   bool timing_outage() const {
+    for (const auto& o : outages_)
+      if (!o.checked && !o.compounded) return true;
+    return false;
+  }
+  bool outage_unchecked() const {
     for (const auto& o : outages_)
       if (!o.checked) return true;
     return false;
@@ -606,7 +629,7 @@ class Soak {
     for (;;) {
       drain();
       check_outages(false);
-      if (Clock::now() >= end && !timing_outage()) break;
+      if (Clock::now() >= end && !outage_unchecked()) break;
       for (auto& d : devices_)
         if (d.restart_at && Clock::now() >= *d.restart_at) start(d);
       for (size_t i = 0; i < nodes_.size(); ++i)
@@ -652,19 +675,28 @@ class Soak {
       // A restart of PostgreSQL that is due waits for no new node to go down.
       if (!down && Clock::now() >= next_node_fault && Clock::now() >= stalled_until &&
           Clock::now() < next_postgres) {
-        size_t i = rng_() % nodes_.size();
+        // A node with devices on it when there is one: an outage nobody was on checks nothing
+        // (and a run of only those would fail for want of a timed device).
+        std::vector<size_t> busy;
+        for (size_t n = 0; n < nodes_.size(); ++n)
+          if (!devices_on(n).empty()) busy.push_back(n);
+        size_t i = busy.empty() ? rng_() % nodes_.size() : busy[rng_() % busy.size()];
         take_node_down(i);
         down = i;
         back_at = Clock::now() + random_ms(500, 5000);
       }
-      if (Clock::now() >= next_redis) {
+      // Nor a Redis restart: it would hold the devices back as well.
+      if (Clock::now() >= next_redis && !timing_outage()) {
         // Killed, and back empty: the nodes must claim their devices again.
+        auto redis_down = Clock::now();
         redis_->kill9();
         auto pause = random_ms(0, 2000);
         note("redis-server killed (kill -9), back in " + std::to_string(pause.count()) + " ms");
         std::this_thread::sleep_for(pause);
         if (auto st = redis_->restart(); !st.ok())
           errors_.push_back("redis-server did not start again: " + st.error().message);
+        infra_outages_.emplace_back(redis_down, Clock::now());
+        next_node_fault = std::max(next_node_fault, Clock::now() + kInfraSettle);
         ++redis_restarts_;
         next_redis = Clock::now() + random_ms(6000, 15000);
       }
@@ -679,6 +711,8 @@ class Soak {
         std::this_thread::sleep_for(random_ms(0, 500));
         if (st.ok()) st = postgres_->restart();
         if (!st.ok()) errors_.push_back("PostgreSQL restart failed: " + st.error().message);
+        infra_outages_.emplace_back(began, Clock::now());
+        next_node_fault = std::max(next_node_fault, Clock::now() + kInfraSettle);
         ++postgres_restarts_;
         note("PostgreSQL stopped at once and started again (" +
              std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -1007,12 +1041,14 @@ class Soak {
       std::printf(
           "soak (cluster): %d node kills, %d node stops, %d redis-server restarts, %d PostgreSQL "
           "restarts; connections to n0/n1/n2: %llu/%llu/%llu; %d devices timed back online "
-          "after their node went down, the slowest in %.2f s%s%s (at most %lld s)\n",
+          "after their node went down, the slowest in %.2f s%s%s (at most %lld s); %d more while "
+          "Redis or PostgreSQL was down too (at most %lld s)\n",
           node_kills_, node_stops_, redis_restarts_, postgres_restarts_,
           static_cast<unsigned long long>(to[0]), static_cast<unsigned long long>(to[1]),
-          static_cast<unsigned long long>(to[2]), back_measured_, worst_back_,
+          static_cast<unsigned long long>(to[2]), back_measured_ - back_compounded_, worst_back_,
           worst_back_what_.empty() ? "" : ": ", worst_back_what_.c_str(),
-          static_cast<long long>(kBackWithin.count()));
+          static_cast<long long>(kBackWithin.count()), back_compounded_,
+          static_cast<long long>(kBackWithinCompounded.count()));
       if (!errors_.empty())
         for (size_t i = 0; i < nodes_.size(); ++i)
           std::printf("soak (cluster): node %s's warnings:\n%s", node_name(i).c_str(),
@@ -1087,7 +1123,9 @@ class Soak {
   std::vector<Outage> outages_;
   bool node_died_[kNodes] = {};
   int node_kills_ = 0, node_stops_ = 0, redis_restarts_ = 0, postgres_restarts_ = 0;
-  int back_measured_ = 0;
+  int back_measured_ = 0, back_compounded_ = 0;  // the second: not in worst_back_
+  // When Redis or PostgreSQL went down and when it was back.
+  std::vector<std::pair<Clock::time_point, Clock::time_point>> infra_outages_;
   double worst_back_ = 0;
   std::string worst_back_what_;
 };
