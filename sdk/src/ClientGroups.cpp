@@ -467,7 +467,8 @@ Status Client::Impl::decrypt_group_and_apply(const Address& from, const wire::En
 
 // ---- sessions in bulk ----
 
-Status Client::Impl::ensure_sessions(const std::vector<std::string>& accounts) {
+Status Client::Impl::ensure_sessions(const std::vector<std::string>& accounts,
+                                     std::vector<std::string>* in_doubt) {
   std::vector<std::string> missing;
   SOTTO_TRY(locked([&]() -> Status {
     for (const auto& a : accounts) {
@@ -526,6 +527,7 @@ Status Client::Impl::ensure_sessions(const std::vector<std::string>& accounts) {
           Status st = parts.crypto.start_session(Address{account, b.device_id()}, b);
           if (st.code() == ErrorCode::kUntrustedIdentity) {
             identity_changed_event(account, bytes_of(b.identity_key()), fx);
+            if (in_doubt) in_doubt->push_back(account);
             break;
           }
           if (!st.ok() && !is_crypto_failure(st.code())) return st;
@@ -608,8 +610,23 @@ Result<wire::Response> Client::Impl::send_batched(const Bytes& message_id,
   return ok;
 }
 
+Status Client::Impl::owe_group_send(const OutboxItem& item,
+                                    const std::vector<std::string>& accounts) {
+  if (accounts.empty() || !item.group_conv) return {};
+  return txn([&]() -> Status {
+    for (const auto& a : accounts)
+      SOTTO_TRY(history.owe_group_send(a, item.message_id, *item.group_conv, item.content, now(),
+                                       kResendWindow));
+    return {};
+  });
+}
+
 Client::Impl::Outcome Client::Impl::send_group_update(const OutboxItem& item) {
-  Status ensured = ensure_sessions(item.accounts);
+  // A member whose safety number is in doubt gets this change once the user accepts it (a
+  // removal too: the removed member must learn of it).
+  std::vector<std::string> in_doubt;
+  Status ensured = ensure_sessions(item.accounts, &in_doubt);
+  if (ensured.ok()) ensured = owe_group_send(item, in_doubt);
   if (!ensured.ok()) return on_send_error(item, ensured.error());
   for (int attempt = 0; attempt < 6; ++attempt) {
     auto own = own_other_devices();
@@ -668,7 +685,9 @@ Client::Impl::Outcome Client::Impl::send_group_update(const OutboxItem& item) {
     }
     if (r->status() == wire::OK) return item_sent(item, 0);
     if (r->status() == wire::STALE_DEVICES) {
-      Status s = apply_mismatch(r->stale_devices(), self_account());
+      std::vector<std::string> doubted;
+      Status s = apply_mismatch(r->stale_devices(), self_account(), &doubted);
+      if (s.ok()) s = owe_group_send(item, doubted);
       if (!s.ok()) return on_send_error(item, s.error());
       continue;
     }
@@ -680,7 +699,8 @@ Client::Impl::Outcome Client::Impl::send_group_update(const OutboxItem& item) {
 }
 
 Status Client::Impl::distribute_sender_key(ConversationId conversation, ByteView group_id,
-                                           const std::vector<Address>& devices) {
+                                           const std::vector<Address>& devices,
+                                           std::vector<std::string>* in_doubt) {
   if (devices.empty()) return {};
   std::vector<wire::OutgoingMessage> messages;
   Bytes gid(group_id.begin(), group_id.end());
@@ -710,7 +730,7 @@ Status Client::Impl::distribute_sender_key(ConversationId conversation, ByteView
   // are FIFO, so every device reads the key first (protocol.md 14.4).
   SOTTO_TRY_ASSIGN(auto r, send_batched(new_message_id(now()), std::move(messages), false, true));
   if (r.status() == wire::STALE_DEVICES) {
-    SOTTO_TRY(apply_mismatch(r.stale_devices(), self_account()));
+    SOTTO_TRY(apply_mismatch(r.stale_devices(), self_account(), in_doubt));
     return make_error(ErrorCode::kConflict, "device lists changed; distributing again");
   }
   if (r.status() != wire::OK) return status_error(r, "distributing a sender key");
@@ -755,7 +775,9 @@ Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
   if (missing.empty()) {
     known = std::move(*member_devices);
   } else {
-    Status ensured = ensure_sessions(missing);
+    std::vector<std::string> in_doubt;
+    Status ensured = ensure_sessions(missing, &in_doubt);
+    if (ensured.ok()) ensured = owe_group_send(item, in_doubt);
     if (!ensured.ok()) return on_send_error(item, ensured.error());
   }
 
@@ -783,8 +805,13 @@ Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
     std::vector<Address> need;
     for (const auto& d : devices)
       if (!have.count({d.account, d.device_id})) need.push_back(d);
-    Status dist = distribute_sender_key(conv, gid, need);
-    if (dist.code() == ErrorCode::kConflict) continue;
+    std::vector<std::string> in_doubt;
+    Status dist = distribute_sender_key(conv, gid, need, &in_doubt);
+    if (dist.code() == ErrorCode::kConflict) {
+      dist = owe_group_send(item, in_doubt);
+      if (!dist.ok()) return on_send_error(item, dist.error());
+      continue;
+    }
     if (!dist.ok()) return on_send_error(item, dist.error());
 
     // One ciphertext for everyone, and the recipients encoded in batches: those of this
@@ -817,7 +844,9 @@ Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
         return Outcome::kStop;
       }
       if (r->status() == wire::STALE_DEVICES) {
-        Status m = apply_mismatch(r->stale_devices(), me);
+        std::vector<std::string> doubted;
+        Status m = apply_mismatch(r->stale_devices(), me, &doubted);
+        if (m.ok()) m = owe_group_send(item, doubted);
         if (!m.ok()) return on_send_error(item, m.error());
         stale = true;
         break;

@@ -300,7 +300,11 @@ struct Client::Impl {
   std::map<ConversationId, uint64_t> typing_until_ms;  // auto-stop of our own typing
   std::map<std::pair<ConversationId, std::string>, uint64_t> typing_seen_until_ms;
   std::vector<std::string> presence_watch;  // accounts watched
+  // Group messages that did not decrypt are asked for again in one request per sender device
+  // (failed_envelopes), at most once a minute each: when each device was last asked, and
+  // when the next round is due (0: none). Worker thread only.
   std::map<std::pair<std::string, uint32_t>, uint64_t> group_resend_asked_ms;
+  uint64_t resend_asks_due_ms = 0;
 
   // Linking (new device side).
   std::mutex link_mu;
@@ -512,12 +516,21 @@ struct Client::Impl {
   Status apply_sender_key_distribution(const Address& from, const content::SenderKeyDistribution& d,
                                        Effects& fx);
   Status decrypt_group_and_apply(const Address& from, const wire::Envelope& env, Effects& fx);
-  // Sessions with every device of each account that has none yet, fetched in parallel.
-  Status ensure_sessions(const std::vector<std::string>& accounts);
+  // Sessions with every device of each account that has none yet, fetched in parallel. An
+  // account whose identity key changed gets none (the user must accept the new safety number
+  // first) and is added to `in_doubt` when given.
+  Status ensure_sessions(const std::vector<std::string>& accounts,
+                         std::vector<std::string>* in_doubt = nullptr);
+  // Records that `item` (a group send) reached none of `accounts`' devices because their
+  // safety numbers are in doubt: accept_identity() sends it to them again.
+  Status owe_group_send(const OutboxItem& item, const std::vector<std::string>& accounts);
   // This account's other devices, with sessions (fetched when missing).
   Result<std::vector<Address>> own_other_devices();
+  // kConflict when the devices changed meanwhile (send again); accounts found in doubt then
+  // are added to `in_doubt`.
   Status distribute_sender_key(ConversationId conversation, ByteView group_id,
-                               const std::vector<Address>& devices);
+                               const std::vector<Address>& devices,
+                               std::vector<std::string>* in_doubt);
 
   // ---------------------------------------------------------------------------------------
   // Files (ClientFiles.cpp)
@@ -606,6 +619,8 @@ struct Client::Impl {
   Status add_notice(ConversationId conv, const std::string& text, uint64_t sort_ms, Effects& fx);
 
   Status hold_untrusted(const Address& from, const wire::Envelope& env, Effects& fx);
+  // Worker: asks each device owing group messages for them again (see group_resend_asked_ms).
+  void ask_resends();
 
   // Mutex held.
   void identity_changed_event(const std::string& account, const Bytes& new_key, Effects& fx);
@@ -641,7 +656,10 @@ struct Client::Impl {
 
   Outcome on_send_error(const OutboxItem& item, const Error& e);
 
-  Status apply_mismatch(const wire::DeviceMismatch& mismatch, const std::string& me);
+  // With `in_doubt`, an account whose identity key changed is added to it instead of failing
+  // the whole send with kUntrustedIdentity (group sends go on without that member).
+  Status apply_mismatch(const wire::DeviceMismatch& mismatch, const std::string& me,
+                        std::vector<std::string>* in_doubt = nullptr);
   // Turns fx.counts_moved into on_message_changed events. Inside the batch's transaction.
   void changed_counts(Effects& fx);
 

@@ -12,6 +12,7 @@ void Client::Impl::worker_main() {
   std::unique_lock lock(mu);
   rebuild_due_ms = now();       // whether one was left unfinished: asked once at start
   plain_copies_due_ms = now();  // likewise whether an earlier version left plain files
+  resend_asks_due_ms = now();   // and whether messages were still to be asked for again
   while (!stopping) {
     auto due = std::chrono::steady_clock::now() + 1s;
     uint64_t t = now();
@@ -26,6 +27,7 @@ void Client::Impl::worker_main() {
     if (inbound_retry_ms) due = std::min(due, at(inbound_retry_ms));
     if (names_due_ms) due = std::min(due, at(names_due_ms));
     if (ack_retry_ms) due = std::min(due, at(ack_retry_ms));
+    if (resend_asks_due_ms) due = std::min(due, at(resend_asks_due_ms));
     auto inbound_ready = [&] {
       return !inbound.empty() && (!inbound_retry_ms || inbound_retry_ms <= now());
     };
@@ -66,6 +68,8 @@ void Client::Impl::worker_main() {
     // "sent" tick) behind at most the rest of one batch of received envelopes.
     if (send) run_outbox();
     if (!envs.empty()) process_inbound(envs);
+    // After the batch: every message of it that failed goes in one request per device.
+    if (resend_asks_due_ms && now() >= resend_asks_due_ms) ask_resends();
     if (uint64_t n = history.shown_changes(); n != names_mark) {
       names_mark = n;
       if (!names_due_ms) names_due_ms = now() + kNamesDelayMs;
@@ -354,6 +358,9 @@ Status Client::Impl::apply_sync(const Address& from, const wire::Envelope& env,
       SOTTO_TRY(history.upsert_contact(dest, t.destination_handle(), {}, now()));
       SOTTO_TRY_ASSIGN(auto conv, history.direct_conversation(dest, now()));
       uint64_t sort_ms = env.server_timestamp_ms() ? env.server_timestamp_ms() : now();
+      SOTTO_TRY_ASSIGN(uint64_t first_ms,
+                       history.take_failed_position(from.account, view_of(dm.message_id())));
+      if (first_ms) sort_ms = first_ms;
       return apply_message(conv, from, true, dm, sort_ms, 1, fx);
     }
     case content::Sync::kRead: {
@@ -467,27 +474,16 @@ Status Client::Impl::handle_failure(const wire::Envelope& env, const Error& err,
   // Typing and the like are not worth a repair: the next real message will do.
   if (env.ephemeral()) return {};
   if (env.type() == wire::Envelope::SENDER_KEY) {
-    // The pairwise session is fine; this device lacks (or lost) the sender's group key. Ask
-    // for the message again over the pairwise session, at most once a minute per device.
-    auto key = std::make_pair(from.account, from.device_id);
+    // The pairwise session is fine; this device lacks (or lost) the sender's group key. The
+    // message is asked for again over the pairwise session, with the others that failed,
+    // after this batch (ask_resends()), and shown where it was when it comes back.
     uint64_t t = now();
-    auto it = group_resend_asked_ms.find(key);
-    if (it != group_resend_asked_ms.end() && it->second + 60'000 > t) return {};
-    group_resend_asked_ms[key] = t;
-    return txn([&]() -> Status {
-      content::Content c;
-      c.mutable_session_reset()->add_failed_message_ids(env.message_id());
-      c.mutable_session_reset()->set_timestamp_ms(t);
-      OutboxItem item;
-      item.message_id = new_message_id(t);
-      item.kind = OutboxKind::kSessionReset;
-      item.target = from.account;
-      item.target_device = from.device_id;
-      item.content = serialize(c);
-      SOTTO_TRY(history.enqueue(item, t));
-      fx.kick_outbox = true;
-      return {};
-    });
+    SOTTO_TRY(txn([&] {
+      return history.record_failed_envelope(from.account, from.device_id, view_of(env.message_id()),
+                                            env.server_timestamp_ms(), false, t, kResendWindow);
+    }));
+    if (!resend_asks_due_ms) resend_asks_due_ms = t;
+    return {};
   }
   if (err.code == ErrorCode::kUntrustedIdentity) return hold_untrusted(from, env, fx);
   std::lock_guard lock(parts.mu);
@@ -506,6 +502,9 @@ Status Client::Impl::handle_failure(const wire::Envelope& env, const Error& err,
                            env.server_timestamp_ms(), fx));
     }
     // Within the hour a reset was already made: only ask for this message again.
+    SOTTO_TRY(history.record_failed_envelope(from.account, from.device_id,
+                                             view_of(env.message_id()), env.server_timestamp_ms(),
+                                             true, t, kResendWindow));
     content::Content c;
     c.mutable_session_reset()->add_failed_message_ids(env.message_id());
     c.mutable_session_reset()->set_timestamp_ms(t);
@@ -519,6 +518,55 @@ Status Client::Impl::handle_failure(const wire::Envelope& env, const Error& err,
     fx.kick_outbox = true;
     return {};
   });
+}
+
+void Client::Impl::ask_resends() {
+  constexpr uint64_t kAskInterval = 60'000;
+  resend_asks_due_ms = 0;
+  uint64_t t = now();
+  auto later = [&](uint64_t at) {
+    if (!resend_asks_due_ms || at < resend_asks_due_ms) resend_asks_due_ms = at;
+  };
+  auto devices = locked([&] { return history.devices_owing_asks(); });
+  if (!devices.ok()) {
+    diagnose("could not read the messages to ask for again: " + devices.error().message);
+    return later(t + kAskInterval);
+  }
+  bool asked = false;
+  for (const auto& [account, device] : *devices) {
+    auto key = std::make_pair(account, device);
+    if (auto it = group_resend_asked_ms.find(key);
+        it != group_resend_asked_ms.end() && it->second + kAskInterval > t) {
+      later(it->second + kAskInterval);
+      continue;
+    }
+    Status s = txn([&]() -> Status {
+      SOTTO_TRY_ASSIGN(auto ids, history.take_unasked(account, device, 100));
+      if (ids.empty()) return {};
+      content::Content c;
+      for (const auto& id : ids) c.mutable_session_reset()->add_failed_message_ids(str_of(id));
+      c.mutable_session_reset()->set_timestamp_ms(t);
+      OutboxItem item;
+      item.message_id = new_message_id(t);
+      item.kind = OutboxKind::kSessionReset;
+      item.target = account;
+      item.target_device = device;
+      item.content = serialize(c);
+      SOTTO_TRY(history.enqueue(item, t));
+      asked = true;
+      return {};
+    });
+    if (!s.ok()) {
+      diagnose("could not ask device " + std::to_string(device) + " of " + account +
+               " for messages again: " + s.error().message);
+      later(t + kAskInterval);
+      continue;
+    }
+    group_resend_asked_ms[key] = t;
+    // More than one request's worth: the rest in the next round.
+    later(t + kAskInterval);
+  }
+  if (asked) kick_outbox();
 }
 
 Status Client::Impl::add_notice(ConversationId conv, const std::string& text, uint64_t sort_ms,
@@ -619,6 +667,19 @@ Status Client::Impl::accept_identity(const std::string& account) {
   SOTTO_TRY(txn([&]() -> Status {
     SOTTO_TRY(parts.crypto.forget_identity(account));
     SOTTO_TRY(history.hold_outbox(account, false));
+    // The group messages and changes the member missed while its number was in doubt, in the
+    // order they were sent, pairwise to all its devices; then the groups' current states.
+    uint64_t t = now();
+    SOTTO_TRY_ASSIGN(auto owed, history.take_owed_group_sends(
+                                    account, t > kResendWindow ? t - kResendWindow : 0));
+    for (auto& o : owed) {
+      OutboxItem item;
+      item.message_id = new_message_id(t);
+      item.kind = OutboxKind::kResend;
+      item.target = account;
+      item.content = std::move(o.content);
+      SOTTO_TRY(history.enqueue(item, t));
+    }
     return resend_group_states(account);
   }));
   post_task([this, account] {

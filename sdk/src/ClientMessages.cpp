@@ -322,6 +322,10 @@ Status Client::Impl::apply_data(const Address& from, const wire::Envelope& env,
   const std::string& me = parts.crypto.identity().account;
   bool from_self = from.account == me;
   uint64_t sort_ms = env.server_timestamp_ms() ? env.server_timestamp_ms() : now();
+  // A message asked for again goes where its first copy was, not after what came meanwhile.
+  SOTTO_TRY_ASSIGN(uint64_t first_ms,
+                   history.take_failed_position(from.account, view_of(dm.message_id())));
+  if (first_ms) sort_ms = first_ms;
   if (dm.has_group()) {
     SOTTO_TRY_ASSIGN(auto g, history.group_by_id(view_of(dm.group().group_id())));
     if (!g) {

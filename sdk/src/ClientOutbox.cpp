@@ -259,7 +259,8 @@ Result<uint32_t> Client::Impl::registration_id(const Address& device) {
   return id;
 }
 
-Status Client::Impl::apply_mismatch(const wire::DeviceMismatch& mismatch, const std::string& me) {
+Status Client::Impl::apply_mismatch(const wire::DeviceMismatch& mismatch, const std::string& me,
+                                    std::vector<std::string>* in_doubt) {
   for (const auto& a : mismatch.accounts()) {
     if (a.account_id().size() != 16) continue;
     std::string account = to_hex(view_of(a.account_id()));
@@ -280,7 +281,13 @@ Status Client::Impl::apply_mismatch(const wire::DeviceMismatch& mismatch, const 
     }
     std::vector<uint32_t> fetch(a.missing_devices().begin(), a.missing_devices().end());
     fetch.insert(fetch.end(), a.stale_devices().begin(), a.stale_devices().end());
-    if (!fetch.empty()) SOTTO_TRY(fetch_sessions(account, fetch));
+    if (fetch.empty()) continue;
+    Status fetched = fetch_sessions(account, fetch);
+    if (in_doubt && fetched.code() == ErrorCode::kUntrustedIdentity) {
+      in_doubt->push_back(account);
+      continue;
+    }
+    SOTTO_TRY(std::move(fetched));
   }
   return {};
 }

@@ -1174,6 +1174,126 @@ Result<std::vector<HeldGroupMessage>> History::take_held_group_messages(ByteView
   return out;
 }
 
+// ---- group sends owed to a member whose safety number is in doubt ----
+
+Status History::owe_group_send(const std::string& account, ByteView message_id,
+                               ConversationId group, ByteView content, uint64_t now_ms,
+                               uint64_t keep_ms) {
+  {
+    SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM owed_group_sends WHERE created_ms < ?"));
+    q.bind(1, static_cast<int64_t>(now_ms > keep_ms ? now_ms - keep_ms : 0));
+    SOTTO_TRY(q.run());
+  }
+  SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR IGNORE INTO owed_group_sends (account, "
+                                     "message_id, conversation_id, content, created_ms) "
+                                     "VALUES (?, ?, ?, ?, ?)"));
+  q.bind_text(1, account);
+  q.bind(2, message_id);
+  q.bind(3, group);
+  q.bind(4, content);
+  q.bind(5, static_cast<int64_t>(now_ms));
+  return q.run();
+}
+
+Result<std::vector<OwedGroupSend>> History::take_owed_group_sends(const std::string& account,
+                                                                  uint64_t since_ms) {
+  std::vector<OwedGroupSend> out;
+  {
+    SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT conversation_id, content FROM owed_group_sends "
+                                       "WHERE account = ? AND created_ms >= ? ORDER BY id"));
+    q.bind_text(1, account);
+    q.bind(2, static_cast<int64_t>(since_ms));
+    for (;;) {
+      SOTTO_TRY_ASSIGN(bool found, q.step());
+      if (!found) break;
+      out.push_back(OwedGroupSend{q.column_int(0), to_bytes(q.column_blob(1))});
+    }
+  }
+  SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM owed_group_sends WHERE account = ?"));
+  q.bind_text(1, account);
+  SOTTO_TRY(q.run());
+  return out;
+}
+
+// ---- envelopes that did not decrypt, asked for again ----
+
+Status History::record_failed_envelope(const std::string& sender, uint32_t device,
+                                       ByteView message_id, uint64_t server_ms, bool asked,
+                                       uint64_t now_ms, uint64_t keep_ms) {
+  {
+    SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM failed_envelopes WHERE created_ms < ?"));
+    q.bind(1, static_cast<int64_t>(now_ms > keep_ms ? now_ms - keep_ms : 0));
+    SOTTO_TRY(q.run());
+  }
+  SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR IGNORE INTO failed_envelopes (sender, device, "
+                                     "message_id, server_ms, asked, created_ms) "
+                                     "VALUES (?, ?, ?, ?, ?, ?)"));
+  q.bind_text(1, sender);
+  q.bind(2, int64_t{device});
+  q.bind(3, message_id);
+  q.bind(4, static_cast<int64_t>(server_ms));
+  q.bind(5, int64_t{asked});
+  q.bind(6, static_cast<int64_t>(now_ms));
+  return q.run();
+}
+
+Result<std::vector<std::pair<std::string, uint32_t>>> History::devices_owing_asks() {
+  std::vector<std::pair<std::string, uint32_t>> out;
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT DISTINCT sender, device FROM failed_envelopes "
+                                     "WHERE asked = 0"));
+  for (;;) {
+    SOTTO_TRY_ASSIGN(bool found, q.step());
+    if (!found) break;
+    out.emplace_back(std::string(q.column_text(0)), static_cast<uint32_t>(q.column_int(1)));
+  }
+  return out;
+}
+
+Result<std::vector<Bytes>> History::take_unasked(const std::string& sender, uint32_t device,
+                                                 size_t limit) {
+  std::vector<Bytes> out;
+  {
+    SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT message_id FROM failed_envelopes WHERE asked = 0 "
+                                       "AND sender = ? AND device = ? ORDER BY server_ms "
+                                       "LIMIT ?"));
+    q.bind_text(1, sender);
+    q.bind(2, int64_t{device});
+    q.bind(3, static_cast<int64_t>(limit));
+    for (;;) {
+      SOTTO_TRY_ASSIGN(bool found, q.step());
+      if (!found) break;
+      out.push_back(to_bytes(q.column_blob(0)));
+    }
+  }
+  for (const auto& id : out) {
+    SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE failed_envelopes SET asked = 1 WHERE sender = ? "
+                                       "AND message_id = ?"));
+    q.bind_text(1, sender);
+    q.bind(2, id);
+    SOTTO_TRY(q.run());
+  }
+  return out;
+}
+
+Result<uint64_t> History::take_failed_position(const std::string& sender, ByteView message_id) {
+  uint64_t ms = 0;
+  {
+    SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT server_ms FROM failed_envelopes WHERE "
+                                       "sender = ? AND message_id = ?"));
+    q.bind_text(1, sender);
+    q.bind(2, message_id);
+    SOTTO_TRY_ASSIGN(bool found, q.step());
+    if (!found) return uint64_t{0};
+    ms = static_cast<uint64_t>(q.column_int(0));
+  }
+  SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM failed_envelopes WHERE sender = ? AND "
+                                     "message_id = ?"));
+  q.bind_text(1, sender);
+  q.bind(2, message_id);
+  SOTTO_TRY(q.run());
+  return ms;
+}
+
 // ---- session resets ----
 
 Result<std::optional<uint64_t>> History::last_reset(const std::string& account, uint32_t device) {

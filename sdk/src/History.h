@@ -125,6 +125,11 @@ struct HeldGroupMessage {
   Bytes message;  // serialized content.DataMessage
 };
 
+struct OwedGroupSend {
+  ConversationId group = 0;
+  Bytes content;  // serialized content.Content: a group DataMessage or GroupUpdate
+};
+
 struct HeldEnvelope {
   int64_t id = 0;
   std::string sender;
@@ -274,6 +279,27 @@ class History {
   Result<bool> hold_group_message(ByteView group_id, const HeldGroupMessage& m, uint64_t now_ms);
   // Removes and returns the messages held for a group, in the order they arrived.
   Result<std::vector<HeldGroupMessage>> take_held_group_messages(ByteView group_id);
+
+  // ---- group sends owed to a member whose safety number is in doubt ----
+  // Once per (account, send): a send retried records nothing new. Rows older than `keep_ms`
+  // before now are dropped here, so the table holds at most a resend window's worth.
+  Status owe_group_send(const std::string& account, ByteView message_id, ConversationId group,
+                        ByteView content, uint64_t now_ms, uint64_t keep_ms);
+  // Removes and returns what is owed to `account` since `since_ms`, oldest first.
+  Result<std::vector<OwedGroupSend>> take_owed_group_sends(const std::string& account,
+                                                           uint64_t since_ms);
+
+  // ---- envelopes that did not decrypt, asked for again ----
+  // Once per (sender, message id); rows older than `keep_ms` before now are dropped here.
+  Status record_failed_envelope(const std::string& sender, uint32_t device, ByteView message_id,
+                                uint64_t server_ms, bool asked, uint64_t now_ms, uint64_t keep_ms);
+  // The devices with ids not asked for yet.
+  Result<std::vector<std::pair<std::string, uint32_t>>> devices_owing_asks();
+  // Up to `limit` ids not asked for yet from that device, oldest first, now marked asked.
+  Result<std::vector<Bytes>> take_unasked(const std::string& sender, uint32_t device, size_t limit);
+  // The relay time of the original of a message that comes back (0 when it never failed);
+  // its row goes.
+  Result<uint64_t> take_failed_position(const std::string& sender, ByteView message_id);
 
   // ---- session resets ----
   Result<std::optional<uint64_t>> last_reset(const std::string& account, uint32_t device);

@@ -389,6 +389,37 @@ CREATE TABLE IF NOT EXISTS verified_numbers (
   verified_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 )sql",
+    // 10 -> 11: what a peer missed (group sends while its safety number was in doubt) and
+    // what this device missed (envelopes asked for again).
+    R"sql(
+-- A group message or change this device sent while `account`'s new identity key was not yet
+-- accepted: that member got no copy (no session can be made with a key in doubt). After
+-- accept_identity() each goes to it again, pairwise, in this order; rows older than the
+-- resend window are dropped unsent.
+CREATE TABLE IF NOT EXISTS owed_group_sends (
+  id              INTEGER PRIMARY KEY,
+  account         TEXT    NOT NULL,
+  message_id      BLOB    NOT NULL,             -- the send's outbox message id
+  conversation_id INTEGER NOT NULL,
+  content         BLOB    NOT NULL,             -- serialized content.Content
+  created_ms      INTEGER NOT NULL,
+  UNIQUE (account, message_id)
+);
+-- Envelopes from a peer that did not decrypt and are asked for again (SessionReset): where
+-- the message belongs when it comes back (the relay time of the original, not of the
+-- resend), and for group messages the ids not asked for yet (a device is asked at most once
+-- a minute, with every id it owes in one request). Rows older than the resend window go.
+CREATE TABLE IF NOT EXISTS failed_envelopes (
+  sender     TEXT    NOT NULL,
+  device     INTEGER NOT NULL,
+  message_id BLOB    NOT NULL,
+  server_ms  INTEGER NOT NULL,
+  asked      INTEGER NOT NULL,                  -- 0: waiting for the next request
+  created_ms INTEGER NOT NULL,
+  PRIMARY KEY (sender, message_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS failed_envelopes_unasked ON failed_envelopes (asked, sender, device);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 

@@ -2,6 +2,7 @@
 // rotation it forces, late joiners, concurrent changes, and 1,000 members.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "ClientHarness.h"
@@ -266,6 +267,94 @@ TEST(Groups, AMemberAddedBackIsReadEvenBeforeTheUpdateReachesAReceiver) {
   for (const auto& m : bob.history(on_bob))
     if (m.kind == MessageKind::kText) texts.push_back(m.text);
   EXPECT_EQ(texts, (std::vector<std::string>{"carol is back", "and again"}));
+}
+
+// bob loses alice's sender key while he is away; alice sends a burst, then carol writes.
+// Every message of alice's burst fails to decrypt at bob's: he asks for all of them in one
+// request (not the first alone, once a minute), and shows each where it was at the relay,
+// before carol's, not where its resend arrived.
+TEST(Groups, MessagesAskedForAgainComeCompleteAndInTheirPlace) {
+  Trio trio;
+  ASSERT_NO_FATAL_FAILURE(trio.start());
+  TestClient &alice = trio.clients[0], &bob = trio.clients[1], &carol = trio.clients[2];
+  ConversationId on_bob = *group_on(bob), on_carol = *group_on(carol);
+  ASSERT_TRUE(alice->send_text(trio.conv, "before").ok());
+  ASSERT_TRUE(eventually([&] { return has_text(carol, "before"); }));
+  ASSERT_TRUE(carol->send_text(on_carol, "carol before").ok());
+  ASSERT_TRUE(eventually([&] { return has_text(bob, "before") && has_text(bob, "carol before"); }));
+
+  bob.close();
+  poke(bob, "DELETE FROM sender_keys WHERE name = '" + alice.info().account + "'");
+  std::vector<std::string> burst;
+  for (int i = 0; i < 8; ++i) {
+    burst.push_back("burst " + std::to_string(i));
+    ASSERT_TRUE(alice->send_text(trio.conv, burst.back()).ok());
+  }
+  ASSERT_TRUE(eventually([&] { return has_text(carol, burst.back()); }));
+  ASSERT_TRUE(carol->send_text(on_carol, "carol after").ok());
+  ASSERT_TRUE(eventually([&] { return has_text(alice, "carol after"); }));
+  bob.reopen();
+
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const auto& t : burst)
+          if (!has_text(bob, t)) return false;
+        return has_text(bob, "carol after");
+      },
+      30s))
+      << "bob did not get the whole burst back within 30 s";
+  std::vector<std::string> got;
+  for (const auto& m : bob.history(on_bob))
+    if (m.kind == MessageKind::kText) got.push_back(m.text);
+  std::vector<std::string> want = {"before", "carol before"};
+  want.insert(want.end(), burst.begin(), burst.end());
+  want.push_back("carol after");
+  EXPECT_EQ(got, want);
+}
+
+// While alice has not accepted bob's new safety number, her group messages and changes reach
+// carol but not bob (no session can be made with a key in doubt). Once she accepts it, bob
+// gets each of them, once and in the order she sent them: the messages, and later his own
+// removal.
+TEST(Groups, AMemberWhoseNumberWasInDoubtGetsWhatItMissedOnceItIsAccepted) {
+  Trio trio;
+  ASSERT_NO_FATAL_FAILURE(trio.start());
+  TestClient &alice = trio.clients[0], &bob = trio.clients[1], &carol = trio.clients[2];
+  ConversationId on_bob = *group_on(bob), on_carol = *group_on(carol);
+  auto texts = [&](TestClient& c, ConversationId conv) {
+    std::vector<std::string> out;
+    for (const auto& m : c.history(conv))
+      if (m.kind == MessageKind::kText) out.push_back(m.text);
+    return out;
+  };
+  using V = std::vector<std::string>;
+
+  fake_changed_identity(alice, bob.info().account);
+  ASSERT_TRUE(alice->send_text(trio.conv, "missed one").ok());
+  ASSERT_TRUE(alice->send_text(trio.conv, "missed two").ok());
+  ASSERT_TRUE(eventually([&] { return has_text(carol, "missed two"); }));
+  // carol's sender key is fine: her message reaches bob, alice's do not.
+  ASSERT_TRUE(carol->send_text(on_carol, "from carol").ok());
+  ASSERT_TRUE(eventually([&] { return has_text(bob, "from carol"); }));
+  EXPECT_EQ(texts(bob, on_bob), V{"from carol"});
+
+  ASSERT_TRUE(alice->accept_identity(bob.info().account).ok());
+  ASSERT_TRUE(eventually([&] { return has_text(bob, "missed two"); }));
+  V got = texts(bob, on_bob);
+  ASSERT_EQ(got.size(), 3u) << ::testing::PrintToString(got);
+  auto at = [&](const std::string& t) { return std::find(got.begin(), got.end(), t); };
+  EXPECT_LT(at("missed one"), at("missed two"));
+  ASSERT_TRUE(alice->send_text(trio.conv, "after").ok());
+  ASSERT_TRUE(eventually([&] { return has_text(bob, "after"); }));
+
+  // A removal made while bob's number is in doubt reaches him once it is accepted.
+  fake_changed_identity(alice, bob.info().account);
+  ASSERT_TRUE(alice->remove_group_members(trio.conv, {bob.info().account}).ok());
+  ASSERT_TRUE(eventually([&] { return carol->group(on_carol)->revision == 2; }));
+  EXPECT_TRUE(bob->group(on_bob)->is_member);
+  ASSERT_TRUE(alice->accept_identity(bob.info().account).ok());
+  ASSERT_TRUE(eventually([&] { return !bob->group(on_bob)->is_member; }));
+  EXPECT_EQ(bob->group(on_bob)->revision, 2u);
 }
 
 // The creator's other device learns of the group from the creation itself, and says so in
