@@ -446,6 +446,13 @@ SOTTO_C_API bool sotto_watch_presence(sotto_client* client, const int64_t* conve
                                       size_t count, sotto_error* error);
 SOTTO_C_API bool sotto_set_presence_hidden(sotto_client* client, bool hidden, sotto_error* error);
 
+/* ---- wake-ups ---- */
+
+/* Where the relay wakes this device when a message is queued for it while it is offline (the
+ * URL the platform's push service gave the app); NULL stops the wake-ups. Asks the relay, so
+ * it fails with SOTTO_ERR_UNAVAILABLE while offline. See Client::set_push_endpoint(). */
+SOTTO_C_API bool sotto_set_push_endpoint(sotto_client* client, const char* url, sotto_error* error);
+
 /* ---- search (see sotto/Search.h for the query language) ---- */
 
 typedef struct sotto_search_query {

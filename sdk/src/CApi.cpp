@@ -792,6 +792,12 @@ bool sotto_set_presence_hidden(sotto_client* client, bool hidden, sotto_error* e
   SOTTO_STATUS_CALL(client->client->set_presence_hidden(hidden));
 }
 
+bool sotto_set_push_endpoint(sotto_client* client, const char* url, sotto_error* error) {
+  SOTTO_CHECK_CLIENT(false);
+  SOTTO_STATUS_CALL(url ? client->client->set_push_endpoint(url)
+                        : client->client->clear_push_endpoint());
+}
+
 sotto_search_page* sotto_search(sotto_client* client, const sotto_search_query* query,
                                 sotto_error* error) {
   SOTTO_CHECK_CLIENT(nullptr);

@@ -707,6 +707,24 @@ Status Client::Impl::delete_account() {
   return {};
 }
 
+Status Client::Impl::push_endpoint(const std::string& url) {
+  SOTTO_TRY(registered_account());
+  if (url.size() > 2048)
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        "a push endpoint is at most 2048 bytes; this one has " + std::to_string(url.size()));
+  auto req = make_request(wire::OP_SET_PUSH_ENDPOINT);
+  if (url.empty())
+    req.mutable_set_push_endpoint()->set_clear(true);
+  else
+    req.mutable_set_push_endpoint()->set_url(url);
+  SOTTO_TRY_ASSIGN(auto r, call(std::move(req)));
+  if (r.status() != wire::OK)
+    return status_error(r,
+                        url.empty() ? "clearing the push endpoint" : "setting the push endpoint");
+  return {};
+}
+
 void Client::Impl::logged_out(const std::string& detail) {
   (void)txn([&]() -> Status {
     SOTTO_TRY_ASSIGN(auto a, history.account());
@@ -937,6 +955,15 @@ Status Client::set_read_receipts(bool enabled) {
     return impl_->history.save_account(*a);
   });
 }
+
+Status Client::set_push_endpoint(const std::string& url) {
+  if (url.empty())
+    return make_error(ErrorCode::kInvalidArgument,
+                      "an empty push endpoint: to stop wake-ups call clear_push_endpoint()");
+  return impl_->push_endpoint(url);
+}
+
+Status Client::clear_push_endpoint() { return impl_->push_endpoint({}); }
 
 Status Client::edit_message(ConversationId conversation, const std::string& message_id,
                             const std::string& new_text) {

@@ -426,6 +426,8 @@ struct Client::Impl {
   // After the relay removed this device or its account: marks the profile removed (it keeps
   // its history but never connects again), stops the connection and reports kLoggedOut.
   void logged_out(const std::string& detail);
+  // OP_SET_PUSH_ENDPOINT: `url`, or clears it when empty.
+  Status push_endpoint(const std::string& url);
 
   // ---------------------------------------------------------------------------------------
   // Contacts and sending

@@ -417,6 +417,19 @@ class SOTTO_API Client {
   // Others see this account offline with no last-seen time while hidden.
   Status set_presence_hidden(bool hidden);
 
+  // ---- wake-ups ----
+  // Where the relay wakes this device when a message (not a receipt or typing) is queued for
+  // it while it is offline: the URL the platform's push service or a UnifiedPush distributor
+  // gave the app (APNs and FCM through a gateway of that shape). The relay POSTs
+  // {"sotto":"wake"} there, nothing else (several messages in a row wake once); the app then
+  // opens its Client and connects. Call it whenever the platform hands out a new URL; the
+  // relay keeps it until clear_push_endpoint(), a new one, or the device's removal. Asks the
+  // relay: kUnavailable while offline (call it again once online); kRelayRejected for a URL
+  // that is not absolute https (plain http only where the relay's operator allows it) or is
+  // longer than 2048 bytes; kForbidden when the operator does not allow that host.
+  Status set_push_endpoint(const std::string& url);
+  Status clear_push_endpoint();
+
   // ---- search (sotto/Search.h) ----
   Result<SearchPage> search(const SearchQuery& query) const;
 

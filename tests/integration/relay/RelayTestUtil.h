@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "RelayProcess.h"
+#include "WebhookListener.h"
 #include "WireClient.h"
 
 namespace sotto::test {
@@ -47,32 +48,6 @@ struct HttpResult {
 HttpResult http_request(uint16_t port, const std::string& method, const std::string& target,
                         const std::map<std::string, std::string>& headers = {},
                         const std::string& body = {});
-
-// A local HTTP listener on 127.0.0.1:0 that records every request (the wake-up webhook).
-class WebhookListener {
- public:
-  explicit WebhookListener(int status = 200);
-  ~WebhookListener();
-  uint16_t port() const { return port_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/wake/abc"; }
-  struct Request {
-    std::string method, target, body;
-    std::map<std::string, std::string> headers;
-  };
-  std::vector<Request> requests();
-  // Waits until at least `n` requests arrived or `timeout` passed; returns the count.
-  size_t wait_for(size_t n, std::chrono::milliseconds timeout);
-
- private:
-  void serve();
-  int status_;
-  int listen_fd_ = -1;
-  uint16_t port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::mutex mu_;
-  std::vector<Request> requests_;
-  std::thread thread_;
-};
 
 std::string str(const Bytes& b);
 
