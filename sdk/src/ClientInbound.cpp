@@ -482,7 +482,7 @@ Status Client::Impl::handle_failure(const wire::Envelope& env, const Error& err,
       return history.record_failed_envelope(from.account, from.device_id, view_of(env.message_id()),
                                             env.server_timestamp_ms(), false, t, kResendWindow);
     }));
-    if (!resend_asks_due_ms) resend_asks_due_ms = t;
+    resend_asks_due_ms = t;  // a device asked less than a minute ago waits its turn there
     return {};
   }
   if (err.code == ErrorCode::kUntrustedIdentity) return hold_untrusted(from, env, fx);
