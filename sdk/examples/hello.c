@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "usage: %s RELAY_URL DIRECTORY\n", argv[0]);
     return 2;
   }
-  char dir_a[1024], dir_b[1024], alice_handle[33], bob_handle[33];
+  char dir_a[1024], dir_b[1024], alice_handle[SOTTO_HANDLE_LEN], bob_handle[SOTTO_HANDLE_LEN];
   snprintf(dir_a, sizeof dir_a, "%s/alice", argv[2]);
   snprintf(dir_b, sizeof dir_b, "%s/bob", argv[2]);
   unsigned n = (unsigned)getpid() ^ (unsigned)time(NULL);
@@ -86,11 +86,11 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  char bob_account[33];
+  char bob_account[SOTTO_ACCOUNT_ID_LEN];
   if (!sotto_add_contact(alice, bob_handle, bob_account, &err)) return fail("finding Bob", err);
   int64_t conv = sotto_direct_conversation(alice, bob_account, &err);
   if (conv < 0) return fail("opening the conversation", err);
-  char id[33];
+  char id[SOTTO_MESSAGE_ID_LEN];
   if (!sotto_send_text(alice, conv, "hello from C", id, &err)) return fail("sending", err);
   printf("alice sent %s\n", id);
 

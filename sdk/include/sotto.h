@@ -34,6 +34,15 @@
 #define SOTTO_NODISCARD
 #endif
 
+/* Sizes of the text the SDK writes into the caller's buffers, with the terminating NUL. */
+#define SOTTO_ACCOUNT_ID_LEN 33    /* an account id: 32 hex digits */
+#define SOTTO_MESSAGE_ID_LEN 33    /* a message id: 32 hex digits */
+#define SOTTO_HANDLE_LEN 33        /* a handle: at most 32 bytes */
+#define SOTTO_LINK_CODE_LEN 9      /* a link code: 8 characters */
+#define SOTTO_LINK_TEXT_LEN 48     /* a link invite as text to read out */
+#define SOTTO_LINK_URI_LEN 160     /* a link invite as a URI (for a QR code) */
+#define SOTTO_SAFETY_NUMBER_LEN 61 /* a safety number: 60 digits */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -166,15 +175,15 @@ typedef struct sotto_conversation_list {
 } sotto_conversation_list;
 
 typedef struct sotto_account {
-  char account[33];
+  char account[SOTTO_ACCOUNT_ID_LEN];
   uint32_t device_id;
-  char handle[33];
+  char handle[SOTTO_HANDLE_LEN];
 } sotto_account;
 
 typedef struct sotto_link_invite {
-  char code[9];
-  char text[48];
-  char uri[160];
+  char code[SOTTO_LINK_CODE_LEN];
+  char text[SOTTO_LINK_TEXT_LEN];
+  char uri[SOTTO_LINK_URI_LEN];
   uint64_t expires_ms;
 } sotto_link_invite;
 
@@ -238,18 +247,21 @@ SOTTO_C_API SOTTO_NODISCARD sotto_client* sotto_client_open(const char* director
 SOTTO_C_API void sotto_client_close(sotto_client* client);
 SOTTO_C_API void sotto_client_set_callbacks(sotto_client* client, const sotto_callbacks* callbacks);
 
-SOTTO_C_API bool sotto_register(sotto_client* client, const char* handle, sotto_account* out,
-                                sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_register(sotto_client* client, const char* handle,
+                                                sotto_account* out, sotto_error* error);
 /* The same on a relay whose registration is closed: `invite` is a token from its operator.
  * SOTTO_ERR_FORBIDDEN without one, or with one that is unknown, used up or expired. */
-SOTTO_C_API bool sotto_register_with_invite(sotto_client* client, const char* handle,
-                                            const char* invite, sotto_account* out,
-                                            sotto_error* error);
-SOTTO_C_API bool sotto_account_info(sotto_client* client, sotto_account* out, sotto_error* error);
-SOTTO_C_API bool sotto_link_start(sotto_client* client, sotto_link_invite* out, sotto_error* error);
-SOTTO_C_API bool sotto_link_finish(sotto_client* client, uint32_t timeout_ms, sotto_account* out,
-                                   sotto_error* error);
-SOTTO_C_API bool sotto_link_approve(sotto_client* client, const char* invite, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_register_with_invite(sotto_client* client,
+                                                            const char* handle, const char* invite,
+                                                            sotto_account* out, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_account_info(sotto_client* client, sotto_account* out,
+                                                    sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_link_start(sotto_client* client, sotto_link_invite* out,
+                                                  sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_link_finish(sotto_client* client, uint32_t timeout_ms,
+                                                   sotto_account* out, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_link_approve(sotto_client* client, const char* invite,
+                                                    sotto_error* error);
 
 /* ---- devices and the account ---- */
 
@@ -271,33 +283,37 @@ typedef struct sotto_device_list {
 SOTTO_C_API sotto_device_list* sotto_devices(sotto_client* client, sotto_error* error);
 SOTTO_C_API void sotto_device_list_free(sotto_device_list* list);
 /* Unlinks a device of this account (it turns SOTTO_LOGGED_OUT). */
-SOTTO_C_API bool sotto_remove_device(sotto_client* client, uint32_t device_id, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_remove_device(sotto_client* client, uint32_t device_id,
+                                                     sotto_error* error);
 /* Takes this device out of its account: SOTTO_LOGGED_OUT for good, the history stays
  * readable. SOTTO_ERR_FORBIDDEN when it is the account's only device (delete the account). */
-SOTTO_C_API bool sotto_unlink_this_device(sotto_client* client, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_unlink_this_device(sotto_client* client, sotto_error* error);
 /* Deletes the account at the relay: all its devices, queues and prekeys, and its handle.
  * Cannot be undone. */
-SOTTO_C_API bool sotto_delete_account(sotto_client* client, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_delete_account(sotto_client* client, sotto_error* error);
 /* Re-encrypts the profile under a new passphrase (NUL-terminated, not empty); crash-safe:
  * afterwards exactly one of the old and the new passphrase opens it. */
-SOTTO_C_API bool sotto_change_passphrase(sotto_client* client, const char* new_passphrase,
-                                         sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_change_passphrase(sotto_client* client,
+                                                         const char* new_passphrase,
+                                                         sotto_error* error);
 /* Erases a closed profile's directory (close its client first: SOTTO_ERR_BUSY otherwise);
  * SOTTO_ERR_NOT_FOUND, with nothing removed, when it holds no profile. */
-SOTTO_C_API bool sotto_profile_erase(const char* directory, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_profile_erase(const char* directory, sotto_error* error);
 
-SOTTO_C_API bool sotto_connect(sotto_client* client, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_connect(sotto_client* client, sotto_error* error);
 SOTTO_C_API void sotto_disconnect(sotto_client* client);
 SOTTO_C_API sotto_connection_state sotto_connection(sotto_client* client);
 /* true when online (connected and up to date) within the timeout. */
-SOTTO_C_API bool sotto_wait_online(sotto_client* client, uint32_t timeout_ms);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_wait_online(sotto_client* client, uint32_t timeout_ms);
 
-/* Finds an account by handle; writes its id (33 bytes with the NUL) to `account_out`. */
-SOTTO_C_API bool sotto_add_contact(sotto_client* client, const char* handle, char* account_out,
-                                   sotto_error* error);
+/* Finds an account by handle; writes its id (SOTTO_ACCOUNT_ID_LEN bytes with the NUL) to
+ * `account_out`. */
+SOTTO_C_API SOTTO_NODISCARD bool sotto_add_contact(sotto_client* client, const char* handle,
+                                                   char* account_out, sotto_error* error);
 /* The 1:1 conversation with an account id; -1 on error. */
-SOTTO_C_API int64_t sotto_direct_conversation(sotto_client* client, const char* account,
-                                              sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD int64_t sotto_direct_conversation(sotto_client* client,
+                                                              const char* account,
+                                                              sotto_error* error);
 SOTTO_C_API sotto_conversation_list* sotto_conversations(sotto_client* client, sotto_error* error);
 SOTTO_C_API void sotto_conversation_list_free(sotto_conversation_list* list);
 
@@ -315,10 +331,11 @@ typedef struct sotto_contact_list {
 SOTTO_C_API sotto_contact_list* sotto_contacts(sotto_client* client, sotto_error* error);
 SOTTO_C_API void sotto_contact_list_free(sotto_contact_list* list);
 
-/* Queues a text message (UTF-8, at most 16 KiB); writes its id (33 bytes with the NUL) to
- * `id_out` (may be NULL). */
-SOTTO_C_API bool sotto_send_text(sotto_client* client, int64_t conversation, const char* text,
-                                 char* id_out, sotto_error* error);
+/* Queues a text message (UTF-8, at most 16 KiB); writes its id (SOTTO_MESSAGE_ID_LEN bytes with
+ * the NUL) to `id_out` (may be NULL). */
+SOTTO_C_API SOTTO_NODISCARD bool sotto_send_text(sotto_client* client, int64_t conversation,
+                                                 const char* text, char* id_out,
+                                                 sotto_error* error);
 /* A page of history, newest first; `cursor` NULL or "" for the newest page; `limit` 1..1000
  * messages (SOTTO_ERR_INVALID_ARGUMENT otherwise). */
 SOTTO_C_API sotto_message_list* sotto_messages(sotto_client* client, int64_t conversation,
@@ -346,18 +363,22 @@ SOTTO_C_API sotto_receipt_list* sotto_receipts(sotto_client* client, int64_t con
                                                const char* message_id, sotto_error* error);
 SOTTO_C_API void sotto_receipt_list_free(sotto_receipt_list* list);
 /* Read receipts on or off (on by default); delivered receipts are always sent. */
-SOTTO_C_API bool sotto_set_read_receipts(sotto_client* client, bool enabled, sotto_error* error);
-SOTTO_C_API bool sotto_mark_read(sotto_client* client, int64_t conversation,
-                                 const char* up_to_message_id, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_set_read_receipts(sotto_client* client, bool enabled,
+                                                         sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_mark_read(sotto_client* client, int64_t conversation,
+                                                 const char* up_to_message_id, sotto_error* error);
 
-SOTTO_C_API bool sotto_edit_message(sotto_client* client, int64_t conversation,
-                                    const char* message_id, const char* new_text,
-                                    sotto_error* error);
-SOTTO_C_API bool sotto_delete_for_everyone(sotto_client* client, int64_t conversation,
-                                           const char* message_id, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_edit_message(sotto_client* client, int64_t conversation,
+                                                    const char* message_id, const char* new_text,
+                                                    sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_delete_for_everyone(sotto_client* client,
+                                                           int64_t conversation,
+                                                           const char* message_id,
+                                                           sotto_error* error);
 /* 0 turns disappearing messages off. */
-SOTTO_C_API bool sotto_set_disappearing_timer(sotto_client* client, int64_t conversation,
-                                              uint32_t seconds, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_set_disappearing_timer(sotto_client* client,
+                                                              int64_t conversation,
+                                                              uint32_t seconds, sotto_error* error);
 
 /* ---- files ---- */
 
@@ -375,21 +396,25 @@ typedef struct sotto_file_options {
 } sotto_file_options;
 
 /* Encrypts and uploads the file, then queues the message (blocks during the upload). */
-SOTTO_C_API bool sotto_send_file(sotto_client* client, int64_t conversation, const char* path,
-                                 const sotto_file_options* options, sotto_progress_fn progress,
-                                 void* user_data, char* id_out, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_send_file(sotto_client* client, int64_t conversation,
+                                                 const char* path,
+                                                 const sotto_file_options* options,
+                                                 sotto_progress_fn progress, void* user_data,
+                                                 char* id_out, sotto_error* error);
 /* Downloads (resuming) and verifies attachment `index` of a message and keeps it, encrypted,
  * in the profile (its `stored` turns true). Nothing to do when it is stored already. */
-SOTTO_C_API bool sotto_download_attachment(sotto_client* client, int64_t conversation,
-                                           const char* message_id, uint32_t index,
-                                           sotto_progress_fn progress, void* user_data,
-                                           sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_download_attachment(sotto_client* client,
+                                                           int64_t conversation,
+                                                           const char* message_id, uint32_t index,
+                                                           sotto_progress_fn progress,
+                                                           void* user_data, sotto_error* error);
 /* Decrypts a stored attachment into the file `destination`, which the app chose outside the
  * profile directory (complete or untouched; an existing file is replaced). */
-SOTTO_C_API bool sotto_save_attachment(sotto_client* client, int64_t conversation,
-                                       const char* message_id, uint32_t index,
-                                       const char* destination, sotto_progress_fn progress,
-                                       void* user_data, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_save_attachment(sotto_client* client, int64_t conversation,
+                                                       const char* message_id, uint32_t index,
+                                                       const char* destination,
+                                                       sotto_progress_fn progress, void* user_data,
+                                                       sotto_error* error);
 /* The plaintext of a stored attachment of at most `max_bytes` bytes, in memory: its length in
  * `*size_out`, to free with sotto_bytes_free(); NULL on error. */
 SOTTO_C_API uint8_t* sotto_read_attachment(sotto_client* client, int64_t conversation,
@@ -419,39 +444,46 @@ typedef struct sotto_group {
 } sotto_group;
 
 /* A new group with this account as admin; -1 on error. */
-SOTTO_C_API int64_t sotto_create_group(sotto_client* client, const char* name,
-                                       const char* const* accounts, size_t account_count,
-                                       sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD int64_t sotto_create_group(sotto_client* client, const char* name,
+                                                       const char* const* accounts,
+                                                       size_t account_count, sotto_error* error);
 SOTTO_C_API sotto_group* sotto_group_info(sotto_client* client, int64_t conversation,
                                           sotto_error* error);
 SOTTO_C_API void sotto_group_free(sotto_group* group);
-SOTTO_C_API bool sotto_add_group_members(sotto_client* client, int64_t conversation,
-                                         const char* const* accounts, size_t account_count,
-                                         sotto_error* error);
-SOTTO_C_API bool sotto_remove_group_members(sotto_client* client, int64_t conversation,
-                                            const char* const* accounts, size_t account_count,
-                                            sotto_error* error);
-SOTTO_C_API bool sotto_rename_group(sotto_client* client, int64_t conversation, const char* name,
-                                    sotto_error* error);
-SOTTO_C_API bool sotto_set_group_admin(sotto_client* client, int64_t conversation,
-                                       const char* account, bool admin, sotto_error* error);
-SOTTO_C_API bool sotto_leave_group(sotto_client* client, int64_t conversation, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_add_group_members(sotto_client* client, int64_t conversation,
+                                                         const char* const* accounts,
+                                                         size_t account_count, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_remove_group_members(sotto_client* client,
+                                                            int64_t conversation,
+                                                            const char* const* accounts,
+                                                            size_t account_count,
+                                                            sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_rename_group(sotto_client* client, int64_t conversation,
+                                                    const char* name, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_set_group_admin(sotto_client* client, int64_t conversation,
+                                                       const char* account, bool admin,
+                                                       sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_leave_group(sotto_client* client, int64_t conversation,
+                                                   sotto_error* error);
 
 /* ---- typing and presence ---- */
 
-SOTTO_C_API bool sotto_set_typing(sotto_client* client, int64_t conversation, bool typing,
-                                  sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_set_typing(sotto_client* client, int64_t conversation,
+                                                  bool typing, sotto_error* error);
 /* The conversations on screen: their members' presence arrives through on_presence. */
-SOTTO_C_API bool sotto_watch_presence(sotto_client* client, const int64_t* conversations,
-                                      size_t count, sotto_error* error);
-SOTTO_C_API bool sotto_set_presence_hidden(sotto_client* client, bool hidden, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_watch_presence(sotto_client* client,
+                                                      const int64_t* conversations, size_t count,
+                                                      sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_set_presence_hidden(sotto_client* client, bool hidden,
+                                                           sotto_error* error);
 
 /* ---- wake-ups ---- */
 
 /* Where the relay wakes this device when a message is queued for it while it is offline (the
  * URL the platform's push service gave the app); NULL stops the wake-ups. Asks the relay, so
  * it fails with SOTTO_ERR_UNAVAILABLE while offline. See Client::set_push_endpoint(). */
-SOTTO_C_API bool sotto_set_push_endpoint(sotto_client* client, const char* url, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_set_push_endpoint(sotto_client* client, const char* url,
+                                                         sotto_error* error);
 
 /* ---- search (see sotto/Search.h for the query language) ---- */
 
@@ -496,18 +528,20 @@ SOTTO_C_API sotto_search_page* sotto_search(sotto_client* client, const sotto_se
                                             sotto_error* error);
 SOTTO_C_API void sotto_search_page_free(sotto_search_page* page);
 
-/* The 60-digit safety number with an account, written with a NUL to `digits_out` (61 bytes). */
-SOTTO_C_API bool sotto_safety_number(sotto_client* client, const char* account, char* digits_out,
-                                     sotto_error* error);
-SOTTO_C_API bool sotto_accept_identity(sotto_client* client, const char* account,
-                                       sotto_error* error);
+/* The 60-digit safety number with an account, written with a NUL to `digits_out`
+ * (SOTTO_SAFETY_NUMBER_LEN bytes). */
+SOTTO_C_API SOTTO_NODISCARD bool sotto_safety_number(sotto_client* client, const char* account,
+                                                     char* digits_out, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_accept_identity(sotto_client* client, const char* account,
+                                                       sotto_error* error);
 /* The user compared the safety number (in person or by its code) and marks it verified, or
  * takes that back; a changed identity key makes it unverified again by itself. */
-SOTTO_C_API bool sotto_set_verified(sotto_client* client, const char* account, bool verified,
-                                    sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_set_verified(sotto_client* client, const char* account,
+                                                    bool verified, sotto_error* error);
 /* Whether the current safety number with `account` is the one the user verified; false with
  * the error set on failure. */
-SOTTO_C_API bool sotto_is_verified(sotto_client* client, const char* account, sotto_error* error);
+SOTTO_C_API SOTTO_NODISCARD bool sotto_is_verified(sotto_client* client, const char* account,
+                                                   sotto_error* error);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -38,6 +39,26 @@ bool fail_if(const sotto::Result<T>& r, sotto_error* error) {
 bool null_arg(sotto_error* error, const char* what) {
   set_error(error, sotto::ErrorCode::kInvalidArgument, std::string(what) + " is NULL");
   return false;
+}
+
+// Every C function's body is a function-try-block ending here: no exception (out of memory in
+// a std::string, a bug) crosses into C, where it would abort the app. It becomes
+// SOTTO_ERR_INTERNAL with what is known about it.
+void caught(sotto_error* error) noexcept {
+  const char* what = "an unexpected exception inside the SDK";
+  try {
+    throw;
+  } catch (const std::bad_alloc&) {
+    what = "out of memory";
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  try {
+    set_error(error, sotto::ErrorCode::kInternal, std::string("internal error: ") + what);
+  } catch (...) {
+    if (error) *error = SOTTO_ERR_INTERNAL;  // no memory even for the message
+  }
 }
 
 void copy_to(char* dst, size_t cap, const std::string& src) {
@@ -245,14 +266,16 @@ extern "C" {
 
 const char* sotto_error_string(void) { return g_last_error.c_str(); }
 
-const char* sotto_error_name(sotto_error code) {
+const char* sotto_error_name(sotto_error code) try {
   static thread_local std::string name;
   name = std::string(sotto::error_code_name(static_cast<sotto::ErrorCode>(code)));
   return name.c_str();
+} catch (...) {
+  return caught(nullptr), nullptr;
 }
 
 sotto_client* sotto_client_open(const char* directory, const char* passphrase, const uint8_t* key,
-                                const sotto_options* options, sotto_error* error) {
+                                const sotto_options* options, sotto_error* error) try {
   if (!directory) return null_arg(error, "directory"), nullptr;
   if (!passphrase == !key) {
     set_error(error, sotto::ErrorCode::kInvalidArgument,
@@ -291,12 +314,16 @@ sotto_client* sotto_client_open(const char* directory, const char* passphrase, c
   out->client->set_listener(out->listener);
   ok(error);
   return out;
+} catch (...) {
+  return caught(error), nullptr;
 }
 
 void sotto_client_close(sotto_client* client) { delete client; }
 
-void sotto_client_set_callbacks(sotto_client* client, const sotto_callbacks* callbacks) {
+void sotto_client_set_callbacks(sotto_client* client, const sotto_callbacks* callbacks) try {
   if (client) client->listener->set(callbacks);
+} catch (...) {
+  caught(nullptr);
 }
 
 #define SOTTO_CHECK_CLIENT(ret) \
@@ -312,12 +339,14 @@ void sotto_client_set_callbacks(sotto_client* client, const sotto_callbacks* cal
   } while (0)
 
 bool sotto_register(sotto_client* client, const char* handle, sotto_account* out,
-                    sotto_error* error) {
+                    sotto_error* error) try {
   return sotto_register_with_invite(client, handle, "", out, error);
+} catch (...) {
+  return caught(error), false;
 }
 
 bool sotto_register_with_invite(sotto_client* client, const char* handle, const char* invite,
-                                sotto_account* out, sotto_error* error) {
+                                sotto_account* out, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!handle) return null_arg(error, "handle");
   if (!invite) return null_arg(error, "invite");
@@ -326,18 +355,22 @@ bool sotto_register_with_invite(sotto_client* client, const char* handle, const 
   fill_account(out, *r);
   ok(error);
   return true;
+} catch (...) {
+  return caught(error), false;
 }
 
-bool sotto_account_info(sotto_client* client, sotto_account* out, sotto_error* error) {
+bool sotto_account_info(sotto_client* client, sotto_account* out, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   auto r = client->client->account();
   if (fail_if(r, error)) return false;
   fill_account(out, *r);
   ok(error);
   return true;
+} catch (...) {
+  return caught(error), false;
 }
 
-bool sotto_link_start(sotto_client* client, sotto_link_invite* out, sotto_error* error) {
+bool sotto_link_start(sotto_client* client, sotto_link_invite* out, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!out) return null_arg(error, "out");
   auto r = client->client->start_link();
@@ -348,25 +381,31 @@ bool sotto_link_start(sotto_client* client, sotto_link_invite* out, sotto_error*
   out->expires_ms = r->expires_ms;
   ok(error);
   return true;
+} catch (...) {
+  return caught(error), false;
 }
 
 bool sotto_link_finish(sotto_client* client, uint32_t timeout_ms, sotto_account* out,
-                       sotto_error* error) {
+                       sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   auto r = client->client->finish_link(std::chrono::milliseconds(timeout_ms));
   if (fail_if(r, error)) return false;
   fill_account(out, *r);
   ok(error);
   return true;
+} catch (...) {
+  return caught(error), false;
 }
 
-bool sotto_link_approve(sotto_client* client, const char* invite, sotto_error* error) {
+bool sotto_link_approve(sotto_client* client, const char* invite, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!invite) return null_arg(error, "invite");
   SOTTO_STATUS_CALL(client->client->approve_link(invite));
+} catch (...) {
+  return caught(error), false;
 }
 
-sotto_device_list* sotto_devices(sotto_client* client, sotto_error* error) {
+sotto_device_list* sotto_devices(sotto_client* client, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(nullptr);
   auto r = client->client->devices();
   if (fail_if(r, error)) return nullptr;
@@ -384,81 +423,109 @@ sotto_device_list* sotto_devices(sotto_client* client, sotto_error* error) {
   }
   ok(error);
   return list;
+} catch (...) {
+  return caught(error), nullptr;
 }
 
-void sotto_device_list_free(sotto_device_list* list) {
+void sotto_device_list_free(sotto_device_list* list) try {
   if (!list) return;
   for (size_t i = 0; i < list->count; ++i) std::free(const_cast<char*>(list->items[i].name));
   std::free(list->items);
   std::free(list);
+} catch (...) {
+  caught(nullptr);
 }
 
-bool sotto_remove_device(sotto_client* client, uint32_t device_id, sotto_error* error) {
+bool sotto_remove_device(sotto_client* client, uint32_t device_id, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   SOTTO_STATUS_CALL(client->client->remove_device(device_id));
+} catch (...) {
+  return caught(error), false;
 }
 
-bool sotto_unlink_this_device(sotto_client* client, sotto_error* error) {
+bool sotto_unlink_this_device(sotto_client* client, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   SOTTO_STATUS_CALL(client->client->unlink_this_device());
+} catch (...) {
+  return caught(error), false;
 }
 
-bool sotto_delete_account(sotto_client* client, sotto_error* error) {
+bool sotto_delete_account(sotto_client* client, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   SOTTO_STATUS_CALL(client->client->delete_account());
+} catch (...) {
+  return caught(error), false;
 }
 
-bool sotto_change_passphrase(sotto_client* client, const char* new_passphrase, sotto_error* error) {
+bool sotto_change_passphrase(sotto_client* client, const char* new_passphrase,
+                             sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!new_passphrase) return null_arg(error, "new_passphrase");
   SOTTO_STATUS_CALL(
       client->client->profile().change_passphrase(sotto::SecureBytes::from_string(new_passphrase)));
+} catch (...) {
+  return caught(error), false;
 }
 
-bool sotto_profile_erase(const char* directory, sotto_error* error) {
+bool sotto_profile_erase(const char* directory, sotto_error* error) try {
   if (!directory) return null_arg(error, "directory");
   SOTTO_STATUS_CALL(sotto::Profile::erase(sotto::platform::from_utf8(directory)));
+} catch (...) {
+  return caught(error), false;
 }
 
-bool sotto_connect(sotto_client* client, sotto_error* error) {
+bool sotto_connect(sotto_client* client, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   SOTTO_STATUS_CALL(client->client->connect());
+} catch (...) {
+  return caught(error), false;
 }
 
-void sotto_disconnect(sotto_client* client) {
+void sotto_disconnect(sotto_client* client) try {
   if (client) client->client->disconnect();
+} catch (...) {
+  caught(nullptr);
 }
 
-sotto_connection_state sotto_connection(sotto_client* client) {
+sotto_connection_state sotto_connection(sotto_client* client) try {
   if (!client) return SOTTO_OFFLINE;
   return static_cast<sotto_connection_state>(client->client->connection_state());
+} catch (...) {
+  return caught(nullptr), SOTTO_OFFLINE;
 }
 
-bool sotto_wait_online(sotto_client* client, uint32_t timeout_ms) {
+bool sotto_wait_online(sotto_client* client, uint32_t timeout_ms) try {
   return client && client->client->wait_online(std::chrono::milliseconds(timeout_ms));
+} catch (...) {
+  return caught(nullptr), false;
 }
 
 bool sotto_add_contact(sotto_client* client, const char* handle, char* account_out,
-                       sotto_error* error) {
+                       sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!handle) return null_arg(error, "handle");
   auto r = client->client->add_contact(handle);
   if (fail_if(r, error)) return false;
-  if (account_out) copy_to(account_out, 33, r->account);
+  if (account_out) copy_to(account_out, SOTTO_ACCOUNT_ID_LEN, r->account);
   ok(error);
   return true;
+} catch (...) {
+  return caught(error), false;
 }
 
-int64_t sotto_direct_conversation(sotto_client* client, const char* account, sotto_error* error) {
+int64_t sotto_direct_conversation(sotto_client* client, const char* account,
+                                  sotto_error* error) try {
   SOTTO_CHECK_CLIENT(-1);
   if (!account) return null_arg(error, "account"), -1;
   auto r = client->client->direct_conversation(account);
   if (fail_if(r, error)) return -1;
   ok(error);
   return *r;
+} catch (...) {
+  return caught(error), -1;
 }
 
-sotto_conversation_list* sotto_conversations(sotto_client* client, sotto_error* error) {
+sotto_conversation_list* sotto_conversations(sotto_client* client, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(nullptr);
   auto r = client->client->conversations();
   if (fail_if(r, error)) return nullptr;
@@ -478,9 +545,11 @@ sotto_conversation_list* sotto_conversations(sotto_client* client, sotto_error* 
   }
   ok(error);
   return list;
+} catch (...) {
+  return caught(error), nullptr;
 }
 
-void sotto_conversation_list_free(sotto_conversation_list* list) {
+void sotto_conversation_list_free(sotto_conversation_list* list) try {
   if (!list) return;
   for (size_t i = 0; i < list->count; ++i) {
     std::free(const_cast<char*>(list->items[i].peer));
@@ -489,9 +558,11 @@ void sotto_conversation_list_free(sotto_conversation_list* list) {
   }
   std::free(list->items);
   std::free(list);
+} catch (...) {
+  caught(nullptr);
 }
 
-sotto_contact_list* sotto_contacts(sotto_client* client, sotto_error* error) {
+sotto_contact_list* sotto_contacts(sotto_client* client, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(nullptr);
   auto r = client->client->contacts();
   if (fail_if(r, error)) return nullptr;
@@ -503,9 +574,11 @@ sotto_contact_list* sotto_contacts(sotto_client* client, sotto_error* error) {
   }
   ok(error);
   return list;
+} catch (...) {
+  return caught(error), nullptr;
 }
 
-void sotto_contact_list_free(sotto_contact_list* list) {
+void sotto_contact_list_free(sotto_contact_list* list) try {
   if (!list) return;
   for (size_t i = 0; i < list->count; ++i) {
     std::free(const_cast<char*>(list->items[i].account));
@@ -513,21 +586,25 @@ void sotto_contact_list_free(sotto_contact_list* list) {
   }
   std::free(list->items);
   std::free(list);
+} catch (...) {
+  caught(nullptr);
 }
 
 bool sotto_send_text(sotto_client* client, int64_t conversation, const char* text, char* id_out,
-                     sotto_error* error) {
+                     sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!text) return null_arg(error, "text");
   auto r = client->client->send_text(conversation, text);
   if (fail_if(r, error)) return false;
-  if (id_out) copy_to(id_out, 33, *r);
+  if (id_out) copy_to(id_out, SOTTO_MESSAGE_ID_LEN, *r);
   ok(error);
   return true;
+} catch (...) {
+  return caught(error), false;
 }
 
 sotto_message_list* sotto_messages(sotto_client* client, int64_t conversation, const char* cursor,
-                                   uint32_t limit, sotto_error* error) {
+                                   uint32_t limit, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(nullptr);
   auto r = client->client->messages(conversation, cursor ? cursor : "", limit);
   if (fail_if(r, error)) return nullptr;
@@ -537,18 +614,22 @@ sotto_message_list* sotto_messages(sotto_client* client, int64_t conversation, c
   list->next_cursor = dup(r->next_cursor);
   ok(error);
   return list;
+} catch (...) {
+  return caught(error), nullptr;
 }
 
-void sotto_message_list_free(sotto_message_list* list) {
+void sotto_message_list_free(sotto_message_list* list) try {
   if (!list) return;
   for (size_t i = 0; i < list->count; ++i) free_message(list->items[i]);
   std::free(list->items);
   std::free(const_cast<char*>(list->next_cursor));
   std::free(list);
+} catch (...) {
+  caught(nullptr);
 }
 
 sotto_message* sotto_message_get(sotto_client* client, int64_t conversation, const char* message_id,
-                                 sotto_error* error) {
+                                 sotto_error* error) try {
   SOTTO_CHECK_CLIENT(nullptr);
   if (!message_id) return null_arg(error, "message_id"), nullptr;
   auto r = client->client->message(conversation, message_id);
@@ -558,16 +639,20 @@ sotto_message* sotto_message_get(sotto_client* client, int64_t conversation, con
   fill(*m, *r);
   ok(error);
   return m;
+} catch (...) {
+  return caught(error), nullptr;
 }
 
-void sotto_message_free(sotto_message* message) {
+void sotto_message_free(sotto_message* message) try {
   if (!message) return;
   free_message(*message);
   std::free(message);
+} catch (...) {
+  caught(nullptr);
 }
 
 sotto_receipt_list* sotto_receipts(sotto_client* client, int64_t conversation,
-                                   const char* message_id, sotto_error* error) {
+                                   const char* message_id, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(nullptr);
   if (!message_id) return null_arg(error, "message_id"), nullptr;
   auto r = client->client->receipts(conversation, message_id);
@@ -581,50 +666,64 @@ sotto_receipt_list* sotto_receipts(sotto_client* client, int64_t conversation,
   }
   ok(error);
   return list;
+} catch (...) {
+  return caught(error), nullptr;
 }
 
-void sotto_receipt_list_free(sotto_receipt_list* list) {
+void sotto_receipt_list_free(sotto_receipt_list* list) try {
   if (!list) return;
   for (size_t i = 0; i < list->count; ++i) std::free(const_cast<char*>(list->items[i].account));
   std::free(list->items);
   std::free(list);
+} catch (...) {
+  caught(nullptr);
 }
 
-bool sotto_set_read_receipts(sotto_client* client, bool enabled, sotto_error* error) {
+bool sotto_set_read_receipts(sotto_client* client, bool enabled, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   SOTTO_STATUS_CALL(client->client->set_read_receipts(enabled));
+} catch (...) {
+  return caught(error), false;
 }
 
 bool sotto_mark_read(sotto_client* client, int64_t conversation, const char* up_to,
-                     sotto_error* error) {
+                     sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!up_to) return null_arg(error, "up_to_message_id");
   SOTTO_STATUS_CALL(client->client->mark_read(conversation, up_to));
+} catch (...) {
+  return caught(error), false;
 }
 
 bool sotto_edit_message(sotto_client* client, int64_t conversation, const char* message_id,
-                        const char* new_text, sotto_error* error) {
+                        const char* new_text, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!message_id || !new_text) return null_arg(error, !message_id ? "message_id" : "new_text");
   SOTTO_STATUS_CALL(client->client->edit_message(conversation, message_id, new_text));
+} catch (...) {
+  return caught(error), false;
 }
 
 bool sotto_delete_for_everyone(sotto_client* client, int64_t conversation, const char* message_id,
-                               sotto_error* error) {
+                               sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!message_id) return null_arg(error, "message_id");
   SOTTO_STATUS_CALL(client->client->delete_for_everyone(conversation, message_id));
+} catch (...) {
+  return caught(error), false;
 }
 
 bool sotto_set_disappearing_timer(sotto_client* client, int64_t conversation, uint32_t seconds,
-                                  sotto_error* error) {
+                                  sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   SOTTO_STATUS_CALL(client->client->set_disappearing_timer(conversation, seconds));
+} catch (...) {
+  return caught(error), false;
 }
 
 bool sotto_send_file(sotto_client* client, int64_t conversation, const char* path,
                      const sotto_file_options* options, sotto_progress_fn progress, void* user_data,
-                     char* id_out, sotto_error* error) {
+                     char* id_out, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!path) return null_arg(error, "path");
   sotto::FileOptions o;
@@ -641,14 +740,16 @@ bool sotto_send_file(sotto_client* client, int64_t conversation, const char* pat
   auto r = client->client->send_file(conversation, sotto::platform::from_utf8(path), o,
                                      t.progress(), &t.cancel);
   if (fail_if(r, error)) return false;
-  if (id_out) copy_to(id_out, 33, *r);
+  if (id_out) copy_to(id_out, SOTTO_MESSAGE_ID_LEN, *r);
   ok(error);
   return true;
+} catch (...) {
+  return caught(error), false;
 }
 
 bool sotto_download_attachment(sotto_client* client, int64_t conversation, const char* message_id,
                                uint32_t index, sotto_progress_fn progress, void* user_data,
-                               sotto_error* error) {
+                               sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!message_id) return null_arg(error, "message_id");
   Transfer t{progress, user_data};
@@ -657,11 +758,13 @@ bool sotto_download_attachment(sotto_client* client, int64_t conversation, const
   if (fail_if(r, error)) return false;
   ok(error);
   return true;
+} catch (...) {
+  return caught(error), false;
 }
 
 bool sotto_save_attachment(sotto_client* client, int64_t conversation, const char* message_id,
                            uint32_t index, const char* destination, sotto_progress_fn progress,
-                           void* user_data, sotto_error* error) {
+                           void* user_data, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!message_id || !destination)
     return null_arg(error, !message_id ? "message_id" : "destination");
@@ -669,11 +772,13 @@ bool sotto_save_attachment(sotto_client* client, int64_t conversation, const cha
   SOTTO_STATUS_CALL(client->client->save_attachment(conversation, message_id, index,
                                                     sotto::platform::from_utf8(destination),
                                                     t.progress(), &t.cancel));
+} catch (...) {
+  return caught(error), false;
 }
 
 uint8_t* sotto_read_attachment(sotto_client* client, int64_t conversation, const char* message_id,
                                uint32_t index, uint64_t max_bytes, size_t* size_out,
-                               sotto_error* error) {
+                               sotto_error* error) try {
   SOTTO_CHECK_CLIENT(nullptr);
   if (!message_id || !size_out)
     return null_arg(error, !message_id ? "message_id" : "size_out"), nullptr;
@@ -686,6 +791,8 @@ uint8_t* sotto_read_attachment(sotto_client* client, int64_t conversation, const
   *size_out = r->size();
   ok(error);
   return out;
+} catch (...) {
+  return caught(error), nullptr;
 }
 
 void sotto_bytes_free(uint8_t* bytes) { std::free(bytes); }
@@ -693,16 +800,18 @@ void sotto_bytes_free(uint8_t* bytes) { std::free(bytes); }
 void sotto_string_free(char* s) { std::free(s); }
 
 int64_t sotto_create_group(sotto_client* client, const char* name, const char* const* accounts,
-                           size_t account_count, sotto_error* error) {
+                           size_t account_count, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(-1);
   if (!name) return null_arg(error, "name"), -1;
   auto r = client->client->create_group(name, accounts_of(accounts, account_count));
   if (fail_if(r, error)) return -1;
   ok(error);
   return *r;
+} catch (...) {
+  return caught(error), -1;
 }
 
-sotto_group* sotto_group_info(sotto_client* client, int64_t conversation, sotto_error* error) {
+sotto_group* sotto_group_info(sotto_client* client, int64_t conversation, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(nullptr);
   auto r = client->client->group(conversation);
   if (fail_if(r, error)) return nullptr;
@@ -725,9 +834,11 @@ sotto_group* sotto_group_info(sotto_client* client, int64_t conversation, sotto_
   g->members = members;
   ok(error);
   return g;
+} catch (...) {
+  return caught(error), nullptr;
 }
 
-void sotto_group_free(sotto_group* g) {
+void sotto_group_free(sotto_group* g) try {
   if (!g) return;
   for (size_t i = 0; i < g->member_count; ++i) {
     std::free(const_cast<char*>(g->members[i].account));
@@ -737,69 +848,90 @@ void sotto_group_free(sotto_group* g) {
   std::free(const_cast<char*>(g->group_id));
   std::free(const_cast<char*>(g->name));
   std::free(g);
+} catch (...) {
+  caught(nullptr);
 }
 
 bool sotto_add_group_members(sotto_client* client, int64_t conversation,
                              const char* const* accounts, size_t account_count,
-                             sotto_error* error) {
+                             sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   SOTTO_STATUS_CALL(
       client->client->add_group_members(conversation, accounts_of(accounts, account_count)));
+} catch (...) {
+  return caught(error), false;
 }
 
 bool sotto_remove_group_members(sotto_client* client, int64_t conversation,
                                 const char* const* accounts, size_t account_count,
-                                sotto_error* error) {
+                                sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   SOTTO_STATUS_CALL(
       client->client->remove_group_members(conversation, accounts_of(accounts, account_count)));
+} catch (...) {
+  return caught(error), false;
 }
 
 bool sotto_rename_group(sotto_client* client, int64_t conversation, const char* name,
-                        sotto_error* error) {
+                        sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!name) return null_arg(error, "name");
   SOTTO_STATUS_CALL(client->client->rename_group(conversation, name));
+} catch (...) {
+  return caught(error), false;
 }
 
 bool sotto_set_group_admin(sotto_client* client, int64_t conversation, const char* account,
-                           bool admin, sotto_error* error) {
+                           bool admin, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!account) return null_arg(error, "account");
   SOTTO_STATUS_CALL(client->client->set_group_admin(conversation, account, admin));
+} catch (...) {
+  return caught(error), false;
 }
 
-bool sotto_leave_group(sotto_client* client, int64_t conversation, sotto_error* error) {
+bool sotto_leave_group(sotto_client* client, int64_t conversation, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   SOTTO_STATUS_CALL(client->client->leave_group(conversation));
+} catch (...) {
+  return caught(error), false;
 }
 
-bool sotto_set_typing(sotto_client* client, int64_t conversation, bool typing, sotto_error* error) {
+bool sotto_set_typing(sotto_client* client, int64_t conversation, bool typing,
+                      sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   SOTTO_STATUS_CALL(client->client->set_typing(conversation, typing));
+} catch (...) {
+  return caught(error), false;
 }
 
 bool sotto_watch_presence(sotto_client* client, const int64_t* conversations, size_t count,
-                          sotto_error* error) {
+                          sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   std::vector<sotto::ConversationId> list;
   for (size_t i = 0; conversations && i < count; ++i) list.push_back(conversations[i]);
   SOTTO_STATUS_CALL(client->client->watch_presence(list));
+} catch (...) {
+  return caught(error), false;
 }
 
-bool sotto_set_presence_hidden(sotto_client* client, bool hidden, sotto_error* error) {
+bool sotto_set_presence_hidden(sotto_client* client, bool hidden, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   SOTTO_STATUS_CALL(client->client->set_presence_hidden(hidden));
+} catch (...) {
+  return caught(error), false;
 }
 
-bool sotto_set_push_endpoint(sotto_client* client, const char* url, sotto_error* error) {
+bool sotto_set_push_endpoint(sotto_client* client, const char* url, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   SOTTO_STATUS_CALL(url ? client->client->set_push_endpoint(url)
                         : client->client->clear_push_endpoint());
+} catch (...) {
+  return caught(error), false;
 }
 
 sotto_search_page* sotto_search(sotto_client* client, const sotto_search_query* query,
-                                sotto_error* error) {
+                                sotto_error* error) try {
   SOTTO_CHECK_CLIENT(nullptr);
   if (!query || !query->text) return null_arg(error, !query ? "query" : "query->text"), nullptr;
   sotto::SearchQuery q;
@@ -840,9 +972,11 @@ sotto_search_page* sotto_search(sotto_client* client, const sotto_search_query* 
   page->index_complete = r->index_complete;
   ok(error);
   return page;
+} catch (...) {
+  return caught(error), nullptr;
 }
 
-void sotto_search_page_free(sotto_search_page* page) {
+void sotto_search_page_free(sotto_search_page* page) try {
   if (!page) return;
   for (size_t i = 0; i < page->count; ++i) {
     std::free(const_cast<char*>(page->hits[i].message_id));
@@ -853,39 +987,49 @@ void sotto_search_page_free(sotto_search_page* page) {
   std::free(const_cast<sotto_search_hit*>(page->hits));
   std::free(const_cast<char*>(page->next_cursor));
   std::free(page);
+} catch (...) {
+  caught(nullptr);
 }
 
 bool sotto_safety_number(sotto_client* client, const char* account, char* digits_out,
-                         sotto_error* error) {
+                         sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!account || !digits_out) return null_arg(error, !account ? "account" : "digits_out");
   auto r = client->client->safety_number(account);
   if (fail_if(r, error)) return false;
-  copy_to(digits_out, 61, r->digits);
+  copy_to(digits_out, SOTTO_SAFETY_NUMBER_LEN, r->digits);
   ok(error);
   return true;
+} catch (...) {
+  return caught(error), false;
 }
 
-bool sotto_accept_identity(sotto_client* client, const char* account, sotto_error* error) {
+bool sotto_accept_identity(sotto_client* client, const char* account, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!account) return null_arg(error, "account");
   SOTTO_STATUS_CALL(client->client->accept_identity(account));
+} catch (...) {
+  return caught(error), false;
 }
 
 bool sotto_set_verified(sotto_client* client, const char* account, bool verified,
-                        sotto_error* error) {
+                        sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!account) return null_arg(error, "account");
   SOTTO_STATUS_CALL(client->client->set_verified(account, verified));
+} catch (...) {
+  return caught(error), false;
 }
 
-bool sotto_is_verified(sotto_client* client, const char* account, sotto_error* error) {
+bool sotto_is_verified(sotto_client* client, const char* account, sotto_error* error) try {
   SOTTO_CHECK_CLIENT(false);
   if (!account) return null_arg(error, "account");
   auto r = client->client->verified(account);
   if (fail_if(r, error)) return false;
   ok(error);
   return *r;
+} catch (...) {
+  return caught(error), false;
 }
 
 }  // extern "C"

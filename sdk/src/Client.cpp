@@ -233,7 +233,7 @@ void Client::Impl::on_push(wire::Push p) {
       post_task([this] { set_state(ConnectionState::kOnline, "up to date"); });
       break;
     case wire::Push::kPrekeysLow:
-      post_task([this] { (void)refill_prekeys(); });
+      post_task([this] { log_failure(refill_prekeys(), "refilling prekeys"); });
       break;
     case wire::Push::kDevicesChanged: {
       auto devices = std::move(*p.mutable_devices_changed());
@@ -257,8 +257,8 @@ void Client::Impl::on_push(wire::Push p) {
 // Worker thread, after each (re)connect.
 void Client::Impl::on_connected() {
   names_due_ms = now();  // lookups that could not be made while offline
-  (void)refresh_own_devices();
-  (void)maintain_prekeys();
+  log_failure(refresh_own_devices(), "listing this account's devices");
+  log_failure(maintain_prekeys(), "keeping prekeys on the relay");
   send_presence_visibility();
   if (!presence_watch.empty()) subscribe_presence();
   // Receipts still owed from before a crash or a quit go out now, without waiting for the next
@@ -305,7 +305,7 @@ void Client::Impl::on_devices_changed(const wire::DevicesChanged& dc) {
   uint32_t me = self_device();
   for (const auto& d : dc.devices())
     if (d.device_id() != me) ids.insert(d.device_id());
-  (void)apply_own_devices(ids);
+  log_failure(apply_own_devices(ids), "applying a change of this account's devices");
   emit([](ClientListener& l) { l.on_devices_changed(); });
 }
 
@@ -726,12 +726,13 @@ Status Client::Impl::push_endpoint(const std::string& url) {
 }
 
 void Client::Impl::logged_out(const std::string& detail) {
-  (void)txn([&]() -> Status {
-    SOTTO_TRY_ASSIGN(auto a, history.account());
-    if (!a || a->state == AccountState::kRemoved) return {};
-    a->state = AccountState::kRemoved;
-    return history.save_account(*a);
-  });
+  log_failure(txn([&]() -> Status {
+                SOTTO_TRY_ASSIGN(auto a, history.account());
+                if (!a || a->state == AccountState::kRemoved) return {};
+                a->state = AccountState::kRemoved;
+                return history.save_account(*a);
+              }),
+              "marking the profile's account removed (the relay has removed it)");
   std::shared_ptr<RelayConnection> old;
   {
     std::lock_guard lock(conn_mu);

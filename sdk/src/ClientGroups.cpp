@@ -643,7 +643,8 @@ Client::Impl::Outcome Client::Impl::send_group_update(const OutboxItem& item) {
       if (!s.ok()) return retry_later(item, s.error(), 0);
     }
     if (targets.empty()) {
-      (void)txn([&] { return history.outbox_done(item.id); });
+      Status done = txn([&] { return history.outbox_done(item.id); });
+      if (!done.ok()) return retry_later(item, done.error(), 0);
       return Outcome::kDone;
     }
     std::vector<wire::OutgoingMessage> messages;
@@ -672,8 +673,11 @@ Client::Impl::Outcome Client::Impl::send_group_update(const OutboxItem& item) {
     });
     if (!enc.ok()) {
       if (broken && is_crypto_failure(enc.code())) {
-        (void)locked([&] { return parts.crypto.delete_session(*broken); });
-        (void)ensure_sessions({broken->account});
+        Status dropped = locked([&] { return parts.crypto.delete_session(*broken); });
+        if (!dropped.ok()) return retry_later(item, dropped.error(), 0);
+        // Not fetched now (offline, say): the next attempt fetches what is missing.
+        log_failure(ensure_sessions({broken->account}),
+                    "starting a new session after a broken one");
         continue;
       }
       return retry_later(item, enc.error(), 0);

@@ -323,6 +323,11 @@ struct Client::Impl {
   void diagnose(const std::string& line) const {
     if (options.log) options.log(line);
   }
+  // A Status nobody can act on where it arises (a step after the real work is done, a best
+  // effort): never dropped silently, it goes to the diagnostics.
+  void log_failure(const Status& s, const char* what) const {
+    if (!s.ok()) diagnose(std::string(what) + ": " + s.error().message);
+  }
 
   // ---------------------------------------------------------------------------------------
   // Plumbing

@@ -699,7 +699,8 @@ Status Client::Impl::accept_identity(const std::string& account) {
       if (!s.ok() && is_crypto_failure(s.code())) {
         one = {};
         s = handle_failure(env, s.error(), one);
-        if (s.ok()) (void)txn([&] { return history.remove_held(h.id); });
+        if (s.ok()) s = txn([&] { return history.remove_held(h.id); });
+        log_failure(s, "handling a held message that did not decrypt");
       }
       for (auto& e : one.events) fx.events.push_back(std::move(e));
       fx.receipts_owed |= one.receipts_owed;

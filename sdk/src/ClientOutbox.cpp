@@ -42,7 +42,8 @@ Client::Impl::Outcome Client::Impl::retry_later(const OutboxItem& item, const Er
   // Exponential up to 5 minutes, so a persistent problem does not spin.
   uint64_t backoff =
       delay_ms ? delay_ms : std::min<uint64_t>(300'000, 1000ull << std::min(item.attempts, 8));
-  (void)txn([&] { return history.outbox_retry(item.id, now() + backoff, e.message); });
+  log_failure(txn([&] { return history.outbox_retry(item.id, now() + backoff, e.message); }),
+              "recording an outbox retry");
   std::lock_guard lock(mu);
   uint64_t due = now() + backoff;
   if (outbox_due_ms == 0 || due < outbox_due_ms) outbox_due_ms = due;
@@ -52,15 +53,12 @@ Client::Impl::Outcome Client::Impl::retry_later(const OutboxItem& item, const Er
 Client::Impl::Outcome Client::Impl::fail_item(const OutboxItem& item, const Error& e) {
   diagnose("send of outbox item " + std::to_string(item.id) + " failed for good: " + e.message);
   Effects fx;
-  (void)txn([&]() -> Status {
+  Status s = txn([&]() -> Status {
     SOTTO_TRY(history.outbox_done(item.id));
     if (item.message && (item.kind == OutboxKind::kData || item.kind == OutboxKind::kGroupData)) {
       SOTTO_TRY_ASSIGN(auto m, history.message(*item.message));
       if (m) {
-        SOTTO_TRY_ASSIGN(auto u,
-                         parts.db.query("UPDATE OR FAIL messages SET status = 4 WHERE id = ?"));
-        u.bind(1, *item.message);
-        SOTTO_TRY(u.run());
+        SOTTO_TRY(history.mark_failed(*item.message));
         ConversationId conv = m->message.conversation;
         std::string mid = m->message.id;
         fx.events.push_back([conv, mid](ClientListener& l) {
@@ -71,6 +69,8 @@ Client::Impl::Outcome Client::Impl::fail_item(const OutboxItem& item, const Erro
     }
     return {};
   });
+  // Not stored: the row stays in the outbox and is tried again, and fails again, later.
+  if (!s.ok()) return retry_later(item, s.error(), 0);
   emit(std::move(fx.events));
   return Outcome::kDone;
 }
@@ -156,7 +156,8 @@ Client::Impl::Outcome Client::Impl::send_item(const OutboxItem& item) {
     }
     if (targets.empty()) {
       // Nobody to send to (own-device sync with no other devices): nothing to do.
-      (void)txn([&] { return history.outbox_done(item.id); });
+      Status done = txn([&] { return history.outbox_done(item.id); });
+      if (!done.ok()) return retry_later(item, done.error(), 0);
       return Outcome::kDone;
     }
     if (targets.size() > kMaxSendMessages)
@@ -194,7 +195,8 @@ Client::Impl::Outcome Client::Impl::send_item(const OutboxItem& item) {
     if (!enc.ok()) {
       if (broken && is_crypto_failure(enc.code())) {
         // Our session record with that device is unusable: drop it, start a fresh one.
-        (void)locked([&] { return parts.crypto.delete_session(*broken); });
+        Status dropped = locked([&] { return parts.crypto.delete_session(*broken); });
+        if (!dropped.ok()) return retry_later(item, dropped.error(), 0);
         continue;
       }
       return retry_later(item, enc.error(), 0);

@@ -393,6 +393,13 @@ Result<std::optional<StoredMessage>> History::find_in_conversation(ConversationI
   return std::optional<StoredMessage>(std::move(s));
 }
 
+Status History::mark_failed(int64_t row) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE OR FAIL messages SET status = ? WHERE id = ?"));
+  q.bind(1, static_cast<int64_t>(MessageStatus::kFailed));
+  q.bind(2, row);
+  return q.run();
+}
+
 Result<bool> History::raise_status(int64_t row, MessageStatus status) {
   SOTTO_TRY_ASSIGN(auto q,
                    db_.query("UPDATE OR FAIL messages SET status = ? WHERE id = ? AND outgoing = 1 "

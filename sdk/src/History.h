@@ -184,6 +184,8 @@ class History {
                                                             ByteView id);
   // Moves an outgoing message's status forward (never back). True when it changed.
   Result<bool> raise_status(int64_t row, MessageStatus status);
+  // An outgoing message the relay refused for good: kFailed, whatever it was.
+  Status mark_failed(int64_t row);
   Status set_sort_ms(int64_t row, uint64_t sort_ms);
   // Records a recipient's receipt (never back from read to delivered). True when it changed.
   Result<bool> record_receipt(int64_t row, const std::string& account, MessageStatus status,

@@ -88,7 +88,7 @@ TEST(CApi, GroupsFilesEditsAndSearch) {
   const char* members[] = {bob.me.account, carol.me.account};
   int64_t group = sotto_create_group(alice.c, "C friends", members, 2, &err);
   ASSERT_GE(group, 0) << sotto_error_string();
-  char id[33];
+  char id[SOTTO_MESSAGE_ID_LEN];
   ASSERT_TRUE(sotto_send_text(alice.c, group, "hello from the C API", id, &err));
   ASSERT_TRUE(eventually([&] { return bob.texts() == 1 && carol.texts() == 1; }));
   sotto_group* info = sotto_group_info(bob.c, bob.group(), &err);
@@ -188,7 +188,7 @@ TEST(CApi, ContactsReceiptsDevicesOptionsAndTheEndOfAnAccount) {
   CClient alice(relay, dir, "calice2"), bob(relay, dir, "cbob2");
   sotto_error err;
 
-  char bob_id[33];
+  char bob_id[SOTTO_ACCOUNT_ID_LEN];
   ASSERT_TRUE(sotto_add_contact(alice.c, bob.me.handle, bob_id, &err)) << sotto_error_string();
   sotto_contact_list* contacts = sotto_contacts(alice.c, &err);
   ASSERT_NE(contacts, nullptr) << sotto_error_string();
@@ -208,7 +208,7 @@ TEST(CApi, ContactsReceiptsDevicesOptionsAndTheEndOfAnAccount) {
   EXPECT_EQ(sotto_messages(alice.c, conv, nullptr, 1001, &err), nullptr);
 
   // Bob reads it: alice's copy turns read, with bob's receipt.
-  char id[33];
+  char id[SOTTO_MESSAGE_ID_LEN];
   ASSERT_TRUE(sotto_send_text(alice.c, conv, "read me", id, &err));
   ASSERT_TRUE(eventually([&] { return bob.texts() == 1; }));
   int64_t bob_conv = sotto_direct_conversation(bob.c, alice.me.account, &err);
