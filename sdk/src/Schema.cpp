@@ -389,6 +389,10 @@ CREATE TABLE IF NOT EXISTS verified_numbers (
   verified_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 )sql",
+    // 10 -> 11: search_state.purge_archive_since_ms, when a purge first deferred erasing the
+    // archive's deletions (SearchIndex.h). Added by add_purge_archive_since() below: ALTER
+    // TABLE has no IF NOT EXISTS, and tests take profiles back to older versions.
+    "",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
@@ -429,6 +433,19 @@ Result<int64_t> defer_message_conversation_key(Database& db) {
   return version + 1;
 }
 
+// Adds search_state.purge_archive_since_ms unless the table has it already. NULL: no purge
+// has deferred the archive's deletions yet, so the day they may wait starts at the next one.
+Status add_purge_archive_since(Database& db) {
+  // PRAGMA table_info, not pragma_table_info(): SQLite 3.15 has no pragma functions.
+  SOTTO_TRY_ASSIGN(auto q, db.query("PRAGMA table_info(search_state)"));
+  for (;;) {
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (!row) break;
+    if (q.column_text(1) == std::string_view("purge_archive_since_ms")) return {};
+  }
+  return db.exec("ALTER TABLE search_state ADD COLUMN purge_archive_since_ms INTEGER");
+}
+
 }  // namespace
 
 Status migrate(Database& db) {
@@ -450,6 +467,7 @@ Status migrate(Database& db) {
     if (v == 4) {
       SOTTO_TRY_ASSIGN(edited_cookie, defer_message_conversation_key(db));
     }
+    if (v == 10) SOTTO_TRY(add_purge_archive_since(db));
   }
   SOTTO_TRY(db.set_user_version(kSchemaVersion));
   SOTTO_TRY(txn.commit());

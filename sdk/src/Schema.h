@@ -5,7 +5,7 @@
 
 namespace sotto::db {
 
-inline constexpr int64_t kSchemaVersion = 10;
+inline constexpr int64_t kSchemaVersion = 11;
 
 // Brings a database to kSchemaVersion in one transaction. kIncompatibleVersion when the file
 // was written by a newer sotto.
