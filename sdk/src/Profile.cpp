@@ -444,9 +444,9 @@ Status Profile::rebuild_search_index(const SearchProgressHandler& progress) {
   return impl_->search->rebuild(progress);
 }
 
-Status Profile::purge_search_index() {
+Status Profile::purge_search_index(SearchPurge what) {
   std::lock_guard guard(impl_->mu);
-  return impl_->search->purge();
+  return impl_->search->purge(what);
 }
 
 Status Profile::transaction(const std::function<Status()>& body) {

@@ -390,7 +390,10 @@ CREATE TABLE IF NOT EXISTS verified_numbers (
 ) WITHOUT ROWID;
 )sql",
     // 10 -> 11: what a peer missed (group sends while its safety number was in doubt) and
-    // what this device missed (envelopes asked for again).
+    // what this device missed (envelopes asked for again); and search_state's
+    // purge_archive_since_ms, when a purge first deferred erasing the archive's deletions
+    // (SearchIndex.h), added by add_purge_archive_since() below: ALTER TABLE has no IF NOT
+    // EXISTS, and tests take profiles back to older versions.
     R"sql(
 -- A group message or change this device sent while `account`'s new identity key was not yet
 -- accepted: that member got no copy (no session can be made with a key in doubt). After
@@ -460,6 +463,19 @@ Result<int64_t> defer_message_conversation_key(Database& db) {
   return version + 1;
 }
 
+// Adds search_state.purge_archive_since_ms unless the table has it already. NULL: no purge
+// has deferred the archive's deletions yet, so the day they may wait starts at the next one.
+Status add_purge_archive_since(Database& db) {
+  // PRAGMA table_info, not pragma_table_info(): SQLite 3.15 has no pragma functions.
+  SOTTO_TRY_ASSIGN(auto q, db.query("PRAGMA table_info(search_state)"));
+  for (;;) {
+    SOTTO_TRY_ASSIGN(bool row, q.step());
+    if (!row) break;
+    if (q.column_text(1) == std::string_view("purge_archive_since_ms")) return {};
+  }
+  return db.exec("ALTER TABLE search_state ADD COLUMN purge_archive_since_ms INTEGER");
+}
+
 }  // namespace
 
 Status migrate(Database& db) {
@@ -481,6 +497,7 @@ Status migrate(Database& db) {
     if (v == 4) {
       SOTTO_TRY_ASSIGN(edited_cookie, defer_message_conversation_key(db));
     }
+    if (v == 10) SOTTO_TRY(add_purge_archive_since(db));
   }
   SOTTO_TRY(db.set_user_version(kSchemaVersion));
   SOTTO_TRY(txn.commit());

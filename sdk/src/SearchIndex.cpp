@@ -25,6 +25,9 @@ struct SearchIndex::State {
   std::optional<int64_t> rebuild_next;
   int64_t rebuild_total = 0;
   int64_t purge[kParts] = {0, 0};
+  // When a purge first left the archive's deletions pending (none pending, or none seen by a
+  // purge yet: empty).
+  std::optional<int64_t> purge_archive_since_ms;
 };
 
 // Corpus statistics BM25 needs; computed on a search's first page and carried in its cursor,
@@ -377,7 +380,8 @@ Result<db::Query> SearchIndex::statement(const char* sql, int slot) {
 
 Result<SearchIndex::State> SearchIndex::load_state() {
   SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT recent_from, rebuild_next, rebuild_total, "
-                                     "purge_recent, purge_archive FROM search_state WHERE id = 1"));
+                                     "purge_recent, purge_archive, purge_archive_since_ms FROM "
+                                     "search_state WHERE id = 1"));
   SOTTO_TRY_ASSIGN(bool row, q.step());
   if (!row)
     return make_error(ErrorCode::kStorageCorrupt,
@@ -388,6 +392,7 @@ Result<SearchIndex::State> SearchIndex::load_state() {
   s.rebuild_total = q.column_int(2);
   s.purge[kRecent] = q.column_int(3);
   s.purge[kArchive] = q.column_int(4);
+  if (!q.column_is_null(5)) s.purge_archive_since_ms = q.column_int(5);
   return s;
 }
 
@@ -1112,7 +1117,8 @@ Status SearchIndex::start_rebuild() {
   SOTTO_TRY(db_.exec(
       "UPDATE search_state SET recent_from = coalesce((SELECT max(id) FROM messages), 0) + 1, "
       "rebuild_next = (SELECT min(id) FROM messages), rebuild_total = (SELECT count(*) FROM "
-      "messages), purge_recent = 0, purge_archive = 0 WHERE id = 1"));
+      "messages), purge_recent = 0, purge_archive = 0, purge_archive_since_ms = NULL WHERE id = "
+      "1"));
   // The time bounds are rebuilt too: cheap, and they may be what was damaged.
   SOTTO_TRY(db_.exec("DELETE FROM search_time_blocks"));
   SOTTO_TRY(
@@ -1218,7 +1224,7 @@ Result<SearchIndexCheck> SearchIndex::check(const SearchProgressHandler& progres
   return out;
 }
 
-Status SearchIndex::purge() {
+Status SearchIndex::purge(SearchPurge what) {
   if (db_.depth() != 0)
     return make_error(ErrorCode::kInvalidState,
                       "cannot purge the search index inside a "
@@ -1226,6 +1232,18 @@ Status SearchIndex::purge() {
   SOTTO_TRY(flush_now());
   SOTTO_TRY_ASSIGN(State st, load_state());
   SOTTO_TRY_ASSIGN(auto recent, part_stats(db_, kRecent));
+  SOTTO_TRY_ASSIGN(auto archive, part_stats(db_, kArchive));
+  const int64_t now =
+      static_cast<int64_t>(std::min<uint64_t>(now_ms_(), std::numeric_limits<int64_t>::max()));
+  // A rewrite of a part costs about the same per document in either part, and a purge of the
+  // recent part rewrites 5,000-20,000 of them. Rewriting the archive (n documents) once every
+  // n / that many deletions costs each deletion no more; until then its words stay, hidden by
+  // FTS4's delete markers from every search.
+  const int64_t recent_size = std::clamp(recent.documents, kRecentKeep, kRecentFoldAt);
+  const bool archive_due =
+      st.purge[kArchive] > 0 &&
+      (what == SearchPurge::kEverything || st.purge[kArchive] * recent_size >= archive.documents ||
+       (st.purge_archive_since_ms && now - *st.purge_archive_since_ms >= kArchiveEraseWithinMs));
   {
     ScopedTransaction txn(db_);
     SOTTO_TRY(txn.begin());
@@ -1272,8 +1290,17 @@ Status SearchIndex::purge() {
     } else if (st.purge[kRecent] > 0) {
       SOTTO_TRY(db_.exec(kOptimize[kRecent]));
     }
-    if (st.purge[kArchive] > 0) SOTTO_TRY(db_.exec(kOptimize[kArchive]));
-    SOTTO_TRY(db_.exec("UPDATE search_state SET purge_recent = 0, purge_archive = 0 WHERE id = 1"));
+    if (archive_due) {
+      SOTTO_TRY(db_.exec(kOptimize[kArchive]));
+      SOTTO_TRY(db_.exec(
+          "UPDATE search_state SET purge_archive = 0, purge_archive_since_ms = NULL WHERE id = 1"));
+    } else if (st.purge[kArchive] > 0 && !st.purge_archive_since_ms) {
+      SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE search_state SET purge_archive_since_ms = ? "
+                                         "WHERE id = 1"));
+      q.bind(1, now);
+      SOTTO_TRY(q.run());
+    }
+    SOTTO_TRY(db_.exec("UPDATE search_state SET purge_recent = 0 WHERE id = 1"));
     SOTTO_TRY(txn.commit());
   }
   // Old page images stay in the WAL file until it is reset: copy everything into the database

@@ -9,12 +9,19 @@
 //  - An edit, delete-for-everyone or DELETE takes the old text out of the index immediately,
 //    in a BEFORE trigger (an external-content index reads the old text back from the row).
 //  - The index has two parts: `search_recent` for the newest messages, `search_archive` for
-//    the rest. FTS4 only forgets a deleted document's words when the segments holding them
-//    are merged into one, so purge() rewrites the part that had deletions (usually only the
-//    small recent part), then truncates the WAL: afterwards no page of the files holds the
-//    old text. Above 20,000 documents in the recent part, purge() also moves all but the
-//    newest 5,000 to the archive; the Client asks for a purge every 20,000 stored messages
-//    for that alone.
+//    the rest. FTS4 takes a document out with delete markers that hide its postings from every
+//    query at once, but it only forgets the words when the segments holding them are merged
+//    into one: erasing them means rewriting the whole part. purge() rewrites the recent part
+//    whenever it had deletions (5,000-20,000 documents: cheap), then truncates the WAL. The
+//    archive's rewrite costs in proportion to the archive (1.6 s for a million messages), so
+//    purge() defers it until it is due: when the pending deletions times the recent part's
+//    size reach the archive's size (a rewrite then costs per deletion what a purge of the
+//    recent part costs), or a day after the first purge that left one pending
+//    (kArchiveEraseWithinMs). Until then the dead postings and their markers stay, hidden;
+//    at most archive / 5,000 deletions' worth. SearchPurge::kEverything rewrites it anyway.
+//    Afterwards no page of the files holds the old text. Above 20,000 documents in the recent
+//    part, purge() also moves all but the newest 5,000 to the archive; the Client asks for a
+//    purge every 20,000 stored messages for that alone.
 //  - `search_time_blocks` bounds sort_ms per 1,024 row ids, so newest-first pages walk the
 //    index in row order and stop as soon as no older row can be newer than what they hold.
 //
@@ -37,6 +44,9 @@ namespace sotto::search {
 
 // purge() moves older documents out of the recent part once it holds more than this.
 inline constexpr int64_t kRecentFoldAt = 20000;
+// A deletion in the archive is erased from the files by the first purge this long after the
+// first purge that left it pending, if enough deletions have not made the rewrite due before.
+inline constexpr int64_t kArchiveEraseWithinMs = 24 * 3600 * 1000;
 
 class SearchIndex {
  public:
@@ -56,8 +66,9 @@ class SearchIndex {
   Result<SearchIndexCheck> check(const SearchProgressHandler& progress);
   // Starts a rebuild, or carries on with one that was paused or interrupted.
   Status rebuild(const SearchProgressHandler& progress);
-  // Erases the text of edited and deleted messages from the index and the WAL.
-  Status purge();
+  // Erases the text of edited and deleted messages from the index and the WAL: from the recent
+  // part always, from the archive when its rewrite is due or `what` is kEverything.
+  Status purge(SearchPurge what = SearchPurge::kDue);
 
   struct State;
   struct Stats;

@@ -337,7 +337,22 @@ struct Figures {
   CacheDrops drops;
   double warm_resident = 0;  // share of the database in the OS page cache for the warm runs
   double purge_recent_ms = 0, purge_archive_ms = 0, check_s = 0;
+  // One deletion, then a purge, as the Client does when idle: per deletion in the recent part
+  // (the mean of kRecentDeletes), and in the archive until its rewrite came due and ran.
+  double delete_recent_ms = 0;
+  int archive_deletes = 0;        // deletions (each with its purge) up to the archive's rewrite
+  double delete_archive_ms = 0;   // the mean of the purges that deferred the archive's erasure
+  double archive_rewrite_ms = 0;  // the purge that rewrote the archive
+  double delete_archive_amortized_ms = 0;  // every purge of the series / archive_deletes
+  // One more old deletion, purged with SearchPurge::kEverything: what every purge after a
+  // deletion in the archive cost before purges deferred the archive's rewrite.
+  double delete_archive_everything_ms = 0;
+  // The same in this process's CPU time, which leaves out the waits for a core.
+  double delete_recent_cpu_ms = 0, delete_archive_amortized_cpu_ms = 0,
+         delete_archive_everything_cpu_ms = 0;
 };
+
+constexpr int kRecentDeletes = 20;
 
 void progress(const std::string& what) { std::fprintf(stderr, "search_bench: %s\n", what.c_str()); }
 
@@ -430,10 +445,54 @@ Figures run(const fs::path& root, bool encrypted, size_t messages, size_t batch,
   auto t0 = Steady::now();
   check(s.index->purge(), "purge recent");
   f.purge_recent_ms = 1000 * seconds_since(t0);
-  check(s.db->exec("UPDATE messages SET body = NULL, deleted = 1 WHERE id = 10"), "delete old");
-  t0 = Steady::now();
-  check(s.index->purge(), "purge archive");
-  f.purge_archive_ms = 1000 * seconds_since(t0);
+  // One deletion at a time, each followed by its purge: in the recent part, then in the archive
+  // (oldest first) until a purge finds the archive's rewrite due and erases them all. The
+  // series' total over its deletions is what each one costs, amortized.
+  auto delete_and_purge = [&](int64_t id) {
+    check(s.db->exec("UPDATE messages SET body = NULL, attachment_names = NULL, deleted = 1 "
+                     "WHERE id = " +
+                     std::to_string(id)),
+          "delete");
+    Stopwatch watch;
+    check(s.index->purge(), "purge");
+    return watch.elapsed();
+  };
+  double recent_total = 0, recent_cpu = 0;
+  for (int i = 0; i < kRecentDeletes; ++i) {
+    Timing t = delete_and_purge(max_id - 1000 - i);
+    recent_total += 1000 * t.wall_s;
+    recent_cpu += 1000 * t.cpu_s;
+  }
+  f.delete_recent_ms = recent_total / kRecentDeletes;
+  f.delete_recent_cpu_ms = recent_cpu / kRecentDeletes;
+  double deferred_total = 0, archive_total = 0, archive_cpu = 0;
+  for (int64_t id = 10; id < max_id - 20'000; ++id) {
+    Timing t = delete_and_purge(id);
+    double ms = 1000 * t.wall_s;
+    archive_total += ms;
+    archive_cpu += 1000 * t.cpu_s;
+    ++f.archive_deletes;
+    if (f.archive_deletes == 1) f.purge_archive_ms = ms;
+    if (check(s.index->status(), "status").pending_purge_archive == 0) {
+      f.archive_rewrite_ms = ms;
+      break;
+    }
+    deferred_total += ms;
+  }
+  if (f.archive_deletes > 1) f.delete_archive_ms = deferred_total / (f.archive_deletes - 1);
+  f.delete_archive_amortized_ms = archive_total / std::max(f.archive_deletes, 1);
+  f.delete_archive_amortized_cpu_ms = archive_cpu / std::max(f.archive_deletes, 1);
+  check(s.db->exec("UPDATE messages SET body = NULL, attachment_names = NULL, deleted = 1 WHERE "
+                   "id = " +
+                   std::to_string(10 + f.archive_deletes)),
+        "delete");
+  {
+    Stopwatch watch;
+    check(s.index->purge(SearchPurge::kEverything), "purge everything");
+    Timing t = watch.elapsed();
+    f.delete_archive_everything_ms = 1000 * t.wall_s;
+    f.delete_archive_everything_cpu_ms = 1000 * t.cpu_s;
+  }
   t0 = Steady::now();
   auto c = check(s.index->check({}), "check");
   f.check_s = seconds_since(t0);
@@ -705,6 +764,32 @@ int main(int argc, char** argv) {
   row("purge after 100 edits of recent messages, ms", enc.purge_recent_ms, plain.purge_recent_ms,
       1);
   row("purge after deleting one old message, ms", enc.purge_archive_ms, plain.purge_archive_ms, 1);
+  std::printf("one deletion, then a purge, as the Client does\n");
+  auto ratio = [](double a, double b) { return b > 0 ? a / b : 0; };
+  row("  per deletion in the recent part (mean of 20), ms", enc.delete_recent_ms,
+      plain.delete_recent_ms, 1);
+  row("    CPU, ms", enc.delete_recent_cpu_ms, plain.delete_recent_cpu_ms, 1);
+  row("  in the archive: deletions until its rewrite", enc.archive_deletes, plain.archive_deletes,
+      0);
+  row("    purge that left the old text pending, ms", enc.delete_archive_ms,
+      plain.delete_archive_ms, 1);
+  row("    purge that rewrote the archive, ms", enc.archive_rewrite_ms, plain.archive_rewrite_ms,
+      1);
+  row("  per deletion in the archive (amortized), ms", enc.delete_archive_amortized_ms,
+      plain.delete_archive_amortized_ms, 1);
+  row("    CPU, ms", enc.delete_archive_amortized_cpu_ms, plain.delete_archive_amortized_cpu_ms, 1);
+  row("  archive / recent per deletion (target <= 2)",
+      ratio(enc.delete_archive_amortized_ms, enc.delete_recent_ms),
+      ratio(plain.delete_archive_amortized_ms, plain.delete_recent_ms), 2);
+  row("    CPU", ratio(enc.delete_archive_amortized_cpu_ms, enc.delete_recent_cpu_ms),
+      ratio(plain.delete_archive_amortized_cpu_ms, plain.delete_recent_cpu_ms), 2);
+  row("  per deletion in the archive, rewritten at once, ms", enc.delete_archive_everything_ms,
+      plain.delete_archive_everything_ms, 1);
+  row("    CPU, ms", enc.delete_archive_everything_cpu_ms, plain.delete_archive_everything_cpu_ms,
+      1);
+  row("  at once / recent per deletion (before), CPU",
+      ratio(enc.delete_archive_everything_cpu_ms, enc.delete_recent_cpu_ms),
+      ratio(plain.delete_archive_everything_cpu_ms, plain.delete_recent_cpu_ms), 2);
   row("integrity check (whole index), s", enc.check_s, plain.check_s, 2);
   std::printf("\n");
   bench::print_machine("end", bench::measure_machine(root));

@@ -153,8 +153,10 @@ class SOTTO_API Profile {
   // Erases the words of edited, deleted and expired messages from the index's pages and from
   // the write-ahead log: until then they are unreachable but still in the files. Cheap when
   // nothing is pending (search_index_status().pending_purge); call it after deleting or
-  // expiring messages, when the app is idle. NB: outside a transaction.
-  Status purge_search_index();
+  // expiring messages, when the app is idle. kDue erases what is in the archive part only when
+  // its rewrite is due (SearchPurge says when), so an old message's delete costs what a recent
+  // one's does; kEverything erases it all now. NB: outside a transaction.
+  Status purge_search_index(SearchPurge what = SearchPurge::kDue);
 
   // Runs `body` as one transaction: every call it makes commits together (one disk sync).
   // All or nothing: if any call inside fails, nothing of the transaction is saved, even when

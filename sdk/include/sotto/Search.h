@@ -23,6 +23,17 @@ enum class SearchOrder : int {
   kRelevance = 1,  // by BM25 score, best first (see SearchQuery::order)
 };
 
+// What Profile::purge_search_index() erases now.
+enum class SearchPurge : int {
+  // The old text in the recent part of the index (the newest 5,000-20,000 messages) at once;
+  // in the archive part (the rest), once enough of it is pending that rewriting the archive
+  // costs no more per message than a purge of the recent part, or a day after the first purge
+  // that left it pending. Until then it is unreachable by search, but still in the files.
+  kDue = 0,
+  // All of it, whatever the archive's rewrite costs (seconds for a million messages).
+  kEverything = 1,
+};
+
 struct SearchQuery {
   std::string text;  // see the query language above; at most 1,000 bytes and 16 terms
   // Filters; an empty list or 0 means "no filter".
@@ -82,8 +93,8 @@ struct SearchIndexStatus {
   // Edits and deletions (including expired messages the history removed) whose old text is
   // still in the index's files; Profile::purge_search_index() erases it.
   uint64_t pending_purge = 0;
-  // How much of that is in the archive part of the index, whose purge rewrites the whole
-  // archive (about 60 MB for a million messages) rather than only the recent part.
+  // How much of that is in the archive part of the index, whose erasure rewrites the whole
+  // archive (about 60 MB for a million messages), so a purge defers it (SearchPurge::kDue).
   uint64_t pending_purge_archive = 0;
   uint64_t index_bytes = 0;  // bytes of index data (postings and document sizes)
 };

@@ -9,6 +9,7 @@
 
 #include "Schema.h"
 #include "SearchFixture.h"
+#include "SearchIndex.h"
 
 namespace sotto {
 namespace {
@@ -36,6 +37,46 @@ class SearchMaintenance : public test::SearchFixture {
     auto s = profile->search_index_status();
     EXPECT_TRUE(s.ok()) << s.error().message;
     return s.ok() ? *s : SearchIndexStatus{};
+  }
+  // The archive's FTS segments, as (level, idx, first block, last block): a rewrite of the
+  // archive ('optimize') replaces every one of them with a single new segment.
+  std::vector<std::vector<int64_t>> archive_segments() {
+    std::vector<std::vector<int64_t>> out;
+    auto q = db().query(
+        "SELECT level, idx, start_block, end_block FROM search_archive_segdir ORDER BY 1, 2");
+    EXPECT_TRUE(q.ok());
+    if (!q.ok()) return out;
+    while (q->step().value())
+      out.push_back({q->column_int(0), q->column_int(1), q->column_int(2), q->column_int(3)});
+    return out;
+  }
+  // Ids of `count` filler messages, oldest first.
+  std::vector<int64_t> oldest_filler(int count) {
+    std::vector<int64_t> out;
+    auto q = db().query(
+        "SELECT id FROM messages WHERE body LIKE 'ordinary chatter%' ORDER BY id "
+        "LIMIT ?");
+    EXPECT_TRUE(q.ok());
+    if (!q.ok()) return out;
+    q->bind(1, int64_t{count});
+    while (q->step().value()) out.push_back(q->column_int(0));
+    return out;
+  }
+  void expect_healthy() {
+    auto check = profile->check_search_index();
+    ASSERT_TRUE(check.ok()) << check.error().message;
+    EXPECT_FALSE(check->damaged) << check->problem;
+  }
+  // An archive of 6,001 messages (one about `word`) and a recent part of one. A purge then
+  // defers the archive's first deletion (5,000 per deletion of the recent part's minimum size
+  // is less than the archive's 6,000) and erases it with the second.
+  int64_t large_archive(const std::string& word) {
+    int64_t c = conversation(std::string(32, 'a'));
+    int64_t old = add(c, "an old message about " + word, 1);
+    filler(c, 6000, 2);
+    EXPECT_TRUE(profile->rebuild_search_index().ok());  // files everything under the archive
+    add(c, "a new message", 100000);
+    return old;
   }
 };
 
@@ -99,6 +140,69 @@ TEST_F(SearchMaintenance, PurgeReachesOldMessagesInTheArchive) {
   ASSERT_TRUE(profile->purge_search_index().ok());
   EXPECT_FALSE(anywhere(decrypted_pages(dir.path(), key), "quetzalbrine"));
   EXPECT_EQ(status().pending_purge_archive, 0u);
+}
+
+// A deletion in a large archive costs its purge no rewrite of the archive: the old text stays
+// in the files, unreachable, until enough deletions make the rewrite as cheap per deletion as a
+// purge of the recent part.
+TEST_F(SearchMaintenance, ADeletionInALargeArchiveWaitsForTheRewriteToBeDue) {
+  int64_t old = large_archive("quetzalbrine");
+  auto segments = archive_segments();
+  ASSERT_FALSE(segments.empty());
+
+  delete_for_everyone(old);
+  ASSERT_TRUE(profile->purge_search_index().ok());
+  // Not rewritten: every segment the archive had is still there.
+  auto after = archive_segments();
+  for (const auto& segment : segments)
+    EXPECT_TRUE(std::find(after.begin(), after.end(), segment) != after.end())
+        << "segment at level " << segment[0] << ", idx " << segment[1] << " was rewritten";
+  SearchIndexStatus s = status();
+  EXPECT_EQ(s.pending_purge, 1u);
+  EXPECT_EQ(s.pending_purge_archive, 1u);
+  EXPECT_EQ(s.indexed_messages, 6001u);
+  // Unreachable: no search finds it, and the index matches the history.
+  EXPECT_EQ(rows("quetzalbrine"), R{});
+  EXPECT_EQ(rows("\"old message\""), R{});
+  ASSERT_NO_FATAL_FAILURE(expect_healthy());
+  EXPECT_TRUE(anywhere(decrypted_pages(dir.path(), key), "quetzalbrine"));
+
+  // The second deletion makes the rewrite due: both are erased.
+  int64_t second = oldest_filler(1).at(0);
+  delete_for_everyone(second);
+  ASSERT_TRUE(profile->purge_search_index().ok());
+  EXPECT_EQ(archive_segments().size(), 1u);
+  s = status();
+  EXPECT_EQ(s.pending_purge, 0u);
+  EXPECT_EQ(s.pending_purge_archive, 0u);
+  EXPECT_FALSE(anywhere(decrypted_pages(dir.path(), key), "quetzalbrine"));
+  EXPECT_EQ(rows("chatter").size(), 5999u);
+  ASSERT_NO_FATAL_FAILURE(expect_healthy());
+}
+
+// However few deletions follow, the first purge a day after the one that deferred a deletion
+// erases it; SearchPurge::kEverything erases at once.
+TEST_F(SearchMaintenance, AnArchiveDeletionWaitsADayAtMostOrNotAtAll) {
+  int64_t old = large_archive("quetzalbrine");
+  delete_for_everyone(old);
+  ASSERT_TRUE(profile->purge_search_index().ok());
+  now += search::kArchiveEraseWithinMs - 1;
+  ASSERT_TRUE(profile->purge_search_index().ok());
+  EXPECT_EQ(status().pending_purge_archive, 1u);
+  EXPECT_TRUE(anywhere(decrypted_pages(dir.path(), key), "quetzalbrine"));
+  now += 1;
+  ASSERT_TRUE(profile->purge_search_index().ok());
+  EXPECT_EQ(status().pending_purge_archive, 0u);
+  EXPECT_FALSE(anywhere(decrypted_pages(dir.path(), key), "quetzalbrine"));
+
+  // After the rewrite a new deletion waits again, unless the purge is told to erase it all.
+  delete_for_everyone(oldest_filler(1).at(0));
+  ASSERT_TRUE(profile->purge_search_index().ok());
+  EXPECT_EQ(status().pending_purge_archive, 1u);
+  ASSERT_TRUE(profile->purge_search_index(SearchPurge::kEverything).ok());
+  EXPECT_EQ(status().pending_purge_archive, 0u);
+  EXPECT_EQ(rows("chatter").size(), 5999u);
+  ASSERT_NO_FATAL_FAILURE(expect_healthy());
 }
 
 TEST_F(SearchMaintenance, PurgeMovesOlderRecentMessagesToTheArchive) {
@@ -364,6 +468,52 @@ TEST_F(SearchMaintenance, UpgradeFromSchema5RebuildsTheIndexWithoutPrefixes) {
   auto check = profile->check_search_index();
   ASSERT_TRUE(check.ok());
   EXPECT_FALSE(check->damaged) << check->problem;
+}
+
+// Schema 10 rewrote the archive at every purge that followed a deletion in it. The upgrade adds
+// the clock of deferred deletions; those a schema-10 profile left pending wait for the first
+// purge after it, and the day starts there.
+TEST_F(SearchMaintenance, UpgradeFromSchema10KeepsArchiveDeletionsPendingForTheNextPurge) {
+  int64_t old = large_archive("quetzalbrine");
+  delete_for_everyone(old);
+  // search_state as schema 10 declared it, without purge_archive_since_ms (SQLite 3.15 cannot
+  // drop a column).
+  exec(
+      "CREATE TABLE old_state AS SELECT id, recent_from, rebuild_next, rebuild_total, "
+      "purge_recent, purge_archive FROM search_state");
+  exec("DROP TABLE search_state");
+  exec(
+      "CREATE TABLE search_state (id INTEGER PRIMARY KEY CHECK (id = 1), recent_from INTEGER NOT "
+      "NULL, rebuild_next INTEGER, rebuild_total INTEGER NOT NULL DEFAULT 0, purge_recent INTEGER "
+      "NOT NULL DEFAULT 0, purge_archive INTEGER NOT NULL DEFAULT 0)");
+  exec("INSERT INTO search_state SELECT * FROM old_state");
+  exec("DROP TABLE old_state");
+  ASSERT_TRUE(db().set_user_version(10).ok());
+  close();
+  ASSERT_NO_FATAL_FAILURE(open());
+
+  EXPECT_EQ(db().user_version(), db::kSchemaVersion);
+  {
+    auto q = db().query("SELECT purge_archive, purge_archive_since_ms FROM search_state");
+    ASSERT_TRUE(q.ok()) << q.error().message;
+    ASSERT_TRUE(q->step().value());
+    EXPECT_EQ(q->column_int(0), 1);
+    EXPECT_TRUE(q->column_is_null(1));
+  }
+  EXPECT_EQ(status().pending_purge_archive, 1u);
+  EXPECT_EQ(rows("quetzalbrine"), R{});
+  // The first purge defers it and starts the day; a purge a day later erases it.
+  ASSERT_TRUE(profile->purge_search_index().ok());
+  EXPECT_EQ(status().pending_purge_archive, 1u);
+  now += search::kArchiveEraseWithinMs;
+  ASSERT_TRUE(profile->purge_search_index().ok());
+  EXPECT_EQ(status().pending_purge_archive, 0u);
+  EXPECT_FALSE(anywhere(decrypted_pages(dir.path(), key), "quetzalbrine"));
+  ASSERT_NO_FATAL_FAILURE(expect_healthy());
+  // Opened again, the upgrade does not run twice.
+  close();
+  ASSERT_NO_FATAL_FAILURE(open());
+  EXPECT_EQ(db().user_version(), db::kSchemaVersion);
 }
 
 }  // namespace
