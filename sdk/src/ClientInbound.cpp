@@ -85,7 +85,17 @@ void Client::Impl::worker_main() {
     sweep_expired();
     expire_typing();
     if (names_due_ms && now() >= names_due_ms) resolve_names();
-    if (purge) (void)profile->purge_search_index();
+    if (purge) {
+      log_failure(profile->purge_search_index(), "purging the search index");
+      // Deletions the purge left in the archive part wait at most a day (kArchiveEraseWithinMs)
+      // for the purge that erases them, even when nothing else asks for one meanwhile.
+      auto status = profile->search_index_status();
+      if (status.ok() && status->pending_purge_archive > 0) {
+        std::lock_guard relock(mu);
+        uint64_t erase_at = now() + static_cast<uint64_t>(search::kArchiveEraseWithinMs) + 1000;
+        if (purge_due_ms == 0 || erase_at < purge_due_ms) purge_due_ms = erase_at;
+      }
+    }
     if (rebuild) continue_rebuild();
     bool more_plain = plain_copies && continue_plain_copies();
 
