@@ -1181,16 +1181,20 @@ Result<std::vector<HeldGroupMessage>> History::take_held_group_messages(ByteView
   return out;
 }
 
+// Runs `delete_sql` ("DELETE FROM t WHERE created_ms < ?", a literal: statements are cached
+// by their address) for the rows created more than `keep_ms` before now.
+Status History::drop_older_rows(const char* delete_sql, uint64_t now_ms, uint64_t keep_ms) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query(delete_sql));
+  q.bind(1, static_cast<int64_t>(now_ms > keep_ms ? now_ms - keep_ms : 0));
+  return q.run();
+}
+
 // ---- group sends owed to a member whose safety number is in doubt ----
 
 Status History::owe_group_send(const std::string& account, ByteView message_id,
                                ConversationId group, ByteView content, uint64_t now_ms,
                                uint64_t keep_ms) {
-  {
-    SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM owed_group_sends WHERE created_ms < ?"));
-    q.bind(1, static_cast<int64_t>(now_ms > keep_ms ? now_ms - keep_ms : 0));
-    SOTTO_TRY(q.run());
-  }
+  SOTTO_TRY(drop_older_rows("DELETE FROM owed_group_sends WHERE created_ms < ?", now_ms, keep_ms));
   SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR IGNORE INTO owed_group_sends (account, "
                                      "message_id, conversation_id, content, created_ms) "
                                      "VALUES (?, ?, ?, ?, ?)"));
@@ -1227,11 +1231,7 @@ Result<std::vector<OwedGroupSend>> History::take_owed_group_sends(const std::str
 Status History::record_failed_envelope(const std::string& sender, uint32_t device,
                                        ByteView message_id, uint64_t server_ms, bool asked,
                                        uint64_t now_ms, uint64_t keep_ms) {
-  {
-    SOTTO_TRY_ASSIGN(auto q, db_.query("DELETE FROM failed_envelopes WHERE created_ms < ?"));
-    q.bind(1, static_cast<int64_t>(now_ms > keep_ms ? now_ms - keep_ms : 0));
-    SOTTO_TRY(q.run());
-  }
+  SOTTO_TRY(drop_older_rows("DELETE FROM failed_envelopes WHERE created_ms < ?", now_ms, keep_ms));
   SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR IGNORE INTO failed_envelopes (sender, device, "
                                      "message_id, server_ms, asked, created_ms) "
                                      "VALUES (?, ?, ?, ?, ?, ?)"));

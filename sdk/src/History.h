@@ -308,6 +308,7 @@ class History {
   Status record_reset(const std::string& account, uint32_t device, uint64_t now_ms);
 
  private:
+  Status drop_older_rows(const char* delete_sql, uint64_t now_ms, uint64_t keep_ms);
   Result<Message> read_message(db::Query& q, int first_column, StoredMessage* stored);
   Status touch_conversation(ConversationId id, int64_t row, uint64_t activity_ms);
 
