@@ -23,7 +23,12 @@
 #include <stdint.h>
 
 #if defined(_WIN32)
+/* Exported while libsotto is compiled (SOTTO_BUILDING), imported from sotto.dll otherwise. */
+#if defined(SOTTO_BUILDING)
 #define SOTTO_C_API __declspec(dllexport)
+#else
+#define SOTTO_C_API __declspec(dllimport)
+#endif
 #else
 #define SOTTO_C_API __attribute__((visibility("default")))
 #endif

@@ -99,10 +99,13 @@ bool is_loopback_host(std::string_view host) {
   std::transform(h.begin(), h.end(), h.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   if (h == "localhost") return true;
-  // 127.0.0.0/8 and ::1, as the address parses (inet_pton's forms, no names).
+  // 127.0.0.0/8 and ::1, as the address parses (inet_pton's forms, no names). Windows'
+  // parser also takes inet_aton's shorthands (127.1, 0x7f.0.0.1): only the dotted quad counts,
+  // on every system.
   boost::system::error_code ec;
   auto address = asio::ip::make_address(h, ec);
-  return !ec && address.is_loopback();
+  if (ec || (address.is_v4() && address.to_string() != h)) return false;
+  return address.is_loopback();
 }
 
 Status check_transport(const Url& url, std::string_view text, bool allow_plaintext) {

@@ -54,6 +54,65 @@ TEST(Platform, AReplacedFileHasTheNewContentsOnly) {
   EXPECT_FALSE(fs::exists(dir / "target.tmp"));
 }
 
+// Non-ASCII letters in the folder's path (Windows: UTF-16 on disk, UTF-8 in the API).
+TEST(Platform, AProfileInAFolderWithNonAsciiLettersOpensAndReopens) {
+  TempDir dir;
+  fs::path folder =
+      dir.path() / platform::from_utf8("profil-d\xc3\xa9j\xc3\xa0-\xe6\x97\xa5\xe6\x9c\xac");
+  ProfileOptions options;
+  options.initial_prekeys = 1;
+  {
+    auto p = Profile::open(folder, SecureBytes::from_string("a passphrase"), options);
+    ASSERT_TRUE(p.ok()) << p.error().message;
+    ASSERT_TRUE((*p)->create_identity("alice", 1).ok());
+  }
+  EXPECT_TRUE(fs::exists(folder / "profile.db"));
+  options.create_if_missing = false;
+  auto again = Profile::open(folder, SecureBytes::from_string("a passphrase"), options);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+}
+
+#if defined(_WIN32)
+
+// Windows refuses device names with any extension, < > : " / \ | ? *, control characters and a
+// trailing dot or space; the error says why and what to do, and ordinary names pass.
+TEST(Platform, FileNamesWindowsForbidsAreRefusedWithTheReason) {
+  for (const char* name : {"notes.txt", "r\xc3\xa9sum\xc3\xa9.pdf", ".hidden", "CONSOLE", "COM0",
+                           "LPT10", "con-notes.txt", "a.b.c"}) {
+    Status s = platform::check_file_name(platform::from_utf8(name));
+    EXPECT_TRUE(s.ok()) << name << ": " << s.error().message;
+  }
+  for (const char* name :
+       {"CON", "con.txt", "NUL", "nul.tar.gz", "COM1", "lpt9.log", "Aux", "PRN", "a:b", "what?",
+        "x*y", "a<b", "a>b", "a|b", "say \"hi\"", "notes.", "trailing ", "tab\there", ""}) {
+    Status s = platform::check_file_name(platform::from_utf8(name));
+    ASSERT_FALSE(s.ok()) << name;
+    EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument) << name;
+    EXPECT_NE(s.error().message.find("cannot name a file on Windows"), std::string::npos)
+        << s.error().message;
+    EXPECT_NE(s.error().message.find("another name"), std::string::npos) << s.error().message;
+  }
+}
+
+// A folder whose files would pass Windows' 260 characters is refused before anything is
+// created, with the length it may have.
+TEST(Platform, AProfileFolderLongerThanWindowsAllowsIsRefusedBeforeAnythingIsCreated) {
+  TempDir dir;
+  fs::path deep = dir.path() / std::string(100, 'a') / std::string(100, 'b') /
+                  std::string(100, 'c') / "profile";
+  ASSERT_GT(fs::absolute(deep).native().size(), 260u);
+  ProfileOptions options;
+  options.initial_prekeys = 1;
+  auto p = Profile::open(deep, SecureBytes::from_string("a passphrase"), options);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(p.error().message.find("choose a folder of at most"), std::string::npos)
+      << p.error().message;
+  EXPECT_FALSE(fs::exists(dir.path() / std::string(100, 'a')));
+}
+
+#else
+
 // Names other systems forbid (Windows' devices, streams and trailing dots) are names here.
 TEST(Platform, FileNamesOtherSystemsForbidAreFineHere) {
   for (const char* name :
@@ -76,6 +135,8 @@ TEST(Platform, AProfileFolderLongerThanWindowsAllowsOpensHere) {
   ASSERT_TRUE(p.ok()) << p.error().message;
   EXPECT_TRUE(fs::exists(deep / "profile.db"));
 }
+
+#endif
 
 }  // namespace
 }  // namespace sotto::test
