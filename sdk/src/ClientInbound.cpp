@@ -238,6 +238,12 @@ Status Client::Impl::decrypt_and_apply(const wire::Envelope& env, Effects& fx) {
   if (env.sender_account_id().size() != 16 || env.sender_device_id() == 0)
     return make_error(ErrorCode::kInvalidMessage, "an envelope without a valid sender");
   Address from{to_hex(view_of(env.sender_account_id())), env.sender_device_id()};
+  // An envelope that comes again because its ack was lost (the relay's store was down, its
+  // node died) can come after more of the conversation than libsignal still tells from a
+  // broken session, and decrypting it would reset a healthy one. A message envelope carries
+  // its message's id: one already stored is done, without decrypting.
+  SOTTO_TRY_ASSIGN(bool stored, history.has_message(from.account, view_of(env.message_id())));
+  if (stored) return {};
   if (env.type() == wire::Envelope::SENDER_KEY) return decrypt_group_and_apply(from, env, fx);
   if (env.type() != wire::Envelope::MESSAGE && env.type() != wire::Envelope::PREKEY_MESSAGE)
     return {};  // an unknown kind from a newer sender: acknowledge and drop

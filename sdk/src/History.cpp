@@ -367,6 +367,13 @@ Result<std::optional<StoredMessage>> History::message(int64_t row) {
   return std::optional<StoredMessage>(std::move(s));
 }
 
+Result<bool> History::has_message(const std::string& sender, ByteView id) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT 1 FROM messages WHERE sender = ? AND message_id = ?"));
+  q.bind_text(1, sender);
+  q.bind(2, id);
+  return q.step();
+}
+
 Result<std::optional<StoredMessage>> History::find_message(const std::string& sender, ByteView id) {
   SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT " SOTTO_MESSAGE_COLUMNS " FROM messages m WHERE "
                                      "m.sender = ? AND m.message_id = ?"));

@@ -180,6 +180,8 @@ class History {
   uint64_t shown_changes() const { return shown_changes_.load(std::memory_order_relaxed); }
   Result<std::optional<StoredMessage>> message(int64_t row);
   Result<std::optional<StoredMessage>> find_message(const std::string& sender, ByteView id);
+  // Whether a message from `sender` with that id is stored.
+  Result<bool> has_message(const std::string& sender, ByteView id);
   Result<std::optional<StoredMessage>> find_in_conversation(ConversationId conversation,
                                                             ByteView id);
   // Moves an outgoing message's status forward (never back). True when it changed.
