@@ -294,6 +294,13 @@ struct Client::Impl {
   // ack_retry_ms (0: none waiting), the wait doubling up to kAckRetryMaxMs, and on the next
   // connection. Under `mu` (the loop thread adds to them).
   std::set<uint64_t> acks_unconfirmed;
+  // The relay sequences of the last kDoneSequences envelopes this process stored (worker
+  // thread only). One that comes again because its ack was lost is acked again and not
+  // decrypted a second time: by then the session may have moved on past what libsignal still
+  // tells from a broken one, and decrypting it would reset a healthy session.
+  static constexpr size_t kDoneSequences = 8192;
+  std::set<uint64_t> done_sequences;
+  std::deque<uint64_t> done_order;
   uint64_t ack_retry_ms = 0;
   uint64_t ack_backoff_ms = 0;
   std::map<ConversationId, uint64_t> typing_sent_ms;   // when STARTED last went out

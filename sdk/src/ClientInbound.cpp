@@ -107,27 +107,45 @@ void Client::Impl::worker_main() {
 void Client::Impl::process_inbound(std::vector<wire::Envelope>& envs) {
   std::vector<uint64_t> acks;
   Effects effects;
+  auto done_before = [&](const wire::Envelope& e) {
+    return e.sequence() && done_sequences.count(e.sequence());
+  };
+  for (const auto& e : envs)
+    if (done_before(e)) acks.push_back(e.sequence());
+  if (!acks.empty()) {
+    envs.erase(std::remove_if(envs.begin(), envs.end(), done_before), envs.end());
+    if (envs.empty()) return send_acks(acks);
+  }
+  auto done = [&](uint64_t sequence) {
+    if (!sequence) return;
+    acks.push_back(sequence);
+    if (!done_sequences.insert(sequence).second) return;
+    done_order.push_back(sequence);
+    if (done_order.size() > kDoneSequences) {
+      done_sequences.erase(done_order.front());
+      done_order.pop_front();
+    }
+  };
   // Fast path: the whole batch in one transaction (one disk sync). If any envelope fails,
   // nothing of the batch is kept and each is handled on its own below. An app call waiting
   // for the profile (a send, a history query) or a new send in the outbox cuts the batch
   // short: what is done commits, the rest goes back to the front of the queue, and the call
   // or the send does not wait for 256 messages.
-  size_t done = 0;
+  size_t applied = 0;
   Status batch = txn([&]() -> Status {
-    for (done = 0; done < envs.size(); ++done) {
-      if (done > 0 && (parts.mu.others_waiting() || outbox_kick.load())) break;
-      SOTTO_TRY(decrypt_and_apply(envs[done], effects));
+    for (applied = 0; applied < envs.size(); ++applied) {
+      if (applied > 0 && (parts.mu.others_waiting() || outbox_kick.load())) break;
+      SOTTO_TRY(decrypt_and_apply(envs[applied], effects));
     }
     changed_counts(effects);
     return {};
   });
-  if (batch.ok() && done > 0) inbound_stored_again();
+  if (batch.ok() && applied > 0) inbound_stored_again();
   if (batch.ok()) {
-    for (size_t i = 0; i < done; ++i)
-      if (envs[i].sequence()) acks.push_back(envs[i].sequence());
-    if (done < envs.size()) {
+    for (size_t i = 0; i < applied; ++i) done(envs[i].sequence());
+    if (applied < envs.size()) {
       std::lock_guard lock(mu);
-      for (size_t i = envs.size(); i-- > done;) inbound.push_front(std::move(envs[i]));
+      for (size_t i = envs.size(); i-- > applied;) inbound.push_front(std::move(envs[i]));
     }
   } else {
     effects = {};
@@ -168,7 +186,7 @@ void Client::Impl::process_inbound(std::vector<wire::Envelope>& envs) {
         continue;
       }
       inbound_stored_again();
-      if (env.sequence()) acks.push_back(env.sequence());
+      done(env.sequence());
       for (auto& e : one.events) effects.events.push_back(std::move(e));
       effects.kick_outbox |= one.kick_outbox;
       effects.receipts_owed |= one.receipts_owed;
