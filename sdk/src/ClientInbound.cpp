@@ -597,7 +597,7 @@ void Client::Impl::ask_resends() {
       continue;
     }
     group_resend_asked_ms[key] = t;
-    // More than one request's worth: the rest in the next round.
+    // The next round: what did not fit in this request, and what fails within the minute.
     later(t + kAskInterval);
   }
   if (asked) kick_outbox();
