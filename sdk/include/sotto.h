@@ -150,6 +150,9 @@ typedef struct sotto_message {
   uint64_t expires_ms; /* 0: not counting down */
   const sotto_attachment* attachments;
   size_t attachment_count;
+  /* Group messages: the group revision the author sent it at (outgoing: set when it leaves
+   * this device); 0 for direct messages and notices. */
+  uint32_t group_revision;
 } sotto_message;
 
 typedef struct sotto_message_list {

@@ -92,6 +92,7 @@ void fill(sotto_message& out, const sotto::Message& m) {
   out.deleted = m.deleted;
   out.expire_timer_s = m.expire_timer_s;
   out.expires_ms = m.expires_ms;
+  out.group_revision = m.group_revision;
   out.attachment_count = m.attachments.size();
   out.attachments = nullptr;
   if (!m.attachments.empty()) {

@@ -233,8 +233,13 @@ Result<std::vector<std::string>> Client::Impl::store_group_state(
   const std::string& me = parts.crypto.identity().account;
   auto next_members = member_set(u);
   bool is_member = next_members.count(me) > 0;
-  SOTTO_TRY(history.save_group(GroupRow{conv, bytes_of(u.group_id()), u.revision(),
-                                        Bytes(raw.begin(), raw.end()), u.name(), is_member}));
+  GroupRow row{conv,         bytes_of(u.group_id()),
+               u.revision(), Bytes(raw.begin(), raw.end()),
+               u.name(),     is_member};
+  SOTTO_TRY_ASSIGN(auto before, history.group(conv));
+  if (before) row.left_revision = before->left_revision;
+  if (old_members.count(me) && !is_member) row.left_revision = u.revision();
+  SOTTO_TRY(history.save_group(row));
   auto admins = admin_set(u);
   std::vector<GroupMember> members;
   for (const auto& m : u.members()) {
@@ -761,20 +766,29 @@ Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
     return fail_item(item, make_error(ErrorCode::kInternal, "a group send without a group"));
   ConversationId conv = *item.group_conv;
   std::string me = self_account();
-  auto g = locked([&] { return history.group(conv); });
-  if (!g.ok()) return retry_later(item, g.error(), 0);
-  if (!*g || !(*g)->member)
-    return fail_item(item,
-                     make_error(ErrorCode::kForbidden, "this account is no longer in the group"));
-  Bytes gid = (*g)->group_id;
+  content::Content content;
+  if (!content.ParseFromArray(item.content.data(), static_cast<int>(item.content.size())) ||
+      !content.has_data_message())
+    return fail_item(
+        item, make_error(ErrorCode::kStorageCorrupt, "a queued group message does not parse"));
+  // The revision the message's history row says it went at (set when it was written).
+  uint32_t row_revision = content.data_message().group().revision();
+  auto restamp_row = [&](uint32_t revision) -> Status {
+    if (!item.message || revision == row_revision) return {};
+    SOTTO_TRY(
+        history.set_group_revision(*item.message, revision, serialize(content.data_message())));
+    return {};
+  };
   // Members and the devices this device has sessions with, one query; members without any
   // get sessions first.
+  uint64_t saves = history.group_saves();
   auto member_devices = locked([&] { return history.group_session_devices(conv, me); });
   if (!member_devices.ok()) return retry_later(item, member_devices.error(), 0);
   std::vector<std::string> missing;
   for (const auto& [account, devs] : *member_devices)
     if (devs.empty()) missing.push_back(account);
-  // What was read serves the first attempt unless sessions were made; a retry reads again.
+  // What was read serves the first attempt unless sessions were made or the group changed; a
+  // retry reads again.
   std::optional<std::vector<std::pair<std::string, std::vector<uint32_t>>>> known;
   if (missing.empty()) {
     known = std::move(*member_devices);
@@ -790,9 +804,16 @@ Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
     if (!own.ok()) return on_send_error(item, own.error());
     std::vector<Address> devices = *own;
     std::vector<std::pair<std::string, uint32_t>> holders;
+    // The message goes at the group's revision now, to that revision's members: a member
+    // removed since it was written does not get it, one added since does (and the message
+    // says which revision it went at, so each member can tell it was meant for it).
+    std::optional<GroupRow> group;
     Status s = locked([&]() -> Status {
+      SOTTO_TRY_ASSIGN(group, history.group(conv));
+      if (!group || !group->member) return {};
       auto members = std::exchange(known, std::nullopt);
-      if (!members) {
+      if (!members || history.group_saves() != saves) {
+        saves = history.group_saves();
         SOTTO_TRY_ASSIGN(members, history.group_session_devices(conv, me));
       }
       for (const auto& [account, devs] : *members)
@@ -801,8 +822,15 @@ Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
       return {};
     });
     if (!s.ok()) return retry_later(item, s.error(), 0);
+    if (!group || !group->member)
+      return fail_item(item,
+                       make_error(ErrorCode::kForbidden, "this account is no longer in the group"));
+    content.mutable_data_message()->mutable_group()->set_revision(group->revision);
+    Bytes stamped = serialize(content);
     if (devices.empty()) {
       // Nobody else in the group (and no other own devices): it is sent to no one.
+      Status kept = txn([&] { return restamp_row(group->revision); });
+      if (!kept.ok()) return retry_later(item, kept.error(), 0);
       return item_sent(item, 0);
     }
     std::set<std::pair<std::string, uint32_t>> have(holders.begin(), holders.end());
@@ -810,7 +838,7 @@ Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
     for (const auto& d : devices)
       if (!have.count({d.account, d.device_id})) need.push_back(d);
     std::vector<std::string> in_doubt;
-    Status dist = distribute_sender_key(conv, gid, need, &in_doubt);
+    Status dist = distribute_sender_key(conv, group->group_id, need, &in_doubt);
     if (dist.code() == ErrorCode::kConflict) {
       dist = owe_group_send(item, in_doubt);
       if (!dist.ok()) return on_send_error(item, dist.error());
@@ -819,17 +847,26 @@ Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
     if (!dist.ok()) return on_send_error(item, dist.error());
 
     // One ciphertext for everyone, and the recipients encoded in batches: those of this
-    // group's last send when the devices are the same.
+    // group's last send when the devices are the same. A group change applied since the
+    // members were read (its sender key rotation too) sends again at the new revision.
     Bytes ct;
+    bool changed = false;
     GroupRecipients& recipients = group_recipients(conv);
     Status enc = txn([&]() -> Status {
-      SOTTO_TRY_ASSIGN(ct, parts.crypto.group_encrypt(gid, item.content));
+      if (history.group_saves() != saves) {
+        changed = true;
+        return {};
+      }
+      SOTTO_TRY_ASSIGN(ct, parts.crypto.group_encrypt(group->group_id, stamped));
+      SOTTO_TRY(restamp_row(group->revision));
       SOTTO_TRY(recipients.assign(
           devices, me, registration_epoch, [&](const Address& d) { return registration_id(d); },
           kMaxMultiRecipients));
       return {};
     });
     if (!enc.ok()) return retry_later(item, enc.error(), 0);
+    if (changed) continue;
+    row_revision = group->revision;
     auto c = connection();
     if (!c) return Outcome::kStop;
     bool stale = false;

@@ -89,6 +89,7 @@ Status Client::Impl::queue_data_locked(ConversationId conversation, Outgoing& ou
     m.attachment_names = attachment_names(dm);
     m.has_attachment = dm.attachments_size() > 0;
     m.expire_timer_s = dm.expire_timer_s();
+    if (group) m.group_revision = group->revision;
     // On the sender's devices the countdown starts when it is sent.
     if (dm.expire_timer_s()) m.expires_ms = t + uint64_t{dm.expire_timer_s()} * 1000;
     SOTTO_TRY_ASSIGN(row, history.insert_message(m));
@@ -336,14 +337,21 @@ Status Client::Impl::apply_data(const Address& from, const wire::Envelope& env,
       SOTTO_TRY(history.hold_group_message(view_of(dm.group().group_id()), held, now()));
       return {};
     }
-    if (!g->member) return {};  // no longer in this group: drop it
-    SOTTO_TRY_ASSIGN(bool sender_is_member, history.is_group_member(g->conversation, from.account));
-    if (!sender_is_member) {
-      // The sender knows a newer state of the group, in which it may have been added: the
-      // update that says so can come after its first messages (the admin sends it to each
-      // member in turn). Kept until this device has that revision (bounded), then applied
-      // again; a sender that is not a member at its own revision is not believed.
-      if (dm.group().revision() > g->revision) {
+    // Sent at a revision that had this account: it is a member, or it was removed after the
+    // sender sent (the sender had not seen the removal yet), and the message is shown like any
+    // other. A member gets exactly what was sent while it was one.
+    uint32_t revision = dm.group().revision();
+    bool to_member = g->member || (revision != 0 && revision < g->left_revision);
+    bool sender_is_member = false;
+    if (to_member) {
+      SOTTO_TRY_ASSIGN(sender_is_member, history.is_group_member(g->conversation, from.account));
+    }
+    if (!to_member || !sender_is_member) {
+      // The sender knows a newer state of the group, in which it (or this account) may have
+      // been added: the update that says so can come after the first messages (the admin
+      // sends it to each member in turn). Kept until this device has that revision (bounded),
+      // then applied again; a sender that is not a member at its own revision is not believed.
+      if (revision > g->revision) {
         HeldGroupMessage held{from.account, from.device_id, sort_ms, serialize(dm)};
         SOTTO_TRY(history.hold_group_message(view_of(dm.group().group_id()), held, now()));
       }
@@ -398,6 +406,7 @@ Status Client::Impl::apply_message(ConversationId conv, const Address& author, b
   m.attachment_names = attachment_names(dm);
   m.has_attachment = dm.attachments_size() > 0;
   m.expire_timer_s = dm.expire_timer_s();
+  m.group_revision = dm.has_group() ? dm.group().revision() : 0;
   if (outgoing) {
     m.extra = serialize(dm);
     if (dm.expire_timer_s()) m.expires_ms = now() + uint64_t{dm.expire_timer_s()} * 1000;

@@ -16,7 +16,8 @@ namespace {
   "m.body, m.sent_ms, m.sort_ms, m.status, m.recipients, m.extra, m.edited_ms, m.deleted, " \
   "m.expire_timer_s, m.expires_ms, "                                                        \
   "(SELECT count(*) FROM message_receipts r WHERE r.message = m.id), "                      \
-  "(SELECT count(*) FROM message_receipts r WHERE r.message = m.id AND r.status = 3)"
+  "(SELECT count(*) FROM message_receipts r WHERE r.message = m.id AND r.status = 3), "     \
+  "m.group_revision"
 
 Bytes to_bytes(ByteView v) { return Bytes(v.begin(), v.end()); }
 
@@ -267,8 +268,8 @@ Result<std::optional<int64_t>> History::insert_message(const NewMessage& m) {
                                      "message_id, sender, sender_device, outgoing, kind, body, "
                                      "sent_ms, sort_ms, status, extra, recipients, "
                                      "attachment_names, has_attachment, expire_timer_s, "
-                                     "expires_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                                     "?, ?, ?)"));
+                                     "expires_ms, group_revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+                                     "?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   q.bind(1, m.conversation);
   q.bind(2, m.message_id);
   q.bind_text(3, m.sender);
@@ -297,6 +298,7 @@ Result<std::optional<int64_t>> History::insert_message(const NewMessage& m) {
     q.bind(16, static_cast<int64_t>(m.expires_ms));
   else
     q.bind_null(16);
+  q.bind(17, int64_t{m.group_revision});
   SOTTO_TRY(q.run());
   if (sqlite3_changes(db_.handle()) == 0) return std::optional<int64_t>();
   int64_t row = sqlite3_last_insert_rowid(db_.handle());
@@ -339,6 +341,7 @@ Result<Message> History::read_message(db::Query& q, int c, StoredMessage* stored
     m.delivered_to = static_cast<uint32_t>(q.column_int(c + 17));
     m.read_by = static_cast<uint32_t>(q.column_int(c + 18));
   }
+  m.group_revision = static_cast<uint32_t>(q.column_int(c + 19));
   SOTTO_TRY_ASSIGN(auto files, attachments(row));
   for (const auto& f : files) {
     content::AttachmentPointer p;
@@ -563,6 +566,15 @@ Status History::edit_message(int64_t row, const std::string& text, uint64_t edit
   return q.run();
 }
 
+Status History::set_group_revision(int64_t row, uint32_t revision, ByteView extra) {
+  SOTTO_TRY_ASSIGN(auto q, db_.query("UPDATE messages SET group_revision = ?, extra = ? WHERE "
+                                     "id = ? AND extra IS NOT NULL"));
+  q.bind(1, int64_t{revision});
+  q.bind(2, extra);
+  q.bind(3, row);
+  return q.run();
+}
+
 Result<std::vector<StoredAttachment>> History::delete_message_content(int64_t row) {
   SOTTO_TRY_ASSIGN(auto files, attachments(row));
   for (const char* sql : {"DELETE FROM attachments WHERE message = ?",
@@ -761,7 +773,8 @@ Result<ConversationId> History::group_conversation(ByteView group_id, uint64_t n
 }
 
 namespace {
-// The row the query stands on: conversation_id, group_id, revision, snapshot, name, member.
+// The row the query stands on: conversation_id, group_id, revision, snapshot, name, member,
+// left_revision.
 GroupRow group_row(db::Query& q) {
   GroupRow g;
   g.conversation = q.column_int(0);
@@ -770,6 +783,7 @@ GroupRow group_row(db::Query& q) {
   g.snapshot = to_bytes(q.column_blob(3));
   g.name = std::string(q.column_text(4));
   g.member = q.column_int(5) != 0;
+  g.left_revision = static_cast<uint32_t>(q.column_int(6));
   return g;
 }
 
@@ -781,22 +795,23 @@ Result<std::optional<GroupRow>> read_group(db::Query& q) {
 }  // namespace
 
 Result<std::optional<GroupRow>> History::group(ConversationId conversation) {
-  SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT conversation_id, group_id, revision, snapshot, name, "
-                                     "member FROM groups WHERE conversation_id = ?"));
+  SOTTO_TRY_ASSIGN(auto q,
+                   db_.query("SELECT conversation_id, group_id, revision, snapshot, name, "
+                             "member, left_revision FROM groups WHERE conversation_id = ?"));
   q.bind(1, conversation);
   return read_group(q);
 }
 
 Result<std::optional<GroupRow>> History::group_by_id(ByteView group_id) {
   SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT conversation_id, group_id, revision, snapshot, name, "
-                                     "member FROM groups WHERE group_id = ?"));
+                                     "member, left_revision FROM groups WHERE group_id = ?"));
   q.bind(1, group_id);
   return read_group(q);
 }
 
 Result<std::vector<GroupRow>> History::member_groups() {
   SOTTO_TRY_ASSIGN(auto q, db_.query("SELECT conversation_id, group_id, revision, snapshot, name, "
-                                     "member FROM groups WHERE member = 1 ORDER BY "
+                                     "member, left_revision FROM groups WHERE member = 1 ORDER BY "
                                      "conversation_id"));
   std::vector<GroupRow> out;
   for (;;) {
@@ -807,15 +822,17 @@ Result<std::vector<GroupRow>> History::member_groups() {
 }
 
 Status History::save_group(const GroupRow& g) {
+  group_saves_.fetch_add(1, std::memory_order_relaxed);
   SOTTO_TRY_ASSIGN(auto q, db_.query("INSERT OR REPLACE INTO groups (conversation_id, group_id, "
-                                     "revision, snapshot, name, member) VALUES (?, ?, ?, ?, ?, "
-                                     "?)"));
+                                     "revision, snapshot, name, member, left_revision) VALUES "
+                                     "(?, ?, ?, ?, ?, ?, ?)"));
   q.bind(1, g.conversation);
   q.bind(2, g.group_id);
   q.bind(3, int64_t{g.revision});
   q.bind(4, g.snapshot);
   q.bind_text(5, g.name);
   q.bind(6, int64_t{g.member});
+  q.bind(7, int64_t{g.left_revision});
   return q.run();
 }
 

@@ -75,6 +75,7 @@ struct NewMessage {
   bool has_attachment = false;
   uint32_t expire_timer_s = 0;
   uint64_t expires_ms = 0;  // 0: not counting down (yet)
+  uint32_t group_revision = 0;  // group messages: the revision the author sent it at
 };
 
 struct GroupRow {
@@ -84,6 +85,9 @@ struct GroupRow {
   Bytes snapshot;
   std::string name;
   bool member = true;
+  // The revision that last removed this account; 0 if it never was. Messages sent at a
+  // revision before it were sent to this account as a member, and are shown when they come.
+  uint32_t left_revision = 0;
 };
 
 // A file kept encrypted in the profile (table attachment_blobs).
@@ -178,6 +182,9 @@ class History {
   // Counts new direct conversations and group member lists written: the accounts shown may
   // include one without a handle (accounts_without_handle()).
   uint64_t shown_changes() const { return shown_changes_.load(std::memory_order_relaxed); }
+  // Counts group states written (save_group(), rolled-back ones too): a send that read a
+  // group's members compares it again before it encrypts, to send at one revision.
+  uint64_t group_saves() const { return group_saves_.load(std::memory_order_relaxed); }
   Result<std::optional<StoredMessage>> message(int64_t row);
   Result<std::optional<StoredMessage>> find_message(const std::string& sender, ByteView id);
   // Whether a message from `sender` with that id is stored.
@@ -202,6 +209,9 @@ class History {
 
   // Replaces a message's text (an edit); `extra` the new DataMessage for resends.
   Status edit_message(int64_t row, const std::string& text, uint64_t edited_ms, ByteView extra);
+  // An outgoing group message leaves at the group's revision then: `revision`, and `extra`
+  // the DataMessage that says so. A message deleted meanwhile (no extra) stays as it is.
+  Status set_group_revision(int64_t row, uint32_t revision, ByteView extra);
   // Deletes a message for everyone: text, attachments and resend copy gone, a tombstone
   // stays. Returns its attachments (the caller removes their files after the commit).
   Result<std::vector<StoredAttachment>> delete_message_content(int64_t row);
@@ -317,6 +327,7 @@ class History {
   db::Database& db_;
   std::atomic<uint64_t> inserted_{0};
   std::atomic<uint64_t> shown_changes_{0};
+  std::atomic<uint64_t> group_saves_{0};
 };
 
 }  // namespace sotto

@@ -2,8 +2,10 @@
 
 #include <sqlcipher/sqlite3.h>
 
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "ScopedTransaction.h"
 
@@ -423,6 +425,14 @@ CREATE TABLE IF NOT EXISTS failed_envelopes (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS failed_envelopes_unasked ON failed_envelopes (asked, sender, device);
 )sql",
+    // 11 -> 12: the group revision each message was sent at (messages.group_revision) and the
+    // revision that last removed this account from a group (groups.left_revision), both added
+    // by add_column() below, for the reason given at step 10 -> 11. A member gets exactly the
+    // messages sent at revisions that had it: one sent before its removal but received after
+    // it is shown, not dropped.
+    R"sql(
+SELECT 1;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
@@ -463,17 +473,23 @@ Result<int64_t> defer_message_conversation_key(Database& db) {
   return version + 1;
 }
 
-// Adds search_state.purge_archive_since_ms unless the table has it already. NULL: no purge
-// has deferred the archive's deletions yet, so the day they may wait starts at the next one.
-Status add_purge_archive_since(Database& db) {
-  // PRAGMA table_info, not pragma_table_info(): SQLite 3.15 has no pragma functions.
-  SOTTO_TRY_ASSIGN(auto q, db.query("PRAGMA table_info(search_state)"));
-  for (;;) {
-    SOTTO_TRY_ASSIGN(bool row, q.step());
-    if (!row) break;
-    if (q.column_text(1) == std::string_view("purge_archive_since_ms")) return {};
+// Adds `column` to `table` with `declaration` unless the table has it already.
+Status add_column(Database& db, const std::string& table, std::string_view column,
+                  const std::string& declaration) {
+  // PRAGMA table_info, not pragma_table_info(): SQLite 3.15 has no pragma functions. The
+  // statement is not cached (Database::query caches by address): the table varies.
+  std::string info = "PRAGMA table_info(" + table + ")";
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v2(db.handle(), info.c_str(), -1, &raw, nullptr);
+  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> stmt(raw, sqlite3_finalize);
+  while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+    rc = sqlite3_step(stmt.get());
+    if (rc != SQLITE_ROW) break;
+    const auto* name = reinterpret_cast<const char*>(sqlite3_column_text(stmt.get(), 1));
+    if (name && column == name) return {};
   }
-  return db.exec("ALTER TABLE search_state ADD COLUMN purge_archive_since_ms INTEGER");
+  if (rc != SQLITE_DONE) return db.error(rc, "reading the columns of " + table);
+  return db.exec("ALTER TABLE " + table + " ADD COLUMN " + std::string(column) + " " + declaration);
 }
 
 }  // namespace
@@ -488,29 +504,40 @@ Status migrate(Database& db) {
                       "the profile was written by a newer sotto (schema " +
                           std::to_string(version) + ", this build knows " +
                           std::to_string(kSchemaVersion) + "); upgrade the app");
-  if (version == kSchemaVersion) return {};
-  ScopedTransaction txn(db);
-  SOTTO_TRY(txn.begin());
-  std::optional<int64_t> edited_cookie;  // set when a step edited sqlite_master in place
-  for (int64_t v = version; v < kSchemaVersion; ++v) {
-    SOTTO_TRY(db.exec(kMigrations[v]));
-    if (v == 4) {
-      SOTTO_TRY_ASSIGN(edited_cookie, defer_message_conversation_key(db));
+  // One transaction, or two when step 4 -> 5 edits sqlite_master in place: this connection
+  // must read the schema again before a later step alters an edited table (ALTER TABLE ADD
+  // COLUMN splices the new column in at an offset taken from the declaration it parsed).
+  while (version < kSchemaVersion) {
+    ScopedTransaction txn(db);
+    SOTTO_TRY(txn.begin());
+    std::optional<int64_t> edited_cookie;  // set when a step edited sqlite_master in place
+    for (; version < kSchemaVersion && !edited_cookie; ++version) {
+      SOTTO_TRY(db.exec(kMigrations[version]));
+      if (version == 4) {
+        SOTTO_TRY_ASSIGN(edited_cookie, defer_message_conversation_key(db));
+      }
+      // NULL: no purge has deferred the archive's deletions yet (SearchIndex.h).
+      if (version == 10)
+        SOTTO_TRY(add_column(db, "search_state", "purge_archive_since_ms", "INTEGER"));
+      if (version == 11) {
+        SOTTO_TRY(add_column(db, "messages", "group_revision", "INTEGER NOT NULL DEFAULT 0"));
+        SOTTO_TRY(add_column(db, "groups", "left_revision", "INTEGER NOT NULL DEFAULT 0"));
+      }
     }
-    if (v == 10) SOTTO_TRY(add_purge_archive_since(db));
+    SOTTO_TRY(db.set_user_version(version));
+    SOTTO_TRY(txn.commit());
+    if (!edited_cookie) continue;
+    // This connection set the new schema cookie itself, so it would go on with the
+    // declarations it parsed before the edit. Writing the cookie in a transaction that then
+    // rolls back makes SQLite drop its parsed schema (and expire prepared statements): the
+    // next statement reads sqlite_master again.
+    SOTTO_TRY(db.exec("BEGIN"));
+    Status set = db.exec("PRAGMA schema_version = " + std::to_string(*edited_cookie));
+    Status back = db.exec("ROLLBACK");
+    SOTTO_TRY(set);
+    SOTTO_TRY(back);
   }
-  SOTTO_TRY(db.set_user_version(kSchemaVersion));
-  SOTTO_TRY(txn.commit());
-  if (!edited_cookie) return {};
-  // This connection set the new schema cookie itself, so it would go on with the declarations
-  // it parsed before the edit. Writing the cookie in a transaction that then rolls back makes
-  // SQLite drop its parsed schema (and expire prepared statements): the next statement reads
-  // sqlite_master again.
-  SOTTO_TRY(db.exec("BEGIN"));
-  Status set = db.exec("PRAGMA schema_version = " + std::to_string(*edited_cookie));
-  Status back = db.exec("ROLLBACK");
-  SOTTO_TRY(set);
-  return back;
+  return {};
 }
 
 }  // namespace sotto::db

@@ -90,6 +90,10 @@ struct Message {
   bool deleted = false;         // deleted for everyone: text and attachments are gone
   uint32_t expire_timer_s = 0;  // disappearing timer the message was sent with; 0 = off
   uint64_t expires_ms = 0;      // when it disappears; 0 = never, or not yet read
+  // Group messages: the group's revision (GroupInfo::revision) the author sent it at, so the
+  // members it went to were that revision's. Outgoing: set when it leaves this device (the
+  // group may change while it waits). 0 for direct messages and notices.
+  uint32_t group_revision = 0;
 };
 
 struct Conversation {

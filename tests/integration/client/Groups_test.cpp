@@ -158,8 +158,10 @@ TEST(Groups, TwentyMembersTalkThenRemovalsAdditionsAndConcurrentRenamesConverge)
 // A member who links a new device: alice's group "Trio" with bob and carol, and bob's tablet
 // (not linked yet).
 struct Trio {
-  Trio()
-      : clients{TestClient(relay, "alice", false), TestClient(relay, "bob", false),
+  Trio() : Trio(RelayProcess::Options{}) {}
+  explicit Trio(RelayProcess::Options options)
+      : relay(std::move(options)),
+        clients{TestClient(relay, "alice", false), TestClient(relay, "bob", false),
                 TestClient(relay, "carol", false), TestClient(relay, "bob-tablet", false)} {}
   void start() {
     // Named one by one: clang 14 cannot capture a structured binding in a lambda.
@@ -434,6 +436,84 @@ TEST(Groups, AGroupMessageBeforeTheNewDeviceKnowsTheGroupWaitsForIt) {
   ASSERT_TRUE(alice->send_text(trio.conv, "and the next").ok());
   for (TestClient* c : {&bob, &carol, &tablet})
     ASSERT_TRUE(eventually([&] { return has_text(*c, "and the next"); })) << c->handle();
+}
+
+// carol is removed while bob has not heard of it yet (alice's update waits for her to accept
+// his new safety number): bob's message goes at the revision he has, which had carol, so carol
+// shows it although she applied her removal before it came. What bob sends once he knows of
+// the removal does not reach her. Each message says the revision it went at.
+TEST(Groups, AMessageSentBeforeAMembersRemovalReachesItAfterTheRemoval) {
+  Trio trio;
+  ASSERT_NO_FATAL_FAILURE(trio.start());
+  TestClient &alice = trio.clients[0], &bob = trio.clients[1], &carol = trio.clients[2];
+  ConversationId on_bob = *group_on(bob), on_carol = *group_on(carol);
+
+  fake_changed_identity(alice, bob.info().account);
+  ASSERT_TRUE(alice->remove_group_members(trio.conv, {carol.info().account}).ok());
+  ASSERT_TRUE(eventually([&] { return !carol->group(on_carol)->is_member; }));
+  EXPECT_EQ(bob->group(on_bob)->revision, 1u);
+
+  auto late = bob->send_text(on_bob, "sent at revision 1");
+  ASSERT_TRUE(late.ok()) << late.error().message;
+  ASSERT_TRUE(eventually([&] { return has_text(carol, "sent at revision 1"); }))
+      << "carol dropped a message sent to her while she was a member";
+  EXPECT_EQ(bob.find(on_bob, *late)->group_revision, 1u);
+  EXPECT_EQ(carol.find(on_carol, *late)->group_revision, 1u);
+
+  // alice takes bob's messages once she accepts his number (and then sends him the update).
+  ASSERT_TRUE(alice->accept_identity(bob.info().account).ok());
+  ASSERT_TRUE(eventually([&] { return has_text(alice, "sent at revision 1"); }));
+  ASSERT_TRUE(eventually([&] { return bob->group(on_bob)->revision == 2; }));
+  auto after = bob->send_text(on_bob, "sent at revision 2");
+  ASSERT_TRUE(after.ok()) << after.error().message;
+  ASSERT_TRUE(eventually([&] { return has_text(alice, "sent at revision 2"); }));
+  EXPECT_EQ(bob.find(on_bob, *after)->group_revision, 2u);
+  // A 1:1 message after it: once carol shows that, she would have had the group message.
+  ConversationId bc = bob.conversation_with(carol);
+  ASSERT_TRUE(bob->send_text(bc, "marker").ok());
+  ASSERT_TRUE(eventually([&] { return has_text(carol, "marker"); }));
+  EXPECT_FALSE(has_text(carol, "sent at revision 2"));
+}
+
+// bob writes while the relay makes him wait (his sends are rate limited), and meanwhile alice
+// adds dave. The message goes at the revision bob has when it leaves, not when it was written,
+// to that revision's members: dave gets it, and bob's history says the revision it went at.
+TEST(Groups, AMessageWrittenBeforeAChangeGoesToTheMembersOfTheRevisionItLeavesAt) {
+  RelayProcess::Options slow;
+  slow.extra_args = {"--rate-send-device=3/6s:3"};
+  Trio trio(slow);
+  ASSERT_NO_FATAL_FAILURE(trio.start());
+  TestClient &alice = trio.clients[0], &bob = trio.clients[1], &carol = trio.clients[2];
+  TestClient dave(trio.relay, "dave", false);
+  dave.register_account();
+  ASSERT_TRUE(alice->add_contact(dave.handle()).ok());
+  ConversationId on_bob = *group_on(bob);
+
+  // bob spends his sends on carol: what he writes next waits for the relay.
+  ConversationId bc = bob.conversation_with(carol);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(bob->send_text(bc, "to carol " + std::to_string(i)).ok());
+  auto waited = bob->send_text(on_bob, "written at revision 1");
+  ASSERT_TRUE(waited.ok()) << waited.error().message;
+  EXPECT_EQ(bob.find(on_bob, *waited)->group_revision, 1u);
+  ASSERT_TRUE(alice->add_group_members(trio.conv, {dave.info().account}).ok());
+  ASSERT_TRUE(eventually([&] { return group_on(dave).has_value(); }));
+  ConversationId on_dave = *group_on(dave);
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto m = bob.find(on_bob, *waited);
+        return m && m->status != MessageStatus::kPending;
+      },
+      60s));
+  EXPECT_EQ(bob.find(on_bob, *waited)->group_revision, 2u)
+      << "the message left before bob had the change (the test's timing did not hold)";
+  for (TestClient* c : {&alice, &carol, &dave})
+    ASSERT_TRUE(eventually([&] { return has_text(*c, "written at revision 1"); }, 30s))
+        << c->handle();
+  EXPECT_EQ(dave.find(on_dave, *waited)->group_revision, 2u);
+  std::vector<std::string> texts;
+  for (const auto& m : dave.history(on_dave))
+    if (m.kind == MessageKind::kText) texts.push_back(m.text);
+  EXPECT_EQ(texts, (std::vector<std::string>{"written at revision 1"}));
 }
 
 TEST(Groups, AThousandMembersReceiveAMessageFromOneSender) {

@@ -16,12 +16,11 @@
 // In the second group, "churn", alice keeps removing dave and adding him back, and renames
 // it: the others' messages there must meet the same rules on the others' devices, dave's
 // device must show what it got of them once and in order, and every device must end with the
-// same members and name. Every message carries the group revision it was sent at, and the
-// record says which (and alice.1 says which revisions have dave): with
-// SOTTO_SOAK_CHURN_EXACT=1, dave's device must show exactly the others' messages sent at a
-// revision that had him as a member. The SDK does not keep to that yet: a group message goes
-// to the members at the time it leaves the outbox, not to those of the revision it carries,
-// and a device that has applied its removal drops messages sent at a revision that had it.
+// same members and name. Every message carries the group revision it went at, and its
+// author's history says which (alice.1 says which revisions have dave): dave's device must
+// show exactly the others' messages sent at a revision that had him as a member, no more and
+// no less. His own messages there may reach nobody: a member drops what comes from someone
+// who is not a member at its revision.
 //
 // In cluster mode (SoakCluster) the same users chat through three relay nodes that share a
 // throwaway PostgreSQL store, a redis-server bus and one data dir. Each device reaches "the
@@ -124,8 +123,7 @@ struct Sent {
   std::string tag;
   uint64_t n = 0;
   std::string id;  // empty: in flight when the device was killed (SENDING without SENT)
-  // churn: the group's revision the author sent it at, 0 when the author's revision changed
-  // during the send (or the device was killed before it said which it was).
+  // churn: the group revision it went at, from its author's history (0: not there).
   uint32_t revision = 0;
   std::string text() const { return tag + " " + std::to_string(n); }
 };
@@ -141,9 +139,8 @@ struct Device {
   std::optional<Clock::time_point> restart_at;  // set while killed
   int starts = 0;
   std::vector<Sent> sent;  // every send_text() that returned, over all runs, in order
-  // The current run's SENDING line not yet followed by SENT, and churn's revision before it.
+  // The current run's SENDING line not yet followed by SENT.
   std::optional<Sent> sending;
-  uint32_t churn_before = 0;
   std::map<std::string, uint64_t> next;  // tag -> one past every number this device announced
   std::vector<StateChange> states;       // the current run's connection states
 };
@@ -152,6 +149,7 @@ struct Device {
 struct Entry {
   int status = 0;
   bool outgoing = false;
+  uint32_t revision = 0;  // the group revision it went at; 0 outside groups
   std::string id;
   std::string author;  // device name from the text
   std::string tag;     // conversation tag from the text
@@ -174,15 +172,11 @@ class Soak {
   explicit Soak(bool cluster)
       : seed_(env_number("SOTTO_SOAK_SEED", std::random_device{}())),
         seconds_(env_number("SOTTO_SOAK_SECONDS", 40)),
-        exact_churn_(env_number("SOTTO_SOAK_CHURN_EXACT", 0) != 0),
         cluster_(cluster),
         rng_(seed_) {
-    std::printf(
-        "soak%s: seed %llu, %llu s of faults, churn checked %s (SOTTO_SOAK_SEED, "
-        "SOTTO_SOAK_SECONDS, SOTTO_SOAK_CHURN_EXACT)\n",
-        cluster_ ? " (cluster)" : "", static_cast<unsigned long long>(seed_),
-        static_cast<unsigned long long>(seconds_),
-        exact_churn_ ? "exactly by revision" : "for order and duplicates at dave's");
+    std::printf("soak%s: seed %llu, %llu s of faults (SOTTO_SOAK_SEED, SOTTO_SOAK_SECONDS)\n",
+                cluster_ ? " (cluster)" : "", static_cast<unsigned long long>(seed_),
+                static_cast<unsigned long long>(seconds_));
     std::fflush(stdout);  // the seed shows at once, even when the output goes to a file
     for (const auto& [user, count] : std::vector<std::pair<std::string, int>>{
              {"alice", 2}, {"bob", 1}, {"carol", 1}, {"dave", 1}}) {
@@ -340,27 +334,15 @@ class Soak {
     } else if (kind == "SENT") {
       std::string tag, id;
       uint64_t n = 0;
-      uint32_t before = 0;
-      in >> tag >> n >> id >> before;
+      in >> tag >> n >> id;
       if (!in || !d.sending || d.sending->tag != tag || d.sending->n != n) {
         errors_.push_back(d.name + " printed '" + line + "' without SENDING " + tag + " " +
                           std::to_string(n) + " before it");
         return;
       }
       d.sending->id = id;
-      d.churn_before = before;
       d.sent.push_back(*d.sending);
       d.sending.reset();
-    } else if (kind == "AFTER") {
-      std::string tag;
-      uint64_t n = 0;
-      uint32_t after = 0;
-      in >> tag >> n >> after;
-      if (!in || d.sent.empty() || d.sent.back().tag != tag || d.sent.back().n != n) {
-        errors_.push_back(d.name + " printed '" + line + "' after another message");
-        return;
-      }
-      if (d.churn_before == after) d.sent.back().revision = after;
     } else if (kind == "STATE") {
       StateChange c;
       if (!(in >> c.state >> c.ns)) {
@@ -792,7 +774,7 @@ class Soak {
     if (kind != "MSG") return;
     Entry e;
     int outgoing = 0;
-    in >> e.status >> outgoing >> e.id;
+    in >> e.status >> outgoing >> e.revision >> e.id;
     e.outgoing = outgoing != 0;
     std::getline(in >> std::ws, e.text);
     std::istringstream text(e.text);
@@ -817,10 +799,10 @@ class Soak {
   Due due(const Device& author, const Sent& s, const Device& reader) const {
     if (!is_member(reader, s.tag)) return Due::kMustNot;
     if (s.tag != "churn" || &author == &reader) return Due::kMust;
-    // dave's messages in churn may reach nobody: he was removed before they left.
+    // dave's messages in churn may reach nobody: a member that has applied his removal drops
+    // them whatever revision they went at, and one queued when he was removed is not sent.
     if (author.user == kChurned) return Due::kMay;
     if (reader.user != kChurned) return Due::kMust;
-    if (!exact_churn_) return Due::kMay;
     // dave gets exactly what was sent at a revision that had him as a member.
     auto at = dave_in_at_.find(s.revision);
     if (s.revision == 0 || at == dave_in_at_.end()) return Due::kMay;
@@ -842,14 +824,17 @@ class Soak {
           if (s.tag == "group") ++group_sent_[a.name];
         }
       }
-    // In-flight messages count as sent when their author's history has them.
+    // In-flight messages count as sent when their author's history has them; that history
+    // says which group revision each went at.
     std::map<std::string, std::set<size_t>> committed;  // author -> indexes in its record
-    for (const auto& a : devices_)
+    for (auto& a : devices_)
       for (const auto& [tag, entries] : history_[a.name])
         for (const auto& e : entries)
           if (e.author == a.name) {
             auto it = index[a.name][tag].find(e.n);
-            if (it != index[a.name][tag].end()) committed[a.name].insert(it->second);
+            if (it == index[a.name][tag].end()) continue;
+            committed[a.name].insert(it->second);
+            a.sent[it->second].revision = e.revision;
           }
     for (const auto& a : devices_)
       for (size_t i : committed[a.name]) in_flight_committed_ += a.sent[i].id.empty();
@@ -1025,13 +1010,12 @@ class Soak {
         "at a kill (%llu of them in history); %d device kills, %d relay kills, %d relay stops, %d "
         "network cuts (%llu connections), %d network stalls; dave removed or added %d times "
         "(revision %u), the others sent %llu messages in churn while he was in, %llu while he "
-        "was out, %llu at a revision that changed during the send; final dump after %.1f s\n",
+        "was out, %llu at a revision alice.1 did not report; final dump after %.1f s\n",
         static_cast<unsigned long long>(seconds_), devices_.size(),
         static_cast<unsigned long long>(recorded_), static_cast<unsigned long long>(in_flight_),
         static_cast<unsigned long long>(in_flight_committed_), device_kills_, relay_kills_,
-        relay_stops_, network_cuts_, static_cast<unsigned long long>(cut_count()),
-        network_stalls_, churn_changes_, churn_revisions_,
-        static_cast<unsigned long long>(churn_for_dave_),
+        relay_stops_, network_cuts_, static_cast<unsigned long long>(cut_count()), network_stalls_,
+        churn_changes_, churn_revisions_, static_cast<unsigned long long>(churn_for_dave_),
         static_cast<unsigned long long>(churn_not_for_dave_),
         static_cast<unsigned long long>(churn_unknown_), settle_seconds_);
     if (cluster_) {
@@ -1092,7 +1076,6 @@ class Soak {
 
   uint64_t seed_;
   uint64_t seconds_;
-  bool exact_churn_;  // dave's device shows exactly what was sent while he was in churn
   bool cluster_;
   std::mt19937_64 rng_;
   TempDir root_;

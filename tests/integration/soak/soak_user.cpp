@@ -20,10 +20,7 @@
 //       (a kill -9 right after cannot take back a line printed):
 //         "READY" once its conversations exist;
 //         "SENDING <tag> <n>" just before each send_text();
-//         "SENT <tag> <n> <message id> <revision>" as soon as send_text() returned the id
-//             (revision: churn's revision on this device just before the send, else 0);
-//         "AFTER <tag> <n> <revision>" for churn, its revision just after the send: equal to
-//             the one before, the message was sent at that revision;
+//         "SENT <tag> <n> <message id>" as soon as send_text() returned the id;
 //         "CHURN <revision> <1 or 0>" (creator) whether dave is in churn at that revision, at
 //             the start and after each change;
 //         "STATE <connection state> <steady clock ns> <detail>" at each change of the
@@ -33,8 +30,9 @@
 //   soak_user DIR KEY_HEX RELAY_URL dump DEVICE FLUSHED_FILE GO_FILE
 //       connects, creates FLUSHED_FILE once every message of DEVICE left the outbox, waits for
 //       GO_FILE, waits until nothing happened for 3 s, then prints "MSG <tag> <status>
-//       <outgoing> <message id> <text>" for every message of every conversation, oldest
-//       first, "GROUP churn <member or not> <name>|<handles>" for the churn group, and "END".
+//       <outgoing> <group revision> <message id> <text>" for every message of every
+//       conversation, oldest first (the group revision it went at, 0 outside groups), "GROUP
+//       churn <member or not> <name>|<handles>" for the churn group, and "END".
 #include <unistd.h>
 
 #include <algorithm>
@@ -209,11 +207,6 @@ std::map<std::string, uint64_t> parse_next(const std::string& spec) {
   return out;
 }
 
-uint32_t revision_of(Client& client, ConversationId group) {
-  auto g = client.group(group);
-  return g.ok() ? g->revision : 0;
-}
-
 int chat(Client& client, const std::string& device, uint32_t seed,
          const std::vector<std::string>& peers, const std::string& next_spec, bool creator) {
   auto watcher = std::make_shared<Watcher>(true);
@@ -306,14 +299,11 @@ int chat(Client& client, const std::string& device, uint32_t seed,
                           std::uniform_int_distribution<size_t>(0, convs->by_tag.size() - 1)(rng));
     const auto& [tag, id] = *pick;
     const std::string n = std::to_string(next[tag]);
-    uint32_t before = tag == "churn" ? revision_of(client, id) : 0;
     say("SENDING " + tag + " " + n);
     auto r = client.send_text(id, mine + tag + " " + n);
     if (!r.ok() && tag == "churn" && r.code() == ErrorCode::kForbidden) continue;  // removed
     if (!r.ok()) return die("send_text: " + r.error().message);
-    say("SENT " + tag + " " + n + " " + *r + " " + std::to_string(before));
-    if (tag == "churn")
-      say("AFTER " + tag + " " + n + " " + std::to_string(revision_of(client, id)));
+    say("SENT " + tag + " " + n + " " + *r);
     ++next[tag];
     // Now and then read everything, so read receipts flow too.
     if (++sent % 10 == 0) {
@@ -372,7 +362,8 @@ int dump(Client& client, const std::string& device, const std::filesystem::path&
         continue;
       }
       say("MSG " + tag + " " + std::to_string(static_cast<int>(m.status)) + " " +
-          (m.outgoing ? "1" : "0") + " " + m.id + " " + m.text);
+          (m.outgoing ? "1" : "0") + " " + std::to_string(m.group_revision) + " " + m.id + " " +
+          m.text);
     }
     if (tag == "churn") {
       auto g = client.group(id);
