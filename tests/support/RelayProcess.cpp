@@ -1,22 +1,15 @@
 #include "RelayProcess.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-#include <string_view>
 #include <thread>
+
+#include "RelaySpawn.h"
 
 #ifndef SOTTO_RELAY_BINARY
 #error "SOTTO_RELAY_BINARY must name the sotto-relay executable"
@@ -24,18 +17,6 @@
 
 namespace sotto::test {
 namespace {
-
-bool can_connect(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
-}
 
 // Limits for tests that open many accounts and connections from one address.
 const std::vector<std::string>& permissive_args() {
@@ -62,12 +43,11 @@ const std::vector<std::string>& permissive_args() {
 
 RelayProcess::RelayProcess(Options options, std::vector<std::string> env)
     : options_(std::move(options)), env_(std::move(env)) {
-  std::string tmpl = (std::filesystem::temp_directory_path() / "sotto-relay-XXXXXX").string();
-  if (!::mkdtemp(tmpl.data())) {
+  dir_ = spawn::make_dir();
+  if (dir_.empty()) {
     ADD_FAILURE() << "cannot create a temp dir for the relay";
     return;
   }
-  dir_ = tmpl;
   data_dir_ = options_.data_dir.empty() ? dir_ / "data" : options_.data_dir;
   port_file_ = dir_ / "port";
   log_file_ = dir_ / "relay.log";
@@ -108,12 +88,12 @@ void RelayProcess::start(uint16_t port) {
   std::filesystem::remove(port_file_, ec);
   args_ = {SOTTO_RELAY_BINARY,
            "--data-dir",
-           data_dir_.string(),
+           spawn::native_path(data_dir_),
            "--init",
            "--listen",
            "127.0.0.1:" + std::to_string(port),
            "--port-file",
-           port_file_.string(),
+           spawn::native_path(port_file_),
            "--threads",
            "2",
            "--shutdown-grace-ms",
@@ -138,55 +118,25 @@ void RelayProcess::start(uint16_t port) {
     for (std::string w; words >> w;) command.push_back(w);
   }
   command.insert(command.end(), args_.begin(), args_.end());
-  // The environment is built here: after fork() only async-signal-safe calls are allowed.
-  // The constructor's `env` wins over a variable of the same name.
-  std::vector<std::string> env_strings = env_;
-  for (char** e = environ; *e; ++e) {
-    std::string_view var(*e);
-    bool replaced = std::any_of(env_.begin(), env_.end(), [&](const auto& o) {
-      return o.substr(0, o.find('=') + 1) == var.substr(0, var.find('=') + 1);
-    });
-    if (!replaced) env_strings.emplace_back(var);
-  }
-  std::vector<char*> envp;
-  for (auto& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::vector<char*> argv;
-  for (auto& a : command) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  int log_fd = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    // The relay dies with the test process, whatever happens to it.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    if (log_fd >= 0) {
-      ::dup2(log_fd, STDOUT_FILENO);
-      ::dup2(log_fd, STDERR_FILENO);
-    }
-    ::close_range(3, ~0U, 0);
-    ::execvpe(argv[0], argv.data(), envp.data());
-    ::_exit(127);
-  }
-  if (log_fd >= 0) ::close(log_fd);
-  if (pid < 0) {
-    ADD_FAILURE() << "fork failed";
+  std::string why;
+  running_ = spawn::start(command, env_, log_file_, dir_, why);
+  if (!why.empty()) {
+    ADD_FAILURE() << why;
     return;
   }
-  pid_ = pid;
+  pid_ = static_cast<pid_t>(running_.pid);
 
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+    if (auto status = spawn::exited(running_)) {
       pid_ = -1;
-      ADD_FAILURE() << "sotto-relay exited during start-up (status " << status << "):\n" << log();
+      ADD_FAILURE() << "sotto-relay exited during start-up (status " << *status << "):\n"
+                    << log();
       return;
     }
     std::ifstream in(port_file_);
     unsigned p = 0;
-    if (in >> p && p > 0 && p < 65536 && can_connect(static_cast<uint16_t>(p))) {
+    if (in >> p && p > 0 && p < 65536 && spawn::can_connect(static_cast<uint16_t>(p))) {
       port_ = static_cast<uint16_t>(p);
       return;
     }
@@ -199,13 +149,9 @@ void RelayProcess::start(uint16_t port) {
 int RelayProcess::wait_exit(int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    pid_t r = ::waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
+    if (auto status = spawn::exited(running_)) {
       pid_ = -1;
-      if (WIFEXITED(status)) return WEXITSTATUS(status);
-      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-      return -1;
+      return *status;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
@@ -214,15 +160,14 @@ int RelayProcess::wait_exit(int timeout_ms) {
 
 void RelayProcess::kill9() {
   if (pid_ <= 0) return;
-  ::kill(pid_, SIGKILL);
-  int status = 0;
-  ::waitpid(pid_, &status, 0);
+  spawn::signal(running_, spawn::kKill);
+  while (!spawn::exited(running_)) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   pid_ = -1;
 }
 
 int RelayProcess::terminate() {
   if (pid_ <= 0) return -1;
-  ::kill(pid_, SIGTERM);
+  spawn::signal(running_, spawn::kTerm);
   return await_exit();
 }
 
@@ -250,17 +195,10 @@ void RelayProcess::restart() {
 }
 
 Outcome run_relay(const std::vector<std::string>& args) {
-  std::string cmd = RelayProcess::binary();
-  for (const auto& a : args) cmd += " '" + a + "'";
-  cmd += " 2>&1";
-  Outcome out;
-  FILE* f = ::popen(cmd.c_str(), "r");
-  if (!f) return out;
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof buf, f)) out.output.append(buf, n);
-  int status = ::pclose(f);
-  out.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
+  std::vector<std::string> command{RelayProcess::binary()};
+  command.insert(command.end(), args.begin(), args.end());
+  auto [status, output] = spawn::run(command);
+  return Outcome{status, std::move(output)};
 }
 
 }  // namespace sotto::test

@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "RelaySpawn.h"
+
 namespace sotto::test {
 
 // sotto-relay run as a command (backup, restore, admin, --check-config): its exit status and
@@ -80,6 +82,7 @@ class RelayProcess {
   std::vector<std::string> args_;
   uint16_t port_ = 0;
   pid_t pid_ = -1;
+  spawn::Running running_;
 };
 
 }  // namespace sotto::test

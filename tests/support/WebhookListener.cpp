@@ -1,11 +1,5 @@
 #include "WebhookListener.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -17,36 +11,35 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
-WebhookListener::WebhookListener(int status) : status_(status) {
-  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::listen(listen_fd_, 16);
-  socklen_t len = sizeof addr;
-  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-  port_ = ntohs(addr.sin_port);
+struct WebhookListener::Io {
+  asio::io_context ioc;
+  tcp::acceptor acceptor{ioc, tcp::endpoint(asio::ip::address_v4::loopback(), 0)};
+};
+
+WebhookListener::WebhookListener(int status) : status_(status), io_(std::make_unique<Io>()) {
+  io_->acceptor.non_blocking(true);
+  port_ = io_->acceptor.local_endpoint().port();
   thread_ = std::thread([this] { serve(); });
 }
 
 WebhookListener::~WebhookListener() {
   stop_ = true;
   thread_.join();
-  ::close(listen_fd_);
 }
 
 void WebhookListener::serve() {
   while (!stop_) {
-    pollfd p{listen_fd_, POLLIN, 0};
-    if (::poll(&p, 1, 50) <= 0) continue;
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    asio::io_context ioc;
-    tcp::socket sock(ioc, tcp::v4(), fd);
+    beast::error_code ec;
+    tcp::socket sock(io_->ioc);
+    io_->acceptor.accept(sock, ec);
+    if (ec) {
+      // Nothing to accept (non-blocking): look again shortly, and for stop_.
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      continue;
+    }
+    sock.non_blocking(false, ec);
     beast::flat_buffer buf;
     http::request<http::string_body> req;
-    beast::error_code ec;
     http::read(sock, buf, req, ec);
     if (!ec) {
       Request r;

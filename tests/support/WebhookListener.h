@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -29,8 +30,9 @@ class WebhookListener {
 
  private:
   void serve();
+  struct Io;  // Asio's context and acceptor, kept out of this header
   int status_;
-  int listen_fd_ = -1;
+  std::unique_ptr<Io> io_;
   uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
   std::mutex mu_;

@@ -10,10 +10,14 @@
 #include <thread>
 
 #include "ClientHarness.h"
+#include "platform/Platform.h"
 #include "sotto.h"
 
 namespace sotto::test {
 namespace {
+
+// A path as the C API takes it: UTF-8 (on Windows a path's own characters are UTF-16).
+std::string utf8(const std::filesystem::path& p) { return platform::to_utf8(p); }
 
 struct Seen {
   std::mutex mu;
@@ -49,7 +53,7 @@ struct CClient {
     o.device_name = name.c_str();
     Bytes key(32, static_cast<uint8_t>(name[0]));
     sotto_error err;
-    c = sotto_client_open((dir.path() / name).c_str(), nullptr, key.data(), &o, &err);
+    c = sotto_client_open(utf8(dir.path() / name).c_str(), nullptr, key.data(), &o, &err);
     EXPECT_NE(c, nullptr) << sotto_error_string();
     sotto_callbacks cb{};
     cb.user_data = &seen;
@@ -111,7 +115,8 @@ TEST(CApi, GroupsFilesEditsAndSearch) {
   uint64_t finished = 0;
   sotto_file_options fo{};
   fo.caption = "the notes";
-  ASSERT_TRUE(sotto_send_file(alice.c, group, path.c_str(), &fo, keep_going, &finished, id, &err))
+  ASSERT_TRUE(
+      sotto_send_file(alice.c, group, utf8(path).c_str(), &fo, keep_going, &finished, id, &err))
       << sotto_error_string();
   EXPECT_GT(finished, 0u);
   std::string file_id;
@@ -121,13 +126,13 @@ TEST(CApi, GroupsFilesEditsAndSearch) {
     return !file_id.empty();
   }));
   auto saved = dir.path() / "saved.bin";
-  EXPECT_FALSE(sotto_save_attachment(carol.c, carol.group(), file_id.c_str(), 0, saved.c_str(),
-                                     nullptr, nullptr, &err));
+  EXPECT_FALSE(sotto_save_attachment(carol.c, carol.group(), file_id.c_str(), 0,
+                                     utf8(saved).c_str(), nullptr, nullptr, &err));
   EXPECT_EQ(err, SOTTO_ERR_INVALID_STATE) << "saved before it was downloaded";
   ASSERT_TRUE(sotto_download_attachment(carol.c, carol.group(), file_id.c_str(), 0, nullptr,
                                         nullptr, &err))
       << sotto_error_string();
-  ASSERT_TRUE(sotto_save_attachment(carol.c, carol.group(), file_id.c_str(), 0, saved.c_str(),
+  ASSERT_TRUE(sotto_save_attachment(carol.c, carol.group(), file_id.c_str(), 0, utf8(saved).c_str(),
                                     nullptr, nullptr, &err))
       << sotto_error_string();
   EXPECT_EQ(read_file(saved), content);
@@ -262,7 +267,7 @@ TEST(CApi, ContactsReceiptsDevicesOptionsAndTheEndOfAnAccount) {
   EXPECT_EQ(sotto_connection(bob.c), SOTTO_LOGGED_OUT);
   EXPECT_FALSE(sotto_add_contact(alice.c, bob.me.handle, bob_id, &err));
   EXPECT_EQ(err, SOTTO_ERR_NOT_FOUND);
-  const std::string bob_dir = (dir.path() / "cbob2").string();
+  const std::string bob_dir = utf8(dir.path() / "cbob2");
   EXPECT_FALSE(sotto_profile_erase(bob_dir.c_str(), &err));
   EXPECT_EQ(err, SOTTO_ERR_BUSY);
   sotto_client_close(bob.c);
@@ -275,7 +280,7 @@ TEST(CApi, ContactsReceiptsDevicesOptionsAndTheEndOfAnAccount) {
   ASSERT_TRUE(sotto_change_passphrase(alice.c, "a new passphrase", &err)) << sotto_error_string();
   sotto_client_close(alice.c);
   alice.c = nullptr;
-  const std::string alice_dir = (dir.path() / "calice2").string();
+  const std::string alice_dir = utf8(dir.path() / "calice2");
   std::string url = relay.ws_url();
   sotto_options o{};
   o.relay_url = url.c_str();
@@ -318,7 +323,8 @@ TEST(CApi, PlainWebSocketToAnotherMachineNeedsTheDevelopmentOption) {
   o.relay_url = "ws://192.0.2.10:8080/v1/ws";
   o.device_name = "c";
   sotto_error err = SOTTO_OK;
-  sotto_client* c = sotto_client_open((dir.path() / "a").c_str(), nullptr, key.data(), &o, &err);
+  sotto_client* c =
+      sotto_client_open(utf8(dir.path() / "a").c_str(), nullptr, key.data(), &o, &err);
   EXPECT_EQ(c, nullptr);
   EXPECT_EQ(err, SOTTO_ERR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(sotto_error_string()).find("dangerously_allow_plaintext_relay"),
@@ -327,7 +333,7 @@ TEST(CApi, PlainWebSocketToAnotherMachineNeedsTheDevelopmentOption) {
   sotto_client_close(c);
 
   o.dangerously_allow_plaintext_relay = true;
-  c = sotto_client_open((dir.path() / "a").c_str(), nullptr, key.data(), &o, &err);
+  c = sotto_client_open(utf8(dir.path() / "a").c_str(), nullptr, key.data(), &o, &err);
   EXPECT_NE(c, nullptr) << sotto_error_string();
   EXPECT_EQ(err, SOTTO_OK);
   sotto_client_close(c);
@@ -340,7 +346,7 @@ TEST(CApi, AProfileFolderWithANonAsciiNameKeepsItsName) {
   const std::string name =
       "pr\xc3\xb8"
       "fil-\xe6\x97\xa5\xe6\x9c\xac";  // "prøfil-日本"
-  const std::string path = (dir.path() / name).string();
+  const std::string path = utf8(dir.path()) + "/" + name;  // the name stays UTF-8
   sotto_options o{};
   o.relay_url = "ws://127.0.0.1:9/v1/ws";
   o.device_name = "d";

@@ -107,7 +107,7 @@ std::vector<std::string> leaks(const std::vector<Canary>& canaries,
   for (const auto& h : haystacks)
     for (const auto& c : canaries)
       for (const auto& [form, bytes] : c.forms)
-        if (::memmem(h.bytes.data(), h.bytes.size(), bytes.data(), bytes.size()))
+        if (std::string_view(h.bytes).find(bytes) != std::string_view::npos)
           out.push_back(c.what + " (" + form + ") in " + h.where);
   return out;
 }

@@ -1,4 +1,5 @@
-// A child process whose stdout a test reads line by line, and can kill -9.
+// A child process whose stdout a test reads line by line, and can kill -9 (on Windows,
+// TerminateProcess: the status is then 137, as for SIGKILL on Linux).
 #pragma once
 
 #include <sys/types.h>
@@ -27,7 +28,12 @@ class ChildProcess {
 
  private:
   pid_t pid_ = -1;
+#ifdef _WIN32
+  void* process_ = nullptr;  // HANDLEs (windows.h stays out of this header)
+  void* out_ = nullptr;
+#else
   int out_ = -1;
+#endif
   std::string buffer_;
   int status_ = -1;
 };

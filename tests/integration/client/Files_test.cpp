@@ -12,7 +12,10 @@
 #include "ClientHarness.h"
 #include "Database.h"
 #include "FaultyProxy.h"
-#include "SmallTmpfs.h"
+#include "platform/Platform.h"
+#ifndef _WIN32
+#include "SmallTmpfs.h"  // a tmpfs mount: Linux only
+#endif
 
 #ifndef SOTTO_CLIENT_DRIVER
 #error "SOTTO_CLIENT_DRIVER must name the client_driver executable"
@@ -131,12 +134,21 @@ TEST(Files, NamesThatAreNotUtf8OrTooLongArriveRepaired) {
   std::string japanese;
   for (int i = 0; i < 50; ++i) japanese += "\xE6\x97\xA5";  // 150 bytes of U+65E5
   japanese += ".txt";
-  random_file(files / latin1, 100);
-  random_file(files / japanese, 100);
-  EXPECT_EQ(alice->send_file(ab, files / latin1, FileOptions{"\xFF", "", "", 0, 0, {}}).code(),
+#ifdef _WIN32
+  // Windows names files in UTF-16: no file can have a name that is not UTF-8 there.
+  const bool not_utf8_names = false;
+#else
+  const bool not_utf8_names = true;
+#endif
+  fs::path long_name = files.path() / platform::from_utf8(japanese);
+  random_file(long_name, 100);
+  if (not_utf8_names) {
+    random_file(files / latin1, 100);
+    ASSERT_TRUE(alice->send_file(ab, files / latin1, {}).ok());
+  }
+  EXPECT_EQ(alice->send_file(ab, long_name, FileOptions{"\xFF", "", "", 0, 0, {}}).code(),
             ErrorCode::kInvalidArgument);
-  ASSERT_TRUE(alice->send_file(ab, files / latin1, {}).ok());
-  ASSERT_TRUE(alice->send_file(ab, files / japanese, {}).ok());
+  ASSERT_TRUE(alice->send_file(ab, long_name, {}).ok());
 
   auto names = [&] {
     std::vector<std::string> out;
@@ -144,11 +156,14 @@ TEST(Files, NamesThatAreNotUtf8OrTooLongArriveRepaired) {
       if (!m.outgoing && !m.attachments.empty()) out.push_back(m.attachments[0].file_name);
     return out;
   };
-  ASSERT_TRUE(eventually([&] { return names().size() == 2; }));
-  EXPECT_EQ(names()[0], "r\xEF\xBF\xBDsum\xEF\xBF\xBD.pdf");
+  size_t sent = not_utf8_names ? 2 : 1;
+  ASSERT_TRUE(eventually([&] { return names().size() == sent; }));
+  if (not_utf8_names) {
+    EXPECT_EQ(names()[0], "r\xEF\xBF\xBDsum\xEF\xBF\xBD.pdf");
+  }
   std::string kept;  // the end of the name, whole characters, at most 120 bytes
   for (int i = 0; i < 38; ++i) kept += "\xE6\x97\xA5";
-  EXPECT_EQ(names()[1], kept + ".txt");
+  EXPECT_EQ(names().back(), kept + ".txt");
   auto m = file_message(bob);
   ASSERT_TRUE(m);
   ASSERT_TRUE(bob->download_attachment(m->conversation, m->id, 0).ok());
@@ -463,6 +478,7 @@ TEST(Files, ADownloadKilledHalfWayGoesOnFromWhereItStopped) {
   EXPECT_TRUE(read_tree(bob.dir() / "attachments" / "partial").empty());
 }
 
+#ifndef _WIN32  // not on Windows: a tmpfs mount
 // A full disk under the profile stops a download and a send with kStorageFull and loses
 // nothing: the download goes on once there is room, the send leaves no trace. A full disk
 // where the app saves leaves the stored copy as it was.
@@ -520,6 +536,7 @@ TEST(FullDisk, FilesLoseNothingWhenTheDiskFills) {
   EXPECT_EQ(read_file(out / "data.bin"), content);
   bob.close();
 }
+#endif
 
 }  // namespace
 }  // namespace sotto::test

@@ -517,7 +517,10 @@ TEST(Groups, AMessageWrittenBeforeAChangeGoesToTheMembersOfTheRevisionItLeavesAt
 }
 
 TEST(Groups, AThousandMembersReceiveAMessageFromOneSender) {
-#ifdef SOTTO_TEST_SANITIZED
+#if defined(_WIN32)
+  // Under Wine every client's threads and sockets go through the wineserver: 50 members.
+  constexpr int kMembers = 50;
+#elif defined(SOTTO_TEST_SANITIZED)
   // Under ASan+UBSan or TSan a thousand clients in one process do not come up in the test's
   // time; the same path at 200 members still runs under the sanitizers, the full size in the
   // plain run.
@@ -551,7 +554,7 @@ TEST(Groups, AThousandMembersReceiveAMessageFromOneSender) {
   ASSERT_TRUE(conv.ok()) << conv.error().message;
   ASSERT_TRUE((*m[0])->send_text(*conv, "hello, thousand").ok());
   for (int i = 1; i < kMembers; ++i) {
-    if (i % 100 == 1) fprintf(stderr, "at %.1f s: waiting for member %d\n", since(), i);
+    if (i % 10 == 1) fprintf(stderr, "at %.1f s: waiting for member %d\n", since(), i);
     ASSERT_TRUE(
         eventually([&] { return has_text(*m[static_cast<size_t>(i)], "hello, thousand"); }, 240s))
         << "member " << i << " did not receive it";

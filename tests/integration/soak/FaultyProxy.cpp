@@ -1,5 +1,8 @@
 #include "FaultyProxy.h"
 
+#ifdef _WIN32
+#include <ws2tcpip.h>
+#else
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -7,6 +10,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#endif
 
 #include <cerrno>
 #include <stdexcept>
@@ -23,13 +27,71 @@ int64_t now_ns() {
       .count();
 }
 
-void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+// The few calls that differ between POSIX sockets and Winsock.
+#ifdef _WIN32
+constexpr Socket kNoSocket = INVALID_SOCKET;
+constexpr int kSendFlags = 0;
+constexpr int kShutWrite = SD_SEND;
+void close_socket(Socket s) { ::closesocket(s); }
+void set_nonblocking(Socket s) {
+  u_long on = 1;
+  ::ioctlsocket(s, FIONBIO, &on);
+}
+bool would_block() { return WSAGetLastError() == WSAEWOULDBLOCK; }
+int poll_sockets(std::vector<WSAPOLLFD>& fds, int timeout_ms) {
+  return ::WSAPoll(fds.data(), static_cast<ULONG>(fds.size()), timeout_ms);
+}
+using PollFd = WSAPOLLFD;
+void start_sockets() {
+  static const bool started = [] {
+    WSADATA data;
+    return WSAStartup(MAKEWORD(2, 2), &data) == 0;
+  }();
+  if (!started) throw std::runtime_error("Winsock did not start");
+}
+#else
+constexpr Socket kNoSocket = -1;
+constexpr int kSendFlags = MSG_NOSIGNAL;
+constexpr int kShutWrite = SHUT_WR;
+void close_socket(Socket s) { ::close(s); }
+void set_nonblocking(Socket s) { ::fcntl(s, F_SETFL, ::fcntl(s, F_GETFL) | O_NONBLOCK); }
+bool would_block() { return errno == EAGAIN || errno == EINTR; }
+int poll_sockets(std::vector<pollfd>& fds, int timeout_ms) {
+  int n = ::poll(fds.data(), fds.size(), timeout_ms);
+  return n < 0 && errno == EINTR ? 0 : n;
+}
+using PollFd = pollfd;
+void start_sockets() {}
+#endif
+
+Socket tcp_socket() {
+  Socket s = ::socket(AF_INET, SOCK_STREAM, 0);
+#ifndef _WIN32
+  if (s >= 0) ::fcntl(s, F_SETFD, FD_CLOEXEC);
+#endif
+  return s;
+}
+
+sockaddr_in loopback(uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  return a;
+}
 
 // Closes with a reset rather than a FIN, as a dropped route or a middlebox would.
-void reset_close(int fd) {
-  linger l{1, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-  ::close(fd);
+void reset_close(Socket s) {
+  linger l{};
+  l.l_onoff = 1;
+  l.l_linger = 0;
+  ::setsockopt(s, SOL_SOCKET, SO_LINGER, reinterpret_cast<const char*>(&l), sizeof l);
+  close_socket(s);
+}
+
+void wake(Socket s) {
+  char c = 0;
+  (void)!::send(s, &c, 1, 0);
 }
 
 // One direction of a pair: bytes read from `from` and not yet written to `to`.
@@ -42,8 +104,8 @@ struct Pipe {
 
 struct Pair {
   uint64_t id = 0;
-  int client = -1;
-  int upstream = -1;
+  Socket client = kNoSocket;
+  Socket upstream = kNoSocket;
   Pipe up;    // client -> upstream
   Pipe down;  // upstream -> client
   size_t upstream_index = 0;
@@ -51,10 +113,10 @@ struct Pair {
 };
 
 // Reads what `from` has into an empty pipe; false when the pair must go.
-bool pull(int from, Pipe& p) {
+bool pull(Socket from, Pipe& p) {
   p.buffer.resize(64 * 1024);
   p.done = 0;
-  ssize_t n = ::read(from, p.buffer.data(), p.buffer.size());
+  auto n = ::recv(from, p.buffer.data(), static_cast<int>(p.buffer.size()), 0);
   if (n > 0) {
     p.buffer.resize(static_cast<size_t>(n));
     return true;
@@ -64,20 +126,21 @@ bool pull(int from, Pipe& p) {
     p.eof = true;
     return true;
   }
-  return errno == EAGAIN || errno == EINTR;
+  return would_block();
 }
 
 // Writes what the pipe holds to `to`; false when the pair must go.
-bool push(int to, Pipe& p) {
+bool push(Socket to, Pipe& p) {
   while (p.pending()) {
-    ssize_t n = ::send(to, p.buffer.data() + p.done, p.buffer.size() - p.done, MSG_NOSIGNAL);
+    auto n = ::send(to, p.buffer.data() + p.done, static_cast<int>(p.buffer.size() - p.done),
+                    kSendFlags);
     if (n > 0) {
       p.done += static_cast<size_t>(n);
       continue;
     }
-    return n < 0 && (errno == EAGAIN || errno == EINTR);
+    return n < 0 && would_block();
   }
-  if (p.eof) ::shutdown(to, SHUT_WR);
+  if (p.eof) ::shutdown(to, kShutWrite);
   return true;
 }
 
@@ -96,13 +159,13 @@ FaultyProxy::FaultyProxy(std::vector<uint16_t> upstreams, size_t first)
 }
 
 void FaultyProxy::start() {
+  start_sockets();
   routed_ = std::make_unique<std::atomic<uint64_t>[]>(upstreams_.size());
-  listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  listener_ = tcp_socket();
   int one = 1;
-  ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const char*>(&one),
+               sizeof one);
+  sockaddr_in a = loopback(0);
   if (::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
       ::listen(listener_, 128) != 0)
     throw std::runtime_error("the proxy cannot listen on 127.0.0.1");
@@ -110,30 +173,33 @@ void FaultyProxy::start() {
   ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
   port_ = ntohs(a.sin_port);
   set_nonblocking(listener_);
-  if (::pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) throw std::runtime_error("pipe failed");
+  wake_ = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in w = loopback(0);
+  socklen_t wlen = sizeof w;
+  if (wake_ == kNoSocket || ::bind(wake_, reinterpret_cast<sockaddr*>(&w), sizeof w) != 0 ||
+      ::getsockname(wake_, reinterpret_cast<sockaddr*>(&w), &wlen) != 0 ||
+      ::connect(wake_, reinterpret_cast<sockaddr*>(&w), sizeof w) != 0)
+    throw std::runtime_error("the proxy cannot make its wake-up socket");
+  set_nonblocking(wake_);
   thread_ = std::thread([this] { run(); });
 }
 
 FaultyProxy::~FaultyProxy() {
   stop_ = true;
-  char c = 0;
-  (void)!::write(wake_[1], &c, 1);
+  wake(wake_);
   thread_.join();
-  ::close(listener_);
-  ::close(wake_[0]);
-  ::close(wake_[1]);
+  close_socket(listener_);
+  close_socket(wake_);
 }
 
 void FaultyProxy::cut_all() {
   cut_requested_ = true;
-  char c = 0;
-  (void)!::write(wake_[1], &c, 1);
+  wake(wake_);
 }
 
 void FaultyProxy::stall(std::chrono::milliseconds duration) {
   stalled_until_ns_ = now_ns() + std::chrono::nanoseconds(duration).count();
-  char c = 0;
-  (void)!::write(wake_[1], &c, 1);
+  wake(wake_);
 }
 
 std::optional<size_t> FaultyProxy::current_upstream() const {
@@ -162,7 +228,7 @@ void FaultyProxy::run() {
       current_ = -1;
     }
     bool stalled = now_ns() < stalled_until_ns_.load();
-    std::vector<pollfd> fds{{wake_[0], POLLIN, 0}, {listener_, POLLIN, 0}};
+    std::vector<PollFd> fds{{wake_, POLLIN, 0}, {listener_, POLLIN, 0}};
     for (auto& p : pairs) {
       short c = 0, u = 0;
       if (!stalled) {
@@ -176,43 +242,45 @@ void FaultyProxy::run() {
       fds.push_back({p.upstream, u, 0});
     }
     int timeout = stalled ? 50 : 1000;
-    if (::poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) break;
+    if (poll_sockets(fds, timeout) < 0) break;
     if (fds[0].revents & POLLIN) {
       char buf[64];
-      while (::read(wake_[0], buf, sizeof buf) > 0) {
+      while (::recv(wake_, buf, sizeof buf, 0) > 0) {
       }
     }
     if (fds[1].revents & POLLIN) {
       for (;;) {
-        int c = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (c < 0) break;
+        Socket c = ::accept(listener_, nullptr, nullptr);
+        if (c == kNoSocket) break;
+#ifndef _WIN32
+        ::fcntl(c, F_SETFD, FD_CLOEXEC);
+#endif
+        set_nonblocking(c);
         // Loopback connects complete at once or are refused (the relay is down): then the
         // next upstream is tried, and when every one refuses the client sees its connection
         // reset, as it would without the proxy.
-        int u = -1;
+        Socket u = kNoSocket;
         size_t upstream = 0;
-        for (size_t tried = 0; tried < upstreams_.size() && u < 0; ++tried) {
+        for (size_t tried = 0; tried < upstreams_.size() && u == kNoSocket; ++tried) {
           upstream = next_upstream_;
           next_upstream_ = (next_upstream_ + 1) % upstreams_.size();
-          u = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-          sockaddr_in a{};
-          a.sin_family = AF_INET;
-          a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-          a.sin_port = htons(upstreams_[upstream]);
+          u = tcp_socket();
+          sockaddr_in a = loopback(upstreams_[upstream]);
           if (::connect(u, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-            ::close(u);
-            u = -1;
+            close_socket(u);
+            u = kNoSocket;
           }
         }
-        if (u < 0) {
+        if (u == kNoSocket) {
           reset_close(c);
           continue;
         }
         routed_[upstream].fetch_add(1);
         set_nonblocking(u);
         int one = 1;
-        ::setsockopt(u, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        for (Socket s : {u, c})
+          ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, reinterpret_cast<const char*>(&one),
+                       sizeof one);
         Pair p;
         p.id = ++accepted;
         p.client = c;
@@ -223,8 +291,8 @@ void FaultyProxy::run() {
     }
     for (size_t i = 0; i + 2 < fds.size() && i / 2 < pairs.size(); i += 2) {
       Pair& p = pairs[i / 2];
-      const pollfd& c = fds[i + 2];
-      const pollfd& u = fds[i + 3];
+      const PollFd& c = fds[i + 2];
+      const PollFd& u = fds[i + 3];
       bool ok = true;
       if (c.revents & (POLLERR | POLLNVAL)) ok = false;
       if (u.revents & (POLLERR | POLLNVAL)) ok = false;
@@ -240,8 +308,8 @@ void FaultyProxy::run() {
       // Both directions finished: the connection closed normally.
       if (!ok || (p.up.eof && p.down.eof && !p.up.pending() && !p.down.pending())) {
         if (ok) {
-          ::close(p.client);
-          ::close(p.upstream);
+          close_socket(p.client);
+          close_socket(p.upstream);
         } else {
           reset_close(p.client);
           reset_close(p.upstream);
@@ -254,8 +322,8 @@ void FaultyProxy::run() {
     current_ = pairs.empty() ? -1 : static_cast<int>(pairs.back().upstream_index);
   }
   for (auto& p : pairs) {
-    ::close(p.client);
-    ::close(p.upstream);
+    close_socket(p.client);
+    close_socket(p.upstream);
   }
 }
 

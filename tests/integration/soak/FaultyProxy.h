@@ -6,7 +6,7 @@
 // them: each new connection goes to the next one in turn, skipping those that refuse it (a
 // node that is down), so a client that reconnects to the one address lands on a live node.
 //
-// One thread forwards with poll(); each direction keeps at most one buffer and reads no more
+// One thread forwards with poll() (WSAPoll on Windows); each direction keeps at most one buffer and reads no more
 // from its source until the destination took it, so a slow side slows only its own pair.
 // A tap, when given, sees every byte that passes, for tests that look at what is on the wire.
 #pragma once
@@ -20,7 +20,17 @@
 #include <thread>
 #include <vector>
 
+#ifdef _WIN32
+#include <winsock2.h>
+#endif
+
 namespace sotto::test {
+
+#ifdef _WIN32
+using Socket = SOCKET;
+#else
+using Socket = int;
+#endif
 
 class FaultyProxy {
  public:
@@ -56,8 +66,9 @@ class FaultyProxy {
   void start();
   void run();
 
-  int listener_ = -1;
-  int wake_[2] = {-1, -1};
+  Socket listener_ = static_cast<Socket>(-1);
+  // A UDP socket connected to itself: a byte sent wakes the proxy thread's poll().
+  Socket wake_ = static_cast<Socket>(-1);
   uint16_t port_ = 0;
   std::vector<uint16_t> upstreams_;
   size_t next_upstream_ = 0;  // the proxy thread's turn
