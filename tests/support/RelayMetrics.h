@@ -4,10 +4,14 @@
 // Header-only, so that any test target can use it without linking another library.
 #pragma once
 
+#ifdef _WIN32
+#include <winsock2.h>  // a test program under Wine: Winsock, started by the fixtures
+#else
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#endif
 
 #include <cctype>
 #include <chrono>
@@ -27,29 +31,37 @@ namespace sotto::test {
 // when the relay does not answer.
 using RelayMetrics = std::map<std::string, double>;
 inline std::optional<RelayMetrics> relay_metrics(uint16_t port) {
+#ifdef _WIN32
+  SOCKET fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd == INVALID_SOCKET) return std::nullopt;
+  DWORD limit = 10'000;  // milliseconds
+  constexpr int kSendFlags = 0;
+#else
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return std::nullopt;
+  timeval limit{10, 0};
+  constexpr int kSendFlags = MSG_NOSIGNAL;
+#endif
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval limit{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, reinterpret_cast<const char*>(&limit), sizeof limit);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, reinterpret_cast<const char*>(&limit), sizeof limit);
   std::string response;
   size_t body_at = std::string::npos, length = std::string::npos;
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
     // HTTP/1.0: the body comes whole, never chunked.
     const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-        static_cast<ssize_t>(request.size())) {
+    if (::send(fd, request.data(), static_cast<int>(request.size()), kSendFlags) ==
+        static_cast<int>(request.size())) {
       // Reads until the body is complete (Content-Length) or the relay closes.
       auto complete = [&] {
         return body_at != std::string::npos && length != std::string::npos &&
                response.size() >= body_at + length;
       };
       char buf[8192];
-      for (ssize_t n; !complete() && (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+      for (int n; !complete() && (n = static_cast<int>(::recv(fd, buf, sizeof buf, 0))) > 0;) {
         response.append(buf, static_cast<size_t>(n));
         if (body_at != std::string::npos) continue;
         if ((body_at = response.find("\r\n\r\n")) == std::string::npos) continue;
@@ -61,7 +73,11 @@ inline std::optional<RelayMetrics> relay_metrics(uint16_t port) {
       }
     }
   }
+#ifdef _WIN32
+  ::closesocket(fd);
+#else
   ::close(fd);
+#endif
   if (body_at == std::string::npos || response.rfind("HTTP/1.", 0) != 0 ||
       response.find(" 200 ") > response.find("\r\n"))
     return std::nullopt;

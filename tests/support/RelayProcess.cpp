@@ -158,6 +158,10 @@ int RelayProcess::wait_exit(int timeout_ms) {
   return -2;
 }
 
+void RelayProcess::signal(int sig) {
+  if (pid_ > 0) spawn::signal(running_, sig);
+}
+
 void RelayProcess::kill9() {
   if (pid_ <= 0) return;
   spawn::signal(running_, spawn::kKill);

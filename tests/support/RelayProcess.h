@@ -58,6 +58,7 @@ class RelayProcess {
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }
 
+  void signal(int sig);     // sends a signal (spawn::kHup, kTerm: Linux numbers) and goes on
   void kill9();             // SIGKILL, reap
   int terminate();          // SIGTERM, wait; the exit status (or 128 + signal)
   int await_exit();         // as terminate(), for a SIGTERM the test sent: no second signal

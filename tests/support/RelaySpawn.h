@@ -12,6 +12,7 @@
 namespace sotto::test::spawn {
 
 // Signals, by their Linux numbers (a Windows build has no <signal.h> names for most).
+inline constexpr int kHup = 1;
 inline constexpr int kKill = 9;
 inline constexpr int kTerm = 15;
 

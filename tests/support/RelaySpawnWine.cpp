@@ -66,9 +66,14 @@ void write_script(const fs::path& path, const std::string& body) {
   out << "#!/bin/sh\n" << body;
 }
 
+// The command for sh, each argument quoted; those that are Windows paths ("C:/...", a data
+// dir, a certificate) as the relay names them.
 std::string command_line(const std::vector<std::string>& command) {
   std::string line;
-  for (const auto& a : command) line += (line.empty() ? "" : " ") + quoted(a);
+  for (const auto& a : command) {
+    bool windows_path = a.size() > 2 && a[1] == ':' && (a[2] == '/' || a[2] == '\\');
+    line += (line.empty() ? "" : " ") + quoted(windows_path ? native_path(a) : a);
+  }
   return line;
 }
 
@@ -156,13 +161,8 @@ std::pair<int, std::string> run(const std::vector<std::string>& command) {
   std::pair<int, std::string> out{-1, {}};
   fs::path dir = make_dir();
   if (dir.empty()) return out;
-  std::vector<std::string> args;
-  // Windows paths among the arguments (a data dir) are given as the relay names them.
-  for (const auto& a : command)
-    args.push_back(a.size() > 2 && a[1] == ':' && (a[2] == '/' || a[2] == '\\') ? native_path(a)
-                                                                                : a);
   std::string at = native_path(dir);
-  write_script(dir / "run.sh", command_line(args) + " >" + quoted(at + "/output") +
+  write_script(dir / "run.sh", command_line(command) + " >" + quoted(at + "/output") +
                                    " 2>&1\necho $? >" + quoted(at + "/status.tmp") + " && mv " +
                                    quoted(at + "/status.tmp") + " " + quoted(at + "/status") +
                                    "\n");

@@ -26,6 +26,15 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Which certificates OpenSSL's default verify paths trust, for this process.
+void trust(const fs::path& pem) {
+#ifdef _WIN32
+  _putenv_s("SSL_CERT_FILE", pem.string().c_str());
+#else
+  ::setenv("SSL_CERT_FILE", pem.c_str(), 1);
+#endif
+}
+
 // Writes a self-signed P-256 certificate for IP 127.0.0.1, valid from an hour ago for
 // `valid_s`, and its key as PEM files.
 bool make_certificate(const fs::path& cert_path, const fs::path& key_path,
@@ -73,13 +82,17 @@ int64_t not_after(const fs::path& cert_path) {
   std::tm tm{};
   bool ok = cert && ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1;
   X509_free(cert);
+#ifdef _WIN32
+  return ok ? static_cast<int64_t>(_mkgmtime(&tm)) : -1;
+#else
   return ok ? static_cast<int64_t>(timegm(&tm)) : -1;
+#endif
 }
 
 TEST(Tls, MessagesAndAFileOverWssAndHttps) {
   TempDir certs;
   ASSERT_TRUE(make_certificate(certs / "relay.pem", certs / "relay.key"));
-  ::setenv("SSL_CERT_FILE", (certs / "relay.pem").c_str(), 1);
+  trust(certs / "relay.pem");
   RelayProcess::Options o;
   o.extra_args = {"--tls-cert", (certs / "relay.pem").string(), "--tls-key",
                   (certs / "relay.key").string()};
@@ -126,7 +139,7 @@ TEST(Tls, AnUntrustedCertificateFailsRegistrationWithAClearError) {
   TempDir certs;
   ASSERT_TRUE(make_certificate(certs / "relay.pem", certs / "relay.key"));
   ASSERT_TRUE(make_certificate(certs / "other.pem", certs / "other.key"));
-  ::setenv("SSL_CERT_FILE", (certs / "other.pem").c_str(), 1);  // trusts another certificate
+  trust(certs / "other.pem");  // trusts another certificate
   RelayProcess::Options o;
   o.extra_args = {"--tls-cert", (certs / "relay.pem").string(), "--tls-key",
                   (certs / "relay.key").string()};
@@ -190,7 +203,7 @@ TEST(Tls, TheRelayEndsConnectionsWithCloseNotify) {
     beast::websocket::stream<Tls> ws(ioc, ctx);
     connect(ws.next_layer());
     ws.handshake("127.0.0.1", "/v1/ws");
-    ::kill(relay.pid(), SIGTERM);
+    relay.signal(spawn::kTerm);
     beast::flat_buffer buf;
     beast::error_code ec;
     ws.read(buf, ec);
@@ -222,7 +235,7 @@ TEST(Tls, SighupServesARenewedCertificateToNewConnections) {
     std::ofstream both(certs / "both.pem");  // the SDK clients trust either
     both << std::ifstream(certs / "old.pem").rdbuf() << std::ifstream(certs / "new.pem").rdbuf();
   }
-  ::setenv("SSL_CERT_FILE", (certs / "both.pem").c_str(), 1);
+  trust(certs / "both.pem");
   RelayProcess::Options o;
   o.extra_args = {"--tls-cert", (certs / "relay.pem").string(), "--tls-key",
                   (certs / "relay.key").string()};
@@ -286,7 +299,7 @@ TEST(Tls, SighupServesARenewedCertificateToNewConnections) {
 
   // The new certificate with the old key: refused, and the old pair still served.
   install("new.pem", "old.key");
-  ::kill(relay.pid(), SIGHUP);
+  relay.signal(spawn::kHup);
   ASSERT_TRUE(eventually([&] { return log_count("event=tls_reload_failed") == 1; })) << relay.log();
   EXPECT_NE(relay.log().find("private key"), std::string::npos) << relay.log();
   EXPECT_TRUE(serves("old.pem"));
@@ -299,7 +312,7 @@ TEST(Tls, SighupServesARenewedCertificateToNewConnections) {
   ASSERT_TRUE(before);
   ASSERT_TRUE(get(*before, "/healthz"));
   install("new.pem", "new.key");
-  ::kill(relay.pid(), SIGHUP);
+  relay.signal(spawn::kHup);
   ASSERT_TRUE(eventually([&] { return log_count("event=tls_reloaded") == 1; })) << relay.log();
   EXPECT_TRUE(serves("new.pem"));
   EXPECT_FALSE(serves("old.pem"));
