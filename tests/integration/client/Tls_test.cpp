@@ -61,8 +61,8 @@ bool make_certificate(const fs::path& cert_path, const fs::path& key_path,
     ok = ok && X509_sign(cert, key, EVP_sha256()) > 0;
   }
   if (ok) {
-    FILE* c = std::fopen(cert_path.c_str(), "w");
-    FILE* k = std::fopen(key_path.c_str(), "w");
+    FILE* c = std::fopen(cert_path.string().c_str(), "w");
+    FILE* k = std::fopen(key_path.string().c_str(), "w");
     ok = c && k && PEM_write_X509(c, cert) == 1 &&
          PEM_write_PrivateKey(k, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
     if (c) std::fclose(c);
@@ -75,7 +75,7 @@ bool make_certificate(const fs::path& cert_path, const fs::path& key_path,
 
 // The certificate's expiry in Unix seconds, as the relay's metric gives it.
 int64_t not_after(const fs::path& cert_path) {
-  FILE* f = std::fopen(cert_path.c_str(), "r");
+  FILE* f = std::fopen(cert_path.string().c_str(), "r");
   if (!f) return -1;
   X509* cert = PEM_read_X509(f, nullptr, nullptr, nullptr);
   std::fclose(f);
