@@ -37,8 +37,8 @@ void trust(const fs::path& pem) {
 
 // Writes a self-signed P-256 certificate for IP 127.0.0.1, valid from an hour ago for
 // `valid_s`, and its key as PEM files.
-bool make_certificate(const fs::path& cert_path, const fs::path& key_path,
-                      long valid_s = 24 * 3600) {
+bool make_certificate(const fs::path& cert_path, const fs::path& key_path, long valid_s = 24 * 3600,
+                      const char* common_name = "127.0.0.1") {
   EVP_PKEY* key = EVP_EC_gen("P-256");
   X509* cert = X509_new();
   bool ok = key && cert;
@@ -49,7 +49,7 @@ bool make_certificate(const fs::path& cert_path, const fs::path& key_path,
     X509_gmtime_adj(X509_getm_notAfter(cert), valid_s);
     X509_NAME* name = X509_get_subject_name(cert);
     X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                               reinterpret_cast<const unsigned char*>("127.0.0.1"), -1, -1, 0);
+                               reinterpret_cast<const unsigned char*>(common_name), -1, -1, 0);
     X509_set_issuer_name(cert, name);
     X509_set_pubkey(cert, key);
     X509V3_CTX ctx;
@@ -225,15 +225,19 @@ TEST(Tls, SighupServesARenewedCertificateToNewConnections) {
   using Tls = beast::ssl_stream<tcp::socket>;
   TempDir certs;
   ASSERT_TRUE(make_certificate(certs / "old.pem", certs / "old.key"));
-  ASSERT_TRUE(make_certificate(certs / "new.pem", certs / "new.key", 90 * 24 * 3600));  // renewed
+  // Renewed: a new key, a longer life, and a name of its own.
+  ASSERT_TRUE(make_certificate(certs / "new.pem", certs / "new.key", 90 * 24 * 3600, "relay 2"));
   auto install = [&](const char* cert, const char* key) {
-    fs::copy_file(certs / cert, certs / "relay.pem", fs::copy_options::overwrite_existing);
-    fs::copy_file(certs / key, certs / "relay.key", fs::copy_options::overwrite_existing);
+    // Removed first: MinGW's copy_file() refuses overwrite_existing.
+    for (const char* name : {"relay.pem", "relay.key"}) fs::remove(certs / name);
+    fs::copy_file(certs / cert, certs / "relay.pem");
+    fs::copy_file(certs / key, certs / "relay.key");
   };
   install("old.pem", "old.key");
   {
-    std::ofstream both(certs / "both.pem");  // the SDK clients trust either
-    both << std::ifstream(certs / "old.pem").rdbuf() << std::ifstream(certs / "new.pem").rdbuf();
+    std::ofstream both(certs / "both.pem", std::ios::binary);  // the SDK clients trust either
+    both << std::ifstream(certs / "old.pem", std::ios::binary).rdbuf()
+         << std::ifstream(certs / "new.pem", std::ios::binary).rdbuf();
   }
   trust(certs / "both.pem");
   RelayProcess::Options o;
