@@ -308,7 +308,7 @@ struct Client::Impl {
   std::map<std::pair<ConversationId, std::string>, uint64_t> typing_seen_until_ms;
   std::vector<std::string> presence_watch;  // accounts watched
   // Group messages that did not decrypt are asked for again in one request per sender device
-  // (failed_envelopes), at most once a minute each: when each device was last asked, and
+  // (failed_envelopes), at most every 2 s each: when each device was last asked, and
   // when the next round is due (0: none). Worker thread only.
   std::map<std::pair<std::string, uint32_t>, uint64_t> group_resend_asked_ms;
   uint64_t resend_asks_due_ms = 0;

@@ -1,6 +1,8 @@
 // sotto::Client, receiving: the worker loop, decrypting and storing envelopes, receipts,
 // sync from own devices, session repair and held messages from a changed identity.
 
+#include <algorithm>
+
 #include "ClientImpl.h"
 #include "SearchIndex.h"
 
@@ -456,10 +458,20 @@ Status Client::Impl::apply_session_reset(const Address& from, const content::Ses
   const std::string& me = parts.crypto.identity().account;
   uint64_t t = now();
   int count = 0;
+  // Resent in the order this device wrote them, whatever the order asked: the receiver places
+  // each at its original relay time, and two sent within one millisecond keep their order
+  // only by arriving in it.
+  std::vector<StoredMessage> asked;
   for (const auto& id : r.failed_message_ids()) {
     if (id.size() != 16 || ++count > 100) continue;
     SOTTO_TRY_ASSIGN(auto m, history.find_message(me, view_of(id)));
-    if (!m || !m->message.outgoing || m->extra.empty() || m->message.deleted) continue;
+    if (m) asked.push_back(std::move(*m));
+  }
+  std::sort(asked.begin(), asked.end(),
+            [](const StoredMessage& a, const StoredMessage& b) { return a.row < b.row; });
+  for (auto& stored : asked) {
+    auto* m = &stored;
+    if (!m->message.outgoing || m->extra.empty() || m->message.deleted) continue;
     if (m->message.sent_ms + kResendWindow < t) continue;
     content::DataMessage dm;
     if (!dm.ParseFromArray(m->extra.data(), static_cast<int>(m->extra.size()))) continue;
@@ -555,7 +567,10 @@ Status Client::Impl::handle_failure(const wire::Envelope& env, const Error& err,
 }
 
 void Client::Impl::ask_resends() {
-  constexpr uint64_t kAskInterval = 60'000;
+  // Each id is asked for once; the interval only gathers what fails over a few batches (a
+  // burst split by the worker's batching) into one request. A minute made a burst that
+  // straddled two batches wait that long for its second half.
+  constexpr uint64_t kAskInterval = 2'000;
   resend_asks_due_ms = 0;
   uint64_t t = now();
   auto later = [&](uint64_t at) {
@@ -597,7 +612,7 @@ void Client::Impl::ask_resends() {
       continue;
     }
     group_resend_asked_ms[key] = t;
-    // The next round: what did not fit in this request, and what fails within the minute.
+    // The next round: what did not fit in this request, and what fails meanwhile.
     later(t + kAskInterval);
   }
   if (asked) kick_outbox();
