@@ -775,9 +775,13 @@ Client::Impl::Outcome Client::Impl::send_group_data(const OutboxItem& item) {
   uint32_t row_revision = content.data_message().group().revision();
   auto restamp_row = [&](uint32_t revision) -> Status {
     if (!item.message || revision == row_revision) return {};
-    SOTTO_TRY(
-        history.set_group_revision(*item.message, revision, serialize(content.data_message())));
-    return {};
+    // The row's own copy (an edit made while the message waited is in it), with the revision.
+    SOTTO_TRY_ASSIGN(auto stored, history.message(*item.message));
+    if (!stored || stored->extra.empty()) return {};  // deleted meanwhile
+    content::DataMessage dm;
+    if (!dm.ParseFromArray(stored->extra.data(), static_cast<int>(stored->extra.size()))) return {};
+    dm.mutable_group()->set_revision(revision);
+    return history.set_group_revision(*item.message, revision, serialize(dm));
   };
   // Members and the devices this device has sessions with, one query; members without any
   // get sessions first.
