@@ -165,7 +165,10 @@ void RelayProcess::signal(int sig) {
 void RelayProcess::kill9() {
   if (pid_ <= 0) return;
   spawn::signal(running_, spawn::kKill);
-  while (!spawn::exited(running_)) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  if (wait_exit(30'000) == -2) {
+    ADD_FAILURE() << "sotto-relay (process " << pid_ << ") was not gone 30 s after SIGKILL";
+    running_.pid = -1;
+  }
   pid_ = -1;
 }
 
