@@ -64,8 +64,9 @@ using PollFd = pollfd;
 void start_sockets() {}
 #endif
 
-Socket tcp_socket() {
-  Socket s = ::socket(AF_INET, SOCK_STREAM, 0);
+// A socket that processes started later (the relay, the devices) do not inherit.
+Socket new_socket(int type) {
+  Socket s = ::socket(AF_INET, type, 0);
 #ifndef _WIN32
   if (s >= 0) ::fcntl(s, F_SETFD, FD_CLOEXEC);
 #endif
@@ -161,7 +162,7 @@ FaultyProxy::FaultyProxy(std::vector<uint16_t> upstreams, size_t first)
 void FaultyProxy::start() {
   start_sockets();
   routed_ = std::make_unique<std::atomic<uint64_t>[]>(upstreams_.size());
-  listener_ = tcp_socket();
+  listener_ = new_socket(SOCK_STREAM);
   int one = 1;
   ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const char*>(&one),
                sizeof one);
@@ -173,7 +174,7 @@ void FaultyProxy::start() {
   ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
   port_ = ntohs(a.sin_port);
   set_nonblocking(listener_);
-  wake_ = ::socket(AF_INET, SOCK_DGRAM, 0);
+  wake_ = new_socket(SOCK_DGRAM);
   sockaddr_in w = loopback(0);
   socklen_t wlen = sizeof w;
   if (wake_ == kNoSocket || ::bind(wake_, reinterpret_cast<sockaddr*>(&w), sizeof w) != 0 ||
@@ -264,7 +265,7 @@ void FaultyProxy::run() {
         for (size_t tried = 0; tried < upstreams_.size() && u == kNoSocket; ++tried) {
           upstream = next_upstream_;
           next_upstream_ = (next_upstream_ + 1) % upstreams_.size();
-          u = tcp_socket();
+          u = new_socket(SOCK_STREAM);
           sockaddr_in a = loopback(upstreams_[upstream]);
           if (::connect(u, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
             close_socket(u);
