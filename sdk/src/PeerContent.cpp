@@ -62,11 +62,12 @@ std::vector<Sink>& routes() {
 
 void route_protobuf_log(google::protobuf::LogLevel level, const char* file, int line,
                         const std::string& message) {
-  std::vector<Sink> sinks;
-  {
+  // Copied at construction (not assigned: GCC 12 for arm64 then warns of a null shared_ptr
+  // in the destruction of the empty vector's elements).
+  std::vector<Sink> sinks = [] {
     std::lock_guard lock(routes_mu);
-    sinks = routes();
-  }
+    return routes();
+  }();
   if (sinks.empty()) return;
   const char* name = level == google::protobuf::LOGLEVEL_FATAL     ? "fatal"
                      : level == google::protobuf::LOGLEVEL_ERROR   ? "error"
