@@ -554,7 +554,7 @@ TEST(Groups, AThousandMembersReceiveAMessageFromOneSender) {
   ASSERT_TRUE(conv.ok()) << conv.error().message;
   ASSERT_TRUE((*m[0])->send_text(*conv, "hello, thousand").ok());
   for (int i = 1; i < kMembers; ++i) {
-    if (i % 10 == 1) fprintf(stderr, "at %.1f s: waiting for member %d\n", since(), i);
+    if (i % (kMembers / 10) == 1) fprintf(stderr, "at %.1f s: waiting for member %d\n", since(), i);
     ASSERT_TRUE(
         eventually([&] { return has_text(*m[static_cast<size_t>(i)], "hello, thousand"); }, 240s))
         << "member " << i << " did not receive it";
