@@ -229,16 +229,14 @@ Status Client::Impl::change_group(ConversationId conversation,
 
 Result<std::vector<std::string>> Client::Impl::store_group_state(
     ConversationId conv, const content::GroupUpdate& u, ByteView raw,
-    const std::set<std::string>& old_members) {
+    const std::set<std::string>& old_members, uint32_t left_revision) {
   const std::string& me = parts.crypto.identity().account;
   auto next_members = member_set(u);
   bool is_member = next_members.count(me) > 0;
   GroupRow row{conv,         bytes_of(u.group_id()),
                u.revision(), Bytes(raw.begin(), raw.end()),
                u.name(),     is_member};
-  SOTTO_TRY_ASSIGN(auto before, history.group(conv));
-  if (before) row.left_revision = before->left_revision;
-  if (old_members.count(me) && !is_member) row.left_revision = u.revision();
+  row.left_revision = old_members.count(me) && !is_member ? u.revision() : left_revision;
   SOTTO_TRY(history.save_group(row));
   auto admins = admin_set(u);
   std::vector<GroupMember> members;
@@ -303,7 +301,8 @@ Status Client::Impl::apply_group_update(const Address& from, const content::Grou
   bool was_member = existing && existing->member;
   bool is_member = next_members.count(me) > 0;
 
-  SOTTO_TRY_ASSIGN(auto removed, store_group_state(conv, u, raw, old_members));
+  SOTTO_TRY_ASSIGN(auto removed, store_group_state(conv, u, raw, old_members,
+                                                   existing ? existing->left_revision : 0));
   if (is_member) SOTTO_TRY(apply_held_group_messages(view_of(u.group_id()), fx));
   std::vector<std::string> added;
   for (const auto& a : next_members)
@@ -401,7 +400,8 @@ Status Client::Impl::apply_group_sync(const content::GroupUpdate& u, Effects& fx
     if (cur.ParseFromArray(existing->snapshot.data(), static_cast<int>(existing->snapshot.size())))
       old_members = member_set(cur);
   }
-  SOTTO_TRY(store_group_state(conv, u, serialize(u), old_members));
+  SOTTO_TRY(store_group_state(conv, u, serialize(u), old_members,
+                              existing ? existing->left_revision : 0));
   if (is_member) SOTTO_TRY(apply_held_group_messages(view_of(u.group_id()), fx));
   fx.events.push_back([conv](ClientListener& l) { l.on_conversation_changed(conv); });
   return {};

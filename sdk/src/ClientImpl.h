@@ -696,10 +696,13 @@ struct Client::Impl {
   Status enqueue_sync_reply(const Address& device, const content::Content& reply, Effects& fx);
   // Saves a group's snapshot `raw` (of `u`) and its members. When members left, this
   // device's sender key is replaced and theirs forgotten; when this account is no longer in
-  // it, nobody holds this device's key any more. Returns who left. In a transaction.
+  // it, nobody holds this device's key any more. `left_revision`: the stored row's (0 for a
+  // new group); it becomes u's revision when u removes this account. Returns who left. In a
+  // transaction.
   Result<std::vector<std::string>> store_group_state(ConversationId conv,
                                                      const content::GroupUpdate& u, ByteView raw,
-                                                     const std::set<std::string>& old_members);
+                                                     const std::set<std::string>& old_members,
+                                                     uint32_t left_revision);
   // A linked device's SyncRequest GROUPS: every group this account is in, as snapshots, in
   // as many Sync messages as they need (the last one says `complete`). In a transaction.
   Status reply_groups(const Address& device, Effects& fx);

@@ -469,15 +469,14 @@ Status Client::Impl::apply_session_reset(const Address& from, const content::Ses
   }
   std::sort(asked.begin(), asked.end(),
             [](const StoredMessage& a, const StoredMessage& b) { return a.row < b.row; });
-  for (auto& stored : asked) {
-    auto* m = &stored;
-    if (!m->message.outgoing || m->extra.empty() || m->message.deleted) continue;
-    if (m->message.sent_ms + kResendWindow < t) continue;
+  for (const StoredMessage& m : asked) {
+    if (!m.message.outgoing || m.extra.empty() || m.message.deleted) continue;
+    if (m.message.sent_ms + kResendWindow < t) continue;
     content::DataMessage dm;
-    if (!dm.ParseFromArray(m->extra.data(), static_cast<int>(m->extra.size()))) continue;
+    if (!dm.ParseFromArray(m.extra.data(), static_cast<int>(m.extra.size()))) continue;
     if (dm.has_group()) {
       // Only to a current member; and its next group message brings it the sender key again.
-      SOTTO_TRY_ASSIGN(auto g, history.group(m->message.conversation));
+      SOTTO_TRY_ASSIGN(auto g, history.group(m.message.conversation));
       if (!g || !g->member) continue;
       SOTTO_TRY_ASSIGN(bool member, history.is_group_member(g->conversation, from.account));
       if (!member) continue;
@@ -493,9 +492,9 @@ Status Client::Impl::apply_session_reset(const Address& from, const content::Ses
     if (from.account == me && !dm.has_group()) {
       // Another device of this account: it takes a 1:1 message of ours only as the
       // transcript it missed (a data message from its own account is not for it).
-      SOTTO_TRY_ASSIGN(auto conv, history.conversation(m->message.conversation));
+      SOTTO_TRY_ASSIGN(auto conv, history.conversation(m.message.conversation));
       if (!conv || conv->peer.empty()) continue;
-      c = sent_transcript(*conv, std::move(dm), m->message.sent_ms);
+      c = sent_transcript(*conv, std::move(dm), m.message.sent_ms);
     } else {
       *c.mutable_data_message() = std::move(dm);
     }
@@ -505,7 +504,7 @@ Status Client::Impl::apply_session_reset(const Address& from, const content::Ses
     item.target = from.account;
     item.target_device = from.device_id;
     item.content = serialize(c);
-    item.message = m->row;
+    item.message = m.row;
     SOTTO_TRY(history.enqueue(item, t));
     fx.kick_outbox = true;
   }
